@@ -1,0 +1,47 @@
+//! `cairn snapshots`
+
+use crate::args::GlobalArgs;
+use crate::{exit, output};
+
+pub fn run(g: &GlobalArgs) -> anyhow::Result<i32> {
+    let repo = super::open(g)?;
+    let all = repo.snapshots()?;
+    if g.json {
+        let docs: Vec<_> = all
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id.to_hex(), "time_ns": s.time_ns, "time": output::time(s.time_ns),
+                    "hostname": s.hostname, "username": s.username,
+                    "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>(),
+                    "tags": s.tags, "tree": s.tree.to_hex(), "program": s.program,
+                    "summary": { "bytes_total": s.summary.bytes_total, "bytes_added_stored": s.summary.bytes_added_stored,
+                                 "files_new": s.summary.files_new, "errors": s.summary.errors },
+                })
+            })
+            .collect();
+        output::json(&docs)?;
+    } else if !g.quiet {
+        println!(
+            "{:<12}  {:<19}  {:<16}  {:<12}  paths",
+            "id", "time (UTC)", "host", "tags"
+        );
+        for (id, s) in &all {
+            let paths: Vec<String> = s
+                .paths
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            println!(
+                "{:<12}  {:<19}  {:<16}  {:<12}  {}",
+                &id.to_hex()[..12],
+                output::time(s.time_ns),
+                s.hostname,
+                s.tags.join(","),
+                paths.join(" ")
+            );
+        }
+        println!("{} snapshot(s)", all.len());
+    }
+    Ok(exit::OK)
+}

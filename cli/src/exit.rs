@@ -1,0 +1,31 @@
+//! Exit codes (documented in README.md) and the mapping from engine errors.
+
+use cairn_engine::Error;
+
+/// Success.
+pub const OK: i32 = 0;
+/// Any error not listed below.
+pub const ERROR: i32 = 1;
+/// The snapshot was written but some sources could not be read.
+pub const PARTIAL: i32 = 3;
+/// The repository does not exist.
+pub const NO_REPOSITORY: i32 = 10;
+/// The repository is locked by another process (locks arrive with forget/prune).
+#[allow(dead_code)]
+pub const LOCKED: i32 = 11;
+/// Wrong password or key.
+pub const WRONG_KEY: i32 = 12;
+
+/// The exit code for an error chain: the first engine error in it decides.
+pub fn code_for(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<Error>() {
+            return match e {
+                Error::NoRepository(_) => NO_REPOSITORY,
+                Error::WrongKey(_) => WRONG_KEY,
+                _ => ERROR,
+            };
+        }
+    }
+    ERROR
+}

@@ -1,0 +1,100 @@
+//! zstd compression of blob plaintext. A blob is stored raw when zstd does not make it
+//! smaller (already-compressed data), so restore never pays for a useless decompression.
+
+use crate::error::{Error, Result};
+
+/// How a blob body is encoded inside its sealed envelope (first plaintext byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    /// Stored as is.
+    Raw = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+impl Codec {
+    /// Parses the codec byte.
+    pub fn from_byte(b: u8) -> Option<Codec> {
+        match b {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes `data` as `codec byte || body`, choosing zstd only when it shrinks the data.
+/// `level` 0 disables compression.
+pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
+    if level != 0 && !data.is_empty() {
+        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        out.push(Codec::Zstd as u8);
+        if let Ok(compressed) = zstd::bulk::compress(data, level) {
+            if compressed.len() < data.len() {
+                out.extend_from_slice(&compressed);
+                return out;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(Codec::Raw as u8);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Decodes `codec byte || body`. `max_len` bounds the decompressed size (a blob's raw length
+/// from the index, or the chunker's maximum) so a hostile frame cannot exhaust memory.
+pub fn decode(encoded: &[u8], max_len: usize, object: &str) -> Result<Vec<u8>> {
+    let (&codec, body) = encoded
+        .split_first()
+        .ok_or_else(|| Error::corrupt(object, "empty blob body"))?;
+    match Codec::from_byte(codec) {
+        Some(Codec::Raw) => Ok(body.to_vec()),
+        Some(Codec::Zstd) => zstd::bulk::decompress(body, max_len)
+            .map_err(|e| Error::corrupt(object, format!("zstd frame: {e}"))),
+        None => Err(Error::corrupt(
+            object,
+            format!("unknown blob codec {codec}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compressible_data_is_compressed_and_random_data_stored_raw() {
+        let text = b"hello hello hello hello hello hello hello hello".repeat(100);
+        let enc = encode(&text, 3);
+        assert_eq!(enc.first(), Some(&(Codec::Zstd as u8)));
+        assert!(enc.len() < text.len() / 4);
+        let random: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let enc = encode(&random, 3);
+        assert_eq!(decode(&enc, random.len(), "t").unwrap(), random);
+    }
+
+    #[test]
+    fn decompression_bomb_is_refused() {
+        let zeros = vec![0u8; 1 << 20];
+        let enc = encode(&zeros, 3);
+        assert!(decode(&enc, 1000, "blob x").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), level in 0i32..5) {
+            let enc = encode(&data, level);
+            prop_assert_eq!(decode(&enc, data.len(), "t").unwrap(), data);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..500)) {
+            let _ = decode(&data, 1 << 16, "t");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Key derivation: BLAKE3 `derive_key` with one fixed context string per purpose, and
+//! Argon2id for password slots (its cost is chosen at `init` and stored in the slot).
+
+use serde::{Deserialize, Serialize};
+
+use super::Key32;
+use crate::error::{Error, Result};
+
+/// The BLAKE3 derivation contexts. Changing any string is a format change.
+pub mod context {
+    /// K -> key that seals the keyring.
+    pub const KEYRING_SEAL: &str = "cairn v1 2026-11-23 keyring sealing key";
+    /// K -> name of the keyring object (so a slot finds the keyring K opens).
+    pub const KEYRING_NAME: &str = "cairn v1 2026-11-23 keyring object name";
+    /// K_cdc -> FastCDC gear table (XOF output, 256 little-endian u64).
+    pub const GEAR_TABLE: &str = "cairn v1 2026-11-23 fastcdc gear table";
+    /// recovery code || salt -> recovery slot wrapping key.
+    pub const RECOVERY_SLOT: &str = "cairn v1 2026-11-23 recovery slot wrapping key";
+}
+
+/// BLAKE3 `derive_key(context, material)` as a zeroizing key.
+pub fn derive(context: &str, material: &[u8]) -> Key32 {
+    Key32::from_bytes(blake3::derive_key(context, material))
+}
+
+/// Argon2id cost parameters, stored in each password slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Argon2Params {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Iterations.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl Argon2Params {
+    /// The floor accepted when opening or creating a slot: weaker settings are refused so a
+    /// tampered slot cannot downgrade the KDF to nothing.
+    pub const MIN: Argon2Params = Argon2Params {
+        m_kib: 8 * 1024,
+        t: 1,
+        p: 1,
+    };
+    /// The ceiling accepted when opening, so a tampered slot cannot exhaust memory.
+    pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
+
+    /// Checks the parameters are within the accepted range.
+    pub fn validate(&self) -> Result<()> {
+        if self.m_kib < Self::MIN.m_kib
+            || self.m_kib > Self::MAX_M_KIB
+            || self.t == 0
+            || self.t > 64
+            || self.p == 0
+            || self.p > 16
+        {
+            return Err(Error::InvalidInput(format!(
+                "Argon2id parameters out of range: m={} KiB t={} p={}",
+                self.m_kib, self.t, self.p
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Argon2id(password, salt) -> 32-byte key.
+pub fn argon2id(password: &[u8], salt: &[u8], params: Argon2Params) -> Result<Key32> {
+    params.validate()?;
+    let p = argon2::Params::new(params.m_kib, params.t, params.p, Some(32))
+        .map_err(|e| Error::InvalidInput(format!("Argon2id parameters: {e}")))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = [0u8; 32];
+    a.hash_password_into(password, salt, &mut out)
+        .map_err(|e| Error::InvalidInput(format!("Argon2id: {e}")))?;
+    let key = Key32::from_bytes(out);
+    zeroize::Zeroize::zeroize(&mut out);
+    Ok(key)
+}

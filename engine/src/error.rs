@@ -1,0 +1,110 @@
+//! The engine's one public error type. Variants follow what the caller should do next
+//! (try another key, run `check`, create the repository, fix the source path...), so the CLI
+//! can map them to documented exit codes without parsing messages.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No key slot opened with the secret given (wrong password, wrong recovery code).
+    #[error("wrong password or key: {0}")]
+    WrongKey(String),
+
+    /// An object exists but its bytes are not what they must be (authentication failed,
+    /// truncated, undecodable, wrong id). Run `cairn check` for the full picture.
+    #[error("repository object {object} is damaged: {why}")]
+    Corrupt { object: String, why: String },
+
+    /// An object the repository needs is not there.
+    #[error("repository object {0} is missing")]
+    Missing(String),
+
+    /// There is no repository at the location given.
+    #[error("no repository at {0}")]
+    NoRepository(String),
+
+    /// A repository already exists where `init` was asked to create one.
+    #[error("a repository already exists at {0}")]
+    AlreadyExists(String),
+
+    /// The repository was written by a newer format version this build cannot read.
+    #[error(
+        "unsupported format version {found} in {object} (this build reads version {supported})"
+    )]
+    UnsupportedVersion {
+        object: String,
+        found: u32,
+        supported: u32,
+    },
+
+    /// The storage backend failed.
+    #[error("storage {op} of {object} failed: {source}")]
+    Storage {
+        op: &'static str,
+        object: String,
+        retryable: bool,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Reading a source file or directory failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Writing a restored file failed.
+    #[error("cannot restore {}: {source}", path.display())]
+    Target {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The local index cache failed; deleting the cache directory is always safe.
+    #[error("index cache at {}: {why}", path.display())]
+    Cache { path: PathBuf, why: String },
+
+    /// The caller passed something the engine cannot work with.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// No snapshot matches, or several do.
+    #[error("{0}")]
+    SnapshotNotFound(String),
+}
+
+impl Error {
+    /// A damaged-object error; `object` should be the repository name of the object.
+    pub fn corrupt(object: impl Into<String>, why: impl Into<String>) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            why: why.into(),
+        }
+    }
+
+    /// A storage error for `op` on `object`.
+    pub fn storage(op: &'static str, object: impl Into<String>, source: std::io::Error) -> Self {
+        let retryable = matches!(
+            source.kind(),
+            std::io::ErrorKind::Interrupted
+                | std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::WouldBlock
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+        );
+        Error::Storage {
+            op,
+            object: object.into(),
+            retryable,
+            source,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Spec: format-spec/SPEC.md#keyring
+//!
+//! The keyring holds every long-lived key, sealed under a key derived from the repository key
+//! K. Its plaintext is zeroized after parsing; only `keys` turns it into live secrets.
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::codec::{decode_versioned, encode_versioned};
+use crate::error::Result;
+
+/// Payload version of the keyring.
+pub const KEYRING_VERSION: u8 = 1;
+
+/// One data-key epoch.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct EpochKeyDoc {
+    /// Epoch number, as written in envelopes.
+    pub epoch: u32,
+    /// XChaCha20-Poly1305 key.
+    pub key: [u8; 32],
+    /// When the epoch was created, ns since the Unix epoch.
+    pub created_ns: i64,
+}
+
+/// The keyring's plaintext.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct KeyringDoc {
+    /// The repository this keyring belongs to.
+    pub repository_id: [u8; 32],
+    /// Keys chunk ids (keyed BLAKE3).
+    pub id_key: [u8; 32],
+    /// Expands into the FastCDC gear table.
+    pub cdc_key: [u8; 32],
+    /// MACs the audit chain.
+    pub audit_key: [u8; 32],
+    /// Data keys; new objects use the highest epoch.
+    pub epochs: Vec<EpochKeyDoc>,
+}
+
+impl std::fmt::Debug for KeyringDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyringDoc(<redacted>)")
+    }
+}
+
+impl std::fmt::Debug for EpochKeyDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EpochKeyDoc(epoch {}, <redacted>)", self.epoch)
+    }
+}
+
+impl KeyringDoc {
+    /// Plaintext bytes; the caller zeroizes them after sealing.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_versioned(KEYRING_VERSION, self)
+    }
+
+    /// Parses plaintext bytes.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        decode_versioned(bytes, KEYRING_VERSION, object)
+    }
+}

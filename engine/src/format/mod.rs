@@ -1,0 +1,60 @@
+//! The on-disk format, one file per section of `format-spec/SPEC.md`: bytes <-> types, pure
+//! and deterministic. Nothing here touches storage; only `envelope` calls the AEAD.
+
+pub mod config;
+pub mod envelope;
+pub mod index;
+pub mod keyring;
+pub mod pack;
+pub mod slot;
+pub mod snapshot;
+pub mod tree;
+
+use serde::{Deserialize, Serialize};
+
+/// The repository format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Whether a blob holds file content or a directory listing. Stored in separate packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BlobKind {
+    /// File content chunk.
+    Data,
+    /// Serialized [`tree::Tree`].
+    Tree,
+}
+
+impl BlobKind {
+    /// The envelope kind of a blob of this kind.
+    pub fn object_kind(self) -> envelope::ObjectKind {
+        match self {
+            BlobKind::Data => envelope::ObjectKind::DataBlob,
+            BlobKind::Tree => envelope::ObjectKind::TreeBlob,
+        }
+    }
+
+    /// One-byte code used in the index cache.
+    pub fn code(self) -> u8 {
+        match self {
+            BlobKind::Data => 0,
+            BlobKind::Tree => 1,
+        }
+    }
+
+    /// Parses [`BlobKind::code`].
+    pub fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}

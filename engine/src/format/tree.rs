@@ -1,0 +1,155 @@
+//! Spec: format-spec/SPEC.md#trees
+//!
+//! A tree blob is one directory: its entries sorted by raw name bytes (names are bytes, not
+//! UTF-8), each with its kind-specific payload and metadata. Identical directories produce
+//! identical bytes and dedup like any blob. Fields for hardlinks, xattrs, sparse files, devices
+//! and file flags exist from version 1 so later features need no format change.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode_versioned, encode_versioned};
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+
+/// Payload version of a tree.
+pub const TREE_VERSION: u8 = 1;
+
+/// What a node is, with what only that kind has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeKind {
+    /// A regular file: its content is the concatenation of `chunks`, with `holes` (offset,
+    /// length) of zeros inserted where the source was sparse.
+    File {
+        /// Content chunks in order.
+        chunks: Vec<ChunkId>,
+        /// Sparse holes (empty when the file is dense).
+        holes: Vec<(u64, u64)>,
+    },
+    /// A directory and its tree blob.
+    Dir {
+        /// Tree blob id.
+        subtree: ChunkId,
+    },
+    /// A symbolic link (target as raw bytes; may dangle).
+    Symlink {
+        /// Link target.
+        target: Vec<u8>,
+    },
+    /// A named pipe.
+    Fifo,
+    /// A character device.
+    CharDevice {
+        /// Device number.
+        rdev: u64,
+    },
+    /// A block device.
+    BlockDevice {
+        /// Device number.
+        rdev: u64,
+    },
+    /// A Unix socket (recorded, never restored).
+    Socket,
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// File name, raw bytes, never containing `/` or NUL, never `.` or `..`.
+    pub name: Vec<u8>,
+    /// Kind and kind-specific payload.
+    pub kind: NodeKind,
+    /// st_mode permission and type bits.
+    pub mode: u32,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Owner name when known.
+    pub user: Option<String>,
+    /// Group name when known.
+    pub group: Option<String>,
+    /// Size in bytes (files: content length; others: st_size).
+    pub size: u64,
+    /// Modification time, ns since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Access time, ns since the Unix epoch.
+    pub atime_ns: i64,
+    /// Status change time, ns since the Unix epoch (recorded, not restorable).
+    pub ctime_ns: i64,
+    /// Inode number at backup time (incremental change detection).
+    pub inode: u64,
+    /// Device at backup time (incremental change detection, one-file-system).
+    pub device: u64,
+    /// Hard link count at backup time.
+    pub links: u64,
+    /// Hardlink group within the snapshot (files sharing an inode share a group).
+    pub hardlink_group: Option<u64>,
+    /// Extended attributes (name, value), sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Inode flags (FS_IOC_GETFLAGS), 0 when unknown.
+    pub flags: u32,
+}
+
+impl Node {
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, NodeKind::Dir { .. })
+    }
+
+    /// Whether `name` may appear in a tree.
+    pub fn valid_name(name: &[u8]) -> bool {
+        !name.is_empty()
+            && name != b"."
+            && name != b".."
+            && !name.contains(&b'/')
+            && !name.contains(&0)
+    }
+}
+
+/// A directory's plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tree {
+    /// Entries, strictly increasing by name bytes.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// Plaintext bytes. Sorts the nodes first so equal directories encode equally.
+    pub fn encode(&mut self) -> Vec<u8> {
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        encode_versioned(TREE_VERSION, self)
+    }
+
+    /// Parses plaintext and checks names are valid, unique and sorted.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        let t: Tree = decode_versioned(bytes, TREE_VERSION, object)?;
+        for pair in t.nodes.windows(2) {
+            if let [a, b] = pair {
+                if a.name >= b.name {
+                    return Err(Error::corrupt(
+                        object,
+                        "tree entries are not strictly sorted",
+                    ));
+                }
+            }
+        }
+        if let Some(bad) = t.nodes.iter().find(|n| !Node::valid_name(&n.name)) {
+            return Err(Error::corrupt(
+                object,
+                format!(
+                    "invalid entry name {:?}",
+                    String::from_utf8_lossy(&bad.name)
+                ),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// The node named `name`.
+    pub fn find(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .and_then(|i| self.nodes.get(i))
+    }
+}

@@ -1,0 +1,246 @@
+//! Parallel blob writing: the caller (reading and chunking files) hands over plaintext blobs;
+//! compression and sealing run on a rayon pool; full packs are stored by the worker that filled
+//! them, so storing overlaps with reading. In-flight plaintext is bounded by a byte budget, so
+//! memory does not grow with file or repository size.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::compress;
+use crate::error::{Error, Result};
+use crate::format::BlobKind;
+use crate::format::envelope;
+use crate::format::index::IndexSegment;
+use crate::id::ChunkId;
+
+use super::Repository;
+use super::packer::Packer;
+
+/// Bytes of plaintext that may be queued or in compression at once.
+const IN_FLIGHT_BYTES: u64 = 64 * 1024 * 1024;
+/// Write an index segment once this many packs are stored (bounds what a crash loses).
+const PACKS_PER_SEGMENT: usize = 128;
+
+/// Counters of what a writer added.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// New blobs.
+    pub blobs: u64,
+    /// Their plaintext bytes.
+    pub raw_bytes: u64,
+    /// Bytes stored (packs and index segments).
+    pub stored_bytes: u64,
+    /// Packs stored.
+    pub packs: u64,
+}
+
+#[derive(Debug, Default)]
+struct Budget {
+    used: Mutex<u64>,
+    freed: Condvar,
+}
+
+impl Budget {
+    fn acquire(&self, n: u64) {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A single blob larger than the budget still proceeds once nothing else is in flight.
+        while *used > 0 && *used + n > IN_FLIGHT_BYTES {
+            used = self
+                .freed
+                .wait(used)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *used += n;
+    }
+
+    fn release(&self, n: u64) {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *used = used.saturating_sub(n);
+        self.freed.notify_all();
+    }
+
+    fn wait_idle(&self) {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *used > 0 {
+            used = self
+                .freed
+                .wait(used)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    budget: Budget,
+    error: Mutex<Option<Error>>,
+    raw_bytes: AtomicU64,
+    sealed_bytes: AtomicU64,
+}
+
+/// Deduplicating, parallel writer of blobs. Call [`BlobWriter::finish`] to store the last packs
+/// and their index; blobs are referenced safely only after that.
+#[derive(Debug)]
+pub struct BlobWriter<'r> {
+    repo: &'r Repository,
+    packer: Arc<Packer>,
+    pool: rayon::ThreadPool,
+    shared: Arc<Shared>,
+    session: Mutex<HashSet<ChunkId>>,
+    blobs: AtomicU64,
+    stored_index_bytes: AtomicU64,
+    packs: AtomicU64,
+}
+
+impl<'r> BlobWriter<'r> {
+    pub(super) fn new(repo: &'r Repository) -> Result<Self> {
+        let (epoch, key) = repo.keyring().current();
+        let packer = Packer::new(
+            repo.storage().clone(),
+            epoch,
+            key.clone(),
+            repo.config().pack_target_size as usize,
+        );
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("cairn-seal-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("cannot start worker threads: {e}")))?;
+        Ok(BlobWriter {
+            repo,
+            packer: Arc::new(packer),
+            pool,
+            shared: Arc::default(),
+            session: Mutex::default(),
+            blobs: AtomicU64::new(0),
+            stored_index_bytes: AtomicU64::new(0),
+            packs: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether `id` must be stored: not in the index and not added in this session. Marks it
+    /// as added.
+    fn claim(&self, id: &ChunkId) -> Result<bool> {
+        if self.repo.index().contains(id)? {
+            return Ok(false);
+        }
+        Ok(self
+            .session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(*id))
+    }
+
+    /// Adds a blob, returning its id; stores it only if the repository lacks it.
+    pub fn add(&self, kind: BlobKind, plaintext: Vec<u8>) -> Result<ChunkId> {
+        let id = self.repo.chunk_id(&plaintext);
+        self.add_with_id(kind, id, plaintext)?;
+        Ok(id)
+    }
+
+    /// Adds a blob whose keyed id the caller computed already.
+    pub fn add_with_id(&self, kind: BlobKind, id: ChunkId, plaintext: Vec<u8>) -> Result<()> {
+        if let Some(e) = self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            return Err(e);
+        }
+        if !self.claim(&id)? {
+            return Ok(());
+        }
+        let raw_length = u32::try_from(plaintext.len())
+            .map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
+        self.blobs.fetch_add(1, Ordering::Relaxed);
+        let cost = plaintext.len() as u64 + 1;
+        self.shared.budget.acquire(cost);
+        let shared = Arc::clone(&self.shared);
+        let packer = Arc::clone(&self.packer);
+        let (epoch, key) = self.repo.keyring().current();
+        let key = key.clone();
+        let level = self.repo.config().zstd_level;
+        self.pool.spawn(move || {
+            let result = (|| {
+                let body = compress::encode(&plaintext, level);
+                let sealed = envelope::seal(&key, epoch, kind.object_kind(), id.as_bytes(), &body)?;
+                shared
+                    .raw_bytes
+                    .fetch_add(u64::from(raw_length), Ordering::Relaxed);
+                shared
+                    .sealed_bytes
+                    .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+                drop(body);
+                drop(plaintext);
+                packer.add(kind, id, raw_length, sealed)
+            })();
+            if let Err(e) = result {
+                let mut slot = shared
+                    .error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                slot.get_or_insert(e);
+            }
+            shared.budget.release(cost);
+        });
+        if self.packer.finished_len() >= PACKS_PER_SEGMENT {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self) -> Result<()> {
+        let packs = self.packer.take_finished();
+        if packs.is_empty() {
+            return Ok(());
+        }
+        self.packs.fetch_add(packs.len() as u64, Ordering::Relaxed);
+        let pack_bytes: u64 = packs.iter().map(|p| p.size).sum();
+        let size = self.repo.save_index_segment(&IndexSegment {
+            packs,
+            supersedes: Vec::new(),
+        })?;
+        self.stored_index_bytes
+            .fetch_add(size + pack_bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits for every blob, stores the open packs, then the index segment naming them.
+    /// After this returns, every id this writer returned is in the repository and its index.
+    pub fn finish(self) -> Result<WriteStats> {
+        self.shared.budget.wait_idle();
+        if let Some(e) = self
+            .shared
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            return Err(e);
+        }
+        self.packer.flush()?;
+        self.write_index()?;
+        self.repo.index().flush()?;
+        Ok(WriteStats {
+            blobs: self.blobs.load(Ordering::Relaxed),
+            raw_bytes: self.shared.raw_bytes.load(Ordering::Relaxed),
+            stored_bytes: self.stored_index_bytes.load(Ordering::Relaxed),
+            packs: self.packs.load(Ordering::Relaxed),
+        })
+    }
+}

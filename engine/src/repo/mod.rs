@@ -1,0 +1,457 @@
+//! The repository service: init and open (slots -> K -> keyring -> config), sealed objects by
+//! name, blobs by id through the index cache, snapshots, and the parallel blob writer.
+//! Operations (`backup`, `restore`, ...) use this and nothing below it directly.
+
+mod blob_writer;
+mod packer;
+
+pub use blob_writer::{BlobWriter, WriteStats};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::compress;
+use crate::crypto::{Argon2Params, Key32, SecretBytes};
+use crate::error::{Error, Result};
+use crate::format::config::{CONFIG_NAME, Config};
+use crate::format::envelope::{self, ObjectKind};
+use crate::format::index::IndexSegment;
+use crate::format::slot::SlotDoc;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::format::{BlobKind, FORMAT_VERSION, now_ns};
+use crate::id::{ChunkId, ObjectId, PackId};
+use crate::index::{BlobLocation, IndexCache};
+use crate::keys::{self, Keyring, OpenSecret, RecoveryCode};
+use crate::storage::{PutMode, Storage};
+
+/// What `init` creates.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Password of the first slot.
+    pub password: SecretBytes,
+    /// Argon2id cost of the password slot (see [`calibrate_argon2`]).
+    pub argon2: Argon2Params,
+    /// Whether to create a recovery-code slot (strongly recommended).
+    pub recovery_code: bool,
+    /// FastCDC bounds.
+    pub chunker: ChunkerParams,
+    /// Target pack size in bytes.
+    pub pack_target_size: u32,
+    /// zstd level (0 = off).
+    pub zstd_level: i32,
+}
+
+impl InitOptions {
+    /// Defaults: 512 KiB/1 MiB/8 MiB chunks, 16 MiB packs, zstd 3, a recovery code.
+    pub fn new(password: SecretBytes, argon2: Argon2Params) -> Self {
+        InitOptions {
+            password,
+            argon2,
+            recovery_code: true,
+            chunker: ChunkerParams::default(),
+            pack_target_size: 16 * 1024 * 1024,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// What `init` made.
+#[derive(Debug)]
+pub struct InitOutcome {
+    /// The new repository's id.
+    pub repository_id: ObjectId,
+    /// The recovery code, to show once.
+    pub recovery_code: Option<RecoveryCode>,
+}
+
+/// Picks Argon2id iterations at 64 MiB so one derivation takes about `target` on this machine
+/// (at least 3 iterations, at most 16).
+pub fn calibrate_argon2(target: Duration) -> Result<Argon2Params> {
+    let probe = Argon2Params {
+        m_kib: 64 * 1024,
+        t: 1,
+        p: 1,
+    };
+    let start = Instant::now();
+    crate::crypto::argon2id(b"calibration", &[0u8; 32], probe)?;
+    let one = start.elapsed().as_secs_f64().max(1e-3);
+    let t = (target.as_secs_f64() / one).ceil().clamp(3.0, 16.0) as u32;
+    Ok(Argon2Params { t, ..probe })
+}
+
+/// An open repository.
+#[derive(Debug)]
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: Config,
+    keyring: Arc<Keyring>,
+    chunker: Chunker,
+    index: IndexCache,
+    opened_with: ObjectId,
+}
+
+/// Object name of a pack.
+pub fn pack_name(id: &PackId) -> String {
+    let hex = id.to_hex();
+    format!("data/{}/{}", hex.get(..2).unwrap_or("00"), hex)
+}
+
+/// Object name of a snapshot.
+pub fn snapshot_name(id: &ObjectId) -> String {
+    format!("snapshots/{}", id.to_hex())
+}
+
+fn parse_ids(names: &[String], prefix: &str) -> Vec<ObjectId> {
+    names
+        .iter()
+        .filter_map(|n| n.strip_prefix(prefix))
+        .filter_map(|h| ObjectId::from_hex(h).ok())
+        .collect()
+}
+
+impl Repository {
+    /// Creates a repository in `storage`. Writes the keyring, then the slots, then the config:
+    /// the config's presence is what makes a repository exist, so an interrupted init leaves
+    /// nothing that can be opened and is reported as incomplete.
+    pub fn init(storage: Arc<dyn Storage>, opts: &InitOptions) -> Result<InitOutcome> {
+        if storage.stat(CONFIG_NAME)?.is_some() {
+            return Err(Error::AlreadyExists(storage.location()));
+        }
+        if !storage.list("keys/")?.is_empty() || !storage.list("keyring/")?.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "{} holds key material but no config (an interrupted init?); remove it or pick another location",
+                storage.location()
+            )));
+        }
+        let config = Config {
+            format_version: FORMAT_VERSION,
+            repository_id: ObjectId::random()?,
+            chunker: opts.chunker,
+            pack_target_size: opts.pack_target_size,
+            zstd_level: opts.zstd_level,
+            created_ns: now_ns(),
+        };
+        config.validate()?;
+        let repository_id = config.repository_id;
+        let k = Key32::random()?;
+        let keyring = Keyring::generate(repository_id)?;
+        let ring_name = keys::keyring_name(&k);
+        storage.put(
+            &ring_name,
+            &keyring.seal(&keys::keyring_seal_key(&k), &ring_name)?,
+            PutMode::CreateNew,
+        )?;
+        let slot = keys::create_password_slot(repository_id, &k, &opts.password, opts.argon2)?;
+        storage.put(
+            &format!("keys/{}", slot.id),
+            &slot.encode(),
+            PutMode::CreateNew,
+        )?;
+        let recovery_code = if opts.recovery_code {
+            let (slot, code) = keys::create_recovery_slot(repository_id, &k)?;
+            storage.put(
+                &format!("keys/{}", slot.id),
+                &slot.encode(),
+                PutMode::CreateNew,
+            )?;
+            Some(code)
+        } else {
+            None
+        };
+        let (epoch, key) = keyring.current();
+        let sealed = envelope::seal(
+            key,
+            epoch,
+            ObjectKind::Config,
+            CONFIG_NAME.as_bytes(),
+            &config.encode(),
+        )?;
+        storage.put(CONFIG_NAME, &sealed, PutMode::CreateNew)?;
+        Ok(InitOutcome {
+            repository_id,
+            recovery_code,
+        })
+    }
+
+    /// Opens a repository with `secret`; `cache_root` holds one index cache per repository.
+    /// Errors: [`Error::NoRepository`], [`Error::WrongKey`], [`Error::Corrupt`].
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        secret: &OpenSecret,
+        cache_root: PathBuf,
+    ) -> Result<Self> {
+        let config_exists = storage.stat(CONFIG_NAME)?.is_some();
+        let mut slot_names = storage.list("keys/")?;
+        slot_names.sort();
+        if !config_exists {
+            return Err(Error::NoRepository(storage.location()));
+        }
+        let mut opened = None;
+        for name in &slot_names {
+            let slot = SlotDoc::decode(&storage.get(name)?, name)?;
+            if let Some(k) = keys::unwrap_slot(&slot, secret)? {
+                opened = Some((slot, k));
+                break;
+            }
+        }
+        let Some((slot, k)) = opened else {
+            let what = match secret {
+                OpenSecret::Password(_) => "no key slot opens with this password",
+                OpenSecret::Recovery(_) => "no recovery slot opens with this recovery code",
+            };
+            return Err(Error::WrongKey(what.to_string()));
+        };
+        let ring_name = keys::keyring_name(&k);
+        let ring_bytes = storage.get(&ring_name)?;
+        let keyring = Keyring::open(
+            &ring_bytes,
+            &keys::keyring_seal_key(&k),
+            &ring_name,
+            slot.repository_id,
+        )?;
+        drop(k);
+        let sealed = storage.get(CONFIG_NAME)?;
+        let plain = envelope::open(
+            &sealed,
+            ObjectKind::Config,
+            CONFIG_NAME.as_bytes(),
+            CONFIG_NAME,
+            |e| keyring.data_key(e, CONFIG_NAME),
+        )?;
+        let config = Config::decode(&plain)?;
+        if config.repository_id != slot.repository_id {
+            return Err(Error::corrupt(
+                CONFIG_NAME,
+                "config belongs to another repository than its key slots",
+            ));
+        }
+        if config.format_version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                object: CONFIG_NAME.into(),
+                found: config.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let chunker = Chunker::new(keyring.cdc_key(), config.chunker)?;
+        let index = IndexCache::open(
+            &cache_root.join(config.repository_id.to_hex()),
+            config.repository_id,
+        )?;
+        let repo = Repository {
+            storage,
+            config,
+            keyring: Arc::new(keyring),
+            chunker,
+            index,
+            opened_with: slot.id,
+        };
+        repo.sync_index()?;
+        Ok(repo)
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The keyed chunker.
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    /// Keyed chunk id of `data`.
+    pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
+        self.keyring.chunk_id(data)
+    }
+
+    /// The slot this repository was opened with.
+    pub fn opened_with(&self) -> ObjectId {
+        self.opened_with
+    }
+
+    pub(crate) fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// The index cache.
+    pub fn index(&self) -> &IndexCache {
+        &self.index
+    }
+
+    /// Seals `plaintext` under the current epoch and stores it as `name` (create-only).
+    pub fn save_object(&self, kind: ObjectKind, name: &str, plaintext: &[u8]) -> Result<u64> {
+        let (epoch, key) = self.keyring.current();
+        let sealed = envelope::seal(key, epoch, kind, name.as_bytes(), plaintext)?;
+        self.storage.put(name, &sealed, PutMode::CreateNew)?;
+        Ok(sealed.len() as u64)
+    }
+
+    /// Loads and opens the sealed object `name`.
+    pub fn load_object(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        let sealed = self.storage.get(name)?;
+        envelope::open(&sealed, kind, name.as_bytes(), name, |e| {
+            self.keyring.data_key(e, name)
+        })
+    }
+
+    /// Applies index segments the cache has not seen; rebuilds the cache when a segment it
+    /// applied is gone (the repository is the truth).
+    pub fn sync_index(&self) -> Result<()> {
+        let names = self.storage.list("index/")?;
+        let present: std::collections::HashSet<ObjectId> =
+            parse_ids(&names, "index/").into_iter().collect();
+        let mut applied = self.index.applied_segments()?;
+        if applied.iter().any(|id| !present.contains(id)) {
+            self.index.clear()?;
+            applied.clear();
+        }
+        let todo: Vec<ObjectId> = present
+            .into_iter()
+            .filter(|id| !applied.contains(id))
+            .collect();
+        todo.par_iter().try_for_each(|id| {
+            let name = format!("index/{id}");
+            let segment =
+                IndexSegment::decode(&self.load_object(ObjectKind::IndexSegment, &name)?, &name)?;
+            self.index.apply_segment(*id, &segment)
+        })
+    }
+
+    /// Writes an index segment and applies it to the cache. Returns its stored size.
+    pub fn save_index_segment(&self, segment: &IndexSegment) -> Result<u64> {
+        let id = ObjectId::random()?;
+        let size = self.save_object(
+            ObjectKind::IndexSegment,
+            &format!("index/{id}"),
+            &segment.encode(),
+        )?;
+        self.index.apply_segment(id, segment)?;
+        Ok(size)
+    }
+
+    /// Where a blob lives.
+    pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
+        self.index
+            .get(id)?
+            .ok_or_else(|| Error::Missing(format!("blob {id} (not in the index)")))
+    }
+
+    /// Reads, opens, decompresses and verifies a blob: its keyed hash must equal `id`, so a
+    /// restore can never write bytes other than the ones backed up.
+    pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        let pack = pack_name(&loc.pack);
+        let sealed = self
+            .storage
+            .get_range(&pack, u64::from(loc.offset), u64::from(loc.length))?;
+        self.open_blob(id, &loc, &pack, &sealed)
+    }
+
+    /// Opens a blob's sealed bytes read from `pack` and verifies them against `id`.
+    pub fn open_blob(
+        &self,
+        id: &ChunkId,
+        loc: &BlobLocation,
+        pack: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        let object = format!("{pack} (blob {id})");
+        let body = envelope::open(
+            sealed,
+            loc.kind.object_kind(),
+            id.as_bytes(),
+            &object,
+            |e| self.keyring.data_key(e, &object),
+        )?;
+        let plain = compress::decode(&body, loc.raw_length as usize, &object)?;
+        if plain.len() != loc.raw_length as usize || self.keyring.chunk_id(&plain) != *id {
+            return Err(Error::corrupt(object, "content does not match its id"));
+        }
+        Ok(plain)
+    }
+
+    /// Loads a tree blob.
+    pub fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::decode(&bytes, &format!("tree {id}"))
+    }
+
+    /// A blob writer for this repository (see [`BlobWriter`]).
+    pub fn blob_writer(&self) -> Result<BlobWriter<'_>> {
+        BlobWriter::new(self)
+    }
+
+    /// Ids of all snapshots.
+    pub fn snapshot_ids(&self) -> Result<Vec<ObjectId>> {
+        Ok(parse_ids(&self.storage.list("snapshots/")?, "snapshots/"))
+    }
+
+    /// Loads one snapshot.
+    pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
+        let name = snapshot_name(id);
+        Snapshot::decode(&self.load_object(ObjectKind::Snapshot, &name)?, &name)
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(ObjectId, Snapshot)>> {
+        let ids = self.snapshot_ids()?;
+        let mut all: Vec<(ObjectId, Snapshot)> = ids
+            .par_iter()
+            .map(|id| Ok((*id, self.load_snapshot(id)?)))
+            .collect::<Result<_>>()?;
+        all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok(all)
+    }
+
+    /// Resolves `latest`, a full id, or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(ObjectId, Snapshot)> {
+        if spec == "latest" {
+            return self
+                .snapshots()?
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound("the repository has no snapshots".into()));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        let matches: Vec<ObjectId> = self
+            .snapshot_ids()?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_lc))
+            .collect();
+        match matches.as_slice() {
+            [id] => Ok((*id, self.load_snapshot(id)?)),
+            [] => Err(Error::SnapshotNotFound(format!(
+                "no snapshot matches {spec:?}"
+            ))),
+            _ => Err(Error::SnapshotNotFound(format!(
+                "{} snapshots match {spec:?}; give more characters",
+                matches.len()
+            ))),
+        }
+    }
+
+    /// Stores a snapshot; returns its id and stored size.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
+        let id = ObjectId::random()?;
+        let size = self.save_object(
+            ObjectKind::Snapshot,
+            &snapshot_name(&id),
+            &snapshot.encode(),
+        )?;
+        Ok((id, size))
+    }
+
+    /// Kind of blob for a location (helper for callers holding only ids).
+    pub fn blob_kind(&self, id: &ChunkId) -> Result<BlobKind> {
+        Ok(self.locate(id)?.kind)
+    }
+}

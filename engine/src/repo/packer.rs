@@ -1,0 +1,173 @@
+//! Pack assembly. Sealed blobs collect per kind (data and tree blobs never share a pack); a
+//! pack is closed once it reaches the target size, its blobs are shuffled so their order says
+//! nothing about file order, a sealed header and its length are appended, and the pack is
+//! stored under the BLAKE3 of its bytes.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::crypto::{Key32, random_below};
+use crate::error::{Error, Result};
+use crate::format::BlobKind;
+use crate::format::envelope::{self, ObjectKind};
+use crate::format::index::IndexedPack;
+use crate::format::pack::{BlobEntry, PackHeader};
+use crate::id::{ChunkId, PackId};
+use crate::storage::{PutMode, Storage};
+
+use super::pack_name;
+
+#[derive(Debug)]
+struct PendingBlob {
+    kind: BlobKind,
+    id: ChunkId,
+    raw_length: u32,
+    sealed: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct OpenPack {
+    blobs: Vec<PendingBlob>,
+    bytes: usize,
+}
+
+/// Collects sealed blobs into packs and stores them.
+#[derive(Debug)]
+pub(crate) struct Packer {
+    storage: Arc<dyn Storage>,
+    epoch: u32,
+    header_key: Key32,
+    target: usize,
+    open: Mutex<[OpenPack; 2]>,
+    finished: Mutex<Vec<IndexedPack>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Packer {
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        epoch: u32,
+        header_key: Key32,
+        target: usize,
+    ) -> Self {
+        Packer {
+            storage,
+            epoch,
+            header_key,
+            target,
+            open: Mutex::default(),
+            finished: Mutex::default(),
+        }
+    }
+
+    /// Adds a sealed blob; stores the pack when it is full (in the calling thread).
+    pub(crate) fn add(
+        &self,
+        kind: BlobKind,
+        id: ChunkId,
+        raw_length: u32,
+        sealed: Vec<u8>,
+    ) -> Result<()> {
+        let full = {
+            let mut open = lock(&self.open);
+            let slot = match kind {
+                BlobKind::Data => &mut open[0],
+                BlobKind::Tree => &mut open[1],
+            };
+            slot.bytes += sealed.len();
+            slot.blobs.push(PendingBlob {
+                kind,
+                id,
+                raw_length,
+                sealed,
+            });
+            if slot.bytes >= self.target {
+                Some(std::mem::take(slot))
+            } else {
+                None
+            }
+        };
+        match full {
+            Some(pack) => self.write(pack),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores the packs still open.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let packs: Vec<OpenPack> = lock(&self.open).iter_mut().map(std::mem::take).collect();
+        for p in packs {
+            if !p.blobs.is_empty() {
+                self.write(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Packs stored since the last call.
+    pub(crate) fn take_finished(&self) -> Vec<IndexedPack> {
+        std::mem::take(&mut *lock(&self.finished))
+    }
+
+    /// Number of packs stored but not yet taken.
+    pub(crate) fn finished_len(&self) -> usize {
+        lock(&self.finished).len()
+    }
+
+    fn write(&self, mut pack: OpenPack) -> Result<()> {
+        // Fisher-Yates with the OS CSPRNG: blob order must not reveal file order.
+        for i in (1..pack.blobs.len()).rev() {
+            let j = random_below(i as u64 + 1)? as usize;
+            pack.blobs.swap(i, j);
+        }
+        let mut bytes = Vec::with_capacity(pack.bytes + 64 * pack.blobs.len() + 64);
+        let mut entries = Vec::with_capacity(pack.blobs.len());
+        for b in pack.blobs {
+            let offset = u32::try_from(bytes.len())
+                .map_err(|_| Error::InvalidInput("pack larger than 4 GiB".into()))?;
+            let length = u32::try_from(b.sealed.len())
+                .map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
+            bytes.extend_from_slice(&b.sealed);
+            entries.push(BlobEntry {
+                kind: b.kind,
+                id: b.id,
+                offset,
+                length,
+                raw_length: b.raw_length,
+            });
+        }
+        let header = envelope::seal(
+            &self.header_key,
+            self.epoch,
+            ObjectKind::PackHeader,
+            b"",
+            &PackHeader {
+                blobs: entries.clone(),
+            }
+            .encode(),
+        )?;
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(
+            &u32::try_from(header.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        let id = PackId::of(&bytes);
+        let name = pack_name(&id);
+        match self.storage.put(&name, &bytes, PutMode::CreateNew) {
+            Ok(()) => {}
+            // Same bytes, same name: another writer stored this very pack already.
+            Err(Error::Storage { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        lock(&self.finished).push(IndexedPack {
+            pack: id,
+            size: bytes.len() as u64,
+            blobs: entries,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Local filesystem backend. Writes go to a temporary file in the target directory, are
+//! fsynced, then linked (create-only) or renamed (overwrite) into place, and the directory is
+//! fsynced: a crash leaves either the whole object or none, never half of one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{PutMode, Storage, validate_name};
+use crate::error::{Error, Result};
+
+/// A repository in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// Uses `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf> {
+        validate_name(name)?;
+        Ok(self.root.join(name))
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Storage for LocalStorage {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()> {
+        let path = self.path(name)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let err = |e| Error::storage("write", name, e);
+        fs::create_dir_all(&dir).map_err(err)?;
+        let tmp = dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            hex::encode(crate::crypto::random_array::<8>()?)
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            match mode {
+                PutMode::CreateNew => {
+                    fs::hard_link(&tmp, &path)?;
+                    fs::remove_file(&tmp)?;
+                }
+                PutMode::Overwrite => fs::rename(&tmp, &path)?,
+            }
+            fsync_dir(&dir)
+        };
+        let result = write();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(err)
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        fs::read(&path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::Missing(name.to_string()),
+            _ => Error::storage("read", name, e),
+        })
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        let err = |e: std::io::Error| match e.kind() {
+            ErrorKind::NotFound => Error::Missing(name.to_string()),
+            _ => Error::storage("read", name, e),
+        };
+        let mut f = File::open(&path).map_err(err)?;
+        let size = f.metadata().map_err(err)?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::corrupt(
+                name,
+                format!("range {offset}+{len} beyond the object's {size} bytes"),
+            ));
+        }
+        f.seek(SeekFrom::Start(offset)).map_err(err)?;
+        let mut buf = vec![
+            0u8;
+            usize::try_from(len)
+                .map_err(|_| Error::InvalidInput("range too large".into()))?
+        ];
+        f.read_exact(&mut buf).map_err(err)?;
+        Ok(buf)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let dir = self.root.join(prefix.trim_end_matches('/'));
+        let mut out = Vec::new();
+        let mut stack = vec![(dir, prefix.trim_end_matches('/').to_string())];
+        while let Some((dir, name)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::storage("list", prefix, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::storage("list", prefix, e))?;
+                let file_name = entry.file_name();
+                let Some(file_name) = file_name.to_str() else {
+                    continue;
+                };
+                if file_name.starts_with(".tmp-") {
+                    continue;
+                }
+                let child = if name.is_empty() {
+                    file_name.to_string()
+                } else {
+                    format!("{name}/{file_name}")
+                };
+                let ft = entry
+                    .file_type()
+                    .map_err(|e| Error::storage("list", prefix, e))?;
+                if ft.is_dir() {
+                    stack.push((entry.path(), child));
+                } else if ft.is_file() {
+                    out.push(child);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::storage("delete", name, e)),
+        }
+    }
+
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let path = self.path(name)?;
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage("stat", name, e)),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Storage backends: a small trait over names and opaque bytes. Storage never sees keys,
+//! plaintext or the format; it is untrusted for confidentiality and integrity.
+
+mod local;
+mod mem;
+
+pub use local::LocalStorage;
+pub use mem::MemStorage;
+
+use crate::error::{Error, Result};
+
+/// Whether a put may replace an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fail with `AlreadyExists` when the name exists (packs, snapshots, index segments).
+    CreateNew,
+    /// Replace atomically (key slots when re-wrapped).
+    Overwrite,
+}
+
+/// A place that stores named objects. Names are `/`-separated, lower-case ASCII.
+/// Implementations must make `put` atomic: a reader sees the whole object or none of it.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// Where this is, for messages.
+    fn location(&self) -> String;
+    /// Stores `data` under `name`.
+    fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()>;
+    /// The whole object; [`Error::Missing`] when absent.
+    fn get(&self, name: &str) -> Result<Vec<u8>>;
+    /// `len` bytes from `offset`; fails if the object is shorter.
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Every name starting with `prefix` (a directory such as `snapshots/`), in any order.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Removes an object; removing a missing one is not an error.
+    fn delete(&self, name: &str) -> Result<()>;
+    /// The object's size, `None` when absent.
+    fn stat(&self, name: &str) -> Result<Option<u64>>;
+}
+
+/// Rejects names that could escape the repository or collide across backends.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes().all(|b| {
+                    b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'-'
+                        || b == b'_'
+                        || b == b'.'
+                })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!("invalid object name {name:?}")))
+    }
+}
