@@ -17,8 +17,7 @@ fn main() {
         // A closed pipe (`cairn ls | head`) is not an error worth a message.
         Err(err)
             if err.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+                c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             }) =>
         {
             exit::OK

@@ -19,10 +19,8 @@ impl TermProgress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {elapsed_precise} {bytes} ({bytes_per_sec}) {wide_msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{spinner} {elapsed_precise} {bytes} ({bytes_per_sec}) {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
             bar
@@ -37,10 +35,8 @@ impl Progress for TermProgress {
             bar.set_length(t);
             bar.set_position(0);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {wide_msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
         }
     }

@@ -13,19 +13,14 @@ use crate::args::GlobalArgs;
 
 fn first_line(bytes: Vec<u8>) -> SecretBytes {
     let all = SecretBytes::new(bytes);
-    let line = all
-        .expose()
-        .split(|&b| b == b'\n')
-        .next()
-        .unwrap_or_default();
+    let line = all.expose().split(|&b| b == b'\n').next().unwrap_or_default();
     SecretBytes::new(line.strip_suffix(b"\r").unwrap_or(line).to_vec())
 }
 
 /// The password from the configured source; `confirm` asks twice when prompting.
 pub fn password(g: &GlobalArgs, confirm: bool) -> anyhow::Result<SecretBytes> {
     if let Some(path) = &g.password_file {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading password file {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
         return Ok(first_line(bytes));
     }
     if let Some(cmd) = &g.password_command {
@@ -60,10 +55,9 @@ pub fn password(g: &GlobalArgs, confirm: bool) -> anyhow::Result<SecretBytes> {
 /// The secret that opens the repository.
 pub fn open_secret(g: &GlobalArgs) -> anyhow::Result<OpenSecret> {
     if let Some(path) = &g.recovery_code_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading recovery code file {}", path.display()))?;
-        let code = RecoveryCode::parse(&text)
-            .with_context(|| format!("recovery code in {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading recovery code file {}", path.display()))?;
+        let code = RecoveryCode::parse(&text).with_context(|| format!("recovery code in {}", path.display()))?;
         return Ok(OpenSecret::Recovery(code));
     }
     Ok(OpenSecret::Password(password(g, false)?))

@@ -24,11 +24,7 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams {
-            min_size: 512 * 1024,
-            avg_size: 1024 * 1024,
-            max_size: 8 * 1024 * 1024,
-        }
+        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 }
     }
 }
 
@@ -36,11 +32,7 @@ impl ChunkerParams {
     /// Checks what fastcdc only debug-asserts: even sizes, min <= avg <= max, avg a power of
     /// two within fastcdc's mask table (256 B ..= 4 MiB), max <= 16 MiB.
     pub fn validate(&self) -> Result<()> {
-        let ChunkerParams {
-            min_size,
-            avg_size,
-            max_size,
-        } = *self;
+        let ChunkerParams { min_size, avg_size, max_size } = *self;
         let ok = min_size >= 64
             && min_size % 2 == 0
             && avg_size % 2 == 0
@@ -74,9 +66,7 @@ pub struct Chunker {
 impl std::fmt::Debug for Chunker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The gear table is key material: never print it.
-        f.debug_struct("Chunker")
-            .field("params", &self.params)
-            .finish_non_exhaustive()
+        f.debug_struct("Chunker").field("params", &self.params).finish_non_exhaustive()
     }
 }
 
@@ -97,13 +87,7 @@ impl Chunker {
             *gl = *g << 1;
         }
         let (mask_s, mask_l) = select_masks(params.avg_size as usize, Normalization::Level1);
-        Ok(Chunker {
-            params,
-            gear,
-            gear_ls,
-            mask_s,
-            mask_l,
-        })
+        Ok(Chunker { params, gear, gear_ls, mask_s, mask_l })
     }
 
     /// The size bounds.
@@ -128,11 +112,7 @@ impl Chunker {
         );
         // Invariant: fastcdc returns 0 < len <= data.len() for non-empty data; guard anyway so a
         // library change cannot make us loop forever.
-        if len == 0 || len > data.len() {
-            data.len()
-        } else {
-            len
-        }
+        if len == 0 || len > data.len() { data.len() } else { len }
     }
 
     /// Splits an in-memory buffer into chunk lengths.
@@ -149,13 +129,7 @@ impl Chunker {
 
     /// A streaming chunker over `reader`.
     pub fn stream<R: Read>(&self, reader: R) -> StreamChunker<'_, R> {
-        StreamChunker {
-            chunker: self,
-            reader,
-            buf: Vec::new(),
-            start: 0,
-            eof: false,
-        }
+        StreamChunker { chunker: self, reader, buf: Vec::new(), start: 0, eof: false }
     }
 }
 
@@ -196,10 +170,7 @@ impl<R: Read> StreamChunker<'_, R> {
             let grow = (target - old).min(1 << 20);
             self.buf.resize(old + grow, 0);
             let read = loop {
-                match self
-                    .reader
-                    .read(self.buf.get_mut(old..).unwrap_or_default())
-                {
+                match self.reader.read(self.buf.get_mut(old..).unwrap_or_default()) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -223,11 +194,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn small() -> ChunkerParams {
-        ChunkerParams {
-            min_size: 256,
-            avg_size: 1024,
-            max_size: 4096,
-        }
+        ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 }
     }
 
     fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
@@ -254,31 +221,11 @@ mod tests {
     #[test]
     fn invalid_params_are_rejected() {
         for p in [
-            ChunkerParams {
-                min_size: 255,
-                avg_size: 1024,
-                max_size: 4096,
-            },
-            ChunkerParams {
-                min_size: 2048,
-                avg_size: 1024,
-                max_size: 4096,
-            },
-            ChunkerParams {
-                min_size: 256,
-                avg_size: 1000,
-                max_size: 4096,
-            },
-            ChunkerParams {
-                min_size: 256,
-                avg_size: 1024,
-                max_size: 32 << 20,
-            },
-            ChunkerParams {
-                min_size: 256,
-                avg_size: 8 << 20,
-                max_size: 16 << 20,
-            },
+            ChunkerParams { min_size: 255, avg_size: 1024, max_size: 4096 },
+            ChunkerParams { min_size: 2048, avg_size: 1024, max_size: 4096 },
+            ChunkerParams { min_size: 256, avg_size: 1000, max_size: 4096 },
+            ChunkerParams { min_size: 256, avg_size: 1024, max_size: 32 << 20 },
+            ChunkerParams { min_size: 256, avg_size: 8 << 20, max_size: 16 << 20 },
         ] {
             assert!(p.validate().is_err(), "{p:?} accepted");
         }
@@ -302,11 +249,7 @@ mod tests {
         let a: std::collections::HashSet<Vec<u8>> = stream_all(&c, &data).into_iter().collect();
         let b = stream_all(&c, &shifted);
         let shared = b.iter().filter(|ch| a.contains(*ch)).count();
-        assert!(
-            shared + 3 >= b.len(),
-            "only {shared} of {} chunks shared",
-            b.len()
-        );
+        assert!(shared + 3 >= b.len(), "only {shared} of {} chunks shared", b.len());
     }
 
     proptest! {

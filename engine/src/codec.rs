@@ -19,9 +19,7 @@ pub fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
 
 /// Decodes `version || postcard(value)`, rejecting other versions and trailing bytes.
 pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8], version: u8, object: &str) -> Result<T> {
-    let (&found, body) = bytes
-        .split_first()
-        .ok_or_else(|| Error::corrupt(object, "empty payload"))?;
+    let (&found, body) = bytes.split_first().ok_or_else(|| Error::corrupt(object, "empty payload"))?;
     if found != version {
         return Err(Error::UnsupportedVersion {
             object: object.to_string(),
@@ -29,13 +27,10 @@ pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8], version: u8, object: 
             supported: version.into(),
         });
     }
-    let (value, rest) = postcard::take_from_bytes(body)
-        .map_err(|e| Error::corrupt(object, format!("undecodable payload: {e}")))?;
+    let (value, rest) =
+        postcard::take_from_bytes(body).map_err(|e| Error::corrupt(object, format!("undecodable payload: {e}")))?;
     if !rest.is_empty() {
-        return Err(Error::corrupt(
-            object,
-            format!("{} trailing bytes after payload", rest.len()),
-        ));
+        return Err(Error::corrupt(object, format!("{} trailing bytes after payload", rest.len())));
     }
     Ok(value)
 }
@@ -58,10 +53,7 @@ impl<'a> Reader<'a> {
         if n > self.bytes.len() {
             return Err(Error::corrupt(
                 self.object,
-                format!(
-                    "truncated: needed {n} more bytes, {} left",
-                    self.bytes.len()
-                ),
+                format!("truncated: needed {n} more bytes, {} left", self.bytes.len()),
             ));
         }
         let (head, tail) = self.bytes.split_at(n);

@@ -46,17 +46,13 @@ pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
 /// Decodes `codec byte || body`. `max_len` bounds the decompressed size (a blob's raw length
 /// from the index, or the chunker's maximum) so a hostile frame cannot exhaust memory.
 pub fn decode(encoded: &[u8], max_len: usize, object: &str) -> Result<Vec<u8>> {
-    let (&codec, body) = encoded
-        .split_first()
-        .ok_or_else(|| Error::corrupt(object, "empty blob body"))?;
+    let (&codec, body) = encoded.split_first().ok_or_else(|| Error::corrupt(object, "empty blob body"))?;
     match Codec::from_byte(codec) {
         Some(Codec::Raw) => Ok(body.to_vec()),
-        Some(Codec::Zstd) => zstd::bulk::decompress(body, max_len)
-            .map_err(|e| Error::corrupt(object, format!("zstd frame: {e}"))),
-        None => Err(Error::corrupt(
-            object,
-            format!("unknown blob codec {codec}"),
-        )),
+        Some(Codec::Zstd) => {
+            zstd::bulk::decompress(body, max_len).map_err(|e| Error::corrupt(object, format!("zstd frame: {e}")))
+        }
+        None => Err(Error::corrupt(object, format!("unknown blob codec {codec}"))),
     }
 }
 
@@ -71,9 +67,7 @@ mod tests {
         let enc = encode(&text, 3);
         assert_eq!(enc.first(), Some(&(Codec::Zstd as u8)));
         assert!(enc.len() < text.len() / 4);
-        let random: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let enc = encode(&random, 3);
         assert_eq!(decode(&enc, random.len(), "t").unwrap(), random);
     }

@@ -33,14 +33,8 @@ pub enum Error {
     AlreadyExists(String),
 
     /// The repository was written by a newer format version this build cannot read.
-    #[error(
-        "unsupported format version {found} in {object} (this build reads version {supported})"
-    )]
-    UnsupportedVersion {
-        object: String,
-        found: u32,
-        supported: u32,
-    },
+    #[error("unsupported format version {found} in {object} (this build reads version {supported})")]
+    UnsupportedVersion { object: String, found: u32, supported: u32 },
 
     /// The storage backend failed.
     #[error("storage {op} of {object} failed: {source}")]
@@ -84,10 +78,7 @@ pub enum Error {
 impl Error {
     /// A damaged-object error; `object` should be the repository name of the object.
     pub fn corrupt(object: impl Into<String>, why: impl Into<String>) -> Self {
-        Error::Corrupt {
-            object: object.into(),
-            why: why.into(),
-        }
+        Error::Corrupt { object: object.into(), why: why.into() }
     }
 
     /// A storage error for `op` on `object`.
@@ -100,11 +91,6 @@ impl Error {
                 | std::io::ErrorKind::ConnectionReset
                 | std::io::ErrorKind::ConnectionAborted
         );
-        Error::Storage {
-            op,
-            object: object.into(),
-            retryable,
-            source,
-        }
+        Error::Storage { op, object: object.into(), retryable, source }
     }
 }

@@ -5,15 +5,7 @@
 //! L2 `keys`, `index`, `repo`; L3 `backup`, `restore`, `ls`.
 //! The engine never prints, prompts, reads environment variables or exits.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod backup;
 pub mod chunker;

@@ -18,33 +18,19 @@ pub enum Resolved {
 pub fn resolve(repo: &Repository, root: ChunkId, path: &[u8]) -> Result<Resolved> {
     let mut current = Resolved::Root(root);
     let mut prefix: Vec<u8> = Vec::new();
-    for comp in path
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-    {
+    for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
         let tree_id = match &current {
             Resolved::Root(id) => *id,
-            Resolved::Node(
-                _,
-                Node {
-                    kind: NodeKind::Dir { subtree },
-                    ..
-                },
-            ) => *subtree,
+            Resolved::Node(_, Node { kind: NodeKind::Dir { subtree }, .. }) => *subtree,
             Resolved::Node(p, _) => {
-                return Err(Error::InvalidInput(format!(
-                    "{} is not a directory",
-                    String::from_utf8_lossy(p)
-                )));
+                return Err(Error::InvalidInput(format!("{} is not a directory", String::from_utf8_lossy(p))));
             }
         };
         let tree = repo.load_tree(&tree_id)?;
-        let node = tree.find(comp).cloned().ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{} is not in the snapshot",
-                String::from_utf8_lossy(path)
-            ))
-        })?;
+        let node = tree
+            .find(comp)
+            .cloned()
+            .ok_or_else(|| Error::InvalidInput(format!("{} is not in the snapshot", String::from_utf8_lossy(path))))?;
         if !prefix.is_empty() {
             prefix.push(b'/');
         }

@@ -49,17 +49,11 @@ pub struct RestoreOutcome {
 }
 
 fn target_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Target {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| Error::Target { path: path.to_path_buf(), source }
 }
 
 fn time(ns: i64) -> FileTime {
-    FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
+    FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
 }
 
 struct Plan {
@@ -82,20 +76,11 @@ fn make_dir(path: &Path) -> Result<()> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        Err(e) => Err(Error::Target {
-            path: path.to_path_buf(),
-            source: e,
-        }),
+        Err(e) => Err(Error::Target { path: path.to_path_buf(), source: e }),
     }
 }
 
-fn plan_node(
-    repo: &Repository,
-    path: PathBuf,
-    node: &Node,
-    plan: &mut Plan,
-    progress: &dyn Progress,
-) -> Result<()> {
+fn plan_node(repo: &Repository, path: PathBuf, node: &Node, plan: &mut Plan, progress: &dyn Progress) -> Result<()> {
     match &node.kind {
         NodeKind::Dir { subtree } => {
             make_dir(&path)?;
@@ -108,33 +93,20 @@ fn plan_node(
             if fs::symlink_metadata(&path).is_ok() {
                 fs::remove_file(&path).map_err(target_err(&path))?;
             }
-            std::os::unix::fs::symlink(OsStr::from_bytes(target), &path)
-                .map_err(target_err(&path))?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(target), &path).map_err(target_err(&path))?;
             set_owner(&path, node, &mut plan.outcome.warnings);
             filetime::set_symlink_file_times(&path, time(node.atime_ns), time(node.mtime_ns))
                 .map_err(target_err(&path))?;
             plan.outcome.symlinks += 1;
         }
-        NodeKind::Fifo
-        | NodeKind::CharDevice { .. }
-        | NodeKind::BlockDevice { .. }
-        | NodeKind::Socket => {
-            plan.outcome.warnings.push(format!(
-                "{}: special file not restored (not supported yet)",
-                path.display()
-            ));
+        NodeKind::Fifo | NodeKind::CharDevice { .. } | NodeKind::BlockDevice { .. } | NodeKind::Socket => {
+            plan.outcome.warnings.push(format!("{}: special file not restored (not supported yet)", path.display()));
         }
     }
     Ok(())
 }
 
-fn plan_tree(
-    repo: &Repository,
-    tree: ChunkId,
-    dir: &Path,
-    plan: &mut Plan,
-    progress: &dyn Progress,
-) -> Result<()> {
+fn plan_tree(repo: &Repository, tree: ChunkId, dir: &Path, plan: &mut Plan, progress: &dyn Progress) -> Result<()> {
     let t = repo.load_tree(&tree)?;
     for node in &t.nodes {
         // Invariant: names were validated when the tree was decoded (no `/`, `.`, `..`), so
@@ -146,24 +118,11 @@ fn plan_tree(
     Ok(())
 }
 
-fn write_file(
-    repo: &Repository,
-    path: &Path,
-    chunks: &[ChunkId],
-    progress: &dyn Progress,
-) -> Result<u64> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(target_err(path))?;
+fn write_file(repo: &Repository, path: &Path, chunks: &[ChunkId], progress: &dyn Progress) -> Result<u64> {
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(path).map_err(target_err(path))?;
     let mut written = 0u64;
     for window in chunks.chunks(READ_AHEAD) {
-        let blobs: Vec<Vec<u8>> = window
-            .par_iter()
-            .map(|id| repo.read_blob(id))
-            .collect::<Result<_>>()?;
+        let blobs: Vec<Vec<u8>> = window.par_iter().map(|id| repo.read_blob(id)).collect::<Result<_>>()?;
         for b in blobs {
             f.write_all(&b).map_err(target_err(path))?;
             written += b.len() as u64;
@@ -174,12 +133,7 @@ fn write_file(
     Ok(written)
 }
 
-fn restore_file(
-    repo: &Repository,
-    path: &Path,
-    node: &Node,
-    progress: &dyn Progress,
-) -> Result<(u64, Vec<String>)> {
+fn restore_file(repo: &Repository, path: &Path, node: &Node, progress: &dyn Progress) -> Result<(u64, Vec<String>)> {
     let NodeKind::File { chunks, .. } = &node.kind else {
         return Ok((0, Vec::new()));
     };
@@ -203,10 +157,8 @@ fn restore_file(
     }
     let mut warnings = Vec::new();
     set_owner(path, node, &mut warnings);
-    fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
-        .map_err(target_err(path))?;
-    filetime::set_file_times(path, time(node.atime_ns), time(node.mtime_ns))
-        .map_err(target_err(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777)).map_err(target_err(path))?;
+    filetime::set_file_times(path, time(node.atime_ns), time(node.mtime_ns)).map_err(target_err(path))?;
     Ok((written, warnings))
 }
 
@@ -218,22 +170,12 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
     fs::create_dir_all(&opts.target).map_err(target_err(&opts.target))?;
-    let mut plan = Plan {
-        files: Vec::new(),
-        dirs: Vec::new(),
-        outcome: RestoreOutcome::default(),
-    };
+    let mut plan = Plan { files: Vec::new(), dirs: Vec::new(), outcome: RestoreOutcome::default() };
     match resolve(repo, tree, &opts.subpath)? {
         Resolved::Root(id) => plan_tree(repo, id, &opts.target, &mut plan, progress)?,
         Resolved::Node(path, node) => {
             let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path).to_vec();
-            plan_node(
-                repo,
-                opts.target.join(OsStr::from_bytes(&name)),
-                &node,
-                &mut plan,
-                progress,
-            )?;
+            plan_node(repo, opts.target.join(OsStr::from_bytes(&name)), &node, &mut plan, progress)?;
         }
     }
     let total: u64 = plan.files.iter().map(|(_, n)| n.size).sum();
@@ -254,10 +196,8 @@ pub fn restore(
     // Deepest directories were pushed first (post-order), so parents' mtimes are set last.
     for (path, node) in &plan.dirs {
         set_owner(path, node, &mut plan.outcome.warnings);
-        fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
-            .map_err(target_err(path))?;
-        filetime::set_file_times(path, time(node.atime_ns), time(node.mtime_ns))
-            .map_err(target_err(path))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777)).map_err(target_err(path))?;
+        filetime::set_file_times(path, time(node.atime_ns), time(node.mtime_ns)).map_err(target_err(path))?;
     }
     progress.done();
     Ok(plan.outcome)
@@ -266,18 +206,12 @@ pub fn restore(
 /// Writes one file's content to `out` (for `dump`-like uses and tests).
 pub fn write_content(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<u64> {
     let NodeKind::File { chunks, .. } = &node.kind else {
-        return Err(Error::InvalidInput(format!(
-            "{} is not a file",
-            String::from_utf8_lossy(&node.name)
-        )));
+        return Err(Error::InvalidInput(format!("{} is not a file", String::from_utf8_lossy(&node.name))));
     };
     let mut n = 0u64;
     for id in chunks {
         let b = repo.read_blob(id)?;
-        out.write_all(&b).map_err(|e| Error::Target {
-            path: PathBuf::from("-"),
-            source: e,
-        })?;
+        out.write_all(&b).map_err(|e| Error::Target { path: PathBuf::from("-"), source: e })?;
         n += b.len() as u64;
     }
     Ok(n)

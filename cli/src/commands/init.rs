@@ -22,11 +22,7 @@ fn chunk_sizes(s: &str) -> anyhow::Result<ChunkerParams> {
     let [min_size, avg_size, max_size] = parts.as_slice() else {
         bail!("--chunk-sizes takes three numbers: MIN,AVG,MAX")
     };
-    Ok(ChunkerParams {
-        min_size: *min_size,
-        avg_size: *avg_size,
-        max_size: *max_size,
-    })
+    Ok(ChunkerParams { min_size: *min_size, avg_size: *avg_size, max_size: *max_size })
 }
 
 pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
@@ -34,21 +30,14 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
     let password = secrets::password(g, true)?;
     let argon2 = match (a.kdf_memory, a.kdf_iterations) {
         (None, None) => calibrate_argon2(Duration::from_millis(500))?,
-        (m, t) => Argon2Params {
-            m_kib: m.unwrap_or(64 * 1024),
-            t: t.unwrap_or(3),
-            p: 1,
-        },
+        (m, t) => Argon2Params { m_kib: m.unwrap_or(64 * 1024), t: t.unwrap_or(3), p: 1 },
     };
     let mut opts = InitOptions::new(password, argon2);
     opts.recovery_code = !a.no_recovery_code;
     if let Some(s) = &a.chunk_sizes {
         opts.chunker = chunk_sizes(s)?;
     }
-    opts.pack_target_size = a
-        .pack_size
-        .checked_mul(1024 * 1024)
-        .context("--pack-size too large")?;
+    opts.pack_target_size = a.pack_size.checked_mul(1024 * 1024).context("--pack-size too large")?;
     opts.zstd_level = a.compression;
     let outcome = Repository::init(storage.clone(), &opts)?;
     let code_text = outcome.recovery_code.as_ref().map(|c| c.display());
@@ -61,11 +50,7 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("writing recovery code to {}", path.display()))?;
         writeln!(f, "{code}")?;
     }
-    let printed_code = if a.recovery_code_out.is_some() {
-        None
-    } else {
-        code_text.clone()
-    };
+    let printed_code = if a.recovery_code_out.is_some() { None } else { code_text.clone() };
     if g.json {
         output::json(&serde_json::json!({
             "repository": storage.location(),
@@ -74,16 +59,10 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
             "argon2id": { "m_kib": argon2.m_kib, "t": argon2.t, "p": argon2.p },
         }))?;
     } else if !g.quiet {
-        println!(
-            "created repository {} at {}",
-            &outcome.repository_id.to_hex()[..12],
-            storage.location()
-        );
+        println!("created repository {} at {}", &outcome.repository_id.to_hex()[..12], storage.location());
         if let Some(code) = printed_code {
             println!();
-            println!(
-                "Recovery code (shown once; write it down and keep it apart from this machine):"
-            );
+            println!("Recovery code (shown once; write it down and keep it apart from this machine):");
             println!();
             println!("    {code}");
             println!();

@@ -24,11 +24,7 @@ fn kind(n: &Node) -> &'static str {
 pub fn run(g: &GlobalArgs, a: &LsArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
-    let path = a
-        .path
-        .as_ref()
-        .map(|p| p.as_os_str().as_bytes().to_vec())
-        .unwrap_or_default();
+    let path = a.path.as_ref().map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
     let mut entries: Vec<(Vec<u8>, Node)> = Vec::new();
     let mut collect = |p: &[u8], n: &Node| {
         entries.push((p.to_vec(), n.clone()));

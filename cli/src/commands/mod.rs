@@ -31,10 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 /// The storage backend named by -r/--repo.
 pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
-    let repo = g
-        .repo
-        .as_ref()
-        .context("no repository given: use -r/--repo or CAIRN_REPOSITORY")?;
+    let repo = g.repo.as_ref().context("no repository given: use -r/--repo or CAIRN_REPOSITORY")?;
     Ok(Arc::new(LocalStorage::new(repo.clone())))
 }
 

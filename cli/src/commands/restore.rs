@@ -12,10 +12,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     let (spec, subpath) = super::split_snapshot_path(&a.snapshot);
     let (id, snap) = repo.find_snapshot(spec)?;
-    let opts = RestoreOptions {
-        target: a.target.clone(),
-        subpath: subpath.as_bytes().to_vec(),
-    };
+    let opts = RestoreOptions { target: a.target.clone(), subpath: subpath.as_bytes().to_vec() };
     let start = Instant::now();
     let progress = TermProgress::new(g.quiet || g.json);
     let out = restore(&repo, snap.tree, &opts, &progress)?;

@@ -18,9 +18,7 @@ fn hostname() -> String {
 }
 
 fn username() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_default()
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default()
 }
 
 pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
@@ -38,11 +36,7 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     let out = backup(&repo, &opts, &progress)?;
     let secs = start.elapsed().as_secs_f64();
     let s = &out.snapshot.summary;
-    let code = if out.errors.is_empty() {
-        exit::OK
-    } else {
-        exit::PARTIAL
-    };
+    let code = if out.errors.is_empty() { exit::OK } else { exit::PARTIAL };
     if g.json {
         output::json(&serde_json::json!({
             "snapshot_id": out.snapshot_id.to_hex(),

@@ -22,16 +22,9 @@ pub fn run(g: &GlobalArgs) -> anyhow::Result<i32> {
             .collect();
         output::json(&docs)?;
     } else if !g.quiet {
-        println!(
-            "{:<12}  {:<19}  {:<16}  {:<12}  paths",
-            "id", "time (UTC)", "host", "tags"
-        );
+        println!("{:<12}  {:<19}  {:<16}  {:<12}  paths", "id", "time (UTC)", "host", "tags");
         for (id, s) in &all {
-            let paths: Vec<String> = s
-                .paths
-                .iter()
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
+            let paths: Vec<String> = s.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
             println!(
                 "{:<12}  {:<19}  {:<16}  {:<12}  {}",
                 &id.to_hex()[..12],

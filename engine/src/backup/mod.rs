@@ -66,10 +66,7 @@ pub struct BackupOutcome {
 /// Absolute, lexically normalised path (no `.`/`..`), without resolving symlinks, so backing
 /// up a symlink stores the link.
 fn normalize(path: &Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(path).map_err(|e| Error::Source {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let abs = std::path::absolute(path).map_err(|e| Error::Source { path: path.to_path_buf(), source: e })?;
     let mut out = PathBuf::from("/");
     for c in abs.components() {
         match c {
@@ -97,29 +94,17 @@ enum VirtualEntry {
 
 impl VirtualDir {
     fn insert(&mut self, path: &Path) {
-        let names: Vec<&OsStr> = path
-            .components()
-            .filter_map(|c| {
-                if let Component::Normal(n) = c {
-                    Some(n)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let names: Vec<&OsStr> =
+            path.components().filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None }).collect();
         let mut dir = self;
         let last = names.len().saturating_sub(1);
         for (i, name) in names.iter().enumerate() {
             let key = name.as_bytes().to_vec();
             if i == last {
-                dir.children
-                    .insert(key, VirtualEntry::Source(path.to_path_buf()));
+                dir.children.insert(key, VirtualEntry::Source(path.to_path_buf()));
                 return;
             }
-            let entry = dir
-                .children
-                .entry(key)
-                .or_insert_with(|| VirtualEntry::Dir(VirtualDir::default()));
+            let entry = dir.children.entry(key).or_insert_with(|| VirtualEntry::Dir(VirtualDir::default()));
             match entry {
                 VirtualEntry::Dir(d) => dir = d,
                 // A source already covers this prefix; the deeper path is inside it.
@@ -140,13 +125,9 @@ struct Walker<'a, 'r> {
 impl Walker<'_, '_> {
     fn source_error(&mut self, path: &Path, e: impl std::fmt::Display) {
         let message = e.to_string();
-        self.progress
-            .warn(&format!("{}: {message}", path.display()));
+        self.progress.warn(&format!("{}: {message}", path.display()));
         self.summary.errors += 1;
-        self.errors.push(SourceError {
-            path: path.to_path_buf(),
-            message,
-        });
+        self.errors.push(SourceError { path: path.to_path_buf(), message });
     }
 
     fn save_tree(&mut self, mut tree: Tree) -> Result<ChunkId> {
@@ -174,8 +155,7 @@ impl Walker<'_, '_> {
                     };
                     let subtree = self.save_virtual(d, &child_path)?;
                     self.summary.dirs += 1;
-                    tree.nodes
-                        .push(node_from_metadata(name, NodeKind::Dir { subtree }, &m));
+                    tree.nodes.push(node_from_metadata(name, NodeKind::Dir { subtree }, &m));
                 }
             }
         }
@@ -199,20 +179,17 @@ impl Walker<'_, '_> {
                 None => return Ok(None),
             };
             self.summary.dirs += 1;
-            Ok(Some(node_from_metadata(
-                name,
-                NodeKind::Dir { subtree },
-                &m,
-            )))
+            // Stat again after listing: listing may have updated the directory's atime
+            // (relatime), and recording the updated value keeps the next snapshot's tree equal.
+            let m = fs::symlink_metadata(path).unwrap_or(m);
+            Ok(Some(node_from_metadata(name, NodeKind::Dir { subtree }, &m)))
         } else if ft.is_file() {
             self.save_file(path, name, &m)
         } else if ft.is_symlink() {
             match fs::read_link(path) {
                 Ok(target) => {
                     self.summary.others += 1;
-                    let kind = NodeKind::Symlink {
-                        target: target.as_os_str().as_bytes().to_vec(),
-                    };
+                    let kind = NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };
                     Ok(Some(node_from_metadata(name, kind, &m)))
                 }
                 Err(e) => {
@@ -245,9 +222,7 @@ impl Walker<'_, '_> {
             }
         }
         names.sort();
-        let mut tree = Tree {
-            nodes: Vec::with_capacity(names.len()),
-        };
+        let mut tree = Tree { nodes: Vec::with_capacity(names.len()) };
         for name in names {
             let child = path.join(OsStr::from_bytes(&name));
             if let Some(node) = self.save_path(&child, name)? {
@@ -257,13 +232,8 @@ impl Walker<'_, '_> {
         Ok(Some(self.save_tree(tree)?))
     }
 
-    fn save_file(
-        &mut self,
-        path: &Path,
-        name: Vec<u8>,
-        before: &fs::Metadata,
-    ) -> Result<Option<Node>> {
-        let file = match File::open(path) {
+    fn save_file(&mut self, path: &Path, name: Vec<u8>, before: &fs::Metadata) -> Result<Option<Node>> {
+        let file = match open_noatime(path) {
             Ok(f) => f,
             Err(e) => {
                 self.source_error(path, e);
@@ -292,37 +262,30 @@ impl Walker<'_, '_> {
         self.summary.files_new += 1;
         // A file that changed while being read is stored as read, and reported.
         if let Ok(after) = fs::symlink_metadata(path) {
-            if after.size() != size
-                || after.mtime() != before.mtime()
-                || after.mtime_nsec() != before.mtime_nsec()
-            {
-                self.source_error(
-                    path,
-                    "file changed while it was being read; the snapshot holds the bytes read",
-                );
+            if after.size() != size || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec() {
+                self.source_error(path, "file changed while it was being read; the snapshot holds the bytes read");
             }
         }
-        let mut node = node_from_metadata(
-            name,
-            NodeKind::File {
-                chunks,
-                holes: Vec::new(),
-            },
-            before,
-        );
+        let mut node = node_from_metadata(name, NodeKind::File { chunks, holes: Vec::new() }, before);
         node.size = size;
         Ok(Some(node))
+    }
+}
+
+/// Opens a file for reading without updating its atime (O_NOATIME, as borg does) when the
+/// kernel allows it (owner or CAP_FOWNER): reading must not change what the next backup sees.
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
     }
 }
 
 /// Backs up `opts.paths` into `repo` and writes a snapshot.
 /// Unreadable sources are skipped and listed in [`BackupOutcome::errors`]; storage and
 /// repository errors abort without writing a snapshot.
-pub fn backup(
-    repo: &Repository,
-    opts: &BackupOptions,
-    progress: &dyn Progress,
-) -> Result<BackupOutcome> {
+pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
     if opts.paths.is_empty() {
         return Err(Error::InvalidInput("no paths to back up".into()));
     }
@@ -331,10 +294,7 @@ pub fn backup(
     let mut paths = Vec::new();
     for p in &opts.paths {
         let abs = normalize(p)?;
-        fs::symlink_metadata(&abs).map_err(|e| Error::Source {
-            path: abs.clone(),
-            source: e,
-        })?;
+        fs::symlink_metadata(&abs).map_err(|e| Error::Source { path: abs.clone(), source: e })?;
         if abs == Path::new("/") {
             return Err(Error::InvalidInput(
                 "backing up / as a whole is not supported yet; list its directories".into(),
@@ -348,19 +308,11 @@ pub fn backup(
         repo,
         writer: repo.blob_writer()?,
         progress,
-        summary: SnapshotSummary {
-            started_ns,
-            ..SnapshotSummary::default()
-        },
+        summary: SnapshotSummary { started_ns, ..SnapshotSummary::default() },
         errors: Vec::new(),
     };
     let tree = walker.save_virtual(root, Path::new("/"))?;
-    let Walker {
-        writer,
-        mut summary,
-        errors,
-        ..
-    } = walker;
+    let Walker { writer, mut summary, errors, .. } = walker;
     let stats = writer.finish()?;
     summary.blobs_added = stats.blobs;
     summary.bytes_added_raw = stats.raw_bytes;
@@ -380,9 +332,5 @@ pub fn backup(
     let (snapshot_id, size) = repo.save_snapshot(&snapshot)?;
     snapshot.summary.bytes_added_stored += size;
     progress.done();
-    Ok(BackupOutcome {
-        snapshot_id,
-        snapshot,
-        errors,
-    })
+    Ok(BackupOutcome { snapshot_id, snapshot, errors })
 }

@@ -12,12 +12,7 @@ pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 
 /// Encrypts `buf` in place and returns the tag.
-pub fn seal_detached(
-    key: &Key32,
-    nonce: &[u8; NONCE_LEN],
-    ad: &[u8],
-    buf: &mut [u8],
-) -> [u8; TAG_LEN] {
+pub fn seal_detached(key: &Key32, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     let nonce = XNonce::from(*nonce);
     // Encryption only fails for messages longer than 256 GiB; blobs are far smaller.
@@ -29,17 +24,9 @@ pub fn seal_detached(
 
 /// Decrypts `buf` in place; `false` when the tag does not authenticate (buf is then garbage).
 #[must_use]
-pub fn open_detached(
-    key: &Key32,
-    nonce: &[u8; NONCE_LEN],
-    ad: &[u8],
-    buf: &mut [u8],
-    tag: &[u8; TAG_LEN],
-) -> bool {
+pub fn open_detached(key: &Key32, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     let nonce = XNonce::from(*nonce);
     let tag = Tag::from(*tag);
-    cipher
-        .decrypt_inout_detached(&nonce, ad, buf.into(), &tag)
-        .is_ok()
+    cipher.decrypt_inout_detached(&nonce, ad, buf.into(), &tag).is_ok()
 }

@@ -37,11 +37,7 @@ pub struct Argon2Params {
 impl Argon2Params {
     /// The floor accepted when opening or creating a slot: weaker settings are refused so a
     /// tampered slot cannot downgrade the KDF to nothing.
-    pub const MIN: Argon2Params = Argon2Params {
-        m_kib: 8 * 1024,
-        t: 1,
-        p: 1,
-    };
+    pub const MIN: Argon2Params = Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 };
     /// The ceiling accepted when opening, so a tampered slot cannot exhaust memory.
     pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
 
@@ -70,8 +66,7 @@ pub fn argon2id(password: &[u8], salt: &[u8], params: Argon2Params) -> Result<Ke
         .map_err(|e| Error::InvalidInput(format!("Argon2id parameters: {e}")))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = [0u8; 32];
-    a.hash_password_into(password, salt, &mut out)
-        .map_err(|e| Error::InvalidInput(format!("Argon2id: {e}")))?;
+    a.hash_password_into(password, salt, &mut out).map_err(|e| Error::InvalidInput(format!("Argon2id: {e}")))?;
     let key = Key32::from_bytes(out);
     zeroize::Zeroize::zeroize(&mut out);
     Ok(key)

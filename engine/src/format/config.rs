@@ -43,10 +43,7 @@ impl Config {
             )));
         }
         if !(0..=22).contains(&self.zstd_level) {
-            return Err(Error::InvalidInput(format!(
-                "zstd level {} outside 0..=22",
-                self.zstd_level
-            )));
+            return Err(Error::InvalidInput(format!("zstd level {} outside 0..=22", self.zstd_level)));
         }
         Ok(())
     }
@@ -59,8 +56,7 @@ impl Config {
     /// Parses and validates plaintext bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let c: Config = decode_versioned(bytes, CONFIG_VERSION, CONFIG_NAME)?;
-        c.validate()
-            .map_err(|e| Error::corrupt(CONFIG_NAME, e.to_string()))?;
+        c.validate().map_err(|e| Error::corrupt(CONFIG_NAME, e.to_string()))?;
         Ok(c)
     }
 }

@@ -51,26 +51,25 @@ pub fn associated_data(kind: ObjectKind, epoch: u32, name: &[u8]) -> Vec<u8> {
 }
 
 /// Seals `plaintext` with a fresh random nonce.
-pub fn seal(
+pub fn seal(key: &Key32, epoch: u32, kind: ObjectKind, name: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+    Ok(seal_with_nonce(key, epoch, kind, name, plaintext, &random_array()?))
+}
+
+/// Seals with a caller-chosen nonce: the test-vector seam. Reusing a nonce under one key
+/// breaks confidentiality, so this is public only with the `test-vectors` feature.
+#[cfg(feature = "test-vectors")]
+pub fn seal_with_nonce(
     key: &Key32,
     epoch: u32,
     kind: ObjectKind,
     name: &[u8],
     plaintext: &[u8],
-) -> Result<Vec<u8>> {
-    Ok(seal_with_nonce(
-        key,
-        epoch,
-        kind,
-        name,
-        plaintext,
-        &random_array()?,
-    ))
+    nonce: &[u8; NONCE_LEN],
+) -> Vec<u8> {
+    seal_inner(key, epoch, kind, name, plaintext, nonce)
 }
 
-/// Seals with a caller-chosen nonce. Only for test vectors: reusing a nonce under one key
-/// breaks confidentiality.
-pub fn seal_with_nonce(
+fn seal_inner(
     key: &Key32,
     epoch: u32,
     kind: ObjectKind,
@@ -122,10 +121,8 @@ pub fn open<'k>(
     let epoch = r.u32_le()?;
     let nonce: [u8; NONCE_LEN] = r.array()?;
     let body = r.rest();
-    let ct_len = body
-        .len()
-        .checked_sub(TAG_LEN)
-        .ok_or_else(|| Error::corrupt(object, "sealed object shorter than its tag"))?;
+    let ct_len =
+        body.len().checked_sub(TAG_LEN).ok_or_else(|| Error::corrupt(object, "sealed object shorter than its tag"))?;
     let (ct, tag) = body.split_at(ct_len);
     let mut tag_arr = [0u8; TAG_LEN];
     tag_arr.copy_from_slice(tag);
@@ -150,20 +147,12 @@ mod tests {
     fn binds_kind_name_and_epoch() {
         let key = Key32::from_bytes([9; 32]);
         let sealed = seal(&key, 0, ObjectKind::Snapshot, b"abc", b"hello").unwrap();
-        assert_eq!(
-            open(&sealed, ObjectKind::Snapshot, b"abc", "o", |_| Ok(&key)).unwrap(),
-            b"hello"
-        );
+        assert_eq!(open(&sealed, ObjectKind::Snapshot, b"abc", "o", |_| Ok(&key)).unwrap(), b"hello");
         assert!(open(&sealed, ObjectKind::Config, b"abc", "o", |_| Ok(&key)).is_err());
         assert!(open(&sealed, ObjectKind::Snapshot, b"abd", "o", |_| Ok(&key)).is_err());
         let mut other_epoch = sealed.clone();
         other_epoch[1] = 1;
-        assert!(
-            open(&other_epoch, ObjectKind::Snapshot, b"abc", "o", |_| Ok(
-                &key
-            ))
-            .is_err()
-        );
+        assert!(open(&other_epoch, ObjectKind::Snapshot, b"abc", "o", |_| Ok(&key)).is_err());
         let wrong = Key32::from_bytes([8; 32]);
         assert!(open(&sealed, ObjectKind::Snapshot, b"abc", "o", |_| Ok(&wrong)).is_err());
     }

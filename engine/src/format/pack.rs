@@ -55,10 +55,7 @@ impl PackHeader {
             if start < end || stop > header_offset {
                 return Err(Error::corrupt(
                     object,
-                    format!(
-                        "pack header entry for blob {} points outside the blob area",
-                        b.id
-                    ),
+                    format!("pack header entry for blob {} points outside the blob area", b.id),
                 ));
             }
             end = stop;
@@ -70,20 +67,13 @@ impl PackHeader {
 /// Splits a pack's tail into (header envelope offset, header envelope length).
 /// `pack_len` is the whole pack's size and `tail` its last bytes (at least 4).
 pub fn header_location(pack_len: u64, tail: &[u8], object: &str) -> Result<(u64, u32)> {
-    let start = tail
-        .len()
-        .checked_sub(TRAILER_LEN)
-        .ok_or_else(|| Error::corrupt(object, "pack shorter than its trailer"))?;
+    let start =
+        tail.len().checked_sub(TRAILER_LEN).ok_or_else(|| Error::corrupt(object, "pack shorter than its trailer"))?;
     let mut r = Reader::new(tail.get(start..).unwrap_or_default(), object);
     let len = r.u32_le()?;
     let offset = pack_len
         .checked_sub(TRAILER_LEN as u64)
         .and_then(|v| v.checked_sub(u64::from(len)))
-        .ok_or_else(|| {
-            Error::corrupt(
-                object,
-                format!("pack header length {len} exceeds the pack size {pack_len}"),
-            )
-        })?;
+        .ok_or_else(|| Error::corrupt(object, format!("pack header length {len} exceeds the pack size {pack_len}")))?;
     Ok((offset, len))
 }

@@ -68,8 +68,8 @@ impl SlotDoc {
 
     /// Parses JSON bytes; `object` names the slot in errors.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
-        let doc: SlotDoc = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(object, format!("key slot is not valid: {e}")))?;
+        let doc: SlotDoc =
+            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(object, format!("key slot is not valid: {e}")))?;
         if doc.version != SLOT_VERSION {
             return Err(Error::UnsupportedVersion {
                 object: object.into(),

@@ -98,11 +98,7 @@ impl Node {
 
     /// Whether `name` may appear in a tree.
     pub fn valid_name(name: &[u8]) -> bool {
-        !name.is_empty()
-            && name != b"."
-            && name != b".."
-            && !name.contains(&b'/')
-            && !name.contains(&0)
+        !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
     }
 }
 
@@ -126,30 +122,18 @@ impl Tree {
         for pair in t.nodes.windows(2) {
             if let [a, b] = pair {
                 if a.name >= b.name {
-                    return Err(Error::corrupt(
-                        object,
-                        "tree entries are not strictly sorted",
-                    ));
+                    return Err(Error::corrupt(object, "tree entries are not strictly sorted"));
                 }
             }
         }
         if let Some(bad) = t.nodes.iter().find(|n| !Node::valid_name(&n.name)) {
-            return Err(Error::corrupt(
-                object,
-                format!(
-                    "invalid entry name {:?}",
-                    String::from_utf8_lossy(&bad.name)
-                ),
-            ));
+            return Err(Error::corrupt(object, format!("invalid entry name {:?}", String::from_utf8_lossy(&bad.name))));
         }
         Ok(t)
     }
 
     /// The node named `name`.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|n| n.name.as_slice().cmp(name))
-            .ok()
-            .and_then(|i| self.nodes.get(i))
+        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().and_then(|i| self.nodes.get(i))
     }
 }

@@ -62,13 +62,7 @@ impl BlobLocation {
         let length = r.u32_le().ok()?;
         let raw_length = r.u32_le().ok()?;
         let kind = BlobKind::from_code(r.u8().ok()?)?;
-        Some(BlobLocation {
-            pack,
-            kind,
-            offset,
-            length,
-            raw_length,
-        })
+        Some(BlobLocation { pack, kind, offset, length, raw_length })
     }
 
     /// The location of `entry` in `pack`.
@@ -133,14 +127,8 @@ impl IndexCache {
     /// Opens (or creates) the cache in `dir` for `repository_id`. When another process holds
     /// that cache, a private one is used for this run and deleted afterwards.
     pub fn open(dir: &Path, repository_id: ObjectId) -> Result<Self> {
-        let err = |path: &Path, e: rocksdb::Error| Error::Cache {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| Error::Cache {
-            path: dir.to_path_buf(),
-            why: e.to_string(),
-        })?;
+        let err = |path: &Path, e: rocksdb::Error| Error::Cache { path: path.to_path_buf(), why: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| Error::Cache { path: dir.to_path_buf(), why: e.to_string() })?;
         let main = dir.join("index");
         let (db, path, remove_on_drop) = match DB::open(&options(), &main) {
             Ok(db) => (db, main, false),
@@ -156,11 +144,7 @@ impl IndexCache {
             Err(e) => return Err(err(&main, e)),
         };
         let cleanup = PrivateDirCleanup(remove_on_drop.then(|| path.clone()));
-        let cache = IndexCache {
-            db,
-            path,
-            _cleanup: cleanup,
-        };
+        let cache = IndexCache { db, path, _cleanup: cleanup };
         let mut want = CACHE_VERSION.to_vec();
         want.extend_from_slice(repository_id.as_bytes());
         let have = cache.db.get(b"v").map_err(|e| cache.err(e))?;
@@ -172,10 +156,7 @@ impl IndexCache {
     }
 
     fn err(&self, e: rocksdb::Error) -> Error {
-        Error::Cache {
-            path: self.path.clone(),
-            why: e.to_string(),
-        }
+        Error::Cache { path: self.path.clone(), why: e.to_string() }
     }
 
     /// Removes every blob entry and segment marker (keeps the version marker).
@@ -189,10 +170,7 @@ impl IndexCache {
     /// Segment ids already applied.
     pub fn applied_segments(&self) -> Result<HashSet<ObjectId>> {
         let mut out = HashSet::new();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(b"s", Direction::Forward))
-        {
+        for item in self.db.iterator(IteratorMode::From(b"s", Direction::Forward)) {
             let (k, _) = item.map_err(|e| self.err(e))?;
             let Some(rest) = k.strip_prefix(b"s") else {
                 break;
@@ -209,10 +187,7 @@ impl IndexCache {
         let mut batch = WriteBatch::default();
         for pack in &segment.packs {
             for blob in &pack.blobs {
-                batch.put(
-                    key(b'b', blob.id.as_bytes()),
-                    BlobLocation::of(pack.pack, blob).encode(),
-                );
+                batch.put(key(b'b', blob.id.as_bytes()), BlobLocation::of(pack.pack, blob).encode());
             }
         }
         batch.put(key(b's', id.as_bytes()), b"");
@@ -225,28 +200,18 @@ impl IndexCache {
 
     /// Where `id` is stored, if anywhere.
     pub fn get(&self, id: &ChunkId) -> Result<Option<BlobLocation>> {
-        match self
-            .db
-            .get_pinned(key(b'b', id.as_bytes()))
-            .map_err(|e| self.err(e))?
-        {
-            Some(v) => BlobLocation::decode(&v)
-                .map(Some)
-                .ok_or_else(|| Error::Cache {
-                    path: self.path.clone(),
-                    why: format!("entry for {id} is malformed; delete the cache directory"),
-                }),
+        match self.db.get_pinned(key(b'b', id.as_bytes())).map_err(|e| self.err(e))? {
+            Some(v) => BlobLocation::decode(&v).map(Some).ok_or_else(|| Error::Cache {
+                path: self.path.clone(),
+                why: format!("entry for {id} is malformed; delete the cache directory"),
+            }),
             None => Ok(None),
         }
     }
 
     /// Whether `id` is stored.
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self
-            .db
-            .get_pinned(key(b'b', id.as_bytes()))
-            .map_err(|e| self.err(e))?
-            .is_some())
+        Ok(self.db.get_pinned(key(b'b', id.as_bytes())).map_err(|e| self.err(e))?.is_some())
     }
 
     /// Flushes memtables so the next open starts warm.

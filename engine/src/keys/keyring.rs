@@ -51,14 +51,7 @@ impl Keyring {
         epochs.insert(0, data_key);
         let mut epoch_created = BTreeMap::new();
         epoch_created.insert(0, 0);
-        Keyring {
-            repository_id,
-            id_key,
-            cdc_key,
-            audit_key,
-            epochs,
-            epoch_created,
-        }
+        Keyring { repository_id, id_key, cdc_key, audit_key, epochs, epoch_created }
     }
 
     /// The repository this keyring belongs to.
@@ -93,10 +86,7 @@ impl Keyring {
     /// The data key of `epoch`.
     pub fn data_key(&self, epoch: u32, object: &str) -> Result<&Key32> {
         self.epochs.get(&epoch).ok_or_else(|| {
-            Error::corrupt(
-                object,
-                format!("sealed under key epoch {epoch}, which the keyring does not hold"),
-            )
+            Error::corrupt(object, format!("sealed under key epoch {epoch}, which the keyring does not hold"))
         })
     }
 
@@ -129,23 +119,13 @@ impl Keyring {
     }
 
     /// Opens a sealed keyring and checks it belongs to `repository_id`.
-    pub fn open(
-        sealed: &[u8],
-        seal_key: &Key32,
-        name: &str,
-        repository_id: ObjectId,
-    ) -> Result<Self> {
-        let mut plain = envelope::open(sealed, ObjectKind::Keyring, name.as_bytes(), name, |_| {
-            Ok(seal_key)
-        })?;
+    pub fn open(sealed: &[u8], seal_key: &Key32, name: &str, repository_id: ObjectId) -> Result<Self> {
+        let mut plain = envelope::open(sealed, ObjectKind::Keyring, name.as_bytes(), name, |_| Ok(seal_key))?;
         let doc = KeyringDoc::decode(&plain, name);
         plain.zeroize();
         let doc = doc?;
         if doc.repository_id != *repository_id.as_bytes() {
-            return Err(Error::corrupt(
-                name,
-                "keyring belongs to another repository",
-            ));
+            return Err(Error::corrupt(name, "keyring belongs to another repository"));
         }
         if doc.epochs.is_empty() {
             return Err(Error::corrupt(name, "keyring holds no data key"));

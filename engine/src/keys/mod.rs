@@ -16,10 +16,7 @@ use crate::crypto::{Key32, context, derive};
 /// Deriving the name from K lets a slot find its keyring without storing the name in clear.
 pub fn keyring_name(k: &Key32) -> String {
     let d = derive(context::KEYRING_NAME, k.expose());
-    format!(
-        "keyring/{}",
-        hex::encode(d.expose().get(..16).unwrap_or_default())
-    )
+    format!("keyring/{}", hex::encode(d.expose().get(..16).unwrap_or_default()))
 }
 
 /// The key that seals the keyring.

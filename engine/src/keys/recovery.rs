@@ -64,10 +64,7 @@ impl RecoveryCode {
                 chars.push(ALPHABET.get(idx).copied().unwrap_or(b'0'));
             }
         }
-        let groups: Vec<String> = chars
-            .chunks(4)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect();
+        let groups: Vec<String> = chars.chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
         chars.zeroize();
         acc.zeroize();
         groups.join("-")
@@ -84,21 +81,13 @@ impl RecoveryCode {
                 'I' | 'L' => '1',
                 c => c,
             };
-            let v = ALPHABET
-                .iter()
-                .position(|&a| char::from(a) == c)
-                .ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "recovery code contains {c:?}, which is not a code character"
-                    ))
-                })?;
+            let v = ALPHABET.iter().position(|&a| char::from(a) == c).ok_or_else(|| {
+                Error::InvalidInput(format!("recovery code contains {c:?}, which is not a code character"))
+            })?;
             values.push(v as u64);
         }
         if values.len() != 32 {
-            return Err(Error::InvalidInput(format!(
-                "a recovery code has 32 characters, this has {}",
-                values.len()
-            )));
+            return Err(Error::InvalidInput(format!("a recovery code has 32 characters, this has {}", values.len())));
         }
         let mut out = [0u8; LEN];
         let mut acc: u64 = 0;
@@ -120,9 +109,7 @@ impl RecoveryCode {
         out.zeroize();
         let (entropy, sum) = code.0.split_at(ENTROPY);
         if checksum(entropy) != sum {
-            return Err(Error::InvalidInput(
-                "recovery code checksum does not match: check for a typo".into(),
-            ));
+            return Err(Error::InvalidInput("recovery code checksum does not match: check for a typo".into()));
         }
         Ok(code)
     }
@@ -155,11 +142,6 @@ mod tests {
         let mut shown: Vec<char> = code.display().chars().collect();
         shown[0] = if shown[0] == 'A' { 'B' } else { 'A' };
         let typo: String = shown.into_iter().collect();
-        assert!(
-            RecoveryCode::parse(&typo)
-                .unwrap_err()
-                .to_string()
-                .contains("checksum")
-        );
+        assert!(RecoveryCode::parse(&typo).unwrap_err().to_string().contains("checksum"));
     }
 }

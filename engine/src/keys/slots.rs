@@ -2,8 +2,7 @@
 //! Adding or removing a slot never touches data.
 
 use crate::crypto::{
-    Argon2Params, Key32, SecretBytes, TAG_LEN, argon2id, context, derive, open_detached,
-    random_array, seal_detached,
+    Argon2Params, Key32, SecretBytes, TAG_LEN, argon2id, context, derive, open_detached, random_array, seal_detached,
 };
 use crate::error::{Error, Result};
 use crate::format::slot::{SLOT_VERSION, SlotDoc, SlotKind};
@@ -36,12 +35,7 @@ fn wrapping_key(kind: &SlotKind, salt: &[u8], secret: &OpenSecret) -> Result<Opt
     }
 }
 
-fn wrap(
-    repository_id: ObjectId,
-    k: &Key32,
-    kind: SlotKind,
-    secret: &OpenSecret,
-) -> Result<SlotDoc> {
+fn wrap(repository_id: ObjectId, k: &Key32, kind: SlotKind, secret: &OpenSecret) -> Result<SlotDoc> {
     let salt: [u8; 32] = random_array()?;
     let nonce: [u8; 24] = random_array()?;
     let mut doc = SlotDoc {
@@ -73,23 +67,13 @@ pub fn create_password_slot(
         return Err(Error::InvalidInput("empty password".into()));
     }
     params.validate()?;
-    wrap(
-        repository_id,
-        k,
-        SlotKind::Password { argon2id: params },
-        &OpenSecret::Password(password.clone()),
-    )
+    wrap(repository_id, k, SlotKind::Password { argon2id: params }, &OpenSecret::Password(password.clone()))
 }
 
 /// A recovery slot with a fresh code; the caller shows the code once.
 pub fn create_recovery_slot(repository_id: ObjectId, k: &Key32) -> Result<(SlotDoc, RecoveryCode)> {
     let code = RecoveryCode::generate()?;
-    let doc = wrap(
-        repository_id,
-        k,
-        SlotKind::Recovery,
-        &OpenSecret::Recovery(code.clone()),
-    )?;
+    let doc = wrap(repository_id, k, SlotKind::Recovery, &OpenSecret::Recovery(code.clone()))?;
     Ok((doc, code))
 }
 
@@ -101,9 +85,7 @@ pub fn unwrap_slot(slot: &SlotDoc, secret: &OpenSecret) -> Result<Option<Key32>>
     };
     let mut nonce = [0u8; 24];
     nonce.copy_from_slice(slot.nonce.get(..24).unwrap_or(&[0u8; 24]));
-    let (ct, tag) = slot
-        .wrapped_key
-        .split_at(slot.wrapped_key.len().saturating_sub(TAG_LEN));
+    let (ct, tag) = slot.wrapped_key.split_at(slot.wrapped_key.len().saturating_sub(TAG_LEN));
     let mut tag_arr = [0u8; TAG_LEN];
     tag_arr.copy_from_slice(tag.get(..TAG_LEN).unwrap_or(&[0u8; TAG_LEN]));
     let mut buf = ct.to_vec();

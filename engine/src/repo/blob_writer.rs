@@ -43,39 +43,24 @@ struct Budget {
 
 impl Budget {
     fn acquire(&self, n: u64) {
-        let mut used = self
-            .used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // A single blob larger than the budget still proceeds once nothing else is in flight.
         while *used > 0 && *used + n > IN_FLIGHT_BYTES {
-            used = self
-                .freed
-                .wait(used)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            used = self.freed.wait(used).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         *used += n;
     }
 
     fn release(&self, n: u64) {
-        let mut used = self
-            .used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *used = used.saturating_sub(n);
         self.freed.notify_all();
     }
 
     fn wait_idle(&self) {
-        let mut used = self
-            .used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         while *used > 0 {
-            used = self
-                .freed
-                .wait(used)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            used = self.freed.wait(used).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 }
@@ -105,15 +90,8 @@ pub struct BlobWriter<'r> {
 impl<'r> BlobWriter<'r> {
     pub(super) fn new(repo: &'r Repository) -> Result<Self> {
         let (epoch, key) = repo.keyring().current();
-        let packer = Packer::new(
-            repo.storage().clone(),
-            epoch,
-            key.clone(),
-            repo.config().pack_target_size as usize,
-        );
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let packer = Packer::new(repo.storage().clone(), epoch, key.clone(), repo.config().pack_target_size as usize);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cairn-seal-{i}"))
@@ -137,11 +115,7 @@ impl<'r> BlobWriter<'r> {
         if self.repo.index().contains(id)? {
             return Ok(false);
         }
-        Ok(self
-            .session
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(*id))
+        Ok(self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(*id))
     }
 
     /// Adds a blob, returning its id; stores it only if the repository lacks it.
@@ -153,20 +127,14 @@ impl<'r> BlobWriter<'r> {
 
     /// Adds a blob whose keyed id the caller computed already.
     pub fn add_with_id(&self, kind: BlobKind, id: ChunkId, plaintext: Vec<u8>) -> Result<()> {
-        if let Some(e) = self
-            .shared
-            .error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
+        if let Some(e) = self.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             return Err(e);
         }
         if !self.claim(&id)? {
             return Ok(());
         }
-        let raw_length = u32::try_from(plaintext.len())
-            .map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
+        let raw_length =
+            u32::try_from(plaintext.len()).map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
         self.blobs.fetch_add(1, Ordering::Relaxed);
         let cost = plaintext.len() as u64 + 1;
         self.shared.budget.acquire(cost);
@@ -179,21 +147,14 @@ impl<'r> BlobWriter<'r> {
             let result = (|| {
                 let body = compress::encode(&plaintext, level);
                 let sealed = envelope::seal(&key, epoch, kind.object_kind(), id.as_bytes(), &body)?;
-                shared
-                    .raw_bytes
-                    .fetch_add(u64::from(raw_length), Ordering::Relaxed);
-                shared
-                    .sealed_bytes
-                    .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+                shared.raw_bytes.fetch_add(u64::from(raw_length), Ordering::Relaxed);
+                shared.sealed_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
                 drop(body);
                 drop(plaintext);
                 packer.add(kind, id, raw_length, sealed)
             })();
             if let Err(e) = result {
-                let mut slot = shared
-                    .error
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut slot = shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 slot.get_or_insert(e);
             }
             shared.budget.release(cost);
@@ -211,12 +172,8 @@ impl<'r> BlobWriter<'r> {
         }
         self.packs.fetch_add(packs.len() as u64, Ordering::Relaxed);
         let pack_bytes: u64 = packs.iter().map(|p| p.size).sum();
-        let size = self.repo.save_index_segment(&IndexSegment {
-            packs,
-            supersedes: Vec::new(),
-        })?;
-        self.stored_index_bytes
-            .fetch_add(size + pack_bytes, Ordering::Relaxed);
+        let size = self.repo.save_index_segment(&IndexSegment { packs, supersedes: Vec::new() })?;
+        self.stored_index_bytes.fetch_add(size + pack_bytes, Ordering::Relaxed);
         Ok(())
     }
 
@@ -224,13 +181,7 @@ impl<'r> BlobWriter<'r> {
     /// After this returns, every id this writer returned is in the repository and its index.
     pub fn finish(self) -> Result<WriteStats> {
         self.shared.budget.wait_idle();
-        if let Some(e) = self
-            .shared
-            .error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
+        if let Some(e) = self.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             return Err(e);
         }
         self.packer.flush()?;

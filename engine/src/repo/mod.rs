@@ -72,11 +72,7 @@ pub struct InitOutcome {
 /// Picks Argon2id iterations at 64 MiB so one derivation takes about `target` on this machine
 /// (at least 3 iterations, at most 16).
 pub fn calibrate_argon2(target: Duration) -> Result<Argon2Params> {
-    let probe = Argon2Params {
-        m_kib: 64 * 1024,
-        t: 1,
-        p: 1,
-    };
+    let probe = Argon2Params { m_kib: 64 * 1024, t: 1, p: 1 };
     let start = Instant::now();
     crate::crypto::argon2id(b"calibration", &[0u8; 32], probe)?;
     let one = start.elapsed().as_secs_f64().max(1e-3);
@@ -107,11 +103,7 @@ pub fn snapshot_name(id: &ObjectId) -> String {
 }
 
 fn parse_ids(names: &[String], prefix: &str) -> Vec<ObjectId> {
-    names
-        .iter()
-        .filter_map(|n| n.strip_prefix(prefix))
-        .filter_map(|h| ObjectId::from_hex(h).ok())
-        .collect()
+    names.iter().filter_map(|n| n.strip_prefix(prefix)).filter_map(|h| ObjectId::from_hex(h).ok()).collect()
 }
 
 impl Repository {
@@ -141,50 +133,25 @@ impl Repository {
         let k = Key32::random()?;
         let keyring = Keyring::generate(repository_id)?;
         let ring_name = keys::keyring_name(&k);
-        storage.put(
-            &ring_name,
-            &keyring.seal(&keys::keyring_seal_key(&k), &ring_name)?,
-            PutMode::CreateNew,
-        )?;
+        storage.put(&ring_name, &keyring.seal(&keys::keyring_seal_key(&k), &ring_name)?, PutMode::CreateNew)?;
         let slot = keys::create_password_slot(repository_id, &k, &opts.password, opts.argon2)?;
-        storage.put(
-            &format!("keys/{}", slot.id),
-            &slot.encode(),
-            PutMode::CreateNew,
-        )?;
+        storage.put(&format!("keys/{}", slot.id), &slot.encode(), PutMode::CreateNew)?;
         let recovery_code = if opts.recovery_code {
             let (slot, code) = keys::create_recovery_slot(repository_id, &k)?;
-            storage.put(
-                &format!("keys/{}", slot.id),
-                &slot.encode(),
-                PutMode::CreateNew,
-            )?;
+            storage.put(&format!("keys/{}", slot.id), &slot.encode(), PutMode::CreateNew)?;
             Some(code)
         } else {
             None
         };
         let (epoch, key) = keyring.current();
-        let sealed = envelope::seal(
-            key,
-            epoch,
-            ObjectKind::Config,
-            CONFIG_NAME.as_bytes(),
-            &config.encode(),
-        )?;
+        let sealed = envelope::seal(key, epoch, ObjectKind::Config, CONFIG_NAME.as_bytes(), &config.encode())?;
         storage.put(CONFIG_NAME, &sealed, PutMode::CreateNew)?;
-        Ok(InitOutcome {
-            repository_id,
-            recovery_code,
-        })
+        Ok(InitOutcome { repository_id, recovery_code })
     }
 
     /// Opens a repository with `secret`; `cache_root` holds one index cache per repository.
     /// Errors: [`Error::NoRepository`], [`Error::WrongKey`], [`Error::Corrupt`].
-    pub fn open(
-        storage: Arc<dyn Storage>,
-        secret: &OpenSecret,
-        cache_root: PathBuf,
-    ) -> Result<Self> {
+    pub fn open(storage: Arc<dyn Storage>, secret: &OpenSecret, cache_root: PathBuf) -> Result<Self> {
         let config_exists = storage.stat(CONFIG_NAME)?.is_some();
         let mut slot_names = storage.list("keys/")?;
         slot_names.sort();
@@ -208,27 +175,15 @@ impl Repository {
         };
         let ring_name = keys::keyring_name(&k);
         let ring_bytes = storage.get(&ring_name)?;
-        let keyring = Keyring::open(
-            &ring_bytes,
-            &keys::keyring_seal_key(&k),
-            &ring_name,
-            slot.repository_id,
-        )?;
+        let keyring = Keyring::open(&ring_bytes, &keys::keyring_seal_key(&k), &ring_name, slot.repository_id)?;
         drop(k);
         let sealed = storage.get(CONFIG_NAME)?;
-        let plain = envelope::open(
-            &sealed,
-            ObjectKind::Config,
-            CONFIG_NAME.as_bytes(),
-            CONFIG_NAME,
-            |e| keyring.data_key(e, CONFIG_NAME),
-        )?;
+        let plain = envelope::open(&sealed, ObjectKind::Config, CONFIG_NAME.as_bytes(), CONFIG_NAME, |e| {
+            keyring.data_key(e, CONFIG_NAME)
+        })?;
         let config = Config::decode(&plain)?;
         if config.repository_id != slot.repository_id {
-            return Err(Error::corrupt(
-                CONFIG_NAME,
-                "config belongs to another repository than its key slots",
-            ));
+            return Err(Error::corrupt(CONFIG_NAME, "config belongs to another repository than its key slots"));
         }
         if config.format_version != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -238,18 +193,8 @@ impl Repository {
             });
         }
         let chunker = Chunker::new(keyring.cdc_key(), config.chunker)?;
-        let index = IndexCache::open(
-            &cache_root.join(config.repository_id.to_hex()),
-            config.repository_id,
-        )?;
-        let repo = Repository {
-            storage,
-            config,
-            keyring: Arc::new(keyring),
-            chunker,
-            index,
-            opened_with: slot.id,
-        };
+        let index = IndexCache::open(&cache_root.join(config.repository_id.to_hex()), config.repository_id)?;
+        let repo = Repository { storage, config, keyring: Arc::new(keyring), chunker, index, opened_with: slot.id };
         repo.sync_index()?;
         Ok(repo)
     }
@@ -299,30 +244,23 @@ impl Repository {
     /// Loads and opens the sealed object `name`.
     pub fn load_object(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let sealed = self.storage.get(name)?;
-        envelope::open(&sealed, kind, name.as_bytes(), name, |e| {
-            self.keyring.data_key(e, name)
-        })
+        envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.data_key(e, name))
     }
 
     /// Applies index segments the cache has not seen; rebuilds the cache when a segment it
     /// applied is gone (the repository is the truth).
     pub fn sync_index(&self) -> Result<()> {
         let names = self.storage.list("index/")?;
-        let present: std::collections::HashSet<ObjectId> =
-            parse_ids(&names, "index/").into_iter().collect();
+        let present: std::collections::HashSet<ObjectId> = parse_ids(&names, "index/").into_iter().collect();
         let mut applied = self.index.applied_segments()?;
         if applied.iter().any(|id| !present.contains(id)) {
             self.index.clear()?;
             applied.clear();
         }
-        let todo: Vec<ObjectId> = present
-            .into_iter()
-            .filter(|id| !applied.contains(id))
-            .collect();
+        let todo: Vec<ObjectId> = present.into_iter().filter(|id| !applied.contains(id)).collect();
         todo.par_iter().try_for_each(|id| {
             let name = format!("index/{id}");
-            let segment =
-                IndexSegment::decode(&self.load_object(ObjectKind::IndexSegment, &name)?, &name)?;
+            let segment = IndexSegment::decode(&self.load_object(ObjectKind::IndexSegment, &name)?, &name)?;
             self.index.apply_segment(*id, &segment)
         })
     }
@@ -330,20 +268,14 @@ impl Repository {
     /// Writes an index segment and applies it to the cache. Returns its stored size.
     pub fn save_index_segment(&self, segment: &IndexSegment) -> Result<u64> {
         let id = ObjectId::random()?;
-        let size = self.save_object(
-            ObjectKind::IndexSegment,
-            &format!("index/{id}"),
-            &segment.encode(),
-        )?;
+        let size = self.save_object(ObjectKind::IndexSegment, &format!("index/{id}"), &segment.encode())?;
         self.index.apply_segment(id, segment)?;
         Ok(size)
     }
 
     /// Where a blob lives.
     pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
-        self.index
-            .get(id)?
-            .ok_or_else(|| Error::Missing(format!("blob {id} (not in the index)")))
+        self.index.get(id)?.ok_or_else(|| Error::Missing(format!("blob {id} (not in the index)")))
     }
 
     /// Reads, opens, decompresses and verifies a blob: its keyed hash must equal `id`, so a
@@ -351,28 +283,16 @@ impl Repository {
     pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
         let pack = pack_name(&loc.pack);
-        let sealed = self
-            .storage
-            .get_range(&pack, u64::from(loc.offset), u64::from(loc.length))?;
+        let sealed = self.storage.get_range(&pack, u64::from(loc.offset), u64::from(loc.length))?;
         self.open_blob(id, &loc, &pack, &sealed)
     }
 
     /// Opens a blob's sealed bytes read from `pack` and verifies them against `id`.
-    pub fn open_blob(
-        &self,
-        id: &ChunkId,
-        loc: &BlobLocation,
-        pack: &str,
-        sealed: &[u8],
-    ) -> Result<Vec<u8>> {
+    pub fn open_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
         let object = format!("{pack} (blob {id})");
-        let body = envelope::open(
-            sealed,
-            loc.kind.object_kind(),
-            id.as_bytes(),
-            &object,
-            |e| self.keyring.data_key(e, &object),
-        )?;
+        let body = envelope::open(sealed, loc.kind.object_kind(), id.as_bytes(), &object, |e| {
+            self.keyring.data_key(e, &object)
+        })?;
         let plain = compress::decode(&body, loc.raw_length as usize, &object)?;
         if plain.len() != loc.raw_length as usize || self.keyring.chunk_id(&plain) != *id {
             return Err(Error::corrupt(object, "content does not match its id"));
@@ -405,10 +325,8 @@ impl Repository {
     /// All snapshots, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(ObjectId, Snapshot)>> {
         let ids = self.snapshot_ids()?;
-        let mut all: Vec<(ObjectId, Snapshot)> = ids
-            .par_iter()
-            .map(|id| Ok((*id, self.load_snapshot(id)?)))
-            .collect::<Result<_>>()?;
+        let mut all: Vec<(ObjectId, Snapshot)> =
+            ids.par_iter().map(|id| Ok((*id, self.load_snapshot(id)?))).collect::<Result<_>>()?;
         all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(all)
     }
@@ -422,16 +340,11 @@ impl Repository {
                 .ok_or_else(|| Error::SnapshotNotFound("the repository has no snapshots".into()));
         }
         let spec_lc = spec.to_ascii_lowercase();
-        let matches: Vec<ObjectId> = self
-            .snapshot_ids()?
-            .into_iter()
-            .filter(|id| id.to_hex().starts_with(&spec_lc))
-            .collect();
+        let matches: Vec<ObjectId> =
+            self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_lc)).collect();
         match matches.as_slice() {
             [id] => Ok((*id, self.load_snapshot(id)?)),
-            [] => Err(Error::SnapshotNotFound(format!(
-                "no snapshot matches {spec:?}"
-            ))),
+            [] => Err(Error::SnapshotNotFound(format!("no snapshot matches {spec:?}"))),
             _ => Err(Error::SnapshotNotFound(format!(
                 "{} snapshots match {spec:?}; give more characters",
                 matches.len()
@@ -442,11 +355,7 @@ impl Repository {
     /// Stores a snapshot; returns its id and stored size.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
         let id = ObjectId::random()?;
-        let size = self.save_object(
-            ObjectKind::Snapshot,
-            &snapshot_name(&id),
-            &snapshot.encode(),
-        )?;
+        let size = self.save_object(ObjectKind::Snapshot, &snapshot_name(&id), &snapshot.encode())?;
         Ok((id, size))
     }
 

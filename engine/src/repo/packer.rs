@@ -46,30 +46,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Packer {
-    pub(crate) fn new(
-        storage: Arc<dyn Storage>,
-        epoch: u32,
-        header_key: Key32,
-        target: usize,
-    ) -> Self {
-        Packer {
-            storage,
-            epoch,
-            header_key,
-            target,
-            open: Mutex::default(),
-            finished: Mutex::default(),
-        }
+    pub(crate) fn new(storage: Arc<dyn Storage>, epoch: u32, header_key: Key32, target: usize) -> Self {
+        Packer { storage, epoch, header_key, target, open: Mutex::default(), finished: Mutex::default() }
     }
 
     /// Adds a sealed blob; stores the pack when it is full (in the calling thread).
-    pub(crate) fn add(
-        &self,
-        kind: BlobKind,
-        id: ChunkId,
-        raw_length: u32,
-        sealed: Vec<u8>,
-    ) -> Result<()> {
+    pub(crate) fn add(&self, kind: BlobKind, id: ChunkId, raw_length: u32, sealed: Vec<u8>) -> Result<()> {
         let full = {
             let mut open = lock(&self.open);
             let slot = match kind {
@@ -77,17 +59,8 @@ impl Packer {
                 BlobKind::Tree => &mut open[1],
             };
             slot.bytes += sealed.len();
-            slot.blobs.push(PendingBlob {
-                kind,
-                id,
-                raw_length,
-                sealed,
-            });
-            if slot.bytes >= self.target {
-                Some(std::mem::take(slot))
-            } else {
-                None
-            }
+            slot.blobs.push(PendingBlob { kind, id, raw_length, sealed });
+            if slot.bytes >= self.target { Some(std::mem::take(slot)) } else { None }
         };
         match full {
             Some(pack) => self.write(pack),
@@ -125,49 +98,31 @@ impl Packer {
         let mut bytes = Vec::with_capacity(pack.bytes + 64 * pack.blobs.len() + 64);
         let mut entries = Vec::with_capacity(pack.blobs.len());
         for b in pack.blobs {
-            let offset = u32::try_from(bytes.len())
-                .map_err(|_| Error::InvalidInput("pack larger than 4 GiB".into()))?;
-            let length = u32::try_from(b.sealed.len())
-                .map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
+            let offset =
+                u32::try_from(bytes.len()).map_err(|_| Error::InvalidInput("pack larger than 4 GiB".into()))?;
+            let length =
+                u32::try_from(b.sealed.len()).map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
             bytes.extend_from_slice(&b.sealed);
-            entries.push(BlobEntry {
-                kind: b.kind,
-                id: b.id,
-                offset,
-                length,
-                raw_length: b.raw_length,
-            });
+            entries.push(BlobEntry { kind: b.kind, id: b.id, offset, length, raw_length: b.raw_length });
         }
         let header = envelope::seal(
             &self.header_key,
             self.epoch,
             ObjectKind::PackHeader,
             b"",
-            &PackHeader {
-                blobs: entries.clone(),
-            }
-            .encode(),
+            &PackHeader { blobs: entries.clone() }.encode(),
         )?;
         bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(
-            &u32::try_from(header.len())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
+        bytes.extend_from_slice(&u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes());
         let id = PackId::of(&bytes);
         let name = pack_name(&id);
         match self.storage.put(&name, &bytes, PutMode::CreateNew) {
             Ok(()) => {}
             // Same bytes, same name: another writer stored this very pack already.
-            Err(Error::Storage { source, .. })
-                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(Error::Storage { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        lock(&self.finished).push(IndexedPack {
-            pack: id,
-            size: bytes.len() as u64,
-            blobs: entries,
-        });
+        lock(&self.finished).push(IndexedPack { pack: id, size: bytes.len() as u64, blobs: entries });
         Ok(())
     }
 }

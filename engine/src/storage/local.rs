@@ -46,11 +46,7 @@ impl Storage for LocalStorage {
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let err = |e| Error::storage("write", name, e);
         fs::create_dir_all(&dir).map_err(err)?;
-        let tmp = dir.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            hex::encode(crate::crypto::random_array::<8>()?)
-        ));
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hex::encode(crate::crypto::random_array::<8>()?)));
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
@@ -88,17 +84,10 @@ impl Storage for LocalStorage {
         let mut f = File::open(&path).map_err(err)?;
         let size = f.metadata().map_err(err)?.len();
         if offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(Error::corrupt(
-                name,
-                format!("range {offset}+{len} beyond the object's {size} bytes"),
-            ));
+            return Err(Error::corrupt(name, format!("range {offset}+{len} beyond the object's {size} bytes")));
         }
         f.seek(SeekFrom::Start(offset)).map_err(err)?;
-        let mut buf = vec![
-            0u8;
-            usize::try_from(len)
-                .map_err(|_| Error::InvalidInput("range too large".into()))?
-        ];
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| Error::InvalidInput("range too large".into()))?];
         f.read_exact(&mut buf).map_err(err)?;
         Ok(buf)
     }
@@ -122,14 +111,8 @@ impl Storage for LocalStorage {
                 if file_name.starts_with(".tmp-") {
                     continue;
                 }
-                let child = if name.is_empty() {
-                    file_name.to_string()
-                } else {
-                    format!("{name}/{file_name}")
-                };
-                let ft = entry
-                    .file_type()
-                    .map_err(|e| Error::storage("list", prefix, e))?;
+                let child = if name.is_empty() { file_name.to_string() } else { format!("{name}/{file_name}") };
+                let ft = entry.file_type().map_err(|e| Error::storage("list", prefix, e))?;
                 if ft.is_dir() {
                     stack.push((entry.path(), child));
                 } else if ft.is_file() {

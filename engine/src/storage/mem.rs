@@ -19,9 +19,7 @@ impl MemStorage {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        self.objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Replaces an object's bytes behind the repository's back (corruption tests).
@@ -41,45 +39,28 @@ impl Storage for MemStorage {
         validate_name(name)?;
         let mut m = self.lock();
         if mode == PutMode::CreateNew && m.contains_key(name) {
-            return Err(Error::storage(
-                "write",
-                name,
-                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-            ));
+            return Err(Error::storage("write", name, std::io::Error::from(std::io::ErrorKind::AlreadyExists)));
         }
         m.insert(name.to_string(), data.to_vec());
         Ok(())
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
-        self.lock()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::Missing(name.to_string()))
+        self.lock().get(name).cloned().ok_or_else(|| Error::Missing(name.to_string()))
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let m = self.lock();
-        let v = m
-            .get(name)
-            .ok_or_else(|| Error::Missing(name.to_string()))?;
+        let v = m.get(name).ok_or_else(|| Error::Missing(name.to_string()))?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
-        v.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
-            Error::corrupt(
-                name,
-                format!("range {offset}+{len} beyond the object's {} bytes", v.len()),
-            )
-        })
+        v.get(start..end)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| Error::corrupt(name, format!("range {offset}+{len} beyond the object's {} bytes", v.len())))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        Ok(self
-            .lock()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
+        Ok(self.lock().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
     }
 
     fn delete(&self, name: &str) -> Result<()> {

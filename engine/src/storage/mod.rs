@@ -44,17 +44,8 @@ pub fn validate_name(name: &str) -> Result<()> {
             !c.is_empty()
                 && c != "."
                 && c != ".."
-                && c.bytes().all(|b| {
-                    b.is_ascii_lowercase()
-                        || b.is_ascii_digit()
-                        || b == b'-'
-                        || b == b'_'
-                        || b == b'.'
-                })
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.')
         });
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!("invalid object name {name:?}")))
-    }
+    if ok { Ok(()) } else { Err(Error::InvalidInput(format!("invalid object name {name:?}"))) }
 }

@@ -1,0 +1,195 @@
+//! Acceptance 4 and the CLI contract: exit codes, --json, no prompts without a tty, opening
+//! with the recovery code.
+
+use std::fs;
+use std::path::Path;
+
+use assert_cmd::Command;
+
+use crate::support::*;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("pw"), "hunter2-but-longer\n").unwrap();
+        fs::write(dir.path().join("wrong"), "not the password\n").unwrap();
+        Env { dir }
+    }
+
+    fn p(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `cairn` with repository, cache and password file set, and no inherited CAIRN_* variables.
+    fn cairn(&self) -> Command {
+        self.cairn_with_password("pw")
+    }
+
+    fn cairn_with_password(&self, file: &str) -> Command {
+        let mut c = Command::cargo_bin("cairn").unwrap();
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CAIRN_") {
+                c.env_remove(k);
+            }
+        }
+        c.arg("-r")
+            .arg(self.p("repo"))
+            .arg("--cache-dir")
+            .arg(self.p("cache"))
+            .arg("--password-file")
+            .arg(self.p(file));
+        c
+    }
+
+    fn init(&self) {
+        self.cairn()
+            .args(["init", "--kdf-memory", "8192", "--kdf-iterations", "1", "--recovery-code-out"])
+            .arg(self.p("recovery"))
+            .assert()
+            .success();
+    }
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", String::from_utf8_lossy(out)))
+}
+
+#[test]
+fn init_snapshot_list_restore_through_the_binary() {
+    let env = Env::new();
+    env.init();
+    let src = env.p("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/hello.txt"), b"hello from the cli").unwrap();
+    fs::write(src.join("bin"), random_bytes(300_000, 3)).unwrap();
+
+    let out = env.cairn().args(["--json", "backup", "--tag", "nightly", "--host", "h1"]).arg(&src).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = json(&out.stdout);
+    let id = doc["snapshot_id"].as_str().unwrap().to_string();
+    assert_eq!(doc["files_new"], 2);
+    assert_eq!(doc["errors"].as_array().unwrap().len(), 0);
+
+    let out = env.cairn().args(["--json", "snapshots"]).output().unwrap();
+    let list = json(&out.stdout);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["hostname"], "h1");
+    assert_eq!(list[0]["tags"][0], "nightly");
+
+    let out = env.cairn().args(["ls", &id[..10]]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/sub/hello.txt"), "{text}");
+
+    env.cairn().args(["restore", "latest", "--target"]).arg(env.p("out")).assert().success();
+    assert_same_tree(&src, &restored_path(&env.p("out"), &src));
+
+    let out = env.cairn().args(["cat", "config"]).output().unwrap();
+    assert_eq!(json(&out.stdout)["pack_target_size"], 16 * 1024 * 1024);
+}
+
+#[test]
+fn wrong_password_exits_12_with_a_clear_message() {
+    let env = Env::new();
+    env.init();
+    let out = env.cairn_with_password("wrong").arg("snapshots").output().unwrap();
+    assert_eq!(out.status.code(), Some(12));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong password"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn missing_repository_exits_10() {
+    let env = Env::new();
+    let out = env.cairn().arg("snapshots").output().unwrap();
+    assert_eq!(out.status.code(), Some(10));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no repository"));
+    let out = env.cairn().args(["--json", "snapshots"]).output().unwrap();
+    assert_eq!(json(&out.stdout)["exit_code"], 10);
+}
+
+#[test]
+fn the_recovery_code_opens_the_repository_alone() {
+    let env = Env::new();
+    env.init();
+    let code = fs::read_to_string(env.p("recovery")).unwrap();
+    assert_eq!(code.trim().len(), 39, "{code}");
+    let mut c = Command::cargo_bin("cairn").unwrap();
+    c.env_remove("CAIRN_PASSWORD").env_remove("CAIRN_PASSWORD_FILE").env_remove("CAIRN_PASSWORD_COMMAND");
+    c.arg("-r").arg(env.p("repo")).arg("--cache-dir").arg(env.p("cache2"));
+    c.arg("--recovery-code-file").arg(env.p("recovery")).arg("snapshots").assert().success();
+    // A typo is caught by the checksum, not mistaken for a wrong key.
+    let mut typo = code.trim().to_string();
+    let first = if typo.starts_with('A') { "B" } else { "A" };
+    typo.replace_range(0..1, first);
+    fs::write(env.p("typo"), typo).unwrap();
+    let out = Command::cargo_bin("cairn")
+        .unwrap()
+        .arg("-r")
+        .arg(env.p("repo"))
+        .arg("--recovery-code-file")
+        .arg(env.p("typo"))
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum"));
+}
+
+#[test]
+fn no_password_and_no_tty_fails_without_prompting() {
+    let env = Env::new();
+    env.init();
+    let out = Command::cargo_bin("cairn")
+        .unwrap()
+        .env_remove("CAIRN_PASSWORD")
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_PASSWORD_COMMAND")
+        .arg("-r")
+        .arg(env.p("repo"))
+        .arg("snapshots")
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-file"));
+}
+
+#[test]
+fn password_command_is_used() {
+    let env = Env::new();
+    env.init();
+    let pw = env.p("pw");
+    let out = Command::cargo_bin("cairn")
+        .unwrap()
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .arg("-r")
+        .arg(env.p("repo"))
+        .arg("--cache-dir")
+        .arg(env.p("cache"))
+        .arg("--password-command")
+        .arg(format!("cat {}", pw.display()))
+        .args(["--json", "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&out.stdout).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn init_refuses_an_existing_repository() {
+    let env = Env::new();
+    env.init();
+    let out = env.cairn().args(["init", "--kdf-memory", "8192", "--kdf-iterations", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert!(Path::new(&env.p("repo")).join("config").exists());
+}

@@ -1,0 +1,123 @@
+//! Acceptance 5: one flipped byte in a pack, an index segment, a snapshot or the keyring makes
+//! the operation that reads it fail, naming the object; restore never writes wrong bytes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cairn_engine::format::tree::NodeKind;
+use cairn_engine::{Error, Repository};
+
+use crate::support::*;
+
+fn flip(path: &Path, offset: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    let i = usize::try_from(offset).unwrap().min(bytes.len() - 1);
+    bytes[i] ^= 0x01;
+    fs::write(path, bytes).unwrap();
+}
+
+fn only(dir: &Path) -> PathBuf {
+    let files = walk_files(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.into_iter().next().unwrap()
+}
+
+struct Fixture {
+    work: tempfile::TempDir,
+    t: TestRepo,
+    src: PathBuf,
+    out: cairn_engine::backup::BackupOutcome,
+}
+
+fn fixture() -> Fixture {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("data"), random_bytes(3 << 20, 5)).unwrap();
+    fs::write(src.join("notes"), text_bytes(100_000, 6)).unwrap();
+    let t = TestRepo::new();
+    let out = snapshot(&t.open(), &[&src]);
+    Fixture { work, t, src, out }
+}
+
+fn fresh_open(f: &Fixture) -> cairn_engine::Result<Repository> {
+    let _ = fs::remove_dir_all(f.t.cache());
+    f.t.open_with(&cairn_engine::keys::OpenSecret::Password(cairn_engine::crypto::SecretBytes::from(
+        PASSWORD.to_string(),
+    )))
+}
+
+fn assert_names(err: &Error, object: &str) {
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Corrupt { .. }), "expected Corrupt, got {err:?}");
+    assert!(msg.contains(object), "error {msg:?} does not name {object}");
+}
+
+#[test]
+fn flipped_byte_in_a_pack_fails_restore_and_leaves_no_wrong_file() {
+    let f = fixture();
+    let repo = f.t.open();
+    let path = format!("{}/data", f.src.display());
+    let cairn_engine::ls::Resolved::Node(_, node) =
+        cairn_engine::ls::resolve(&repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
+    else {
+        panic!()
+    };
+    let NodeKind::File { chunks, .. } = &node.kind else { panic!() };
+    let loc = repo.locate(&chunks[1]).unwrap();
+    let pack_name = cairn_engine::repo::pack_name(&loc.pack);
+    flip(&f.t.repo_path().join(&pack_name), u64::from(loc.offset) + 100);
+    let target = f.work.path().join("out");
+    let err = restore_all(&repo, &f.out, &target).unwrap_err();
+    assert_names(&err, &pack_name);
+    assert!(!restored_path(&target, &f.src).join("data").exists(), "a damaged file must not be left behind");
+}
+
+#[test]
+fn flipped_byte_in_an_index_segment_fails_open() {
+    let f = fixture();
+    let seg = only(&f.t.repo_path().join("index"));
+    flip(&seg, 40);
+    let err = fresh_open(&f).unwrap_err();
+    assert_names(&err, &format!("index/{}", seg.file_name().unwrap().to_str().unwrap()));
+}
+
+#[test]
+fn flipped_byte_in_a_snapshot_fails_listing() {
+    let f = fixture();
+    let snap = only(&f.t.repo_path().join("snapshots"));
+    flip(&snap, 50);
+    let repo = f.t.open();
+    let err = repo.snapshots().unwrap_err();
+    assert_names(&err, &format!("snapshots/{}", f.out.snapshot_id));
+}
+
+#[test]
+fn flipped_byte_in_the_keyring_fails_open() {
+    let f = fixture();
+    let ring = only(&f.t.repo_path().join("keyring"));
+    flip(&ring, 45);
+    let err = fresh_open(&f).unwrap_err();
+    assert_names(&err, &format!("keyring/{}", ring.file_name().unwrap().to_str().unwrap()));
+}
+
+#[test]
+fn flipped_byte_in_the_config_fails_open() {
+    let f = fixture();
+    flip(&f.t.repo_path().join("config"), 60);
+    let err = fresh_open(&f).unwrap_err();
+    assert_names(&err, "config");
+}
+
+#[test]
+fn truncated_pack_fails_restore() {
+    let f = fixture();
+    let repo = f.t.open();
+    let packs = walk_files(&f.t.repo_path().join("data"));
+    for p in &packs {
+        let bytes = fs::read(p).unwrap();
+        fs::write(p, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    let err = restore_all(&repo, &f.out, &f.work.path().join("out")).unwrap_err();
+    assert!(err.to_string().contains("data/"), "{err}");
+}

@@ -1,0 +1,214 @@
+//! Shared helpers: repositories in temporary directories, source trees, tree comparison.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_engine::backup::{BackupOptions, BackupOutcome, backup};
+use cairn_engine::chunker::ChunkerParams;
+use cairn_engine::crypto::{Argon2Params, SecretBytes};
+use cairn_engine::keys::{OpenSecret, RecoveryCode};
+use cairn_engine::restore::{RestoreOptions, RestoreOutcome, restore};
+use cairn_engine::storage::{LocalStorage, Storage};
+use cairn_engine::{InitOptions, NoProgress, Repository};
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A repository in a temporary directory, with its own cache directory.
+pub struct TestRepo {
+    pub dir: TempDir,
+    pub storage: Arc<dyn Storage>,
+    pub recovery: Option<RecoveryCode>,
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        Self::with_chunker(ChunkerParams::default())
+    }
+
+    pub fn with_chunker(chunker: ChunkerParams) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path().join("repo")));
+        let mut opts = InitOptions::new(SecretBytes::from(PASSWORD.to_string()), Argon2Params::MIN);
+        opts.chunker = chunker;
+        let out = Repository::init(storage.clone(), &opts).unwrap();
+        TestRepo { dir, storage, recovery: out.recovery_code }
+    }
+
+    pub fn repo_path(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    pub fn open(&self) -> Repository {
+        self.open_with(&OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap()
+    }
+
+    pub fn open_with(&self, secret: &OpenSecret) -> cairn_engine::Result<Repository> {
+        Repository::open(self.storage.clone(), secret, self.cache())
+    }
+
+    /// Total bytes of every object in the repository.
+    pub fn size(&self) -> u64 {
+        walk_files(&self.repo_path()).iter().map(|p| fs::metadata(p).unwrap().len()).sum()
+    }
+}
+
+pub fn snapshot(repo: &Repository, paths: &[&Path]) -> BackupOutcome {
+    let opts = BackupOptions {
+        paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+        hostname: "test-host".into(),
+        username: "tester".into(),
+        program: "cairn-tests".into(),
+        ..BackupOptions::default()
+    };
+    backup(repo, &opts, &NoProgress).unwrap()
+}
+
+pub fn restore_all(repo: &Repository, out: &BackupOutcome, target: &Path) -> cairn_engine::Result<RestoreOutcome> {
+    let opts = RestoreOptions { target: target.to_path_buf(), subpath: Vec::new() };
+    restore(repo, out.snapshot.tree, &opts, &NoProgress)
+}
+
+/// Where a restored source path lands: the snapshot mirrors absolute paths.
+pub fn restored_path(target: &Path, source: &Path) -> PathBuf {
+    target.join(source.strip_prefix("/").unwrap())
+}
+
+/// Every regular file below `root` (not following symlinks).
+pub fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else if m.is_file() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Compressible text-like bytes.
+pub fn text_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let words = ["backup ", "restore ", "chunk ", "pack ", "index ", "snapshot ", "tree ", "blob ", "key\n"];
+    let r = random_bytes(n / 4 + 16, seed);
+    let mut out = Vec::with_capacity(n + 16);
+    let mut i = 0;
+    while out.len() < n {
+        out.extend_from_slice(words[r[i % r.len()] as usize % words.len()].as_bytes());
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+/// Copies up to `limit` regular files (< 1 MiB) and symlinks from `from` into `to`,
+/// keeping relative paths, modes and mtimes. Returns how many were copied.
+pub fn copy_real_files(from: &Path, to: &Path, limit: usize) -> usize {
+    let mut copied = 0;
+    let mut stack = vec![from.to_path_buf()];
+    let mut dirs = Vec::new();
+    while let Some(p) = stack.pop() {
+        if copied >= limit {
+            break;
+        }
+        let Ok(m) = fs::symlink_metadata(&p) else { continue };
+        let rel = p.strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        if m.is_dir() {
+            if fs::create_dir_all(&dest).is_err() {
+                continue;
+            }
+            dirs.push((dest, m.clone()));
+            let Ok(rd) = fs::read_dir(&p) else { continue };
+            let mut children: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            children.sort();
+            stack.extend(children.into_iter().rev());
+        } else if m.is_file() && m.len() < (1 << 20) {
+            if fs::copy(&p, &dest).is_ok() {
+                let _ = filetime_set(&dest, &m);
+                copied += 1;
+            }
+        } else if m.file_type().is_symlink() {
+            if let Ok(t) = fs::read_link(&p) {
+                if std::os::unix::fs::symlink(t, &dest).is_ok() {
+                    copied += 1;
+                }
+            }
+        }
+    }
+    for (d, m) in dirs.iter().rev() {
+        let _ = filetime_set(d, m);
+    }
+    copied
+}
+
+fn filetime_set(p: &Path, m: &fs::Metadata) -> std::io::Result<()> {
+    let f = fs::File::options().write(false).read(true).open(p)?;
+    let t = fs::FileTimes::new().set_modified(m.modified()?);
+    f.set_times(t)
+}
+
+/// Asserts `restored` equals `source`: every entry, its kind, bytes, mode, mtime (ns),
+/// uid/gid and symlink target; directories included.
+pub fn assert_same_tree(source: &Path, restored: &Path) {
+    let mut compared = 0usize;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let a = source.join(&rel);
+        let b = restored.join(&rel);
+        let ma = fs::symlink_metadata(&a).unwrap_or_else(|e| panic!("{}: {e}", a.display()));
+        let mb = fs::symlink_metadata(&b).unwrap_or_else(|e| panic!("restored {} missing: {e}", b.display()));
+        assert_eq!(ma.file_type(), mb.file_type(), "type of {}", rel.display());
+        assert_eq!(ma.permissions().mode(), mb.permissions().mode(), "mode of {}", rel.display());
+        assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "owner of {}", rel.display());
+        if ma.is_dir() {
+            let mut names: Vec<_> = fs::read_dir(&a).unwrap().map(|e| e.unwrap().file_name()).collect();
+            let mut names_b: Vec<_> = fs::read_dir(&b).unwrap().map(|e| e.unwrap().file_name()).collect();
+            names.sort();
+            names_b.sort();
+            assert_eq!(names, names_b, "entries of {}", rel.display());
+            stack.extend(names.into_iter().map(|n| rel.join(n)));
+        } else if ma.is_file() {
+            assert_eq!(ma.len(), mb.len(), "size of {}", rel.display());
+            assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap(), "content of {}", rel.display());
+        } else if ma.file_type().is_symlink() {
+            assert_eq!(fs::read_link(&a).unwrap(), fs::read_link(&b).unwrap(), "target of {}", rel.display());
+        }
+        assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "mtime of {}", rel.display());
+        compared += 1;
+    }
+    assert!(compared > 0);
+}
+
+/// A name that is not valid UTF-8.
+pub fn non_utf8_name(tag: u8) -> &'static OsStr {
+    let bytes: &'static [u8] =
+        Box::leak(vec![b'n', b'o', b'n', b'-', b'u', b't', b'f', 0xff, 0xfe, tag, b'x'].into_boxed_slice());
+    OsStr::from_bytes(bytes)
+}

@@ -1,0 +1,156 @@
+//! Replays format-spec/vectors byte for byte (see format-spec/SPEC.md#test-vectors).
+
+use std::path::PathBuf;
+
+use cairn_engine::crypto::{Key32, context, derive};
+use cairn_engine::format::envelope::{ObjectKind, open, seal_with_nonce};
+use cairn_engine::keys::RecoveryCode;
+
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../format-spec/vectors")
+}
+
+fn load(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(vectors_dir().join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn hex32(v: &serde_json::Value) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(v.as_str().unwrap(), &mut out).unwrap();
+    out
+}
+
+fn kind(name: &str) -> ObjectKind {
+    match name {
+        "config" => ObjectKind::Config,
+        "keyring" => ObjectKind::Keyring,
+        "data_blob" => ObjectKind::DataBlob,
+        "tree_blob" => ObjectKind::TreeBlob,
+        "pack_header" => ObjectKind::PackHeader,
+        "index_segment" => ObjectKind::IndexSegment,
+        "snapshot" => ObjectKind::Snapshot,
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+#[test]
+fn envelope_vectors_replay_byte_for_byte() {
+    let doc = load("envelope.json");
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() >= 3);
+    for case in cases {
+        let key = Key32::from_bytes(hex32(&case["key"]));
+        let mut nonce = [0u8; 24];
+        hex::decode_to_slice(case["nonce"].as_str().unwrap(), &mut nonce).unwrap();
+        let name = hex::decode(case["name_hex"].as_str().unwrap()).unwrap();
+        let plaintext = hex::decode(case["plaintext"].as_str().unwrap()).unwrap();
+        let epoch = case["epoch"].as_u64().unwrap() as u32;
+        let k = kind(case["kind"].as_str().unwrap());
+        let sealed = seal_with_nonce(&key, epoch, k, &name, &plaintext, &nonce);
+        assert_eq!(hex::encode(&sealed), case["sealed"].as_str().unwrap(), "case {}", case["description"]);
+        assert_eq!(open(&sealed, k, &name, "vector", |_| Ok(&key)).unwrap(), plaintext);
+    }
+}
+
+#[test]
+fn derivation_vectors_replay() {
+    let doc = load("derive.json");
+    for case in doc["cases"].as_array().unwrap() {
+        let ctx = match case["context"].as_str().unwrap() {
+            "KEYRING_SEAL" => context::KEYRING_SEAL,
+            "KEYRING_NAME" => context::KEYRING_NAME,
+            "GEAR_TABLE" => context::GEAR_TABLE,
+            "RECOVERY_SLOT" => context::RECOVERY_SLOT,
+            other => panic!("unknown context {other}"),
+        };
+        let material = hex::decode(case["material"].as_str().unwrap()).unwrap();
+        assert_eq!(hex::encode(derive(ctx, &material).expose()), case["output"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn chunk_id_and_gear_vectors_replay() {
+    let doc = load("chunking.json");
+    let cdc_key = Key32::from_bytes(hex32(&doc["cdc_key"]));
+    let params = cairn_engine::chunker::ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 };
+    let chunker = cairn_engine::chunker::Chunker::new(&cdc_key, params).unwrap();
+    let data: Vec<u8> =
+        (0..doc["input_len"].as_u64().unwrap()).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let cuts: Vec<u64> = chunker.cut_all(&data).into_iter().map(|n| n as u64).collect();
+    let want: Vec<u64> = doc["chunk_lengths"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(cuts, want);
+    let id_key = hex32(&doc["id_key"]);
+    let first = &data[..cuts[0] as usize];
+    assert_eq!(blake3::keyed_hash(&id_key, first).to_hex().as_str(), doc["first_chunk_id"].as_str().unwrap());
+}
+
+#[test]
+fn recovery_code_vector_replays() {
+    let doc = load("recovery.json");
+    let mut entropy = [0u8; 18];
+    hex::decode_to_slice(doc["entropy"].as_str().unwrap(), &mut entropy).unwrap();
+    let code = RecoveryCode::from_entropy(entropy);
+    assert_eq!(code.display(), doc["display"].as_str().unwrap());
+}
+
+/// Regenerates the vector files. Vectors are append-only: run this only to add new cases,
+/// never to change existing bytes (that needs a new format version).
+/// `cargo test -p cairn-tests --test it write_vectors -- --ignored`
+#[test]
+#[ignore = "writes format-spec/vectors; run by hand when adding vectors"]
+fn write_vectors() {
+    let key = [0x42u8; 32];
+    let nonce = [0x24u8; 24];
+    let mut cases = Vec::new();
+    for (desc, k, name, plain, epoch) in [
+        ("empty config-kind object", "config", b"config".to_vec(), Vec::new(), 0u32),
+        ("snapshot with text", "snapshot", b"snapshots/00".to_vec(), b"cairn snapshot plaintext".to_vec(), 0),
+        ("data blob named by a chunk id, epoch 7", "data_blob", vec![0xab; 32], vec![1, 2, 3, 4, 5], 7),
+        ("pack header with empty name", "pack_header", Vec::new(), vec![1, 0], 0),
+    ] {
+        let sealed = seal_with_nonce(&Key32::from_bytes(key), epoch, kind(k), &name, &plain, &nonce);
+        cases.push(serde_json::json!({
+            "description": desc, "kind": k, "key": hex::encode(key), "nonce": hex::encode(nonce),
+            "epoch": epoch, "name_hex": hex::encode(&name), "plaintext": hex::encode(&plain), "sealed": hex::encode(&sealed),
+        }));
+    }
+    let write = |name: &str, v: serde_json::Value| {
+        std::fs::write(vectors_dir().join(name), serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap()
+    };
+    write("envelope.json", serde_json::json!({ "cases": cases }));
+
+    let mut dcases = Vec::new();
+    for (c, ctx) in [
+        ("KEYRING_SEAL", context::KEYRING_SEAL),
+        ("KEYRING_NAME", context::KEYRING_NAME),
+        ("GEAR_TABLE", context::GEAR_TABLE),
+        ("RECOVERY_SLOT", context::RECOVERY_SLOT),
+    ] {
+        let material = [0x11u8; 32];
+        dcases.push(serde_json::json!({ "context": c, "context_string": ctx, "material": hex::encode(material), "output": hex::encode(derive(ctx, &material).expose()) }));
+    }
+    write("derive.json", serde_json::json!({ "cases": dcases }));
+
+    let cdc_key = [0x33u8; 32];
+    let id_key = [0x44u8; 32];
+    let params = cairn_engine::chunker::ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 };
+    let chunker = cairn_engine::chunker::Chunker::new(&Key32::from_bytes(cdc_key), params).unwrap();
+    let input_len = 20_000u64;
+    let data: Vec<u8> = (0..input_len).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let cuts = chunker.cut_all(&data);
+    write(
+        "chunking.json",
+        serde_json::json!({
+            "description": "input byte i = ((i * 2654435761) >> 7) mod 256; chunker min/avg/max 256/1024/4096",
+            "cdc_key": hex::encode(cdc_key), "id_key": hex::encode(id_key), "input_len": input_len,
+            "chunk_lengths": cuts, "first_chunk_id": blake3::keyed_hash(&id_key, &data[..cuts[0]]).to_hex().as_str(),
+        }),
+    );
+
+    let entropy = [0x5au8; 18];
+    write(
+        "recovery.json",
+        serde_json::json!({ "entropy": hex::encode(entropy), "display": RecoveryCode::from_entropy(entropy).display() }),
+    );
+}
