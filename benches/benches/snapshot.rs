@@ -38,7 +38,8 @@ fn open_new(root: &Path) -> Repository {
     let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(LocalStorage::new(root.join("repo")));
     let opts = InitOptions::new(SecretBytes::from("bench".to_string()), Argon2Params::MIN);
     Repository::init(storage.clone(), &opts).unwrap();
-    Repository::open(storage, &OpenSecret::Password(SecretBytes::from("bench".to_string())), root.join("cache")).unwrap()
+    Repository::open(storage, &OpenSecret::Password(SecretBytes::from("bench".to_string())), root.join("cache"))
+        .unwrap()
 }
 
 fn snapshot(c: &mut Criterion) {

@@ -30,11 +30,11 @@ pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
     if level != 0 && !data.is_empty() {
         let mut out = Vec::with_capacity(data.len() / 2 + 64);
         out.push(Codec::Zstd as u8);
-        if let Ok(compressed) = zstd::bulk::compress(data, level) {
-            if compressed.len() < data.len() {
-                out.extend_from_slice(&compressed);
-                return out;
-            }
+        if let Ok(compressed) = zstd::bulk::compress(data, level)
+            && compressed.len() < data.len()
+        {
+            out.extend_from_slice(&compressed);
+            return out;
         }
     }
     let mut out = Vec::with_capacity(data.len() + 1);

@@ -11,7 +11,7 @@ pub enum Resolved {
     /// The snapshot root.
     Root(ChunkId),
     /// A node, with its path (components joined by `/`, no leading `/`).
-    Node(Vec<u8>, Node),
+    Node(Vec<u8>, Box<Node>),
 }
 
 /// Resolves `path` (absolute or relative to the snapshot root, `/`-separated, raw bytes).
@@ -21,10 +21,12 @@ pub fn resolve(repo: &Repository, root: ChunkId, path: &[u8]) -> Result<Resolved
     for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
         let tree_id = match &current {
             Resolved::Root(id) => *id,
-            Resolved::Node(_, Node { kind: NodeKind::Dir { subtree }, .. }) => *subtree,
-            Resolved::Node(p, _) => {
-                return Err(Error::InvalidInput(format!("{} is not a directory", String::from_utf8_lossy(p))));
-            }
+            Resolved::Node(p, node) => match node.kind {
+                NodeKind::Dir { subtree } => subtree,
+                _ => {
+                    return Err(Error::InvalidInput(format!("{} is not a directory", String::from_utf8_lossy(p))));
+                }
+            },
         };
         let tree = repo.load_tree(&tree_id)?;
         let node = tree
@@ -35,7 +37,7 @@ pub fn resolve(repo: &Repository, root: ChunkId, path: &[u8]) -> Result<Resolved
             prefix.push(b'/');
         }
         prefix.extend_from_slice(comp);
-        current = Resolved::Node(prefix.clone(), node);
+        current = Resolved::Node(prefix.clone(), Box::new(node));
     }
     Ok(current)
 }

@@ -154,12 +154,11 @@ pub fn copy_real_files(from: &Path, to: &Path, limit: usize) -> usize {
                 let _ = filetime_set(&dest, &m);
                 copied += 1;
             }
-        } else if m.file_type().is_symlink() {
-            if let Ok(t) = fs::read_link(&p) {
-                if std::os::unix::fs::symlink(t, &dest).is_ok() {
-                    copied += 1;
-                }
-            }
+        } else if m.file_type().is_symlink()
+            && let Ok(t) = fs::read_link(&p)
+            && std::os::unix::fs::symlink(t, &dest).is_ok()
+        {
+            copied += 1;
         }
     }
     for (d, m) in dirs.iter().rev() {

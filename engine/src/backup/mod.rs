@@ -261,10 +261,10 @@ impl Walker<'_, '_> {
         self.summary.bytes_total += size;
         self.summary.files_new += 1;
         // A file that changed while being read is stored as read, and reported.
-        if let Ok(after) = fs::symlink_metadata(path) {
-            if after.size() != size || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec() {
-                self.source_error(path, "file changed while it was being read; the snapshot holds the bytes read");
-            }
+        if let Ok(after) = fs::symlink_metadata(path)
+            && (after.size() != size || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec())
+        {
+            self.source_error(path, "file changed while it was being read; the snapshot holds the bytes read");
         }
         let mut node = node_from_metadata(name, NodeKind::File { chunks, holes: Vec::new() }, before);
         node.size = size;

@@ -120,10 +120,10 @@ impl Tree {
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
         let t: Tree = decode_versioned(bytes, TREE_VERSION, object)?;
         for pair in t.nodes.windows(2) {
-            if let [a, b] = pair {
-                if a.name >= b.name {
-                    return Err(Error::corrupt(object, "tree entries are not strictly sorted"));
-                }
+            if let [a, b] = pair
+                && a.name >= b.name
+            {
+                return Err(Error::corrupt(object, "tree entries are not strictly sorted"));
             }
         }
         if let Some(bad) = t.nodes.iter().find(|n| !Node::valid_name(&n.name)) {

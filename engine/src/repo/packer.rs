@@ -54,9 +54,10 @@ impl Packer {
     pub(crate) fn add(&self, kind: BlobKind, id: ChunkId, raw_length: u32, sealed: Vec<u8>) -> Result<()> {
         let full = {
             let mut open = lock(&self.open);
+            let [data, tree] = &mut *open;
             let slot = match kind {
-                BlobKind::Data => &mut open[0],
-                BlobKind::Tree => &mut open[1],
+                BlobKind::Data => data,
+                BlobKind::Tree => tree,
             };
             slot.bytes += sealed.len();
             slot.blobs.push(PendingBlob { kind, id, raw_length, sealed });
