@@ -10,5 +10,12 @@ export CARGO_TERM_COLOR=never
 start=$(date +%s)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
-echo "test.sh: all tests passed in $(( $(date +%s) - start ))s"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line over every test binary (cargo prints one summary per binary, the last
+# often being doc tests with 0 tests).
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+echo "test.sh: finished in $(( $(date +%s) - start ))s"
+echo "tests: ${passed} passed, ${failed} failed"

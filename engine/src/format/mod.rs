@@ -10,6 +10,9 @@ pub mod slot;
 pub mod snapshot;
 pub mod tree;
 
+#[cfg(test)]
+mod proptests;
+
 use serde::{Deserialize, Serialize};
 
 /// The repository format version this build writes and reads.

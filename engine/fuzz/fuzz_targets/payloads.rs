@@ -1,0 +1,21 @@
+//! Every postcard payload decoder (config, keyring, pack header, index segment, tree,
+//! snapshot) and the pack trailer on arbitrary plaintext: errors, never panics.
+#![no_main]
+
+use cairn_engine::format::config::Config;
+use cairn_engine::format::index::IndexSegment;
+use cairn_engine::format::keyring::KeyringDoc;
+use cairn_engine::format::pack::{PackHeader, header_location};
+use cairn_engine::format::snapshot::Snapshot;
+use cairn_engine::format::tree::Tree;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Config::decode(data);
+    let _ = KeyringDoc::decode(data, "fuzz");
+    let _ = PackHeader::decode(data, data.len() as u64, "fuzz");
+    let _ = IndexSegment::decode(data, "fuzz");
+    let _ = Tree::decode(data, "fuzz");
+    let _ = Snapshot::decode(data, "fuzz");
+    let _ = header_location(data.len() as u64, data, "fuzz");
+});
