@@ -52,7 +52,7 @@ pub fn associated_data(kind: ObjectKind, epoch: u32, name: &[u8]) -> Vec<u8> {
 
 /// Seals `plaintext` with a fresh random nonce.
 pub fn seal(key: &Key32, epoch: u32, kind: ObjectKind, name: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    Ok(seal_with_nonce(key, epoch, kind, name, plaintext, &random_array()?))
+    Ok(seal_inner(key, epoch, kind, name, plaintext, &random_array()?))
 }
 
 /// Seals with a caller-chosen nonce: the test-vector seam. Reusing a nonce under one key
