@@ -85,14 +85,50 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
     /// Files and directories to back up.
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["stdin", "stdin_from_command"])]
     pub paths: Vec<PathBuf>,
+    /// Leave out paths matching this gitignore-style pattern (repeatable; `!` re-includes,
+    /// a leading `/` anchors at the file system root, a trailing `/` matches directories).
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from this file, one per line, `#` comments (repeatable).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Leave out directories that contain a file of this name; NAME:HEADER also requires the
+    /// file to start with HEADER (repeatable).
+    #[arg(long = "exclude-if-present", value_name = "NAME[:HEADER]")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out directories marked as caches by a CACHEDIR.TAG file.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Stay on the file system of each source path (mount points are stored empty).
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Leave out files larger than SIZE (bytes, or with a K, M, G or T suffix).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub exclude_larger_than: Option<u64>,
+    /// Back up standard input as one file instead of paths.
+    #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
+    pub stdin: bool,
+    /// Run this shell command and back up what it prints as one file; the snapshot fails
+    /// (and is not written) if the command exits non-zero.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "paths")]
+    pub stdin_from_command: Option<String>,
+    /// The file name given to standard input in the snapshot.
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub stdin_filename: String,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
     /// Host name to record (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,
+    /// Compare with this snapshot instead of the latest one of the same host and paths.
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
+    pub parent: Option<String>,
+    /// Read every file again, even those unchanged since the parent snapshot.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +146,12 @@ pub struct RestoreArgs {
     /// Directory to restore into.
     #[arg(long, short = 't')]
     pub target: PathBuf,
+    /// Give files the recorded uid/gid, not the ids the recorded user/group names have here.
+    #[arg(long)]
+    pub numeric_owner: bool,
+    /// Restore inode flags such as immutable and append-only (chattr; usually needs root).
+    #[arg(long)]
+    pub restore_flags: bool,
 }
 
 #[derive(Debug, Args)]
@@ -118,4 +160,46 @@ pub struct CatArgs {
     pub what: String,
     /// Id (or unique prefix / "latest" for snapshots).
     pub id: Option<String>,
+}
+
+/// Parses a size: bytes, or a number with a K, M, G or T suffix (powers of 1024; a trailing
+/// `B` or `iB` is accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size suffix in {s:?} (use K, M, G or T)")),
+            };
+            (&t[..i], mult)
+        }
+        _ => (t, 1),
+    };
+    let value: f64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("not a size: {s:?}"));
+    }
+    Ok((value * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("10K"), Ok(10 << 10));
+        assert_eq!(parse_size("1.5M"), Ok(3 << 19));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1t"), Ok(1 << 40));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("M").is_err());
+    }
 }

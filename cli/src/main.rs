@@ -9,7 +9,19 @@ mod secrets;
 
 use clap::Parser;
 
+/// Backup and restore keep one directory handle open per level of the tree being walked; raise
+/// the soft limit on open files to the hard limit so deep trees do not run out of them.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn main() {
+    raise_open_file_limit();
     let cli = args::Cli::parse();
     let json = cli.global.json;
     let code = match commands::run(cli) {

@@ -1,12 +1,13 @@
 //! Cairn's engine: an end-to-end-encrypted, content-addressed, deduplicating backup library.
 //!
 //! Layers, each using only itself and the ones below (see ARCHITECTURE.md):
-//! L0 `error`, `id`, `codec`, `crypto`, `compress`, `chunker`; L1 `format`, `storage`;
+//! L0 `error`, `id`, `codec`, `crypto`, `compress`, `chunker`; L1 `format`, `storage`, `hostfs`;
 //! L2 `keys`, `index`, `repo`; L3 `backup`, `restore`, `ls`.
 //! The engine never prints, prompts, reads environment variables or exits.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+#[cfg(feature = "repository")]
 pub mod backup;
 pub mod chunker;
 pub mod codec;
@@ -14,16 +15,22 @@ pub mod compress;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod hostfs;
 pub mod id;
+#[cfg(feature = "repository")]
 pub mod index;
 pub mod keys;
+#[cfg(feature = "repository")]
 pub mod ls;
 pub mod progress;
+#[cfg(feature = "repository")]
 pub mod repo;
+#[cfg(feature = "repository")]
 pub mod restore;
 pub mod storage;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, ObjectId, PackId};
 pub use progress::{NoProgress, Progress};
+#[cfg(feature = "repository")]
 pub use repo::{InitOptions, InitOutcome, Repository};

@@ -12,7 +12,12 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     let (spec, subpath) = super::split_snapshot_path(&a.snapshot);
     let (id, snap) = repo.find_snapshot(spec)?;
-    let opts = RestoreOptions { target: a.target.clone(), subpath: subpath.as_bytes().to_vec() };
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        subpath: subpath.as_bytes().to_vec(),
+        numeric_owner: a.numeric_owner,
+        restore_flags: a.restore_flags,
+    };
     let start = Instant::now();
     let progress = TermProgress::new(g.quiet || g.json);
     let out = restore(&repo, snap.tree, &opts, &progress)?;
@@ -20,7 +25,8 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
     if g.json {
         output::json(&serde_json::json!({
             "snapshot_id": id.to_hex(), "target": a.target.display().to_string(),
-            "files": out.files, "dirs": out.dirs, "symlinks": out.symlinks, "bytes": out.bytes,
+            "files": out.files, "dirs": out.dirs, "symlinks": out.symlinks, "specials": out.specials,
+            "hardlinks": out.hardlinks, "bytes": out.bytes,
             "warnings": out.warnings, "duration_seconds": secs,
         }))?;
     } else if !g.quiet {

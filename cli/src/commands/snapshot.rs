@@ -2,7 +2,14 @@
 
 use std::time::Instant;
 
-use cairn_engine::backup::{BackupOptions, backup};
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+use cairn_engine::backup::{
+    BackupOptions, BackupOutcome, ExcludeOptions, ParentChoice, StreamSource, backup, backup_stream,
+};
+use cairn_engine::{Progress, Repository};
 
 use crate::args::{GlobalArgs, SnapshotArgs};
 use crate::progress::TermProgress;
@@ -21,8 +28,74 @@ fn username() -> String {
     std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default()
 }
 
+/// Exclusion rules from the flags, with `--exclude-file` lines read here.
+fn excludes(a: &SnapshotArgs) -> anyhow::Result<ExcludeOptions> {
+    let mut patterns = a.excludes.clone();
+    for file in &a.exclude_files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading exclude file {}", file.display()))?;
+        patterns.extend(text.lines().map(str::to_string));
+    }
+    Ok(ExcludeOptions {
+        patterns,
+        if_present: a.exclude_if_present.clone(),
+        caches: a.exclude_caches,
+        one_file_system: a.one_file_system,
+        larger_than: a.exclude_larger_than,
+    })
+}
+
+/// Waits for the command whose output was backed up; a failure aborts the snapshot.
+fn check_command(child: &mut Child, command: &str) -> cairn_engine::Result<()> {
+    let status = child.wait().map_err(|e| cairn_engine::Error::Source { path: command.into(), source: e })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(cairn_engine::Error::Source {
+            path: command.into(),
+            source: std::io::Error::other(format!("the command failed ({status}); no snapshot was written")),
+        })
+    }
+}
+
+/// `--stdin` / `--stdin-from-command`: one stream, one file.
+fn run_stream(
+    repo: &Repository,
+    a: &SnapshotArgs,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<BackupOutcome> {
+    let name = a.stdin_filename.as_bytes().to_vec();
+    match &a.stdin_from_command {
+        Some(command) => {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting {command:?}"))?;
+            let mut stdout = child.stdout.take().context("the command's output")?;
+            let mut finish = || check_command(&mut child, command);
+            let source = StreamSource { name, reader: &mut stdout as &mut dyn Read, finish: &mut finish };
+            Ok(backup_stream(repo, opts, source, progress)?)
+        }
+        None => {
+            let mut stdin = std::io::stdin().lock();
+            let mut finish = || Ok(());
+            let source = StreamSource { name, reader: &mut stdin as &mut dyn Read, finish: &mut finish };
+            Ok(backup_stream(repo, opts, source, progress)?)
+        }
+    }
+}
+
 pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
+    let excludes = excludes(a)?;
     let repo = super::open(g)?;
+    let parent = match (&a.parent, a.force) {
+        (Some(spec), _) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),
+        (None, true) => ParentChoice::None,
+        (None, false) => ParentChoice::Auto,
+    };
     let opts = BackupOptions {
         paths: a.paths.clone(),
         tags: a.tags.clone(),
@@ -30,16 +103,23 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
         username: username(),
         time_ns: None,
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        parent,
+        excludes,
     };
     let start = Instant::now();
     let progress = TermProgress::new(g.quiet || g.json);
-    let out = backup(&repo, &opts, &progress)?;
+    let out = if a.stdin || a.stdin_from_command.is_some() {
+        run_stream(&repo, a, &opts, &progress)?
+    } else {
+        backup(&repo, &opts, &progress)?
+    };
     let secs = start.elapsed().as_secs_f64();
     let s = &out.snapshot.summary;
     let code = if out.errors.is_empty() { exit::OK } else { exit::PARTIAL };
     if g.json {
         output::json(&serde_json::json!({
             "snapshot_id": out.snapshot_id.to_hex(),
+            "parent": out.snapshot.parent.map(|p| p.to_hex()),
             "files_new": s.files_new, "files_changed": s.files_changed, "files_unchanged": s.files_unchanged,
             "dirs": s.dirs, "others": s.others,
             "bytes_read": s.bytes_read, "bytes_total": s.bytes_total,

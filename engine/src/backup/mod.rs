@@ -4,27 +4,46 @@
 //! leaves only unreferenced packs.
 //!
 //! The snapshot's root mirrors the absolute source paths, as restic does: backing up
-//! `/home/ann/docs` yields `home/ann/docs` in the snapshot.
+//! `/home/ann/docs` yields `home/ann/docs` in the snapshot. A parent snapshot (by default the
+//! latest of the same host and paths) lets unchanged files be skipped unread (`walker`).
 
+mod exclude;
 mod meta;
+mod stream;
+mod walker;
+
+pub use exclude::ExcludeOptions;
+pub use stream::{StreamSource, backup_stream};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::BlobKind;
 use crate::format::now_ns;
-use crate::format::snapshot::{Snapshot, SnapshotSummary};
-use crate::format::tree::{Node, NodeKind, Tree};
-use crate::id::{ChunkId, ObjectId};
+use crate::format::snapshot::Snapshot;
+use crate::id::ObjectId;
 use crate::progress::Progress;
-use crate::repo::{BlobWriter, Repository};
+use crate::repo::Repository;
 
-use meta::{node_from_metadata, special_kind};
+use walker::Walker;
+
+/// Stack for the walking thread: the walk recurses once per directory level, and trees can be
+/// thousands of levels deep. Only the pages touched are ever committed.
+const WALK_STACK: usize = 256 << 20;
+
+/// Which snapshot to compare with, so unchanged files are not read again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ParentChoice {
+    /// The latest snapshot with the same host name and the same set of paths.
+    #[default]
+    Auto,
+    /// This snapshot.
+    Snapshot(ObjectId),
+    /// None: read every file (`--force`).
+    None,
+}
 
 /// What to back up and how to label it.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +60,10 @@ pub struct BackupOptions {
     pub time_ns: Option<i64>,
     /// Program name and version to record.
     pub program: String,
+    /// The parent snapshot.
+    pub parent: ParentChoice,
+    /// What to leave out.
+    pub excludes: ExcludeOptions,
 }
 
 /// A source that could not be read; the snapshot was written without it.
@@ -88,7 +111,9 @@ struct VirtualDir {
 
 #[derive(Debug)]
 enum VirtualEntry {
-    Source(PathBuf),
+    /// A source path: stored with everything below it.
+    Source,
+    /// A directory on the way to sources: only its metadata and the entries leading on.
     Dir(VirtualDir),
 }
 
@@ -101,184 +126,34 @@ impl VirtualDir {
         for (i, name) in names.iter().enumerate() {
             let key = name.as_bytes().to_vec();
             if i == last {
-                dir.children.insert(key, VirtualEntry::Source(path.to_path_buf()));
+                dir.children.insert(key, VirtualEntry::Source);
                 return;
             }
             let entry = dir.children.entry(key).or_insert_with(|| VirtualEntry::Dir(VirtualDir::default()));
             match entry {
                 VirtualEntry::Dir(d) => dir = d,
                 // A source already covers this prefix; the deeper path is inside it.
-                VirtualEntry::Source(_) => return,
+                VirtualEntry::Source => return,
             }
         }
     }
 }
 
-struct Walker<'a, 'r> {
-    repo: &'r Repository,
-    writer: BlobWriter<'r>,
-    progress: &'a dyn Progress,
-    summary: SnapshotSummary,
-    errors: Vec<SourceError>,
-}
-
-impl Walker<'_, '_> {
-    fn source_error(&mut self, path: &Path, e: impl std::fmt::Display) {
-        let message = e.to_string();
-        self.progress.warn(&format!("{}: {message}", path.display()));
-        self.summary.errors += 1;
-        self.errors.push(SourceError { path: path.to_path_buf(), message });
-    }
-
-    fn save_tree(&mut self, mut tree: Tree) -> Result<ChunkId> {
-        let bytes = tree.encode();
-        self.writer.add(BlobKind::Tree, bytes)
-    }
-
-    fn save_virtual(&mut self, dir: VirtualDir, path: &Path) -> Result<ChunkId> {
-        let mut tree = Tree::default();
-        for (name, entry) in dir.children {
-            let child_path = path.join(OsStr::from_bytes(&name));
-            match entry {
-                VirtualEntry::Source(p) => {
-                    if let Some(node) = self.save_path(&p, name)? {
-                        tree.nodes.push(node);
-                    }
-                }
-                VirtualEntry::Dir(d) => {
-                    let m = match fs::symlink_metadata(&child_path) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            self.source_error(&child_path, e);
-                            continue;
-                        }
-                    };
-                    let subtree = self.save_virtual(d, &child_path)?;
-                    self.summary.dirs += 1;
-                    tree.nodes.push(node_from_metadata(name, NodeKind::Dir { subtree }, &m));
-                }
-            }
-        }
-        self.save_tree(tree)
-    }
-
-    /// Saves one path; `Ok(None)` when it could not be read (recorded as a source error).
-    fn save_path(&mut self, path: &Path, name: Vec<u8>) -> Result<Option<Node>> {
-        self.progress.path(path);
-        let m = match fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) => {
-                self.source_error(path, e);
-                return Ok(None);
-            }
-        };
-        let ft = m.file_type();
-        if ft.is_dir() {
-            let subtree = match self.save_dir(path)? {
-                Some(id) => id,
-                None => return Ok(None),
-            };
-            self.summary.dirs += 1;
-            // Stat again after listing: listing may have updated the directory's atime
-            // (relatime), and recording the updated value keeps the next snapshot's tree equal.
-            let m = fs::symlink_metadata(path).unwrap_or(m);
-            Ok(Some(node_from_metadata(name, NodeKind::Dir { subtree }, &m)))
-        } else if ft.is_file() {
-            self.save_file(path, name, &m)
-        } else if ft.is_symlink() {
-            match fs::read_link(path) {
-                Ok(target) => {
-                    self.summary.others += 1;
-                    let kind = NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };
-                    Ok(Some(node_from_metadata(name, kind, &m)))
-                }
-                Err(e) => {
-                    self.source_error(path, e);
-                    Ok(None)
-                }
-            }
-        } else if let Some(kind) = special_kind(&m) {
-            self.summary.others += 1;
-            Ok(Some(node_from_metadata(name, kind, &m)))
-        } else {
-            self.source_error(path, "unknown file type");
-            Ok(None)
-        }
-    }
-
-    fn save_dir(&mut self, path: &Path) -> Result<Option<ChunkId>> {
-        let entries = match fs::read_dir(path) {
-            Ok(rd) => rd,
-            Err(e) => {
-                self.source_error(path, e);
-                return Ok(None);
-            }
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            match entry {
-                Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
-                Err(e) => self.source_error(path, e),
-            }
-        }
-        names.sort();
-        let mut tree = Tree { nodes: Vec::with_capacity(names.len()) };
-        for name in names {
-            let child = path.join(OsStr::from_bytes(&name));
-            if let Some(node) = self.save_path(&child, name)? {
-                tree.nodes.push(node);
-            }
-        }
-        Ok(Some(self.save_tree(tree)?))
-    }
-
-    fn save_file(&mut self, path: &Path, name: Vec<u8>, before: &fs::Metadata) -> Result<Option<Node>> {
-        let file = match open_noatime(path) {
-            Ok(f) => f,
-            Err(e) => {
-                self.source_error(path, e);
-                return Ok(None);
-            }
-        };
-        let mut stream = self.repo.chunker().stream(file);
-        let mut chunks = Vec::new();
-        let mut size = 0u64;
-        loop {
-            match stream.next_chunk() {
-                Ok(Some(chunk)) => {
-                    size += chunk.len() as u64;
-                    self.progress.bytes(chunk.len() as u64);
-                    chunks.push(self.writer.add(BlobKind::Data, chunk)?);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.source_error(path, e);
-                    return Ok(None);
-                }
-            }
-        }
-        self.summary.bytes_read += size;
-        self.summary.bytes_total += size;
-        self.summary.files_new += 1;
-        // A file that changed while being read is stored as read, and reported.
-        if let Ok(after) = fs::symlink_metadata(path)
-            && (after.size() != size || after.mtime() != before.mtime() || after.mtime_nsec() != before.mtime_nsec())
-        {
-            self.source_error(path, "file changed while it was being read; the snapshot holds the bytes read");
-        }
-        let mut node = node_from_metadata(name, NodeKind::File { chunks, holes: Vec::new() }, before);
-        node.size = size;
-        Ok(Some(node))
-    }
-}
-
-/// Opens a file for reading without updating its atime (O_NOATIME, as borg does) when the
-/// kernel allows it (owner or CAP_FOWNER): reading must not change what the next backup sees.
-fn open_noatime(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
-        other => other,
+/// The parent snapshot for `paths` (sorted, normalised) on `hostname`.
+fn choose_parent(
+    repo: &Repository,
+    choice: ParentChoice,
+    hostname: &str,
+    paths: &[Vec<u8>],
+) -> Result<Option<(ObjectId, Snapshot)>> {
+    match choice {
+        ParentChoice::None => Ok(None),
+        ParentChoice::Snapshot(id) => Ok(Some((id, repo.load_snapshot(&id)?))),
+        ParentChoice::Auto => Ok(repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+            let mut theirs = s.paths.clone();
+            theirs.sort();
+            s.hostname == hostname && theirs == paths
+        })),
     }
 }
 
@@ -294,7 +169,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     let mut paths = Vec::new();
     for p in &opts.paths {
         let abs = normalize(p)?;
-        fs::symlink_metadata(&abs).map_err(|e| Error::Source { path: abs.clone(), source: e })?;
+        std::fs::symlink_metadata(&abs).map_err(|e| Error::Source { path: abs.clone(), source: e })?;
         if abs == Path::new("/") {
             return Err(Error::InvalidInput(
                 "backing up / as a whole is not supported yet; list its directories".into(),
@@ -303,16 +178,29 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         root.insert(&abs);
         paths.push(abs.as_os_str().as_bytes().to_vec());
     }
-    progress.phase("snapshot", None);
-    let mut walker = Walker {
-        repo,
-        writer: repo.blob_writer()?,
-        progress,
-        summary: SnapshotSummary { started_ns, ..SnapshotSummary::default() },
-        errors: Vec::new(),
+    paths.sort();
+    paths.dedup();
+    let excluder = exclude::Excluder::new(&opts.excludes)?;
+    let parent = choose_parent(repo, opts.parent, &opts.hostname, &paths)?;
+    let parent_root = match &parent {
+        Some((_, snap)) => repo.load_tree(&snap.tree).ok(),
+        None => None,
     };
-    let tree = walker.save_virtual(root, Path::new("/"))?;
-    let Walker { writer, mut summary, errors, .. } = walker;
+    progress.phase("snapshot", None);
+    let walked = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("cairn-walk".into())
+            .stack_size(WALK_STACK)
+            .spawn_scoped(scope, || -> Result<_> {
+                let mut walker = Walker::new(repo, repo.blob_writer()?, excluder, progress, started_ns);
+                let tree = walker.save_virtual(root, Path::new("/"), parent_root)?;
+                Ok((tree, walker))
+            })
+            .map_err(|e| Error::InvalidInput(format!("cannot start the walking thread: {e}")))?
+            .join()
+            .map_err(|_| Error::InvalidInput("the walking thread panicked".into()))?
+    })?;
+    let (tree, Walker { writer, mut summary, errors, .. }) = walked;
     let stats = writer.finish()?;
     summary.blobs_added = stats.blobs;
     summary.bytes_added_raw = stats.raw_bytes;
@@ -325,7 +213,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         paths,
         tags: opts.tags.clone(),
         tree,
-        parent: None,
+        parent: parent.map(|(id, _)| id),
         program: opts.program.clone(),
         summary,
     };

@@ -1,0 +1,430 @@
+//! The walk of a backup: one directory at a time through open directory handles (see
+//! `hostfs`), comparing each entry with the parent snapshot's node at the same path. An
+//! unchanged file (same size, mtime, ctime, inode, device) is not opened: its chunks, xattrs
+//! and flags come from the parent. Changed and new files are read (data extents only, for
+//! sparse files) and handed chunk by chunk to the blob writer.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rustix::fs::FileType;
+
+use crate::error::Result;
+use crate::format::BlobKind;
+use crate::format::snapshot::SnapshotSummary;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::hostfs::{self, ExtentReader, OwnerNames, Stat};
+use crate::id::ChunkId;
+use crate::progress::Progress;
+use crate::repo::{BlobWriter, Repository};
+
+use super::exclude::Excluder;
+use super::meta::{hardlink_group, node_from_stat, unchanged_since};
+use super::{SourceError, VirtualDir, VirtualEntry};
+
+/// Content of a file already stored in this run, for the other links to its inode.
+#[derive(Debug, Clone)]
+struct StoredContent {
+    chunks: Vec<ChunkId>,
+    holes: Vec<(u64, u64)>,
+    size: u64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    flags: u32,
+}
+
+pub(super) struct Walker<'a, 'r> {
+    pub repo: &'r Repository,
+    pub writer: BlobWriter<'r>,
+    pub progress: &'a dyn Progress,
+    pub summary: SnapshotSummary,
+    pub errors: Vec<SourceError>,
+    owners: OwnerNames,
+    /// (device, inode) of multiply linked files already stored in this run.
+    hardlinks: HashMap<(u64, u64), StoredContent>,
+    excluder: Excluder,
+    /// Device of the source path being walked (for `--one-file-system`).
+    source_dev: u64,
+}
+
+/// The parent snapshot's directory at the path being walked, if it had one.
+type ParentTree = Option<Tree>;
+
+fn find<'t>(parent: &'t ParentTree, name: &[u8]) -> Option<&'t Node> {
+    parent.as_ref().and_then(|t| t.find(name))
+}
+
+impl<'a, 'r> Walker<'a, 'r> {
+    pub fn new(
+        repo: &'r Repository,
+        writer: BlobWriter<'r>,
+        excluder: Excluder,
+        progress: &'a dyn Progress,
+        started_ns: i64,
+    ) -> Self {
+        Walker {
+            repo,
+            writer,
+            progress,
+            summary: SnapshotSummary { started_ns, ..SnapshotSummary::default() },
+            errors: Vec::new(),
+            owners: OwnerNames::default(),
+            hardlinks: HashMap::new(),
+            excluder,
+            source_dev: 0,
+        }
+    }
+
+    fn source_error(&mut self, path: &Path, e: impl std::fmt::Display) {
+        let message = e.to_string();
+        self.progress.warn(&format!("{}: {message}", path.display()));
+        self.summary.errors += 1;
+        self.errors.push(SourceError { path: path.to_path_buf(), message });
+    }
+
+    fn save_tree(&mut self, mut tree: Tree) -> Result<ChunkId> {
+        let bytes = tree.encode();
+        self.writer.add(BlobKind::Tree, bytes)
+    }
+
+    /// The parent's subtree below `node`, when `node` is a directory. A parent tree that cannot
+    /// be read only costs re-reading: the backup goes on without it.
+    fn parent_subtree(&self, node: Option<&Node>) -> ParentTree {
+        match node.map(|n| &n.kind) {
+            Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
+            _ => None,
+        }
+    }
+
+    /// Stores the virtual directories leading to the sources, and the sources below them.
+    pub fn save_virtual(&mut self, dir: VirtualDir, path: &Path, parent: ParentTree) -> Result<ChunkId> {
+        let mut tree = Tree::default();
+        let parent_fd = match hostfs::open_dir(path) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.source_error(path, e);
+                return self.save_tree(tree);
+            }
+        };
+        for (name, entry) in dir.children {
+            let child_path = path.join(OsStr::from_bytes(&name));
+            let parent_node = find(&parent, &name);
+            match entry {
+                VirtualEntry::Source => {
+                    if let Some(node) = self.save_entry(parent_fd.as_fd(), &child_path, name, parent_node, true)? {
+                        tree.nodes.push(node);
+                    }
+                }
+                VirtualEntry::Dir(d) => {
+                    let st = match hostfs::stat_at(parent_fd.as_fd(), &name) {
+                        Ok(st) => st,
+                        Err(e) => {
+                            self.source_error(&child_path, e);
+                            continue;
+                        }
+                    };
+                    let sub_parent = self.parent_subtree(parent_node);
+                    let subtree = self.save_virtual(d, &child_path, sub_parent)?;
+                    self.summary.dirs += 1;
+                    tree.nodes.push(node_from_stat(name, NodeKind::Dir { subtree }, &st, &self.owners));
+                }
+            }
+        }
+        self.save_tree(tree)
+    }
+
+    /// Saves the entry `name` of the open directory `dir`; `Ok(None)` when it could not be read
+    /// (recorded as a source error), is excluded, or is not backed up (sockets). `is_source`
+    /// marks a path the user named (its device bounds `--one-file-system`).
+    fn save_entry(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+        is_source: bool,
+    ) -> Result<Option<Node>> {
+        self.progress.path(path);
+        let st = match hostfs::stat_at(dir, &name) {
+            Ok(st) => st,
+            Err(e) => {
+                self.source_error(path, e);
+                return Ok(None);
+            }
+        };
+        let ft = st.file_type();
+        if self.excluder.excludes_path(path, ft == FileType::Directory)
+            || (ft == FileType::RegularFile && self.excluder.excludes_size(st.size))
+        {
+            return Ok(None);
+        }
+        if is_source {
+            self.source_dev = st.dev;
+        }
+        let mut node = match ft {
+            FileType::Directory => return self.save_dir(dir, path, name, &st, parent),
+            FileType::RegularFile => return self.save_file(dir, path, name, &st, parent),
+            FileType::Symlink => match hostfs::read_link_at(dir, &name) {
+                Ok(target) => node_from_stat(name, NodeKind::Symlink { target }, &st, &self.owners),
+                Err(e) => {
+                    self.source_error(path, e);
+                    return Ok(None);
+                }
+            },
+            FileType::Fifo => node_from_stat(name, NodeKind::Fifo, &st, &self.owners),
+            FileType::CharacterDevice => {
+                node_from_stat(name, NodeKind::CharDevice { rdev: st.rdev }, &st, &self.owners)
+            }
+            FileType::BlockDevice => node_from_stat(name, NodeKind::BlockDevice { rdev: st.rdev }, &st, &self.owners),
+            FileType::Socket => {
+                // A socket is recreated by the program that listens on it; restoring one would
+                // make a dead file. Noted, not an error.
+                self.progress.warn(&format!("{}: socket skipped", path.display()));
+                return Ok(None);
+            }
+            FileType::Unknown => {
+                self.source_error(path, "unknown file type");
+                return Ok(None);
+            }
+        };
+        self.summary.others += 1;
+        node.xattrs = self.xattrs_at(dir, path, &node.name);
+        if st.nlink > 1 {
+            node.hardlink_group = Some(hardlink_group(st.dev, st.ino));
+        }
+        Ok(Some(node))
+    }
+
+    /// Xattrs of a node that is not opened; failures are reported and leave the list empty.
+    fn xattrs_at(&mut self, dir: BorrowedFd<'_>, path: &Path, name: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match hostfs::read_xattrs_at(dir, name) {
+            Ok(x) => x,
+            Err(e) => {
+                self.source_error(path, format!("cannot read extended attributes: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn save_dir(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        name: Vec<u8>,
+        st: &Stat,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let fd = match hostfs::open_dir_at(dir, &name) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.source_error(path, e);
+                return Ok(None);
+            }
+        };
+        // Another file system below a source: the mount point is stored, empty.
+        let foreign = self.excluder.one_file_system && st.dev != self.source_dev;
+        let names = if foreign {
+            Vec::new()
+        } else {
+            match hostfs::list_dir(fd.as_fd()) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.source_error(path, e);
+                    return Ok(None);
+                }
+            }
+        };
+        if self.excluder.has_marker(fd.as_fd(), &names) {
+            return Ok(None);
+        }
+        let parent_tree = self.parent_subtree(parent);
+        let mut tree = Tree { nodes: Vec::with_capacity(names.len()) };
+        for child in names {
+            let child_path = path.join(OsStr::from_bytes(&child));
+            let child_parent = find(&parent_tree, &child);
+            if let Some(node) = self.save_entry(fd.as_fd(), &child_path, child, child_parent, false)? {
+                tree.nodes.push(node);
+            }
+        }
+        drop(parent_tree);
+        // Stat after listing, through the handle: the metadata recorded is what the directory
+        // looks like now that its entries were read.
+        let st = match hostfs::fstat(&fd) {
+            Ok(st) => st,
+            Err(e) => {
+                self.source_error(path, e);
+                return Ok(None);
+            }
+        };
+        let xattrs = match hostfs::read_xattrs_fd(&fd) {
+            Ok(x) => x,
+            Err(e) => {
+                self.source_error(path, format!("cannot read extended attributes: {e}"));
+                Vec::new()
+            }
+        };
+        let flags = hostfs::inode_flags(&fd);
+        let subtree = self.save_tree(tree)?;
+        self.summary.dirs += 1;
+        let mut node = node_from_stat(name, NodeKind::Dir { subtree }, &st, &self.owners);
+        node.xattrs = xattrs;
+        node.flags = flags;
+        Ok(Some(node))
+    }
+
+    fn save_file(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        name: Vec<u8>,
+        st: &Stat,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let group = (st.nlink > 1).then(|| hardlink_group(st.dev, st.ino));
+        // Unchanged since the parent: reuse its content without opening the file, provided
+        // every chunk is still in the index.
+        if let Some(p) = parent.filter(|p| unchanged_since(p, st))
+            && let NodeKind::File { chunks, holes } = &p.kind
+            && self.all_indexed(chunks)?
+        {
+            let content = StoredContent {
+                chunks: chunks.clone(),
+                holes: holes.clone(),
+                size: p.size,
+                xattrs: p.xattrs.clone(),
+                flags: p.flags,
+            };
+            self.summary.files_unchanged += 1;
+            return Ok(Some(self.file_node(name, st, group, content)));
+        }
+        if parent.is_some() {
+            self.summary.files_changed += 1;
+        } else {
+            self.summary.files_new += 1;
+        }
+        // Another link to an inode stored earlier in this run: same content, read once.
+        if let Some(content) = self.hardlinks.get(&(st.dev, st.ino)).cloned() {
+            return Ok(Some(self.file_node(name, st, group, content)));
+        }
+        let Some(content) = self.read_file(dir, path, &name, st)? else {
+            return Ok(None);
+        };
+        if group.is_some() {
+            self.hardlinks.insert((st.dev, st.ino), content.clone());
+        }
+        Ok(Some(self.file_node(name, st, group, content)))
+    }
+
+    fn all_indexed(&self, chunks: &[ChunkId]) -> Result<bool> {
+        for id in chunks {
+            if !self.repo.index().contains(id)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn file_node(&mut self, name: Vec<u8>, st: &Stat, group: Option<u64>, content: StoredContent) -> Node {
+        let mut node =
+            node_from_stat(name, NodeKind::File { chunks: content.chunks, holes: content.holes }, st, &self.owners);
+        node.size = content.size;
+        node.xattrs = content.xattrs;
+        node.flags = content.flags;
+        node.hardlink_group = group;
+        self.summary.bytes_total += content.size;
+        node
+    }
+
+    /// Reads and stores a file's content. `Ok(None)` when it could not be read (reported).
+    fn read_file(&mut self, dir: BorrowedFd<'_>, path: &Path, name: &[u8], st: &Stat) -> Result<Option<StoredContent>> {
+        let file = match hostfs::open_file_at(dir, name) {
+            Ok(f) => f,
+            Err(e) => {
+                self.source_error(path, e);
+                return Ok(None);
+            }
+        };
+        // The entry may have been replaced between listing and opening.
+        match hostfs::fstat(&file) {
+            Ok(now) if now.ino == st.ino && now.dev == st.dev && now.file_type() == FileType::RegularFile => {}
+            Ok(_) => {
+                self.source_error(path, "replaced while being backed up; not stored");
+                return Ok(None);
+            }
+            Err(e) => {
+                self.source_error(path, e);
+                return Ok(None);
+            }
+        }
+        let extents = if st.maybe_sparse() {
+            match hostfs::data_extents(&file, st.size) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.source_error(path, e);
+                    return Ok(None);
+                }
+            }
+        } else {
+            None
+        };
+        let xattrs = match hostfs::read_xattrs_fd(&file) {
+            Ok(x) => x,
+            Err(e) => {
+                self.source_error(path, format!("cannot read extended attributes: {e}"));
+                Vec::new()
+            }
+        };
+        let flags = hostfs::inode_flags(&file);
+        let (reader, holes): (Box<dyn Read + '_>, Vec<(u64, u64)>) = match extents {
+            Some(ext) => {
+                let holes = hostfs::holes_of(&ext, st.size);
+                (Box::new(ExtentReader::new(&file, ext)), holes)
+            }
+            None => (Box::new(&file), Vec::new()),
+        };
+        let expected_data: Option<u64> =
+            (!holes.is_empty()).then(|| st.size.saturating_sub(holes.iter().map(|h| h.1).sum::<u64>()));
+        let mut stream = self.repo.chunker().stream(reader);
+        let mut chunks = Vec::new();
+        let mut data = 0u64;
+        loop {
+            match stream.next_chunk() {
+                Ok(Some(chunk)) => {
+                    data += chunk.len() as u64;
+                    self.progress.bytes(chunk.len() as u64);
+                    chunks.push(self.writer.add(BlobKind::Data, chunk)?);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.source_error(path, e);
+                    return Ok(None);
+                }
+            }
+        }
+        drop(stream);
+        self.summary.bytes_read += data;
+        if expected_data.is_some_and(|want| want != data) {
+            // Invariant: a sparse node's data and holes add up to its size. A sparse file that
+            // shrank or grew while being read cannot be laid out again: report, do not store.
+            self.source_error(path, "sparse file changed while being read; not stored");
+            return Ok(None);
+        }
+        let size = if holes.is_empty() { data } else { st.size };
+        // A file that changed while being read is stored as read, and reported.
+        match hostfs::fstat(&file) {
+            Ok(after) if after.size == size && after.mtime_ns == st.mtime_ns && after.ctime_ns == st.ctime_ns => {}
+            Ok(after) => self.source_error(
+                path,
+                format!(
+                    "changed while being read (size {} -> {}); the snapshot holds the {size} bytes read",
+                    st.size, after.size
+                ),
+            ),
+            Err(e) => self.source_error(path, e),
+        }
+        Ok(Some(StoredContent { chunks, holes, size, xattrs, flags }))
+    }
+}

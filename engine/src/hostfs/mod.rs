@@ -1,0 +1,263 @@
+//! The host's file system, for sources (backup) and targets (restore). Every access is made
+//! relative to an open directory (openat, fstatat, readlinkat, mknodat... through rustix), so
+//! paths of any depth work (no PATH_MAX limit) and a directory swapped for a symlink in the
+//! middle of a walk is never followed.
+
+mod owners;
+mod sparse;
+mod target;
+mod xattr;
+
+pub use owners::OwnerNames;
+pub use sparse::{ExtentReader, data_extents, holes_of};
+pub use target::{
+    Special, create_file_at, link_at, make_dir_at, make_special_at, make_symlink_at, remove_at, set_mode_at,
+    set_mode_fd, set_owner_at, set_owner_fd, set_times_at, set_times_fd, set_xattr_fd,
+};
+pub use xattr::{Xattrs, read_xattrs_at, read_xattrs_fd, set_xattr_at};
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+/// What `lstat` says about an entry, in fixed-width units on every architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Device holding the inode.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Type and permission bits.
+    pub mode: u32,
+    /// Hard link count.
+    pub nlink: u64,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number of a device node.
+    pub rdev: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Allocated 512-byte blocks (smaller than size / 512 for sparse files).
+    pub blocks: u64,
+    /// Access time, ns since the epoch.
+    pub atime_ns: i64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i64,
+}
+
+fn ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+impl Stat {
+    // The field types of `struct stat` differ between architectures, so some of these casts
+    // are no-ops on x86_64 and widening elsewhere.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn from_raw(s: &rustix::fs::Stat) -> Self {
+        Stat {
+            dev: s.st_dev as u64,
+            ino: s.st_ino as u64,
+            mode: s.st_mode as u32,
+            nlink: s.st_nlink as u64,
+            uid: s.st_uid as u32,
+            gid: s.st_gid as u32,
+            rdev: s.st_rdev as u64,
+            size: u64::try_from(s.st_size).unwrap_or(0),
+            blocks: u64::try_from(s.st_blocks).unwrap_or(0),
+            atime_ns: ns(s.st_atime as i64, s.st_atime_nsec as i64),
+            mtime_ns: ns(s.st_mtime as i64, s.st_mtime_nsec as i64),
+            ctime_ns: ns(s.st_ctime as i64, s.st_ctime_nsec as i64),
+        }
+    }
+
+    /// The entry's type.
+    pub fn file_type(&self) -> FileType {
+        FileType::from_raw_mode(self.mode)
+    }
+
+    /// Whether the file's allocated blocks cannot hold its size, i.e. it may have holes.
+    pub fn maybe_sparse(&self) -> bool {
+        self.blocks.saturating_mul(512) < self.size
+    }
+}
+
+fn ioerr(e: rustix::io::Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+/// `lstat` of `name` in `dir` (symlinks are not followed).
+pub fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Stat> {
+    rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW)
+        .map(|s| Stat::from_raw(&s))
+        .map_err(ioerr)
+}
+
+/// `fstat` of an open file or directory.
+pub fn fstat(fd: impl AsFd) -> io::Result<Stat> {
+    rustix::fs::fstat(fd).map(|s| Stat::from_raw(&s)).map_err(ioerr)
+}
+
+/// Opens with O_NOATIME when the kernel allows it (owner or CAP_FOWNER): reading must not change
+/// what the next backup sees. Falls back to a plain open on EPERM.
+fn open_noatime(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlags) -> io::Result<OwnedFd> {
+    let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(ioerr),
+        other => other.map_err(ioerr),
+    }
+}
+
+/// Opens the directory `name` in `dir` for listing (never through a symlink).
+pub fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
+    open_noatime(dir, OsStr::from_bytes(name), OFlags::RDONLY | OFlags::DIRECTORY)
+}
+
+/// Opens a directory by path (the parents of the paths a user names).
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(ioerr)
+}
+
+/// Opens the regular file `name` in `dir` for reading. O_NONBLOCK keeps a file swapped for a
+/// FIFO since it was listed from blocking the backup; it changes nothing for regular files.
+pub fn open_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
+    let fd = open_noatime(dir, OsStr::from_bytes(name), OFlags::RDONLY | OFlags::NONBLOCK)?;
+    Ok(File::from(fd))
+}
+
+/// The names in an open directory, without `.` and `..`, sorted by bytes.
+pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let mut stream = rustix::fs::Dir::read_from(dir).map_err(ioerr)?;
+    let mut names = Vec::new();
+    while let Some(entry) = stream.read() {
+        let entry = entry.map_err(ioerr)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// The target of the symlink `name` in `dir`, as raw bytes.
+pub fn read_link_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    rustix::fs::readlinkat(dir, OsStr::from_bytes(name), Vec::new()).map(|c| c.into_bytes()).map_err(ioerr)
+}
+
+/// Inode flags (`FS_IOC_GETFLAGS`, what `lsattr` shows); 0 where the file system has none.
+pub fn inode_flags(fd: impl AsFd) -> u32 {
+    rustix::fs::ioctl_getflags(fd).map(|f| f.bits()).unwrap_or(0)
+}
+
+/// Sets inode flags (`chattr`).
+pub fn set_inode_flags(fd: impl AsFd, flags: u32) -> io::Result<()> {
+    rustix::fs::ioctl_setflags(fd, rustix::fs::IFlags::from_bits_retain(flags)).map_err(ioerr)
+}
+
+/// A short path that names `name` in the open directory `dir` whatever the directory's own
+/// path length: for the path-only system calls (`lgetxattr`, `lsetxattr`) on entries that
+/// cannot be opened, such as symlinks.
+pub fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(OsStr::from_bytes(name));
+    p
+}
+
+/// The longest relative path handed to one `openat` when walking down a long path.
+const PATH_PIECE: usize = 2048;
+
+/// Opens the directory at `rel` (`/`-separated, relative, may be empty) below `root`, in pieces
+/// short enough for the kernel, so it works for paths longer than PATH_MAX.
+pub fn open_dir_path(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
+    let mut current =
+        rustix::fs::openat(root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(ioerr)?;
+    let mut piece: Vec<u8> = Vec::new();
+    let components = rel.split(|&b| b == b'/').filter(|c| !c.is_empty());
+    for component in components {
+        if !piece.is_empty() && piece.len() + 1 + component.len() > PATH_PIECE {
+            current = open_dir_piece(current.as_fd(), &piece)?;
+            piece.clear();
+        }
+        if !piece.is_empty() {
+            piece.push(b'/');
+        }
+        piece.extend_from_slice(component);
+    }
+    if !piece.is_empty() {
+        current = open_dir_piece(current.as_fd(), &piece)?;
+    }
+    Ok(current)
+}
+
+fn open_dir_piece(dir: BorrowedFd<'_>, piece: &[u8]) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(piece),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(ioerr)
+}
+
+/// Splits `a/b/c` into (`a/b`, `c`); a single component has an empty parent.
+pub fn split_parent(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (rel.get(..i).unwrap_or_default(), rel.get(i + 1..).unwrap_or_default()),
+        None => (&[], rel),
+    }
+}
+
+/// Whether this process runs with the effective uid of root (may create devices, chown).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_longer_than_path_max_open_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = open_dir(dir.path()).unwrap();
+        let name = [b'd'; 200];
+        let mut rel = Vec::new();
+        let mut fd = open_dir_path(root.as_fd(), b"").unwrap();
+        for _ in 0..30 {
+            rustix::fs::mkdirat(&fd, OsStr::from_bytes(&name), Mode::from_raw_mode(0o755)).unwrap();
+            fd = open_dir_at(fd.as_fd(), &name).unwrap();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(&name);
+        }
+        assert!(rel.len() > 4096);
+        let deep = open_dir_path(root.as_fd(), &rel).unwrap();
+        assert_eq!(fstat(&deep).unwrap().ino, fstat(&fd).unwrap().ino);
+        let (parent, last) = split_parent(&rel);
+        assert_eq!(last, &name[..]);
+        let p = open_dir_path(root.as_fd(), parent).unwrap();
+        assert_eq!(stat_at(p.as_fd(), last).unwrap().ino, fstat(&fd).unwrap().ino);
+    }
+
+    #[test]
+    fn listing_is_sorted_and_skips_dot_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["b", "a", "c"] {
+            std::fs::write(dir.path().join(n), b"").unwrap();
+        }
+        let fd = open_dir(dir.path()).unwrap();
+        assert_eq!(list_dir(fd.as_fd()).unwrap(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    }
+}
