@@ -88,7 +88,11 @@ fn restore_of_a_subpath_and_a_reopened_repository() {
     assert_eq!(repo.find_snapshot(&id.to_hex()[..8]).unwrap().0, id);
     let sub = format!("{}/a", src.display());
     let target = work.path().join("part");
-    let opts = cairn_engine::restore::RestoreOptions { target: target.clone(), subpath: sub.into_bytes() };
+    let opts = cairn_engine::restore::RestoreOptions {
+        target: target.clone(),
+        subpath: sub.into_bytes(),
+        ..Default::default()
+    };
     cairn_engine::restore::restore(&repo, snap.tree, &opts, &cairn_engine::NoProgress).unwrap();
     assert_eq!(fs::read(target.join("a/b/file")).unwrap(), b"content of a/b/file");
     assert!(!target.join("top").exists());

@@ -73,7 +73,7 @@ pub fn snapshot(repo: &Repository, paths: &[&Path]) -> BackupOutcome {
 }
 
 pub fn restore_all(repo: &Repository, out: &BackupOutcome, target: &Path) -> cairn_engine::Result<RestoreOutcome> {
-    let opts = RestoreOptions { target: target.to_path_buf(), subpath: Vec::new() };
+    let opts = RestoreOptions { target: target.to_path_buf(), ..RestoreOptions::default() };
     restore(repo, out.snapshot.tree, &opts, &NoProgress)
 }
 
