@@ -13,6 +13,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fuzz targets live in their own workspace (running them needs nightly); they must at least
 # compile. Without the engine's `repository` feature they need no RocksDB.
 cargo check --manifest-path engine/fuzz/Cargo.toml --locked --bins
+# The CLI tests in tests/ drive the `cairn` binary, which `cargo test` does not rebuild (it
+# builds bins only for integration tests of their own package): build every target first,
+# with the same feature set as the tests.
+cargo build --workspace --all-targets --locked
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"

@@ -53,8 +53,59 @@ pub enum Command {
     Ls(LsArgs),
     /// Restore a snapshot.
     Restore(RestoreArgs),
+    /// Write a file of a snapshot to standard output, or a directory as a tar archive.
+    Dump(DumpArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Find files and directories by pattern across snapshots.
+    Find(FindArgs),
     /// Print a repository object (decrypted) for debugging.
     Cat(CatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Snapshot id, unique id prefix, or "latest".
+    pub snapshot: String,
+    /// Path inside the snapshot.
+    pub path: PathBuf,
+    /// Write a directory (or a file) as an archive of this format.
+    #[arg(long, value_enum)]
+    pub archive: Option<ArchiveArg>,
+    /// Write to this file instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `--archive` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchiveArg {
+    /// POSIX tar with GNU long names and PAX records (xattrs, nanosecond mtimes).
+    Tar,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older snapshot.
+    pub first: String,
+    /// The newer snapshot.
+    pub second: String,
+    /// Leave out entries whose only change is metadata (mode, owner, times, xattrs).
+    #[arg(long)]
+    pub content_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// gitignore-style patterns: `*.conf` matches names anywhere, `/etc/**/ssh*` is anchored.
+    #[arg(required = true)]
+    pub patterns: Vec<String>,
+    /// Search only these snapshots (repeatable; default: all).
+    #[arg(long = "snapshot", short = 's', value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Search only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +188,9 @@ pub struct LsArgs {
     pub snapshot: String,
     /// Path inside the snapshot to list.
     pub path: Option<PathBuf>,
+    /// Show type, mode, owner, size and mtime.
+    #[arg(long, short = 'l')]
+    pub long: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +206,35 @@ pub struct RestoreArgs {
     /// Restore inode flags such as immutable and append-only (chattr; usually needs root).
     #[arg(long)]
     pub restore_flags: bool,
+    /// Restore only paths matching this gitignore-style pattern, and what is below them
+    /// (repeatable; matched against the path in the snapshot, e.g. /home/ann/docs).
+    #[arg(long = "include", value_name = "PATTERN")]
+    pub includes: Vec<String>,
+    /// Leave out paths matching this pattern (repeatable).
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// What to do with files that already exist in the target.
+    #[arg(long, value_enum, default_value_t = OverwriteArg::IfChanged)]
+    pub overwrite: OverwriteArg,
+    /// Remove files and directories in the restored directories that the snapshot does not have.
+    #[arg(long)]
+    pub delete: bool,
+    /// Read every written file back and check it against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+/// `--overwrite` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OverwriteArg {
+    /// Always replace existing files.
+    Always,
+    /// Replace files whose size, mtime or content differ (resumes an interrupted restore).
+    IfChanged,
+    /// Replace files only when the snapshot's copy is newer.
+    IfNewer,
+    /// Never replace existing files.
+    Never,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,10 @@ pub mod chunker;
 pub mod codec;
 pub mod compress;
 pub mod crypto;
+#[cfg(feature = "repository")]
+pub mod diff;
+#[cfg(feature = "repository")]
+pub mod dump;
 pub mod error;
 pub mod format;
 pub mod hostfs;
@@ -22,6 +26,8 @@ pub mod index;
 pub mod keys;
 #[cfg(feature = "repository")]
 pub mod ls;
+#[cfg(feature = "repository")]
+pub mod pattern;
 pub mod progress;
 #[cfg(feature = "repository")]
 pub mod repo;

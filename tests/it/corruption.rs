@@ -68,9 +68,14 @@ fn flipped_byte_in_a_pack_fails_restore_and_leaves_no_wrong_file() {
     let pack_name = cairn_engine::repo::pack_name(&loc.pack);
     flip(&f.t.repo_path().join(&pack_name), u64::from(loc.offset) + 100);
     let target = f.work.path().join("out");
-    let err = restore_all(&repo, &f.out, &target).unwrap_err();
-    assert_names(&err, &pack_name);
-    assert!(!restored_path(&target, &f.src).join("data").exists(), "a damaged file must not be left behind");
+    let r = restore_all(&repo, &f.out, &target).unwrap();
+    assert_eq!(r.damaged.len(), 1, "{r:?}");
+    assert!(r.damaged[0].path.ends_with("data"), "{r:?}");
+    assert!(r.damaged[0].message.contains(&pack_name), "{} does not name {pack_name}", r.damaged[0].message);
+    let restored = restored_path(&target, &f.src);
+    assert!(!restored.join("data").exists(), "a damaged file must not be left behind");
+    // The undamaged file is restored all the same.
+    assert!(fs::read(restored.join("notes")).unwrap() == fs::read(f.src.join("notes")).unwrap());
 }
 
 #[test]
@@ -109,15 +114,53 @@ fn flipped_byte_in_the_config_fails_open() {
     assert_names(&err, "config");
 }
 
+/// The pack files holding the content of `file` in the fixture's snapshot.
+fn data_packs(f: &Fixture, repo: &Repository, file: &str) -> Vec<PathBuf> {
+    let path = format!("{}/{file}", f.src.display());
+    let cairn_engine::ls::Resolved::Node(_, node) =
+        cairn_engine::ls::resolve(repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
+    else {
+        panic!()
+    };
+    let NodeKind::File { chunks, .. } = &node.kind else { panic!() };
+    let mut packs: Vec<PathBuf> = chunks
+        .iter()
+        .map(|c| f.t.repo_path().join(cairn_engine::repo::pack_name(&repo.locate(c).unwrap().pack)))
+        .collect();
+    packs.sort();
+    packs.dedup();
+    packs
+}
+
 #[test]
 fn truncated_pack_fails_restore() {
     let f = fixture();
     let repo = f.t.open();
-    let packs = walk_files(&f.t.repo_path().join("data"));
+    let mut packs = data_packs(&f, &repo, "data");
+    packs.extend(data_packs(&f, &repo, "notes"));
+    packs.sort();
+    packs.dedup();
     for p in &packs {
         let bytes = fs::read(p).unwrap();
         fs::write(p, &bytes[..bytes.len() / 2]).unwrap();
     }
+    let target = f.work.path().join("out");
+    let r = restore_all(&repo, &f.out, &target).unwrap();
+    assert_eq!(r.damaged.len(), 2, "{r:?}");
+    assert!(r.damaged.iter().all(|d| d.message.contains("data/")), "{r:?}");
+    assert!(walk_files(&target).is_empty(), "no file with wrong content is left behind");
+}
+
+#[test]
+fn a_damaged_tree_pack_fails_restore_naming_it() {
+    let f = fixture();
+    let repo = f.t.open();
+    let data: Vec<PathBuf> = [data_packs(&f, &repo, "data"), data_packs(&f, &repo, "notes")].concat();
+    let tree_packs: Vec<PathBuf> =
+        walk_files(&f.t.repo_path().join("data")).into_iter().filter(|p| !data.contains(p)).collect();
+    assert_eq!(tree_packs.len(), 1, "{tree_packs:?}");
+    flip(&tree_packs[0], 10);
     let err = restore_all(&repo, &f.out, &f.work.path().join("out")).unwrap_err();
-    assert!(err.to_string().contains("data/"), "{err}");
+    let name = tree_packs[0].strip_prefix(f.t.repo_path()).unwrap().to_str().unwrap().to_string();
+    assert_names(&err, &name);
 }

@@ -7,6 +7,7 @@ mod dedup;
 mod fswalk;
 mod incremental;
 mod metadata;
+mod restore_options;
 mod roundtrip;
 mod selection;
 mod source_errors;

@@ -1,6 +1,9 @@
 //! One thin file per subcommand: arguments -> engine options -> call -> render.
 
 mod cat;
+mod diff;
+mod dump;
+mod find;
 mod init;
 mod ls;
 mod restore;
@@ -25,6 +28,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Snapshots => snapshots::run(g),
         Command::Ls(a) => ls::run(g, a),
         Command::Restore(a) => restore::run(g, a),
+        Command::Dump(a) => dump::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Find(a) => find::run(g, a),
         Command::Cat(a) => cat::run(g, a),
     }
 }

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use cairn_engine::restore::{RestoreOptions, restore};
+use cairn_engine::restore::{Overwrite, RestoreOptions, restore};
 
-use crate::args::{GlobalArgs, RestoreArgs};
+use crate::args::{GlobalArgs, OverwriteArg, RestoreArgs};
 use crate::progress::TermProgress;
 use crate::{exit, output};
 
@@ -17,32 +17,59 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
         subpath: subpath.as_bytes().to_vec(),
         numeric_owner: a.numeric_owner,
         restore_flags: a.restore_flags,
+        include: a.includes.clone(),
+        exclude: a.excludes.clone(),
+        overwrite: match a.overwrite {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::IfNewer => Overwrite::IfNewer,
+            OverwriteArg::Never => Overwrite::Never,
+        },
+        delete: a.delete,
+        verify: a.verify,
     };
     let start = Instant::now();
     let progress = TermProgress::new(g.quiet || g.json);
     let out = restore(&repo, snap.tree, &opts, &progress)?;
     let secs = start.elapsed().as_secs_f64();
+    let code = if out.damaged.is_empty() { exit::OK } else { exit::ERROR };
     if g.json {
         output::json(&serde_json::json!({
             "snapshot_id": id.to_hex(), "target": a.target.display().to_string(),
-            "files": out.files, "dirs": out.dirs, "symlinks": out.symlinks, "specials": out.specials,
-            "hardlinks": out.hardlinks, "bytes": out.bytes,
-            "warnings": out.warnings, "duration_seconds": secs,
+            "files": out.files, "files_unchanged": out.files_unchanged, "left": out.left,
+            "dirs": out.dirs, "symlinks": out.symlinks, "specials": out.specials,
+            "hardlinks": out.hardlinks, "deleted": out.deleted, "bytes": out.bytes, "verified": out.verified,
+            "damaged": out.damaged.iter().map(|d| serde_json::json!({"path": d.path.display().to_string(), "error": d.message})).collect::<Vec<_>>(),
+            "warnings": out.warnings, "duration_seconds": secs, "exit_code": code,
         }))?;
     } else if !g.quiet {
         for w in &out.warnings {
             eprintln!("warning: {w}");
         }
         println!(
-            "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {:.1}s",
+            "restored snapshot {} to {}: {} files written, {} already right, {} left as they were, {} dirs, {} symlinks, {} in {:.1}s",
             &id.to_hex()[..12],
             a.target.display(),
             out.files,
+            out.files_unchanged,
+            out.left,
             out.dirs,
             out.symlinks,
             output::bytes(out.bytes),
             secs
         );
+        if a.delete {
+            println!("{} entries not in the snapshot deleted", out.deleted);
+        }
+        if a.verify {
+            println!("{} files verified", out.verified);
+        }
     }
-    Ok(exit::OK)
+    if !out.damaged.is_empty() {
+        eprintln!("{} file(s) could not be restored (nothing wrong was left behind):", out.damaged.len());
+        for d in &out.damaged {
+            eprintln!("  {}: {}", d.path.display(), d.message);
+        }
+    }
+    Ok(code)
 }

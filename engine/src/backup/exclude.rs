@@ -7,10 +7,9 @@ use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
-
 use crate::error::{Error, Result};
 use crate::hostfs;
+use crate::pattern::PathPatterns;
 
 /// The signature a CACHEDIR.TAG file starts with (https://bford.info/cachedir/).
 const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
@@ -42,7 +41,7 @@ struct Marker {
 /// The compiled rules.
 #[derive(Debug)]
 pub(crate) struct Excluder {
-    patterns: Option<Gitignore>,
+    patterns: Option<PathPatterns>,
     markers: Vec<Marker>,
     pub one_file_system: bool,
     larger_than: Option<u64>,
@@ -51,21 +50,10 @@ pub(crate) struct Excluder {
 impl Excluder {
     /// Compiles `opts`; a malformed pattern is [`Error::InvalidInput`] naming it.
     pub fn new(opts: &ExcludeOptions) -> Result<Self> {
-        let patterns = if opts.patterns.is_empty() {
-            None
-        } else {
-            let mut b = GitignoreBuilder::new("/");
-            // An unclosed `[` is almost always a typo: say so instead of matching it literally.
-            b.allow_unclosed_class(false);
-            for p in &opts.patterns {
-                let line = p.trim_end_matches(['\r', '\n']);
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                b.add_line(None, line).map_err(|e| Error::InvalidInput(format!("exclude pattern {p:?}: {e}")))?;
-            }
-            Some(b.build().map_err(|e| Error::InvalidInput(format!("exclude patterns: {e}")))?)
-        };
+        let patterns = PathPatterns::new(&opts.patterns).map_err(|e| match e {
+            Error::InvalidInput(m) => Error::InvalidInput(format!("exclude {m}")),
+            other => other,
+        })?;
         let mut markers: Vec<Marker> = opts
             .if_present
             .iter()
@@ -90,7 +78,7 @@ impl Excluder {
 
     /// Whether the patterns exclude the absolute `path`.
     pub fn excludes_path(&self, path: &Path, is_dir: bool) -> bool {
-        self.patterns.as_ref().is_some_and(|g| g.matched(path, is_dir).is_ignore())
+        self.patterns.as_ref().is_some_and(|p| p.matches(path, is_dir))
     }
 
     /// Whether a regular file of `size` bytes is left out.
@@ -115,34 +103,6 @@ impl Excluder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ex(patterns: &[&str]) -> Excluder {
-        Excluder::new(&ExcludeOptions {
-            patterns: patterns.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn gitignore_semantics_on_absolute_paths() {
-        let e = ex(&["*.tmp", "/home/*/.cache", "build/", "!keep.tmp", "# a comment", ""]);
-        assert!(e.excludes_path(Path::new("/a/b/x.tmp"), false));
-        assert!(!e.excludes_path(Path::new("/a/b/keep.tmp"), false));
-        assert!(e.excludes_path(Path::new("/home/ann/.cache"), true));
-        assert!(!e.excludes_path(Path::new("/srv/home/ann/.cache"), true), "anchored at /");
-        assert!(e.excludes_path(Path::new("/src/build"), true));
-        assert!(!e.excludes_path(Path::new("/src/build"), false), "a trailing / matches directories only");
-        assert!(!e.excludes_path(Path::new("/src/main.rs"), false));
-    }
-
-    #[test]
-    fn non_utf8_paths_match_by_bytes() {
-        use std::os::unix::ffi::OsStrExt;
-        let e = ex(&["*.tmp"]);
-        let p = std::ffi::OsStr::from_bytes(b"/x/\xff\xfe.tmp");
-        assert!(e.excludes_path(Path::new(p), false));
-    }
 
     #[test]
     fn bad_patterns_and_marker_names_are_rejected() {

@@ -36,6 +36,30 @@ pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
     }
 }
 
+/// Opens the existing regular file `name` in `dir` for writing (no truncation, no symlinks).
+pub fn open_write_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
+    let flags = OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    Ok(File::from(rustix::fs::openat(dir, os(name), flags, Mode::empty())?))
+}
+
+/// Removes `name` in `dir` and, for a directory, everything below it; missing is fine.
+pub fn remove_tree_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, os(name), AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let sub = super::open_dir_at(dir, name)?;
+    for child in super::list_dir(sub.as_fd())? {
+        remove_tree_at(sub.as_fd(), &child)?;
+    }
+    drop(sub);
+    match rustix::fs::unlinkat(dir, os(name), AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Removes `name` in `dir` (a file, a symlink, or an empty directory); missing is fine.
 pub fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     match rustix::fs::unlinkat(dir, os(name), AtFlags::empty()) {
@@ -49,17 +73,19 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
 }
 
 /// Makes the directory `name` in `dir` (private until its metadata is applied at the end);
-/// an existing directory is fine, anything else in the way is replaced.
-pub fn make_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+/// an existing directory is fine, anything else in the way is replaced. Returns whether it
+/// made one.
+pub fn make_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool> {
     match rustix::fs::mkdirat(dir, os(name), Mode::from_raw_mode(0o700)) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         Err(Errno::EXIST) => {
             let st = super::stat_at(dir, name)?;
             if st.file_type() == FileType::Directory {
-                return Ok(());
+                return Ok(false);
             }
             remove_at(dir, name)?;
-            rustix::fs::mkdirat(dir, os(name), Mode::from_raw_mode(0o700)).map_err(Into::into)
+            rustix::fs::mkdirat(dir, os(name), Mode::from_raw_mode(0o700))?;
+            Ok(true)
         }
         Err(e) => Err(e.into()),
     }

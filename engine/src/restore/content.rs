@@ -1,0 +1,220 @@
+//! File contents, pack by pack. For a batch of files, every chunk is located in the index and
+//! grouped by pack; each pack is then read once, in as few ranged reads as its needed blobs
+//! allow (neighbours less than `GAP` apart share a read), on the rayon pool. Each blob is
+//! opened and verified against its keyed id once, however many files or places use it, and
+//! written with `pwrite` at every place it belongs, around the files' holes.
+//!
+//! A blob that is missing or damaged fails only the files that use it: they are reported and
+//! removed, never left with wrong bytes, and the rest of the restore goes on. A failure to
+//! write the target (a full disk, say) stops the restore.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::format::tree::{Node, NodeKind};
+use crate::hostfs;
+use crate::id::{ChunkId, PackId};
+use crate::index::BlobLocation;
+use crate::repo::pack_name;
+
+use super::Restorer;
+use super::extents::Extents;
+
+/// Blobs of one pack closer than this share one ranged read.
+const GAP: u64 = 256 * 1024;
+/// The largest ranged read.
+const MAX_RANGE: u64 = 32 << 20;
+/// Target files kept open while one pack is written out.
+const OPEN_FILES: usize = 32;
+
+/// A regular file to write.
+#[derive(Debug, Clone)]
+pub(super) struct FileJob {
+    /// Path below the target.
+    pub rel: Vec<u8>,
+    /// Its node (a file).
+    pub node: Node,
+}
+
+/// One place a blob's bytes go.
+#[derive(Debug, Clone, Copy)]
+struct Use {
+    job: usize,
+    data_pos: u64,
+}
+
+#[derive(Debug)]
+struct BlobRef {
+    id: ChunkId,
+    loc: BlobLocation,
+    uses: Vec<Use>,
+}
+
+/// Failure messages by job.
+type Failures = Mutex<HashMap<usize, String>>;
+
+fn fail(failures: &Failures, job: usize, why: String) {
+    failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(job).or_insert(why);
+}
+
+fn failed(failures: &Failures, job: usize) -> bool {
+    failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&job)
+}
+
+/// Writes the contents of `jobs`: creates (or truncates) each file at its full size, then fills
+/// in the data. Returns the bytes written and the failures by job index (files not written
+/// completely, which the caller removes and reports).
+pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, HashMap<usize, String>)> {
+    let failures: Failures = Mutex::default();
+    let mut layouts: Vec<Option<Extents>> = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        let (dir, name) = r.parent(&job.rel)?;
+        let file = hostfs::create_file_at(dir.as_fd(), name).map_err(r.err(&job.rel))?;
+        // The full size now: holes stay unwritten, and pieces land anywhere in the file.
+        file.set_len(job.node.size).map_err(r.err(&job.rel))?;
+        let NodeKind::File { holes, .. } = &job.node.kind else {
+            layouts.push(None);
+            continue;
+        };
+        let layout = Extents::new(holes, job.node.size);
+        if layout.is_none() {
+            fail(&failures, i, "the snapshot's hole list is invalid".into());
+        }
+        layouts.push(layout);
+    }
+    let mut packs: HashMap<PackId, BTreeMap<u32, BlobRef>> = HashMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let (NodeKind::File { chunks, .. }, Some(Some(layout))) = (&job.node.kind, layouts.get(i)) else {
+            continue;
+        };
+        let mut data_pos = 0u64;
+        for id in chunks {
+            match r.repo.locate(id) {
+                Ok(loc) => {
+                    let blob = packs.entry(loc.pack).or_default().entry(loc.offset).or_insert_with(|| BlobRef {
+                        id: *id,
+                        loc,
+                        uses: Vec::new(),
+                    });
+                    blob.uses.push(Use { job: i, data_pos });
+                    data_pos += u64::from(loc.raw_length);
+                }
+                Err(e) => {
+                    fail(&failures, i, e.to_string());
+                    break;
+                }
+            }
+        }
+        if data_pos != layout.data_len() && !failed(&failures, i) {
+            fail(
+                &failures,
+                i,
+                format!("its chunks hold {data_pos} bytes but the snapshot records {} of data", layout.data_len()),
+            );
+        }
+    }
+    let written = AtomicU64::new(0);
+    let mut packs: Vec<(PackId, BTreeMap<u32, BlobRef>)> = packs.into_iter().collect();
+    packs.sort_by_key(|(id, _)| *id);
+    packs.par_iter().try_for_each(|(pack, blobs)| write_pack(r, jobs, &layouts, *pack, blobs, &failures, &written))?;
+    Ok((written.into_inner(), failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)))
+}
+
+/// Reads the needed blobs of one pack and writes them everywhere they belong.
+fn write_pack(
+    r: &Restorer<'_>,
+    jobs: &[FileJob],
+    layouts: &[Option<Extents>],
+    pack: PackId,
+    blobs: &BTreeMap<u32, BlobRef>,
+    failures: &Failures,
+    written: &AtomicU64,
+) -> Result<()> {
+    let name = pack_name(&pack);
+    let mut files: HashMap<usize, File> = HashMap::new();
+    let mut range: Vec<&BlobRef> = Vec::new();
+    let flush = |range: &mut Vec<&BlobRef>, files: &mut HashMap<usize, File>| -> Result<()> {
+        let (Some(first), Some(last)) = (range.first(), range.last()) else { return Ok(()) };
+        let start = u64::from(first.loc.offset);
+        let end = u64::from(last.loc.offset) + u64::from(last.loc.length);
+        let bytes = match r.repo.storage().get_range(&name, start, end - start) {
+            Ok(b) => b,
+            Err(e) => {
+                for b in range.iter() {
+                    for u in &b.uses {
+                        fail(failures, u.job, e.to_string());
+                    }
+                }
+                range.clear();
+                return Ok(());
+            }
+        };
+        for b in range.drain(..) {
+            if b.uses.iter().all(|u| failed(failures, u.job)) {
+                continue;
+            }
+            let from = (u64::from(b.loc.offset) - start) as usize;
+            let sealed = bytes.get(from..from + b.loc.length as usize).unwrap_or_default();
+            let plain = match r.repo.open_blob(&b.id, &b.loc, &name, sealed) {
+                Ok(p) => p,
+                Err(e) => {
+                    for u in &b.uses {
+                        fail(failures, u.job, e.to_string());
+                    }
+                    continue;
+                }
+            };
+            for u in &b.uses {
+                let (Some(job), Some(Some(layout))) = (jobs.get(u.job), layouts.get(u.job)) else { continue };
+                if failed(failures, u.job) {
+                    continue;
+                }
+                // A pack of small files touches thousands of them: keep only a few open.
+                if files.len() >= OPEN_FILES && !files.contains_key(&u.job) {
+                    files.clear();
+                }
+                let file = match files.entry(u.job) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let (dir, fname) = r.parent(&job.rel)?;
+                        v.insert(hostfs::open_write_at(dir.as_fd(), fname).map_err(r.err(&job.rel))?)
+                    }
+                };
+                let mut rest: &[u8] = &plain;
+                for (off, len) in layout.pieces(u.data_pos, plain.len() as u64) {
+                    let (head, tail) = rest.split_at((len as usize).min(rest.len()));
+                    file.write_all_at(head, off).map_err(r.err(&job.rel))?;
+                    rest = tail;
+                }
+                if !rest.is_empty() {
+                    fail(failures, u.job, "content is longer than the snapshot records".into());
+                    continue;
+                }
+                written.fetch_add(plain.len() as u64, Ordering::Relaxed);
+                r.progress.bytes(plain.len() as u64);
+            }
+        }
+        Ok(())
+    };
+    for b in blobs.values() {
+        if let Some(last) = range.last() {
+            let last_end = u64::from(last.loc.offset) + u64::from(last.loc.length);
+            let first_start = range.first().map_or(0, |f| u64::from(f.loc.offset));
+            let gap = u64::from(b.loc.offset).saturating_sub(last_end);
+            let len = u64::from(b.loc.offset) + u64::from(b.loc.length) - first_start;
+            if gap > GAP || len > MAX_RANGE {
+                flush(&mut range, &mut files)?;
+            }
+        }
+        range.push(b);
+    }
+    flush(&mut range, &mut files)?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! `restore`: recreate a snapshot (or part of it) under a target directory.
+//!
+//! Passes: the plan (`plan`) walks the trees through open directory handles, making
+//! directories, symlinks and special files as it goes, applying include/exclude filters and
+//! the overwrite policy, and collecting the regular files to write. Their contents are then
+//! written pack by pack (`content`), each blob verified against its keyed id before a byte
+//! reaches disk; holes of sparse files are never written. Last come file metadata, further
+//! links of hardlinked inodes, and directory metadata deepest first (so writing contents does
+//! not disturb restored directory mtimes, and a directory's default ACL does not leak into
+//! entries restored with their own), then `--verify`.
+//!
+//! A file whose blobs are missing or damaged is removed and reported in
+//! [`RestoreOutcome::damaged`]; everything else is still restored. Every path below the target
+//! is reached with `openat` in pieces (`hostfs`), so paths longer than PATH_MAX restore too.
+
+mod content;
+mod extents;
+mod plan;
+mod verify;
+
+pub(crate) use extents::Extents;
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::tree::{Node, NodeKind};
+use crate::hostfs::{self, OwnerNames};
+use crate::id::ChunkId;
+use crate::pattern::PathPatterns;
+use crate::progress::Progress;
+use crate::repo::Repository;
+
+use content::FileJob;
+
+/// Files written per content batch: bounds the memory of the pack map (a few hundred bytes
+/// per chunk reference) whatever the size of the restore.
+const BATCH_CHUNKS: usize = 100_000;
+
+/// What to do with an entry that already exists in the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Always replace it.
+    Always,
+    /// Replace it unless it already is what the snapshot holds: same size and mtime, or the
+    /// same content by chunk hashes (so an interrupted restore resumes without rewriting).
+    #[default]
+    IfChanged,
+    /// Replace it only if the snapshot's copy is newer (by mtime).
+    IfNewer,
+    /// Never touch it.
+    Never,
+}
+
+/// Where and what to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Target directory (created if missing).
+    pub target: PathBuf,
+    /// Path inside the snapshot to restore (raw bytes, `/`-separated); all when empty.
+    pub subpath: Vec<u8>,
+    /// Use the recorded uid/gid even where the recorded user or group name exists here with
+    /// another id (by default owners are mapped by name, as tar does).
+    pub numeric_owner: bool,
+    /// Restore inode flags (immutable, append-only, ...), which may need root.
+    pub restore_flags: bool,
+    /// Restore only paths matching these gitignore-style patterns (and what is below them);
+    /// matched against the path in the snapshot, e.g. `/home/ann/docs`.
+    pub include: Vec<String>,
+    /// Leave out paths matching these patterns.
+    pub exclude: Vec<String>,
+    /// What to do with entries that already exist.
+    pub overwrite: Overwrite,
+    /// Remove entries of restored directories that the snapshot does not have.
+    pub delete: bool,
+    /// Read every written file back and check it against its chunk ids.
+    pub verify: bool,
+}
+
+/// A file that could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreFailure {
+    /// Where it would have gone.
+    pub path: PathBuf,
+    /// Why (names the damaged object).
+    pub message: String,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreOutcome {
+    /// Regular files written.
+    pub files: u64,
+    /// Existing files that already had the right content (only their metadata was set).
+    pub files_unchanged: u64,
+    /// Existing entries left as they were (`--overwrite never` / `if-newer`).
+    pub left: u64,
+    /// Directories restored.
+    pub dirs: u64,
+    /// Symlinks made.
+    pub symlinks: u64,
+    /// FIFOs and device nodes made.
+    pub specials: u64,
+    /// Further links made to hardlinked inodes.
+    pub hardlinks: u64,
+    /// Entries removed by `--delete`.
+    pub deleted: u64,
+    /// Content bytes written.
+    pub bytes: u64,
+    /// Files read back and found correct (`--verify`).
+    pub verified: u64,
+    /// Files that could not be restored (missing or damaged data, failed verification); none
+    /// of them is left behind with wrong content.
+    pub damaged: Vec<RestoreFailure>,
+    /// Things that could not be restored exactly (e.g. devices or ownership without root).
+    pub warnings: Vec<String>,
+}
+
+fn display(target: &Path, rel: &[u8]) -> PathBuf {
+    target.join(OsStr::from_bytes(rel))
+}
+
+/// Runs a restore: the target handle and what the passes share.
+pub(super) struct Restorer<'a> {
+    repo: &'a Repository,
+    opts: &'a RestoreOptions,
+    progress: &'a dyn Progress,
+    root: OwnedFd,
+    owners: OwnerNames,
+    root_user: bool,
+    include: Option<PathPatterns>,
+    exclude: Option<PathPatterns>,
+}
+
+impl Restorer<'_> {
+    fn err(&self, rel: &[u8]) -> impl FnOnce(std::io::Error) -> Error + use<'_> {
+        let path = display(&self.opts.target, rel);
+        move |source| Error::Target { path, source }
+    }
+
+    fn display(&self, rel: &[u8]) -> PathBuf {
+        display(&self.opts.target, rel)
+    }
+
+    /// The parent directory of `rel`, opened, and the last component.
+    fn parent<'r>(&self, rel: &'r [u8]) -> Result<(OwnedFd, &'r [u8])> {
+        let (dir, name) = hostfs::split_parent(rel);
+        let fd = hostfs::open_dir_path(self.root.as_fd(), dir).map_err(self.err(rel))?;
+        Ok((fd, name))
+    }
+
+    /// The uid/gid to give `node`: by recorded name where it exists here, else the ids.
+    fn owner_of(&self, node: &Node) -> (u32, u32) {
+        if self.opts.numeric_owner {
+            return (node.uid, node.gid);
+        }
+        let uid = node.user.as_deref().and_then(|n| self.owners.uid_of(n)).unwrap_or(node.uid);
+        let gid = node.group.as_deref().and_then(|n| self.owners.gid_of(n)).unwrap_or(node.gid);
+        (uid, gid)
+    }
+
+    /// Reports a metadata failure; a non-root user cannot give files away, which is expected
+    /// and not worth a warning each.
+    fn meta_warning(&self, warnings: &mut Vec<String>, rel: &[u8], what: &str, e: std::io::Error, quiet_eperm: bool) {
+        if quiet_eperm && !self.root_user && e.kind() == std::io::ErrorKind::PermissionDenied {
+            return;
+        }
+        warnings.push(format!("{}: cannot set {what}: {e}", self.display(rel).display()));
+    }
+
+    /// Owner, mode, xattrs, times and (with `--restore-flags`) inode flags of the entry `rel`,
+    /// whose parent is open as `dir`. Order matters: chmod after chown (which clears setuid
+    /// bits), xattrs after both (chown and writes clear security.capability), flags last
+    /// (immutable forbids the rest).
+    fn apply_meta_at(&self, dir: BorrowedFd<'_>, rel: &[u8], node: &Node, warnings: &mut Vec<String>) -> Result<()> {
+        let name = hostfs::split_parent(rel).1;
+        let (uid, gid) = self.owner_of(node);
+        if let Err(e) = hostfs::set_owner_at(dir, name, uid, gid) {
+            self.meta_warning(warnings, rel, "owner", e, true);
+        }
+        let symlink = matches!(node.kind, NodeKind::Symlink { .. });
+        if !symlink {
+            hostfs::set_mode_at(dir, name, node.mode).map_err(self.err(rel))?;
+        }
+        for (key, value) in &node.xattrs {
+            if let Err(e) = hostfs::set_xattr_at(dir, name, key, value) {
+                self.meta_warning(warnings, rel, &format!("xattr {}", String::from_utf8_lossy(key)), e, false);
+            }
+        }
+        hostfs::set_times_at(dir, name, node.atime_ns, node.mtime_ns).map_err(self.err(rel))?;
+        if self.opts.restore_flags && node.flags != 0 && !symlink {
+            let opened = match node.kind {
+                NodeKind::Dir { .. } => hostfs::open_dir_at(dir, name),
+                _ => hostfs::open_file_at(dir, name).map(Into::into),
+            };
+            if let Err(e) = opened.and_then(|fd| hostfs::set_inode_flags(&fd, node.flags)) {
+                self.meta_warning(warnings, rel, "inode flags", e, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Restorer::apply_meta_at`] through the entry's path.
+    fn apply_meta(&self, rel: &[u8], node: &Node, warnings: &mut Vec<String>) -> Result<()> {
+        let (dir, _) = self.parent(rel)?;
+        self.apply_meta_at(dir.as_fd(), rel, node, warnings)
+    }
+
+    /// Whether the existing file at `rel` already holds `node`'s content.
+    fn existing_matches(&self, rel: &[u8], node: &Node) -> Result<bool> {
+        let (dir, name) = self.parent(rel)?;
+        match hostfs::open_file_at(dir.as_fd(), name) {
+            Ok(f) => verify::content_matches(self.repo, &f, node),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Writes the contents of `jobs` in batches, then their metadata. Damaged files are
+    /// removed and reported.
+    fn write_contents(&self, jobs: &[FileJob], outcome: &mut RestoreOutcome) -> Result<Vec<bool>> {
+        let mut ok = vec![false; jobs.len()];
+        let mut start = 0;
+        while start < jobs.len() {
+            // At least one file per batch, then files while the batch holds < BATCH_CHUNKS chunks.
+            let mut chunks = 0;
+            let len = jobs
+                .get(start..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|j| {
+                    let fits = chunks < BATCH_CHUNKS;
+                    if let NodeKind::File { chunks: c, .. } = &j.node.kind {
+                        chunks += c.len();
+                    }
+                    fits
+                })
+                .count()
+                .max(1);
+            let end = (start + len).min(jobs.len());
+            let batch = jobs.get(start..end).unwrap_or_default();
+            let (bytes, failures) = match content::write_files(self, batch) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Invariant: no file is left with wrong content. The batch's files exist at
+                    // full size, some not yet filled in: remove them all before giving up.
+                    for job in batch {
+                        if let Ok((dir, name)) = self.parent(&job.rel) {
+                            let _ = hostfs::remove_at(dir.as_fd(), name);
+                        }
+                    }
+                    return Err(e);
+                }
+            };
+            outcome.bytes += bytes;
+            for (i, job) in batch.iter().enumerate() {
+                if let Some(message) = failures.get(&i) {
+                    let (dir, name) = self.parent(&job.rel)?;
+                    let _ = hostfs::remove_at(dir.as_fd(), name);
+                    outcome.damaged.push(RestoreFailure { path: self.display(&job.rel), message: message.clone() });
+                    continue;
+                }
+                self.apply_meta(&job.rel, &job.node, &mut outcome.warnings)?;
+                outcome.files += 1;
+                if let Some(slot) = ok.get_mut(start + i) {
+                    *slot = true;
+                }
+            }
+            start = end;
+        }
+        Ok(ok)
+    }
+}
+
+/// Restores `tree` (a snapshot's root) into `opts.target`.
+pub fn restore(
+    repo: &Repository,
+    tree: ChunkId,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreOutcome> {
+    let filter = |patterns: &[String], what: &str| {
+        PathPatterns::new(patterns).map_err(|e| match e {
+            Error::InvalidInput(m) => Error::InvalidInput(format!("{what} {m}")),
+            other => other,
+        })
+    };
+    let include = filter(&opts.include, "include")?;
+    let exclude = filter(&opts.exclude, "exclude")?;
+    let target_err = |source| Error::Target { path: opts.target.clone(), source };
+    std::fs::create_dir_all(&opts.target).map_err(target_err)?;
+    let root = hostfs::open_dir(&opts.target).map_err(target_err)?;
+    let r = Restorer {
+        repo,
+        opts,
+        progress,
+        root,
+        owners: OwnerNames::default(),
+        root_user: hostfs::is_root(),
+        include,
+        exclude,
+    };
+    let mut plan = r.plan(tree)?;
+    let total: u64 = plan.writes.iter().map(|j| j.node.size).sum();
+    progress.phase("restore", Some(total));
+    let mut outcome = std::mem::take(&mut plan.outcome);
+    let written = r.write_contents(&plan.writes, &mut outcome)?;
+    for job in &plan.keeps {
+        r.apply_meta(&job.rel, &job.node, &mut outcome.warnings)?;
+        outcome.files_unchanged += 1;
+    }
+    for (rel, first) in &plan.links {
+        let (new_dir, new_name) = r.parent(rel)?;
+        let (old_dir, old_name) = r.parent(first)?;
+        match hostfs::link_at(old_dir.as_fd(), old_name, new_dir.as_fd(), new_name) {
+            Ok(()) => outcome.hardlinks += 1,
+            Err(e) => outcome.damaged.push(RestoreFailure {
+                path: r.display(rel),
+                message: format!("cannot link to {}: {e}", r.display(first).display()),
+            }),
+        }
+    }
+    // Deepest directories were pushed first (post-order), so parents' mtimes are set last.
+    for (rel, node) in &plan.dirs {
+        if !rel.is_empty() {
+            r.apply_meta(rel, node, &mut outcome.warnings)?;
+        }
+    }
+    if opts.verify {
+        progress.phase("verify", Some(total));
+        for (job, _) in plan.writes.iter().zip(&written).filter(|(_, ok)| **ok) {
+            if r.existing_matches(&job.rel, &job.node)? {
+                outcome.verified += 1;
+            } else {
+                outcome.damaged.push(RestoreFailure {
+                    path: r.display(&job.rel),
+                    message: "verification failed: the file on disk does not match the snapshot".into(),
+                });
+            }
+        }
+    }
+    progress.done();
+    Ok(outcome)
+}

@@ -1,0 +1,275 @@
+//! The plan pass of a restore: walks the snapshot's trees and the target's directories side by
+//! side. Directories, symlinks and special files are made here; regular files are sorted into
+//! those to write and those already right; filters, the overwrite policy and `--delete` are
+//! applied here.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::fs::FileType;
+
+use crate::error::Result;
+use crate::format::tree::{Node, NodeKind};
+use crate::hostfs::{self, Special, Stat};
+use crate::id::ChunkId;
+use crate::ls::{Resolved, resolve};
+
+use super::content::FileJob;
+use super::{Overwrite, RestoreOutcome, Restorer};
+
+/// What the plan leaves for the later passes.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    /// Files whose content is written.
+    pub writes: Vec<FileJob>,
+    /// Existing files that already hold the right content: metadata only.
+    pub keeps: Vec<FileJob>,
+    /// Further links: (path, path of the group's first restored member).
+    pub links: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Directories in post-order (children before parents).
+    pub dirs: Vec<(Vec<u8>, Node)>,
+    /// Counters and warnings so far.
+    pub outcome: RestoreOutcome,
+    first_of_group: HashMap<u64, Vec<u8>>,
+}
+
+/// What to do with a file given what is already at its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileDecision {
+    /// Write the content.
+    Write,
+    /// Same size and mtime: keep the content, set the metadata.
+    Keep,
+    /// Same size, other mtime: compare the content by chunk hashes.
+    Compare,
+    /// Leave the existing entry alone.
+    Leave,
+}
+
+/// The overwrite policy as a pure function of the existing entry (`None`: nothing there).
+pub(super) fn decide(policy: Overwrite, existing: Option<&Stat>, node: &Node) -> FileDecision {
+    let Some(st) = existing else { return FileDecision::Write };
+    let is_file = st.file_type() == FileType::RegularFile;
+    match policy {
+        Overwrite::Never => FileDecision::Leave,
+        Overwrite::IfNewer if st.mtime_ns >= node.mtime_ns => FileDecision::Leave,
+        Overwrite::IfNewer | Overwrite::Always => FileDecision::Write,
+        Overwrite::IfChanged if is_file && st.size == node.size && st.mtime_ns == node.mtime_ns => FileDecision::Keep,
+        Overwrite::IfChanged if is_file && st.size == node.size => FileDecision::Compare,
+        Overwrite::IfChanged => FileDecision::Write,
+    }
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(dir.len() + 1 + name.len());
+    out.extend_from_slice(dir);
+    if !dir.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
+}
+
+impl Restorer<'_> {
+    /// Plans the restore of `tree` (a snapshot root), or of the subpath the options name.
+    pub(super) fn plan(&self, tree: ChunkId) -> Result<Plan> {
+        let mut plan = Plan::default();
+        match resolve(self.repo, tree, &self.opts.subpath)? {
+            Resolved::Root(id) => {
+                self.plan_tree(self.root.as_fd(), b"", b"", id, false, &mut plan)?;
+            }
+            Resolved::Node(path, node) => {
+                let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path).to_vec();
+                self.plan_node(self.root.as_fd(), name, path, &node, false, &mut plan)?;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Plans the entries of `tree` into the directory `dir` (`rel` below the target, `snap`
+    /// in the snapshot). Returns whether anything was selected.
+    fn plan_tree(
+        &self,
+        dir: BorrowedFd<'_>,
+        rel: &[u8],
+        snap: &[u8],
+        tree: ChunkId,
+        included: bool,
+        plan: &mut Plan,
+    ) -> Result<bool> {
+        let t = self.repo.load_tree(&tree)?;
+        let mut any = false;
+        for node in &t.nodes {
+            // Invariant: names were validated when the tree was decoded (no `/`, `.`, `..`), so
+            // a joined path cannot escape the target.
+            let child = join(rel, &node.name);
+            self.progress.path(&self.display(&child));
+            any |= self.plan_node(dir, child, join(snap, &node.name), node, included, plan)?;
+        }
+        if self.opts.delete {
+            for name in hostfs::list_dir(dir).map_err(self.err(rel))? {
+                if t.find(&name).is_none() {
+                    hostfs::remove_tree_at(dir, &name).map_err(self.err(&join(rel, &name)))?;
+                    plan.outcome.deleted += 1;
+                }
+            }
+        }
+        Ok(any)
+    }
+
+    /// Plans one entry. `included`: an ancestor matched the include patterns.
+    fn plan_node(
+        &self,
+        dir: BorrowedFd<'_>,
+        rel: Vec<u8>,
+        snap: Vec<u8>,
+        node: &Node,
+        included: bool,
+        plan: &mut Plan,
+    ) -> Result<bool> {
+        let is_dir = node.is_dir();
+        if self.exclude.as_ref().is_some_and(|p| p.matches_snapshot_path(&snap, is_dir)) {
+            return Ok(false);
+        }
+        let included = included || self.include.as_ref().is_none_or(|p| p.matches_snapshot_path(&snap, is_dir));
+        let name = hostfs::split_parent(&rel).1.to_vec();
+        if let NodeKind::Dir { subtree } = &node.kind {
+            let created = hostfs::make_dir_at(dir, &name).map_err(self.err(&rel))?;
+            let sub = hostfs::open_dir_at(dir, &name).map_err(self.err(&rel))?;
+            let any = self.plan_tree(sub.as_fd(), &rel, &snap, *subtree, included, plan)?;
+            drop(sub);
+            if !included && !any {
+                // Only walked to look for included entries: leave no trace.
+                if created {
+                    hostfs::remove_at(dir, &name).map_err(self.err(&rel))?;
+                }
+                return Ok(false);
+            }
+            plan.outcome.dirs += 1;
+            plan.dirs.push((rel, node.clone()));
+            return Ok(true);
+        }
+        if !included {
+            return Ok(false);
+        }
+        let existing = hostfs::stat_at(dir, &name).ok();
+        if let Some(group) = node.hardlink_group {
+            if let Some(first) = plan.first_of_group.get(&group) {
+                if existing.is_some() && self.opts.overwrite == Overwrite::Never {
+                    plan.outcome.left += 1;
+                } else {
+                    plan.links.push((rel, first.clone()));
+                }
+                return Ok(true);
+            }
+            plan.first_of_group.insert(group, rel.clone());
+        }
+        let decision = decide(self.opts.overwrite, existing.as_ref(), node);
+        if decision == FileDecision::Leave {
+            plan.outcome.left += 1;
+            return Ok(true);
+        }
+        match &node.kind {
+            NodeKind::File { .. } => {
+                let job = FileJob { rel, node: node.clone() };
+                let keep = match decision {
+                    FileDecision::Keep => true,
+                    FileDecision::Compare => self.existing_matches(&job.rel, node)?,
+                    FileDecision::Write | FileDecision::Leave => false,
+                };
+                if keep { plan.keeps.push(job) } else { plan.writes.push(job) }
+            }
+            NodeKind::Symlink { target } => {
+                hostfs::make_symlink_at(dir, &name, target).map_err(self.err(&rel))?;
+                self.apply_meta_at(dir, &rel, node, &mut plan.outcome.warnings)?;
+                plan.outcome.symlinks += 1;
+            }
+            NodeKind::Fifo | NodeKind::CharDevice { .. } | NodeKind::BlockDevice { .. } => {
+                let what = match node.kind {
+                    NodeKind::CharDevice { rdev } => Special::CharDevice(rdev),
+                    NodeKind::BlockDevice { rdev } => Special::BlockDevice(rdev),
+                    _ => Special::Fifo,
+                };
+                if what != Special::Fifo && !self.root_user {
+                    plan.outcome
+                        .warnings
+                        .push(format!("{}: device node not restored (needs root)", self.display(&rel).display()));
+                    return Ok(true);
+                }
+                hostfs::make_special_at(dir, &name, what, node.mode).map_err(self.err(&rel))?;
+                self.apply_meta_at(dir, &rel, node, &mut plan.outcome.warnings)?;
+                plan.outcome.specials += 1;
+            }
+            NodeKind::Socket => plan.outcome.warnings.push(format!(
+                "{}: socket not restored (the program that listens on it makes it)",
+                self.display(&rel).display()
+            )),
+            NodeKind::Dir { .. } => {}
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(kind: u32, size: u64, mtime_ns: i64) -> Stat {
+        Stat {
+            dev: 1,
+            ino: 1,
+            mode: kind | 0o644,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            size,
+            blocks: 0,
+            atime_ns: 0,
+            mtime_ns,
+            ctime_ns: 0,
+        }
+    }
+
+    fn node(size: u64, mtime_ns: i64) -> Node {
+        Node {
+            name: b"f".to_vec(),
+            kind: NodeKind::File { chunks: Vec::new(), holes: Vec::new() },
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            size,
+            mtime_ns,
+            atime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            device: 0,
+            links: 1,
+            hardlink_group: None,
+            xattrs: Vec::new(),
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn overwrite_policies() {
+        use FileDecision::*;
+        let n = node(10, 100);
+        let file = |size, mtime| stat(0o100000, size, mtime);
+        let dir = stat(0o040000, 10, 100);
+        for p in [Overwrite::Always, Overwrite::IfChanged, Overwrite::IfNewer, Overwrite::Never] {
+            assert_eq!(decide(p, None, &n), Write, "{p:?}: nothing there");
+        }
+        assert_eq!(decide(Overwrite::Always, Some(&file(10, 100)), &n), Write);
+        assert_eq!(decide(Overwrite::Never, Some(&file(1, 1)), &n), Leave);
+        assert_eq!(decide(Overwrite::IfChanged, Some(&file(10, 100)), &n), Keep);
+        assert_eq!(decide(Overwrite::IfChanged, Some(&file(10, 99)), &n), Compare);
+        assert_eq!(decide(Overwrite::IfChanged, Some(&file(11, 100)), &n), Write);
+        assert_eq!(decide(Overwrite::IfChanged, Some(&dir), &n), Write, "a directory in the way");
+        assert_eq!(decide(Overwrite::IfNewer, Some(&file(1, 100)), &n), Leave);
+        assert_eq!(decide(Overwrite::IfNewer, Some(&file(1, 101)), &n), Leave);
+        assert_eq!(decide(Overwrite::IfNewer, Some(&file(10, 99)), &n), Write);
+    }
+}
