@@ -89,25 +89,7 @@ mod tests {
     use super::*;
 
     fn node(kind: NodeKind, mode: u32) -> Node {
-        Node {
-            name: b"x".to_vec(),
-            kind,
-            mode,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            size: 0,
-            mtime_ns: 0,
-            atime_ns: 0,
-            ctime_ns: 0,
-            inode: 0,
-            device: 0,
-            links: 1,
-            hardlink_group: None,
-            xattrs: Vec::new(),
-            flags: 0,
-        }
+        Node::new(b"x".to_vec(), kind, mode)
     }
 
     #[test]

@@ -30,19 +30,7 @@ impl Env {
     }
 
     fn cairn_with_password(&self, file: &str) -> Command {
-        let mut c = Command::cargo_bin("cairn").unwrap();
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CAIRN_") {
-                c.env_remove(k);
-            }
-        }
-        c.arg("-r")
-            .arg(self.p("repo"))
-            .arg("--cache-dir")
-            .arg(self.p("cache"))
-            .arg("--password-file")
-            .arg(self.p(file));
-        c
+        cairn_cmd(&self.p("repo"), &self.p("cache"), &self.p(file))
     }
 
     fn init(&self) {

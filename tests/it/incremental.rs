@@ -135,3 +135,35 @@ fn a_parent_whose_chunks_are_gone_from_the_index_is_not_trusted() {
     restore_all(&repo, &second, &target).unwrap();
     assert_same_tree(&src, &restored_path(&target, &src));
 }
+
+#[test]
+fn symlinks_and_directories_whose_atime_moved_keep_their_tree() {
+    use std::os::unix::fs::MetadataExt;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/f"), b"f").unwrap();
+    std::os::unix::fs::symlink("sub/f", src.join("link")).unwrap();
+    let t = TestRepo::new();
+    let repo = t.open();
+    let atime = || fs::symlink_metadata(src.join("link")).unwrap().atime_nsec();
+    let before = atime();
+    let first = snapshot(&repo, &[&src]);
+    // Reading the link (as the first snapshot did) moves its atime under relatime, not its ctime.
+    let _ = fs::read_link(src.join("link")).unwrap();
+    let after = atime();
+    let second = snapshot(&repo, &[&src]);
+    assert_eq!(
+        subtree(&repo, &first, &src),
+        subtree(&repo, &second, &src),
+        "the same tree blob (symlink atime {before} -> {after})"
+    );
+    // A real change to the link is seen: replaced with another target.
+    fs::remove_file(src.join("link")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", src.join("link")).unwrap();
+    let third = snapshot(&repo, &[&src]);
+    assert_ne!(subtree(&repo, &second, &src), subtree(&repo, &third, &src));
+    let target = work.path().join("restored");
+    restore_all(&repo, &third, &target).unwrap();
+    assert_eq!(fs::read_link(restored_path(&target, &src).join("link")).unwrap(), Path::new("elsewhere"));
+}

@@ -197,3 +197,54 @@ fn non_utf8_names_and_long_paths_list_in_the_snapshot() {
     .unwrap();
     assert!(seen.iter().any(|p| p.ends_with(b"/x-\xff")), "{seen:?}");
 }
+
+/// Runs `chattr ARGS PATH`; false when chattr or the file system cannot.
+fn chattr(args: &str, path: &Path) -> bool {
+    std::process::Command::new("chattr").arg(args).arg(path).status().is_ok_and(|s| s.success())
+}
+
+/// Clears immutable/append-only flags below a directory when dropped, even after a failed
+/// assertion, so the temporary directory can be removed.
+struct ClearFlags(PathBuf);
+
+impl Drop for ClearFlags {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").args(["-R", "-i", "-a"]).arg(&self.0).status();
+    }
+}
+
+#[test]
+fn immutable_and_append_only_flags_restore_last() {
+    if !is_root() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let _clear = ClearFlags(work.path().to_path_buf());
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("append-only")).unwrap();
+    fs::write(src.join("locked"), b"immutable content").unwrap();
+    fs::hard_link(src.join("locked"), src.join("locked-link")).unwrap();
+    fs::write(src.join("append-only/log"), b"line\n").unwrap();
+    if !chattr("+i", &src.join("locked")) || !chattr("+a", &src.join("append-only")) {
+        return; // The file system has no inode flags.
+    }
+    let t = TestRepo::new();
+    let repo = t.open();
+    let out = snapshot(&repo, &[&src]);
+    chattr("-i", &src.join("locked"));
+    chattr("-a", &src.join("append-only"));
+    let target = work.path().join("restored");
+    let opts =
+        cairn_engine::restore::RestoreOptions { target: target.clone(), restore_flags: true, ..Default::default() };
+    let r = cairn_engine::restore::restore(&repo, out.snapshot.tree, &opts, &cairn_engine::NoProgress).unwrap();
+    let restored = restored_path(&target, &src);
+    let flags_locked = lsattr(&restored.join("locked"));
+    let flags_dir = lsattr(&restored.join("append-only"));
+    chattr("-i", &restored.join("locked"));
+    chattr("-a", &restored.join("append-only"));
+    assert!(r.warnings.is_empty() && r.damaged.is_empty(), "{r:?}");
+    assert_eq!(r.hardlinks, 1, "the link to the immutable file was made before the flag: {r:?}");
+    assert!(flags_locked.as_ref().is_some_and(|f| f.contains('i')), "{flags_locked:?}");
+    assert!(flags_dir.as_ref().is_some_and(|f| f.contains('a')), "{flags_dir:?}");
+    assert_eq!(fs::read(restored.join("append-only/log")).unwrap(), b"line\n");
+}

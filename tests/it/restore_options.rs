@@ -193,19 +193,7 @@ fn diff_reports_added_removed_modified_and_metadata_changes() {
 /// The CLI over the fixture's repository.
 fn cairn(f: &Fixture) -> Command {
     fs::write(f.work.path().join("pw"), PASSWORD).unwrap();
-    let mut c = Command::cargo_bin("cairn").unwrap();
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CAIRN_") {
-            c.env_remove(k);
-        }
-    }
-    c.arg("-r")
-        .arg(f.t.repo_path())
-        .arg("--cache-dir")
-        .arg(f.t.cache())
-        .arg("--password-file")
-        .arg(f.work.path().join("pw"));
-    c
+    cairn_cmd(&f.t.repo_path(), &f.t.cache(), &f.work.path().join("pw"))
 }
 
 #[test]

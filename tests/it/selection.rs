@@ -28,19 +28,7 @@ impl Env {
     }
 
     fn cairn(&self) -> Command {
-        let mut c = Command::cargo_bin("cairn").unwrap();
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CAIRN_") {
-                c.env_remove(k);
-            }
-        }
-        c.arg("-r")
-            .arg(self.p("repo"))
-            .arg("--cache-dir")
-            .arg(self.p("cache"))
-            .arg("--password-file")
-            .arg(self.p("pw"));
-        c
+        cairn_cmd(&self.p("repo"), &self.p("cache"), &self.p("pw"))
     }
 
     /// Every path in the latest snapshot, relative to `base`.

@@ -24,11 +24,7 @@ fn cairn_unprivileged() -> Command {
     } else {
         Command::new(bin)
     };
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CAIRN_") {
-            c.env_remove(k);
-        }
-    }
+    without_cairn_env(&mut c);
     c
 }
 

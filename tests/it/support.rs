@@ -211,3 +211,22 @@ pub fn non_utf8_name(tag: u8) -> &'static OsStr {
         Box::leak(vec![b'n', b'o', b'n', b'-', b'u', b't', b'f', 0xff, 0xfe, tag, b'x'].into_boxed_slice());
     OsStr::from_bytes(bytes)
 }
+
+/// Removes every inherited `CAIRN_*` variable, so the developer's own settings never leak in.
+pub fn without_cairn_env(c: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// The `cairn` binary with `-r REPO --cache-dir CACHE --password-file PASSWORD` and a clean
+/// environment.
+pub fn cairn_cmd(repo: &Path, cache: &Path, password_file: &Path) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("cairn").unwrap();
+    without_cairn_env(&mut c);
+    c.arg("-r").arg(repo).arg("--cache-dir").arg(cache).arg("--password-file").arg(password_file);
+    c
+}

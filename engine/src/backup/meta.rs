@@ -1,5 +1,7 @@
 //! Turns `lstat` results into tree nodes (metadata only; content is the caller's job).
 
+use rustix::fs::FileType;
+
 use crate::format::tree::{Node, NodeKind};
 use crate::hostfs::{OwnerNames, Stat};
 
@@ -26,11 +28,22 @@ pub(crate) fn node_from_stat(name: Vec<u8>, kind: NodeKind, st: &Stat, owners: &
     }
 }
 
-/// Whether the file behind `st` is the one `parent` recorded, unchanged: same size, mtime,
-/// ctime, inode and device. ctime moves with every content, mode, owner, xattr, flag or link
-/// change, so an unchanged file can reuse the parent's chunks, xattrs and flags unread.
+/// Whether the inode behind `st` is the one `parent` recorded, unchanged: same kind, size,
+/// mtime, ctime, inode and device. ctime moves with every content, mode, owner, xattr, flag
+/// or link change (but not with atime), so an unchanged entry can reuse what the parent read:
+/// a file's chunks, a symlink's target, anyone's xattrs and flags.
 pub(crate) fn unchanged_since(parent: &Node, st: &Stat) -> bool {
-    matches!(parent.kind, NodeKind::File { .. })
+    let same_kind = match (&parent.kind, st.file_type()) {
+        (NodeKind::File { .. }, FileType::RegularFile)
+        | (NodeKind::Dir { .. }, FileType::Directory)
+        | (NodeKind::Symlink { .. }, FileType::Symlink)
+        | (NodeKind::Fifo, FileType::Fifo)
+        | (NodeKind::Socket, FileType::Socket) => true,
+        (NodeKind::CharDevice { rdev }, FileType::CharacterDevice)
+        | (NodeKind::BlockDevice { rdev }, FileType::BlockDevice) => *rdev == st.rdev,
+        _ => false,
+    };
+    same_kind
         && parent.size == st.size
         && parent.mtime_ns == st.mtime_ns
         && parent.ctime_ns == st.ctime_ns

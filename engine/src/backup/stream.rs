@@ -66,9 +66,6 @@ pub fn backup_stream(
     let gid = rustix::process::getegid().as_raw();
     let owners = OwnerNames::default();
     let node = Node {
-        name: source.name.clone(),
-        kind: NodeKind::File { chunks, holes: Vec::new() },
-        mode: 0o100_600,
         uid,
         gid,
         user: owners.user_name(uid),
@@ -77,12 +74,7 @@ pub fn backup_stream(
         mtime_ns: now,
         atime_ns: now,
         ctime_ns: now,
-        inode: 0,
-        device: 0,
-        links: 1,
-        hardlink_group: None,
-        xattrs: Vec::new(),
-        flags: 0,
+        ..Node::new(source.name.clone(), NodeKind::File { chunks, holes: Vec::new() }, 0o100_600)
     };
     let mut tree = Tree { nodes: vec![node] };
     let root = writer.add(BlobKind::Tree, tree.encode())?;

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::format::BlobKind;
 use crate::format::snapshot::SnapshotSummary;
 use crate::format::tree::{Node, NodeKind, Tree};
-use crate::hostfs::{self, ExtentReader, OwnerNames, Stat};
+use crate::hostfs::{self, ExtentReader, OwnerNames, Stat, Xattrs};
 use crate::id::ChunkId;
 use crate::progress::Progress;
 use crate::repo::{BlobWriter, Repository};
@@ -32,7 +32,7 @@ struct StoredContent {
     chunks: Vec<ChunkId>,
     holes: Vec<(u64, u64)>,
     size: u64,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    xattrs: Xattrs,
     flags: u32,
 }
 
@@ -164,34 +164,49 @@ impl<'a, 'r> Walker<'a, 'r> {
         if is_source {
             self.source_dev = st.dev;
         }
-        let mut node = match ft {
-            FileType::Directory => return self.save_dir(dir, path, name, &st, parent),
-            FileType::RegularFile => return self.save_file(dir, path, name, &st, parent),
-            FileType::Symlink => match hostfs::read_link_at(dir, &name) {
-                Ok(target) => node_from_stat(name, NodeKind::Symlink { target }, &st, &self.owners),
-                Err(e) => {
-                    self.source_error(path, e);
-                    return Ok(None);
-                }
+        if ft == FileType::Directory {
+            return self.save_dir(dir, path, name, &st, parent);
+        }
+        if ft == FileType::RegularFile {
+            return self.save_file(dir, path, name, &st, parent);
+        }
+        // Unchanged since the parent: keep what it read, atime included (reading a symlink
+        // moves its atime, and nothing else about it has changed).
+        let unchanged = parent.filter(|p| unchanged_since(p, &st));
+        let kind = match ft {
+            FileType::Symlink => match unchanged {
+                Some(p) => p.kind.clone(),
+                None => match hostfs::read_link_at(dir, &name) {
+                    Ok(target) => NodeKind::Symlink { target },
+                    Err(e) => {
+                        self.source_error(path, e);
+                        return Ok(None);
+                    }
+                },
             },
-            FileType::Fifo => node_from_stat(name, NodeKind::Fifo, &st, &self.owners),
-            FileType::CharacterDevice => {
-                node_from_stat(name, NodeKind::CharDevice { rdev: st.rdev }, &st, &self.owners)
-            }
-            FileType::BlockDevice => node_from_stat(name, NodeKind::BlockDevice { rdev: st.rdev }, &st, &self.owners),
+            FileType::Fifo => NodeKind::Fifo,
+            FileType::CharacterDevice => NodeKind::CharDevice { rdev: st.rdev },
+            FileType::BlockDevice => NodeKind::BlockDevice { rdev: st.rdev },
             FileType::Socket => {
                 // A socket is recreated by the program that listens on it; restoring one would
                 // make a dead file. Noted, not an error.
                 self.progress.warn(&format!("{}: socket skipped", path.display()));
                 return Ok(None);
             }
-            FileType::Unknown => {
+            _ => {
                 self.source_error(path, "unknown file type");
                 return Ok(None);
             }
         };
+        let mut node = node_from_stat(name, kind, &st, &self.owners);
+        match unchanged {
+            Some(p) => {
+                node.atime_ns = p.atime_ns;
+                node.xattrs = p.xattrs.clone();
+            }
+            None => node.xattrs = self.xattrs_at(dir, path, &node.name),
+        }
         self.summary.others += 1;
-        node.xattrs = self.xattrs_at(dir, path, &node.name);
         if st.nlink > 1 {
             node.hardlink_group = Some(hardlink_group(st.dev, st.ino));
         }
@@ -199,14 +214,22 @@ impl<'a, 'r> Walker<'a, 'r> {
     }
 
     /// Xattrs of a node that is not opened; failures are reported and leave the list empty.
-    fn xattrs_at(&mut self, dir: BorrowedFd<'_>, path: &Path, name: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        match hostfs::read_xattrs_at(dir, name) {
-            Ok(x) => x,
-            Err(e) => {
-                self.source_error(path, format!("cannot read extended attributes: {e}"));
-                Vec::new()
-            }
-        }
+    fn xattrs_at(&mut self, dir: BorrowedFd<'_>, path: &Path, name: &[u8]) -> Xattrs {
+        let read = hostfs::read_xattrs_at(dir, name);
+        self.xattrs_or_report(read, path)
+    }
+
+    /// Xattrs of an open file or directory, reported like [`Walker::xattrs_at`].
+    fn xattrs_fd(&mut self, fd: impl AsFd, path: &Path) -> Xattrs {
+        let read = hostfs::read_xattrs_fd(fd);
+        self.xattrs_or_report(read, path)
+    }
+
+    fn xattrs_or_report(&mut self, read: std::io::Result<Xattrs>, path: &Path) -> Xattrs {
+        read.unwrap_or_else(|e| {
+            self.source_error(path, format!("cannot read extended attributes: {e}"));
+            Vec::new()
+        })
     }
 
     fn save_dir(
@@ -259,19 +282,22 @@ impl<'a, 'r> Walker<'a, 'r> {
                 return Ok(None);
             }
         };
-        let xattrs = match hostfs::read_xattrs_fd(&fd) {
-            Ok(x) => x,
-            Err(e) => {
-                self.source_error(path, format!("cannot read extended attributes: {e}"));
-                Vec::new()
-            }
-        };
-        let flags = hostfs::inode_flags(&fd);
         let subtree = self.save_tree(tree)?;
         self.summary.dirs += 1;
         let mut node = node_from_stat(name, NodeKind::Dir { subtree }, &st, &self.owners);
-        node.xattrs = xattrs;
-        node.flags = flags;
+        // Listing moves a directory's atime where O_NOATIME is not allowed; an unchanged
+        // directory keeps the parent's, so its tree blob stays the same.
+        match parent.filter(|p| unchanged_since(p, &st)) {
+            Some(p) => {
+                node.atime_ns = p.atime_ns;
+                node.xattrs = p.xattrs.clone();
+                node.flags = p.flags;
+            }
+            None => {
+                node.xattrs = self.xattrs_fd(&fd, path);
+                node.flags = hostfs::inode_flags(&fd);
+            }
+        }
         Ok(Some(node))
     }
 
@@ -370,13 +396,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         } else {
             None
         };
-        let xattrs = match hostfs::read_xattrs_fd(&file) {
-            Ok(x) => x,
-            Err(e) => {
-                self.source_error(path, format!("cannot read extended attributes: {e}"));
-                Vec::new()
-            }
-        };
+        let xattrs = self.xattrs_fd(&file, path);
         let flags = hostfs::inode_flags(&file);
         let (reader, holes): (Box<dyn Read + '_>, Vec<(u64, u64)>) = match extents {
             Some(ext) => {

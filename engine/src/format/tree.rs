@@ -91,6 +91,30 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node named `name` of `kind` with permission and type bits `mode`; every other field
+    /// zero or empty (callers fill in what they know).
+    pub fn new(name: Vec<u8>, kind: NodeKind, mode: u32) -> Self {
+        Node {
+            name,
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            size: 0,
+            mtime_ns: 0,
+            atime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            device: 0,
+            links: 1,
+            hardlink_group: None,
+            xattrs: Vec::new(),
+            flags: 0,
+        }
+    }
+
     /// Whether this is a directory.
     pub fn is_dir(&self) -> bool {
         matches!(self.kind, NodeKind::Dir { .. })

@@ -170,10 +170,10 @@ impl Restorer<'_> {
         warnings.push(format!("{}: cannot set {what}: {e}", self.display(rel).display()));
     }
 
-    /// Owner, mode, xattrs, times and (with `--restore-flags`) inode flags of the entry `rel`,
-    /// whose parent is open as `dir`. Order matters: chmod after chown (which clears setuid
-    /// bits), xattrs after both (chown and writes clear security.capability), flags last
-    /// (immutable forbids the rest).
+    /// Owner, mode, xattrs and times of the entry `rel`, whose parent is open as `dir`. Order
+    /// matters: chmod after chown (which clears setuid bits), xattrs after both (chown and
+    /// writes clear security.capability). Inode flags come in a last pass of their own
+    /// ([`Restorer::apply_flags`]).
     fn apply_meta_at(&self, dir: BorrowedFd<'_>, rel: &[u8], node: &Node, warnings: &mut Vec<String>) -> Result<()> {
         let name = hostfs::split_parent(rel).1;
         let (uid, gid) = self.owner_of(node);
@@ -190,16 +190,22 @@ impl Restorer<'_> {
             }
         }
         hostfs::set_times_at(dir, name, node.atime_ns, node.mtime_ns).map_err(self.err(rel))?;
-        if self.opts.restore_flags && node.flags != 0 && !symlink {
-            let opened = match node.kind {
-                NodeKind::Dir { .. } => hostfs::open_dir_at(dir, name),
-                _ => hostfs::open_file_at(dir, name).map(Into::into),
-            };
-            if let Err(e) = opened.and_then(|fd| hostfs::set_inode_flags(&fd, node.flags)) {
-                self.meta_warning(warnings, rel, "inode flags", e, false);
-            }
-        }
         Ok(())
+    }
+
+    /// Sets the inode flags of a file or directory. Runs after everything else: an immutable
+    /// file cannot be linked to, an append-only directory takes no new entries.
+    fn apply_flags(&self, rel: &[u8], node: &Node, warnings: &mut Vec<String>) {
+        let opened = self.parent(rel).map_err(|e| std::io::Error::other(e.to_string())).and_then(|(dir, _)| {
+            let name = hostfs::split_parent(rel).1;
+            match node.kind {
+                NodeKind::Dir { .. } => hostfs::open_dir_at(dir.as_fd(), name),
+                _ => hostfs::open_file_at(dir.as_fd(), name).map(Into::into),
+            }
+        });
+        if let Err(e) = opened.and_then(|fd| hostfs::set_inode_flags(&fd, node.flags)) {
+            self.meta_warning(warnings, rel, "inode flags", e, false);
+        }
     }
 
     /// [`Restorer::apply_meta_at`] through the entry's path.
@@ -325,6 +331,15 @@ pub fn restore(
     for (rel, node) in &plan.dirs {
         if !rel.is_empty() {
             r.apply_meta(rel, node, &mut outcome.warnings)?;
+        }
+    }
+    if opts.restore_flags {
+        // Files first, then directories deepest first.
+        let files = plan.writes.iter().zip(&written).filter(|(_, ok)| **ok).map(|(j, _)| (&j.rel, &j.node));
+        let keeps = plan.keeps.iter().map(|j| (&j.rel, &j.node));
+        let dirs = plan.dirs.iter().filter(|(rel, _)| !rel.is_empty()).map(|(rel, node)| (rel, node));
+        for (rel, node) in files.chain(keeps).chain(dirs).filter(|(_, n)| n.flags != 0) {
+            r.apply_flags(rel, node, &mut outcome.warnings);
         }
     }
     if opts.verify {

@@ -232,25 +232,8 @@ mod tests {
     }
 
     fn node(size: u64, mtime_ns: i64) -> Node {
-        Node {
-            name: b"f".to_vec(),
-            kind: NodeKind::File { chunks: Vec::new(), holes: Vec::new() },
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            size,
-            mtime_ns,
-            atime_ns: 0,
-            ctime_ns: 0,
-            inode: 0,
-            device: 0,
-            links: 1,
-            hardlink_group: None,
-            xattrs: Vec::new(),
-            flags: 0,
-        }
+        let file = NodeKind::File { chunks: Vec::new(), holes: Vec::new() };
+        Node { size, mtime_ns, ..Node::new(b"f".to_vec(), file, 0o100644) }
     }
 
     #[test]
