@@ -248,3 +248,46 @@ fn immutable_and_append_only_flags_restore_last() {
     assert!(flags_dir.as_ref().is_some_and(|f| f.contains('a')), "{flags_dir:?}");
     assert_eq!(fs::read(restored.join("append-only/log")).unwrap(), b"line\n");
 }
+
+#[test]
+fn owners_map_by_name_unless_numeric_owner() {
+    use cairn_engine::format::BlobKind;
+    use cairn_engine::format::tree::{Node, NodeKind, Tree};
+    use std::os::unix::fs::MetadataExt;
+    if !is_root() {
+        return;
+    }
+    let (Some(nobody), Some(nogroup)) =
+        (nix::unistd::User::from_name("nobody").unwrap(), nix::unistd::Group::from_name("nogroup").unwrap())
+    else {
+        return;
+    };
+    // A tree written on another machine: there "nobody"/"nogroup" had ids 12345/12346.
+    let t = TestRepo::new();
+    let repo = t.open();
+    let writer = repo.blob_writer().unwrap();
+    let chunk = writer.add(BlobKind::Data, b"owned".to_vec()).unwrap();
+    let file = NodeKind::File { chunks: vec![chunk], holes: Vec::new() };
+    let node = Node {
+        uid: 12345,
+        gid: 12346,
+        user: Some("nobody".into()),
+        group: Some("nogroup".into()),
+        size: 5,
+        mtime_ns: 1_000_000_000,
+        ..Node::new(b"f".to_vec(), file, 0o100644)
+    };
+    let root = writer.add(BlobKind::Tree, Tree { nodes: vec![node] }.encode()).unwrap();
+    writer.finish().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let restore = |numeric_owner: bool, dir: &str| {
+        let target = work.path().join(dir);
+        let opts =
+            cairn_engine::restore::RestoreOptions { target: target.clone(), numeric_owner, ..Default::default() };
+        cairn_engine::restore::restore(&repo, root, &opts, &cairn_engine::NoProgress).unwrap();
+        let m = fs::metadata(target.join("f")).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(restore(false, "by-name"), (nobody.uid.as_raw(), nogroup.gid.as_raw()));
+    assert_eq!(restore(true, "numeric"), (12345, 12346));
+}

@@ -14,12 +14,18 @@ fn is_root() -> bool {
 }
 
 /// `cairn` as an unprivileged user: root reads everything, so as root the command runs as
-/// `nobody` (through setpriv) for permission bits to mean anything.
-fn cairn_unprivileged() -> Command {
+/// `nobody` (through setpriv) for permission bits to mean anything. The binary is copied into
+/// `dir` first: the build directory may sit below a home directory `nobody` cannot enter.
+fn cairn_unprivileged(dir: &std::path::Path) -> Command {
     let bin = assert_cmd::cargo::cargo_bin("cairn");
     let mut c = if is_root() {
+        let copy = dir.join("cairn");
+        if !copy.exists() {
+            fs::copy(&bin, &copy).unwrap();
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(bin);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(copy);
         c
     } else {
         Command::new(bin)
@@ -55,11 +61,11 @@ fn unreadable_sources_exit_3_and_the_rest_is_saved() {
             .arg("--password-file")
             .arg(w.join("pw"));
     };
-    let mut init = cairn_unprivileged();
+    let mut init = cairn_unprivileged(w);
     common(&mut init);
     init.args(["init", "--no-recovery-code", "--kdf-memory", "8192", "--kdf-iterations", "1"]).assert().success();
 
-    let mut snap = cairn_unprivileged();
+    let mut snap = cairn_unprivileged(w);
     common(&mut snap);
     let out = snap.args(["--json", "snapshot"]).arg(&src).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
@@ -72,7 +78,7 @@ fn unreadable_sources_exit_3_and_the_rest_is_saved() {
     assert_eq!(doc["exit_code"], 3);
 
     // The snapshot was written, with the readable file in it.
-    let mut ls = cairn_unprivileged();
+    let mut ls = cairn_unprivileged(w);
     common(&mut ls);
     let out = ls.args(["ls", "latest"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
