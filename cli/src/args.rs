@@ -38,6 +38,9 @@ pub struct GlobalArgs {
     /// Print only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 1h) before exiting 11.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub retry_lock: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,8 +62,118 @@ pub enum Command {
     Diff(DiffArgs),
     /// Find files and directories by pattern across snapshots.
     Find(FindArgs),
+    /// Remove snapshots, by id or by a retention policy.
+    Forget(ForgetArgs),
+    /// Remove data no snapshot uses and repack partly used packs.
+    Prune(PruneArgs),
+    /// Verify the repository's structure, and with --read-data every byte of it.
+    Check(CheckArgs),
+    /// Remove stale locks (left by processes that died).
+    Unlock(UnlockArgs),
     /// Print a repository object (decrypted) for debugging.
     Cat(CatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to remove (ids or unique prefixes). Without ids, the --keep-* policy decides.
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots of each group.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest days (UTC) that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest years that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within DURATION of the group's newest (e.g. 14d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within: Option<std::time::Duration>,
+    /// Keep the newest snapshot of each hour within DURATION of the group's newest.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within_hourly: Option<std::time::Duration>,
+    /// Keep the newest snapshot of each day within DURATION of the group's newest.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within_daily: Option<std::time::Duration>,
+    /// Keep the newest snapshot of each week within DURATION of the group's newest.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within_weekly: Option<std::time::Duration>,
+    /// Keep the newest snapshot of each month within DURATION of the group's newest.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within_monthly: Option<std::time::Duration>,
+    /// Keep the newest snapshot of each year within DURATION of the group's newest.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within_yearly: Option<std::time::Duration>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Group snapshots by these (comma-separated: host, paths, tags; empty for one group).
+    #[arg(long, value_delimiter = ',', default_value = "host,paths")]
+    pub group_by: Vec<String>,
+    /// Only consider snapshots of this host (repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only consider snapshots with this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only consider snapshots that include this path (repeatable).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Show what would be removed, remove nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_opts: PruneOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Show the plan (packs to delete and repack, bytes freed), change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub opts: PruneOpts,
+}
+
+/// Options shared by `prune` and `forget --prune`.
+#[derive(Debug, Args, Clone)]
+pub struct PruneOpts {
+    /// Repack packs whose unused share exceeds this percentage.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
+    pub max_unused: f64,
+    /// Repack at most this much (bytes, or with K, M, G, T).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_repack_size: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read every pack (or a subset) and verify every blob.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only a part of the packs: N/T (the N-th of T slices, deterministic) or P% (random).
+    #[arg(long, value_name = "N/T|P%")]
+    pub read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove every lock, live ones too (only when you know no other cairn runs).
+    #[arg(long)]
+    pub remove_all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -284,5 +397,56 @@ mod tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("-1").is_err());
         assert!(parse_size("M").is_err());
+    }
+}
+
+/// Parses a duration: a number with a unit (`ms`, `s`, `m`, `h`, `d`), or several (`1h30m`);
+/// a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(split);
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+        let mult = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            "w" => 604_800.0,
+            "y" => 31_557_600.0,
+            _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m, h, d, w, y)")),
+        };
+        total += n * mult;
+        rest = tail;
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

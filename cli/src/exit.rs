@@ -10,8 +10,7 @@ pub const ERROR: i32 = 1;
 pub const PARTIAL: i32 = 3;
 /// The repository does not exist.
 pub const NO_REPOSITORY: i32 = 10;
-/// The repository is locked by another process (locks arrive with forget/prune).
-#[allow(dead_code)]
+/// The repository is locked by another process.
 pub const LOCKED: i32 = 11;
 /// Wrong password or key.
 pub const WRONG_KEY: i32 = 12;
@@ -23,6 +22,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
             return match e {
                 Error::NoRepository(_) => NO_REPOSITORY,
                 Error::WrongKey(_) => WRONG_KEY,
+                Error::Locked { .. } => LOCKED,
                 _ => ERROR,
             };
         }

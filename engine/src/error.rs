@@ -70,6 +70,15 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// Another process holds a lock that conflicts with the one asked for (exit code 11).
+    #[error("the repository is locked: {holder}, since {} UTC; wait, or if that process is gone run `cairn unlock`", crate::civil::format_utc(*since_ns))]
+    Locked {
+        /// Who holds it and how.
+        holder: String,
+        /// When it was taken.
+        since_ns: i64,
+    },
+
     /// No snapshot matches, or several do.
     #[error("{0}")]
     SnapshotNotFound(String),

@@ -1,7 +1,7 @@
 //! Cairn's engine: an end-to-end-encrypted, content-addressed, deduplicating backup library.
 //!
 //! Layers, each using only itself and the ones below (see ARCHITECTURE.md):
-//! L0 `error`, `id`, `codec`, `crypto`, `compress`, `chunker`; L1 `format`, `storage`, `hostfs`;
+//! L0 `error`, `id`, `codec`, `crypto`, `compress`, `chunker`, `civil`; L1 `format`, `storage`, `hostfs`;
 //! L2 `keys`, `index`, `repo`; L3 `backup`, `restore`, `ls`.
 //! The engine never prints, prompts, reads environment variables or exits.
 
@@ -9,7 +9,10 @@
 
 #[cfg(feature = "repository")]
 pub mod backup;
+#[cfg(feature = "repository")]
+pub mod check;
 pub mod chunker;
+pub mod civil;
 pub mod codec;
 pub mod compress;
 pub mod crypto;
@@ -18,6 +21,8 @@ pub mod diff;
 #[cfg(feature = "repository")]
 pub mod dump;
 pub mod error;
+#[cfg(feature = "repository")]
+pub mod forget;
 pub mod format;
 pub mod hostfs;
 pub mod id;
@@ -29,6 +34,8 @@ pub mod ls;
 #[cfg(feature = "repository")]
 pub mod pattern;
 pub mod progress;
+#[cfg(feature = "repository")]
+pub mod prune;
 #[cfg(feature = "repository")]
 pub mod repo;
 #[cfg(feature = "repository")]

@@ -79,12 +79,19 @@ fn flipped_byte_in_a_pack_fails_restore_and_leaves_no_wrong_file() {
 }
 
 #[test]
-fn flipped_byte_in_an_index_segment_fails_open() {
+fn flipped_byte_in_an_index_segment_is_reported_not_trusted() {
     let f = fixture();
     let seg = only(&f.t.repo_path().join("index"));
     flip(&seg, 40);
-    let err = fresh_open(&f).unwrap_err();
-    assert_names(&err, &format!("index/{}", seg.file_name().unwrap().to_str().unwrap()));
+    // The repository still opens (check and repair must), and says which segment it skipped.
+    let repo = fresh_open(&f).unwrap();
+    let name = format!("index/{}", seg.file_name().unwrap().to_str().unwrap());
+    let problems = repo.index_problems();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains(&name) && problems[0].contains("damaged"), "{problems:?}");
+    // Nothing the segment listed is trusted: the snapshot's trees are not found.
+    let err = restore_all(&repo, &f.out, &f.work.path().join("out")).unwrap_err();
+    assert!(matches!(err, Error::Missing(_)), "{err:?}");
 }
 
 #[test]

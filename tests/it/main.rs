@@ -1,11 +1,13 @@
 //! Cairn's integration tests: one binary, one module per area.
 
+mod check;
 mod cli;
 mod confidentiality;
 mod corruption;
 mod dedup;
 mod fswalk;
 mod incremental;
+mod maintenance;
 mod metadata;
 mod restore_options;
 mod roundtrip;

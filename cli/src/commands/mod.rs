@@ -1,20 +1,25 @@
 //! One thin file per subcommand: arguments -> engine options -> call -> render.
 
 mod cat;
+mod check;
 mod diff;
 mod dump;
 mod find;
+mod forget;
 mod init;
 mod ls;
+mod prune;
 mod restore;
 mod snapshot;
 mod snapshots;
+mod unlock;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use cairn_engine::Repository;
+use cairn_engine::repo::{LockGuard, LockOptions};
 use cairn_engine::storage::{LocalStorage, Storage};
 
 use crate::args::{Cli, Command, GlobalArgs};
@@ -31,6 +36,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dump(a) => dump::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Find(a) => find::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Unlock(a) => unlock::run(g, a),
         Command::Cat(a) => cat::run(g, a),
     }
 }
@@ -63,6 +72,33 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     }
     let secret = crate::secrets::open_secret(g)?;
     Ok(Repository::open(storage, &secret, cache_root(g))?)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The user running cairn.
+pub fn username() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default()
+}
+
+/// Takes a repository lock for `operation`, waiting up to `--retry-lock`.
+pub fn lock(g: &GlobalArgs, repo: &Repository, exclusive: bool, operation: &str) -> anyhow::Result<LockGuard> {
+    let opts = LockOptions {
+        exclusive,
+        operation: operation.to_string(),
+        hostname: hostname(),
+        username: username(),
+        retry_for: g.retry_lock,
+    };
+    Ok(repo.lock(&opts)?)
 }
 
 /// Parses `SNAPSHOT[:PATH]`.

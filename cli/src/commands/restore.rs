@@ -10,6 +10,7 @@ use crate::{exit, output};
 
 pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
+    let _lock = super::lock(g, &repo, false, "restore")?;
     let (spec, subpath) = super::split_snapshot_path(&a.snapshot);
     let (id, snap) = repo.find_snapshot(spec)?;
     let opts = RestoreOptions {

@@ -15,19 +15,6 @@ use crate::args::{GlobalArgs, SnapshotArgs};
 use crate::progress::TermProgress;
 use crate::{exit, output};
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-fn username() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default()
-}
-
 /// Exclusion rules from the flags, with `--exclude-file` lines read here.
 fn excludes(a: &SnapshotArgs) -> anyhow::Result<ExcludeOptions> {
     let mut patterns = a.excludes.clone();
@@ -91,6 +78,7 @@ fn run_stream(
 pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     let excludes = excludes(a)?;
     let repo = super::open(g)?;
+    let _lock = super::lock(g, &repo, false, "snapshot")?;
     let parent = match (&a.parent, a.force) {
         (Some(spec), _) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),
         (None, true) => ParentChoice::None,
@@ -99,8 +87,8 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     let opts = BackupOptions {
         paths: a.paths.clone(),
         tags: a.tags.clone(),
-        hostname: a.host.clone().unwrap_or_else(hostname),
-        username: username(),
+        hostname: a.host.clone().unwrap_or_else(super::hostname),
+        username: super::username(),
         time_ns: None,
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         parent,

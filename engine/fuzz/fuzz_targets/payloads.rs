@@ -1,10 +1,11 @@
 //! Every postcard payload decoder (config, keyring, pack header, index segment, tree,
-//! snapshot) and the pack trailer on arbitrary plaintext: errors, never panics.
+//! snapshot, lock) and the pack trailer on arbitrary plaintext: errors, never panics.
 #![no_main]
 
 use cairn_engine::format::config::Config;
 use cairn_engine::format::index::IndexSegment;
 use cairn_engine::format::keyring::KeyringDoc;
+use cairn_engine::format::lock::LockDoc;
 use cairn_engine::format::pack::{PackHeader, header_location};
 use cairn_engine::format::snapshot::Snapshot;
 use cairn_engine::format::tree::Tree;
@@ -17,5 +18,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = IndexSegment::decode(data, "fuzz");
     let _ = Tree::decode(data, "fuzz");
     let _ = Snapshot::decode(data, "fuzz");
+    let _ = LockDoc::decode(data, "fuzz");
     let _ = header_location(data.len() as u64, data, "fuzz");
 });

@@ -5,6 +5,7 @@ pub mod config;
 pub mod envelope;
 pub mod index;
 pub mod keyring;
+pub mod lock;
 pub mod pack;
 pub mod slot;
 pub mod snapshot;

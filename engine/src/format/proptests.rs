@@ -107,6 +107,12 @@ proptest! {
     }
 
     #[test]
+    fn lock_round_trips(exclusive in any::<bool>(), op in ".{0,12}", host in ".{0,20}", pid in any::<u32>(), t in any::<i64>()) {
+        let l = crate::format::lock::LockDoc { exclusive, operation: op, hostname: host.clone(), username: host, pid, created_ns: t, refreshed_ns: t };
+        prop_assert_eq!(crate::format::lock::LockDoc::decode(&l.encode(), "l").unwrap(), l);
+    }
+
+    #[test]
     fn config_keyring_and_slot_round_trip(id in any::<[u8; 32]>(), level in 0i32..=22, created in any::<i64>(), epochs in vec(any::<u32>(), 1..4)) {
         let c = Config { format_version: 1, repository_id: ObjectId(id), chunker: ChunkerParams::default(), pack_target_size: 16 << 20, zstd_level: level, created_ns: created };
         prop_assert_eq!(Config::decode(&c.encode()).unwrap(), c);
@@ -126,6 +132,7 @@ proptest! {
         let _ = IndexSegment::decode(&data, "x");
         let _ = Tree::decode(&data, "x");
         let _ = Snapshot::decode(&data, "x");
+        let _ = crate::format::lock::LockDoc::decode(&data, "x");
         let _ = SlotDoc::decode(&data, "x");
         let _ = header_location(data.len() as u64 + 10, &data, "x");
         // A payload with a wrong version byte is rejected whatever follows.

@@ -1,12 +1,13 @@
 //! RocksDB cache of the repository index, one per repository on the client.
 //!
-//! Keys: `v` (cache version and repository id), `s<segment id>` (segments already applied),
+//! Keys: `v` (cache version and repository id), `s<segment id>` -> the ids it supersedes
+//! (segments already applied),
 //! `b<chunk id>` -> location (45 fixed bytes). Entries and their segment marker are written in
 //! one batch, so a crash loses both or neither and the next sync re-applies the segment.
 //! If a segment the cache applied has disappeared from the repository, the cache is cleared and
 //! rebuilt: the repository is the truth and deleting the cache loses nothing.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{BlockBasedOptions, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
@@ -17,7 +18,7 @@ use crate::format::index::IndexSegment;
 use crate::format::pack::BlobEntry;
 use crate::id::{ChunkId, ObjectId, PackId};
 
-const CACHE_VERSION: &[u8] = b"cairn-index-cache-v1";
+const CACHE_VERSION: &[u8] = b"cairn-index-cache-v2";
 const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1;
 
 /// Where a blob is stored.
@@ -167,16 +168,18 @@ impl IndexCache {
         self.db.write(batch).map_err(|e| self.err(e))
     }
 
-    /// Segment ids already applied.
-    pub fn applied_segments(&self) -> Result<HashSet<ObjectId>> {
-        let mut out = HashSet::new();
+    /// Segments already applied, each with the segments it supersedes.
+    pub fn applied_segments(&self) -> Result<HashMap<ObjectId, Vec<ObjectId>>> {
+        let mut out = HashMap::new();
         for item in self.db.iterator(IteratorMode::From(b"s", Direction::Forward)) {
-            let (k, _) = item.map_err(|e| self.err(e))?;
+            let (k, v) = item.map_err(|e| self.err(e))?;
             let Some(rest) = k.strip_prefix(b"s") else {
                 break;
             };
             if let Ok(id) = <[u8; 32]>::try_from(rest) {
-                out.insert(ObjectId(id));
+                let supersedes =
+                    v.chunks_exact(32).filter_map(|c| <[u8; 32]>::try_from(c).ok()).map(ObjectId).collect();
+                out.insert(ObjectId(id), supersedes);
             }
         }
         Ok(out)
@@ -190,7 +193,9 @@ impl IndexCache {
                 batch.put(key(b'b', blob.id.as_bytes()), BlobLocation::of(pack.pack, blob).encode());
             }
         }
-        batch.put(key(b's', id.as_bytes()), b"");
+        // The marker remembers what the segment supersedes, so later syncs skip those.
+        let supersedes: Vec<u8> = segment.supersedes.iter().flat_map(|s| s.0).collect();
+        batch.put(key(b's', id.as_bytes()), supersedes);
         let mut wo = WriteOptions::default();
         // The cache is rebuildable, so skip the WAL: a crash loses entries and their segment
         // marker together, and the next sync re-applies the segment.

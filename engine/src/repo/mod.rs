@@ -3,10 +3,15 @@
 //! Operations (`backup`, `restore`, ...) use this and nothing below it directly.
 
 mod blob_writer;
+mod lock;
 mod packer;
+mod repack;
 
 pub use blob_writer::{BlobWriter, WriteStats};
+pub use lock::{LockGuard, LockInfo, LockOptions, STALE_AFTER, is_stale};
+pub use repack::RepackWriter;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,6 +94,8 @@ pub struct Repository {
     chunker: Chunker,
     index: IndexCache,
     opened_with: ObjectId,
+    /// Segments the last index sync could not read.
+    index_problems: std::sync::Mutex<Vec<Error>>,
 }
 
 /// Object name of a pack.
@@ -194,7 +201,15 @@ impl Repository {
         }
         let chunker = Chunker::new(keyring.cdc_key(), config.chunker)?;
         let index = IndexCache::open(&cache_root.join(config.repository_id.to_hex()), config.repository_id)?;
-        let repo = Repository { storage, config, keyring: Arc::new(keyring), chunker, index, opened_with: slot.id };
+        let repo = Repository {
+            storage,
+            config,
+            keyring: Arc::new(keyring),
+            chunker,
+            index,
+            opened_with: slot.id,
+            index_problems: Default::default(),
+        };
         repo.sync_index()?;
         Ok(repo)
     }
@@ -247,22 +262,58 @@ impl Repository {
         envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.data_key(e, name))
     }
 
-    /// Applies index segments the cache has not seen; rebuilds the cache when a segment it
-    /// applied is gone (the repository is the truth).
+    /// Brings the index cache up to the repository's segments: applies segments it has not
+    /// seen, ignores segments another segment supersedes (prune writes its new index before
+    /// deleting the old one), and rebuilds the cache when a segment it applied is gone or
+    /// superseded (the repository is the truth). A segment that cannot be read is skipped and
+    /// reported by [`Repository::index_problems`]: the blobs it lists look missing, which
+    /// backup survives (it stores them again) and `check` reports.
     pub fn sync_index(&self) -> Result<()> {
         let names = self.storage.list("index/")?;
-        let present: std::collections::HashSet<ObjectId> = parse_ids(&names, "index/").into_iter().collect();
-        let mut applied = self.index.applied_segments()?;
-        if applied.iter().any(|id| !present.contains(id)) {
-            self.index.clear()?;
-            applied.clear();
-        }
-        let todo: Vec<ObjectId> = present.into_iter().filter(|id| !applied.contains(id)).collect();
-        todo.par_iter().try_for_each(|id| {
+        let present: HashSet<ObjectId> = parse_ids(&names, "index/").into_iter().collect();
+        let applied = self.index.applied_segments()?;
+        let load = |id: &ObjectId| -> (ObjectId, Result<IndexSegment>) {
             let name = format!("index/{id}");
-            let segment = IndexSegment::decode(&self.load_object(ObjectKind::IndexSegment, &name)?, &name)?;
-            self.index.apply_segment(*id, &segment)
-        })
+            let seg = self.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name));
+            (*id, seg)
+        };
+        let fresh: Vec<(ObjectId, Result<IndexSegment>)> = present
+            .iter()
+            .filter(|id| !applied.contains_key(id))
+            .collect::<Vec<_>>()
+            .par_iter()
+            .map(|id| load(id))
+            .collect();
+        let mut superseded: HashSet<ObjectId> = applied.values().flatten().copied().collect();
+        superseded.extend(fresh.iter().filter_map(|(_, s)| s.as_ref().ok()).flat_map(|s| s.supersedes.iter().copied()));
+        let rebuild = applied.keys().any(|id| !present.contains(id) || superseded.contains(id));
+        let mut problems = Vec::new();
+        let mut segments = Vec::new();
+        if rebuild {
+            self.index.clear()?;
+            let again: Vec<ObjectId> = applied.keys().filter(|id| present.contains(id)).copied().collect();
+            segments.extend(again.par_iter().map(load).collect::<Vec<_>>());
+        }
+        segments.extend(fresh);
+        for (id, seg) in segments {
+            match seg {
+                Ok(seg) if !superseded.contains(&id) => self.index.apply_segment(id, &seg)?,
+                Ok(_) => {}
+                Err(e) => problems.push(e),
+            }
+        }
+        *self.index_problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
+        Ok(())
+    }
+
+    /// Index segments the last [`Repository::sync_index`] could not read, as errors naming them.
+    pub fn index_problems(&self) -> Vec<String> {
+        self.index_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     /// Writes an index segment and applies it to the cache. Returns its stored size.
@@ -298,6 +349,16 @@ impl Repository {
             return Err(Error::corrupt(object, "content does not match its id"));
         }
         Ok(plain)
+    }
+
+    /// Parses and opens the header of a whole pack `bytes` stored as `name`.
+    pub fn pack_header(&self, name: &str, bytes: &[u8]) -> Result<crate::format::pack::PackHeader> {
+        let (offset, len) = crate::format::pack::header_location(bytes.len() as u64, bytes, name)?;
+        let start = usize::try_from(offset).map_err(|_| Error::corrupt(name, "pack too large"))?;
+        let sealed =
+            bytes.get(start..start + len as usize).ok_or_else(|| Error::corrupt(name, "truncated pack header"))?;
+        let plain = envelope::open(sealed, ObjectKind::PackHeader, b"", name, |e| self.keyring.data_key(e, name))?;
+        crate::format::pack::PackHeader::decode(&plain, offset, name)
     }
 
     /// Loads a tree blob.

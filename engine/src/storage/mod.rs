@@ -1,9 +1,11 @@
 //! Storage backends: a small trait over names and opaque bytes. Storage never sees keys,
 //! plaintext or the format; it is untrusted for confidentiality and integrity.
 
+mod fault;
 mod local;
 mod mem;
 
+pub use fault::FaultStorage;
 pub use local::LocalStorage;
 pub use mem::MemStorage;
 

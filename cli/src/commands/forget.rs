@@ -1,0 +1,125 @@
+//! `cairn forget [ID...] [--keep-* ...] [--prune]`
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+
+use anyhow::bail;
+use cairn_engine::NoProgress;
+use cairn_engine::forget::{self, Bucket, GroupBy, KeepPolicy, SnapshotInfo};
+
+use crate::args::{ForgetArgs, GlobalArgs};
+use crate::{exit, output};
+
+fn policy(a: &ForgetArgs) -> KeepPolicy {
+    let buckets: BTreeMap<Bucket, u32> = [
+        (Bucket::Hourly, a.keep_hourly),
+        (Bucket::Daily, a.keep_daily),
+        (Bucket::Weekly, a.keep_weekly),
+        (Bucket::Monthly, a.keep_monthly),
+        (Bucket::Yearly, a.keep_yearly),
+    ]
+    .into_iter()
+    .filter_map(|(b, n)| n.map(|n| (b, n)))
+    .collect();
+    let within_buckets = [
+        (Bucket::Hourly, a.keep_within_hourly),
+        (Bucket::Daily, a.keep_within_daily),
+        (Bucket::Weekly, a.keep_within_weekly),
+        (Bucket::Monthly, a.keep_within_monthly),
+        (Bucket::Yearly, a.keep_within_yearly),
+    ]
+    .into_iter()
+    .filter_map(|(b, d)| d.map(|d| (b, d)))
+    .collect();
+    KeepPolicy { last: a.keep_last, buckets, within: a.keep_within, within_buckets, tags: a.keep_tags.clone() }
+}
+
+fn group_by(a: &ForgetArgs) -> anyhow::Result<GroupBy> {
+    let mut g = GroupBy { host: false, paths: false, tags: false };
+    for item in a.group_by.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match item {
+            "host" => g.host = true,
+            "paths" | "path" => g.paths = true,
+            "tags" | "tag" => g.tags = true,
+            other => bail!("--group-by takes host, paths and tags, not {other:?}"),
+        }
+    }
+    Ok(g)
+}
+
+pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
+    let policy = policy(a);
+    if a.snapshots.is_empty() && policy.is_empty() {
+        bail!("name snapshots to remove, or give a policy (--keep-last, --keep-daily, ...)");
+    }
+    if !a.snapshots.is_empty() && !policy.is_empty() {
+        bail!("give either snapshot ids or a --keep-* policy, not both");
+    }
+    let by = group_by(a)?;
+    let repo = super::open(g)?;
+    let _lock = if a.dry_run { None } else { Some(super::lock(g, &repo, true, "forget")?) };
+    let all: Vec<SnapshotInfo> = repo.snapshots()?.iter().map(|(id, s)| forget::info(*id, s)).collect();
+    let wanted_paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
+    let considered: Vec<SnapshotInfo> = all
+        .into_iter()
+        .filter(|s| a.hosts.is_empty() || a.hosts.contains(&s.hostname))
+        .filter(|s| a.tags.iter().all(|t| s.tags.contains(t)))
+        .filter(|s| wanted_paths.iter().all(|p| s.paths.contains(p)))
+        .collect();
+    let decisions = if a.snapshots.is_empty() {
+        forget::policy::apply(&considered, &policy, by)
+    } else {
+        let named: Vec<cairn_engine::ObjectId> =
+            a.snapshots.iter().map(|s| repo.find_snapshot(s).map(|(id, _)| id)).collect::<Result<_, _>>()?;
+        considered
+            .iter()
+            .map(|s| forget::Decision {
+                snapshot: s.clone(),
+                group: forget::GroupKey { hostname: None, paths: None, tags: None },
+                keep: !named.contains(&s.id),
+                reasons: if named.contains(&s.id) { Vec::new() } else { vec!["not named".into()] },
+            })
+            .filter(|d| !d.keep)
+            .collect()
+    };
+    let remove: Vec<cairn_engine::ObjectId> = decisions.iter().filter(|d| !d.keep).map(|d| d.snapshot.id).collect();
+    if !a.dry_run {
+        forget::remove(&repo, &remove)?;
+    }
+    if g.json {
+        let docs: Vec<_> = decisions
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "id": d.snapshot.id.to_hex(), "time": output::time(d.snapshot.time_ns), "hostname": d.snapshot.hostname,
+                    "paths": d.snapshot.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>(),
+                    "tags": d.snapshot.tags, "keep": d.keep, "reasons": d.reasons,
+                })
+            })
+            .collect();
+        output::json(&serde_json::json!({ "dry_run": a.dry_run, "snapshots": docs, "removed": remove.len() }))?;
+    } else if !g.quiet {
+        let mut last_group = None;
+        for d in &decisions {
+            if last_group.as_ref() != Some(&d.group) && a.snapshots.is_empty() {
+                let paths: Vec<String> =
+                    d.snapshot.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+                println!("group: host {} paths {}", d.snapshot.hostname, paths.join(" "));
+                last_group = Some(d.group.clone());
+            }
+            println!(
+                "  {:<6} {}  {}  {}",
+                if d.keep { "keep" } else { "remove" },
+                &d.snapshot.id.to_hex()[..12],
+                output::time(d.snapshot.time_ns),
+                d.reasons.join(", ")
+            );
+        }
+        println!("{} snapshot(s) {}", remove.len(), if a.dry_run { "would be removed" } else { "removed" });
+    }
+    if a.prune && !a.dry_run {
+        drop(_lock);
+        return super::prune::run_with(g, &a.prune_opts, false, &repo, &NoProgress);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,430 @@
+//! `check`: verify the repository. Structure first: key slots, every index segment, every
+//! indexed pack present with its size, every entry inside its pack, every snapshot and tree
+//! readable, every blob a tree names in the index. With `read_data`, every selected pack is
+//! downloaded: its id must be the hash of its bytes, its header must match the index, and
+//! every blob must open and hash to its id.
+//!
+//! Findings name the object, what is wrong, and which snapshots and paths it affects: a first
+//! pass marks the trees that lead to damage, a second walks each snapshot into those trees
+//! only, so the cost stays with the damage, not with the number of snapshots.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::Result;
+use crate::format::envelope::ObjectKind;
+use crate::format::index::IndexSegment;
+use crate::format::pack::BlobEntry;
+use crate::format::slot::SlotDoc;
+use crate::format::tree::NodeKind;
+use crate::id::{ChunkId, ObjectId, PackId};
+use crate::index::BlobLocation;
+use crate::progress::Progress;
+use crate::repo::{Repository, pack_name, snapshot_name};
+
+/// Paths listed per finding at most (the count is always exact).
+const MAX_PATHS: usize = 20;
+
+/// Which packs `--read-data` reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    /// Every pack.
+    All,
+    /// Slice `n` (1-based) of `of`: packs whose id falls in it, so `of` runs cover everything.
+    Slice {
+        /// Which slice.
+        n: u32,
+        /// How many slices.
+        of: u32,
+    },
+    /// About this share of the packs (0.0 - 1.0), picked at random.
+    Fraction(f64),
+}
+
+impl Subset {
+    fn selects(&self, pack: &PackId) -> Result<bool> {
+        let x = u64::from_le_bytes(pack.0.first_chunk::<8>().copied().unwrap_or_default());
+        Ok(match *self {
+            Subset::All => true,
+            Subset::Slice { n, of } => of > 0 && x % u64::from(of) == u64::from(n.saturating_sub(1)),
+            Subset::Fraction(f) => (crate::crypto::random_below(1_000_000)? as f64) < f * 1_000_000.0,
+        })
+    }
+}
+
+/// What to check.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CheckOptions {
+    /// Read packs too.
+    pub read_data: Option<Subset>,
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Data is missing or damaged: exit code 1.
+    Error,
+    /// Worth knowing, nothing lost (an orphan pack).
+    Notice,
+}
+
+/// One problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Error or notice.
+    pub severity: Severity,
+    /// The object (`data/ab/...`, `index/...`, `snapshots/...`, `blob ...`).
+    pub object: String,
+    /// What is wrong.
+    pub problem: String,
+    /// Snapshots affected.
+    pub snapshots: Vec<ObjectId>,
+    /// Paths affected (at most `MAX_PATHS`), `/`-prefixed.
+    pub paths: Vec<String>,
+    /// How many paths are affected in all.
+    pub path_count: u64,
+}
+
+/// What `check` found and did.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Problems, errors first.
+    pub findings: Vec<Finding>,
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Distinct trees checked.
+    pub trees: u64,
+    /// Packs in the index.
+    pub packs: u64,
+    /// Packs read (`read_data`).
+    pub packs_read: u64,
+    /// Blobs opened and verified (`read_data`).
+    pub blobs_read: u64,
+    /// Bytes read (`read_data`).
+    pub bytes_read: u64,
+}
+
+impl CheckReport {
+    /// Whether anything is damaged or missing.
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+}
+
+fn finding(severity: Severity, object: impl Into<String>, problem: impl Into<String>) -> Finding {
+    Finding {
+        severity,
+        object: object.into(),
+        problem: problem.into(),
+        snapshots: Vec::new(),
+        paths: Vec::new(),
+        path_count: 0,
+    }
+}
+
+/// The index as the segments say: blob -> (pack, entry), and pack -> size.
+#[derive(Default)]
+struct IndexView {
+    blobs: HashMap<ChunkId, (PackId, BlobEntry)>,
+    packs: HashMap<PackId, u64>,
+}
+
+/// A blob that is missing or damaged: (the object to blame, why).
+type Bad = HashMap<ChunkId, (String, String)>;
+
+/// What damage reaches snapshots, by (object, problem).
+type Hits = HashMap<(String, String), Finding>;
+
+struct Checker<'a> {
+    repo: &'a Repository,
+    index: IndexView,
+    bad: Bad,
+    /// Tree id -> whether damage lies below it.
+    damaged_below: HashMap<ChunkId, bool>,
+    report: CheckReport,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, object: impl Into<String>, problem: impl Into<String>) {
+        self.report.findings.push(finding(Severity::Error, object, problem));
+    }
+
+    fn check_slots(&mut self) -> Result<()> {
+        let id = self.repo.config().repository_id;
+        for name in self.repo.storage().list("keys/")? {
+            match self.repo.storage().get(&name).and_then(|b| SlotDoc::decode(&b, &name)) {
+                Ok(slot) if slot.repository_id == id => {}
+                Ok(_) => self.error(&name, "key slot belongs to another repository"),
+                Err(e) => self.error(&name, e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    fn load_index(&mut self) -> Result<()> {
+        let mut segments = Vec::new();
+        for name in self.repo.storage().list("index/")? {
+            match self.repo.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name)) {
+                Ok(s) => segments.push((name, s)),
+                Err(e) => self.error(&name, format!("{e}; the blobs it lists look missing until `cairn repair index`")),
+            }
+        }
+        let superseded: HashSet<String> =
+            segments.iter().flat_map(|(_, s)| s.supersedes.iter().map(|id| format!("index/{id}"))).collect();
+        for (name, seg) in segments {
+            if superseded.contains(&name) {
+                continue;
+            }
+            for pack in seg.packs {
+                self.index.packs.insert(pack.pack, pack.size);
+                for b in pack.blobs {
+                    if u64::from(b.offset) + u64::from(b.length) > pack.size {
+                        self.error(&name, format!("entry for blob {} lies outside pack {}", b.id, pack.pack));
+                        continue;
+                    }
+                    self.index.blobs.entry(b.id).or_insert((pack.pack, b));
+                }
+            }
+        }
+        self.report.packs = self.index.packs.len() as u64;
+        Ok(())
+    }
+
+    /// Marks every blob of `pack` bad.
+    fn pack_bad(&mut self, pack: &PackId, why: &str) {
+        let name = pack_name(pack);
+        for (id, (p, _)) in &self.index.blobs {
+            if p == pack {
+                self.bad.insert(*id, (name.clone(), why.to_string()));
+            }
+        }
+    }
+
+    fn check_packs(&mut self) -> Result<()> {
+        let mut stored: HashMap<PackId, String> = HashMap::new();
+        for name in self.repo.storage().list("data/")? {
+            if let Some(id) = name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()) {
+                stored.insert(id, name);
+            }
+        }
+        let mut packs: Vec<(PackId, u64)> = self.index.packs.iter().map(|(p, s)| (*p, *s)).collect();
+        packs.sort();
+        for (pack, size) in packs {
+            let name = pack_name(&pack);
+            if !stored.contains_key(&pack) {
+                self.error(&name, "pack is missing");
+                self.pack_bad(&pack, "its pack is missing");
+                continue;
+            }
+            match self.repo.storage().stat(&name)? {
+                Some(actual) if actual == size => {}
+                Some(actual) => {
+                    self.error(&name, format!("pack is {actual} bytes, the index says {size}"));
+                    self.pack_bad(&pack, "its pack has the wrong size");
+                }
+                None => {
+                    self.error(&name, "pack is missing");
+                    self.pack_bad(&pack, "its pack is missing");
+                }
+            }
+        }
+        let mut orphans: Vec<&String> =
+            stored.iter().filter(|(id, _)| !self.index.packs.contains_key(id)).map(|(_, n)| n).collect();
+        orphans.sort();
+        for name in orphans {
+            self.report.findings.push(finding(
+                Severity::Notice,
+                name,
+                "pack is in no index (left by an interrupted backup or prune; `cairn prune` removes it)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn read_data(&mut self, subset: Subset, progress: &dyn Progress) -> Result<()> {
+        let mut by_pack: HashMap<PackId, Vec<(ChunkId, BlobEntry)>> = HashMap::new();
+        for (id, (pack, entry)) in &self.index.blobs {
+            by_pack.entry(*pack).or_default().push((*id, *entry));
+        }
+        let mut packs: Vec<PackId> = by_pack.keys().copied().collect();
+        packs.sort();
+        let total: u64 = packs.iter().filter_map(|p| self.index.packs.get(p)).sum();
+        progress.phase("check: reading packs", Some(total));
+        for pack in packs {
+            if !subset.selects(&pack)? || self.bad.values().any(|(obj, _)| *obj == pack_name(&pack)) {
+                continue;
+            }
+            let name = pack_name(&pack);
+            let bytes = match self.repo.storage().get(&name) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.error(&name, e.to_string());
+                    self.pack_bad(&pack, "its pack cannot be read");
+                    continue;
+                }
+            };
+            self.report.packs_read += 1;
+            self.report.bytes_read += bytes.len() as u64;
+            progress.bytes(bytes.len() as u64);
+            if PackId::of(&bytes) != pack {
+                self.error(&name, "pack content does not match its name (BLAKE3 of the bytes)");
+            }
+            match self.repo.pack_header(&name, &bytes) {
+                Ok(h) => {
+                    let header: HashSet<(ChunkId, u32, u32)> =
+                        h.blobs.iter().map(|b| (b.id, b.offset, b.length)).collect();
+                    let indexed = by_pack.get(&pack).map_or(0, Vec::len);
+                    let matching = by_pack
+                        .get(&pack)
+                        .map_or(0, |v| v.iter().filter(|(id, e)| header.contains(&(*id, e.offset, e.length))).count());
+                    if matching != indexed {
+                        self.error(
+                            &name,
+                            format!("{} of {indexed} index entries are not in the pack header", indexed - matching),
+                        );
+                    }
+                }
+                Err(e) => self.error(&name, e.to_string()),
+            }
+            for (id, entry) in by_pack.get(&pack).cloned().unwrap_or_default() {
+                let start = entry.offset as usize;
+                let sealed = bytes.get(start..start + entry.length as usize).unwrap_or_default();
+                self.report.blobs_read += 1;
+                if let Err(e) = self.repo.open_blob(&id, &BlobLocation::of(pack, &entry), &name, sealed) {
+                    self.bad.insert(id, (name.clone(), e.to_string()));
+                }
+            }
+        }
+        let mut damaged: HashMap<String, u64> = HashMap::new();
+        for (obj, why) in self.bad.values() {
+            if why.contains("damaged") || why.contains("does not match") {
+                *damaged.entry(obj.clone()).or_default() += 1;
+            }
+        }
+        let mut damaged: Vec<(String, u64)> = damaged.into_iter().collect();
+        damaged.sort();
+        for (obj, n) in damaged {
+            self.error(obj, format!("{n} blob(s) fail to decrypt or do not match their id"));
+        }
+        Ok(())
+    }
+
+    /// Whether `id` (a tree) or anything below it is bad; every tree is read once.
+    fn scan(&mut self, id: ChunkId) -> bool {
+        if let Some(&d) = self.damaged_below.get(&id) {
+            return d;
+        }
+        self.damaged_below.insert(id, false);
+        self.report.trees += 1;
+        if !self.index.blobs.contains_key(&id) {
+            self.bad.entry(id).or_insert_with(|| (format!("tree {id}"), "not in the index".into()));
+        }
+        let mut damaged = self.bad.contains_key(&id);
+        if !damaged {
+            match self.repo.load_tree(&id) {
+                Ok(tree) => {
+                    for node in tree.nodes {
+                        match node.kind {
+                            NodeKind::Dir { subtree } => damaged |= self.scan(subtree),
+                            NodeKind::File { chunks, .. } => {
+                                for c in chunks {
+                                    if !self.index.blobs.contains_key(&c) {
+                                        self.bad
+                                            .entry(c)
+                                            .or_insert_with(|| (format!("blob {c}"), "not in the index".into()));
+                                    }
+                                    damaged |= self.bad.contains_key(&c);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.bad.insert(id, (format!("tree {id}"), e.to_string()));
+                    damaged = true;
+                }
+            }
+        }
+        self.damaged_below.insert(id, damaged);
+        damaged
+    }
+
+    /// Records which snapshots and paths use bad blobs, walking only into damaged trees. A
+    /// path is counted once per snapshot that holds it.
+    fn attribute(&mut self, snap: ObjectId, tree: ChunkId, prefix: &str, hits: &mut Hits) {
+        if !self.damaged_below.get(&tree).copied().unwrap_or(false) {
+            return;
+        }
+        if self.bad.contains_key(&tree) {
+            note(hits, &self.bad, snap, tree, if prefix.is_empty() { "/" } else { prefix });
+            return;
+        }
+        let Ok(t) = self.repo.load_tree(&tree) else { return };
+        for node in t.nodes {
+            let path = format!("{prefix}/{}", String::from_utf8_lossy(&node.name));
+            match node.kind {
+                NodeKind::Dir { subtree } => self.attribute(snap, subtree, &path, hits),
+                NodeKind::File { chunks, .. } => {
+                    for c in chunks.iter().filter(|c| self.bad.contains_key(c)) {
+                        note(hits, &self.bad, snap, *c, &path);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Adds `snap` and `path` to the finding for the bad `blob`.
+fn note(hits: &mut Hits, bad: &Bad, snap: ObjectId, blob: ChunkId, path: &str) {
+    let (obj, why) = bad.get(&blob).cloned().unwrap_or_default();
+    let f = hits.entry((obj.clone(), why.clone())).or_insert_with(|| finding(Severity::Error, obj, why));
+    if !f.snapshots.contains(&snap) {
+        f.snapshots.push(snap);
+    }
+    f.path_count += 1;
+    if f.paths.len() < MAX_PATHS {
+        f.paths.push(path.to_string());
+    }
+}
+
+/// Checks the repository.
+pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
+    let mut c = Checker {
+        repo,
+        index: IndexView::default(),
+        bad: Bad::new(),
+        damaged_below: HashMap::new(),
+        report: CheckReport::default(),
+    };
+    progress.phase("check: structure", None);
+    c.check_slots()?;
+    c.load_index()?;
+    c.check_packs()?;
+    if let Some(subset) = opts.read_data {
+        c.read_data(subset, progress)?;
+    }
+    progress.phase("check: snapshots", None);
+    let mut roots = Vec::new();
+    for name in repo.storage().list("snapshots/")? {
+        let Some(id) = name.strip_prefix("snapshots/").and_then(|h| ObjectId::from_hex(h).ok()) else { continue };
+        match repo.load_snapshot(&id) {
+            Ok(s) => roots.push((id, s.tree)),
+            Err(e) => c.error(snapshot_name(&id), e.to_string()),
+        }
+    }
+    c.report.snapshots = roots.len() as u64;
+    for (_, tree) in &roots {
+        c.scan(*tree);
+    }
+    let mut hits = Hits::new();
+    for (snap, tree) in &roots {
+        c.attribute(*snap, *tree, "", &mut hits);
+    }
+    let mut hits: Vec<Finding> = hits.into_values().collect();
+    hits.sort_by(|a, b| a.object.cmp(&b.object).then(a.paths.cmp(&b.paths)));
+    c.report.findings.extend(hits);
+    c.report.findings.sort_by_key(|f| f.severity != Severity::Error);
+    progress.done();
+    Ok(c.report)
+}

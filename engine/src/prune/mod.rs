@@ -1,0 +1,237 @@
+//! `prune`: reclaim the space of data no snapshot uses. Mark (every blob reachable from every
+//! snapshot's trees), plan (`plan`, pure), then sweep in an order a crash cannot break:
+//!
+//! 1. copy the used blobs of packs being repacked into new packs (verified first);
+//! 2. write the new index: segments listing every kept pack, the last one also naming every old
+//!    segment as superseded, so readers switch to the new index only once it is complete;
+//! 3. delete unused, repacked and orphan packs;
+//! 4. delete the old segments.
+//!
+//! A crash before 2 leaves unindexed packs (the next prune deletes them); after 2, readers
+//! ignore the old segments, so no index entry ever points at a deleted pack. Prune refuses to
+//! run when any snapshot, tree or index segment cannot be read, or when a used blob is in no
+//! pack: it must see every reference before it deletes anything. Only trees, index segments
+//! and the packs being repacked are read; data blobs of kept packs never are.
+
+pub mod plan;
+
+pub use plan::{PackUsage, PruneOptions, PrunePlan, plan};
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{Error, Result};
+use crate::format::envelope::ObjectKind;
+use crate::format::index::{IndexSegment, IndexedPack};
+use crate::format::tree::NodeKind;
+use crate::id::{ChunkId, ObjectId, PackId};
+use crate::index::BlobLocation;
+use crate::progress::Progress;
+use crate::repo::{Repository, pack_name};
+
+/// Index packs per segment written by prune.
+const PACKS_PER_SEGMENT: usize = 256;
+
+/// What a prune did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default)]
+pub struct PruneOutcome {
+    /// The plan.
+    pub plan: PrunePlan,
+    /// Blobs snapshots use.
+    pub used_blobs: u64,
+    /// New packs written by repacking.
+    pub packs_written: u64,
+    /// Index segments written.
+    pub segments_written: u64,
+    /// Index segments deleted.
+    pub segments_deleted: u64,
+    /// Whether anything was changed.
+    pub dry_run: bool,
+}
+
+/// Blobs reachable from every snapshot; for each, the pack whose copy is kept (filled later).
+type Used = HashMap<ChunkId, Option<PackId>>;
+
+fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
+    let mut used: Used = HashMap::new();
+    let mut trees: Vec<ChunkId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
+    while let Some(id) = trees.pop() {
+        if used.insert(id, None).is_some() {
+            continue;
+        }
+        progress.bytes(1);
+        for node in repo.load_tree(&id)?.nodes {
+            match node.kind {
+                NodeKind::Dir { subtree } => trees.push(subtree),
+                NodeKind::File { chunks, .. } => {
+                    for c in chunks {
+                        used.entry(c).or_insert(None);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// The present index segments and which of them are superseded.
+fn segments(repo: &Repository) -> Result<(Vec<ObjectId>, HashSet<ObjectId>)> {
+    let mut ids: Vec<ObjectId> = repo
+        .storage()
+        .list("index/")?
+        .iter()
+        .filter_map(|n| n.strip_prefix("index/"))
+        .filter_map(|h| ObjectId::from_hex(h).ok())
+        .collect();
+    ids.sort();
+    let mut superseded = HashSet::new();
+    for id in &ids {
+        superseded.extend(load_segment(repo, id)?.supersedes);
+    }
+    Ok((ids, superseded))
+}
+
+fn load_segment(repo: &Repository, id: &ObjectId) -> Result<IndexSegment> {
+    let name = format!("index/{id}");
+    IndexSegment::decode(&repo.load_object(ObjectKind::IndexSegment, &name)?, &name)
+}
+
+/// Calls `f` with every pack of the live (not superseded) segments, each pack once.
+fn for_each_pack(
+    repo: &Repository,
+    live: &[ObjectId],
+    mut f: impl FnMut(Option<ObjectId>, IndexedPack) -> Result<()>,
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    for id in live {
+        for pack in load_segment(repo, id)?.packs {
+            if seen.insert(pack.pack) {
+                f(Some(*id), pack)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a prune (the caller holds the exclusive lock).
+pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dyn Progress) -> Result<PruneOutcome> {
+    repo.sync_index()?;
+    if let Some(problem) = repo.index_problems().first() {
+        return Err(Error::InvalidInput(format!(
+            "prune needs the whole index, and {problem}; run `cairn check`, then `cairn repair index`"
+        )));
+    }
+    progress.phase("prune: finding used blobs", None);
+    let mut used = used_blobs(repo, progress)?;
+    let (all_segments, superseded) = segments(repo)?;
+    let live: Vec<ObjectId> = all_segments.iter().filter(|id| !superseded.contains(id)).copied().collect();
+    // Per-pack usage; each used blob is claimed by the first pack that holds it.
+    let mut usage = Vec::new();
+    let mut indexed: HashSet<PackId> = HashSet::new();
+    for_each_pack(repo, &live, |_, pack| {
+        indexed.insert(pack.pack);
+        let mut u = PackUsage {
+            pack: pack.pack,
+            size: pack.size,
+            kind: pack.blobs.first().map_or(crate::format::BlobKind::Data, |b| b.kind),
+            blobs: pack.blobs.len() as u32,
+            used_blobs: 0,
+            used_bytes: 0,
+        };
+        for b in &pack.blobs {
+            if let Some(claim @ None) = used.get_mut(&b.id) {
+                *claim = Some(pack.pack);
+                u.used_blobs += 1;
+                u.used_bytes += u64::from(b.length);
+            }
+        }
+        usage.push(u);
+        Ok(())
+    })?;
+    if let Some((missing, _)) = used.iter().find(|(_, c)| c.is_none()) {
+        return Err(Error::Missing(format!(
+            "blob {missing} (a snapshot uses it, no pack holds it; prune deletes nothing until `cairn check` and `cairn repair` have run)"
+        )));
+    }
+    let mut orphans = Vec::new();
+    for name in repo.storage().list("data/")? {
+        let Some(id) = name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()) else { continue };
+        if !indexed.contains(&id) {
+            orphans.push((id, repo.storage().stat(&name)?.unwrap_or(0)));
+        }
+    }
+    orphans.sort();
+    let the_plan = plan::plan(&usage, &orphans, opts);
+    let mut out = PruneOutcome { plan: the_plan, used_blobs: used.len() as u64, dry_run, ..PruneOutcome::default() };
+    if dry_run || (out.plan.is_empty() && superseded.is_empty()) {
+        return Ok(out);
+    }
+    let repack: HashSet<PackId> = out.plan.repack.iter().copied().collect();
+    let gone: HashSet<PackId> = out.plan.delete.iter().chain(&out.plan.repack).copied().collect();
+
+    // 1. Repack: the used blobs whose kept copy is in a repacked pack, verified, into new packs.
+    progress.phase("prune: repacking", Some(out.plan.repack_used_bytes));
+    let writer = repo.repack_writer();
+    for_each_pack(repo, &live, |_, pack| {
+        if !repack.contains(&pack.pack) {
+            return Ok(());
+        }
+        let name = pack_name(&pack.pack);
+        let bytes = repo.storage().get(&name)?;
+        for b in &pack.blobs {
+            if used.get(&b.id) != Some(&Some(pack.pack)) {
+                continue;
+            }
+            let start = b.offset as usize;
+            let sealed = bytes
+                .get(start..start + b.length as usize)
+                .ok_or_else(|| Error::corrupt(&name, format!("blob {} lies beyond the pack's end", b.id)))?;
+            repo.open_blob(&b.id, &BlobLocation::of(pack.pack, b), &name, sealed)?;
+            progress.bytes(u64::from(b.length));
+            writer.add(b.kind, b.id, b.raw_length, sealed.to_vec())?;
+        }
+        Ok(())
+    })?;
+    let new_packs = writer.finish()?;
+    out.packs_written = new_packs.len() as u64;
+    // Claims moved to the new packs; nothing else needs `used` from here on.
+    used.clear();
+
+    // 2. The new index: kept packs, then the new packs; the last segment supersedes the old.
+    progress.phase("prune: writing the index", None);
+    let mut batch: Vec<IndexedPack> = Vec::new();
+    let mut segments_written = 0u64;
+    let mut write = |packs: Vec<IndexedPack>, supersedes: Vec<ObjectId>| -> Result<()> {
+        let segment = IndexSegment { packs, supersedes };
+        repo.save_object(ObjectKind::IndexSegment, &format!("index/{}", ObjectId::random()?), &segment.encode())?;
+        segments_written += 1;
+        Ok(())
+    };
+    for_each_pack(repo, &live, |_, pack| {
+        if !gone.contains(&pack.pack) {
+            batch.push(pack);
+            if batch.len() >= PACKS_PER_SEGMENT {
+                write(std::mem::take(&mut batch), Vec::new())?;
+            }
+        }
+        Ok(())
+    })?;
+    batch.extend(new_packs);
+    // Invariant: only the last segment supersedes, so a crash while writing leaves the old
+    // index in force and the partial new one merely repeating it.
+    write(batch, all_segments.clone())?;
+    out.segments_written = segments_written;
+
+    // 3. Packs, then 4. the old segments.
+    progress.phase("prune: deleting", None);
+    for pack in out.plan.delete.iter().chain(&out.plan.repack).chain(&out.plan.orphans) {
+        repo.storage().delete(&pack_name(pack))?;
+    }
+    for id in &all_segments {
+        repo.storage().delete(&format!("index/{id}"))?;
+        out.segments_deleted += 1;
+    }
+    repo.sync_index()?;
+    progress.done();
+    Ok(out)
+}

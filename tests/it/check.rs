@@ -1,0 +1,189 @@
+//! Issue 4, acceptance 1: damaged repositories made by the tests; `check` reports each damage,
+//! naming the object and the snapshots and paths it affects.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cairn_engine::check::{CheckOptions, CheckReport, Finding, Severity, Subset, check};
+use cairn_engine::format::tree::NodeKind;
+use cairn_engine::{NoProgress, ObjectId, Repository};
+
+use crate::support::*;
+
+struct Fixture {
+    _work: tempfile::TempDir,
+    t: TestRepo,
+    src: PathBuf,
+    first: ObjectId,
+    second: ObjectId,
+}
+
+/// Two snapshots: `both` in each, `later` only in the second.
+fn fixture() -> Fixture {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/both"), random_bytes(2 << 20, 1)).unwrap();
+    let t = TestRepo::new();
+    let repo = t.open();
+    let first = snapshot(&repo, &[&src]).snapshot_id;
+    fs::write(src.join("later"), random_bytes(1 << 20, 2)).unwrap();
+    let second = snapshot(&repo, &[&src]).snapshot_id;
+    Fixture { _work: work, t, src, first, second }
+}
+
+impl Fixture {
+    /// A fresh client (no cache) checking with `read_data`.
+    fn check(&self, read_data: bool) -> CheckReport {
+        let _ = fs::remove_dir_all(self.t.cache());
+        let repo = self.t.open();
+        check(&repo, &CheckOptions { read_data: read_data.then_some(Subset::All) }, &NoProgress).unwrap()
+    }
+
+    /// The pack file holding the first chunk of `file`.
+    fn pack_of(&self, repo: &Repository, file: &str) -> PathBuf {
+        self.blob_of(repo, file).0
+    }
+
+    /// The pack file and offset of the first chunk of `file` (of its tree, for a directory).
+    fn blob_of(&self, repo: &Repository, file: &str) -> (PathBuf, usize) {
+        let path = format!("{}/{file}", self.src.display());
+        let tree = repo.load_snapshot(&self.second).unwrap().tree;
+        let cairn_engine::ls::Resolved::Node(_, node) = cairn_engine::ls::resolve(repo, tree, path.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        let chunk = match &node.kind {
+            NodeKind::File { chunks, .. } => chunks[0],
+            NodeKind::Dir { subtree } => *subtree,
+            other => panic!("{other:?}"),
+        };
+        let loc = repo.locate(&chunk).unwrap();
+        (self.t.repo_path().join(cairn_engine::repo::pack_name(&loc.pack)), loc.offset as usize)
+    }
+
+    fn name(&self, path: &Path) -> String {
+        path.strip_prefix(self.t.repo_path()).unwrap().to_str().unwrap().to_string()
+    }
+}
+
+fn flip(path: &Path, offset: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    let i = offset.min(bytes.len() - 1);
+    bytes[i] ^= 0x01;
+    fs::write(path, bytes).unwrap();
+}
+
+/// The error finding about `object` that names `snapshots` and a path ending in `path_end`.
+fn assert_reported(r: &CheckReport, object: &str, snapshots: &[ObjectId], path_end: &str) {
+    assert!(r.has_errors());
+    let hit: Option<&Finding> = r.findings.iter().find(|f| {
+        f.severity == Severity::Error
+            && f.object.contains(object)
+            && snapshots.iter().all(|s| f.snapshots.contains(s))
+            && f.paths.iter().any(|p| p.ends_with(path_end))
+    });
+    assert!(
+        hit.is_some(),
+        "no finding names {object} with {snapshots:?} and a path ending {path_end}: {:#?}",
+        r.findings
+    );
+}
+
+#[test]
+fn an_intact_repository_checks_clean() {
+    let f = fixture();
+    let r = f.check(true);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!(r.snapshots, 2);
+    assert!(r.packs_read >= 2 && r.blobs_read >= 4, "{r:?}");
+}
+
+#[test]
+fn a_missing_pack_names_the_snapshots_and_files_it_breaks() {
+    let f = fixture();
+    let pack = f.pack_of(&f.t.open(), "sub/both");
+    fs::remove_file(&pack).unwrap();
+    let r = f.check(false);
+    assert_reported(&r, &f.name(&pack), &[f.first, f.second], "/sub/both");
+}
+
+#[test]
+fn a_flipped_byte_in_a_data_pack_is_found_by_read_data() {
+    let f = fixture();
+    let pack = f.pack_of(&f.t.open(), "later");
+    flip(&pack, 100);
+    assert!(!f.check(false).has_errors(), "the structure is intact");
+    let r = f.check(true);
+    assert_reported(&r, &f.name(&pack), &[f.second], "/later");
+    assert!(!r.findings.iter().any(|x| x.snapshots.contains(&f.first)), "the first snapshot has no `later`");
+}
+
+#[test]
+fn a_flipped_byte_in_a_tree_pack_breaks_the_trees_below() {
+    let f = fixture();
+    // The tree of `sub`, which both snapshots share.
+    let (pack, offset) = f.blob_of(&f.t.open(), "sub");
+    flip(&pack, offset + 40);
+    let r = f.check(false);
+    assert!(r.has_errors());
+    let hit = r.findings.iter().find(|x| x.problem.contains(&f.name(&pack)));
+    let hit = hit.unwrap_or_else(|| panic!("{:#?}", r.findings));
+    assert_eq!(hit.snapshots.len(), 2, "{hit:?}");
+    assert!(hit.paths.iter().all(|p| p.ends_with("/sub")), "{hit:?}");
+}
+
+#[test]
+fn a_truncated_pack_is_reported_by_size() {
+    let f = fixture();
+    let pack = f.pack_of(&f.t.open(), "sub/both");
+    let bytes = fs::read(&pack).unwrap();
+    fs::write(&pack, &bytes[..bytes.len() / 2]).unwrap();
+    let r = f.check(false);
+    assert!(r.findings.iter().any(|x| x.object == f.name(&pack) && x.problem.contains("bytes, the index says")));
+    assert_reported(&r, &f.name(&pack), &[f.first, f.second], "/sub/both");
+}
+
+#[test]
+fn a_damaged_or_deleted_index_segment_is_reported() {
+    let f = fixture();
+    let mut segments = walk_files(&f.t.repo_path().join("index"));
+    segments.sort();
+    flip(&segments[0], 50);
+    let r = f.check(false);
+    assert!(r.findings.iter().any(|x| x.object == f.name(&segments[0]) && x.severity == Severity::Error));
+    let f = fixture();
+    for s in walk_files(&f.t.repo_path().join("index")) {
+        fs::remove_file(s).unwrap();
+    }
+    let r = f.check(false);
+    for snap in [f.first, f.second] {
+        assert!(
+            r.findings.iter().any(|x| x.problem.contains("not in the index") && x.snapshots.contains(&snap)),
+            "{snap:?} not named: {:#?}",
+            r.findings
+        );
+    }
+    assert!(
+        r.findings.iter().any(|x| x.severity == Severity::Notice && x.problem.contains("no index")),
+        "orphan packs"
+    );
+}
+
+#[test]
+fn a_flipped_or_swapped_snapshot_is_named() {
+    let f = fixture();
+    let first = f.t.repo_path().join(format!("snapshots/{}", f.first));
+    let second = f.t.repo_path().join(format!("snapshots/{}", f.second));
+    flip(&first, 40);
+    let r = f.check(false);
+    assert!(r.findings.iter().any(|x| x.object == format!("snapshots/{}", f.first)), "{:#?}", r.findings);
+    // Storage puts one snapshot's bytes under another's name: the name is bound, it fails.
+    let f2 = fixture();
+    let a = f2.t.repo_path().join(format!("snapshots/{}", f2.first));
+    let b = f2.t.repo_path().join(format!("snapshots/{}", f2.second));
+    fs::copy(&b, &a).unwrap();
+    let r = f2.check(false);
+    assert!(r.findings.iter().any(|x| x.object == format!("snapshots/{}", f2.first)), "{:#?}", r.findings);
+    let _ = second;
+}
