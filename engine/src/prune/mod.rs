@@ -137,12 +137,15 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             blobs: pack.blobs.len() as u32,
             used_blobs: 0,
             used_bytes: 0,
+            unused_bytes: 0,
         };
         for b in &pack.blobs {
             if let Some(claim @ None) = used.get_mut(&b.id) {
                 *claim = Some(pack.pack);
                 u.used_blobs += 1;
                 u.used_bytes += u64::from(b.length);
+            } else {
+                u.unused_bytes += u64::from(b.length);
             }
         }
         usage.push(u);
