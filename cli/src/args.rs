@@ -68,6 +68,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Verify the repository's structure, and with --read-data every byte of it.
     Check(CheckArgs),
+    /// Repair a damaged repository.
+    Repair(RepairArgs),
     /// Remove stale locks (left by processes that died).
     Unlock(UnlockArgs),
     /// Print a repository object (decrypted) for debugging.
@@ -167,6 +169,18 @@ pub struct CheckArgs {
     /// Read only a part of the packs: N/T (the N-th of T slices, deterministic) or P% (random).
     #[arg(long, value_name = "N/T|P%")]
     pub read_data_subset: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub what: RepairWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairWhat {
+    /// Rebuild the index from the headers of the packs (after a lost or damaged index segment).
+    Index,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,8 @@ pub mod progress;
 #[cfg(feature = "repository")]
 pub mod prune;
 #[cfg(feature = "repository")]
+pub mod repair;
+#[cfg(feature = "repository")]
 pub mod repo;
 #[cfg(feature = "repository")]
 pub mod restore;

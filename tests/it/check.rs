@@ -187,3 +187,45 @@ fn a_flipped_or_swapped_snapshot_is_named() {
     assert!(r.findings.iter().any(|x| x.object == format!("snapshots/{}", f2.first)), "{:#?}", r.findings);
     let _ = second;
 }
+
+#[test]
+fn repair_index_rebuilds_a_lost_or_damaged_index_from_the_packs() {
+    use cairn_engine::repair::repair_index;
+    let f = fixture();
+    let mut segments = walk_files(&f.t.repo_path().join("index"));
+    segments.sort();
+    flip(&segments[0], 50);
+    fs::remove_file(&segments[1]).unwrap();
+    assert!(f.check(false).has_errors());
+    let repo = f.t.open();
+    let out = repair_index(&repo, &NoProgress).unwrap();
+    assert!(out.unreadable.is_empty(), "{out:?}");
+    assert!(out.packs >= 2 && out.segments_deleted == segments.len() as u64 - 1, "{out:?}");
+    let r = f.check(true);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    // Both snapshots restore exactly.
+    let repo = f.t.open();
+    for id in [f.first, f.second] {
+        let target = f._work.path().join(format!("out-{}", &id.to_hex()[..6]));
+        let tree = repo.load_snapshot(&id).unwrap().tree;
+        let opts = cairn_engine::restore::RestoreOptions { target: target.clone(), ..Default::default() };
+        let r = cairn_engine::restore::restore(&repo, tree, &opts, &NoProgress).unwrap();
+        assert!(r.damaged.is_empty(), "{r:?}");
+    }
+    assert_same_tree(&f.src, &restored_path(&f._work.path().join(format!("out-{}", &f.second.to_hex()[..6])), &f.src));
+    // A pack whose header is damaged is reported and left out, not trusted.
+    let pack = f.pack_of(&repo, "later");
+    let len = fs::metadata(&pack).unwrap().len() as usize;
+    flip(&pack, len - 10);
+    let out = repair_index(&repo, &NoProgress).unwrap();
+    assert_eq!(out.unreadable.len(), 1, "{out:?}");
+    assert!(out.unreadable[0].0.ends_with(pack.file_name().unwrap().to_str().unwrap()));
+    let r = f.check(false);
+    assert!(
+        r.findings.iter().any(|x| x.problem == "not in the index"
+            && x.snapshots == [f.second]
+            && x.paths.iter().any(|p| p.ends_with("/later"))),
+        "{:#?}",
+        r.findings
+    );
+}

@@ -9,6 +9,7 @@ mod forget;
 mod init;
 mod ls;
 mod prune;
+mod repair;
 mod restore;
 mod snapshot;
 mod snapshots;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Forget(a) => forget::run(g, a),
         Command::Prune(a) => prune::run(g, a),
         Command::Check(a) => check::run(g, a),
+        Command::Repair(a) => repair::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Cat(a) => cat::run(g, a),
     }

@@ -26,10 +26,7 @@ use crate::format::tree::NodeKind;
 use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::BlobLocation;
 use crate::progress::Progress;
-use crate::repo::{Repository, pack_name};
-
-/// Index packs per segment written by prune.
-const PACKS_PER_SEGMENT: usize = 256;
+use crate::repo::{IndexRewrite, Repository, pack_name};
 
 /// What a prune did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, Default)]
@@ -202,28 +199,12 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
 
     // 2. The new index: kept packs, then the new packs; the last segment supersedes the old.
     progress.phase("prune: writing the index", None);
-    let mut batch: Vec<IndexedPack> = Vec::new();
-    let mut segments_written = 0u64;
-    let mut write = |packs: Vec<IndexedPack>, supersedes: Vec<ObjectId>| -> Result<()> {
-        let segment = IndexSegment { packs, supersedes };
-        repo.save_object(ObjectKind::IndexSegment, &format!("index/{}", ObjectId::random()?), &segment.encode())?;
-        segments_written += 1;
-        Ok(())
-    };
-    for_each_pack(repo, &live, |_, pack| {
-        if !gone.contains(&pack.pack) {
-            batch.push(pack);
-            if batch.len() >= PACKS_PER_SEGMENT {
-                write(std::mem::take(&mut batch), Vec::new())?;
-            }
-        }
-        Ok(())
-    })?;
-    batch.extend(new_packs);
-    // Invariant: only the last segment supersedes, so a crash while writing leaves the old
-    // index in force and the partial new one merely repeating it.
-    write(batch, all_segments.clone())?;
-    out.segments_written = segments_written;
+    let mut rewrite = IndexRewrite::new(repo);
+    for_each_pack(repo, &live, |_, pack| if gone.contains(&pack.pack) { Ok(()) } else { rewrite.add(pack) })?;
+    for pack in new_packs {
+        rewrite.add(pack)?;
+    }
+    out.segments_written = rewrite.finish(all_segments.clone())?;
 
     // 3. Packs, then 4. the old segments.
     progress.phase("prune: deleting", None);

@@ -3,11 +3,13 @@
 //! Operations (`backup`, `restore`, ...) use this and nothing below it directly.
 
 mod blob_writer;
+mod index_rewrite;
 mod lock;
 mod packer;
 mod repack;
 
 pub use blob_writer::{BlobWriter, WriteStats};
+pub use index_rewrite::IndexRewrite;
 pub use lock::{LockGuard, LockInfo, LockOptions, STALE_AFTER, is_stale};
 pub use repack::RepackWriter;
 
@@ -353,10 +355,20 @@ impl Repository {
 
     /// Parses and opens the header of a whole pack `bytes` stored as `name`.
     pub fn pack_header(&self, name: &str, bytes: &[u8]) -> Result<crate::format::pack::PackHeader> {
-        let (offset, len) = crate::format::pack::header_location(bytes.len() as u64, bytes, name)?;
+        let (offset, _) = crate::format::pack::header_location(bytes.len() as u64, bytes, name)?;
         let start = usize::try_from(offset).map_err(|_| Error::corrupt(name, "pack too large"))?;
-        let sealed =
-            bytes.get(start..start + len as usize).ok_or_else(|| Error::corrupt(name, "truncated pack header"))?;
+        self.pack_header_at(name, offset, bytes.get(start..).unwrap_or_default())
+    }
+
+    /// Opens a pack header from `tail`: the pack's bytes from the header's `offset` to the end
+    /// (header envelope, then trailer).
+    pub fn pack_header_at(&self, name: &str, offset: u64, tail: &[u8]) -> Result<crate::format::pack::PackHeader> {
+        let trailer = crate::format::pack::TRAILER_LEN;
+        let sealed = tail
+            .len()
+            .checked_sub(trailer)
+            .and_then(|n| tail.get(..n))
+            .ok_or_else(|| Error::corrupt(name, "truncated pack header"))?;
         let plain = envelope::open(sealed, ObjectKind::PackHeader, b"", name, |e| self.keyring.data_key(e, name))?;
         crate::format::pack::PackHeader::decode(&plain, offset, name)
     }

@@ -1,0 +1,38 @@
+//! `cairn repair index`
+
+use cairn_engine::repair::repair_index;
+
+use crate::args::{GlobalArgs, RepairArgs, RepairWhat};
+use crate::progress::TermProgress;
+use crate::{exit, output};
+
+pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
+    let repo = super::open(g)?;
+    match a.what {
+        RepairWhat::Index => {
+            let _lock = super::lock(g, &repo, true, "repair index")?;
+            let progress = TermProgress::new(g.quiet || g.json);
+            let out = repair_index(&repo, &progress)?;
+            let code = if out.unreadable.is_empty() { exit::OK } else { exit::ERROR };
+            if g.json {
+                output::json(&serde_json::json!({
+                    "packs": out.packs, "blobs": out.blobs, "segments_written": out.segments_written,
+                    "segments_deleted": out.segments_deleted,
+                    "unreadable": out.unreadable.iter().map(|(o, e)| serde_json::json!({"object": o, "error": e})).collect::<Vec<_>>(),
+                    "exit_code": code,
+                }))?;
+            } else {
+                for (o, e) in &out.unreadable {
+                    eprintln!("error: {o}: {e} (left out of the index)");
+                }
+                if !g.quiet {
+                    println!(
+                        "index rebuilt from {} pack(s), {} blob(s): {} segment(s) written, {} old segment(s) removed",
+                        out.packs, out.blobs, out.segments_written, out.segments_deleted
+                    );
+                }
+            }
+            Ok(code)
+        }
+    }
+}
