@@ -181,6 +181,9 @@ pub struct RepairArgs {
 pub enum RepairWhat {
     /// Rebuild the index from the headers of the packs (after a lost or damaged index segment).
     Index,
+    /// Rewrite snapshots that use missing data: each damaged file or directory becomes an empty
+    /// NAME.cairn-damaged file, everything intact stays restorable. Run `repair index` first.
+    Snapshots,
 }
 
 #[derive(Debug, Args)]

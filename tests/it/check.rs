@@ -229,3 +229,39 @@ fn repair_index_rebuilds_a_lost_or_damaged_index_from_the_packs() {
         r.findings
     );
 }
+
+#[test]
+fn repair_snapshots_keeps_what_is_intact_and_marks_what_is_lost() {
+    use cairn_engine::repair::repair_snapshots;
+    let f = fixture();
+    let repo = f.t.open();
+    // The data of `later` (only in the second snapshot) is lost. The procedure: the index is
+    // rebuilt from the packs that exist, then the snapshots around what is gone.
+    fs::remove_file(f.pack_of(&repo, "later")).unwrap();
+    cairn_engine::repair::repair_index(&repo, &NoProgress).unwrap();
+    let out = repair_snapshots(&repo, &NoProgress).unwrap();
+    assert_eq!(out.snapshots, 2);
+    assert_eq!(out.repaired.len(), 1, "{out:?}");
+    let fixed = &out.repaired[0];
+    assert_eq!(fixed.old, f.second);
+    assert_eq!(fixed.replaced.len(), 1);
+    assert!(fixed.replaced[0].ends_with("/later"), "{fixed:?}");
+    let ids = repo.snapshot_ids().unwrap();
+    assert!(ids.contains(&f.first) && ids.contains(&fixed.new) && !ids.contains(&f.second));
+    let snap = repo.load_snapshot(&fixed.new).unwrap();
+    assert!(snap.tags.contains(&"repaired".to_string()));
+    assert_eq!(snap.parent, Some(f.second));
+    // The repaired snapshot checks clean and restores what is intact, with a marker for the rest.
+    let r = f.check(false);
+    assert!(!r.has_errors(), "{:#?}", r.findings);
+    let target = f._work.path().join("out");
+    let opts = cairn_engine::restore::RestoreOptions { target: target.clone(), ..Default::default() };
+    let rr = cairn_engine::restore::restore(&repo, snap.tree, &opts, &NoProgress).unwrap();
+    assert!(rr.damaged.is_empty(), "{rr:?}");
+    let restored = restored_path(&target, &f.src);
+    assert!(fs::read(restored.join("sub/both")).unwrap() == fs::read(f.src.join("sub/both")).unwrap());
+    assert!(!restored.join("later").exists());
+    assert_eq!(fs::read(restored.join("later.cairn-damaged")).unwrap(), b"");
+    // Nothing more to do.
+    assert!(repair_snapshots(&repo, &NoProgress).unwrap().repaired.is_empty());
+}

@@ -1,6 +1,6 @@
 //! `cairn repair index`
 
-use cairn_engine::repair::repair_index;
+use cairn_engine::repair::{repair_index, repair_snapshots};
 
 use crate::args::{GlobalArgs, RepairArgs, RepairWhat};
 use crate::progress::TermProgress;
@@ -33,6 +33,33 @@ pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
                 }
             }
             Ok(code)
+        }
+        RepairWhat::Snapshots => {
+            let _lock = super::lock(g, &repo, true, "repair snapshots")?;
+            let progress = TermProgress::new(g.quiet || g.json);
+            let out = repair_snapshots(&repo, &progress)?;
+            if g.json {
+                output::json(&serde_json::json!({
+                    "snapshots": out.snapshots,
+                    "repaired": out.repaired.iter().map(|r| serde_json::json!({
+                        "old": r.old.to_hex(), "new": r.new.to_hex(), "replaced": r.replaced,
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else if !g.quiet {
+                for r in &out.repaired {
+                    println!(
+                        "snapshot {} repaired as {} (tag `repaired`); {} entr(ies) replaced by .cairn-damaged markers:",
+                        &r.old.to_hex()[..12],
+                        &r.new.to_hex()[..12],
+                        r.replaced.len()
+                    );
+                    for p in &r.replaced {
+                        println!("  {p}");
+                    }
+                }
+                println!("{} snapshot(s) checked, {} repaired", out.snapshots, out.repaired.len());
+            }
+            Ok(exit::OK)
         }
     }
 }

@@ -1,8 +1,14 @@
+//! Repairs. `snapshots` rewrites snapshots around missing data (see there).
+//!
 //! `repair index`: rebuild the index from the packs themselves. Every pack's sealed header
 //! lists its blobs, so the index can always be recomputed from the data: read each pack's
 //! trailer and header (two ranged reads), write a replacement index (superseding every old
 //! segment, SPEC §11), then delete the old segments. A pack whose header cannot be read is
 //! reported and left out; its blobs are then missing, which `check` names.
+
+mod snapshots;
+
+pub use snapshots::{DAMAGED_SUFFIX, RepairSnapshotsOutcome, RepairedSnapshot, repair_snapshots};
 
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
