@@ -38,6 +38,10 @@ pub struct GlobalArgs {
     /// Print only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Write Prometheus text-format metrics of snapshot, forget, prune and check to this file
+    /// (for node_exporter's textfile collector).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
     /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 1h) before exiting 11.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
     pub retry_lock: std::time::Duration,

@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod exit;
+mod metrics;
 mod output;
 mod output_node;
 mod progress;
@@ -25,6 +26,15 @@ fn main() {
     raise_open_file_limit();
     let cli = args::Cli::parse();
     let json = cli.global.json;
+    let metrics = cli.global.metrics_file.clone().zip(match &cli.command {
+        args::Command::Snapshot(_) => Some("snapshot"),
+        args::Command::Forget(_) => Some("forget"),
+        args::Command::Prune(_) => Some("prune"),
+        args::Command::Check(_) => Some("check"),
+        _ => None,
+    });
+    let repository = cli.global.repo.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let start = std::time::Instant::now();
     let code = match commands::run(cli) {
         Ok(code) => code,
         // A closed pipe (`cairn ls | head`) is not an error worth a message.
@@ -41,5 +51,10 @@ fn main() {
             code
         }
     };
+    if let Some((path, operation)) = metrics
+        && let Err(e) = metrics::write(&path, operation, &repository, start.elapsed().as_secs_f64(), code)
+    {
+        eprintln!("cairn: warning: cannot write metrics to {}: {e}", path.display());
+    }
     std::process::exit(code);
 }

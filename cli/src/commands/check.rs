@@ -35,6 +35,9 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs) -> anyhow::Result<i32> {
     let progress = TermProgress::new(g.quiet || g.json);
     let r = check(&repo, &opts, &progress)?;
     let code = if r.has_errors() { exit::ERROR } else { exit::OK };
+    let errors = r.findings.iter().filter(|f| f.severity == Severity::Error).count();
+    crate::metrics::record("errors", "Damaged or missing objects found.", errors as f64);
+    crate::metrics::record("bytes_read", "Bytes of packs read and verified.", r.bytes_read as f64);
     if g.json {
         let findings: Vec<_> = r
             .findings

@@ -86,6 +86,8 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
     if !a.dry_run {
         forget::remove(&repo, &remove)?;
     }
+    crate::metrics::record("snapshots_removed", "Snapshots removed.", remove.len() as f64);
+    crate::metrics::record("snapshots_kept", "Snapshots kept.", (decisions.len() - remove.len()) as f64);
     if g.json {
         let docs: Vec<_> = decisions
             .iter()

@@ -31,6 +31,12 @@ pub fn run_with(
     let start = Instant::now();
     let out = prune(repo, opts, dry_run, progress)?;
     let p = &out.plan;
+    crate::metrics::record("bytes_freed", "Bytes the repository shrank by.", p.bytes_freed() as f64);
+    crate::metrics::record(
+        "packs_deleted",
+        "Packs deleted.",
+        (p.delete.len() + p.orphans.len() + p.repack.len()) as f64,
+    );
     if g.json {
         output::json(&serde_json::json!({
             "dry_run": dry_run, "used_blobs": out.used_blobs,

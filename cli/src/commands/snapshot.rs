@@ -104,6 +104,17 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     let secs = start.elapsed().as_secs_f64();
     let s = &out.snapshot.summary;
     let code = if out.errors.is_empty() { exit::OK } else { exit::PARTIAL };
+    for (name, help, value) in [
+        ("files_new", "Files new since the parent snapshot.", s.files_new),
+        ("files_changed", "Files changed since the parent snapshot.", s.files_changed),
+        ("files_unchanged", "Files unchanged since the parent snapshot.", s.files_unchanged),
+        ("bytes_read", "Bytes of file content read.", s.bytes_read),
+        ("bytes_total", "Bytes of file content in the snapshot.", s.bytes_total),
+        ("bytes_added", "Bytes added to the repository.", s.bytes_added_stored),
+        ("errors", "Sources that could not be read.", out.errors.len() as u64),
+    ] {
+        crate::metrics::record(name, help, value as f64);
+    }
     if g.json {
         output::json(&serde_json::json!({
             "snapshot_id": out.snapshot_id.to_hex(),
