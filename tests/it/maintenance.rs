@@ -269,3 +269,97 @@ fn a_locked_repository_exits_11_naming_the_holder_and_check_exits_1_on_damage() 
     assert_eq!(doc["ok"], false);
     assert!(doc["findings"].as_array().unwrap().iter().any(|f| f["problem"] == "pack is missing"), "{doc}");
 }
+
+/// One step of the model test.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Rewrite the source from `seed` (some files shared with earlier states) and snapshot it.
+    Snapshot(u8),
+    /// Forget the k-th remaining snapshot (modulo their number).
+    Forget(usize),
+    /// Prune, dying after this many writes (`None`: runs to the end).
+    Prune(Option<u8>),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0u8..6).prop_map(Op::Snapshot),
+        2 => (0usize..8).prop_map(Op::Forget),
+        3 => proptest::option::of(0u8..8).prop_map(Op::Prune),
+    ]
+}
+
+/// The files of a source state: a few files, some content shared between seeds.
+fn state(seed: u8) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("shared".to_string(), random_bytes(60_000, 7));
+    m.insert(
+        format!("by-seed-{}", seed % 3),
+        random_bytes(40_000 + usize::from(seed) * 1000, u64::from(seed % 3) + 100),
+    );
+    m.insert("own".to_string(), random_bytes(30_000, u64::from(seed) + 200));
+    m
+}
+
+fn files_under(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walk_files(root)
+        .into_iter()
+        .map(|p| (p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), fs::read(&p).unwrap()))
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, max_shrink_iters: 20, ..Default::default() })]
+
+    #[test]
+    fn random_snapshot_forget_prune_sequences_with_crashes_never_lose_data(ops in proptest::collection::vec(op(), 1..12)) {
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("src");
+        let t = TestRepo::with_chunker(cairn_engine::chunker::ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768 });
+        let local: Arc<dyn Storage> = t.storage.clone();
+        let mut model: Vec<(ObjectId, std::collections::BTreeMap<String, Vec<u8>>)> = Vec::new();
+        for (step, op) in ops.iter().enumerate() {
+            let repo = open_at(&t.repo_path(), &t.cache(), local.clone());
+            match op {
+                Op::Snapshot(seed) => {
+                    let files = state(*seed);
+                    let _ = fs::remove_dir_all(&src);
+                    fs::create_dir_all(&src).unwrap();
+                    for (name, bytes) in &files {
+                        fs::write(src.join(name), bytes).unwrap();
+                    }
+                    let out = snapshot(&repo, &[&src]);
+                    model.push((out.snapshot_id, files));
+                }
+                Op::Forget(k) if !model.is_empty() => {
+                    let (id, _) = model.remove(k % model.len());
+                    cairn_engine::forget::remove(&repo, &[id]).unwrap();
+                }
+                Op::Forget(_) => {}
+                Op::Prune(fail_after) => {
+                    drop(repo);
+                    let faulty: Arc<dyn Storage> = Arc::new(FaultStorage::new(local.clone(), fail_after.map(u64::from)));
+                    let crashing = open_at(&t.repo_path(), &work.path().join(format!("cache-{step}")), faulty);
+                    match prune(&crashing, PruneOptions { max_unused: 0.0, max_repack_size: None }, false, &NoProgress) {
+                        Ok(_) | Err(Error::Storage { .. }) => {}
+                        Err(e) => panic!("step {step}: prune failed: {e}"),
+                    }
+                }
+            }
+            // Every remaining snapshot restores exactly, seen by a client with no cache.
+            let fresh = open_at(&t.repo_path(), &work.path().join(format!("fresh-{step}")), local.clone());
+            let report = check(&fresh, &CheckOptions { read_data: Some(Subset::All) }, &NoProgress).unwrap();
+            proptest::prop_assert!(!report.has_errors(), "step {} {:?}: {:?}", step, op, report.findings);
+            for (id, files) in &model {
+                let tree = fresh.load_snapshot(id).unwrap().tree;
+                let target = work.path().join(format!("restore-{step}-{}", &id.to_hex()[..8]));
+                let opts = cairn_engine::restore::RestoreOptions { target: target.clone(), ..Default::default() };
+                let r = cairn_engine::restore::restore(&fresh, tree, &opts, &NoProgress).unwrap();
+                proptest::prop_assert!(r.damaged.is_empty(), "step {} {:?}: {:?}", step, op, r.damaged);
+                proptest::prop_assert_eq!(&files_under(&restored_path(&target, &src)), files);
+                fs::remove_dir_all(&target).unwrap();
+            }
+        }
+    }
+}

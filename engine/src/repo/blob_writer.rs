@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::compress;
 use crate::error::{Error, Result};
@@ -21,6 +22,8 @@ use super::packer::Packer;
 const IN_FLIGHT_BYTES: u64 = 64 * 1024 * 1024;
 /// Write an index segment once this many packs are stored (bounds what a crash loses).
 const PACKS_PER_SEGMENT: usize = 128;
+/// How often a writer looks for index segments other writers have finished.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
 /// Counters of what a writer added.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,6 +85,7 @@ pub struct BlobWriter<'r> {
     pool: rayon::ThreadPool,
     shared: Arc<Shared>,
     session: Mutex<HashSet<ChunkId>>,
+    last_sync: Mutex<Instant>,
     blobs: AtomicU64,
     stored_index_bytes: AtomicU64,
     packs: AtomicU64,
@@ -103,6 +107,7 @@ impl<'r> BlobWriter<'r> {
             pool,
             shared: Arc::default(),
             session: Mutex::default(),
+            last_sync: Mutex::new(Instant::now()),
             blobs: AtomicU64::new(0),
             stored_index_bytes: AtomicU64::new(0),
             packs: AtomicU64::new(0),
@@ -112,10 +117,23 @@ impl<'r> BlobWriter<'r> {
     /// Whether `id` must be stored: not in the index and not added in this session. Marks it
     /// as added.
     fn claim(&self, id: &ChunkId) -> Result<bool> {
+        self.resync_now_and_then()?;
         if self.repo.index().contains(id)? {
             return Ok(false);
         }
         Ok(self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(*id))
+    }
+
+    /// Picks up index segments other writers have finished since the last look (at most every
+    /// `RESYNC_EVERY`), so concurrent backups dedup against each other's stored packs.
+    fn resync_now_and_then(&self) -> Result<()> {
+        let mut last = self.last_sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.elapsed() < RESYNC_EVERY {
+            return Ok(());
+        }
+        *last = Instant::now();
+        drop(last);
+        self.repo.sync_index()
     }
 
     /// Adds a blob, returning its id; stores it only if the repository lacks it.
