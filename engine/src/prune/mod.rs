@@ -73,14 +73,7 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
 
 /// The present index segments and which of them are superseded.
 fn segments(repo: &Repository) -> Result<(Vec<ObjectId>, HashSet<ObjectId>)> {
-    let mut ids: Vec<ObjectId> = repo
-        .storage()
-        .list("index/")?
-        .iter()
-        .filter_map(|n| n.strip_prefix("index/"))
-        .filter_map(|h| ObjectId::from_hex(h).ok())
-        .collect();
-    ids.sort();
+    let ids = repo.segment_ids()?;
     let mut superseded = HashSet::new();
     for id in &ids {
         superseded.extend(load_segment(repo, id)?.supersedes);

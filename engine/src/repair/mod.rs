@@ -13,7 +13,7 @@ pub use snapshots::{DAMAGED_SUFFIX, RepairSnapshotsOutcome, RepairedSnapshot, re
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
 use crate::format::pack::TRAILER_LEN;
-use crate::id::{ObjectId, PackId};
+use crate::id::PackId;
 use crate::progress::Progress;
 use crate::repo::{IndexRewrite, Repository};
 
@@ -53,14 +53,7 @@ fn read_header(repo: &Repository, name: &str, size: u64) -> Result<IndexedPack> 
 /// Rebuilds the index from every pack's header (the caller holds the exclusive lock).
 pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<RepairIndexOutcome> {
     let mut out = RepairIndexOutcome::default();
-    let mut old: Vec<ObjectId> = repo
-        .storage()
-        .list("index/")?
-        .iter()
-        .filter_map(|n| n.strip_prefix("index/"))
-        .filter_map(|h| ObjectId::from_hex(h).ok())
-        .collect();
-    old.sort();
+    let old = repo.segment_ids()?;
     let mut packs = repo.storage().list("data/")?;
     packs.sort();
     progress.phase("repair: reading pack headers", Some(packs.len() as u64));

@@ -308,6 +308,13 @@ impl Repository {
         Ok(())
     }
 
+    /// Ids of the index segments in the repository, sorted.
+    pub fn segment_ids(&self) -> Result<Vec<ObjectId>> {
+        let mut ids = parse_ids(&self.storage.list("index/")?, "index/");
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Index segments the last [`Repository::sync_index`] could not read, as errors naming them.
     pub fn index_problems(&self) -> Vec<String> {
         self.index_problems
