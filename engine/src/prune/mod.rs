@@ -11,20 +11,21 @@
 //! ignore the old segments, so no index entry ever points at a deleted pack. Prune refuses to
 //! run when any snapshot, tree or index segment cannot be read, or when a used blob is in no
 //! pack: it must see every reference before it deletes anything. Only trees, index segments
-//! and the packs being repacked are read; data blobs of kept packs never are.
+//! and the packs being repacked are read; data blobs of kept packs never are. The set of used
+//! blobs lives in an on-disk scratch table, so memory does not grow with the repository.
 
 pub mod plan;
 
 pub use plan::{PackUsage, PruneOptions, PrunePlan, plan};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::format::envelope::ObjectKind;
 use crate::format::index::{IndexSegment, IndexedPack};
 use crate::format::tree::NodeKind;
 use crate::id::{ChunkId, ObjectId, PackId};
-use crate::index::BlobLocation;
+use crate::index::{BlobLocation, ScratchTable};
 use crate::progress::Progress;
 use crate::repo::{IndexRewrite, Repository, pack_name};
 
@@ -45,29 +46,32 @@ pub struct PruneOutcome {
     pub dry_run: bool,
 }
 
-/// Blobs reachable from every snapshot; for each, the pack whose copy is kept (filled later).
-type Used = HashMap<ChunkId, Option<PackId>>;
-
-fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
-    let mut used: Used = HashMap::new();
+/// Blobs reachable from every snapshot, on disk: id -> the pack whose copy is kept (empty until
+/// the index scan claims one).
+fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<ScratchTable> {
+    let mut used = repo.scratch_table("prune-used")?;
+    // Trees are about one blob in a hundred: their visited set stays in memory.
+    let mut seen_trees: HashSet<ChunkId> = HashSet::new();
     let mut trees: Vec<ChunkId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
     while let Some(id) = trees.pop() {
-        if used.insert(id, None).is_some() {
+        if !seen_trees.insert(id) {
             continue;
         }
+        used.put(id.as_bytes(), b"")?;
         progress.bytes(1);
         for node in repo.load_tree(&id)?.nodes {
             match node.kind {
                 NodeKind::Dir { subtree } => trees.push(subtree),
                 NodeKind::File { chunks, .. } => {
                     for c in chunks {
-                        used.entry(c).or_insert(None);
+                        used.put(c.as_bytes(), b"")?;
                     }
                 }
                 _ => {}
             }
         }
     }
+    used.flush()?;
     Ok(used)
 }
 
@@ -130,8 +134,8 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             unused_bytes: 0,
         };
         for b in &pack.blobs {
-            if let Some(claim @ None) = used.get_mut(&b.id) {
-                *claim = Some(pack.pack);
+            if used.get(b.id.as_bytes())?.is_some_and(|claim| claim.is_empty()) {
+                used.put(b.id.as_bytes(), pack.pack.as_bytes())?;
                 u.used_blobs += 1;
                 u.used_bytes += u64::from(b.length);
             } else {
@@ -141,11 +145,17 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         usage.push(u);
         Ok(())
     })?;
-    if let Some((missing, _)) = used.iter().find(|(_, c)| c.is_none()) {
-        return Err(Error::Missing(format!(
-            "blob {missing} (a snapshot uses it, no pack holds it; prune deletes nothing until `cairn check` and `cairn repair` have run)"
-        )));
-    }
+    let mut used_count = 0u64;
+    used.for_each(|id, claim| {
+        used_count += 1;
+        if claim.is_empty() {
+            return Err(Error::Missing(format!(
+                "blob {} (a snapshot uses it, no pack holds it; prune deletes nothing until `cairn check` and `cairn repair` have run)",
+                hex::encode(id)
+            )));
+        }
+        Ok(())
+    })?;
     let mut orphans = Vec::new();
     for name in repo.storage().list("data/")? {
         let Some(id) = name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()) else { continue };
@@ -155,7 +165,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     }
     orphans.sort();
     let the_plan = plan::plan(&usage, &orphans, opts);
-    let mut out = PruneOutcome { plan: the_plan, used_blobs: used.len() as u64, dry_run, ..PruneOutcome::default() };
+    let mut out = PruneOutcome { plan: the_plan, used_blobs: used_count, dry_run, ..PruneOutcome::default() };
     if dry_run || (out.plan.is_empty() && superseded.is_empty()) {
         return Ok(out);
     }
@@ -172,7 +182,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         let name = pack_name(&pack.pack);
         let bytes = repo.storage().get(&name)?;
         for b in &pack.blobs {
-            if used.get(&b.id) != Some(&Some(pack.pack)) {
+            if used.get(b.id.as_bytes())?.as_deref() != Some(pack.pack.as_bytes().as_slice()) {
                 continue;
             }
             let start = b.offset as usize;
@@ -188,7 +198,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     let new_packs = writer.finish()?;
     out.packs_written = new_packs.len() as u64;
     // Claims moved to the new packs; nothing else needs `used` from here on.
-    used.clear();
+    drop(used);
 
     // 2. The new index: kept packs, then the new packs; the last segment supersedes the old.
     progress.phase("prune: writing the index", None);

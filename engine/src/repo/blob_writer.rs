@@ -177,7 +177,7 @@ impl<'r> BlobWriter<'r> {
             }
             shared.budget.release(cost);
         });
-        if self.packer.finished_len() >= PACKS_PER_SEGMENT {
+        if self.packer.finished_len() >= PACKS_PER_SEGMENT || self.packer.finished_blobs() >= super::BLOBS_PER_SEGMENT {
             self.write_index()?;
         }
         Ok(())

@@ -17,17 +17,19 @@ const PACKS_PER_SEGMENT: usize = 256;
 pub struct IndexRewrite<'r> {
     repo: &'r Repository,
     batch: Vec<IndexedPack>,
+    blobs: usize,
     written: u64,
 }
 
 impl<'r> IndexRewrite<'r> {
     /// Starts a replacement index.
     pub fn new(repo: &'r Repository) -> Self {
-        IndexRewrite { repo, batch: Vec::new(), written: 0 }
+        IndexRewrite { repo, batch: Vec::new(), blobs: 0, written: 0 }
     }
 
     fn write(&mut self, supersedes: Vec<ObjectId>) -> Result<()> {
         let segment = IndexSegment { packs: std::mem::take(&mut self.batch), supersedes };
+        self.blobs = 0;
         let name = format!("index/{}", ObjectId::random()?);
         self.repo.save_object(ObjectKind::IndexSegment, &name, &segment.encode())?;
         self.written += 1;
@@ -36,8 +38,9 @@ impl<'r> IndexRewrite<'r> {
 
     /// Adds a pack to the new index.
     pub fn add(&mut self, pack: IndexedPack) -> Result<()> {
+        self.blobs += pack.blobs.len();
         self.batch.push(pack);
-        if self.batch.len() >= PACKS_PER_SEGMENT {
+        if self.batch.len() >= PACKS_PER_SEGMENT || self.blobs >= super::BLOBS_PER_SEGMENT {
             self.write(Vec::new())?;
         }
         Ok(())

@@ -36,6 +36,10 @@ use crate::index::{BlobLocation, IndexCache};
 use crate::keys::{self, Keyring, OpenSecret, RecoveryCode};
 use crate::storage::{PutMode, Storage};
 
+/// Blob entries per index segment at most (besides the pack limits): a segment is decoded and
+/// applied whole, so this bounds the memory of reading the index, whatever the chunk size.
+pub(crate) const BLOBS_PER_SEGMENT: usize = 65_536;
+
 /// What `init` creates.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -98,6 +102,8 @@ pub struct Repository {
     opened_with: ObjectId,
     /// Segments the last index sync could not read.
     index_problems: std::sync::Mutex<Vec<Error>>,
+    /// This repository's directory in the client cache.
+    cache_dir: PathBuf,
 }
 
 /// Object name of a pack.
@@ -202,7 +208,8 @@ impl Repository {
             });
         }
         let chunker = Chunker::new(keyring.cdc_key(), config.chunker)?;
-        let index = IndexCache::open(&cache_root.join(config.repository_id.to_hex()), config.repository_id)?;
+        let cache_dir = cache_root.join(config.repository_id.to_hex());
+        let index = IndexCache::open(&cache_dir, config.repository_id)?;
         let repo = Repository {
             storage,
             config,
@@ -211,6 +218,7 @@ impl Repository {
             index,
             opened_with: slot.id,
             index_problems: Default::default(),
+            cache_dir,
         };
         repo.sync_index()?;
         Ok(repo)
@@ -306,6 +314,14 @@ impl Repository {
         }
         *self.index_problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
         Ok(())
+    }
+
+    /// A new, empty scratch table in this repository's cache directory (deleted when dropped).
+    pub fn scratch_table(&self, purpose: &str) -> Result<crate::index::ScratchTable> {
+        let unique = hex::encode(crate::crypto::random_array::<6>()?);
+        crate::index::ScratchTable::create(
+            &self.cache_dir.join(format!("scratch-{purpose}-{}-{unique}", std::process::id())),
+        )
     }
 
     /// Ids of the index segments in the repository, sorted.

@@ -90,6 +90,11 @@ impl Packer {
         lock(&self.finished).len()
     }
 
+    /// Blobs in the packs stored but not yet taken.
+    pub(crate) fn finished_blobs(&self) -> usize {
+        lock(&self.finished).iter().map(|p| p.blobs.len()).sum()
+    }
+
     fn write(&self, mut pack: OpenPack) -> Result<()> {
         // Fisher-Yates with the OS CSPRNG: blob order must not reveal file order.
         for i in (1..pack.blobs.len()).rev() {
