@@ -1,7 +1,50 @@
 //! zstd compression of blob plaintext. A blob is stored raw when zstd does not make it
 //! smaller (already-compressed data), so restore never pays for a useless decompression.
+//! Each thread keeps one compression and one decompression context: making a context costs
+//! more than compressing a small blob.
+
+use std::cell::RefCell;
+
+use zstd::bulk::{Compressor, Decompressor};
 
 use crate::error::{Error, Result};
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<(i32, Compressor<'static>)>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// zstd-compresses `data` at `level` with this thread's context.
+fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return zstd::bulk::compress(data, level);
+        };
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(data),
+            None => zstd::bulk::compress(data, level),
+        }
+    })
+}
+
+/// Decompresses one frame of at most `max_len` bytes with this thread's context.
+fn zstd_decompress(frame: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return zstd::bulk::decompress(frame, max_len);
+        };
+        if slot.is_none() {
+            *slot = Some(Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(frame, max_len),
+            None => zstd::bulk::decompress(frame, max_len),
+        }
+    })
+}
 
 /// How a blob body is encoded inside its sealed envelope (first plaintext byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,15 +70,15 @@ impl Codec {
 /// Encodes `data` as `codec byte || body`, choosing zstd only when it shrinks the data.
 /// `level` 0 disables compression.
 pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
-    if level != 0 && !data.is_empty() {
-        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    if level != 0
+        && !data.is_empty()
+        && let Ok(compressed) = zstd_compress(data, level)
+        && compressed.len() < data.len()
+    {
+        let mut out = Vec::with_capacity(compressed.len() + 1);
         out.push(Codec::Zstd as u8);
-        if let Ok(compressed) = zstd::bulk::compress(data, level)
-            && compressed.len() < data.len()
-        {
-            out.extend_from_slice(&compressed);
-            return out;
-        }
+        out.extend_from_slice(&compressed);
+        return out;
     }
     let mut out = Vec::with_capacity(data.len() + 1);
     out.push(Codec::Raw as u8);
@@ -50,7 +93,7 @@ pub fn decode(encoded: &[u8], max_len: usize, object: &str) -> Result<Vec<u8>> {
     match Codec::from_byte(codec) {
         Some(Codec::Raw) => Ok(body.to_vec()),
         Some(Codec::Zstd) => {
-            zstd::bulk::decompress(body, max_len).map_err(|e| Error::corrupt(object, format!("zstd frame: {e}")))
+            zstd_decompress(body, max_len).map_err(|e| Error::corrupt(object, format!("zstd frame: {e}")))
         }
         None => Err(Error::corrupt(object, format!("unknown blob codec {codec}"))),
     }
@@ -70,6 +113,23 @@ mod tests {
         let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let enc = encode(&random, 3);
         assert_eq!(decode(&enc, random.len(), "t").unwrap(), random);
+    }
+
+    #[test]
+    fn a_bad_frame_does_not_spoil_the_threads_context() {
+        let text = b"the same context serves every blob of this thread ".repeat(50);
+        let good = encode(&text, 3);
+        let mut bad = good.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        bad.truncate(bad.len() - 3);
+        assert!(decode(&bad, text.len(), "t").is_err());
+        assert!(decode(&good[..good.len() / 2], text.len(), "t").is_err());
+        assert_eq!(decode(&good, text.len(), "t").unwrap(), text);
+        // Levels change the compression context; both round-trip.
+        for level in [1, 19, 3] {
+            assert_eq!(decode(&encode(&text, level), text.len(), "t").unwrap(), text);
+        }
     }
 
     #[test]
