@@ -2,13 +2,15 @@
 //! indexed pack present with its size, every entry inside its pack, every snapshot and tree
 //! readable, every blob a tree names in the index. With `read_data`, every selected pack is
 //! downloaded: its id must be the hash of its bytes, its header must match the index, and
-//! every blob must open and hash to its id.
+//! every blob must open and hash to its id (packs are read in parallel, each once).
 //!
 //! Findings name the object, what is wrong, and which snapshots and paths it affects: a first
 //! pass marks the trees that lead to damage, a second walks each snapshot into those trees
 //! only, so the cost stays with the damage, not with the number of snapshots.
 
 use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::format::envelope::ObjectKind;
@@ -245,53 +247,39 @@ impl Checker<'_> {
         for (id, (pack, entry)) in &self.index.blobs {
             by_pack.entry(*pack).or_default().push((*id, *entry));
         }
-        let mut packs: Vec<PackId> = by_pack.keys().copied().collect();
-        packs.sort();
-        let total: u64 = packs.iter().filter_map(|p| self.index.packs.get(p)).sum();
+        let already_bad: HashSet<&str> = self.bad.values().map(|(obj, _)| obj.as_str()).collect();
+        let mut selected = Vec::new();
+        for pack in by_pack.keys() {
+            if subset.selects(pack)? && !already_bad.contains(pack_name(pack).as_str()) {
+                selected.push(*pack);
+            }
+        }
+        selected.sort();
+        let total: u64 = selected.iter().filter_map(|p| self.index.packs.get(p)).sum();
         progress.phase("check: reading packs", Some(total));
-        for pack in packs {
-            if !subset.selects(&pack)? || self.bad.values().any(|(obj, _)| *obj == pack_name(&pack)) {
+        // Packs are verified in parallel, each read once; the results merge in pack order.
+        let results: Vec<PackResult> = selected
+            .par_iter()
+            .map(|pack| {
+                let r = verify_pack(self.repo, *pack, by_pack.get(pack).map_or(&[][..], Vec::as_slice));
+                progress.bytes(r.bytes);
+                r
+            })
+            .collect();
+        for r in results {
+            if let Some(why) = r.unreadable {
+                self.error(&r.name, why);
+                self.pack_bad(&r.pack, "its pack cannot be read");
                 continue;
             }
-            let name = pack_name(&pack);
-            let bytes = match self.repo.storage().get(&name) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.error(&name, e.to_string());
-                    self.pack_bad(&pack, "its pack cannot be read");
-                    continue;
-                }
-            };
             self.report.packs_read += 1;
-            self.report.bytes_read += bytes.len() as u64;
-            progress.bytes(bytes.len() as u64);
-            if PackId::of(&bytes) != pack {
-                self.error(&name, "pack content does not match its name (BLAKE3 of the bytes)");
+            self.report.bytes_read += r.bytes;
+            self.report.blobs_read += r.blobs;
+            for e in r.errors {
+                self.error(&r.name, e);
             }
-            match self.repo.pack_header(&name, &bytes) {
-                Ok(h) => {
-                    let header: HashSet<(ChunkId, u32, u32)> =
-                        h.blobs.iter().map(|b| (b.id, b.offset, b.length)).collect();
-                    let indexed = by_pack.get(&pack).map_or(0, Vec::len);
-                    let matching = by_pack
-                        .get(&pack)
-                        .map_or(0, |v| v.iter().filter(|(id, e)| header.contains(&(*id, e.offset, e.length))).count());
-                    if matching != indexed {
-                        self.error(
-                            &name,
-                            format!("{} of {indexed} index entries are not in the pack header", indexed - matching),
-                        );
-                    }
-                }
-                Err(e) => self.error(&name, e.to_string()),
-            }
-            for (id, entry) in by_pack.get(&pack).cloned().unwrap_or_default() {
-                let start = entry.offset as usize;
-                let sealed = bytes.get(start..start + entry.length as usize).unwrap_or_default();
-                self.report.blobs_read += 1;
-                if let Err(e) = self.repo.open_blob(&id, &BlobLocation::of(pack, &entry), &name, sealed) {
-                    self.bad.insert(id, (name.clone(), e.to_string()));
-                }
+            for (id, why) in r.bad {
+                self.bad.insert(id, (r.name.clone(), why));
             }
         }
         let mut damaged: HashMap<String, u64> = HashMap::new();
@@ -373,6 +361,57 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// What reading one pack found.
+struct PackResult {
+    pack: PackId,
+    name: String,
+    bytes: u64,
+    blobs: u64,
+    /// Why the pack could not be read at all.
+    unreadable: Option<String>,
+    /// Problems of the pack as a whole.
+    errors: Vec<String>,
+    /// Blobs that fail to open or to match their id, and why.
+    bad: Vec<(ChunkId, String)>,
+}
+
+/// Reads one pack: its id must hash its bytes, its header must hold the index's entries, and
+/// every indexed blob must open and match its id.
+fn verify_pack(repo: &Repository, pack: PackId, entries: &[(ChunkId, BlobEntry)]) -> PackResult {
+    let name = pack_name(&pack);
+    let mut r = PackResult { pack, name, bytes: 0, blobs: 0, unreadable: None, errors: Vec::new(), bad: Vec::new() };
+    let bytes = match repo.storage().get(&r.name) {
+        Ok(b) => b,
+        Err(e) => {
+            r.unreadable = Some(e.to_string());
+            return r;
+        }
+    };
+    r.bytes = bytes.len() as u64;
+    if PackId::of(&bytes) != pack {
+        r.errors.push("pack content does not match its name (BLAKE3 of the bytes)".into());
+    }
+    match repo.pack_header(&r.name, &bytes) {
+        Ok(h) => {
+            let header: HashSet<(ChunkId, u32, u32)> = h.blobs.iter().map(|b| (b.id, b.offset, b.length)).collect();
+            let missing = entries.iter().filter(|(id, e)| !header.contains(&(*id, e.offset, e.length))).count();
+            if missing > 0 {
+                r.errors.push(format!("{missing} of {} index entries are not in the pack header", entries.len()));
+            }
+        }
+        Err(e) => r.errors.push(e.to_string()),
+    }
+    for (id, entry) in entries {
+        let start = entry.offset as usize;
+        let sealed = bytes.get(start..start + entry.length as usize).unwrap_or_default();
+        r.blobs += 1;
+        if let Err(e) = repo.open_blob(id, &BlobLocation::of(pack, entry), &r.name, sealed) {
+            r.bad.push((*id, e.to_string()));
+        }
+    }
+    r
 }
 
 /// Adds `snap` and `path` to the finding for the bad `blob`.
