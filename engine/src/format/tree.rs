@@ -117,7 +117,8 @@ impl Node {
 
     /// Whether this is a directory.
     pub fn is_dir(&self) -> bool {
-        matches!(self.kind, NodeKind::Dir { .. })
+        let NodeKind::Dir { .. } = self.kind else { return false };
+        true
     }
 
     /// Whether `name` may appear in a tree.
