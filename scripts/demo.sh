@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real backup job, end to end: build cairn (release), create a local repository with a
 # generated password file, snapshot a directory of real files, restore it and verify every
-# byte. Usage: scripts/demo.sh [SOURCE_DIR] (default: /usr/share/doc).
+# byte, then forget/prune and check --read-data as a nightly job would.
+# Usage: scripts/demo.sh [SOURCE_DIR] (default: /usr/share/doc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,4 +21,6 @@ export CAIRN_REPOSITORY="$work/repo" CAIRN_PASSWORD_FILE="$work/password" CAIRN_
 "$cairn" restore latest --target "$work/restored"
 diff -r --no-dereference "$src" "$work/restored$src" && echo "demo: restored tree matches $src byte for byte"
 "$cairn" --recovery-code-file "$work/recovery-code" snapshots --json > /dev/null && echo "demo: the recovery code opens the repository"
+"$cairn" forget --keep-last 1 --prune     # what a nightly job does after its snapshot
+"$cairn" check --read-data && echo "demo: every pack and blob verified"
 du -sh "$work/repo" | sed 's/^/demo: repository size /'
