@@ -29,6 +29,19 @@ pub struct GlobalArgs {
     /// Open the repository with the recovery code in this file instead of a password.
     #[arg(long, global = true)]
     pub recovery_code_file: Option<PathBuf>,
+    /// PKCS#11 module of an HSM slot (e.g. /usr/lib/softhsm/libsofthsm2.so). With --hsm-token
+    /// and --hsm-key and no password source, the repository opens through the HSM.
+    #[arg(long, env = "CAIRN_HSM_MODULE", global = true, value_name = "PATH")]
+    pub hsm_module: Option<PathBuf>,
+    /// Label of the token holding the HSM key.
+    #[arg(long, env = "CAIRN_HSM_TOKEN", global = true, value_name = "LABEL")]
+    pub hsm_token: Option<String>,
+    /// Label of the AES-256 key on the token.
+    #[arg(long, env = "CAIRN_HSM_KEY", global = true, value_name = "LABEL")]
+    pub hsm_key: Option<String>,
+    /// Read the token's user PIN from this file (first line); or set CAIRN_HSM_PIN.
+    #[arg(long, env = "CAIRN_HSM_PIN_FILE", global = true, value_name = "PATH")]
+    pub hsm_pin_file: Option<PathBuf>,
     /// Directory for local caches (default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn).
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
@@ -78,6 +91,106 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Print a repository object (decrypted) for debugging.
     Cat(CatArgs),
+    /// Manage key slots, rotate the repository key, retire old data-key epochs.
+    Key(KeyArgs),
+    /// Read and verify the tamper-evident audit log.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List key slots: id, kind, label, created, last used (from the audit log).
+    List,
+    /// Add a key slot: a password, a new recovery code, or a key on an HSM token.
+    Add(KeyAddArgs),
+    /// Remove a key slot (never the last one that opens the repository).
+    Remove(KeyRemoveArgs),
+    /// Change the password of the slot the repository is opened with.
+    Passwd(NewPasswordArgs),
+    /// Make a new repository key and data-key epoch; re-seal every slot to it.
+    Rotate(KeyRotateArgs),
+    /// Show the data-key epochs and what each still seals.
+    Epochs,
+    /// Drop a data-key epoch from the keyring once nothing is sealed under it.
+    RetireEpoch(RetireEpochArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(id = "slot_kind", required = true, multiple = false)]
+pub struct KeyAddArgs {
+    /// A password slot (new password from --new-password-file, CAIRN_NEW_PASSWORD or a prompt).
+    #[arg(long, group = "slot_kind")]
+    pub password: bool,
+    /// A recovery-code slot: prints a new code once.
+    #[arg(long, group = "slot_kind")]
+    pub recovery: bool,
+    /// An HSM slot (--hsm-module, --hsm-token, --hsm-key, PIN); creates the key on the token
+    /// (AES-256, sensitive, non-extractable) when it does not exist.
+    #[arg(long, group = "slot_kind")]
+    pub hsm: bool,
+    /// A label to tell the slot apart in `key list` (stored encrypted).
+    #[arg(long, default_value = "")]
+    pub label: String,
+    /// Write a new recovery code to this file (mode 0600) instead of printing it.
+    #[arg(long)]
+    pub recovery_code_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub new_password: NewPasswordArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NewPasswordArgs {
+    /// Read the new password from this file (first line).
+    #[arg(long, env = "CAIRN_NEW_PASSWORD_FILE", value_name = "PATH")]
+    pub new_password_file: Option<PathBuf>,
+    /// Argon2id memory in KiB for the new password (default: 65536).
+    #[arg(long, value_name = "KIB")]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id iterations (default: calibrated to about 0.5 s on this machine).
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRemoveArgs {
+    /// Slot id or unique prefix.
+    pub id: String,
+    /// Allow removing the slot this command opened the repository with.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRotateArgs {
+    /// Then re-encrypt everything sealed under older epochs and retire them.
+    #[arg(long)]
+    pub reencrypt: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetireEpochArgs {
+    /// The epoch to drop.
+    pub epoch: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the audit log, oldest first.
+    Log,
+    /// Prove the chain is whole and agrees with the repository; exits 1 when it does not.
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +276,10 @@ pub struct PruneOpts {
     /// Repack at most this much (bytes, or with K, M, G, T).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_repack_size: Option<u64>,
+    /// Re-encrypt every pack and object sealed under this data-key epoch (after `key rotate`),
+    /// so `key retire-epoch` can drop it.
+    #[arg(long, value_name = "EPOCH")]
+    pub reencrypt_epoch: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +373,9 @@ pub struct InitArgs {
     /// Argon2id iterations (default: calibrated to about 0.5 s on this machine).
     #[arg(long, value_name = "N")]
     pub kdf_iterations: Option<u32>,
+    /// Label of the first password slot.
+    #[arg(long, default_value = "password")]
+    pub label: String,
     /// Chunk sizes MIN,AVG,MAX in bytes (default 524288,1048576,8388608).
     #[arg(long, value_name = "MIN,AVG,MAX")]
     pub chunk_sizes: Option<String>,

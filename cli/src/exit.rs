@@ -21,7 +21,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return match e {
                 Error::NoRepository(_) => NO_REPOSITORY,
-                Error::WrongKey(_) => WRONG_KEY,
+                Error::WrongKey(_) | Error::Hsm(_) => WRONG_KEY,
                 Error::Locked { .. } => LOCKED,
                 _ => ERROR,
             };

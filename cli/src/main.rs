@@ -22,7 +22,17 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Key material lives in this process's memory: make sure it never lands in a core file. No
+/// core dumps at all (hard limit 0), and not dumpable (which also keeps other processes of the
+/// same user from attaching a debugger or reading /proc/PID/mem).
+fn forbid_core_dumps() {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    let _ = setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) });
+    let _ = set_dumpable_behavior(DumpableBehavior::NotDumpable);
+}
+
 fn main() {
+    forbid_core_dumps();
     raise_open_file_limit();
     let cli = args::Cli::parse();
     let json = cli.global.json;

@@ -1,13 +1,15 @@
-//! Where the password or recovery code comes from: --recovery-code-file, --password-file,
-//! --password-command, CAIRN_PASSWORD, else a prompt when stdin is a tty. Never a prompt
-//! without a tty: unattended jobs fail fast with a clear message.
+//! Where the secret that opens the repository comes from, first match wins:
+//! --recovery-code-file; --password-file, --password-command, CAIRN_PASSWORD; an HSM key
+//! (--hsm-module, --hsm-token, --hsm-key with --hsm-pin-file or CAIRN_HSM_PIN); else a prompt
+//! when stdin is a tty. Never a prompt without a tty: unattended jobs fail fast with a clear
+//! message.
 
 use std::io::IsTerminal;
 use std::process::Command;
 
 use anyhow::{Context, bail};
 use cairn_engine::crypto::SecretBytes;
-use cairn_engine::keys::{OpenSecret, RecoveryCode};
+use cairn_engine::keys::{HsmConfig, OpenSecret, RecoveryCode};
 
 use crate::args::GlobalArgs;
 
@@ -52,6 +54,48 @@ pub fn password(g: &GlobalArgs, confirm: bool) -> anyhow::Result<SecretBytes> {
     Ok(SecretBytes::from(pw))
 }
 
+fn has_password_source(g: &GlobalArgs) -> bool {
+    g.password_file.is_some() || g.password_command.is_some() || std::env::var_os("CAIRN_PASSWORD").is_some()
+}
+
+/// The HSM key named by the global flags, when module, token and key are all given.
+pub fn hsm_config(g: &GlobalArgs) -> anyhow::Result<Option<HsmConfig>> {
+    let (Some(module), Some(token), Some(key_label)) = (&g.hsm_module, &g.hsm_token, &g.hsm_key) else {
+        return Ok(None);
+    };
+    let pin = if let Some(path) = &g.hsm_pin_file {
+        first_line(std::fs::read(path).with_context(|| format!("reading HSM PIN file {}", path.display()))?)
+    } else if let Ok(pin) = std::env::var("CAIRN_HSM_PIN") {
+        SecretBytes::from(pin)
+    } else if std::io::stdin().is_terminal() {
+        SecretBytes::from(rpassword::prompt_password(format!("PIN of token {token}: ")).context("reading PIN")?)
+    } else {
+        bail!("no HSM PIN given and no terminal to ask on: use --hsm-pin-file or CAIRN_HSM_PIN");
+    };
+    Ok(Some(HsmConfig { module: module.clone(), token: token.clone(), key_label: key_label.clone(), pin }))
+}
+
+/// A new password for `key add --password` / `key passwd`: --new-password-file,
+/// CAIRN_NEW_PASSWORD, else a prompt (twice) on a tty.
+pub fn new_password(file: Option<&std::path::Path>) -> anyhow::Result<SecretBytes> {
+    if let Some(path) = file {
+        let bytes = std::fs::read(path).with_context(|| format!("reading new password file {}", path.display()))?;
+        return Ok(first_line(bytes));
+    }
+    if let Ok(pw) = std::env::var("CAIRN_NEW_PASSWORD") {
+        return Ok(SecretBytes::from(pw));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no new password given and no terminal to ask on: use --new-password-file or CAIRN_NEW_PASSWORD");
+    }
+    let pw = rpassword::prompt_password("new password: ").context("reading password")?;
+    let again = rpassword::prompt_password("repeat new password: ").context("reading password")?;
+    if again != pw {
+        bail!("passwords do not match");
+    }
+    Ok(SecretBytes::from(pw))
+}
+
 /// The secret that opens the repository.
 pub fn open_secret(g: &GlobalArgs) -> anyhow::Result<OpenSecret> {
     if let Some(path) = &g.recovery_code_file {
@@ -59,6 +103,11 @@ pub fn open_secret(g: &GlobalArgs) -> anyhow::Result<OpenSecret> {
             std::fs::read_to_string(path).with_context(|| format!("reading recovery code file {}", path.display()))?;
         let code = RecoveryCode::parse(&text).with_context(|| format!("recovery code in {}", path.display()))?;
         return Ok(OpenSecret::Recovery(code));
+    }
+    if !has_password_source(g)
+        && let Some(cfg) = hsm_config(g)?
+    {
+        return Ok(OpenSecret::Hsm(cfg));
     }
     Ok(OpenSecret::Password(password(g, false)?))
 }

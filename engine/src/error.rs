@@ -15,6 +15,11 @@ pub enum Error {
     #[error("wrong password or key: {0}")]
     WrongKey(String),
 
+    /// The PKCS#11 module, token, PIN or key of an HSM slot was not usable (missing token,
+    /// wrong PIN, missing key, module not loadable). Reported like a wrong key.
+    #[error("HSM: {0}")]
+    Hsm(String),
+
     /// An object exists but its bytes are not what they must be (authentication failed,
     /// truncated, undecodable, wrong id). Run `cairn check` for the full picture.
     #[error("repository object {object} is damaged: {why}")]

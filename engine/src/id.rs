@@ -29,6 +29,11 @@ macro_rules! id_type {
                 Ok(Self(out))
             }
 
+            /// The first 12 hex characters, as shown to people.
+            pub fn short(&self) -> String {
+                hex::encode(self.0.get(..6).unwrap_or_default())
+            }
+
             /// The raw bytes.
             pub fn as_bytes(&self) -> &[u8; 32] {
                 &self.0

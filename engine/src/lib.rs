@@ -8,6 +8,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 #[cfg(feature = "repository")]
+pub mod audit;
+#[cfg(feature = "repository")]
 pub mod backup;
 #[cfg(feature = "repository")]
 pub mod check;

@@ -1,5 +1,6 @@
 //! Cairn's integration tests: one binary, one module per area.
 
+mod audit;
 mod check;
 mod cli;
 mod confidentiality;
@@ -7,6 +8,7 @@ mod corruption;
 mod dedup;
 mod fswalk;
 mod incremental;
+mod keys;
 mod maintenance;
 mod metadata;
 mod restore_options;

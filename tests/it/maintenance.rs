@@ -86,12 +86,24 @@ fn forget_and_prune_free_space_and_keep_what_remains() {
     let dry = prune(&repo, PruneOptions::default(), true, &NoProgress).unwrap();
     assert!(!dry.plan.is_empty(), "{:?}", dry.plan);
     assert_eq!(h.t.size(), before, "a dry run changes nothing");
-    let out = prune(&repo, PruneOptions { max_unused: 0.0, max_repack_size: None }, false, &NoProgress).unwrap();
+    let out = prune(
+        &repo,
+        PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None },
+        false,
+        &NoProgress,
+    )
+    .unwrap();
     assert!(out.plan.bytes_freed() > 0);
     assert!(h.t.size() < before - 500_000, "{} -> {}", before, h.t.size());
     assert_intact(&h, &repo, "after");
     // A second prune finds nothing left to do.
-    let again = prune(&repo, PruneOptions { max_unused: 0.0, max_repack_size: None }, false, &NoProgress).unwrap();
+    let again = prune(
+        &repo,
+        PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None },
+        false,
+        &NoProgress,
+    )
+    .unwrap();
     assert!(again.plan.is_empty(), "{:?}", again.plan);
     // A fresh client (no cache) sees the same repository.
     fs::remove_dir_all(h.t.cache()).unwrap();
@@ -111,7 +123,7 @@ fn prune_interrupted_at_every_step_loses_nothing() {
         let faulty = Arc::new(FaultStorage::new(local.clone(), Some(n)));
         let cache = h.work.path().join(format!("cache-{n}"));
         let repo = open_at(&copy, &cache, faulty.clone());
-        let opts = PruneOptions { max_unused: 0.0, max_repack_size: None };
+        let opts = PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None };
         let result = prune(&repo, opts, false, &NoProgress);
         drop(repo);
         // Whatever happened, a new client (fresh cache) finds every remaining snapshot whole.
@@ -341,7 +353,7 @@ proptest::proptest! {
                     drop(repo);
                     let faulty: Arc<dyn Storage> = Arc::new(FaultStorage::new(local.clone(), fail_after.map(u64::from)));
                     let crashing = open_at(&t.repo_path(), &work.path().join(format!("cache-{step}")), faulty);
-                    match prune(&crashing, PruneOptions { max_unused: 0.0, max_repack_size: None }, false, &NoProgress) {
+                    match prune(&crashing, PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None }, false, &NoProgress) {
                         Ok(_) | Err(Error::Storage { .. }) => {}
                         Err(e) => panic!("step {step}: prune failed: {e}"),
                     }

@@ -13,30 +13,33 @@ use crate::exit;
 
 pub fn run(g: &GlobalArgs, a: &DumpArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
-    let path = a.path.as_os_str().as_bytes();
-    let (name, node) = match resolve(&repo, snap.tree, path)? {
-        Resolved::Node(p, n) => (p.rsplit(|&b| b == b'/').next().unwrap_or(&p).to_vec(), n),
-        Resolved::Root(_) => {
-            bail!("give a path inside the snapshot (the root itself cannot be dumped; use its top directory)")
+    super::audited(&repo, "dump", super::AuditNeed::BestEffort, |rec| {
+        let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+        rec.detail = format!("snapshot {}", id.to_hex());
+        let path = a.path.as_os_str().as_bytes();
+        let (name, node) = match resolve(&repo, snap.tree, path)? {
+            Resolved::Node(p, n) => (p.rsplit(|&b| b == b'/').next().unwrap_or(&p).to_vec(), n),
+            Resolved::Root(_) => {
+                bail!("give a path inside the snapshot (the root itself cannot be dumped; use its top directory)")
+            }
+        };
+        let mut out: Box<dyn Write> = match &a.output {
+            Some(file) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?,
+            )),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        match (a.archive, &node.kind) {
+            (Some(ArchiveArg::Tar), _) => {
+                write_tar(&repo, &name, &node, &mut out)?;
+            }
+            (None, NodeKind::File { .. }) => {
+                write_content(&repo, &node, &mut out)?;
+            }
+            (None, NodeKind::Dir { .. }) => bail!("{} is a directory: use --archive tar", a.path.display()),
+            (None, _) => bail!("{} is not a regular file: use --archive tar", a.path.display()),
         }
-    };
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(file) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    match (a.archive, &node.kind) {
-        (Some(ArchiveArg::Tar), _) => {
-            write_tar(&repo, &name, &node, &mut out)?;
-        }
-        (None, NodeKind::File { .. }) => {
-            write_content(&repo, &node, &mut out)?;
-        }
-        (None, NodeKind::Dir { .. }) => bail!("{} is a directory: use --archive tar", a.path.display()),
-        (None, _) => bail!("{} is not a regular file: use --archive tar", a.path.display()),
-    }
-    out.flush()?;
-    Ok(exit::OK)
+        out.flush()?;
+        Ok(exit::OK)
+    })
 }

@@ -57,39 +57,46 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
     }
     let by = group_by(a)?;
     let repo = super::open(g)?;
-    let _lock = if a.dry_run { None } else { Some(super::lock(g, &repo, true, "forget")?) };
-    let all: Vec<SnapshotInfo> = repo.snapshots()?.iter().map(|(id, s)| forget::info(*id, s)).collect();
-    let wanted_paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
-    let considered: Vec<SnapshotInfo> = all
-        .into_iter()
-        .filter(|s| a.hosts.is_empty() || a.hosts.contains(&s.hostname))
-        .filter(|s| a.tags.iter().all(|t| s.tags.contains(t)))
-        .filter(|s| wanted_paths.iter().all(|p| s.paths.contains(p)))
-        .collect();
-    let decisions = if a.snapshots.is_empty() {
-        forget::policy::apply(&considered, &policy, by)
-    } else {
-        let named: Vec<cairn_engine::ObjectId> =
-            a.snapshots.iter().map(|s| repo.find_snapshot(s).map(|(id, _)| id)).collect::<Result<_, _>>()?;
-        considered
-            .iter()
-            .map(|s| forget::Decision {
-                snapshot: s.clone(),
-                group: forget::GroupKey { hostname: None, paths: None, tags: None },
-                keep: !named.contains(&s.id),
-                reasons: if named.contains(&s.id) { Vec::new() } else { vec!["not named".into()] },
-            })
-            .filter(|d| !d.keep)
-            .collect()
-    };
-    let remove: Vec<cairn_engine::ObjectId> = decisions.iter().filter(|d| !d.keep).map(|d| d.snapshot.id).collect();
-    if !a.dry_run {
-        forget::remove(&repo, &remove)?;
-    }
-    crate::metrics::record("snapshots_removed", "Snapshots removed.", remove.len() as f64);
-    crate::metrics::record("snapshots_kept", "Snapshots kept.", (decisions.len() - remove.len()) as f64);
-    if g.json {
-        let docs: Vec<_> = decisions
+    super::audited(&repo, "forget", super::AuditNeed::Required, |rec| {
+        let _lock = if a.dry_run { None } else { Some(super::lock(g, &repo, true, "forget")?) };
+        let all: Vec<SnapshotInfo> = repo.snapshots()?.iter().map(|(id, s)| forget::info(*id, s)).collect();
+        let wanted_paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
+        let considered: Vec<SnapshotInfo> = all
+            .into_iter()
+            .filter(|s| a.hosts.is_empty() || a.hosts.contains(&s.hostname))
+            .filter(|s| a.tags.iter().all(|t| s.tags.contains(t)))
+            .filter(|s| wanted_paths.iter().all(|p| s.paths.contains(p)))
+            .collect();
+        let decisions = if a.snapshots.is_empty() {
+            forget::policy::apply(&considered, &policy, by)
+        } else {
+            let named: Vec<cairn_engine::ObjectId> =
+                a.snapshots.iter().map(|s| repo.find_snapshot(s).map(|(id, _)| id)).collect::<Result<_, _>>()?;
+            considered
+                .iter()
+                .map(|s| forget::Decision {
+                    snapshot: s.clone(),
+                    group: forget::GroupKey { hostname: None, paths: None, tags: None },
+                    keep: !named.contains(&s.id),
+                    reasons: if named.contains(&s.id) { Vec::new() } else { vec!["not named".into()] },
+                })
+                .filter(|d| !d.keep)
+                .collect()
+        };
+        let remove: Vec<cairn_engine::ObjectId> = decisions.iter().filter(|d| !d.keep).map(|d| d.snapshot.id).collect();
+        if a.dry_run {
+            rec.detail = format!("dry run: {} snapshot(s) would be removed", remove.len());
+        } else {
+            let result = forget::remove(&repo, &remove);
+            // What was deleted before a failure is recorded too: the log must match the repository.
+            let present: std::collections::BTreeSet<_> = repo.snapshot_ids()?.into_iter().collect();
+            rec.snapshots_deleted = remove.iter().filter(|id| !present.contains(id)).copied().collect();
+            result?;
+        }
+        crate::metrics::record("snapshots_removed", "Snapshots removed.", remove.len() as f64);
+        crate::metrics::record("snapshots_kept", "Snapshots kept.", (decisions.len() - remove.len()) as f64);
+        if g.json {
+            let docs: Vec<_> = decisions
             .iter()
             .map(|d| {
                 serde_json::json!({
@@ -99,29 +106,30 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
                 })
             })
             .collect();
-        output::json(&serde_json::json!({ "dry_run": a.dry_run, "snapshots": docs, "removed": remove.len() }))?;
-    } else if !g.quiet {
-        let mut last_group = None;
-        for d in &decisions {
-            if last_group.as_ref() != Some(&d.group) && a.snapshots.is_empty() {
-                let paths: Vec<String> =
-                    d.snapshot.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
-                println!("group: host {} paths {}", d.snapshot.hostname, paths.join(" "));
-                last_group = Some(d.group.clone());
+            output::json(&serde_json::json!({ "dry_run": a.dry_run, "snapshots": docs, "removed": remove.len() }))?;
+        } else if !g.quiet {
+            let mut last_group = None;
+            for d in &decisions {
+                if last_group.as_ref() != Some(&d.group) && a.snapshots.is_empty() {
+                    let paths: Vec<String> =
+                        d.snapshot.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+                    println!("group: host {} paths {}", d.snapshot.hostname, paths.join(" "));
+                    last_group = Some(d.group.clone());
+                }
+                println!(
+                    "  {:<6} {}  {}  {}",
+                    if d.keep { "keep" } else { "remove" },
+                    &d.snapshot.id.to_hex()[..12],
+                    output::time(d.snapshot.time_ns),
+                    d.reasons.join(", ")
+                );
             }
-            println!(
-                "  {:<6} {}  {}  {}",
-                if d.keep { "keep" } else { "remove" },
-                &d.snapshot.id.to_hex()[..12],
-                output::time(d.snapshot.time_ns),
-                d.reasons.join(", ")
-            );
+            println!("{} snapshot(s) {}", remove.len(), if a.dry_run { "would be removed" } else { "removed" });
         }
-        println!("{} snapshot(s) {}", remove.len(), if a.dry_run { "would be removed" } else { "removed" });
-    }
-    if a.prune && !a.dry_run {
-        drop(_lock);
-        return super::prune::run_with(g, &a.prune_opts, false, &repo, &NoProgress);
-    }
-    Ok(exit::OK)
+        if a.prune && !a.dry_run {
+            drop(_lock);
+            return super::prune::run_with(g, &a.prune_opts, false, &repo, &NoProgress, rec);
+        }
+        Ok(exit::OK)
+    })
 }

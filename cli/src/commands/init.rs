@@ -34,6 +34,8 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
     };
     let mut opts = InitOptions::new(password, argon2);
     opts.recovery_code = !a.no_recovery_code;
+    opts.label = a.label.clone();
+    opts.actor = super::actor();
     if let Some(s) = &a.chunk_sizes {
         opts.chunker = chunk_sizes(s)?;
     }

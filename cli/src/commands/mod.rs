@@ -1,5 +1,6 @@
 //! One thin file per subcommand: arguments -> engine options -> call -> render.
 
+mod audit;
 mod cat;
 mod check;
 mod diff;
@@ -7,6 +8,7 @@ mod dump;
 mod find;
 mod forget;
 mod init;
+mod key;
 mod ls;
 mod prune;
 mod repair;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cairn_engine::Repository;
+use cairn_engine::audit::{Actor, AuditRecord};
 use cairn_engine::repo::{LockGuard, LockOptions};
 use cairn_engine::storage::{LocalStorage, Storage};
 
@@ -43,6 +46,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Repair(a) => repair::run(g, a),
         Command::Unlock(a) => unlock::run(g, a),
         Command::Cat(a) => cat::run(g, a),
+        Command::Key(a) => key::run(g, a),
+        Command::Audit(a) => audit::run(g, a),
     }
 }
 
@@ -88,7 +93,49 @@ pub fn hostname() -> String {
 
 /// The user running cairn.
 pub fn username() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default()
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
+}
+
+/// Who runs this command, for the audit log.
+pub fn actor() -> Actor {
+    Actor { host: hostname(), user: username() }
+}
+
+/// Whether a command fails when its audit entry cannot be written. Commands that only read
+/// (restore, dump, check) must keep working on read-only media, so they warn instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditNeed {
+    Required,
+    BestEffort,
+}
+
+/// Runs `f` and appends an audit entry with what it recorded and how it ended. An operation
+/// refused because the repository is locked did nothing and is not logged.
+pub fn audited(
+    repo: &Repository,
+    operation: &str,
+    need: AuditNeed,
+    f: impl FnOnce(&mut AuditRecord) -> anyhow::Result<i32>,
+) -> anyhow::Result<i32> {
+    let mut rec = AuditRecord::new(operation);
+    let result = f(&mut rec);
+    match &result {
+        Err(e) if crate::exit::code_for(e) == crate::exit::LOCKED => return result,
+        Err(e) => rec.outcome = format!("failed: {e:#}"),
+        Ok(code) if *code == crate::exit::PARTIAL => rec.outcome = "partial".into(),
+        Ok(code) if *code != crate::exit::OK && rec.outcome == "ok" => rec.outcome = format!("exit {code}"),
+        Ok(_) => {}
+    }
+    if let Err(e) = repo.audit(&actor(), &rec) {
+        if need == AuditNeed::Required && result.is_ok() {
+            return Err(anyhow::Error::new(e)
+                .context(format!("{operation} finished, but its audit entry could not be written")));
+        }
+        eprintln!("cairn: warning: could not append to the audit log: {e}");
+    }
+    result
 }
 
 /// Takes a repository lock for `operation`, waiting up to `--retry-lock`.

@@ -8,11 +8,16 @@ use crate::{exit, output};
 
 pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    match a.what {
+    let op = match a.what {
+        RepairWhat::Index => "repair index",
+        RepairWhat::Snapshots => "repair snapshots",
+    };
+    super::audited(&repo, op, super::AuditNeed::Required, |rec| match a.what {
         RepairWhat::Index => {
             let _lock = super::lock(g, &repo, true, "repair index")?;
             let progress = TermProgress::new(g.quiet || g.json);
             let out = repair_index(&repo, &progress)?;
+            rec.detail = format!("{} segment(s) written, {} removed", out.segments_written, out.segments_deleted);
             let code = if out.unreadable.is_empty() { exit::OK } else { exit::ERROR };
             if g.json {
                 output::json(&serde_json::json!({
@@ -38,6 +43,8 @@ pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
             let _lock = super::lock(g, &repo, true, "repair snapshots")?;
             let progress = TermProgress::new(g.quiet || g.json);
             let out = repair_snapshots(&repo, &progress)?;
+            rec.snapshots_created = out.repaired.iter().map(|r| r.new).collect();
+            rec.snapshots_deleted = out.repaired.iter().map(|r| r.old).collect();
             if g.json {
                 output::json(&serde_json::json!({
                     "snapshots": out.snapshots,
@@ -61,5 +68,5 @@ pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
             }
             Ok(exit::OK)
         }
-    }
+    })
 }

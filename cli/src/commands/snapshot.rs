@@ -78,73 +78,77 @@ fn run_stream(
 pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     let excludes = excludes(a)?;
     let repo = super::open(g)?;
-    let _lock = super::lock(g, &repo, false, "snapshot")?;
-    let parent = match (&a.parent, a.force) {
-        (Some(spec), _) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),
-        (None, true) => ParentChoice::None,
-        (None, false) => ParentChoice::Auto,
-    };
-    let opts = BackupOptions {
-        paths: a.paths.clone(),
-        tags: a.tags.clone(),
-        hostname: a.host.clone().unwrap_or_else(super::hostname),
-        username: super::username(),
-        time_ns: None,
-        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
-        parent,
-        excludes,
-    };
-    let start = Instant::now();
-    let progress = TermProgress::new(g.quiet || g.json);
-    let out = if a.stdin || a.stdin_from_command.is_some() {
-        run_stream(&repo, a, &opts, &progress)?
-    } else {
-        backup(&repo, &opts, &progress)?
-    };
-    let secs = start.elapsed().as_secs_f64();
-    let s = &out.snapshot.summary;
-    let code = if out.errors.is_empty() { exit::OK } else { exit::PARTIAL };
-    for (name, help, value) in [
-        ("files_new", "Files new since the parent snapshot.", s.files_new),
-        ("files_changed", "Files changed since the parent snapshot.", s.files_changed),
-        ("files_unchanged", "Files unchanged since the parent snapshot.", s.files_unchanged),
-        ("bytes_read", "Bytes of file content read.", s.bytes_read),
-        ("bytes_total", "Bytes of file content in the snapshot.", s.bytes_total),
-        ("bytes_added", "Bytes added to the repository.", s.bytes_added_stored),
-        ("errors", "Sources that could not be read.", out.errors.len() as u64),
-    ] {
-        crate::metrics::record(name, help, value as f64);
-    }
-    if g.json {
-        output::json(&serde_json::json!({
-            "snapshot_id": out.snapshot_id.to_hex(),
-            "parent": out.snapshot.parent.map(|p| p.to_hex()),
-            "files_new": s.files_new, "files_changed": s.files_changed, "files_unchanged": s.files_unchanged,
-            "dirs": s.dirs, "others": s.others,
-            "bytes_read": s.bytes_read, "bytes_total": s.bytes_total,
-            "blobs_added": s.blobs_added, "bytes_added_raw": s.bytes_added_raw, "bytes_added_stored": s.bytes_added_stored,
-            "duration_seconds": secs,
-            "errors": out.errors.iter().map(|e| serde_json::json!({"path": e.path.display().to_string(), "error": e.message})).collect::<Vec<_>>(),
-            "exit_code": code,
-        }))?;
-    } else if !g.quiet {
-        println!(
-            "snapshot {} saved: files {} new, {} changed, {} unchanged; {} read, {} added to the repository ({} stored) in {:.1}s",
-            &out.snapshot_id.to_hex()[..12],
-            s.files_new,
-            s.files_changed,
-            s.files_unchanged,
-            output::bytes(s.bytes_read),
-            output::bytes(s.bytes_added_raw),
-            output::bytes(s.bytes_added_stored),
-            secs
-        );
-        if !out.errors.is_empty() {
-            eprintln!("{} source(s) could not be read:", out.errors.len());
-            for e in &out.errors {
-                eprintln!("  {}: {}", e.path.display(), e.message);
+    super::audited(&repo, "snapshot", super::AuditNeed::Required, |rec| {
+        let _lock = super::lock(g, &repo, false, "snapshot")?;
+        let parent = match (&a.parent, a.force) {
+            (Some(spec), _) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),
+            (None, true) => ParentChoice::None,
+            (None, false) => ParentChoice::Auto,
+        };
+        let opts = BackupOptions {
+            paths: a.paths.clone(),
+            tags: a.tags.clone(),
+            hostname: a.host.clone().unwrap_or_else(super::hostname),
+            username: super::username(),
+            time_ns: None,
+            program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+            parent,
+            excludes,
+        };
+        let start = Instant::now();
+        let progress = TermProgress::new(g.quiet || g.json);
+        let out = if a.stdin || a.stdin_from_command.is_some() {
+            run_stream(&repo, a, &opts, &progress)?
+        } else {
+            backup(&repo, &opts, &progress)?
+        };
+        let secs = start.elapsed().as_secs_f64();
+        rec.snapshots_created.push(out.snapshot_id);
+        rec.detail = format!("{} source error(s)", out.errors.len());
+        let s = &out.snapshot.summary;
+        let code = if out.errors.is_empty() { exit::OK } else { exit::PARTIAL };
+        for (name, help, value) in [
+            ("files_new", "Files new since the parent snapshot.", s.files_new),
+            ("files_changed", "Files changed since the parent snapshot.", s.files_changed),
+            ("files_unchanged", "Files unchanged since the parent snapshot.", s.files_unchanged),
+            ("bytes_read", "Bytes of file content read.", s.bytes_read),
+            ("bytes_total", "Bytes of file content in the snapshot.", s.bytes_total),
+            ("bytes_added", "Bytes added to the repository.", s.bytes_added_stored),
+            ("errors", "Sources that could not be read.", out.errors.len() as u64),
+        ] {
+            crate::metrics::record(name, help, value as f64);
+        }
+        if g.json {
+            output::json(&serde_json::json!({
+                "snapshot_id": out.snapshot_id.to_hex(),
+                "parent": out.snapshot.parent.map(|p| p.to_hex()),
+                "files_new": s.files_new, "files_changed": s.files_changed, "files_unchanged": s.files_unchanged,
+                "dirs": s.dirs, "others": s.others,
+                "bytes_read": s.bytes_read, "bytes_total": s.bytes_total,
+                "blobs_added": s.blobs_added, "bytes_added_raw": s.bytes_added_raw, "bytes_added_stored": s.bytes_added_stored,
+                "duration_seconds": secs,
+                "errors": out.errors.iter().map(|e| serde_json::json!({"path": e.path.display().to_string(), "error": e.message})).collect::<Vec<_>>(),
+                "exit_code": code,
+            }))?;
+        } else if !g.quiet {
+            println!(
+                "snapshot {} saved: files {} new, {} changed, {} unchanged; {} read, {} added to the repository ({} stored) in {:.1}s",
+                &out.snapshot_id.to_hex()[..12],
+                s.files_new,
+                s.files_changed,
+                s.files_unchanged,
+                output::bytes(s.bytes_read),
+                output::bytes(s.bytes_added_raw),
+                output::bytes(s.bytes_added_stored),
+                secs
+            );
+            if !out.errors.is_empty() {
+                eprintln!("{} source(s) could not be read:", out.errors.len());
+                for e in &out.errors {
+                    eprintln!("  {}: {}", e.path.display(), e.message);
+                }
             }
         }
-    }
-    Ok(code)
+        Ok(code)
+    })
 }

@@ -16,6 +16,12 @@ pub mod context {
     pub const GEAR_TABLE: &str = "cairn v1 2026-11-23 fastcdc gear table";
     /// recovery code || salt -> recovery slot wrapping key.
     pub const RECOVERY_SLOT: &str = "cairn v1 2026-11-23 recovery slot wrapping key";
+    /// X25519 shared secret || ephemeral public || slot public -> key sealing K to a slot.
+    pub const SLOT_SEAL: &str = "cairn v1 2026-11-24 slot sealed repository key";
+    /// K -> key sealing each slot's label and creation time.
+    pub const SLOT_INFO: &str = "cairn v1 2026-11-24 slot info";
+    /// K_audit -> MAC key of audit entries (kept apart from any other use of K_audit).
+    pub const AUDIT_MAC: &str = "cairn v1 2026-11-24 audit entry mac";
 }
 
 /// BLAKE3 `derive_key(context, material)` as a zeroizing key.

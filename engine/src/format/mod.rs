@@ -1,6 +1,7 @@
 //! The on-disk format, one file per section of `format-spec/SPEC.md`: bytes <-> types, pure
 //! and deterministic. Nothing here touches storage; only `envelope` calls the AEAD.
 
+pub mod audit;
 pub mod config;
 pub mod envelope;
 pub mod index;

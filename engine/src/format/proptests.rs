@@ -119,9 +119,13 @@ proptest! {
         let k = KeyringDoc { repository_id: id, id_key: id, cdc_key: id, audit_key: id,
             epochs: epochs.iter().map(|&e| EpochKeyDoc { epoch: e, key: id, created_ns: created }).collect() };
         prop_assert!(KeyringDoc::decode(&k.encode(), "k").unwrap() == k);
-        let slot = SlotDoc { version: 1, id: ObjectId(id), repository_id: ObjectId(id), kind: SlotKind::Password { argon2id: Argon2Params::MIN },
-            salt: id.to_vec(), nonce: id[..24].to_vec(), wrapped_key: [id, id].concat()[..48].to_vec() };
-        prop_assert_eq!(SlotDoc::decode(&slot.encode(), "s").unwrap(), slot);
+        let slot = SlotDoc { version: 2, id: ObjectId(id), repository_id: ObjectId(id), kind: SlotKind::Password { argon2id: Argon2Params::MIN },
+            salt: id.to_vec(), nonce: id[..24].to_vec(), wrapped_secret: [id, id].concat()[..48].to_vec(),
+            public_key: id.to_vec(), keyring: hex::encode(&id[..16]),
+            sealed_key: [id, id, id, id].concat()[..104].to_vec(), info: [id, id].concat()[..50].to_vec() };
+        prop_assert_eq!(SlotDoc::decode(&slot.encode(), "s").unwrap(), slot.clone());
+        let hsm = SlotDoc { kind: SlotKind::Hsm, nonce: id[..12].to_vec(), ..slot };
+        prop_assert_eq!(SlotDoc::decode(&hsm.encode(), "s").unwrap(), hsm);
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Spec: format-spec/SPEC.md#key-slots
 //!
 //! A key slot is the only object stored unsealed: it must be readable before any key is known.
-//! It is a small JSON document holding the slot kind, the KDF and its parameters, and the
-//! repository key K wrapped (XChaCha20-Poly1305) under the key the slot's secret derives.
-//! It reveals nothing but the repository id (random) and the KDF cost.
+//! It is a small JSON document. Each slot has an X25519 key pair: the secret half is wrapped
+//! under the key the slot's secret derives (password, recovery code) or by an HSM key, and the
+//! repository key K is sealed to the public half. That split is what makes rotation work: a new
+//! K can be sealed to every remaining slot without knowing any slot's password or holding its
+//! HSM. The slot reveals the repository id (random), the slot kind, the KDF cost and which
+//! keyring object it opens (a name derived from K); its label, creation time and HSM token and
+//! key labels are sealed under a key derived from K.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,20 +16,45 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
 /// Slot document version.
-pub const SLOT_VERSION: u32 = 1;
+pub const SLOT_VERSION: u32 = 2;
 
-/// How the slot's wrapping key is derived from the secret a person holds.
+/// Length of `sealed_key`: ephemeral public key (32) || nonce (24) || K (32) || tag (16).
+pub const SEALED_KEY_LEN: usize = 32 + 24 + 32 + 16;
+
+/// How the slot's X25519 secret is protected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum SlotKind {
-    /// Argon2id(password, salt, params).
+    /// XChaCha20-Poly1305 under Argon2id(password, salt, params).
     Password {
         /// Argon2id cost.
         argon2id: Argon2Params,
     },
-    /// BLAKE3 derive_key(RECOVERY_SLOT, code bytes || salt): the code has 144 random bits, so a
-    /// slow KDF adds nothing.
+    /// XChaCha20-Poly1305 under BLAKE3 derive_key(RECOVERY_SLOT, code bytes || salt): the code
+    /// has 144 random bits, so a slow KDF adds nothing.
     Recovery,
+    /// AES-256-GCM (CKM_AES_GCM, 12-byte IV from the token, 128-bit tag) under a non-extractable
+    /// key on a PKCS#11 token. Which token and key is not stored in clear: the user names them.
+    Hsm,
+}
+
+impl SlotKind {
+    /// The kind's name as stored and shown.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SlotKind::Password { .. } => "password",
+            SlotKind::Recovery => "recovery",
+            SlotKind::Hsm => "hsm",
+        }
+    }
+
+    /// Nonce (IV) length of the secret's wrapping.
+    pub fn nonce_len(&self) -> usize {
+        match self {
+            SlotKind::Hsm => 12,
+            _ => 24,
+        }
+    }
 }
 
 /// A key slot document.
@@ -37,27 +66,65 @@ pub struct SlotDoc {
     pub id: ObjectId,
     /// Repository the slot opens.
     pub repository_id: ObjectId,
-    /// Derivation of the wrapping key.
+    /// How the slot secret is protected.
     #[serde(flatten)]
     pub kind: SlotKind,
-    /// KDF salt, 32 bytes hex.
+    /// KDF salt, 32 bytes hex (random and unused for HSM slots).
     #[serde(with = "hex_bytes")]
     pub salt: Vec<u8>,
-    /// Wrapping nonce, 24 bytes hex.
+    /// Nonce of `wrapped_secret`: 24 bytes, or the 12-byte GCM IV for HSM slots.
     #[serde(with = "hex_bytes")]
     pub nonce: Vec<u8>,
-    /// K encrypted under the wrapping key, followed by the tag (48 bytes hex).
+    /// The slot's X25519 secret key (32) || tag (16), encrypted under the slot key.
     #[serde(with = "hex_bytes")]
-    pub wrapped_key: Vec<u8>,
+    pub wrapped_secret: Vec<u8>,
+    /// The slot's X25519 public key (32 bytes).
+    #[serde(with = "hex_bytes")]
+    pub public_key: Vec<u8>,
+    /// Name of the keyring object the sealed K opens (`keyring/<this>`), 32 hex characters.
+    pub keyring: String,
+    /// K sealed to `public_key`: ephemeral public key || nonce || ciphertext || tag.
+    #[serde(with = "hex_bytes")]
+    pub sealed_key: Vec<u8>,
+    /// [`SlotInfo`] sealed under BLAKE3-derive(SLOT_INFO, K): nonce (24) || ciphertext || tag.
+    #[serde(with = "hex_bytes")]
+    pub info: Vec<u8>,
+}
+
+/// What `key list` shows about a slot; sealed in the slot because labels are metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SlotInfo {
+    /// A label the user chose ("laptop", "offsite safe").
+    #[serde(default)]
+    pub label: String,
+    /// When the slot was made, ns since the Unix epoch.
+    pub created_ns: i64,
+    /// For HSM slots: the token label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm_token: Option<String>,
+    /// For HSM slots: the key label on the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm_key: Option<String>,
 }
 
 impl SlotDoc {
-    /// Associated data when wrapping K: binds the slot to its repository and its id.
+    /// Associated data of every encryption in the slot: binds it to its repository, its id and
+    /// its kind.
     pub fn associated_data(&self) -> Vec<u8> {
         let mut ad = b"cairn\0slot\0".to_vec();
         ad.extend_from_slice(&self.version.to_le_bytes());
         ad.extend_from_slice(self.repository_id.as_bytes());
         ad.extend_from_slice(self.id.as_bytes());
+        ad.extend_from_slice(self.kind.name().as_bytes());
+        ad
+    }
+
+    /// Associated data of `sealed_key`: the slot's, plus the keyring name, so a sealed K cannot
+    /// be paired with another keyring name.
+    pub fn sealed_key_ad(&self) -> Vec<u8> {
+        let mut ad = self.associated_data();
+        ad.push(0);
+        ad.extend_from_slice(self.keyring.as_bytes());
         ad
     }
 
@@ -68,19 +135,44 @@ impl SlotDoc {
 
     /// Parses JSON bytes; `object` names the slot in errors.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
-        let doc: SlotDoc =
-            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(object, format!("key slot is not valid: {e}")))?;
-        if doc.version != SLOT_VERSION {
+        let version = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
+        if let Some(v) = version
+            && v != u64::from(SLOT_VERSION)
+        {
             return Err(Error::UnsupportedVersion {
                 object: object.into(),
-                found: doc.version,
+                found: u32::try_from(v).unwrap_or(u32::MAX),
                 supported: SLOT_VERSION,
             });
         }
-        if doc.salt.len() != 32 || doc.nonce.len() != 24 || doc.wrapped_key.len() != 48 {
+        let doc: SlotDoc =
+            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(object, format!("key slot is not valid: {e}")))?;
+        let keyring_ok = doc.keyring.len() == 32 && doc.keyring.bytes().all(|b| b.is_ascii_hexdigit());
+        if doc.salt.len() != 32
+            || doc.nonce.len() != doc.kind.nonce_len()
+            || doc.wrapped_secret.len() != 48
+            || doc.public_key.len() != 32
+            || doc.sealed_key.len() != SEALED_KEY_LEN
+            || doc.info.len() < 24 + 16
+            || !keyring_ok
+        {
             return Err(Error::corrupt(object, "key slot fields have wrong lengths"));
         }
         Ok(doc)
+    }
+}
+
+impl SlotInfo {
+    /// JSON bytes (sealed by the caller).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses the opened JSON.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::corrupt(object, format!("slot info is not valid: {e}")))
     }
 }
 

@@ -69,6 +69,59 @@ impl Keyring {
         &self.cdc_key
     }
 
+    /// The key sealing slot labels. Derived from K_id, which never changes, so labels survive
+    /// rotation without being re-sealed.
+    pub fn slot_info_key(&self) -> Key32 {
+        crate::crypto::derive(crate::crypto::context::SLOT_INFO, self.id_key.expose())
+    }
+
+    /// A copy with a new data-key epoch (highest + 1), which new objects then use.
+    pub fn with_new_epoch(&self) -> Result<Self> {
+        let mut out = self.clone_keys();
+        let next = self.current().0.checked_add(1).ok_or_else(|| Error::InvalidInput("no epoch number left".into()))?;
+        out.epochs.insert(next, Key32::random()?);
+        out.epoch_created.insert(next, now_ns());
+        Ok(out)
+    }
+
+    /// A copy without `epoch` (which must not be the current one).
+    pub fn without_epoch(&self, epoch: u32) -> Result<Self> {
+        if epoch == self.current().0 {
+            return Err(Error::InvalidInput(format!("epoch {epoch} is the current epoch; rotate first")));
+        }
+        if !self.epochs.contains_key(&epoch) {
+            return Err(Error::InvalidInput(format!("the keyring holds no epoch {epoch}")));
+        }
+        let mut out = self.clone_keys();
+        out.epochs.remove(&epoch);
+        out.epoch_created.remove(&epoch);
+        Ok(out)
+    }
+
+    /// When each epoch was created (ns).
+    pub fn epoch_created(&self, epoch: u32) -> Option<i64> {
+        self.epoch_created.get(&epoch).copied()
+    }
+
+    fn clone_keys(&self) -> Self {
+        Keyring {
+            repository_id: self.repository_id,
+            id_key: self.id_key.clone(),
+            cdc_key: self.cdc_key.clone(),
+            audit_key: self.audit_key.clone(),
+            epochs: self.epochs.clone(),
+            epoch_created: self.epoch_created.clone(),
+        }
+    }
+
+    /// Every key, for leak tests (`test-vectors` feature only).
+    #[cfg(feature = "test-vectors")]
+    pub fn all_keys_for_tests(&self) -> Vec<[u8; 32]> {
+        let mut out = vec![*self.id_key.expose(), *self.cdc_key.expose(), *self.audit_key.expose()];
+        out.extend(self.epochs.values().map(|k| *k.expose()));
+        out
+    }
+
     /// The audit MAC key.
     pub fn audit_key(&self) -> &Key32 {
         &self.audit_key

@@ -2,13 +2,19 @@
 //! This module is the only holder of plaintext key material; everything it hands out zeroizes
 //! on drop.
 
+#[cfg(feature = "repository")]
+mod hsm;
 mod keyring;
 mod recovery;
+#[cfg(feature = "repository")]
 mod slots;
 
+#[cfg(feature = "repository")]
+pub use hsm::{HsmConfig, HsmSession};
 pub use keyring::Keyring;
 pub use recovery::RecoveryCode;
-pub use slots::{OpenSecret, create_password_slot, create_recovery_slot, unwrap_slot};
+#[cfg(feature = "repository")]
+pub use slots::{NewSlotSecret, OpenSecret, create_slot, open_slot, reseal_slot, slot_info};
 
 use crate::crypto::{Key32, context, derive};
 

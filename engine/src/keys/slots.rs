@@ -1,14 +1,22 @@
-//! Key slots: each wraps K under a key derived from a secret a person or device holds.
-//! Adding or removing a slot never touches data.
+//! Key slots. Each slot has an X25519 key pair; its secret half is wrapped under the slot's
+//! secret (password, recovery code, HSM key) and K is sealed to its public half. Adding or
+//! removing a slot never touches data, and rotation re-seals a new K to every slot's public key
+//! without any slot's secret.
+
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroize;
 
 use crate::crypto::{
-    Argon2Params, Key32, SecretBytes, TAG_LEN, argon2id, context, derive, open_detached, random_array, seal_detached,
+    Argon2Params, Key32, NONCE_LEN, SecretBytes, TAG_LEN, argon2id, context, derive, open_detached, random_array,
+    seal_detached,
 };
 use crate::error::{Error, Result};
-use crate::format::slot::{SLOT_VERSION, SlotDoc, SlotKind};
+use crate::format::now_ns;
+use crate::format::slot::{SEALED_KEY_LEN, SLOT_VERSION, SlotDoc, SlotInfo, SlotKind};
 use crate::id::ObjectId;
 
 use super::RecoveryCode;
+use super::hsm::{HsmConfig, HsmSession};
 
 /// A secret that may open a slot.
 #[derive(Debug, Clone)]
@@ -17,86 +25,251 @@ pub enum OpenSecret {
     Password(SecretBytes),
     /// A recovery code (opens recovery slots).
     Recovery(RecoveryCode),
+    /// A key on a PKCS#11 token (opens HSM slots).
+    Hsm(HsmConfig),
 }
 
-fn wrapping_key(kind: &SlotKind, salt: &[u8], secret: &OpenSecret) -> Result<Option<Key32>> {
+impl OpenSecret {
+    /// Whether this secret can open a slot of `kind` at all.
+    pub fn fits(&self, kind: &SlotKind) -> bool {
+        matches!(
+            (self, kind),
+            (OpenSecret::Password(_), SlotKind::Password { .. })
+                | (OpenSecret::Recovery(_), SlotKind::Recovery)
+                | (OpenSecret::Hsm(_), SlotKind::Hsm)
+        )
+    }
+}
+
+/// The secret of a slot being created.
+#[derive(Debug)]
+pub enum NewSlotSecret<'a> {
+    /// A password with its Argon2id cost.
+    Password(&'a SecretBytes, Argon2Params),
+    /// A recovery code.
+    Recovery(&'a RecoveryCode),
+    /// A logged-in HSM session and the labels to remember (sealed) in the slot.
+    Hsm(&'a HsmSession, &'a HsmConfig),
+}
+
+/// The hex part of the keyring name K opens.
+fn keyring_id(k: &Key32) -> String {
+    super::keyring_name(k).trim_start_matches("keyring/").to_string()
+}
+
+fn secret_key_of(kind: &SlotKind, salt: &[u8], secret: &OpenSecret) -> Result<Option<Key32>> {
     match (kind, secret) {
         (SlotKind::Password { argon2id: params }, OpenSecret::Password(pw)) => {
             Ok(Some(argon2id(pw.expose(), salt, *params)?))
         }
-        (SlotKind::Recovery, OpenSecret::Recovery(code)) => {
-            let mut material = code.bytes().to_vec();
-            material.extend_from_slice(salt);
-            let k = derive(context::RECOVERY_SLOT, &material);
-            zeroize::Zeroize::zeroize(&mut material);
-            Ok(Some(k))
-        }
+        (SlotKind::Recovery, OpenSecret::Recovery(code)) => Ok(Some(recovery_key(code, salt))),
         _ => Ok(None),
     }
 }
 
-fn wrap(repository_id: ObjectId, k: &Key32, kind: SlotKind, secret: &OpenSecret) -> Result<SlotDoc> {
+fn recovery_key(code: &RecoveryCode, salt: &[u8]) -> Key32 {
+    let mut material = code.bytes().to_vec();
+    material.extend_from_slice(salt);
+    let k = derive(context::RECOVERY_SLOT, &material);
+    material.zeroize();
+    k
+}
+
+fn seal_with(key: &Key32, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+    let nonce: [u8; NONCE_LEN] = random_array()?;
+    let mut buf = plaintext.to_vec();
+    let tag = seal_detached(key, &nonce, ad, &mut buf);
+    let mut out = nonce.to_vec();
+    out.append(&mut buf);
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Opens `nonce || ct || tag`; `None` when it does not authenticate.
+fn open_with(key: &Key32, ad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+    let tag: [u8; TAG_LEN] = tag.try_into().ok()?;
+    let mut buf = ct.to_vec();
+    if open_detached(key, &nonce, ad, &mut buf, &tag) {
+        Some(buf)
+    } else {
+        buf.zeroize();
+        None
+    }
+}
+
+fn x25519_shared_key(secret: &StaticSecret, public: &[u8; 32], epk: &[u8; 32], slot_pk: &[u8; 32]) -> Option<Key32> {
+    let shared = secret.diffie_hellman(&PublicKey::from(*public));
+    if !shared.was_contributory() {
+        return None;
+    }
+    let mut material = Vec::with_capacity(96);
+    material.extend_from_slice(shared.as_bytes());
+    material.extend_from_slice(epk);
+    material.extend_from_slice(slot_pk);
+    let k = derive(context::SLOT_SEAL, &material);
+    material.zeroize();
+    Some(k)
+}
+
+/// Seals K to the slot's public key and points the slot at K's keyring.
+fn seal_repository_key(slot: &mut SlotDoc, k: &Key32) -> Result<()> {
+    slot.keyring = keyring_id(k);
+    let pk: [u8; 32] =
+        slot.public_key.as_slice().try_into().map_err(|_| Error::corrupt("key slot", "bad public key"))?;
+    let eph = StaticSecret::from(random_array::<32>()?);
+    let epk = PublicKey::from(&eph).to_bytes();
+    let wk = x25519_shared_key(&eph, &pk, &epk, &pk)
+        .ok_or_else(|| Error::corrupt(format!("keys/{}", slot.id), "slot public key is a low-order point"))?;
+    let mut out = epk.to_vec();
+    out.extend(seal_with(&wk, &slot.sealed_key_ad(), k.expose())?);
+    slot.sealed_key = out;
+    Ok(())
+}
+
+fn seal_info(slot: &mut SlotDoc, info_key: &Key32, info: &SlotInfo) -> Result<()> {
+    slot.info = seal_with(info_key, &slot.associated_data(), &info.encode())?;
+    Ok(())
+}
+
+/// The slot's label, creation time and HSM labels, opened with the keyring's
+/// [`super::Keyring::slot_info_key`].
+pub fn slot_info(slot: &SlotDoc, info_key: &Key32) -> Result<SlotInfo> {
+    let object = format!("keys/{}", slot.id);
+    let plain = open_with(info_key, &slot.associated_data(), &slot.info)
+        .ok_or_else(|| Error::corrupt(&object, "slot info does not authenticate"))?;
+    SlotInfo::decode(&plain, &object)
+}
+
+/// Makes a slot with id `id` that opens K with `secret`; `info_key` seals its label.
+pub fn create_slot(
+    repository_id: ObjectId,
+    id: ObjectId,
+    k: &Key32,
+    info_key: &Key32,
+    secret: NewSlotSecret<'_>,
+    label: &str,
+) -> Result<SlotDoc> {
+    let kind = match &secret {
+        NewSlotSecret::Password(pw, params) => {
+            if pw.expose().is_empty() {
+                return Err(Error::InvalidInput("empty password".into()));
+            }
+            params.validate()?;
+            SlotKind::Password { argon2id: *params }
+        }
+        NewSlotSecret::Recovery(_) => SlotKind::Recovery,
+        NewSlotSecret::Hsm(..) => SlotKind::Hsm,
+    };
     let salt: [u8; 32] = random_array()?;
-    let nonce: [u8; 24] = random_array()?;
-    let mut doc = SlotDoc {
+    let sk = StaticSecret::from(random_array::<32>()?);
+    let mut slot = SlotDoc {
         version: SLOT_VERSION,
-        id: ObjectId::random()?,
+        id,
         repository_id,
         kind,
         salt: salt.to_vec(),
-        nonce: nonce.to_vec(),
-        wrapped_key: Vec::new(),
+        nonce: Vec::new(),
+        wrapped_secret: Vec::new(),
+        public_key: PublicKey::from(&sk).to_bytes().to_vec(),
+        keyring: String::new(),
+        sealed_key: Vec::new(),
+        info: Vec::new(),
     };
-    let wk = wrapping_key(&doc.kind, &salt, secret)?
-        .ok_or_else(|| Error::InvalidInput("secret does not fit the slot kind".into()))?;
-    let mut buf = k.expose().to_vec();
-    let tag = seal_detached(&wk, &nonce, &doc.associated_data(), &mut buf);
-    buf.extend_from_slice(&tag);
-    doc.wrapped_key = buf;
-    Ok(doc)
-}
-
-/// A password slot with the given Argon2id cost.
-pub fn create_password_slot(
-    repository_id: ObjectId,
-    k: &Key32,
-    password: &SecretBytes,
-    params: Argon2Params,
-) -> Result<SlotDoc> {
-    if password.expose().is_empty() {
-        return Err(Error::InvalidInput("empty password".into()));
+    let ad = slot.associated_data();
+    let mut info = SlotInfo { label: label.to_string(), created_ns: now_ns(), hsm_token: None, hsm_key: None };
+    match secret {
+        NewSlotSecret::Password(pw, params) => {
+            let wk = argon2id(pw.expose(), &salt, params)?;
+            let sealed = seal_with(&wk, &ad, sk.as_bytes())?;
+            let (nonce, wrapped) = sealed.split_at(NONCE_LEN);
+            slot.nonce = nonce.to_vec();
+            slot.wrapped_secret = wrapped.to_vec();
+        }
+        NewSlotSecret::Recovery(code) => {
+            let wk = recovery_key(code, &salt);
+            let sealed = seal_with(&wk, &ad, sk.as_bytes())?;
+            let (nonce, wrapped) = sealed.split_at(NONCE_LEN);
+            slot.nonce = nonce.to_vec();
+            slot.wrapped_secret = wrapped.to_vec();
+        }
+        NewSlotSecret::Hsm(session, cfg) => {
+            let (iv, wrapped) = session.seal(&ad, sk.as_bytes())?;
+            slot.nonce = iv.to_vec();
+            slot.wrapped_secret = wrapped;
+            info.hsm_token = Some(cfg.token.clone());
+            info.hsm_key = Some(cfg.key_label.clone());
+        }
     }
-    params.validate()?;
-    wrap(repository_id, k, SlotKind::Password { argon2id: params }, &OpenSecret::Password(password.clone()))
+    if slot.wrapped_secret.len() != 32 + TAG_LEN {
+        return Err(Error::Hsm("the token returned a ciphertext of unexpected length".into()));
+    }
+    seal_repository_key(&mut slot, k)?;
+    seal_info(&mut slot, info_key, &info)?;
+    Ok(slot)
 }
 
-/// A recovery slot with a fresh code; the caller shows the code once.
-pub fn create_recovery_slot(repository_id: ObjectId, k: &Key32) -> Result<(SlotDoc, RecoveryCode)> {
-    let code = RecoveryCode::generate()?;
-    let doc = wrap(repository_id, k, SlotKind::Recovery, &OpenSecret::Recovery(code.clone()))?;
-    Ok((doc, code))
+/// The same slot with K replaced by `new_k` (rotation): the slot's secret is not needed.
+pub fn reseal_slot(slot: &SlotDoc, new_k: &Key32) -> Result<SlotDoc> {
+    let mut out = slot.clone();
+    seal_repository_key(&mut out, new_k)?;
+    Ok(out)
 }
 
-/// Tries to unwrap K from `slot` with `secret`. `Ok(None)` when the secret is of another kind
-/// or does not open this slot; errors only for malformed slots.
-pub fn unwrap_slot(slot: &SlotDoc, secret: &OpenSecret) -> Result<Option<Key32>> {
-    let Some(wk) = wrapping_key(&slot.kind, &slot.salt, secret)? else {
-        return Ok(None);
+/// Tries to open K from `slot` with `secret` (and, for HSM slots, the logged-in `hsm`).
+/// `Ok(None)` when the secret is of another kind or does not open this slot; errors only for
+/// malformed slots and HSM failures.
+pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) -> Result<Option<Key32>> {
+    let ad = slot.associated_data();
+    let sk_bytes = match (&slot.kind, hsm) {
+        (SlotKind::Hsm, Some(session)) if matches!(secret, OpenSecret::Hsm(_)) => {
+            match session.open_sealed(&ad, &slot.nonce, &slot.wrapped_secret)? {
+                Some(b) => b,
+                None => return Ok(None),
+            }
+        }
+        (SlotKind::Hsm, _) => return Ok(None),
+        (kind, _) => {
+            let Some(wk) = secret_key_of(kind, &slot.salt, secret)? else {
+                return Ok(None);
+            };
+            let mut sealed = slot.nonce.clone();
+            sealed.extend_from_slice(&slot.wrapped_secret);
+            match open_with(&wk, &ad, &sealed) {
+                Some(b) => SecretBytes::new(b),
+                None => return Ok(None),
+            }
+        }
     };
-    let mut nonce = [0u8; 24];
-    nonce.copy_from_slice(slot.nonce.get(..24).unwrap_or(&[0u8; 24]));
-    let (ct, tag) = slot.wrapped_key.split_at(slot.wrapped_key.len().saturating_sub(TAG_LEN));
-    let mut tag_arr = [0u8; TAG_LEN];
-    tag_arr.copy_from_slice(tag.get(..TAG_LEN).unwrap_or(&[0u8; TAG_LEN]));
-    let mut buf = ct.to_vec();
-    if !open_detached(&wk, &nonce, &slot.associated_data(), &mut buf, &tag_arr) || buf.len() != 32 {
-        zeroize::Zeroize::zeroize(&mut buf);
-        return Ok(None);
+    let object = format!("keys/{}", slot.id);
+    let mut sk_arr: [u8; 32] =
+        sk_bytes.expose().try_into().map_err(|_| Error::corrupt(&object, "slot secret has the wrong length"))?;
+    let sk = StaticSecret::from(sk_arr);
+    sk_arr.zeroize();
+    let pk: [u8; 32] = slot.public_key.as_slice().try_into().map_err(|_| Error::corrupt(&object, "bad public key"))?;
+    if PublicKey::from(&sk).to_bytes() != pk {
+        return Err(Error::corrupt(&object, "slot secret does not match its public key"));
     }
-    let mut k = [0u8; 32];
-    k.copy_from_slice(&buf);
-    zeroize::Zeroize::zeroize(&mut buf);
-    let key = Key32::from_bytes(k);
-    zeroize::Zeroize::zeroize(&mut k);
+    if slot.sealed_key.len() != SEALED_KEY_LEN {
+        return Err(Error::corrupt(&object, "sealed key has the wrong length"));
+    }
+    let (epk, sealed) = slot.sealed_key.split_at(32);
+    let epk: [u8; 32] = epk.try_into().map_err(|_| Error::corrupt(&object, "bad ephemeral key"))?;
+    let wk = x25519_shared_key(&sk, &epk, &epk, &pk)
+        .ok_or_else(|| Error::corrupt(&object, "ephemeral key is a low-order point"))?;
+    let mut k = open_with(&wk, &slot.sealed_key_ad(), sealed)
+        .ok_or_else(|| Error::corrupt(&object, "the sealed repository key does not authenticate"))?;
+    let mut arr = [0u8; 32];
+    if k.len() == 32 {
+        arr.copy_from_slice(&k);
+    }
+    k.zeroize();
+    let key = Key32::from_bytes(arr);
+    arr.zeroize();
     Ok(Some(key))
 }

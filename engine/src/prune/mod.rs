@@ -42,6 +42,10 @@ pub struct PruneOutcome {
     pub segments_written: u64,
     /// Index segments deleted.
     pub segments_deleted: u64,
+    /// Packs sealed under the epoch being re-encrypted (repacked, or deleted when unused).
+    pub packs_reencrypted: u64,
+    /// Other objects re-sealed under the current epoch.
+    pub objects_resealed: u64,
     /// Whether anything was changed.
     pub dry_run: bool,
 }
@@ -164,9 +168,36 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         }
     }
     orphans.sort();
-    let the_plan = plan::plan(&usage, &orphans, opts);
-    let mut out = PruneOutcome { plan: the_plan, used_blobs: used_count, dry_run, ..PruneOutcome::default() };
-    if dry_run || (out.plan.is_empty() && superseded.is_empty()) {
+    let mut the_plan = plan::plan(&usage, &orphans, opts);
+    let mut stale: HashSet<PackId> = HashSet::new();
+    if let Some(epoch) = opts.reencrypt_epoch {
+        if epoch == repo.key_epochs().last().map_or(0, |e| e.0) {
+            return Err(Error::InvalidInput(format!(
+                "epoch {epoch} is the current epoch; `cairn key rotate` first, then re-encrypt the old one"
+            )));
+        }
+        progress.phase("prune: finding packs of the old epoch", None);
+        for u in &usage {
+            if repo.pack_epoch(&u.pack, u.size)? == epoch {
+                stale.insert(u.pack);
+                the_plan.force_repack(u);
+            }
+        }
+    }
+    let mut out = PruneOutcome {
+        plan: the_plan,
+        used_blobs: used_count,
+        dry_run,
+        packs_reencrypted: stale.len() as u64,
+        ..PruneOutcome::default()
+    };
+    if dry_run {
+        return Ok(out);
+    }
+    if out.plan.is_empty() && superseded.is_empty() {
+        if let Some(epoch) = opts.reencrypt_epoch {
+            out.objects_resealed = repo.reseal_objects(epoch)?;
+        }
         return Ok(out);
     }
     let repack: HashSet<PackId> = out.plan.repack.iter().copied().collect();
@@ -189,9 +220,13 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             let sealed = bytes
                 .get(start..start + b.length as usize)
                 .ok_or_else(|| Error::corrupt(&name, format!("blob {} lies beyond the pack's end", b.id)))?;
-            repo.open_blob(&b.id, &BlobLocation::of(pack.pack, b), &name, sealed)?;
+            let plain = repo.open_blob(&b.id, &BlobLocation::of(pack.pack, b), &name, sealed)?;
             progress.bytes(u64::from(b.length));
-            writer.add(b.kind, b.id, b.raw_length, sealed.to_vec())?;
+            if stale.contains(&pack.pack) {
+                writer.add_plaintext(b.kind, b.id, &plain)?;
+            } else {
+                writer.add(b.kind, b.id, b.raw_length, sealed.to_vec())?;
+            }
         }
         Ok(())
     })?;
@@ -217,6 +252,10 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     for id in &all_segments {
         repo.storage().delete(&format!("index/{id}"))?;
         out.segments_deleted += 1;
+    }
+    // 5. Everything else sealed under the old epoch.
+    if let Some(epoch) = opts.reencrypt_epoch {
+        out.objects_resealed = repo.reseal_objects(epoch)?;
     }
     repo.sync_index()?;
     progress.done();

@@ -31,11 +31,14 @@ pub struct PruneOptions {
     pub max_unused: f64,
     /// Repack at most this many bytes of packs (`None`: no limit).
     pub max_repack_size: Option<u64>,
+    /// Re-encrypt everything sealed under this data-key epoch: its packs are repacked whatever
+    /// their use (and regardless of `max_repack_size`), other objects re-sealed.
+    pub reencrypt_epoch: Option<u32>,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { max_unused: 0.05, max_repack_size: None }
+        PruneOptions { max_unused: 0.05, max_repack_size: None, reencrypt_epoch: None }
     }
 }
 
@@ -69,6 +72,21 @@ impl PrunePlan {
     /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
         self.delete.is_empty() && self.orphans.is_empty() && self.repack.is_empty()
+    }
+}
+
+impl PrunePlan {
+    /// Moves `u` (a pack that must be rewritten, e.g. sealed under an epoch being retired) from
+    /// keep to repack; packs already deleted or repacked stay as they are.
+    pub fn force_repack(&mut self, u: &PackUsage) {
+        if u.used_blobs == 0 || self.repack.contains(&u.pack) || self.delete.contains(&u.pack) {
+            return;
+        }
+        self.keep = self.keep.saturating_sub(1);
+        self.unused_bytes_kept = self.unused_bytes_kept.saturating_sub(u.unused_bytes);
+        self.repack.push(u.pack);
+        self.repack_bytes += u.size;
+        self.repack_used_bytes += u.used_bytes;
     }
 }
 
@@ -131,7 +149,8 @@ mod tests {
         assert_eq!(p.orphans, vec![PackId([9; 32])]);
         assert_eq!(p.bytes_freed(), 107 + 200 - 130);
         assert_eq!(p.unused_bytes_kept, 3, "pack 5's unused blob; pack 2 has none (its header does not count)");
-        let limited = plan(&usage, &[], PruneOptions { max_unused: 0.05, max_repack_size: Some(150) });
+        let limited =
+            plan(&usage, &[], PruneOptions { max_unused: 0.05, max_repack_size: Some(150), reencrypt_epoch: None });
         assert_eq!(limited.repack, vec![PackId([3; 32])]);
         assert_eq!(limited.keep, 3);
     }
@@ -147,7 +166,7 @@ mod tests {
                 let used = used.min(blobs);
                 u(i as u8, size, blobs, used, if used == 0 { 0 } else { bytes.min(size) })
             }).collect();
-            let p = plan(&usage, &[], PruneOptions { max_unused, max_repack_size: limit });
+            let p = plan(&usage, &[], PruneOptions { max_unused, max_repack_size: limit, reencrypt_epoch: None });
             prop_assert_eq!(p.delete.len() + p.repack.len() + p.keep as usize, usage.len());
             for d in &p.delete {
                 let pack = usage.iter().find(|x| x.pack == *d).unwrap();

@@ -4,12 +4,14 @@
 
 mod blob_writer;
 mod index_rewrite;
+mod keyslots;
 mod lock;
 mod packer;
 mod repack;
 
 pub use blob_writer::{BlobWriter, WriteStats};
 pub use index_rewrite::IndexRewrite;
+pub use keyslots::{EpochUsage, RotateOutcome, SlotSummary};
 pub use lock::{LockGuard, LockInfo, LockOptions, STALE_AFTER, is_stale};
 pub use repack::RepackWriter;
 
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::audit::{Actor, AuditRecord};
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::compress;
 use crate::crypto::{Argon2Params, Key32, SecretBytes};
@@ -33,7 +36,7 @@ use crate::format::tree::Tree;
 use crate::format::{BlobKind, FORMAT_VERSION, now_ns};
 use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::{BlobLocation, IndexCache};
-use crate::keys::{self, Keyring, OpenSecret, RecoveryCode};
+use crate::keys::{self, Keyring, NewSlotSecret, OpenSecret, RecoveryCode};
 use crate::storage::{PutMode, Storage};
 
 /// Blob entries per index segment at most (besides the pack limits): a segment is decoded and
@@ -47,8 +50,12 @@ pub struct InitOptions {
     pub password: SecretBytes,
     /// Argon2id cost of the password slot (see [`calibrate_argon2`]).
     pub argon2: Argon2Params,
+    /// Label of the password slot.
+    pub label: String,
     /// Whether to create a recovery-code slot (strongly recommended).
     pub recovery_code: bool,
+    /// Who runs init (for the audit log).
+    pub actor: Actor,
     /// FastCDC bounds.
     pub chunker: ChunkerParams,
     /// Target pack size in bytes.
@@ -63,7 +70,9 @@ impl InitOptions {
         InitOptions {
             password,
             argon2,
+            label: "password".into(),
             recovery_code: true,
+            actor: Actor::default(),
             chunker: ChunkerParams::default(),
             pack_target_size: 16 * 1024 * 1024,
             zstd_level: 3,
@@ -100,6 +109,8 @@ pub struct Repository {
     chunker: Chunker,
     index: IndexCache,
     opened_with: ObjectId,
+    /// The repository key K, kept for key management (slots, rotation); zeroized on drop.
+    master: Key32,
     /// Segments the last index sync could not read.
     index_problems: std::sync::Mutex<Vec<Error>>,
     /// This repository's directory in the client cache.
@@ -110,6 +121,11 @@ pub struct Repository {
 pub fn pack_name(id: &PackId) -> String {
     let hex = id.to_hex();
     format!("data/{}/{}", hex.get(..2).unwrap_or("00"), hex)
+}
+
+/// Object name of a key slot.
+pub fn slot_name(id: &ObjectId) -> String {
+    format!("keys/{}", id.to_hex())
 }
 
 /// Object name of a snapshot.
@@ -149,11 +165,28 @@ impl Repository {
         let keyring = Keyring::generate(repository_id)?;
         let ring_name = keys::keyring_name(&k);
         storage.put(&ring_name, &keyring.seal(&keys::keyring_seal_key(&k), &ring_name)?, PutMode::CreateNew)?;
-        let slot = keys::create_password_slot(repository_id, &k, &opts.password, opts.argon2)?;
-        storage.put(&format!("keys/{}", slot.id), &slot.encode(), PutMode::CreateNew)?;
+        let first = keys::create_slot(
+            repository_id,
+            ObjectId::random()?,
+            &k,
+            &keyring.slot_info_key(),
+            NewSlotSecret::Password(&opts.password, opts.argon2),
+            &opts.label,
+        )?;
+        storage.put(&slot_name(&first.id), &first.encode(), PutMode::CreateNew)?;
+        let mut slots_created = vec![first.id];
         let recovery_code = if opts.recovery_code {
-            let (slot, code) = keys::create_recovery_slot(repository_id, &k)?;
-            storage.put(&format!("keys/{}", slot.id), &slot.encode(), PutMode::CreateNew)?;
+            let code = RecoveryCode::generate()?;
+            let slot = keys::create_slot(
+                repository_id,
+                ObjectId::random()?,
+                &k,
+                &keyring.slot_info_key(),
+                NewSlotSecret::Recovery(&code),
+                "recovery code",
+            )?;
+            storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)?;
+            slots_created.push(slot.id);
             Some(code)
         } else {
             None
@@ -161,6 +194,8 @@ impl Repository {
         let (epoch, key) = keyring.current();
         let sealed = envelope::seal(key, epoch, ObjectKind::Config, CONFIG_NAME.as_bytes(), &config.encode())?;
         storage.put(CONFIG_NAME, &sealed, PutMode::CreateNew)?;
+        let record = AuditRecord { slots_created, ..AuditRecord::new("init") };
+        crate::audit::append_raw(storage.as_ref(), &keyring, first.id, &opts.actor, &record, None)?;
         Ok(InitOutcome { repository_id, recovery_code })
     }
 
@@ -173,25 +208,48 @@ impl Repository {
         if !config_exists {
             return Err(Error::NoRepository(storage.location()));
         }
-        let mut opened = None;
+        let mut slots = Vec::new();
         for name in &slot_names {
             let slot = SlotDoc::decode(&storage.get(name)?, name)?;
-            if let Some(k) = keys::unwrap_slot(&slot, secret)? {
+            if secret.fits(&slot.kind) {
+                slots.push(slot);
+            }
+        }
+        let hsm = match secret {
+            OpenSecret::Hsm(_) if slots.is_empty() => {
+                return Err(Error::WrongKey("the repository has no HSM key slot".into()));
+            }
+            OpenSecret::Hsm(cfg) => Some(keys::HsmSession::open(cfg, false)?),
+            _ => None,
+        };
+        let mut opened = None;
+        for slot in slots {
+            if let Some(k) = keys::open_slot(&slot, secret, hsm.as_ref())? {
                 opened = Some((slot, k));
                 break;
             }
         }
+        drop(hsm);
         let Some((slot, k)) = opened else {
             let what = match secret {
                 OpenSecret::Password(_) => "no key slot opens with this password",
                 OpenSecret::Recovery(_) => "no recovery slot opens with this recovery code",
+                OpenSecret::Hsm(_) => "no HSM slot opens with this token key",
             };
             return Err(Error::WrongKey(what.to_string()));
         };
         let ring_name = keys::keyring_name(&k);
-        let ring_bytes = storage.get(&ring_name)?;
+        if ring_name != format!("keyring/{}", slot.keyring) {
+            return Err(Error::corrupt(slot_name(&slot.id), "the slot names another keyring than its key opens"));
+        }
+        let ring_bytes = storage.get(&ring_name).map_err(|e| match e {
+            Error::Missing(_) => Error::WrongKey(format!(
+                "the keyring of slot {} is gone: the slot was made before a key rotation and no longer opens the repository",
+                slot.id.short()
+            )),
+            e => e,
+        })?;
         let keyring = Keyring::open(&ring_bytes, &keys::keyring_seal_key(&k), &ring_name, slot.repository_id)?;
-        drop(k);
         let sealed = storage.get(CONFIG_NAME)?;
         let plain = envelope::open(&sealed, ObjectKind::Config, CONFIG_NAME.as_bytes(), CONFIG_NAME, |e| {
             keyring.data_key(e, CONFIG_NAME)
@@ -217,11 +275,17 @@ impl Repository {
             chunker,
             index,
             opened_with: slot.id,
+            master: k,
             index_problems: Default::default(),
             cache_dir,
         };
         repo.sync_index()?;
         Ok(repo)
+    }
+
+    /// This repository's directory in the client cache.
+    pub fn cache_dir(&self) -> &std::path::Path {
+        &self.cache_dir
     }
 
     /// The storage backend.

@@ -1,0 +1,276 @@
+//! `cairn key list|add|remove|passwd|rotate|epochs|retire-epoch`
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cairn_engine::audit::AuditRecord;
+use cairn_engine::crypto::Argon2Params;
+use cairn_engine::prune::{PruneOptions, prune};
+use cairn_engine::repo::calibrate_argon2;
+use cairn_engine::{NoProgress, ObjectId, Repository};
+
+use crate::args::{GlobalArgs, KeyAddArgs, KeyArgs, KeyCommand, NewPasswordArgs};
+use crate::{exit, output, secrets};
+
+pub fn run(g: &GlobalArgs, a: &KeyArgs) -> anyhow::Result<i32> {
+    match &a.command {
+        KeyCommand::List => list(g),
+        KeyCommand::Epochs => epochs(g),
+        KeyCommand::Add(add_args) => {
+            let repo = super::open(g)?;
+            super::audited(&repo, "key add", super::AuditNeed::Required, |rec| add(g, &repo, add_args, rec))
+        }
+        KeyCommand::Remove(r) => {
+            let repo = super::open(g)?;
+            super::audited(&repo, "key remove", super::AuditNeed::Required, |rec| {
+                let _lock = super::lock(g, &repo, true, "key remove")?;
+                let id = repo.resolve_slot(&r.id)?;
+                repo.remove_slot(id, r.force)?;
+                rec.slots_removed.push(id);
+                report(g, "removed", id)
+            })
+        }
+        KeyCommand::Passwd(p) => {
+            let repo = super::open(g)?;
+            super::audited(&repo, "key passwd", super::AuditNeed::Required, |rec| {
+                let _lock = super::lock(g, &repo, true, "key passwd")?;
+                let password = secrets::new_password(p.new_password_file.as_deref())?;
+                let id = repo.change_password(&password, kdf(p)?)?;
+                rec.slots_created.push(id);
+                report(g, "password changed for", id)
+            })
+        }
+        KeyCommand::Rotate(r) => rotate(g, r.reencrypt),
+        KeyCommand::RetireEpoch(r) => {
+            let repo = super::open(g)?;
+            super::audited(&repo, "key retire-epoch", super::AuditNeed::Required, |rec| {
+                let _lock = super::lock(g, &repo, true, "key retire-epoch")?;
+                repo.retire_epoch(r.epoch)?;
+                rec.detail = format!("epoch {} retired", r.epoch);
+                if g.json {
+                    output::json(&serde_json::json!({ "retired_epoch": r.epoch }))?;
+                } else if !g.quiet {
+                    println!("epoch {} retired: the keyring no longer holds its key", r.epoch);
+                }
+                Ok(exit::OK)
+            })
+        }
+    }
+}
+
+fn kdf(p: &NewPasswordArgs) -> anyhow::Result<Argon2Params> {
+    Ok(match (p.kdf_memory, p.kdf_iterations) {
+        (None, None) => calibrate_argon2(Duration::from_millis(500))?,
+        (m, t) => Argon2Params { m_kib: m.unwrap_or(64 * 1024), t: t.unwrap_or(3), p: 1 },
+    })
+}
+
+fn report(g: &GlobalArgs, what: &str, id: ObjectId) -> anyhow::Result<i32> {
+    if g.json {
+        output::json(&serde_json::json!({ "slot": id.to_hex(), "done": what }))?;
+    } else if !g.quiet {
+        println!("key slot {} {what}", id.short());
+    }
+    Ok(exit::OK)
+}
+
+/// When each slot last opened the repository, from the audit log.
+fn last_used(repo: &Repository) -> HashMap<ObjectId, i64> {
+    let mut out = HashMap::new();
+    if let Ok(log) = repo.audit_log() {
+        for e in log.entries {
+            let t = out.entry(ObjectId(e.entry.slot)).or_insert(e.entry.time_ns);
+            *t = (*t).max(e.entry.time_ns);
+        }
+    }
+    out
+}
+
+fn list(g: &GlobalArgs) -> anyhow::Result<i32> {
+    let repo = super::open(g)?;
+    let slots = repo.list_slots()?;
+    let used = last_used(&repo);
+    if g.json {
+        let docs: Vec<_> = slots
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id.to_hex(), "kind": s.kind, "label": s.label,
+                    "created": s.created_ns.map(output::time), "last_used": used.get(&s.id).map(|t| output::time(*t)),
+                    "hsm_token": s.hsm_token, "hsm_key": s.hsm_key, "in_use": s.in_use, "current": s.current,
+                })
+            })
+            .collect();
+        output::json(&docs)?;
+        return Ok(exit::OK);
+    }
+    println!("{:<13} {:<9} {:<20} {:<20} {:<20}", "ID", "KIND", "LABEL", "CREATED", "LAST USED");
+    for s in &slots {
+        let mut label = s.label.clone();
+        if let (Some(t), Some(k)) = (&s.hsm_token, &s.hsm_key) {
+            label = format!("{label} [{t}/{k}]");
+        }
+        println!(
+            "{:<13} {:<9} {:<20} {:<20} {:<20}{}{}",
+            s.id.short(),
+            s.kind,
+            label.trim(),
+            s.created_ns.map(output::time).unwrap_or_else(|| "?".into()),
+            used.get(&s.id).map(|t| output::time(*t)).unwrap_or_else(|| "-".into()),
+            if s.in_use { "  (in use)" } else { "" },
+            if s.current { "" } else { "  (not yet on the current key: rerun `cairn key rotate`)" },
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn write_code_file(path: &Path, code: &str) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing recovery code to {}", path.display()))?;
+    writeln!(f, "{code}")?;
+    Ok(())
+}
+
+fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord) -> anyhow::Result<i32> {
+    let _lock = super::lock(g, repo, true, "key add")?;
+    let (id, code) = if a.password {
+        let password = secrets::new_password(a.new_password.new_password_file.as_deref())?;
+        let label = if a.label.is_empty() { "password" } else { &a.label };
+        (repo.add_password_slot(&password, kdf(&a.new_password)?, label)?, None)
+    } else if a.recovery {
+        let label = if a.label.is_empty() { "recovery code" } else { &a.label };
+        let (id, code) = repo.add_recovery_slot(label)?;
+        (id, Some(code.display()))
+    } else if a.hsm {
+        let Some(cfg) = secrets::hsm_config(g)? else {
+            bail!("an HSM slot needs --hsm-module, --hsm-token and --hsm-key (or CAIRN_HSM_MODULE, ...)");
+        };
+        let label = if a.label.is_empty() { "hsm" } else { &a.label };
+        (repo.add_hsm_slot(&cfg, label)?, None)
+    } else {
+        bail!("say which kind of slot: --password, --recovery or --hsm");
+    };
+    rec.slots_created.push(id);
+    if let (Some(path), Some(code)) = (&a.recovery_code_out, &code) {
+        write_code_file(path, code)?;
+    }
+    let printed = if a.recovery_code_out.is_some() { None } else { code };
+    if g.json {
+        output::json(&serde_json::json!({ "slot": id.to_hex(), "recovery_code": printed }))?;
+    } else if !g.quiet {
+        println!("key slot {} added", id.short());
+        if let Some(code) = printed {
+            println!();
+            println!("Recovery code (shown once; write it down and keep it apart from this machine):");
+            println!();
+            println!("    {code}");
+            println!();
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn epochs(g: &GlobalArgs) -> anyhow::Result<i32> {
+    let repo = super::open(g)?;
+    let usage = repo.epoch_usage()?;
+    let held = repo.key_epochs();
+    let current = held.last().map(|e| e.0);
+    if g.json {
+        let docs: Vec<_> = usage
+            .iter()
+            .map(|(e, u)| {
+                let created = held.iter().find(|h| h.0 == *e).and_then(|h| h.1);
+                serde_json::json!({
+                    "epoch": e, "current": Some(*e) == current, "held": created.is_some() || held.iter().any(|h| h.0 == *e),
+                    "created": created.map(output::time), "packs": u.packs, "objects": u.objects,
+                })
+            })
+            .collect();
+        output::json(&docs)?;
+    } else {
+        println!("{:<6} {:<20} {:>8} {:>8}", "EPOCH", "CREATED", "PACKS", "OBJECTS");
+        for (e, u) in &usage {
+            let h = held.iter().find(|h| h.0 == *e);
+            println!(
+                "{:<6} {:<20} {:>8} {:>8}{}",
+                e,
+                h.and_then(|h| h.1).map(output::time).unwrap_or_else(|| "?".into()),
+                u.packs,
+                u.objects,
+                if Some(*e) == current {
+                    "  (current)"
+                } else if h.is_none() {
+                    "  (key not held: these objects cannot be read)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
+    let repo = super::open(g)?;
+    let lock = super::lock(g, &repo, true, "key rotate")?;
+    let old_epochs: Vec<u32> = repo.key_epochs().into_iter().map(|e| e.0).collect();
+    let (repo, out) = match repo.rotate_key() {
+        Ok(v) => v,
+        Err(e) => return Err(anyhow::Error::new(e).context("key rotation failed; run `cairn key rotate` again")),
+    };
+    let mut rec = AuditRecord::new("key rotate");
+    rec.slots_created = out.slots.clone();
+    rec.detail = format!("new epoch {}; {} keyring(s) removed", out.epoch, out.keyrings_deleted);
+    repo.audit(&super::actor(), &rec).context("the key was rotated, but its audit entry could not be written")?;
+    let mut retired = Vec::new();
+    if reencrypt {
+        for epoch in old_epochs {
+            let code = super::audited(&repo, "prune", super::AuditNeed::Required, |rec| {
+                let opts = PruneOptions { reencrypt_epoch: Some(epoch), ..PruneOptions::default() };
+                let p = prune(&repo, opts, false, &NoProgress)?;
+                rec.packs_created = p.packs_written;
+                rec.packs_deleted = (p.plan.delete.len() + p.plan.orphans.len() + p.plan.repack.len()) as u64;
+                rec.detail = format!(
+                    "epoch {epoch} re-encrypted: {} pack(s), {} object(s)",
+                    p.packs_reencrypted, p.objects_resealed
+                );
+                Ok(exit::OK)
+            })?;
+            if code != exit::OK {
+                return Ok(code);
+            }
+            super::audited(&repo, "key retire-epoch", super::AuditNeed::Required, |rec| {
+                repo.retire_epoch(epoch)?;
+                rec.detail = format!("epoch {epoch} retired");
+                Ok(exit::OK)
+            })?;
+            retired.push(epoch);
+        }
+    }
+    drop(lock);
+    if g.json {
+        output::json(&serde_json::json!({
+            "epoch": out.epoch, "slots": out.slots.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+            "retired_epochs": retired,
+        }))?;
+    } else if !g.quiet {
+        println!("repository key rotated: new data-key epoch {}, {} slot(s) re-sealed", out.epoch, out.slots.len());
+        if retired.is_empty() {
+            println!(
+                "older epochs still seal existing data; `cairn key rotate --reencrypt` or `cairn prune --reencrypt-epoch E` then `cairn key retire-epoch E` retires them"
+            );
+        } else {
+            let list: Vec<String> = retired.iter().map(u32::to_string).collect();
+            println!("re-encrypted and retired epoch(s) {}", list.join(", "));
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,366 @@
+//! The tamper-evident audit log: every operation that changes the repository or uses a key
+//! appends a sealed, MACed, hash-chained entry under `audit/`. `verify` proves the chain is whole
+//! (no entry removed, altered or reordered), reports forks left by concurrent writers, checks
+//! the snapshots in the repository against the snapshots the log says were made and deleted,
+//! and compares the log with the newest entry this client has seen (a rollback of the whole
+//! `audit/` directory shows as a log that went backwards).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{context, derive};
+use crate::error::{Error, Result};
+use crate::format::audit::{AuditEntry, MAC_LEN, entry_name, parse_entry_name};
+use crate::format::envelope::{self, ObjectKind};
+use crate::format::now_ns;
+use crate::id::ObjectId;
+use crate::keys::Keyring;
+use crate::repo::Repository;
+use crate::storage::{PutMode, Storage};
+
+/// Who runs an operation.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    /// Host name.
+    pub host: String,
+    /// User name.
+    pub user: String,
+}
+
+/// What an operation did, as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRecord {
+    /// Operation name.
+    pub operation: String,
+    /// `ok`, `partial` or `failed: ...`.
+    pub outcome: String,
+    /// Snapshots written.
+    pub snapshots_created: Vec<ObjectId>,
+    /// Snapshots deleted.
+    pub snapshots_deleted: Vec<ObjectId>,
+    /// Packs written.
+    pub packs_created: u64,
+    /// Packs deleted.
+    pub packs_deleted: u64,
+    /// Slots added or rewritten.
+    pub slots_created: Vec<ObjectId>,
+    /// Slots removed.
+    pub slots_removed: Vec<ObjectId>,
+    /// Free text.
+    pub detail: String,
+}
+
+impl AuditRecord {
+    /// A successful `operation` with nothing else recorded yet.
+    pub fn new(operation: &str) -> Self {
+        AuditRecord { operation: operation.to_string(), outcome: "ok".into(), ..Default::default() }
+    }
+}
+
+/// One entry read back from the repository.
+#[derive(Debug, Clone)]
+pub struct LoadedEntry {
+    /// Object name.
+    pub name: String,
+    /// Its MAC (the chain link).
+    pub mac: [u8; MAC_LEN],
+    /// The entry.
+    pub entry: AuditEntry,
+}
+
+/// The log as read: authentic entries, and what could not be read.
+#[derive(Debug, Default)]
+pub struct AuditLog {
+    /// Entries that authenticate, by sequence number then name.
+    pub entries: Vec<LoadedEntry>,
+    /// Entries that failed to read or authenticate.
+    pub problems: Vec<String>,
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, Serialize)]
+pub struct AuditReport {
+    /// Entries that authenticate.
+    pub entries: usize,
+    /// The highest sequence number.
+    pub head_seq: Option<u64>,
+    /// Forks left by concurrent writers (each branch verified).
+    pub forks: Vec<String>,
+    /// Everything that shows tampering or loss.
+    pub problems: Vec<String>,
+}
+
+impl AuditReport {
+    /// Whether the log is whole and agrees with the repository.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn mac_key(keyring: &Keyring) -> crate::crypto::Key32 {
+    derive(context::AUDIT_MAC, keyring.audit_key().expose())
+}
+
+fn mac_of(keyring: &Keyring, body: &[u8]) -> [u8; MAC_LEN] {
+    *blake3::keyed_hash(mac_key(keyring).expose(), body).as_bytes()
+}
+
+/// Names of the entries in storage with their (seq, mac), sorted.
+fn list_entries(storage: &dyn Storage) -> Result<Vec<(u64, [u8; MAC_LEN], String)>> {
+    let mut out: Vec<_> = storage
+        .list("audit/")?
+        .into_iter()
+        .filter_map(|name| parse_entry_name(&name).map(|(seq, mac)| (seq, mac, name)))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Appends an entry with the storage and keyring directly (init has no `Repository` yet).
+/// `cache_dir` remembers the newest entry this client wrote, for rollback detection.
+pub fn append_raw(
+    storage: &dyn Storage,
+    keyring: &Keyring,
+    slot: ObjectId,
+    actor: &Actor,
+    record: &AuditRecord,
+    cache_dir: Option<&Path>,
+) -> Result<u64> {
+    let existing = list_entries(storage)?;
+    let (seq, prev) = match existing.last() {
+        None => (0, Vec::new()),
+        Some((top, _, _)) => {
+            let heads = existing.iter().filter(|(s, _, _)| s == top).map(|(_, m, _)| *m).collect();
+            (top.saturating_add(1), heads)
+        }
+    };
+    let mac = write_entry(storage, keyring, slot, actor, record, seq, prev)?;
+    // A sibling at the same sequence number means another writer appended concurrently: merge
+    // the fork right away so no branch is left dangling.
+    let siblings: Vec<[u8; MAC_LEN]> =
+        list_entries(storage)?.into_iter().filter(|(s, _, _)| *s == seq).map(|(_, m, _)| m).collect();
+    let (mut last_seq, mut last_mac) = (seq, mac);
+    if siblings.len() > 1 {
+        let merge = AuditRecord {
+            detail: format!("{} concurrent entries at seq {seq}", siblings.len()),
+            ..AuditRecord::new("merge")
+        };
+        last_seq = seq.saturating_add(1);
+        last_mac = write_entry(storage, keyring, slot, actor, &merge, last_seq, siblings)?;
+    }
+    if let Some(dir) = cache_dir {
+        remember_head(dir, last_seq, &last_mac);
+    }
+    Ok(seq)
+}
+
+fn write_entry(
+    storage: &dyn Storage,
+    keyring: &Keyring,
+    slot: ObjectId,
+    actor: &Actor,
+    record: &AuditRecord,
+    seq: u64,
+    prev: Vec<[u8; MAC_LEN]>,
+) -> Result<[u8; MAC_LEN]> {
+    let ids = |v: &[ObjectId]| v.iter().map(|i| *i.as_bytes()).collect::<Vec<_>>();
+    let entry = AuditEntry {
+        seq,
+        prev,
+        time_ns: now_ns(),
+        host: actor.host.clone(),
+        user: actor.user.clone(),
+        slot: *slot.as_bytes(),
+        operation: record.operation.clone(),
+        outcome: record.outcome.clone(),
+        snapshots_created: ids(&record.snapshots_created),
+        snapshots_deleted: ids(&record.snapshots_deleted),
+        packs_created: record.packs_created,
+        packs_deleted: record.packs_deleted,
+        slots_created: ids(&record.slots_created),
+        slots_removed: ids(&record.slots_removed),
+        detail: record.detail.clone(),
+    };
+    let mut plain = entry.encode();
+    let mac = mac_of(keyring, &plain);
+    plain.extend_from_slice(&mac);
+    let name = entry_name(seq, &mac);
+    let (epoch, key) = keyring.current();
+    let sealed = envelope::seal(key, epoch, ObjectKind::Audit, name.as_bytes(), &plain)?;
+    storage.put(&name, &sealed, PutMode::CreateNew)?;
+    Ok(mac)
+}
+
+/// Reads one entry and checks its MAC, its name and its sealing.
+pub fn read_entry(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Result<LoadedEntry> {
+    let (seq, name_mac) = parse_entry_name(name).ok_or_else(|| Error::corrupt(name, "not an audit entry name"))?;
+    let sealed = storage.get(name)?;
+    let plain = envelope::open(&sealed, ObjectKind::Audit, name.as_bytes(), name, |e| keyring.data_key(e, name))?;
+    let (entry, mac, body) = AuditEntry::decode_with_mac(&plain, name)?;
+    if mac_of(keyring, &body) != mac || mac != name_mac {
+        return Err(Error::corrupt(name, "audit entry MAC does not match"));
+    }
+    if entry.seq != seq {
+        return Err(Error::corrupt(name, format!("entry claims seq {} but is stored as {seq}", entry.seq)));
+    }
+    Ok(LoadedEntry { name: name.to_string(), mac, entry })
+}
+
+/// Reads every entry; failures are collected, not fatal.
+pub fn read_log(storage: &dyn Storage, keyring: &Keyring) -> Result<AuditLog> {
+    let mut log = AuditLog::default();
+    for name in storage.list("audit/")? {
+        if parse_entry_name(&name).is_none() {
+            log.problems.push(format!("{name}: not an audit entry name (a foreign or renamed object)"));
+            continue;
+        }
+        match read_entry(storage, keyring, &name) {
+            Ok(e) => log.entries.push(e),
+            Err(e) => log.problems.push(format!("{name}: cannot be read or does not authenticate ({e})")),
+        }
+    }
+    log.entries.sort_by(|a, b| (a.entry.seq, &a.name).cmp(&(b.entry.seq, &b.name)));
+    Ok(log)
+}
+
+/// Checks the chain of `log`: every level present, every predecessor present, forks reported.
+fn verify_chain(log: &AuditLog, report: &mut AuditReport) {
+    let mut by_seq: BTreeMap<u64, Vec<&LoadedEntry>> = BTreeMap::new();
+    for e in &log.entries {
+        by_seq.entry(e.entry.seq).or_default().push(e);
+    }
+    let Some(&top) = by_seq.keys().next_back() else {
+        if log.problems.is_empty() {
+            report.problems.push("the audit log is empty: its entries were removed".into());
+        }
+        return;
+    };
+    report.head_seq = Some(top);
+    for seq in 0..=top {
+        let Some(level) = by_seq.get(&seq) else {
+            report.problems.push(format!("no entry at seq {seq}: an entry was removed"));
+            continue;
+        };
+        if level.len() > 1 {
+            let names: Vec<&str> = level.iter().map(|e| e.name.as_str()).collect();
+            report.forks.push(format!("seq {seq}: {} concurrent entries ({})", level.len(), names.join(", ")));
+        }
+        if seq == 0 {
+            if level.iter().any(|e| e.entry.operation != "init") {
+                report.problems.push("the first entry is not the repository's init".into());
+            }
+            continue;
+        }
+        let below: HashMap<[u8; MAC_LEN], &LoadedEntry> =
+            by_seq.get(&(seq - 1)).map(|l| l.iter().map(|e| (e.mac, *e)).collect()).unwrap_or_default();
+        for e in level {
+            for p in &e.entry.prev {
+                if !below.contains_key(p) {
+                    report.problems.push(format!(
+                        "{} follows an entry at seq {} that is not in the log: an entry was removed or replaced",
+                        e.name,
+                        seq - 1
+                    ));
+                }
+            }
+        }
+        // An entry below that no entry at this level follows is a branch nobody merged: fine only
+        // as part of a fork (reported above), otherwise the chain was cut.
+        let followed: BTreeSet<[u8; MAC_LEN]> = level.iter().flat_map(|e| e.entry.prev.iter().copied()).collect();
+        if below.len() == 1 && below.keys().any(|m| !followed.contains(m)) {
+            report.problems.push(format!("the entry at seq {} is not followed by the entries at seq {seq}", seq - 1));
+        }
+    }
+}
+
+/// Snapshots the log says exist (made and not deleted) vs those in the repository.
+fn verify_snapshots(log: &AuditLog, present: &BTreeSet<ObjectId>, report: &mut AuditReport) {
+    let mut made = BTreeSet::new();
+    let mut deleted = BTreeSet::new();
+    for e in &log.entries {
+        made.extend(e.entry.snapshots_created.iter().map(|b| ObjectId(*b)));
+        deleted.extend(e.entry.snapshots_deleted.iter().map(|b| ObjectId(*b)));
+    }
+    for id in made.difference(&deleted) {
+        if !present.contains(id) {
+            report.problems.push(format!("snapshot {} is gone but no logged operation deleted it", id.short()));
+        }
+    }
+    for id in present {
+        if !made.contains(id) {
+            report.problems.push(format!("snapshot {} is in the repository but the log never recorded it", id.short()));
+        } else if deleted.contains(id) {
+            report.problems.push(format!("snapshot {} was logged as deleted but is in the repository", id.short()));
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Head {
+    seq: u64,
+    mac: String,
+}
+
+const HEAD_FILE: &str = "audit-head.json";
+
+fn cached_head(dir: &Path) -> Option<Head> {
+    serde_json::from_slice(&std::fs::read(dir.join(HEAD_FILE)).ok()?).ok()
+}
+
+/// Records the newest entry seen, never moving backwards. Best effort: the cache is advisory.
+fn remember_head(dir: &Path, seq: u64, mac: &[u8; MAC_LEN]) {
+    if cached_head(dir).is_some_and(|h| h.seq >= seq) {
+        return;
+    }
+    let head = Head { seq, mac: hex::encode(mac) };
+    if std::fs::create_dir_all(dir).is_ok()
+        && let Ok(bytes) = serde_json::to_vec(&head)
+    {
+        let tmp = dir.join(format!("{HEAD_FILE}.tmp"));
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, dir.join(HEAD_FILE));
+        }
+    }
+}
+
+impl Repository {
+    /// Appends an audit entry for an operation run through this repository handle.
+    pub fn audit(&self, actor: &Actor, record: &AuditRecord) -> Result<u64> {
+        append_raw(self.storage().as_ref(), self.keyring(), self.opened_with(), actor, record, Some(self.cache_dir()))
+    }
+
+    /// Reads the whole log.
+    pub fn audit_log(&self) -> Result<AuditLog> {
+        read_log(self.storage().as_ref(), self.keyring())
+    }
+
+    /// Verifies the log and cross-checks it with the snapshots present and with the newest
+    /// entry this client saw before.
+    pub fn audit_verify(&self) -> Result<AuditReport> {
+        let log = self.audit_log()?;
+        let mut report = AuditReport { entries: log.entries.len(), ..Default::default() };
+        report.problems.extend(log.problems.iter().cloned());
+        verify_chain(&log, &mut report);
+        let present: BTreeSet<ObjectId> = self.snapshot_ids()?.into_iter().collect();
+        verify_snapshots(&log, &present, &mut report);
+        if let Some(head) = cached_head(self.cache_dir()) {
+            let seen = log.entries.iter().any(|e| e.entry.seq == head.seq && hex::encode(e.mac) == head.mac);
+            if !seen {
+                let ends = report.head_seq.map_or("is empty".to_string(), |s| format!("ends at seq {s}"));
+                report.problems.push(format!(
+                    "the audit log went backwards: this client saw entry {} at seq {}, but the repository's log {ends} without it (rolled back or replaced)",
+                    head.mac.get(..12).unwrap_or_default(),
+                    head.seq
+                ));
+            }
+        }
+        if report.is_ok()
+            && let Some(last) = log.entries.last()
+        {
+            remember_head(self.cache_dir(), last.entry.seq, &last.mac);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,385 @@
+//! Key management on an open repository: list, add and remove slots, change a password, rotate
+//! the repository key, and retire a data-key epoch. The caller holds the exclusive lock for
+//! everything that writes.
+//!
+//! Rotation order (a crash at any step leaves every slot able to open the repository, and no
+//! object sealed under an epoch some keyring lacks):
+//! 1. a new keyring (old epochs + a new one) sealed under a new K', as a new object;
+//! 2. the old keyring rewritten with the new epoch too, so a client that opens through a slot
+//!    not yet moved can read what clients on K' write;
+//! 3. every slot re-sealed to K' (each an atomic overwrite; no slot secret is needed, K' is
+//!    sealed to the slot's public key);
+//! 4. every keyring no slot names any more deleted, the old one included.
+//!
+//! A rerun after a crash (from any slot) makes another K'' and finishes the job: all keyrings
+//! hold the same epochs after step 2.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::crypto::{Argon2Params, Key32, SecretBytes};
+use crate::error::{Error, Result};
+use crate::format::config::CONFIG_NAME;
+use crate::format::envelope;
+use crate::format::slot::{SlotDoc, SlotKind};
+use crate::id::{ObjectId, PackId};
+use crate::keys::{self, HsmConfig, HsmSession, Keyring, NewSlotSecret, RecoveryCode};
+use crate::storage::PutMode;
+
+use super::{Repository, pack_name, slot_name};
+
+/// One slot as `key list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotSummary {
+    /// Slot id.
+    pub id: ObjectId,
+    /// `password`, `recovery` or `hsm`.
+    pub kind: String,
+    /// The user's label.
+    pub label: String,
+    /// When it was made (ns), when the sealed info could be read.
+    pub created_ns: Option<i64>,
+    /// HSM token and key labels.
+    pub hsm_token: Option<String>,
+    /// Key label on the token.
+    pub hsm_key: Option<String>,
+    /// Whether this slot opened the repository now.
+    pub in_use: bool,
+    /// Whether the slot opens the current key (false only mid-rotation).
+    pub current: bool,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RotateOutcome {
+    /// The new data-key epoch.
+    pub epoch: u32,
+    /// Slots re-sealed to the new key.
+    pub slots: Vec<ObjectId>,
+    /// Keyrings deleted.
+    pub keyrings_deleted: usize,
+}
+
+/// Where each data-key epoch is still used.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EpochUsage {
+    /// Packs sealed under the epoch.
+    pub packs: u64,
+    /// Other sealed objects (config, snapshots, index segments, audit entries).
+    pub objects: u64,
+}
+
+impl EpochUsage {
+    /// Whether nothing uses the epoch.
+    pub fn is_unused(&self) -> bool {
+        self.packs == 0 && self.objects == 0
+    }
+}
+
+/// Prefixes of the lasting small sealed objects. Locks are left out: they live for one command,
+/// and the command retiring an epoch holds one sealed under it.
+pub(crate) const SEALED_PREFIXES: [&str; 3] = ["snapshots/", "index/", "audit/"];
+
+impl Repository {
+    fn slot_docs(&self) -> Result<Vec<SlotDoc>> {
+        let mut out = Vec::new();
+        for name in self.storage.list("keys/")? {
+            out.push(SlotDoc::decode(&self.storage.get(&name)?, &name)?);
+        }
+        out.sort_by_key(|s| s.id);
+        Ok(out)
+    }
+
+    fn keyring_id(&self) -> String {
+        keys::keyring_name(&self.master).trim_start_matches("keyring/").to_string()
+    }
+
+    /// Every slot, with its sealed label.
+    pub fn list_slots(&self) -> Result<Vec<SlotSummary>> {
+        let info_key = self.keyring.slot_info_key();
+        let current = self.keyring_id();
+        Ok(self
+            .slot_docs()?
+            .into_iter()
+            .map(|s| {
+                let info = keys::slot_info(&s, &info_key).ok();
+                SlotSummary {
+                    id: s.id,
+                    kind: s.kind.name().to_string(),
+                    label: info.as_ref().map(|i| i.label.clone()).unwrap_or_default(),
+                    created_ns: info.as_ref().map(|i| i.created_ns),
+                    hsm_token: info.as_ref().and_then(|i| i.hsm_token.clone()),
+                    hsm_key: info.as_ref().and_then(|i| i.hsm_key.clone()),
+                    in_use: s.id == self.opened_with,
+                    current: s.keyring == current,
+                }
+            })
+            .collect())
+    }
+
+    fn store_new_slot(&self, secret: NewSlotSecret<'_>, label: &str) -> Result<ObjectId> {
+        let slot = keys::create_slot(
+            self.config.repository_id,
+            ObjectId::random()?,
+            &self.master,
+            &self.keyring.slot_info_key(),
+            secret,
+            label,
+        )?;
+        self.storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)?;
+        Ok(slot.id)
+    }
+
+    /// Adds a password slot.
+    pub fn add_password_slot(&self, password: &SecretBytes, params: Argon2Params, label: &str) -> Result<ObjectId> {
+        self.store_new_slot(NewSlotSecret::Password(password, params), label)
+    }
+
+    /// Adds a recovery slot; the caller shows the code once.
+    pub fn add_recovery_slot(&self, label: &str) -> Result<(ObjectId, RecoveryCode)> {
+        let code = RecoveryCode::generate()?;
+        let id = self.store_new_slot(NewSlotSecret::Recovery(&code), label)?;
+        Ok((id, code))
+    }
+
+    /// Adds an HSM slot, creating the token key when it does not exist yet. Before the slot is
+    /// stored, it is opened again through the token, so a slot that cannot open is never kept.
+    pub fn add_hsm_slot(&self, cfg: &HsmConfig, label: &str) -> Result<ObjectId> {
+        let session = HsmSession::open(cfg, true)?;
+        let slot = keys::create_slot(
+            self.config.repository_id,
+            ObjectId::random()?,
+            &self.master,
+            &self.keyring.slot_info_key(),
+            NewSlotSecret::Hsm(&session, cfg),
+            label,
+        )?;
+        let back = keys::open_slot(&slot, &keys::OpenSecret::Hsm(cfg.clone()), Some(&session))?;
+        if back.as_ref() != Some(&self.master) {
+            return Err(Error::Hsm("the new slot does not open again through the token; not stored".into()));
+        }
+        self.storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)?;
+        Ok(slot.id)
+    }
+
+    /// Finds one slot by id or unique id prefix.
+    pub fn resolve_slot(&self, prefix: &str) -> Result<ObjectId> {
+        let prefix = prefix.to_ascii_lowercase();
+        let matches: Vec<ObjectId> =
+            self.slot_docs()?.into_iter().map(|s| s.id).filter(|id| id.to_hex().starts_with(&prefix)).collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(Error::InvalidInput(format!("no key slot {prefix}"))),
+            _ => Err(Error::InvalidInput(format!(
+                "{} key slots start with {prefix}; give more characters",
+                matches.len()
+            ))),
+        }
+    }
+
+    /// Removes a slot. Refuses the last slot that opens the current key, and the slot in use
+    /// unless `force`.
+    pub fn remove_slot(&self, id: ObjectId, force: bool) -> Result<()> {
+        let slots = self.slot_docs()?;
+        let current = self.keyring_id();
+        let target =
+            slots.iter().find(|s| s.id == id).ok_or_else(|| Error::InvalidInput(format!("no key slot {id}")))?;
+        let others_open = slots.iter().filter(|s| s.id != id && s.keyring == current).count();
+        if target.keyring == current && others_open == 0 {
+            return Err(Error::InvalidInput(format!(
+                "slot {} is the last one that opens the repository; add another slot first",
+                id.short()
+            )));
+        }
+        if id == self.opened_with && !force {
+            return Err(Error::InvalidInput(format!(
+                "slot {} is the one this command opened the repository with; use --force to remove it anyway",
+                id.short()
+            )));
+        }
+        self.storage.delete(&slot_name(&id))
+    }
+
+    /// Replaces the password of the slot in use (a password slot): same id, new salt, new key
+    /// pair. The old password stops working at once.
+    pub fn change_password(&self, password: &SecretBytes, params: Argon2Params) -> Result<ObjectId> {
+        let slots = self.slot_docs()?;
+        let slot = slots
+            .iter()
+            .find(|s| s.id == self.opened_with)
+            .ok_or_else(|| Error::InvalidInput("the slot in use is gone".into()))?;
+        if !matches!(slot.kind, SlotKind::Password { .. }) {
+            return Err(Error::InvalidInput(format!(
+                "the repository was opened with a {} slot; open it with the password to change",
+                slot.kind.name()
+            )));
+        }
+        let info_key = self.keyring.slot_info_key();
+        let label = keys::slot_info(slot, &info_key).map(|i| i.label).unwrap_or_default();
+        let new = keys::create_slot(
+            self.config.repository_id,
+            slot.id,
+            &self.master,
+            &info_key,
+            NewSlotSecret::Password(password, params),
+            &label,
+        )?;
+        self.storage.put(&slot_name(&new.id), &new.encode(), PutMode::Overwrite)?;
+        Ok(new.id)
+    }
+
+    /// Rotates the repository key: new K, new data-key epoch, every slot re-sealed (see the
+    /// module docs for the order). Returns the repository opened with the new key.
+    pub fn rotate_key(self) -> Result<(Repository, RotateOutcome)> {
+        let new_k = Key32::random()?;
+        let new_ring = self.keyring.with_new_epoch()?;
+        let (epoch, _) = new_ring.current();
+        let new_name = keys::keyring_name(&new_k);
+        // 1. The new keyring.
+        self.storage.put(&new_name, &new_ring.seal(&keys::keyring_seal_key(&new_k), &new_name)?, PutMode::CreateNew)?;
+        // 2. The old keyring learns the new epoch.
+        let old_name = keys::keyring_name(&self.master);
+        self.storage.put(
+            &old_name,
+            &new_ring.seal(&keys::keyring_seal_key(&self.master), &old_name)?,
+            PutMode::Overwrite,
+        )?;
+        // 3. Every slot to K'.
+        let mut moved = Vec::new();
+        for slot in self.slot_docs()? {
+            let resealed = keys::reseal_slot(&slot, &new_k)?;
+            self.storage.put(&slot_name(&slot.id), &resealed.encode(), PutMode::Overwrite)?;
+            moved.push(slot.id);
+        }
+        // 4. Keyrings no slot names.
+        let mut deleted = 0;
+        for name in self.storage.list("keyring/")? {
+            if name != new_name {
+                self.storage.delete(&name)?;
+                deleted += 1;
+            }
+        }
+        let chunker = crate::chunker::Chunker::new(new_ring.cdc_key(), self.config.chunker)?;
+        let repo = Repository {
+            storage: self.storage.clone(),
+            config: self.config.clone(),
+            keyring: std::sync::Arc::new(new_ring),
+            chunker,
+            index: self.index,
+            opened_with: self.opened_with,
+            master: new_k,
+            index_problems: Default::default(),
+            cache_dir: self.cache_dir.clone(),
+        };
+        Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted }))
+    }
+
+    /// The data-key epochs the keyring holds, current last.
+    pub fn key_epochs(&self) -> Vec<(u32, Option<i64>)> {
+        self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()
+    }
+
+    /// The epoch of the pack `id` of `size` bytes (its header's envelope).
+    pub fn pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
+        let name = pack_name(id);
+        let trailer_len = crate::format::pack::TRAILER_LEN as u64;
+        let tail = self.storage.get_range(&name, size.saturating_sub(trailer_len), trailer_len)?;
+        let (offset, _) = crate::format::pack::header_location(size, &tail, &name)?;
+        let head = self.storage.get_range(&name, offset, 5)?;
+        envelope::epoch_of(&head, &name)
+    }
+
+    /// Counts, per epoch the objects sealed under it: every pack (from its header) and every
+    /// other sealed object. Epochs the keyring no longer holds show up too.
+    pub fn epoch_usage(&self) -> Result<BTreeMap<u32, EpochUsage>> {
+        let mut usage: BTreeMap<u32, EpochUsage> =
+            self.keyring.epochs().into_iter().map(|e| (e, EpochUsage::default())).collect();
+        for name in self.storage.list("data/")? {
+            let Some(id) = name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()) else { continue };
+            let size = self.storage.stat(&name)?.unwrap_or(0);
+            let epoch = self.pack_epoch(&id, size)?;
+            usage.entry(epoch).or_default().packs += 1;
+        }
+        let mut names = vec![CONFIG_NAME.to_string()];
+        for prefix in SEALED_PREFIXES {
+            names.extend(self.storage.list(prefix)?);
+        }
+        for name in names {
+            let head = match self.storage.get_range(&name, 0, 5) {
+                Ok(h) => h,
+                Err(Error::Missing(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let epoch = envelope::epoch_of(&head, &name)?;
+            usage.entry(epoch).or_default().objects += 1;
+        }
+        Ok(usage)
+    }
+
+    /// Drops `epoch` from the keyring once nothing is sealed under it.
+    pub fn retire_epoch(&self, epoch: u32) -> Result<()> {
+        let keyrings = self.storage.list("keyring/")?;
+        if keyrings.len() > 1 {
+            return Err(Error::InvalidInput(
+                "a key rotation did not finish (more than one keyring); run `cairn key rotate` first".into(),
+            ));
+        }
+        // Validates first: the current epoch and unknown epochs are refused before any scan.
+        let ring: Keyring = self.keyring.without_epoch(epoch)?;
+        let usage = self.epoch_usage()?;
+        if let Some(u) = usage.get(&epoch)
+            && !u.is_unused()
+        {
+            return Err(Error::InvalidInput(format!(
+                "epoch {epoch} still seals {} packs and {} other objects; run `cairn prune --reencrypt-epoch {epoch}` first",
+                u.packs, u.objects
+            )));
+        }
+        let name = keys::keyring_name(&self.master);
+        self.storage.put(&name, &ring.seal(&keys::keyring_seal_key(&self.master), &name)?, PutMode::Overwrite)
+    }
+
+    /// Re-seals every small object (config, snapshots, index segments, audit entries) sealed
+    /// under `epoch` under the current epoch, in place (each an atomic overwrite of the same
+    /// plaintext under the same name). Returns how many were re-sealed.
+    pub fn reseal_objects(&self, epoch: u32) -> Result<u64> {
+        use crate::format::envelope::ObjectKind;
+        let (current, key) = self.keyring.current();
+        if epoch == current {
+            return Ok(0);
+        }
+        let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
+        for (prefix, kind) in
+            [("snapshots/", ObjectKind::Snapshot), ("index/", ObjectKind::IndexSegment), ("audit/", ObjectKind::Audit)]
+        {
+            names.extend(self.storage.list(prefix)?.into_iter().map(|n| (n, kind)));
+        }
+        let mut count = 0;
+        for (name, kind) in names {
+            let sealed = self.storage.get(&name)?;
+            if envelope::epoch_of(&sealed, &name)? != epoch {
+                continue;
+            }
+            let plain = envelope::open(&sealed, kind, name.as_bytes(), &name, |e| self.keyring.data_key(e, &name))?;
+            let resealed = envelope::seal(key, current, kind, name.as_bytes(), &plain)?;
+            self.storage.put(&name, &resealed, PutMode::Overwrite)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Every key this handle holds (K, K_id, K_cdc, K_audit, the data keys), for tests that
+    /// search outputs and files for leaked key bytes. Only with the `test-vectors` feature.
+    #[cfg(feature = "test-vectors")]
+    pub fn key_material_for_tests(&self) -> Vec<[u8; 32]> {
+        let mut out = vec![*self.master.expose()];
+        out.extend(self.keyring.all_keys_for_tests());
+        out
+    }
+
+    /// Slots present, for the audit cross-check of `key remove`.
+    pub fn slot_ids(&self) -> Result<BTreeSet<ObjectId>> {
+        Ok(self.slot_docs()?.into_iter().map(|s| s.id).collect())
+    }
+}
