@@ -336,6 +336,16 @@ impl Repository {
         read_log(self.storage().as_ref(), self.keyring())
     }
 
+    /// Problems of the chain alone (unreadable or altered entries, gaps, broken links), without
+    /// the snapshot cross-check or the rollback check: what `check` reports.
+    pub fn audit_chain_problems(&self) -> Result<Vec<String>> {
+        let log = self.audit_log()?;
+        let mut report = AuditReport { entries: log.entries.len(), ..Default::default() };
+        report.problems.extend(log.problems.iter().cloned());
+        verify_chain(&log, &mut report);
+        Ok(report.problems)
+    }
+
     /// Verifies the log and cross-checks it with the snapshots present and with the newest
     /// entry this client saw before.
     pub fn audit_verify(&self) -> Result<AuditReport> {

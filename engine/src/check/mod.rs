@@ -162,6 +162,14 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// The audit chain must be whole; `cairn audit verify` also cross-checks snapshots.
+    fn check_audit(&mut self) -> Result<()> {
+        for problem in self.repo.audit_chain_problems()? {
+            self.error("audit/", format!("{problem}; run `cairn audit verify` for the whole picture"));
+        }
+        Ok(())
+    }
+
     fn load_index(&mut self) -> Result<()> {
         let mut segments = Vec::new();
         for name in self.repo.storage().list("index/")? {
@@ -438,6 +446,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     };
     progress.phase("check: structure", None);
     c.check_slots()?;
+    c.check_audit()?;
     c.load_index()?;
     c.check_packs()?;
     if let Some(subset) = opts.read_data {

@@ -75,7 +75,7 @@ impl AuditEntry {
     }
 }
 
-/// Object name of an entry: `audit/<seq, 12 digits>-<mac hex>`.
+/// Object name of an entry: `audit/<seq, zero-padded to 12 digits>-<mac hex>`.
 pub fn entry_name(seq: u64, mac: &[u8; MAC_LEN]) -> String {
     format!("audit/{seq:012}-{}", hex::encode(mac))
 }
@@ -84,11 +84,16 @@ pub fn entry_name(seq: u64, mac: &[u8; MAC_LEN]) -> String {
 pub fn parse_entry_name(name: &str) -> Option<(u64, [u8; MAC_LEN])> {
     let rest = name.strip_prefix("audit/")?;
     let (seq, mac) = rest.split_once('-')?;
-    if seq.len() != 12 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+    if !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = seq.parse().ok()?;
+    // Only the canonical spelling (at least 12 digits, no extra leading zeros) names an entry.
+    if format!("{n:012}") != seq {
         return None;
     }
     let mac: [u8; MAC_LEN] = hex::decode(mac).ok()?.try_into().ok()?;
-    Some((seq.parse().ok()?, mac))
+    Some((n, mac))
 }
 
 #[cfg(test)]

@@ -129,7 +129,24 @@ proptest! {
     }
 
     #[test]
+    fn audit_entry_round_trips(seq in 1u64.., prev in vec(any::<[u8; 32]>(), 1..3), t in any::<i64>(), host in ".{0,16}",
+                               op in ".{0,16}", made in vec(any::<[u8; 32]>(), 0..3), packs in any::<u64>(), mac in any::<[u8; 32]>()) {
+        use crate::format::audit::{AuditEntry, entry_name, parse_entry_name};
+        let e = AuditEntry { seq, prev, time_ns: t, host, operation: op, snapshots_created: made, packs_created: packs,
+            outcome: "ok".into(), ..AuditEntry::default() };
+        let mut bytes = e.encode();
+        bytes.extend_from_slice(&mac);
+        let (back, back_mac, body) = AuditEntry::decode_with_mac(&bytes, "x").unwrap();
+        prop_assert_eq!(back, e.clone());
+        prop_assert_eq!(back_mac, mac);
+        prop_assert_eq!(body, e.encode());
+        prop_assert_eq!(parse_entry_name(&entry_name(seq, &mac)), Some((seq, mac)));
+    }
+
+    #[test]
     fn arbitrary_bytes_are_errors_not_panics(data in vec(any::<u8>(), 0..400)) {
+        let _ = crate::format::audit::AuditEntry::decode_with_mac(&data, "x");
+        let _ = crate::format::audit::parse_entry_name(&String::from_utf8_lossy(&data));
         let _ = Config::decode(&data);
         let _ = KeyringDoc::decode(&data, "x");
         let _ = PackHeader::decode(&data, 1000, "x");

@@ -273,3 +273,74 @@ pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) 
     arr.zeroize();
     Ok(Some(key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (ObjectId, Key32, Key32, SlotDoc, SecretBytes) {
+        let repo = ObjectId([3; 32]);
+        let k = Key32::random().unwrap();
+        let info_key = Key32::random().unwrap();
+        let pw = SecretBytes::from("pw".to_string());
+        let slot = create_slot(
+            repo,
+            ObjectId([4; 32]),
+            &k,
+            &info_key,
+            NewSlotSecret::Password(&pw, Argon2Params::MIN),
+            "laptop",
+        )
+        .unwrap();
+        (repo, k, info_key, slot, pw)
+    }
+
+    #[test]
+    fn a_slot_opens_with_its_secret_only() {
+        let (_, k, info_key, slot, pw) = setup();
+        assert_eq!(open_slot(&slot, &OpenSecret::Password(pw), None).unwrap(), Some(k.clone()));
+        let wrong = OpenSecret::Password(SecretBytes::from("nope".to_string()));
+        assert_eq!(open_slot(&slot, &wrong, None).unwrap(), None);
+        let code = RecoveryCode::from_entropy([1; 18]);
+        assert_eq!(open_slot(&slot, &OpenSecret::Recovery(code), None).unwrap(), None, "other kinds do not fit");
+        assert_eq!(slot_info(&slot, &info_key).unwrap().label, "laptop");
+        assert!(slot_info(&slot, &Key32::random().unwrap()).is_err());
+    }
+
+    #[test]
+    fn resealing_moves_a_slot_to_a_new_key_without_its_secret() {
+        let (_, k, info_key, slot, pw) = setup();
+        let k2 = Key32::random().unwrap();
+        let moved = reseal_slot(&slot, &k2).unwrap();
+        assert_ne!(moved.keyring, slot.keyring);
+        assert_eq!(moved.wrapped_secret, slot.wrapped_secret, "the slot secret is untouched");
+        assert_eq!(open_slot(&moved, &OpenSecret::Password(pw.clone()), None).unwrap(), Some(k2));
+        assert_ne!(open_slot(&moved, &OpenSecret::Password(pw), None).unwrap(), Some(k), "the old K is gone");
+        assert_eq!(slot_info(&moved, &info_key).unwrap().label, "laptop");
+    }
+
+    #[test]
+    fn tampering_is_an_error_or_a_refusal_never_a_wrong_key() {
+        let (_, _, _, slot, pw) = setup();
+        let secret = OpenSecret::Password(pw);
+        // Every byte of the sealed key, the public key and the keyring name is bound.
+        for i in 0..slot.sealed_key.len() {
+            let mut t = slot.clone();
+            t.sealed_key[i] ^= 1;
+            assert!(open_slot(&t, &secret, None).is_err(), "sealed_key byte {i}");
+        }
+        let mut t = slot.clone();
+        t.public_key[0] ^= 1;
+        assert!(open_slot(&t, &secret, None).is_err());
+        let mut t = slot.clone();
+        t.keyring = "0".repeat(32);
+        assert!(open_slot(&t, &secret, None).is_err());
+        // The wrapped secret and the slot id are bound too: the secret no longer opens it.
+        let mut t = slot.clone();
+        t.wrapped_secret[5] ^= 1;
+        assert_eq!(open_slot(&t, &secret, None).unwrap(), None);
+        let mut t = slot;
+        t.id = ObjectId([9; 32]);
+        assert_eq!(open_slot(&t, &secret, None).unwrap(), None);
+    }
+}
