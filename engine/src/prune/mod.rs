@@ -220,13 +220,15 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             let sealed = bytes
                 .get(start..start + b.length as usize)
                 .ok_or_else(|| Error::corrupt(&name, format!("blob {} lies beyond the pack's end", b.id)))?;
-            let plain = repo.open_blob(&b.id, &BlobLocation::of(pack.pack, b), &name, sealed)?;
-            progress.bytes(u64::from(b.length));
-            if stale.contains(&pack.pack) {
-                writer.add_plaintext(b.kind, b.id, &plain)?;
+            let loc = BlobLocation::of(pack.pack, b);
+            let bytes = if stale.contains(&pack.pack) {
+                repo.reseal_blob(&b.id, &loc, &name, sealed)?
             } else {
-                writer.add(b.kind, b.id, b.raw_length, sealed.to_vec())?;
-            }
+                repo.open_blob(&b.id, &loc, &name, sealed)?;
+                sealed.to_vec()
+            };
+            progress.bytes(u64::from(b.length));
+            writer.add(b.kind, b.id, b.raw_length, bytes)?;
         }
         Ok(())
     })?;

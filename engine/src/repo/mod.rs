@@ -440,6 +440,18 @@ impl Repository {
         Ok(plain)
     }
 
+    /// Opens and verifies a blob like [`Repository::open_blob`], then seals its stored body
+    /// (compressed or raw, as it was) again under the current epoch: re-encryption without
+    /// recompressing.
+    pub fn reseal_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.open_blob(id, loc, pack, sealed)?;
+        let object = format!("{pack} (blob {id})");
+        let kind = loc.kind.object_kind();
+        let body = envelope::open(sealed, kind, id.as_bytes(), &object, |e| self.keyring.data_key(e, &object))?;
+        let (epoch, key) = self.keyring.current();
+        envelope::seal(key, epoch, kind, id.as_bytes(), &body)
+    }
+
     /// Parses and opens the header of a whole pack `bytes` stored as `name`.
     pub fn pack_header(&self, name: &str, bytes: &[u8]) -> Result<crate::format::pack::PackHeader> {
         let (offset, _) = crate::format::pack::header_location(bytes.len() as u64, bytes, name)?;

@@ -13,24 +13,11 @@ use super::packer::Packer;
 #[derive(Debug)]
 pub struct RepackWriter {
     packer: Packer,
-    epoch: u32,
-    key: crate::crypto::Key32,
-    zstd_level: i32,
 }
 
 impl RepackWriter {
     /// Adds one sealed blob (checked by the caller with [`Repository::open_blob`]).
     pub fn add(&self, kind: BlobKind, id: ChunkId, raw_length: u32, sealed: Vec<u8>) -> Result<()> {
-        self.packer.add(kind, id, raw_length, sealed)
-    }
-
-    /// Adds one blob's plaintext, compressed and sealed anew under the current epoch (prune's
-    /// re-encryption of an old epoch).
-    pub fn add_plaintext(&self, kind: BlobKind, id: ChunkId, plaintext: &[u8]) -> Result<()> {
-        let body = crate::compress::encode(plaintext, self.zstd_level);
-        let sealed = crate::format::envelope::seal(&self.key, self.epoch, kind.object_kind(), id.as_bytes(), &body)?;
-        let raw_length = u32::try_from(plaintext.len())
-            .map_err(|_| crate::error::Error::InvalidInput("blob larger than 4 GiB".into()))?;
         self.packer.add(kind, id, raw_length, sealed)
     }
 
@@ -46,11 +33,6 @@ impl Repository {
     pub fn repack_writer(&self) -> RepackWriter {
         let (epoch, key) = self.keyring().current();
         let target = self.config().pack_target_size as usize;
-        RepackWriter {
-            packer: Packer::new(self.storage().clone(), epoch, key.clone(), target),
-            epoch,
-            key: key.clone(),
-            zstd_level: self.config().zstd_level,
-        }
+        RepackWriter { packer: Packer::new(self.storage().clone(), epoch, key.clone(), target) }
     }
 }
