@@ -407,7 +407,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         };
         let expected_data: Option<u64> =
             (!holes.is_empty()).then(|| st.size.saturating_sub(holes.iter().map(|h| h.1).sum::<u64>()));
-        let mut stream = self.repo.chunker().stream(reader);
+        let mut stream = self.repo.chunker().stream_sized(reader, st.size);
         let mut chunks = Vec::new();
         let mut data = 0u64;
         loop {

@@ -19,9 +19,14 @@ use super::Repository;
 use super::packer::Packer;
 
 /// Bytes of plaintext that may be queued or in compression at once.
-const IN_FLIGHT_BYTES: u64 = 64 * 1024 * 1024;
+const IN_FLIGHT_BYTES: u64 = 16 * 1024 * 1024;
 /// Write an index segment once this many packs are stored (bounds what a crash loses).
 const PACKS_PER_SEGMENT: usize = 128;
+/// Small blobs are compressed and sealed in batches of up to this many bytes or blobs: one task
+/// per 2 KiB blob costs more in thread wake-ups than the work itself (backups of many small
+/// files were bound by scheduler traffic).
+const BATCH_BYTES: usize = 512 * 1024;
+const BATCH_BLOBS: usize = 256;
 /// How often a writer looks for index segments other writers have finished.
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
 
@@ -68,6 +73,21 @@ impl Budget {
     }
 }
 
+/// Blobs waiting to be compressed and sealed together.
+#[derive(Debug, Default)]
+struct Batch {
+    items: Vec<Pending>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct Pending {
+    kind: BlobKind,
+    id: ChunkId,
+    raw_length: u32,
+    plaintext: Vec<u8>,
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     budget: Budget,
@@ -85,6 +105,7 @@ pub struct BlobWriter<'r> {
     pool: rayon::ThreadPool,
     shared: Arc<Shared>,
     session: Mutex<HashSet<ChunkId>>,
+    batch: Mutex<Batch>,
     last_sync: Mutex<Instant>,
     blobs: AtomicU64,
     stored_index_bytes: AtomicU64,
@@ -107,6 +128,7 @@ impl<'r> BlobWriter<'r> {
             pool,
             shared: Arc::default(),
             session: Mutex::default(),
+            batch: Mutex::default(),
             last_sync: Mutex::new(Instant::now()),
             blobs: AtomicU64::new(0),
             stored_index_bytes: AtomicU64::new(0),
@@ -154,7 +176,32 @@ impl<'r> BlobWriter<'r> {
         let raw_length =
             u32::try_from(plaintext.len()).map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
         self.blobs.fetch_add(1, Ordering::Relaxed);
-        let cost = plaintext.len() as u64 + 1;
+        let item = Pending { kind, id, raw_length, plaintext };
+        if item.plaintext.len() >= BATCH_BYTES {
+            self.dispatch(vec![item]);
+        } else {
+            let full = {
+                let mut batch = self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                batch.bytes += item.plaintext.len();
+                batch.items.push(item);
+                (batch.bytes >= BATCH_BYTES || batch.items.len() >= BATCH_BLOBS).then(|| std::mem::take(&mut *batch))
+            };
+            if let Some(batch) = full {
+                self.dispatch(batch.items);
+            }
+        }
+        if self.packer.finished_len() >= PACKS_PER_SEGMENT || self.packer.finished_blobs() >= super::BLOBS_PER_SEGMENT {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    /// Compresses, seals and packs `items` on the pool, within the in-flight budget.
+    fn dispatch(&self, items: Vec<Pending>) {
+        if items.is_empty() {
+            return;
+        }
+        let cost = items.iter().map(|i| i.plaintext.len() as u64 + 1).sum::<u64>();
         self.shared.budget.acquire(cost);
         let shared = Arc::clone(&self.shared);
         let packer = Arc::clone(&self.packer);
@@ -163,13 +210,16 @@ impl<'r> BlobWriter<'r> {
         let level = self.repo.config().zstd_level;
         self.pool.spawn(move || {
             let result = (|| {
-                let body = compress::encode(&plaintext, level);
-                let sealed = envelope::seal(&key, epoch, kind.object_kind(), id.as_bytes(), &body)?;
-                shared.raw_bytes.fetch_add(u64::from(raw_length), Ordering::Relaxed);
-                shared.sealed_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
-                drop(body);
-                drop(plaintext);
-                packer.add(kind, id, raw_length, sealed)
+                for Pending { kind, id, raw_length, plaintext } in items {
+                    let body = compress::encode(&plaintext, level);
+                    let sealed = envelope::seal(&key, epoch, kind.object_kind(), id.as_bytes(), &body)?;
+                    shared.raw_bytes.fetch_add(u64::from(raw_length), Ordering::Relaxed);
+                    shared.sealed_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+                    drop(body);
+                    drop(plaintext);
+                    packer.add(kind, id, raw_length, sealed)?;
+                }
+                Ok::<(), Error>(())
             })();
             if let Err(e) = result {
                 let mut slot = shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -177,10 +227,6 @@ impl<'r> BlobWriter<'r> {
             }
             shared.budget.release(cost);
         });
-        if self.packer.finished_len() >= PACKS_PER_SEGMENT || self.packer.finished_blobs() >= super::BLOBS_PER_SEGMENT {
-            self.write_index()?;
-        }
-        Ok(())
     }
 
     fn write_index(&self) -> Result<()> {
@@ -198,6 +244,8 @@ impl<'r> BlobWriter<'r> {
     /// Waits for every blob, stores the open packs, then the index segment naming them.
     /// After this returns, every id this writer returned is in the repository and its index.
     pub fn finish(self) -> Result<WriteStats> {
+        let rest = std::mem::take(&mut *self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        self.dispatch(rest.items);
         self.shared.budget.wait_idle();
         if let Some(e) = self.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             return Err(e);
