@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Runs one workload through Cairn and every peer installed (restic, borg, rustic; missing ones are
+# skipped) in a single run and prints a table of times, peak RSS and repository sizes, with each
+# figure as a ratio to the best peer. Release build; warm page cache for every tool alike.
+#
+# Usage: benches/compare.sh [MIXED_DIR]
+#   MIXED_DIR  the mixed data set (default: built under $WORK: /usr/include, /usr/share/doc,
+#              shared libraries, 200 MiB of random bytes, 150 MiB of text)
+# Environment: WORK (scratch directory, default a temp dir), SMALL_FILES (default 100000),
+#              CHANGE_PERCENT (files touched before the third snapshot, default 3), KEEP=1 to keep
+#              WORK.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
+cargo build --release --locked -p cairn-cli -p cairn-benches --bins >&2
+export cairn="$CARGO_TARGET_DIR/release/cairn"
+limit="$CARGO_TARGET_DIR/release/compute-limit"
+WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-compare.XXXXXX")}"
+SMALL_FILES="${SMALL_FILES:-100000}"
+CHANGE_PERCENT="${CHANGE_PERCENT:-3}"
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK"
+export PASSWORD="compare-password-$$"
+
+# --- data ----------------------------------------------------------------------------------
+mixed="${1:-}"
+if [ -z "$mixed" ]; then
+  mixed="$WORK/mixed"
+  if [ ! -d "$mixed" ]; then
+    mkdir -p "$mixed/lib" "$mixed/random" "$mixed/text"
+    cp -a /usr/include "$mixed/include" 2>/dev/null || true
+    cp -a /usr/share/doc "$mixed/doc" 2>/dev/null || true
+    find /usr/lib -name '*.so*' -type f -size +100k 2>/dev/null | head -400 | while read -r f; do
+      cp "$f" "$mixed/lib/$(echo "$f" | tr / _)"
+    done
+    for i in $(seq 1 20); do head -c 10M /dev/urandom > "$mixed/random/r$i"; done
+    for i in $(seq 1 15); do
+      for j in $(seq 1 20000); do echo "log line $j of file $i: user=$((j % 97)) status=$((j % 7)) path=/srv/app/$((j % 1013))"; done > "$mixed/text/t$i.log"
+    done
+  fi
+fi
+small="$WORK/small"
+if [ ! -d "$small" ]; then
+  mkdir -p "$small"
+  python3 - "$small" "$SMALL_FILES" <<'EOF'
+import os, sys, random
+root, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(7)
+for i in range(n):
+    d = os.path.join(root, f"d{i // 1000:03}")
+    if i % 1000 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}"), "wb") as f:
+        f.write((f"file {i} " * rnd.randint(1, 300)).encode())
+EOF
+fi
+mixed_bytes=$(du -sb "$mixed" | cut -f1)
+echo "data: mixed $(du -sh "$mixed" | cut -f1) ($(find "$mixed" -type f | wc -l) files), small $SMALL_FILES files" >&2
+
+# --- tools ---------------------------------------------------------------------------------
+tools=(cairn)
+command -v restic >/dev/null && tools+=(restic)
+command -v borg >/dev/null && tools+=(borg)
+command -v rustic >/dev/null && tools+=(rustic)
+echo "tools: ${tools[*]}" >&2
+
+# run TOOL STEP CMD...: times CMD, records seconds and peak RSS (KiB).
+results="$WORK/results.tsv"
+: > "$results"
+run() {
+  local tool=$1 step=$2
+  shift 2
+  local t="$WORK/time.$$"
+  if /usr/bin/time -f "%e %M" -o "$t" "$@" > "$WORK/$tool-$step.out" 2>&1; then
+    read -r secs rss < "$t"
+    printf '%s\t%s\t%s\t%s\n' "$tool" "$step" "$secs" "$rss" >> "$results"
+  else
+    echo "$tool $step failed: $(tail -3 "$WORK/$tool-$step.out")" >&2
+    printf '%s\t%s\tFAIL\tFAIL\n' "$tool" "$step" >> "$results"
+  fi
+}
+
+tool_env() {
+  case $1 in
+    cairn) export CAIRN_REPOSITORY="$WORK/repo-cairn-$2" CAIRN_CACHE_DIR="$WORK/cache-cairn" CAIRN_PASSWORD="$PASSWORD" ;;
+    restic) export RESTIC_REPOSITORY="$WORK/repo-restic-$2" RESTIC_PASSWORD="$PASSWORD" RESTIC_CACHE_DIR="$WORK/cache-restic" ;;
+    borg) export BORG_REPO="$WORK/repo-borg-$2" BORG_PASSPHRASE="$PASSWORD" BORG_CACHE_DIR="$WORK/cache-borg" BORG_BASE_DIR="$WORK/borg-base" ;;
+    rustic) export RUSTIC_REPOSITORY="$WORK/repo-rustic-$2" RUSTIC_PASSWORD="$PASSWORD" ;;
+  esac
+}
+
+init() {
+  case $1 in
+    cairn) "$cairn" -q init --no-recovery-code ;;
+    restic) restic -q init --repository-version 2 ;;
+    borg) borg init -e repokey-blake2 ;;
+    rustic) rustic init ;;
+  esac
+}
+
+backup() { # tool path
+  case $1 in
+    cairn) "$cairn" -q snapshot "$2" ;;
+    restic) restic -q backup "$2" ;;
+    borg) borg create --compression zstd,3 "::s$(date +%s%N)" "$2" ;;
+    rustic) rustic backup "$2" ;;
+  esac
+}
+
+restore() { # tool target
+  case $1 in
+    cairn) "$cairn" -q restore latest --target "$2" ;;
+    restic) restic -q restore latest --target "$2" ;;
+    borg) (mkdir -p "$2" && cd "$2" && borg extract "::$(borg list --last 1 --short)") ;;
+    rustic) rustic restore latest "$2" ;;
+  esac
+}
+
+verify() {
+  case $1 in
+    cairn) "$cairn" -q check --read-data ;;
+    restic) restic -q check --read-data ;;
+    borg) borg check --verify-data ;;
+    rustic) rustic check --read-data ;;
+  esac
+}
+
+changed="$WORK/mixed-changed"
+for tool in "${tools[@]}"; do
+  echo "== $tool" >&2
+  tool_env "$tool" mixed
+  init "$tool" > /dev/null 2>&1
+  run "$tool" "snapshot initial (mixed)" bash -c "$(declare -f backup); backup $tool '$mixed'"
+  run "$tool" "snapshot unchanged (mixed)" bash -c "$(declare -f backup); backup $tool '$mixed'"
+  # A few percent of the files change: appended to, in place.
+  rm -rf "$changed" && cp -a "$mixed" "$changed"
+  find "$changed" -type f | awk -v p="$CHANGE_PERCENT" 'NR % int(100 / p) == 0' | while read -r f; do
+    echo "changed $RANDOM" >> "$f"
+  done
+  run "$tool" "snapshot after ${CHANGE_PERCENT}% change" bash -c "$(declare -f backup); backup $tool '$changed'"
+  rm -rf "$WORK/restore-$tool"
+  run "$tool" "restore" bash -c "$(declare -f restore); restore $tool '$WORK/restore-$tool'"
+  rm -rf "$WORK/restore-$tool" "$changed"
+  run "$tool" "check with data" bash -c "$(declare -f verify); verify $tool"
+  printf '%s\t%s\t%s\t%s\n' "$tool" "repository size (MiB)" "$(( $(du -sb "$WORK/repo-$tool-mixed" | cut -f1) / 1048576 ))" "-" >> "$results"
+  tool_env "$tool" small
+  init "$tool" > /dev/null 2>&1
+  run "$tool" "snapshot initial (${SMALL_FILES} files)" bash -c "$(declare -f backup); backup $tool '$small'"
+  run "$tool" "snapshot unchanged (${SMALL_FILES} files)" bash -c "$(declare -f backup); backup $tool '$small'"
+  rm -rf "$WORK/repo-$tool-small"
+done
+
+# --- compute limit ---------------------------------------------------------------------------
+"$limit" "$mixed" > "$WORK/limit.out"
+limit_mibs=$(grep -Eo 'limit_mib_s=[0-9.]+' "$WORK/limit.out" | cut -d= -f2)
+
+# --- report ----------------------------------------------------------------------------------
+python3 - "$results" "$mixed_bytes" "$limit_mibs" <<'EOF'
+import sys, collections
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+mixed_bytes, limit = int(sys.argv[2]), float(sys.argv[3])
+steps = list(dict.fromkeys(r[1] for r in rows))
+tools = list(dict.fromkeys(r[0] for r in rows))
+val = {(r[0], r[1]): r for r in rows}
+print(f"| step | {' | '.join(tools)} | cairn vs best peer |")
+print(f"|---|{'---|' * len(tools)}---|")
+for s in steps:
+    cells, peer_best, mine = [], None, None
+    for t in tools:
+        r = val.get((t, s))
+        if not r or r[2] == "FAIL":
+            cells.append("fail" if r else "-")
+            continue
+        v = float(r[2])
+        rss = "" if r[3] == "-" else f" ({int(r[3]) // 1024} MiB)"
+        cells.append(f"{v:g}{'' if 'size' in s else ' s'}{rss}")
+        if t == "cairn":
+            mine = v
+        elif peer_best is None or v < peer_best:
+            peer_best = v
+    ratio = f"{peer_best / mine:.2f}x faster" if mine and peer_best and "size" not in s else ""
+    if "size" in s and mine and peer_best:
+        ratio = f"{(mine / peer_best - 1) * 100:+.1f}% size"
+    print(f"| {s} | {' | '.join(cells)} | {ratio} |")
+init = val.get(("cairn", "snapshot initial (mixed)"))
+if init and init[2] != "FAIL":
+    tput = mixed_bytes / 1048576 / float(init[2])
+    print(f"\ncairn initial snapshot: {tput:.0f} MiB/s = {tput / limit * 100:.0f}% of the compute limit ({limit:.0f} MiB/s: chunk + hash + compress + seal of the same data in memory, all cores)")
+for t in tools:
+    rss = [int(val[(t, s)][3]) for s in steps if (t, s) in val and val[(t, s)][3] not in ("-", "FAIL") and "snapshot" in s]
+    if rss:
+        print(f"peak RSS of {t} snapshots: {max(rss) // 1024} MiB")
+EOF
