@@ -15,7 +15,7 @@ pub use keyslots::{EpochUsage, RotateOutcome, SlotSummary};
 pub use lock::{LockGuard, LockInfo, LockOptions, STALE_AFTER, is_stale};
 pub use repack::RepackWriter;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +42,14 @@ use crate::storage::{PutMode, Storage};
 /// Blob entries per index segment at most (besides the pack limits): a segment is decoded and
 /// applied whole, so this bounds the memory of reading the index, whatever the chunk size.
 pub(crate) const BLOBS_PER_SEGMENT: usize = 65_536;
+/// Index segments read at once while syncing the cache (memory: this many decoded segments).
+const SYNC_BATCH: usize = 8;
+/// Entries of decoded segments a sync keeps between its two passes (about 100 MiB).
+#[cfg(not(feature = "test-vectors"))]
+const SYNC_KEEP_ENTRIES: usize = 1 << 20;
+/// Test builds keep almost nothing, so the integration tests exercise the re-reading path.
+#[cfg(feature = "test-vectors")]
+const SYNC_KEEP_ENTRIES: usize = 64;
 
 /// What `init` creates.
 #[derive(Debug, Clone)]
@@ -351,30 +359,59 @@ impl Repository {
             let seg = self.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name));
             (*id, seg)
         };
-        let fresh: Vec<(ObjectId, Result<IndexSegment>)> = present
-            .iter()
-            .filter(|id| !applied.contains_key(id))
-            .collect::<Vec<_>>()
-            .par_iter()
-            .map(|id| load(id))
-            .collect();
+        let mut fresh_ids: Vec<ObjectId> = present.iter().filter(|id| !applied.contains_key(id)).copied().collect();
+        fresh_ids.sort();
+        // Pass 1, in bounded batches: learn what the fresh segments supersede. Decoded segments
+        // are kept for pass 2 up to a budget of entries; beyond it they are read again, so a
+        // first sync of a huge repository does not hold its whole index in memory.
         let mut superseded: HashSet<ObjectId> = applied.values().flatten().copied().collect();
-        superseded.extend(fresh.iter().filter_map(|(_, s)| s.as_ref().ok()).flat_map(|s| s.supersedes.iter().copied()));
-        let rebuild = applied.keys().any(|id| !present.contains(id) || superseded.contains(id));
+        let mut kept: HashMap<ObjectId, IndexSegment> = HashMap::new();
+        let mut kept_entries = 0usize;
         let mut problems = Vec::new();
-        let mut segments = Vec::new();
+        let mut failed: HashSet<ObjectId> = HashSet::new();
+        for batch in fresh_ids.chunks(SYNC_BATCH) {
+            for (id, seg) in batch.par_iter().map(load).collect::<Vec<_>>() {
+                match seg {
+                    Ok(seg) => {
+                        superseded.extend(seg.supersedes.iter().copied());
+                        let n: usize = seg.packs.iter().map(|p| p.blobs.len()).sum();
+                        if kept_entries + n <= SYNC_KEEP_ENTRIES {
+                            kept_entries += n;
+                            kept.insert(id, seg);
+                        }
+                    }
+                    Err(e) => {
+                        failed.insert(id);
+                        problems.push(e);
+                    }
+                }
+            }
+        }
+        let rebuild = applied.keys().any(|id| !present.contains(id) || superseded.contains(id));
+        let mut to_apply: Vec<ObjectId> = Vec::new();
         if rebuild {
             self.index.clear()?;
-            let again: Vec<ObjectId> = applied.keys().filter(|id| present.contains(id)).copied().collect();
-            segments.extend(again.par_iter().map(load).collect::<Vec<_>>());
+            to_apply.extend(applied.keys().filter(|id| present.contains(id)));
         }
-        segments.extend(fresh);
-        for (id, seg) in segments {
-            match seg {
-                Ok(seg) if !superseded.contains(&id) => self.index.apply_segment(id, &seg)?,
-                Ok(_) => {}
-                Err(e) => problems.push(e),
+        to_apply.extend(fresh_ids.iter().filter(|id| !failed.contains(id)));
+        to_apply.retain(|id| !superseded.contains(id));
+        // Pass 2: apply, reading again what pass 1 did not keep, again in bounded batches.
+        for batch in to_apply.chunks(SYNC_BATCH) {
+            let missing: Vec<ObjectId> = batch.iter().filter(|id| !kept.contains_key(id)).copied().collect();
+            let mut loaded: HashMap<ObjectId, Result<IndexSegment>> = missing.par_iter().map(load).collect();
+            for id in batch {
+                let seg = match kept.remove(id) {
+                    Some(seg) => Ok(seg),
+                    None => loaded.remove(id).unwrap_or_else(|| Err(Error::Missing(format!("index/{id}")))),
+                };
+                match seg {
+                    Ok(seg) => self.index.apply_segment(*id, &seg)?,
+                    Err(e) => problems.push(e),
+                }
             }
+        }
+        if rebuild || to_apply.len() >= SYNC_BATCH {
+            self.index.compact();
         }
         *self.index_problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
         Ok(())

@@ -1,0 +1,100 @@
+//! Index cache lookups (RocksDB with bloom filters) at repository scale: a synthetic cache of N
+//! chunk entries (default 1M and 10M; `CAIRN_BENCH_INDEX_SIZES=1000000,50000000` for more),
+//! then point lookups of ids that are present (a re-snapshot) and absent (new data), each
+//! batch of 10,000 ids on one thread. Reported as lookups per second per core.
+
+use std::hint::black_box;
+
+use cairn_engine::format::BlobKind;
+use cairn_engine::format::index::{IndexSegment, IndexedPack};
+use cairn_engine::format::pack::BlobEntry;
+use cairn_engine::id::{ChunkId, ObjectId, PackId};
+use cairn_engine::index::IndexCache;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const BATCH: u64 = 10_000;
+const BLOBS_PER_PACK: u64 = 1024;
+const PACKS_PER_SEGMENT: u64 = 64;
+
+fn id(n: u64) -> ChunkId {
+    ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+}
+
+fn build(dir: &std::path::Path, entries: u64) -> IndexCache {
+    let cache = IndexCache::open(dir, ObjectId([1; 32])).unwrap();
+    let per_segment = BLOBS_PER_PACK * PACKS_PER_SEGMENT;
+    let mut n = 0;
+    while n < entries {
+        let mut packs = Vec::new();
+        for p in 0..PACKS_PER_SEGMENT {
+            let first = n + p * BLOBS_PER_PACK;
+            if first >= entries {
+                break;
+            }
+            let blobs = (first..(first + BLOBS_PER_PACK).min(entries))
+                .map(|i| BlobEntry {
+                    kind: BlobKind::Data,
+                    id: id(i),
+                    offset: (i % BLOBS_PER_PACK) as u32 * 1024,
+                    length: 1000,
+                    raw_length: 2000,
+                })
+                .collect();
+            packs.push(IndexedPack {
+                pack: PackId(*blake3::hash(&first.to_be_bytes()).as_bytes()),
+                size: 1 << 20,
+                blobs,
+            });
+        }
+        let segment = ObjectId(*blake3::hash(&n.to_be_bytes()).as_bytes());
+        cache.apply_segment(segment, &IndexSegment { packs, supersedes: Vec::new() }).unwrap();
+        n += per_segment;
+    }
+    cache.flush().unwrap();
+    if std::env::var_os("CAIRN_BENCH_INDEX_NO_COMPACT").is_none() {
+        cache.compact();
+    }
+    cache
+}
+
+fn sizes() -> Vec<u64> {
+    std::env::var("CAIRN_BENCH_INDEX_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000_000, 10_000_000])
+}
+
+fn lookups(c: &mut Criterion) {
+    let mut g = c.benchmark_group("index_lookup");
+    g.throughput(Throughput::Elements(BATCH));
+    g.sample_size(20);
+    for entries in sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::time::Instant::now();
+        let cache = build(dir.path(), entries);
+        eprintln!("index_lookup: built {entries} entries in {:.1}s", start.elapsed().as_secs_f64());
+        let mut round = 0u64;
+        g.bench_with_input(BenchmarkId::new("present", entries), &entries, |b, &entries| {
+            b.iter(|| {
+                round += 1;
+                for i in 0..BATCH {
+                    // A spread of ids over the whole cache, different each round.
+                    let n = (round * BATCH + i).wrapping_mul(0x9E37_79B9_7F4A_7C15) % entries;
+                    assert!(black_box(cache.get(&id(n)).unwrap()).is_some());
+                }
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("absent", entries), &entries, |b, &entries| {
+            b.iter(|| {
+                round += 1;
+                for i in 0..BATCH {
+                    assert!(!black_box(cache.contains(&id(entries + round * BATCH + i)).unwrap()));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookups);
+criterion_main!(benches);
