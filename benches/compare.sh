@@ -125,9 +125,18 @@ verify() {
   esac
 }
 
+# Every tool starts alike: sources in the page cache, no writeback pending from the previous
+# tool's clean-up (fsync-heavy writers would otherwise pay for it).
+settle() {
+  sync
+  find "$mixed" "$small" -type f -exec cat {} + > /dev/null
+}
+
 changed="$WORK/mixed-changed"
 for tool in "${tools[@]}"; do
   echo "== $tool" >&2
+  rm -rf "$WORK/repo-$tool-mixed" "$WORK/repo-$tool-small" "$WORK/cache-$tool" "$WORK/borg-base"
+  settle
   tool_env "$tool" mixed
   init "$tool" > /dev/null 2>&1
   run "$tool" "snapshot initial (mixed)" bash -c "$(declare -f backup); backup $tool '$mixed'"
@@ -137,12 +146,17 @@ for tool in "${tools[@]}"; do
   find "$changed" -type f | awk -v p="$CHANGE_PERCENT" 'NR % int(100 / p) == 0' | while read -r f; do
     echo "changed $RANDOM" >> "$f"
   done
-  run "$tool" "snapshot after ${CHANGE_PERCENT}% change" bash -c "$(declare -f backup); backup $tool '$changed'"
+  sync
+  run "$tool" "snapshot, ${CHANGE_PERCENT}% of files changed (a copy: no parent, all read)" bash -c "$(declare -f backup); backup $tool '$changed'"
   rm -rf "$WORK/restore-$tool"
+  sync
   run "$tool" "restore" bash -c "$(declare -f restore); restore $tool '$WORK/restore-$tool'"
   rm -rf "$WORK/restore-$tool" "$changed"
+  sync
   run "$tool" "check with data" bash -c "$(declare -f verify); verify $tool"
   printf '%s\t%s\t%s\t%s\n' "$tool" "repository size (MiB)" "$(( $(du -sb "$WORK/repo-$tool-mixed" | cut -f1) / 1048576 ))" "-" >> "$results"
+  rm -rf "$WORK/repo-$tool-mixed"
+  settle
   tool_env "$tool" small
   init "$tool" > /dev/null 2>&1
   run "$tool" "snapshot initial (${SMALL_FILES} files)" bash -c "$(declare -f backup); backup $tool '$small'"
