@@ -72,6 +72,15 @@ impl PackId {
     pub fn of(bytes: &[u8]) -> Self {
         PackId(*blake3::hash(bytes).as_bytes())
     }
+
+    /// The id of the concatenation of `parts`.
+    pub fn of_parts(parts: &[&[u8]]) -> Self {
+        let mut h = blake3::Hasher::new();
+        for p in parts {
+            h.update(p);
+        }
+        PackId(*h.finalize().as_bytes())
+    }
 }
 
 impl ObjectId {

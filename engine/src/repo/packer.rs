@@ -101,15 +101,17 @@ impl Packer {
             let j = random_below(i as u64 + 1)? as usize;
             pack.blobs.swap(i, j);
         }
-        let mut bytes = Vec::with_capacity(pack.bytes + 64 * pack.blobs.len() + 64);
+        // The pack is written as parts (blobs, header, trailer): no 16 MiB concatenation.
         let mut entries = Vec::with_capacity(pack.blobs.len());
+        let mut sealed = Vec::with_capacity(pack.blobs.len());
+        let mut offset = 0u64;
         for b in pack.blobs {
-            let offset =
-                u32::try_from(bytes.len()).map_err(|_| Error::InvalidInput("pack larger than 4 GiB".into()))?;
+            let at = u32::try_from(offset).map_err(|_| Error::InvalidInput("pack larger than 4 GiB".into()))?;
             let length =
                 u32::try_from(b.sealed.len()).map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
-            bytes.extend_from_slice(&b.sealed);
-            entries.push(BlobEntry { kind: b.kind, id: b.id, offset, length, raw_length: b.raw_length });
+            offset += u64::from(length);
+            entries.push(BlobEntry { kind: b.kind, id: b.id, offset: at, length, raw_length: b.raw_length });
+            sealed.push(b.sealed);
         }
         let header = envelope::seal(
             &self.header_key,
@@ -118,17 +120,20 @@ impl Packer {
             b"",
             &PackHeader { blobs: entries.clone() }.encode(),
         )?;
-        bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes());
-        let id = PackId::of(&bytes);
+        let trailer = u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes();
+        let mut parts: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
+        parts.push(&header);
+        parts.push(&trailer);
+        let size = offset + header.len() as u64 + trailer.len() as u64;
+        let id = PackId::of_parts(&parts);
         let name = pack_name(&id);
-        match self.storage.put(&name, &bytes, PutMode::CreateNew) {
+        match self.storage.put_parts(&name, &parts, PutMode::CreateNew) {
             Ok(()) => {}
             // Same bytes, same name: another writer stored this very pack already.
             Err(Error::Storage { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        lock(&self.finished).push(IndexedPack { pack: id, size: bytes.len() as u64, blobs: entries });
+        lock(&self.finished).push(IndexedPack { pack: id, size, blobs: entries });
         Ok(())
     }
 }

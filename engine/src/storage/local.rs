@@ -42,14 +42,22 @@ impl Storage for LocalStorage {
     }
 
     fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()> {
+        self.put_parts(name, &[data], mode)
+    }
+
+    fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
         let path = self.path(name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let err = |e| Error::storage("write", name, e);
         fs::create_dir_all(&dir).map_err(err)?;
         let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hex::encode(crate::crypto::random_array::<8>()?)));
         let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(data)?;
+            let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = std::io::BufWriter::with_capacity(256 << 10, f);
+            for part in parts {
+                f.write_all(part)?;
+            }
+            let f = f.into_inner().map_err(std::io::IntoInnerError::into_error)?;
             f.sync_all()?;
             match mode {
                 PutMode::CreateNew => {

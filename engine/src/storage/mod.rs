@@ -27,6 +27,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn location(&self) -> String;
     /// Stores `data` under `name`.
     fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()>;
+    /// Stores the concatenation of `parts` under `name`, as `put` would. Backends that can
+    /// write parts one after the other override it, so a pack is never copied into one buffer.
+    fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
+        self.put(name, &parts.concat(), mode)
+    }
     /// The whole object; [`Error::Missing`] when absent.
     fn get(&self, name: &str) -> Result<Vec<u8>>;
     /// `len` bytes from `offset`; fails if the object is shorter.
