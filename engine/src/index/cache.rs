@@ -124,9 +124,9 @@ fn options() -> Options {
     table.set_data_block_hash_ratio(0.75);
     table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
     opts.set_block_based_table_factory(&table);
-    // Tables are read through the page cache by mmap: a present-key lookup needs no pread and
-    // no copy into the block cache (lookups of a 10M-entry cache were pread-bound).
-    opts.set_allow_mmap_reads(true);
+    // Not mmap reads: they make present-key lookups ~1.6x faster at 10M entries, but every
+    // table page touched (compaction touches all) counts in the process's RSS, which then grows
+    // with the repository (2.6 GB at 50M entries against 135 MB without).
     opts
 }
 
