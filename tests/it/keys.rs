@@ -28,7 +28,7 @@ impl KeyEnv {
         let src = dir.path().join("src");
         fs::create_dir_all(src.join("sub")).unwrap();
         fs::write(src.join("a.txt"), b"alpha ".repeat(20_000)).unwrap();
-        fs::write(src.join("sub/b.bin"), pseudo_random(300_000, 7)).unwrap();
+        fs::write(src.join("sub/b.bin"), random_bytes(300_000, 7)).unwrap();
         KeyEnv { dir }
     }
 
@@ -105,18 +105,6 @@ impl KeyEnv {
     }
 }
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -167,7 +155,7 @@ fn hsm_slot_opens_alone_survives_rotation_and_restores() {
     }
     let restored = |t: &str| e.p(t).join(e.p("src").strip_prefix("/").unwrap());
     assert_eq!(fs::read(restored("out-after").join("after-rotation.txt")).unwrap(), b"written under the new epoch");
-    assert_eq!(fs::read(restored("out-before").join("sub/b.bin")).unwrap(), pseudo_random(300_000, 7));
+    assert_eq!(fs::read(restored("out-before").join("sub/b.bin")).unwrap(), random_bytes(300_000, 7));
     assert!(!restored("out-before").join("after-rotation.txt").exists());
     // The recovery code still opens after rotation (its slot was re-sealed, not re-made).
     e.bare().arg("--recovery-code-file").arg(e.p("recovery")).arg("snapshots").assert().success();
@@ -256,7 +244,7 @@ fn reencrypt_and_retire_an_epoch() {
     }
     e.with_password("pw").args(["restore", &first, "--target"]).arg(e.p("out")).assert().success();
     let restored = e.p("out").join(e.p("src").strip_prefix("/").unwrap());
-    assert_eq!(fs::read(restored.join("sub/b.bin")).unwrap(), pseudo_random(300_000, 7));
+    assert_eq!(fs::read(restored.join("sub/b.bin")).unwrap(), random_bytes(300_000, 7));
     e.with_password("pw").args(["check", "--read-data"]).assert().success();
     e.with_password("pw").args(["audit", "verify"]).assert().success();
 }
@@ -436,7 +424,7 @@ fn rotation_interrupted_at_every_write_keeps_every_slot_working() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("data"), pseudo_random(200_000, 3)).unwrap();
+    fs::write(src.join("data"), random_bytes(200_000, 3)).unwrap();
     let repo = t.open();
     let before = snapshot(&repo, &[&src]);
     repo.add_password_slot(&SecretBytes::from("other password".to_string()), Argon2Params::MIN, "other").unwrap();
@@ -470,7 +458,7 @@ fn rotation_interrupted_at_every_write_keeps_every_slot_working() {
                 let target = work.path().join(format!("out-{n}-{i}-{which}"));
                 restore_all(&r, out, &target).unwrap_or_else(|e| panic!("crash {n}, slot {i}, {which}: {e}"));
                 let restored = target.join(src.strip_prefix("/").unwrap()).join("data");
-                assert_eq!(fs::read(restored).unwrap(), pseudo_random(200_000, 3), "crash {n}, slot {i}");
+                assert_eq!(fs::read(restored).unwrap(), random_bytes(200_000, 3), "crash {n}, slot {i}");
             }
         }
         match result {
@@ -491,4 +479,24 @@ fn rotation_interrupted_at_every_write_keeps_every_slot_working() {
         n += 1;
         assert!(n < 50, "rotation never finished");
     }
+}
+
+/// A damaged or foreign document in keys/ does not lock out the other slots; `check` names it,
+/// and when nothing opens the error says which slots could not be read.
+#[test]
+fn a_damaged_slot_does_not_lock_out_the_others() {
+    let e = KeyEnv::new();
+    e.init();
+    fs::write(e.p("repo/keys").join("f".repeat(64)), b"{ not a slot").unwrap();
+    e.with_password("pw").arg("snapshots").assert().success();
+    let out = e.with_password("pw").arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains(&"f".repeat(64)), "{}", stderr_of(&out));
+    let out = e.with_password("pw2").arg("snapshots").output().unwrap();
+    assert_eq!(out.status.code(), Some(12));
+    assert!(stderr_of(&out).contains("could not be read"), "{}", stderr_of(&out));
+    // Rotation refuses before it changes anything.
+    let before: Vec<_> = walk_files(&e.p("repo/keyring"));
+    assert!(!e.with_password("pw").args(["key", "rotate"]).output().unwrap().status.success());
+    assert_eq!(walk_files(&e.p("repo/keyring")), before, "no keyring written or removed");
 }

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::crypto::{Argon2Params, Key32, SecretBytes};
 use crate::error::{Error, Result};
 use crate::format::config::CONFIG_NAME;
-use crate::format::envelope;
+use crate::format::envelope::{self, ObjectKind};
 use crate::format::slot::{SlotDoc, SlotKind};
 use crate::id::{ObjectId, PackId};
 use crate::keys::{self, HsmConfig, HsmSession, Keyring, NewSlotSecret, RecoveryCode};
@@ -77,9 +77,10 @@ impl EpochUsage {
     }
 }
 
-/// Prefixes of the lasting small sealed objects. Locks are left out: they live for one command,
-/// and the command retiring an epoch holds one sealed under it.
-pub(crate) const SEALED_PREFIXES: [&str; 3] = ["snapshots/", "index/", "audit/"];
+/// The lasting small sealed objects besides `config`, by prefix. Locks are left out: they live
+/// for one command, and the command retiring an epoch holds one sealed under it.
+const SEALED_OBJECTS: [(&str, ObjectKind); 3] =
+    [("snapshots/", ObjectKind::Snapshot), ("index/", ObjectKind::IndexSegment), ("audit/", ObjectKind::Audit)];
 
 impl Repository {
     fn slot_docs(&self) -> Result<Vec<SlotDoc>> {
@@ -232,6 +233,9 @@ impl Repository {
     /// Rotates the repository key: new K, new data-key epoch, every slot re-sealed (see the
     /// module docs for the order). Returns the repository opened with the new key.
     pub fn rotate_key(self) -> Result<(Repository, RotateOutcome)> {
+        // Every slot must be readable before anything changes: a damaged slot found halfway
+        // would stop the rotation after the new keyring exists.
+        let slots = self.slot_docs()?;
         let new_k = Key32::random()?;
         let new_ring = self.keyring.with_new_epoch()?;
         let (epoch, _) = new_ring.current();
@@ -247,7 +251,7 @@ impl Repository {
         )?;
         // 3. Every slot to K'.
         let mut moved = Vec::new();
-        for slot in self.slot_docs()? {
+        for slot in slots {
             let resealed = keys::reseal_slot(&slot, &new_k)?;
             self.storage.put(&slot_name(&slot.id), &resealed.encode(), PutMode::Overwrite)?;
             moved.push(slot.id);
@@ -302,7 +306,7 @@ impl Repository {
             usage.entry(epoch).or_default().packs += 1;
         }
         let mut names = vec![CONFIG_NAME.to_string()];
-        for prefix in SEALED_PREFIXES {
+        for (prefix, _) in SEALED_OBJECTS {
             names.extend(self.storage.list(prefix)?);
         }
         for name in names {
@@ -344,15 +348,12 @@ impl Repository {
     /// under `epoch` under the current epoch, in place (each an atomic overwrite of the same
     /// plaintext under the same name). Returns how many were re-sealed.
     pub fn reseal_objects(&self, epoch: u32) -> Result<u64> {
-        use crate::format::envelope::ObjectKind;
         let (current, key) = self.keyring.current();
         if epoch == current {
             return Ok(0);
         }
         let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
-        for (prefix, kind) in
-            [("snapshots/", ObjectKind::Snapshot), ("index/", ObjectKind::IndexSegment), ("audit/", ObjectKind::Audit)]
-        {
+        for (prefix, kind) in SEALED_OBJECTS {
             names.extend(self.storage.list(prefix)?.into_iter().map(|n| (n, kind)));
         }
         let mut count = 0;

@@ -216,11 +216,16 @@ impl Repository {
         if !config_exists {
             return Err(Error::NoRepository(storage.location()));
         }
+        // A damaged or foreign document in keys/ must not lock out every other slot: it is
+        // skipped here (and named if nothing opens), and `check` reports it.
         let mut slots = Vec::new();
+        let mut unreadable = Vec::new();
         for name in &slot_names {
-            let slot = SlotDoc::decode(&storage.get(name)?, name)?;
-            if secret.fits(&slot.kind) {
-                slots.push(slot);
+            match storage.get(name).and_then(|b| SlotDoc::decode(&b, name)) {
+                Ok(slot) if secret.fits(&slot.kind) => slots.push(slot),
+                Ok(_) => {}
+                Err(e @ Error::Storage { .. }) => return Err(e),
+                Err(e) => unreadable.push(e.to_string()),
             }
         }
         let hsm = match secret {
@@ -244,7 +249,12 @@ impl Repository {
                 OpenSecret::Recovery(_) => "no recovery slot opens with this recovery code",
                 OpenSecret::Hsm(_) => "no HSM slot opens with this token key",
             };
-            return Err(Error::WrongKey(what.to_string()));
+            let also = if unreadable.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} slot(s) could not be read: {})", unreadable.len(), unreadable.join("; "))
+            };
+            return Err(Error::WrongKey(format!("{what}{also}")));
         };
         let ring_name = keys::keyring_name(&k);
         if ring_name != format!("keyring/{}", slot.keyring) {
@@ -466,6 +476,17 @@ impl Repository {
 
     /// Opens a blob's sealed bytes read from `pack` and verifies them against `id`.
     pub fn open_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.open_blob_parts(id, loc, pack, sealed)?.1)
+    }
+
+    /// The stored body (compressed or raw) and the verified plaintext of a sealed blob.
+    fn open_blob_parts(
+        &self,
+        id: &ChunkId,
+        loc: &BlobLocation,
+        pack: &str,
+        sealed: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let object = format!("{pack} (blob {id})");
         let body = envelope::open(sealed, loc.kind.object_kind(), id.as_bytes(), &object, |e| {
             self.keyring.data_key(e, &object)
@@ -474,19 +495,16 @@ impl Repository {
         if plain.len() != loc.raw_length as usize || self.keyring.chunk_id(&plain) != *id {
             return Err(Error::corrupt(object, "content does not match its id"));
         }
-        Ok(plain)
+        Ok((body, plain))
     }
 
     /// Opens and verifies a blob like [`Repository::open_blob`], then seals its stored body
     /// (compressed or raw, as it was) again under the current epoch: re-encryption without
     /// recompressing.
     pub fn reseal_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-        self.open_blob(id, loc, pack, sealed)?;
-        let object = format!("{pack} (blob {id})");
-        let kind = loc.kind.object_kind();
-        let body = envelope::open(sealed, kind, id.as_bytes(), &object, |e| self.keyring.data_key(e, &object))?;
+        let (body, _) = self.open_blob_parts(id, loc, pack, sealed)?;
         let (epoch, key) = self.keyring.current();
-        envelope::seal(key, epoch, kind, id.as_bytes(), &body)
+        envelope::seal(key, epoch, loc.kind.object_kind(), id.as_bytes(), &body)
     }
 
     /// Parses and opens the header of a whole pack `bytes` stored as `name`.
