@@ -35,3 +35,27 @@ pub fn bytes(n: u64) -> String {
 pub fn time(ns: i64) -> String {
     cairn_engine::civil::format_utc(ns)
 }
+
+/// Shows a new recovery code once, with what to do with it.
+pub fn recovery_code(code: &str) {
+    println!();
+    println!("Recovery code (shown once; write it down and keep it apart from this machine):");
+    println!();
+    println!("    {code}");
+    println!();
+    println!("It opens the repository on its own: with `--recovery-code-file FILE`.");
+}
+
+/// Writes a new recovery code to `path`, which must not exist yet, readable by its owner only.
+pub fn write_recovery_code(path: &std::path::Path, code: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("writing recovery code to {}: {e}", path.display()))?;
+    writeln!(f, "{code}")?;
+    Ok(())
+}

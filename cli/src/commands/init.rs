@@ -1,7 +1,5 @@
 //! `cairn init`
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -44,13 +42,7 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
     let outcome = Repository::init(storage.clone(), &opts)?;
     let code_text = outcome.recovery_code.as_ref().map(|c| c.display());
     if let (Some(path), Some(code)) = (&a.recovery_code_out, &code_text) {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("writing recovery code to {}", path.display()))?;
-        writeln!(f, "{code}")?;
+        output::write_recovery_code(path, code)?;
     }
     let printed_code = if a.recovery_code_out.is_some() { None } else { code_text.clone() };
     if g.json {
@@ -63,12 +55,7 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
     } else if !g.quiet {
         println!("created repository {} at {}", &outcome.repository_id.to_hex()[..12], storage.location());
         if let Some(code) = printed_code {
-            println!();
-            println!("Recovery code (shown once; write it down and keep it apart from this machine):");
-            println!();
-            println!("    {code}");
-            println!();
-            println!("It opens the repository on its own: with `--recovery-code-file FILE`.");
+            output::recovery_code(&code);
         } else if let Some(path) = &a.recovery_code_out {
             println!("recovery code written to {}", path.display());
         }

@@ -1,9 +1,6 @@
 //! `cairn key list|add|remove|passwd|rotate|epochs|retire-epoch`
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -128,17 +125,6 @@ fn list(g: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-fn write_code_file(path: &Path, code: &str) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing recovery code to {}", path.display()))?;
-    writeln!(f, "{code}")?;
-    Ok(())
-}
-
 fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord) -> anyhow::Result<i32> {
     let _lock = super::lock(g, repo, true, "key add")?;
     let (id, code) = if a.password {
@@ -160,7 +146,7 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
     };
     rec.slots_created.push(id);
     if let (Some(path), Some(code)) = (&a.recovery_code_out, &code) {
-        write_code_file(path, code)?;
+        output::write_recovery_code(path, code)?;
     }
     let printed = if a.recovery_code_out.is_some() { None } else { code };
     if g.json {
@@ -168,11 +154,9 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
     } else if !g.quiet {
         println!("key slot {} added", id.short());
         if let Some(code) = printed {
-            println!();
-            println!("Recovery code (shown once; write it down and keep it apart from this machine):");
-            println!();
-            println!("    {code}");
-            println!();
+            output::recovery_code(&code);
+        } else if let Some(path) = &a.recovery_code_out {
+            println!("recovery code written to {}", path.display());
         }
     }
     Ok(exit::OK)

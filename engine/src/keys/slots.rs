@@ -32,12 +32,12 @@ pub enum OpenSecret {
 impl OpenSecret {
     /// Whether this secret can open a slot of `kind` at all.
     pub fn fits(&self, kind: &SlotKind) -> bool {
-        matches!(
-            (self, kind),
+        match (self, kind) {
             (OpenSecret::Password(_), SlotKind::Password { .. })
-                | (OpenSecret::Recovery(_), SlotKind::Recovery)
-                | (OpenSecret::Hsm(_), SlotKind::Hsm)
-        )
+            | (OpenSecret::Recovery(_), SlotKind::Recovery)
+            | (OpenSecret::Hsm(_), SlotKind::Hsm) => true,
+            (OpenSecret::Password(_) | OpenSecret::Recovery(_) | OpenSecret::Hsm(_), _) => false,
+        }
     }
 }
 
