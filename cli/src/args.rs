@@ -17,9 +17,35 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Repository location (a local directory).
+    /// Repository location: a local directory, s3:https://HOST[:PORT]/BUCKET[/PREFIX]
+    /// (path-style, self-hosted stores) or s3://BUCKET[/PREFIX] (AWS, virtual-hosted style).
+    /// S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN
+    /// or AWS_PROFILE.
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
     pub repo: Option<PathBuf>,
+    /// S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, else us-east-1).
+    #[arg(long, env = "CAIRN_S3_REGION", global = true, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// S3 endpoint for s3:// URLs, e.g. https://s3.eu-central-003.backblazeb2.com.
+    #[arg(long, env = "CAIRN_S3_ENDPOINT", global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Also trust the CA certificates in this PEM file (a private CA of the S3 server).
+    #[arg(long, env = "CAIRN_CACERT", global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Allow plain http to the S3 endpoint: no transport encryption or server authentication.
+    /// Repository contents stay encrypted, but credentials signatures and sizes are exposed.
+    #[arg(long, global = true)]
+    pub insecure_http: bool,
+    /// Packs uploaded at once while the next ones are built (default: 2 local, 4 S3). Each
+    /// connection holds one pack (16 MiB by default) in memory.
+    #[arg(long, env = "CAIRN_STORAGE_CONNECTIONS", global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub storage_connections: Option<u16>,
+    /// Limit uploads to this many KiB/s (averaged over objects).
+    #[arg(long, env = "CAIRN_LIMIT_UPLOAD", global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s (averaged over objects).
+    #[arg(long, env = "CAIRN_LIMIT_DOWNLOAD", global = true, value_name = "KIB_PER_S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_download: Option<u64>,
     /// Read the password from this file (first line).
     #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,

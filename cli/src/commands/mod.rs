@@ -24,7 +24,8 @@ use anyhow::Context;
 use cairn_engine::Repository;
 use cairn_engine::audit::{Actor, AuditRecord};
 use cairn_engine::repo::{LockGuard, LockOptions};
-use cairn_engine::storage::{LocalStorage, Storage};
+use cairn_engine::storage::s3::AwsSettings;
+use cairn_engine::storage::{LocalStorage, S3Location, S3Options, S3Storage, Storage, Throttled};
 
 use crate::args::{Cli, Command, GlobalArgs};
 
@@ -51,10 +52,34 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// The storage backend named by -r/--repo.
+/// The storage backend named by -r/--repo, with the rate limits asked for.
 pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
     let repo = g.repo.as_ref().context("no repository given: use -r/--repo or CAIRN_REPOSITORY")?;
-    Ok(Arc::new(LocalStorage::new(repo.clone())))
+    let backend: Arc<dyn Storage> = match repo.to_str().filter(|r| S3Location::is_s3(r)) {
+        Some(url) => {
+            let location = S3Location::parse(url)?;
+            let opts = S3Options {
+                region: g.s3_region.clone(),
+                endpoint: g.s3_endpoint.clone(),
+                cacert: g.cacert.clone(),
+                insecure_http: g.insecure_http,
+                ..S3Options::default()
+            };
+            let aws = AwsSettings::from_env()?;
+            Arc::new(S3Storage::open(location, &opts, &aws)?)
+        }
+        None => Arc::new(LocalStorage::new(repo.clone())),
+    };
+    let kib = |v: Option<u64>| v.map(|k| k.saturating_mul(1024));
+    Ok(match (g.limit_upload, g.limit_download) {
+        (None, None) => backend,
+        (up, down) => Arc::new(Throttled::new(backend, kib(up), kib(down))),
+    })
+}
+
+/// Whether -r/--repo names an S3 repository.
+fn is_s3(g: &GlobalArgs) -> bool {
+    g.repo.as_ref().and_then(|r| r.to_str()).is_some_and(S3Location::is_s3)
 }
 
 fn cache_root(g: &GlobalArgs) -> PathBuf {
@@ -74,11 +99,14 @@ fn cache_root(g: &GlobalArgs) -> PathBuf {
 pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let storage = storage(g)?;
     let location = storage.location();
-    if !std::path::Path::new(&location).exists() {
+    if !is_s3(g) && !std::path::Path::new(&location).exists() {
         return Err(cairn_engine::Error::NoRepository(location).into());
     }
     let secret = crate::secrets::open_secret(g)?;
-    Ok(Repository::open(storage, &secret, cache_root(g))?)
+    let mut repo = Repository::open(storage, &secret, cache_root(g))?;
+    let default_connections = if is_s3(g) { 4 } else { cairn_engine::repo::DEFAULT_UPLOAD_CONNECTIONS };
+    repo.set_upload_connections(g.storage_connections.map_or(default_connections, usize::from));
+    Ok(repo)
 }
 
 /// This machine's host name.

@@ -205,7 +205,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
 
     // 1. Repack: the used blobs whose kept copy is in a repacked pack, verified, into new packs.
     progress.phase("prune: repacking", Some(out.plan.repack_used_bytes));
-    let writer = repo.repack_writer();
+    let writer = repo.repack_writer()?;
     for_each_pack(repo, &live, |_, pack| {
         if !repack.contains(&pack.pack) {
             return Ok(());

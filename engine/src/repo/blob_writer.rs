@@ -115,7 +115,13 @@ pub struct BlobWriter<'r> {
 impl<'r> BlobWriter<'r> {
     pub(super) fn new(repo: &'r Repository) -> Result<Self> {
         let (epoch, key) = repo.keyring().current();
-        let packer = Packer::new(repo.storage().clone(), epoch, key.clone(), repo.config().pack_target_size as usize);
+        let packer = Packer::new(
+            repo.storage().clone(),
+            epoch,
+            key.clone(),
+            repo.config().pack_target_size as usize,
+            repo.upload_connections(),
+        )?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

@@ -272,6 +272,7 @@ impl Repository {
             chunker,
             index: self.index,
             opened_with: self.opened_with,
+            upload_connections: self.upload_connections,
             master: new_k,
             index_problems: Default::default(),
             cache_dir: self.cache_dir.clone(),

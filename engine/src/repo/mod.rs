@@ -8,6 +8,7 @@ mod keyslots;
 mod lock;
 mod packer;
 mod repack;
+mod uploader;
 
 pub use blob_writer::{BlobWriter, WriteStats};
 pub use index_rewrite::IndexRewrite;
@@ -123,7 +124,13 @@ pub struct Repository {
     index_problems: std::sync::Mutex<Vec<Error>>,
     /// This repository's directory in the client cache.
     cache_dir: PathBuf,
+    /// Packs stored at once in the background (`--storage-connections`).
+    upload_connections: usize,
 }
+
+/// Default for [`Repository::set_upload_connections`]: one upload in flight while the next
+/// pack fills is enough for a local disk; remote stores want more (the CLI sets 4 for S3).
+pub const DEFAULT_UPLOAD_CONNECTIONS: usize = 2;
 
 /// Object name of a pack.
 pub fn pack_name(id: &PackId) -> String {
@@ -293,6 +300,7 @@ impl Repository {
             chunker,
             index,
             opened_with: slot.id,
+            upload_connections: DEFAULT_UPLOAD_CONNECTIONS,
             master: k,
             index_problems: Default::default(),
             cache_dir,
@@ -324,6 +332,17 @@ impl Repository {
     /// Keyed chunk id of `data`.
     pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
         self.keyring.chunk_id(data)
+    }
+
+    /// Packs stored at once in the background.
+    pub fn upload_connections(&self) -> usize {
+        self.upload_connections
+    }
+
+    /// How many packs may be stored at once in the background while the next ones fill
+    /// (at least 1). Each one holds a pack in memory.
+    pub fn set_upload_connections(&mut self, n: usize) {
+        self.upload_connections = n.max(1);
     }
 
     /// The slot this repository was opened with.

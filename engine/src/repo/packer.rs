@@ -1,7 +1,8 @@
 //! Pack assembly. Sealed blobs collect per kind (data and tree blobs never share a pack); a
 //! pack is closed once it reaches the target size, its blobs are shuffled so their order says
 //! nothing about file order, a sealed header and its length are appended, and the pack is
-//! stored under the BLAKE3 of its bytes.
+//! stored under the BLAKE3 of its bytes. Storing happens on the [`Uploader`]'s threads; a
+//! pack counts as finished (and may be indexed) only once it is stored.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -15,6 +16,7 @@ use crate::id::{ChunkId, PackId};
 use crate::storage::{PutMode, Storage};
 
 use super::pack_name;
+use super::uploader::Uploader;
 
 #[derive(Debug)]
 struct PendingBlob {
@@ -38,7 +40,8 @@ pub(crate) struct Packer {
     header_key: Key32,
     target: usize,
     open: Mutex<[OpenPack; 2]>,
-    finished: Mutex<Vec<IndexedPack>>,
+    finished: Arc<Mutex<Vec<IndexedPack>>>,
+    uploader: Uploader,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -46,11 +49,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Packer {
-    pub(crate) fn new(storage: Arc<dyn Storage>, epoch: u32, header_key: Key32, target: usize) -> Self {
-        Packer { storage, epoch, header_key, target, open: Mutex::default(), finished: Mutex::default() }
+    /// Packs are stored over `connections` upload threads (0: in the calling thread).
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        epoch: u32,
+        header_key: Key32,
+        target: usize,
+        connections: usize,
+    ) -> Result<Self> {
+        Ok(Packer {
+            storage,
+            epoch,
+            header_key,
+            target,
+            open: Mutex::default(),
+            finished: Arc::default(),
+            uploader: Uploader::new(connections)?,
+        })
     }
 
-    /// Adds a sealed blob; stores the pack when it is full (in the calling thread).
+    /// Adds a sealed blob; hands the pack to the uploader when it is full (blocking while
+    /// every upload connection is busy).
     pub(crate) fn add(&self, kind: BlobKind, id: ChunkId, raw_length: u32, sealed: Vec<u8>) -> Result<()> {
         let full = {
             let mut open = lock(&self.open);
@@ -69,7 +88,7 @@ impl Packer {
         }
     }
 
-    /// Stores the packs still open.
+    /// Stores the packs still open and waits for every upload.
     pub(crate) fn flush(&self) -> Result<()> {
         let packs: Vec<OpenPack> = lock(&self.open).iter_mut().map(std::mem::take).collect();
         for p in packs {
@@ -77,7 +96,7 @@ impl Packer {
                 self.write(p)?;
             }
         }
-        Ok(())
+        self.uploader.wait()
     }
 
     /// Packs stored since the last call.
@@ -120,20 +139,27 @@ impl Packer {
             b"",
             &PackHeader { blobs: entries.clone() }.encode(),
         )?;
-        let trailer = u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes();
-        let mut parts: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
-        parts.push(&header);
-        parts.push(&trailer);
+        let trailer = u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes().to_vec();
         let size = offset + header.len() as u64 + trailer.len() as u64;
-        let id = PackId::of_parts(&parts);
-        let name = pack_name(&id);
-        match self.storage.put_parts(&name, &parts, PutMode::CreateNew) {
-            Ok(()) => {}
-            // Same bytes, same name: another writer stored this very pack already.
-            Err(Error::Storage { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        lock(&self.finished).push(IndexedPack { pack: id, size, blobs: entries });
-        Ok(())
+        sealed.push(header);
+        sealed.push(trailer);
+        let id = {
+            let parts: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
+            PackId::of_parts(&parts)
+        };
+        let storage = Arc::clone(&self.storage);
+        let finished = Arc::clone(&self.finished);
+        self.uploader.submit(Box::new(move || {
+            let name = pack_name(&id);
+            let parts: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
+            match storage.put_parts(&name, &parts, PutMode::CreateNew) {
+                Ok(()) => {}
+                // Same bytes, same name: another writer stored this very pack already.
+                Err(Error::Storage { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            lock(&finished).push(IndexedPack { pack: id, size, blobs: entries });
+            Ok(())
+        }))
     }
 }

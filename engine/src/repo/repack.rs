@@ -30,9 +30,10 @@ impl RepackWriter {
 
 impl Repository {
     /// A writer of new packs from sealed blobs.
-    pub fn repack_writer(&self) -> RepackWriter {
+    pub fn repack_writer(&self) -> Result<RepackWriter> {
         let (epoch, key) = self.keyring().current();
         let target = self.config().pack_target_size as usize;
-        RepackWriter { packer: Packer::new(self.storage().clone(), epoch, key.clone(), target) }
+        let packer = Packer::new(self.storage().clone(), epoch, key.clone(), target, self.upload_connections())?;
+        Ok(RepackWriter { packer })
     }
 }

@@ -46,10 +46,12 @@ impl Storage for MemStorage {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
+        validate_name(name)?;
         self.lock().get(name).cloned().ok_or_else(|| Error::Missing(name.to_string()))
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        validate_name(name)?;
         let m = self.lock();
         let v = m.get(name).ok_or_else(|| Error::Missing(name.to_string()))?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -60,15 +62,20 @@ impl Storage for MemStorage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        Ok(self.lock().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+        // A directory, as on the other backends: `snapshots` does not match `snapshots-old/x`.
+        let dir = prefix.trim_end_matches('/');
+        let dir = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        Ok(self.lock().keys().filter(|k| k.starts_with(&dir)).cloned().collect())
     }
 
     fn delete(&self, name: &str) -> Result<()> {
+        validate_name(name)?;
         self.lock().remove(name);
         Ok(())
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
+        validate_name(name)?;
         Ok(self.lock().get(name).map(|v| v.len() as u64))
     }
 }

@@ -4,10 +4,16 @@
 mod fault;
 mod local;
 mod mem;
+#[cfg(feature = "s3")]
+pub mod s3;
+mod throttle;
 
 pub use fault::FaultStorage;
 pub use local::LocalStorage;
 pub use mem::MemStorage;
+#[cfg(feature = "s3")]
+pub use s3::{S3Location, S3Options, S3Storage};
+pub use throttle::{RateLimit, Throttled};
 
 use crate::error::{Error, Result};
 

@@ -1,0 +1,551 @@
+//! S3-compatible object storage (AWS S3, MinIO, Ceph, Garage, Backblaze B2, Wasabi), through
+//! `object_store` over rustls.
+//!
+//! - Create-only writes send `If-None-Match: *`, so two clients can never clobber each other's
+//!   packs, snapshots, locks or audit entries.
+//! - Objects above [`S3Options::multipart_threshold`] go up as multipart uploads, their parts
+//!   in parallel. S3 cannot make the final `CompleteMultipartUpload` conditional through
+//!   `object_store`, so a create-only multipart upload checks for the name first; only packs
+//!   are that large, and a pack's name is the hash of its bytes, so the remaining race can
+//!   only ever write the same bytes.
+//! - Throttling, 5xx and timeouts are retried by `object_store` with exponential backoff and
+//!   jitter; authentication errors never are. A create-only put whose response was lost is
+//!   retried here: if the name then exists with the very bytes sent, the first attempt landed.
+//!
+//! The engine is synchronous; each call blocks on a small private tokio runtime.
+
+mod credentials;
+mod location;
+
+pub use credentials::{AwsSettings, Credentials};
+pub use location::S3Location;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, Certificate, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, RetryConfig,
+};
+
+use super::{PutMode, Storage, validate_name};
+use crate::error::{Error, Result};
+
+/// How to reach the store; everything the URL does not say.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// Region; default `AWS_REGION`/`AWS_DEFAULT_REGION`/profile, else `us-east-1`.
+    pub region: Option<String>,
+    /// Endpoint for `s3://` URLs (virtual-hosted style), e.g. `https://s3.eu-central-003.backblazeb2.com`.
+    pub endpoint: Option<String>,
+    /// A PEM file of extra CA certificates to trust (a private CA).
+    pub cacert: Option<PathBuf>,
+    /// Allow `http://` endpoints. Never implied: plain http must be asked for.
+    pub insecure_http: bool,
+    /// Objects larger than this are uploaded in parts.
+    pub multipart_threshold: usize,
+    /// Part size of multipart uploads (S3 needs at least 5 MiB for all parts but the last).
+    pub part_size: usize,
+    /// Attempts for requests that fail transiently (object_store's retries).
+    pub max_retries: usize,
+    /// Upper bound of one retry delay.
+    pub max_backoff: Duration,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            region: None,
+            endpoint: None,
+            cacert: None,
+            insecure_http: false,
+            multipart_threshold: 64 << 20,
+            part_size: 16 << 20,
+            max_retries: 10,
+            max_backoff: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A repository under a bucket prefix.
+#[derive(Debug)]
+pub struct S3Storage {
+    store: AmazonS3,
+    runtime: tokio::runtime::Runtime,
+    location: S3Location,
+    display: String,
+    multipart_threshold: usize,
+    part_size: usize,
+}
+
+/// How many times a create-only put whose outcome is unknown is tried again here.
+const AMBIGUOUS_PUT_ATTEMPTS: usize = 4;
+
+impl S3Storage {
+    /// Connects lazily: nothing is sent until the first request.
+    pub fn open(location: S3Location, opts: &S3Options, aws: &AwsSettings) -> Result<Self> {
+        if location.is_plain_http() && !opts.insecure_http {
+            return Err(Error::InvalidInput(format!(
+                "refusing plain http to {}: pass --insecure-http to allow unencrypted, unauthenticated transport",
+                location.endpoint.as_deref().unwrap_or_default()
+            )));
+        }
+        let creds = aws.credentials.as_ref().ok_or_else(|| {
+            Error::InvalidInput(
+                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a shared credentials file".into(),
+            )
+        })?;
+        install_crypto_provider();
+        let mut client = ClientOptions::new()
+            .with_allow_http(opts.insecure_http)
+            .with_timeout(opts.request_timeout)
+            .with_connect_timeout(Duration::from_secs(15));
+        if let Some(path) = &opts.cacert {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::InvalidInput(format!("cannot read --cacert {}: {e}", path.display())))?;
+            let certs = Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::InvalidInput(format!("--cacert {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(Error::InvalidInput(format!("--cacert {}: no PEM certificate in it", path.display())));
+            }
+            for c in certs {
+                client = client.with_root_certificate(c);
+            }
+        }
+        let region = opts.region.clone().or_else(|| aws.region.clone()).unwrap_or_else(|| "us-east-1".into());
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&location.bucket)
+            .with_region(region)
+            .with_access_key_id(&creds.access_key_id)
+            .with_secret_access_key(creds.secret_access_key.as_str())
+            .with_allow_http(opts.insecure_http)
+            .with_client_options(client)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: opts.max_backoff,
+                    base: 2.0,
+                },
+                max_retries: opts.max_retries,
+                retry_timeout: Duration::from_secs(5 * 60),
+            });
+        if let Some(token) = &creds.session_token {
+            builder = builder.with_token(token.as_str());
+        }
+        builder = match (&location.endpoint, &opts.endpoint) {
+            (Some(endpoint), _) => builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false),
+            (None, Some(endpoint)) => {
+                if endpoint.starts_with("http://") && !opts.insecure_http {
+                    return Err(Error::InvalidInput(format!(
+                        "refusing plain http to {endpoint}: pass --insecure-http to allow it"
+                    )));
+                }
+                builder.with_endpoint(endpoint).with_virtual_hosted_style_request(true)
+            }
+            (None, None) => builder.with_virtual_hosted_style_request(true),
+        };
+        let store = builder.build().map_err(|e| Error::InvalidInput(format!("S3 configuration: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cairn-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("cannot start the S3 client runtime: {e}")))?;
+        let display = match &location.endpoint {
+            Some(e) => format!(
+                "s3:{e}/{}{}{}",
+                location.bucket,
+                if location.prefix.is_empty() { "" } else { "/" },
+                location.prefix
+            ),
+            None => format!(
+                "s3://{}{}{}",
+                location.bucket,
+                if location.prefix.is_empty() { "" } else { "/" },
+                location.prefix
+            ),
+        };
+        Ok(S3Storage {
+            store,
+            runtime,
+            location,
+            display,
+            multipart_threshold: opts.multipart_threshold.max(5 << 20),
+            part_size: opts.part_size.max(5 << 20),
+        })
+    }
+
+    fn no_bucket(&self, op: &'static str, name: &str) -> Error {
+        Error::storage(
+            op,
+            name,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("bucket {:?} does not exist (create it first)", self.location.bucket),
+            ),
+        )
+    }
+
+    fn key(&self, name: &str) -> Result<ObjectPath> {
+        validate_name(name)?;
+        Ok(if self.location.prefix.is_empty() {
+            ObjectPath::from(name)
+        } else {
+            ObjectPath::from(format!("{}/{name}", self.location.prefix))
+        })
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// One attempt at storing the object.
+    async fn put_once(
+        &self,
+        key: &ObjectPath,
+        parts: &[&[u8]],
+        size: usize,
+        mode: PutMode,
+    ) -> object_store::Result<()> {
+        if size <= self.multipart_threshold {
+            let payload: PutPayload = parts.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+            let mode = match mode {
+                PutMode::CreateNew => object_store::PutMode::Create,
+                PutMode::Overwrite => object_store::PutMode::Overwrite,
+            };
+            return self.store.put_opts(key, payload, PutOptions { mode, ..PutOptions::default() }).await.map(drop);
+        }
+        if mode == PutMode::CreateNew {
+            match self.store.head(key).await {
+                Ok(_) => {
+                    return Err(object_store::Error::AlreadyExists {
+                        path: key.to_string(),
+                        source: "the object exists (checked before a multipart upload)".into(),
+                    });
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut upload = self.store.put_multipart_opts(key, PutMultipartOptions::default()).await?;
+        let mut pending = Vec::new();
+        for part in part_payloads(parts, self.part_size) {
+            pending.push(upload.put_part(part));
+        }
+        let uploaded = futures_util::stream::iter(pending).buffer_unordered(4).collect::<Vec<_>>().await;
+        let result = match uploaded.into_iter().find(Result::is_err) {
+            Some(Err(e)) => Err(e),
+            _ => upload.complete().await.map(drop),
+        };
+        if result.is_err() {
+            // Best effort: an upload left behind costs storage until the bucket's lifecycle
+            // rule (or `AbortIncompleteMultipartUpload`) removes it; it is never visible.
+            let _ = upload.abort().await;
+        }
+        result
+    }
+
+    /// Whether `key` holds exactly `parts`.
+    async fn holds(&self, key: &ObjectPath, parts: &[&[u8]], size: usize) -> bool {
+        let Ok(got) = self.store.get_opts(key, GetOptions::default()).await else { return false };
+        if usize::try_from(got.meta.size).ok() != Some(size) {
+            return false;
+        }
+        let Ok(bytes) = got.bytes().await else { return false };
+        let mut at = 0;
+        parts.iter().all(|p| {
+            let same = bytes.get(at..at + p.len()) == Some(*p);
+            at += p.len();
+            same
+        })
+    }
+}
+
+/// Splits the concatenation of `parts` into payloads of `part_size` bytes (the last shorter).
+fn part_payloads(parts: &[&[u8]], part_size: usize) -> Vec<PutPayload> {
+    let mut out = Vec::new();
+    let mut current: Vec<Bytes> = Vec::new();
+    let mut filled = 0;
+    for part in parts {
+        let mut rest: &[u8] = part;
+        while !rest.is_empty() {
+            let take = rest.len().min(part_size - filled);
+            current.push(Bytes::copy_from_slice(&rest[..take]));
+            filled += take;
+            rest = &rest[take..];
+            if filled == part_size {
+                out.push(std::mem::take(&mut current).into_iter().collect());
+                filled = 0;
+            }
+        }
+    }
+    if filled > 0 {
+        out.push(current.into_iter().collect());
+    }
+    out
+}
+
+/// rustls needs one process-wide crypto provider; ring, as the rest of the build uses.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only when another provider is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Whether retrying could help: not for answers the store gave on purpose.
+fn is_definite(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. }
+    )
+}
+
+/// Maps a store error onto the engine's: missing objects are [`Error::Missing`], conflicts
+/// carry `ErrorKind::AlreadyExists` as the local backend's do, refusals `PermissionDenied`.
+fn map_err(op: &'static str, name: &str, e: object_store::Error) -> Error {
+    use std::io::{Error as IoError, ErrorKind};
+    let kind = match &e {
+        object_store::Error::NotFound { .. } => return Error::Missing(name.to_string()),
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            ErrorKind::AlreadyExists
+        }
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            ErrorKind::PermissionDenied
+        }
+        _ => ErrorKind::Other,
+    };
+    Error::storage(op, name, IoError::new(kind, error_chain(&e)))
+}
+
+/// The error and the sources its message does not already include, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string().trim_end_matches([':', ' ']).to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        let text = text.trim_end_matches([':', ' ']);
+        if !text.is_empty() && !s.contains(text) {
+            s.push_str(": ");
+            s.push_str(text);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+impl Storage for S3Storage {
+    fn location(&self) -> String {
+        self.display.clone()
+    }
+
+    fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()> {
+        self.put_parts(name, &[data], mode)
+    }
+
+    fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
+        let key = self.key(name)?;
+        let size = parts.iter().map(|p| p.len()).sum();
+        self.block_on(async {
+            let mut attempt = 0;
+            loop {
+                let err = match self.put_once(&key, parts, size, mode).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e,
+                };
+                match err {
+                    // A 404 on a write: the bucket is not there.
+                    object_store::Error::NotFound { .. } => return Err(self.no_bucket("write", name)),
+                    // A create-only put refused after an attempt whose answer was lost: that
+                    // attempt may have landed; it did if the object holds these very bytes.
+                    e @ object_store::Error::AlreadyExists { .. } if attempt > 0 => {
+                        return if self.holds(&key, parts, size).await {
+                            Ok(())
+                        } else {
+                            Err(map_err("write", name, e))
+                        };
+                    }
+                    e if is_definite(&e) || attempt + 1 >= AMBIGUOUS_PUT_ATTEMPTS => {
+                        return Err(map_err("write", name, e));
+                    }
+                    // Unknown outcome (connection lost mid-request, retries exhausted). Some
+                    // servers answer a refused create-only put early and reset the connection
+                    // while the body is still being sent: look before trying again.
+                    e => {
+                        if mode == PutMode::CreateNew && matches!(self.store.head(&key).await, Ok(_)) {
+                            return if self.holds(&key, parts, size).await {
+                                Ok(())
+                            } else {
+                                Err(map_err(
+                                    "write",
+                                    name,
+                                    object_store::Error::AlreadyExists { path: key.to_string(), source: Box::new(e) },
+                                ))
+                            };
+                        }
+                        attempt += 1;
+                        tokio::time::sleep(jittered(attempt)).await;
+                    }
+                }
+            }
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        let key = self.key(name)?;
+        self.block_on(async {
+            let got = self.store.get_opts(&key, GetOptions::default()).await?;
+            got.bytes().await
+        })
+        .map(|b| b.to_vec())
+        .map_err(|e| map_err("read", name, e))
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let key = self.key(name)?;
+        let end = offset.checked_add(len).ok_or_else(|| Error::InvalidInput("range too large".into()))?;
+        if len == 0 {
+            return match self.stat(name)? {
+                Some(size) if size >= offset => Ok(Vec::new()),
+                Some(size) => Err(Error::corrupt(name, format!("range {offset}+0 beyond the object's {size} bytes"))),
+                None => Err(Error::Missing(name.to_string())),
+            };
+        }
+        let got = self.block_on(async {
+            let opts = GetOptions { range: Some(GetRange::Bounded(offset..end)), ..GetOptions::default() };
+            let got = self.store.get_opts(&key, opts).await?;
+            let size = got.meta.size;
+            got.bytes().await.map(|b| (b, size))
+        });
+        match got {
+            Ok((bytes, _)) if bytes.len() as u64 == len => Ok(bytes.to_vec()),
+            Ok((bytes, size)) => Err(Error::corrupt(
+                name,
+                format!("range {offset}+{len} beyond the object's {size} bytes (got {})", bytes.len()),
+            )),
+            // A range starting past the end is refused by the store (416) or by object_store.
+            Err(e) if !matches!(e, object_store::Error::NotFound { .. }) && !is_transport(&e) => {
+                match self.stat(name)? {
+                    Some(size) if end > size => {
+                        Err(Error::corrupt(name, format!("range {offset}+{len} beyond the object's {size} bytes")))
+                    }
+                    _ => Err(map_err("read", name, e)),
+                }
+            }
+            Err(e) => Err(map_err("read", name, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let dir = prefix.trim_matches('/');
+        let full = match (self.location.prefix.is_empty(), dir.is_empty()) {
+            (true, true) => None,
+            (true, false) => Some(ObjectPath::from(dir)),
+            (false, true) => Some(ObjectPath::from(self.location.prefix.as_str())),
+            (false, false) => Some(ObjectPath::from(format!("{}/{dir}", self.location.prefix))),
+        };
+        let strip = if self.location.prefix.is_empty() { String::new() } else { format!("{}/", self.location.prefix) };
+        self.block_on(async {
+            let mut stream = self.store.list(full.as_ref());
+            let mut names = Vec::new();
+            while let Some(meta) = stream.next().await {
+                let meta = match meta {
+                    Ok(m) => m,
+                    Err(e)
+                        if matches!(e, object_store::Error::NotFound { .. })
+                            || error_chain(&e).contains("NoSuchBucket") =>
+                    {
+                        return Err(self.no_bucket("list", prefix));
+                    }
+                    Err(e) => return Err(map_err("list", prefix, e)),
+                };
+                let key = meta.location.to_string();
+                if let Some(name) = key.strip_prefix(&strip) {
+                    names.push(name.to_string());
+                }
+            }
+            Ok(names)
+        })
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let key = self.key(name)?;
+        match self.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_err("delete", name, e)),
+        }
+    }
+
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let key = self.key(name)?;
+        match self.block_on(self.store.head(&key)) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(map_err("stat", name, e)),
+        }
+    }
+}
+
+/// Transport-level failures (connection, timeout), as opposed to answers from the store.
+fn is_transport(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::Generic { .. }) && error_chain(e).contains("error sending request")
+}
+
+/// Exponential backoff with full jitter: 0..(200 ms * 2^attempt), at most 5 s.
+fn jittered(attempt: usize) -> Duration {
+    let cap = 200u64.saturating_mul(1 << attempt.min(5)).min(5_000);
+    let ms = crate::crypto::random_below(cap).unwrap_or(cap / 2);
+    Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_split_at_part_size_across_input_boundaries() {
+        let a = vec![1u8; 7];
+        let b = vec![2u8; 5];
+        let c = vec![3u8; 3];
+        let payloads = part_payloads(&[&a, &b, &c], 4);
+        let sizes: Vec<usize> = payloads.iter().map(PutPayload::content_length).collect();
+        assert_eq!(sizes, vec![4, 4, 4, 3]);
+        let joined: Vec<u8> =
+            payloads.iter().flat_map(|p| p.iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>()).collect();
+        assert_eq!(joined, [a, b, c].concat());
+    }
+
+    #[test]
+    fn plain_http_needs_the_flag_and_credentials_are_required() {
+        let loc = S3Location::parse("s3:http://127.0.0.1:1/bucket").unwrap();
+        let aws = AwsSettings {
+            credentials: Some(Credentials {
+                access_key_id: "a".into(),
+                secret_access_key: zeroize::Zeroizing::new("b".into()),
+                session_token: None,
+            }),
+            ..AwsSettings::default()
+        };
+        let e = S3Storage::open(loc.clone(), &S3Options::default(), &aws).unwrap_err().to_string();
+        assert!(e.contains("--insecure-http"), "{e}");
+        let opts = S3Options { insecure_http: true, ..S3Options::default() };
+        assert!(S3Storage::open(loc.clone(), &opts, &aws).is_ok());
+        let e = S3Storage::open(loc, &opts, &AwsSettings::default()).unwrap_err().to_string();
+        assert!(e.contains("AWS_ACCESS_KEY_ID"), "{e}");
+    }
+}
