@@ -14,3 +14,12 @@ if ((${#need[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+# The S3 tests run against a real S3-compatible server (s3s-fs, tests/s3-server) on loopback.
+# It is its own small project; built once into the persistent target directory.
+target="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
+if [ ! -x "$target/release/cairn-s3-server" ] || [ tests/s3-server/src/main.rs -nt "$target/release/cairn-s3-server" ] \
+  || [ tests/s3-server/Cargo.lock -nt "$target/release/cairn-s3-server" ]; then
+  echo "setup: building the test S3 server (tests/s3-server)" >&2
+  CARGO_TARGET_DIR="$target" cargo build --release --locked --quiet --manifest-path tests/s3-server/Cargo.toml
+  touch "$target/release/cairn-s3-server"
+fi

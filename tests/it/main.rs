@@ -13,6 +13,7 @@ mod maintenance;
 mod metadata;
 mod restore_options;
 mod roundtrip;
+mod s3;
 mod s3server;
 mod selection;
 mod source_errors;

@@ -1,8 +1,9 @@
-//! A real S3-compatible server for the tests: `s3s-fs` on loopback, started once per test
-//! process and stopped when the process ends, with a TLS front (a certificate from a private CA
-//! made here with rcgen) and, for the fault tests, a proxy that fails requests on purpose.
+//! A real S3-compatible server for the tests: s3s-fs on loopback (`tests/s3-server`, built by
+//! `scripts/setup.sh`), started once per test process and gone when the process ends, over
+//! plain http and over TLS with a certificate from a private CA made here with rcgen. For the
+//! fault tests, a proxy that fails requests on purpose.
 //!
-//! `s3s-fs` keeps each object as a plain file under `ROOT/BUCKET/KEY`, so a repository on it
+//! s3s-fs keeps each object as a plain file under `ROOT/BUCKET/KEY`, so a repository on it
 //! can be inspected and damaged through the file system like a local one.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_engine::storage::Storage;
 use cairn_engine::storage::s3::{AwsSettings, Credentials, S3Location, S3Options, S3Storage};
@@ -25,14 +26,14 @@ pub struct S3Server {
     _dir: TempDir,
     /// The directory holding one sub-directory per bucket.
     pub root: PathBuf,
-    /// s3s-fs itself, plain http.
+    /// The plain http listener.
     pub http: SocketAddr,
-    /// The TLS front.
+    /// The TLS listener.
     pub tls: SocketAddr,
-    /// The CA that signed the TLS front's certificate (PEM), for `--cacert`.
+    /// The CA that signed the server's certificate (PEM), for `--cacert`.
     pub ca_pem: PathBuf,
+    /// Holding its stdin open keeps the server running.
     _server: Child,
-    _runtime: tokio::runtime::Runtime,
 }
 
 static SERVER: OnceLock<S3Server> = OnceLock::new();
@@ -43,38 +44,42 @@ pub fn s3() -> &'static S3Server {
     SERVER.get_or_init(S3Server::start)
 }
 
-/// Where the `s3s-fs` binary is: `$CAIRN_S3S_FS`, `PATH`, or where `scripts/setup.sh` puts it.
-fn s3s_fs_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("CAIRN_S3S_FS") {
+/// Where the server binary is: `$CAIRN_S3_SERVER`, or where `scripts/setup.sh` builds it.
+fn server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAIRN_S3_SERVER") {
         return PathBuf::from(p);
     }
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect())
-        .unwrap_or_default();
+    let mut candidates = Vec::new();
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(Path::new(&t).join("release/cairn-s3-server"));
+    }
     if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".cache/cairn-tools/bin/s3s-fs"));
+        candidates.push(Path::new(&home).join(".cache/cairn-target/release/cairn-s3-server"));
     }
     candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("s3s-fs not found: run scripts/setup.sh (it installs s3s-fs 0.14.1) or set CAIRN_S3S_FS")
+        panic!(
+            "the test S3 server is not built: run scripts/setup.sh (it builds tests/s3-server) or set CAIRN_S3_SERVER"
+        )
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for(addr: SocketAddr, child: &mut Child) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+/// A CA and a server certificate for `localhost` and `127.0.0.1` signed by it, as PEM files.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "cairn test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    (ca_pem, cert_pem, key_pem)
 }
 
 impl S3Server {
@@ -82,40 +87,32 @@ impl S3Server {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("data");
         std::fs::create_dir_all(&root).unwrap();
-        let bin = s3s_fs_binary();
-        let (server, http) = (0..5)
-            .find_map(|_| {
-                let port = free_port();
-                // The shell holds the server; when this process ends its stdin closes, `read`
-                // returns and the server is killed: no server outlives the tests.
-                let mut child = Command::new("sh")
-                    .arg("-c")
-                    .arg(r#"bin=$1; shift; "$bin" "$@" </dev/null & pid=$!; read -r _; kill $pid 2>/dev/null; wait"#)
-                    .arg("sh")
-                    .arg(&bin)
-                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                    .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                    .arg(&root)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(dir.path().join("s3s-fs.log")).unwrap())
-                    .spawn()
-                    .unwrap();
-                let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-                if wait_for(addr, &mut child) {
-                    Some((child, addr))
-                } else {
-                    let _ = child.kill();
-                    None
-                }
-            })
-            .expect("s3s-fs did not start");
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let ca_pem = dir.path().join("ca.pem");
-        let tls = runtime.block_on(tls_front(http, &ca_pem));
-        S3Server { _dir: dir, root, http, tls, ca_pem, _server: server, _runtime: runtime }
+        let (ca_pem, cert_pem, key_pem) = make_certificates(dir.path());
+        let mut server = Command::new(server_binary())
+            .arg(&root)
+            .args([ACCESS_KEY, SECRET_KEY])
+            .arg(&cert_pem)
+            .arg(&key_pem)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
+            .spawn()
+            .expect("cannot start the test S3 server");
+        let (mut http, mut tls) = (None, None);
+        for line in BufReader::new(server.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            let addr =
+                |l: &str, scheme: &str| l.rsplit(&format!("{scheme}://")[..]).next().and_then(|a| a.parse().ok());
+            match line.split_whitespace().next() {
+                Some("http") => http = addr(&line, "http"),
+                Some("https") => tls = addr(&line, "https"),
+                Some("ready") => break,
+                _ => {}
+            }
+        }
+        let (Some(http), Some(tls)) = (http, tls) else { panic!("the test S3 server did not start") };
+        S3Server { _dir: dir, root, http, tls, ca_pem, _server: server }
     }
-
     /// A new empty bucket (a directory, as s3s-fs keeps them).
     pub fn bucket(&self) -> String {
         let name = format!("t{}-{}", std::process::id(), BUCKETS.fetch_add(1, Ordering::SeqCst));
@@ -178,47 +175,6 @@ pub fn credentials() -> AwsSettings {
 static ACCESS_KEY_SECRET: std::sync::LazyLock<zeroize::Zeroizing<String>> =
     std::sync::LazyLock::new(|| zeroize::Zeroizing::new(SECRET_KEY.to_string()));
 
-/// Starts a TLS listener on loopback that forwards every connection to `upstream`; writes the
-/// CA certificate to `ca_pem`. The server certificate names `localhost` and `127.0.0.1`.
-async fn tls_front(upstream: SocketAddr, ca_pem: &Path) -> SocketAddr {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "cairn test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    std::fs::write(ca_pem, ca.pem()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone(), ca.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else { return };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-            });
-        }
-    });
-    addr
-}
-
 /// What the fault proxy does to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -239,6 +195,7 @@ pub enum Fault {
 /// (given the request's sequence number, method and path). One request per connection.
 pub struct FaultProxy {
     pub addr: SocketAddr,
+    /// Requests seen.
     pub requests: Arc<AtomicU64>,
     pub faults: Arc<AtomicU64>,
 }
@@ -331,6 +288,7 @@ fn proxy_one(
         return client.flush();
     }
     let mut up = TcpStream::connect(upstream)?;
+    up.set_nodelay(true)?;
     up.write_all(&head)?;
     up.write_all(&body)?;
     let mut answer = Vec::new();

@@ -18,11 +18,20 @@ use tempfile::TempDir;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A repository in a temporary directory, with its own cache directory.
+/// A repository in a temporary directory, with its own cache directory. With
+/// `CAIRN_TEST_BACKEND=s3` the repository lives in a fresh bucket of the test S3 server
+/// instead; its objects are still files under [`TestRepo::repo_path`] (s3s-fs keeps them so),
+/// so tests that inspect or damage objects work on both.
 pub struct TestRepo {
     pub dir: TempDir,
     pub storage: Arc<dyn Storage>,
     pub recovery: Option<RecoveryCode>,
+    repo_dir: PathBuf,
+}
+
+/// Whether this test run puts repositories on the S3 server (`CAIRN_TEST_BACKEND=s3`).
+pub fn on_s3() -> bool {
+    std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "s3")
 }
 
 impl TestRepo {
@@ -32,15 +41,22 @@ impl TestRepo {
 
     pub fn with_chunker(chunker: ChunkerParams) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path().join("repo")));
+        let (storage, repo_dir): (Arc<dyn Storage>, PathBuf) = if on_s3() {
+            let server = crate::s3server::s3();
+            let bucket = server.bucket();
+            (server.storage(&bucket, false), server.bucket_dir(&bucket))
+        } else {
+            (Arc::new(LocalStorage::new(dir.path().join("repo"))), dir.path().join("repo"))
+        };
         let mut opts = InitOptions::new(SecretBytes::from(PASSWORD.to_string()), Argon2Params::MIN);
         opts.chunker = chunker;
         let out = Repository::init(storage.clone(), &opts).unwrap();
-        TestRepo { dir, storage, recovery: out.recovery_code }
+        TestRepo { dir, storage, recovery: out.recovery_code, repo_dir }
     }
 
+    /// The directory holding the repository's objects (local, or the bucket's on s3s-fs).
     pub fn repo_path(&self) -> PathBuf {
-        self.dir.path().join("repo")
+        self.repo_dir.clone()
     }
 
     pub fn cache(&self) -> PathBuf {

@@ -104,8 +104,8 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     }
     let secret = crate::secrets::open_secret(g)?;
     let mut repo = Repository::open(storage, &secret, cache_root(g))?;
-    let default_connections = if is_s3(g) { 4 } else { cairn_engine::repo::DEFAULT_UPLOAD_CONNECTIONS };
-    repo.set_upload_connections(g.storage_connections.map_or(default_connections, usize::from));
+    let default_connections = if is_s3(g) { 4 } else { cairn_engine::repo::DEFAULT_STORAGE_CONNECTIONS };
+    repo.set_storage_connections(g.storage_connections.map_or(default_connections, usize::from));
     Ok(repo)
 }
 

@@ -266,14 +266,16 @@ impl Checker<'_> {
         let total: u64 = selected.iter().filter_map(|p| self.index.packs.get(p)).sum();
         progress.phase("check: reading packs", Some(total));
         // Packs are verified in parallel, each read once; the results merge in pack order.
-        let results: Vec<PackResult> = selected
-            .par_iter()
-            .map(|pack| {
-                let r = verify_pack(self.repo, *pack, by_pack.get(pack).map_or(&[][..], Vec::as_slice));
-                progress.bytes(r.bytes);
-                r
-            })
-            .collect();
+        let results: Vec<PackResult> = self.repo.with_io_pool(|| {
+            selected
+                .par_iter()
+                .map(|pack| {
+                    let r = verify_pack(self.repo, *pack, by_pack.get(pack).map_or(&[][..], Vec::as_slice));
+                    progress.bytes(r.bytes);
+                    r
+                })
+                .collect()
+        });
         for r in results {
             if let Some(why) = r.unreadable {
                 self.error(&r.name, why);

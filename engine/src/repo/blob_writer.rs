@@ -120,7 +120,7 @@ impl<'r> BlobWriter<'r> {
             epoch,
             key.clone(),
             repo.config().pack_target_size as usize,
-            repo.upload_connections(),
+            repo.storage_connections(),
         )?;
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let pool = rayon::ThreadPoolBuilder::new()

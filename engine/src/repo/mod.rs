@@ -124,13 +124,16 @@ pub struct Repository {
     index_problems: std::sync::Mutex<Vec<Error>>,
     /// This repository's directory in the client cache.
     cache_dir: PathBuf,
-    /// Packs stored at once in the background (`--storage-connections`).
-    upload_connections: usize,
+    /// Requests to storage at once (`--storage-connections`): packs uploaded in the
+    /// background, and packs read in parallel by restore and check.
+    storage_connections: usize,
+    /// A wider pool for reading from storage, when connections outnumber the cores.
+    io_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
 }
 
-/// Default for [`Repository::set_upload_connections`]: one upload in flight while the next
-/// pack fills is enough for a local disk; remote stores want more (the CLI sets 4 for S3).
-pub const DEFAULT_UPLOAD_CONNECTIONS: usize = 2;
+/// Default for [`Repository::set_storage_connections`]: as many requests as cores suit a local
+/// disk; remote stores want more to hide latency (the CLI sets 4 for S3).
+pub const DEFAULT_STORAGE_CONNECTIONS: usize = 2;
 
 /// Object name of a pack.
 pub fn pack_name(id: &PackId) -> String {
@@ -300,7 +303,8 @@ impl Repository {
             chunker,
             index,
             opened_with: slot.id,
-            upload_connections: DEFAULT_UPLOAD_CONNECTIONS,
+            storage_connections: DEFAULT_STORAGE_CONNECTIONS,
+            io_pool: std::sync::OnceLock::new(),
             master: k,
             index_problems: Default::default(),
             cache_dir,
@@ -334,15 +338,39 @@ impl Repository {
         self.keyring.chunk_id(data)
     }
 
-    /// Packs stored at once in the background.
-    pub fn upload_connections(&self) -> usize {
-        self.upload_connections
+    /// Requests to storage at once.
+    pub fn storage_connections(&self) -> usize {
+        self.storage_connections
     }
 
-    /// How many packs may be stored at once in the background while the next ones fill
-    /// (at least 1). Each one holds a pack in memory.
-    pub fn set_upload_connections(&mut self, n: usize) {
-        self.upload_connections = n.max(1);
+    /// How many requests to storage may run at once (at least 1): packs stored in the
+    /// background while the next ones fill (each holds a pack in memory), and packs read in
+    /// parallel by restore and check.
+    pub fn set_storage_connections(&mut self, n: usize) {
+        self.storage_connections = n.max(1);
+        self.io_pool = std::sync::OnceLock::new();
+    }
+
+    /// Runs `f`, whose parallel iterators read from storage, on a pool with a thread per
+    /// storage connection when there are more connections than cores: waiting on the network
+    /// must not leave cores idle. Otherwise on the global pool.
+    pub fn with_io_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = self.io_pool.get_or_init(|| {
+            (self.storage_connections > cores)
+                .then(|| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(self.storage_connections)
+                        .thread_name(|i| format!("cairn-io-{i}"))
+                        .build()
+                        .ok()
+                })
+                .flatten()
+        });
+        match pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
     }
 
     /// The slot this repository was opened with.
@@ -399,7 +427,7 @@ impl Repository {
         let mut problems = Vec::new();
         let mut failed: HashSet<ObjectId> = HashSet::new();
         for batch in fresh_ids.chunks(SYNC_BATCH) {
-            for (id, seg) in batch.par_iter().map(load).collect::<Vec<_>>() {
+            for (id, seg) in self.with_io_pool(|| batch.par_iter().map(load).collect::<Vec<_>>()) {
                 match seg {
                     Ok(seg) => {
                         superseded.extend(seg.supersedes.iter().copied());
@@ -427,7 +455,8 @@ impl Repository {
         // Pass 2: apply, reading again what pass 1 did not keep, again in bounded batches.
         for batch in to_apply.chunks(SYNC_BATCH) {
             let missing: Vec<ObjectId> = batch.iter().filter(|id| !kept.contains_key(id)).copied().collect();
-            let mut loaded: HashMap<ObjectId, Result<IndexSegment>> = missing.par_iter().map(load).collect();
+            let mut loaded: HashMap<ObjectId, Result<IndexSegment>> =
+                self.with_io_pool(|| missing.par_iter().map(load).collect());
             for id in batch {
                 let seg = match kept.remove(id) {
                     Some(seg) => Ok(seg),
@@ -572,7 +601,7 @@ impl Repository {
     pub fn snapshots(&self) -> Result<Vec<(ObjectId, Snapshot)>> {
         let ids = self.snapshot_ids()?;
         let mut all: Vec<(ObjectId, Snapshot)> =
-            ids.par_iter().map(|id| Ok((*id, self.load_snapshot(id)?))).collect::<Result<_>>()?;
+            self.with_io_pool(|| ids.par_iter().map(|id| Ok((*id, self.load_snapshot(id)?))).collect::<Result<_>>())?;
         all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(all)
     }

@@ -33,7 +33,7 @@ impl Repository {
     pub fn repack_writer(&self) -> Result<RepackWriter> {
         let (epoch, key) = self.keyring().current();
         let target = self.config().pack_target_size as usize;
-        let packer = Packer::new(self.storage().clone(), epoch, key.clone(), target, self.upload_connections())?;
+        let packer = Packer::new(self.storage().clone(), epoch, key.clone(), target, self.storage_connections())?;
         Ok(RepackWriter { packer })
     }
 }

@@ -94,7 +94,12 @@ fn worker(rx: &Mutex<Receiver<UploadJob>>, shared: &Shared) {
             Ok(job) => job,
             Err(_) => return,
         };
-        let outcome = job();
+        // A panic in an upload (a bug, in a dependency too) fails the operation like an error
+        // instead of leaving the producer waiting on a dead thread.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|p| {
+            let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+            Err(Error::InvalidInput(format!("pack upload panicked: {}", what.unwrap_or_default())))
+        });
         finish(shared, outcome);
     }
 }

@@ -123,7 +123,9 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
     let written = AtomicU64::new(0);
     let mut packs: Vec<(PackId, BTreeMap<u32, BlobRef>)> = packs.into_iter().collect();
     packs.sort_by_key(|(id, _)| *id);
-    packs.par_iter().try_for_each(|(pack, blobs)| write_pack(r, jobs, &layouts, *pack, blobs, &failures, &written))?;
+    r.repo.with_io_pool(|| {
+        packs.par_iter().try_for_each(|(pack, blobs)| write_pack(r, jobs, &layouts, *pack, blobs, &failures, &written))
+    })?;
     Ok((written.into_inner(), failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)))
 }
 

@@ -132,7 +132,7 @@ fn parse_ini_section(text: &str, profile: &str, config_style: bool) -> HashMap<S
 mod tests {
     use super::*;
 
-    fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+    fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         move |k| map.get(k).cloned()
     }

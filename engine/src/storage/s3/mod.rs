@@ -9,8 +9,10 @@
 //!   are that large, and a pack's name is the hash of its bytes, so the remaining race can
 //!   only ever write the same bytes.
 //! - Throttling, 5xx and timeouts are retried by `object_store` with exponential backoff and
-//!   jitter; authentication errors never are. A create-only put whose response was lost is
-//!   retried here: if the name then exists with the very bytes sent, the first attempt landed.
+//!   jitter; authentication errors never are. A put whose answer was lost is retried here. A
+//!   create-only put refused because the name exists succeeded if the object holds the very
+//!   bytes sent: an earlier attempt landed (names are content hashes or random, so no other
+//!   writer produces the same bytes under the same name by accident).
 //!
 //! The engine is synchronous; each call blocks on a small private tokio runtime.
 
@@ -129,8 +131,9 @@ impl S3Storage {
             .with_client_options(client)
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: opts.max_backoff,
+                    // object_store draws from init..next*base: init must not exceed max.
+                    init_backoff: opts.max_backoff.min(Duration::from_millis(100)),
+                    max_backoff: opts.max_backoff.max(Duration::from_millis(1)),
                     base: 2.0,
                 },
                 max_retries: opts.max_retries,
@@ -276,10 +279,10 @@ fn part_payloads(parts: &[&[u8]], part_size: usize) -> Vec<PutPayload> {
     for part in parts {
         let mut rest: &[u8] = part;
         while !rest.is_empty() {
-            let take = rest.len().min(part_size - filled);
-            current.push(Bytes::copy_from_slice(&rest[..take]));
-            filled += take;
-            rest = &rest[take..];
+            let (head, tail) = rest.split_at(rest.len().min(part_size - filled));
+            current.push(Bytes::copy_from_slice(head));
+            filled += head.len();
+            rest = tail;
             if filled == part_size {
                 out.push(std::mem::take(&mut current).into_iter().collect());
                 filled = 0;
@@ -371,9 +374,10 @@ impl Storage for S3Storage {
                 match err {
                     // A 404 on a write: the bucket is not there.
                     object_store::Error::NotFound { .. } => return Err(self.no_bucket("write", name)),
-                    // A create-only put refused after an attempt whose answer was lost: that
-                    // attempt may have landed; it did if the object holds these very bytes.
-                    e @ object_store::Error::AlreadyExists { .. } if attempt > 0 => {
+                    // A create-only put refused: an earlier attempt whose answer was lost (here
+                    // or inside object_store's retries) may have landed. It did if the object
+                    // holds these very bytes, and then the put succeeded.
+                    e @ object_store::Error::AlreadyExists { .. } => {
                         return if self.holds(&key, parts, size).await {
                             Ok(())
                         } else {
@@ -387,7 +391,7 @@ impl Storage for S3Storage {
                     // servers answer a refused create-only put early and reset the connection
                     // while the body is still being sent: look before trying again.
                     e => {
-                        if mode == PutMode::CreateNew && matches!(self.store.head(&key).await, Ok(_)) {
+                        if mode == PutMode::CreateNew && self.store.head(&key).await.is_ok() {
                             return if self.holds(&key, parts, size).await {
                                 Ok(())
                             } else {
