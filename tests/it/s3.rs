@@ -68,6 +68,11 @@ fn cli_backup_restore_forget_prune_check_over_tls() {
     fs::write(src.join("text.txt"), text_bytes(3 << 20, 99)).unwrap();
     fs::remove_file(src.join("small/f3")).unwrap();
     cairn(&["snapshot", "--storage-connections", "2", src.to_str().unwrap()]).assert().success();
+    // --limit-upload: 6 MiB of new data at 4 MiB/s cannot take less than about 1.5 s.
+    fs::write(src.join("new.bin"), random_bytes(6 << 20, 5)).unwrap();
+    let start = Instant::now();
+    cairn(&["snapshot", "--limit-upload", "4096", src.to_str().unwrap()]).assert().success();
+    assert!(start.elapsed().as_secs_f64() > 1.3, "--limit-upload had no effect: {:?}", start.elapsed());
     let target = work.path().join("restored");
     cairn(&["restore", "latest", "--target", target.to_str().unwrap()]).assert().success();
     assert_same_tree(&src, &restored_path(&target, &src));
@@ -77,6 +82,10 @@ fn cli_backup_restore_forget_prune_check_over_tls() {
     let out = cairn(&["--json", "snapshots"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let start = Instant::now();
+    let target2 = work.path().join("limited");
+    cairn(&["--limit-download", "8192", "restore", "latest", "--target", target2.to_str().unwrap()]).assert().success();
+    assert!(start.elapsed().as_secs_f64() > 1.0, "--limit-download had no effect: {:?}", start.elapsed());
     fs::remove_dir_all(&target).unwrap();
     cairn(&["restore", "latest", "--target", target.to_str().unwrap()]).assert().success();
     assert_same_tree(&src, &restored_path(&target, &src));

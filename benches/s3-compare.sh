@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Snapshot, unchanged snapshot, restore and check --read-data of one data set into a local
+# repository and into the test S3 server (s3s-fs on loopback, over TLS with a private CA made
+# here), in one run, release build. Prints MiB/s and the S3/local time ratio per step.
+#
+# Usage: benches/s3-compare.sh [DIR]
+#   DIR  the data (default: built under $WORK: /usr/include, /usr/share/doc, 200 MiB random,
+#        shared libraries; about 600 MiB)
+# Environment: WORK (scratch, default a temp dir), KEEP=1 keeps it, CONNECTIONS (default 4).
+# The server runs on the same machine and shares its cores with cairn (TLS, MD5 ETags).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
+cargo build --release --locked -p cairn-cli >&2
+cairn="$CARGO_TARGET_DIR/release/cairn"
+server_bin="$CARGO_TARGET_DIR/release/cairn-s3-server"
+WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-s3cmp.XXXXXX")}"
+CONNECTIONS="${CONNECTIONS:-4}"
+mkdir -p "$WORK"
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+data="${1:-}"
+if [ -z "$data" ]; then
+  data="$WORK/data"
+  if [ ! -d "$data" ]; then
+    mkdir -p "$data/random" "$data/lib"
+    cp -a /usr/include "$data/include" 2>/dev/null || true
+    cp -a /usr/share/doc "$data/doc" 2>/dev/null || true
+    for i in $(seq 1 20); do head -c 10M /dev/urandom > "$data/random/r$i"; done
+    find /usr/lib -name '*.so*' -type f -size +100k 2>/dev/null | head -300 | while read -r f; do
+      cp "$f" "$data/lib/$(echo "$f" | tr / _)"
+    done
+  fi
+fi
+bytes=$(du -sb "$data" | cut -f1)
+echo "data: $(du -sh "$data" | cut -f1) in $(find "$data" -type f | wc -l) files" >&2
+
+# A private CA and a server certificate for 127.0.0.1 / localhost.
+tls="$WORK/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$tls/ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+  -days 2 -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null
+openssl pkcs8 -topk8 -nocrypt -in "$tls/server.key" -out "$tls/server.p8"
+
+mkdir -p "$WORK/s3/bench"
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret-key
+coproc SERVER { exec "$server_bin" "$WORK/s3" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$tls/server.pem" "$tls/server.p8"; }
+server_pid=$SERVER_PID
+https=""
+while read -r kind url <&"${SERVER[0]}"; do
+  [ "$kind" = https ] && https=$url
+  [ "$kind" = ready ] && break
+done
+[ -n "$https" ] || { echo "the test S3 server did not start" >&2; exit 1; }
+port=${https##*:}
+
+echo bench-password > "$WORK/pw"
+export CAIRN_PASSWORD_FILE="$WORK/pw"
+settle() { sync; sleep 1; }
+secs() { /usr/bin/time -f %e -o "$WORK/t" "$@" > "$WORK/out" 2>&1 || { cat "$WORK/out" >&2; exit 1; }; cat "$WORK/t"; }
+
+declare -A T
+for where in local s3; do
+  if [ "$where" = local ]; then
+    repo=(-r "$WORK/local")
+  else
+    repo=(-r "s3:https://localhost:$port/bench/repo" --cacert "$tls/ca.pem")
+  fi
+  c=("$cairn" "${repo[@]}" --cache-dir "$WORK/cache-$where" --storage-connections "$CONNECTIONS")
+  "${c[@]}" init > /dev/null
+  settle; T[$where,snapshot]=$(secs "${c[@]}" snapshot "$data")
+  settle; T[$where,unchanged]=$(secs "${c[@]}" snapshot "$data")
+  settle; T[$where,restore]=$(secs "${c[@]}" restore latest --target "$WORK/restore-$where")
+  rm -rf "$WORK/restore-$where"
+  settle; T[$where,check]=$(secs "${c[@]}" check --read-data)
+done
+
+mib=$(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
+echo
+echo "| step ($mib MiB) | local | S3 over TLS (loopback) | S3 time / local time |"
+echo "|---|---|---|---|"
+for step in snapshot unchanged restore check; do
+  l=${T[local,$step]} s=${T[s3,$step]}
+  awk -v step="$step" -v l="$l" -v s="$s" -v mib="$mib" 'BEGIN {
+    printf "| %s | %.2f s (%.0f MiB/s) | %.2f s (%.0f MiB/s) | %.2fx |\n", step, l, mib / l, s, mib / s, s / l }'
+done
