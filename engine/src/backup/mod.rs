@@ -9,6 +9,7 @@
 
 mod exclude;
 mod meta;
+mod prefetch;
 mod stream;
 mod walker;
 

@@ -24,6 +24,7 @@ use crate::repo::{BlobWriter, Repository};
 
 use super::exclude::Excluder;
 use super::meta::{hardlink_group, node_from_stat, unchanged_since};
+use super::prefetch::TreePrefetch;
 use super::{SourceError, VirtualDir, VirtualEntry};
 
 /// Content of a file already stored in this run, for the other links to its inode.
@@ -48,6 +49,8 @@ pub(super) struct Walker<'a, 'r> {
     excluder: Excluder,
     /// Device of the source path being walked (for `--one-file-system`).
     source_dev: u64,
+    /// Parent trees read ahead on remote stores.
+    prefetch: TreePrefetch<'r>,
 }
 
 /// The parent snapshot's directory at the path being walked, if it had one.
@@ -75,6 +78,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             hardlinks: HashMap::new(),
             excluder,
             source_dev: 0,
+            prefetch: TreePrefetch::new(repo),
         }
     }
 
@@ -90,13 +94,13 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.writer.add(BlobKind::Tree, bytes)
     }
 
-    /// The parent's subtree below `node`, when `node` is a directory. A parent tree that cannot
-    /// be read only costs re-reading: the backup goes on without it.
+    /// The parent's subtree below `node`, when `node` is a directory, with the subtrees below
+    /// it requested ahead. A parent tree that cannot be read only costs re-reading: the backup
+    /// goes on without it.
     fn parent_subtree(&self, node: Option<&Node>) -> ParentTree {
-        match node.map(|n| &n.kind) {
-            Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
-            _ => None,
-        }
+        let tree = self.prefetch.subtree(node)?;
+        self.prefetch.ahead(&tree);
+        Some(tree)
     }
 
     /// Stores the virtual directories leading to the sources, and the sources below them.

@@ -351,23 +351,44 @@ impl Repository {
         self.io_pool = std::sync::OnceLock::new();
     }
 
+    /// Whether a wider I/O pool is in use (more storage connections than cores: a remote store).
+    pub fn has_io_pool(&self) -> bool {
+        self.io_pool().is_some()
+    }
+
+    /// Runs `f` on the I/O pool in the background; `false` (and `f` dropped) without one.
+    pub fn spawn_io(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        match self.io_pool() {
+            Some(pool) => {
+                pool.spawn(f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn io_pool(&self) -> Option<&rayon::ThreadPool> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.io_pool
+            .get_or_init(|| {
+                (self.storage_connections > cores)
+                    .then(|| {
+                        rayon::ThreadPoolBuilder::new()
+                            .num_threads(self.storage_connections)
+                            .thread_name(|i| format!("cairn-io-{i}"))
+                            .build()
+                            .ok()
+                    })
+                    .flatten()
+            })
+            .as_ref()
+    }
+
     /// Runs `f`, whose parallel iterators read from storage, on a pool with a thread per
     /// storage connection when there are more connections than cores: waiting on the network
     /// must not leave cores idle. Otherwise on the global pool.
     pub fn with_io_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let pool = self.io_pool.get_or_init(|| {
-            (self.storage_connections > cores)
-                .then(|| {
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(self.storage_connections)
-                        .thread_name(|i| format!("cairn-io-{i}"))
-                        .build()
-                        .ok()
-                })
-                .flatten()
-        });
-        match pool {
+        match self.io_pool() {
             Some(pool) => pool.install(f),
             None => f(),
         }

@@ -384,12 +384,10 @@ impl Storage for S3Storage {
                             Err(map_err("write", name, e))
                         };
                     }
-                    e if is_definite(&e) || attempt + 1 >= AMBIGUOUS_PUT_ATTEMPTS => {
-                        return Err(map_err("write", name, e));
-                    }
-                    // Unknown outcome (connection lost mid-request, retries exhausted). Some
-                    // servers answer a refused create-only put early and reset the connection
-                    // while the body is still being sent: look before trying again.
+                    e if is_definite(&e) => return Err(map_err("write", name, e)),
+                    // Unknown outcome: the connection broke mid-request, or object_store gave up
+                    // retrying. Some servers answer a refused create-only put early and reset
+                    // the connection while the body is still being sent: look first.
                     e => {
                         if mode == PutMode::CreateNew && self.store.head(&key).await.is_ok() {
                             return if self.holds(&key, parts, size).await {
@@ -401,6 +399,11 @@ impl Storage for S3Storage {
                                     object_store::Error::AlreadyExists { path: key.to_string(), source: Box::new(e) },
                                 ))
                             };
+                        }
+                        // Status errors were retried by object_store already; only a broken
+                        // transfer, which it does not retry for create-only puts, is tried again.
+                        if !is_transport(&e) || attempt + 1 >= AMBIGUOUS_PUT_ATTEMPTS {
+                            return Err(map_err("write", name, e));
                         }
                         attempt += 1;
                         tokio::time::sleep(jittered(attempt)).await;
@@ -507,7 +510,9 @@ impl Storage for S3Storage {
 
 /// Transport-level failures (connection, timeout), as opposed to answers from the store.
 fn is_transport(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::Generic { .. }) && error_chain(e).contains("error sending request")
+    let chain = error_chain(e);
+    matches!(e, object_store::Error::Generic { .. })
+        && (chain.contains("error sending request") || chain.contains("HTTP error"))
 }
 
 /// Exponential backoff with full jitter: 0..(200 ms * 2^attempt), at most 5 s.
