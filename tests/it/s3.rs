@@ -213,6 +213,37 @@ fn when_uploads_keep_failing_the_snapshot_fails_and_nothing_half_written_is_refe
     check_no_errors(&repo);
 }
 
+#[test]
+fn an_unchanged_snapshot_reads_parent_trees_ahead_and_reuses_everything() {
+    let server = s3();
+    let bucket = server.bucket();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    for a in 0..12 {
+        for b in 0..12 {
+            let d = src.join(format!("a{a}/b{b}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("f"), format!("{a}/{b}")).unwrap();
+        }
+    }
+    init(server.storage(&bucket, true), 1 << 20);
+    let mut repo = open(server.storage(&bucket, true), &work.path().join("cache"));
+    repo.set_storage_connections(6);
+    assert!(repo.has_io_pool());
+    let first = snapshot(&repo, &[&src]);
+    fs::write(src.join("a3/b4/f"), "changed").unwrap();
+    let second = snapshot(&repo, &[&src]);
+    let s = &second.snapshot.summary;
+    assert_eq!((s.files_new, s.files_changed, s.files_unchanged), (0, 1, 143));
+    assert_eq!(s.bytes_read, 7);
+    let again = snapshot(&repo, &[&src]);
+    assert_eq!(again.snapshot.tree, second.snapshot.tree);
+    assert_ne!(first.snapshot.tree, second.snapshot.tree);
+    let target = work.path().join("restored");
+    restore_all(&repo, &again, &target).unwrap();
+    assert_same_tree(&src, &restored_path(&target, &src));
+}
+
 /// The acceptance run: ~500 MB backed up, restored and checked over TLS, and the same through
 /// a local repository in the same run for comparison (printed; run with --nocapture).
 #[test]

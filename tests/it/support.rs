@@ -67,8 +67,14 @@ impl TestRepo {
         self.open_with(&OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap()
     }
 
+    /// Opens with `secret`. On S3 with 4 storage connections, as the CLI does: restore, check
+    /// and parent-tree reads then run on the wider I/O pool.
     pub fn open_with(&self, secret: &OpenSecret) -> cairn_engine::Result<Repository> {
-        Repository::open(self.storage.clone(), secret, self.cache())
+        let mut repo = Repository::open(self.storage.clone(), secret, self.cache())?;
+        if on_s3() {
+            repo.set_storage_connections(4);
+        }
+        Ok(repo)
     }
 
     /// Total bytes of every object in the repository.
