@@ -18,18 +18,41 @@ use crate::storage::{PutMode, Storage};
 use super::pack_name;
 use super::uploader::Uploader;
 
+/// A blob in an open pack: its sealed bytes are `buf[start..start + len]`.
 #[derive(Debug)]
 struct PendingBlob {
     kind: BlobKind,
     id: ChunkId,
     raw_length: u32,
-    sealed: Vec<u8>,
+    start: usize,
+    len: usize,
 }
 
+/// The sealed blobs of a pack being filled, in arrival order, in one buffer: one allocation
+/// per pack instead of one per blob held until the upload ends, which kept the allocator's
+/// arenas fragmented and the process's memory high.
 #[derive(Debug, Default)]
 struct OpenPack {
     blobs: Vec<PendingBlob>,
-    bytes: usize,
+    buf: Vec<u8>,
+}
+
+/// A closed pack's bytes: its blobs (ranges of the buffer, in pack order), header, trailer.
+#[derive(Debug)]
+struct PackBytes {
+    buf: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+    header: Vec<u8>,
+    trailer: [u8; 4],
+}
+
+impl PackBytes {
+    fn parts(&self) -> Vec<&[u8]> {
+        let mut parts: Vec<&[u8]> = self.ranges.iter().map(|r| self.buf.get(r.clone()).unwrap_or_default()).collect();
+        parts.push(&self.header);
+        parts.push(&self.trailer);
+        parts
+    }
 }
 
 /// Collects sealed blobs into packs and stores them.
@@ -78,9 +101,12 @@ impl Packer {
                 BlobKind::Data => data,
                 BlobKind::Tree => tree,
             };
-            slot.bytes += sealed.len();
-            slot.blobs.push(PendingBlob { kind, id, raw_length, sealed });
-            if slot.bytes >= self.target { Some(std::mem::take(slot)) } else { None }
+            if slot.buf.capacity() == 0 {
+                slot.buf.reserve(self.target + self.target / 8);
+            }
+            slot.blobs.push(PendingBlob { kind, id, raw_length, start: slot.buf.len(), len: sealed.len() });
+            slot.buf.extend_from_slice(&sealed);
+            if slot.buf.len() >= self.target { Some(std::mem::take(slot)) } else { None }
         };
         match full {
             Some(pack) => self.write(pack),
@@ -120,17 +146,17 @@ impl Packer {
             let j = random_below(i as u64 + 1)? as usize;
             pack.blobs.swap(i, j);
         }
-        // The pack is written as parts (blobs, header, trailer): no 16 MiB concatenation.
+        // The pack is written as parts (blobs in their shuffled order, header, trailer),
+        // slices of the pack's buffer: no second copy of it.
         let mut entries = Vec::with_capacity(pack.blobs.len());
-        let mut sealed = Vec::with_capacity(pack.blobs.len());
+        let mut ranges = Vec::with_capacity(pack.blobs.len());
         let mut offset = 0u64;
-        for b in pack.blobs {
+        for b in &pack.blobs {
             let at = u32::try_from(offset).map_err(|_| Error::InvalidInput("pack larger than 4 GiB".into()))?;
-            let length =
-                u32::try_from(b.sealed.len()).map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
+            let length = u32::try_from(b.len).map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
             offset += u64::from(length);
             entries.push(BlobEntry { kind: b.kind, id: b.id, offset: at, length, raw_length: b.raw_length });
-            sealed.push(b.sealed);
+            ranges.push(b.start..b.start + b.len);
         }
         let header = envelope::seal(
             &self.header_key,
@@ -139,20 +165,15 @@ impl Packer {
             b"",
             &PackHeader { blobs: entries.clone() }.encode(),
         )?;
-        let trailer = u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes().to_vec();
+        let trailer = u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes();
         let size = offset + header.len() as u64 + trailer.len() as u64;
-        sealed.push(header);
-        sealed.push(trailer);
-        let id = {
-            let parts: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
-            PackId::of_parts(&parts)
-        };
+        let bytes = PackBytes { buf: pack.buf, ranges, header, trailer };
+        let id = PackId::of_parts(&bytes.parts());
         let storage = Arc::clone(&self.storage);
         let finished = Arc::clone(&self.finished);
         self.uploader.submit(Box::new(move || {
             let name = pack_name(&id);
-            let parts: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
-            match storage.put_parts(&name, &parts, PutMode::CreateNew) {
+            match storage.put_parts(&name, &bytes.parts(), PutMode::CreateNew) {
                 Ok(()) => {}
                 // Same bytes, same name: another writer stored this very pack already.
                 Err(Error::Storage { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
