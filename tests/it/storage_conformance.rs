@@ -89,6 +89,12 @@ fn conformance(s: &dyn Storage) {
     assert_eq!(s.list("snapshots/").unwrap(), ["snapshots/bb"], "{label}");
     assert_eq!(s.stat("snapshots/aa").unwrap(), None, "{label}");
 
+    // Deleting many at once (a missing name among them is no error).
+    let doomed: Vec<String> = names[..1050].iter().cloned().chain(["many/missing".to_string()]).collect();
+    s.delete_many(&doomed).unwrap();
+    assert_eq!(sorted(s.list("many/").unwrap()), names[1050..], "{label}");
+    assert_eq!(s.get("many/00000").unwrap_err().to_string(), "repository object many/00000 is missing", "{label}");
+
     // A large object written in parts (a multipart upload on S3 with the options used here).
     let big: Vec<Vec<u8>> = (0..5).map(|i| random_bytes(4 << 20, 100 + i)).collect();
     let parts: Vec<&[u8]> = big.iter().map(Vec::as_slice).collect();

@@ -248,13 +248,12 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
 
     // 3. Packs, then 4. the old segments.
     progress.phase("prune: deleting", None);
-    for pack in out.plan.delete.iter().chain(&out.plan.repack).chain(&out.plan.orphans) {
-        repo.storage().delete(&pack_name(pack))?;
-    }
-    for id in &all_segments {
-        repo.storage().delete(&format!("index/{id}"))?;
-        out.segments_deleted += 1;
-    }
+    let packs: Vec<String> =
+        out.plan.delete.iter().chain(&out.plan.repack).chain(&out.plan.orphans).map(pack_name).collect();
+    repo.storage().delete_many(&packs)?;
+    let segments: Vec<String> = all_segments.iter().map(|id| format!("index/{id}")).collect();
+    repo.storage().delete_many(&segments)?;
+    out.segments_deleted += segments.len() as u64;
     // 5. Everything else sealed under the old epoch.
     if let Some(epoch) = opts.reencrypt_epoch {
         out.objects_resealed = repo.reseal_objects(epoch)?;

@@ -46,6 +46,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Removes an object; removing a missing one is not an error.
     fn delete(&self, name: &str) -> Result<()>;
+    /// Removes several objects, in no particular order, as `delete` would each. Object stores
+    /// override it to remove up to a thousand per request (prune deletes packs by the thousand).
+    fn delete_many(&self, names: &[String]) -> Result<()> {
+        names.iter().try_for_each(|n| self.delete(n))
+    }
     /// The object's size, `None` when absent.
     fn stat(&self, name: &str) -> Result<Option<u64>>;
 }

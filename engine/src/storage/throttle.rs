@@ -99,6 +99,10 @@ impl Storage for Throttled {
         self.inner.delete(name)
     }
 
+    fn delete_many(&self, names: &[String]) -> Result<()> {
+        self.inner.delete_many(names)
+    }
+
     fn stat(&self, name: &str) -> Result<Option<u64>> {
         self.inner.stat(name)
     }

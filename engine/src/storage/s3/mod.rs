@@ -498,6 +498,27 @@ impl Storage for S3Storage {
         }
     }
 
+    fn delete_many(&self, names: &[String]) -> Result<()> {
+        let keys = names.iter().map(|n| self.key(n)).collect::<Result<Vec<_>>>()?;
+        self.block_on(async {
+            // object_store batches these into DeleteObjects requests of up to 1,000 keys.
+            let mut results = self.store.delete_stream(futures_util::stream::iter(keys.into_iter().map(Ok)).boxed());
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        let name = match &e {
+                            object_store::Error::Generic { .. } => "objects".to_string(),
+                            _ => names.first().cloned().unwrap_or_default(),
+                        };
+                        return Err(map_err("delete", &name, e));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn stat(&self, name: &str) -> Result<Option<u64>> {
         let key = self.key(name)?;
         match self.block_on(self.store.head(&key)) {
