@@ -161,20 +161,11 @@ impl S3Storage {
             .enable_all()
             .build()
             .map_err(|e| Error::InvalidInput(format!("cannot start the S3 client runtime: {e}")))?;
-        let display = match &location.endpoint {
-            Some(e) => format!(
-                "s3:{e}/{}{}{}",
-                location.bucket,
-                if location.prefix.is_empty() { "" } else { "/" },
-                location.prefix
-            ),
-            None => format!(
-                "s3://{}{}{}",
-                location.bucket,
-                if location.prefix.is_empty() { "" } else { "/" },
-                location.prefix
-            ),
+        let base = match &location.endpoint {
+            Some(e) => format!("s3:{e}/{}", location.bucket),
+            None => format!("s3://{}", location.bucket),
         };
+        let display = if location.prefix.is_empty() { base } else { format!("{base}/{}", location.prefix) };
         Ok(S3Storage {
             store,
             runtime,
@@ -529,11 +520,17 @@ impl Storage for S3Storage {
     }
 }
 
-/// Transport-level failures (connection, timeout), as opposed to answers from the store.
+/// Transport-level failures (connection refused or lost, timeout, body cut short), as
+/// opposed to answers from the store: object_store's `HttpError` somewhere in the chain.
 fn is_transport(e: &object_store::Error) -> bool {
-    let chain = error_chain(e);
-    matches!(e, object_store::Error::Generic { .. })
-        && (chain.contains("error sending request") || chain.contains("HTTP error"))
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<object_store::client::HttpError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Exponential backoff with full jitter: 0..(200 ms * 2^attempt), at most 5 s.
@@ -558,6 +555,18 @@ mod tests {
         let joined: Vec<u8> =
             payloads.iter().flat_map(|p| p.iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>()).collect();
         assert_eq!(joined, [a, b, c].concat());
+    }
+
+    #[test]
+    fn transport_failures_are_told_from_answers_by_the_http_error_in_the_chain() {
+        use object_store::client::{HttpError, HttpErrorKind};
+        let http = HttpError::new_boxed(HttpErrorKind::Interrupted, Box::new(std::io::Error::other("reset")));
+        let wrapped: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(object_store::Error::Generic { store: "S3", source: Box::new(http) });
+        assert!(is_transport(&object_store::Error::Generic { store: "S3", source: wrapped }));
+        let answer = object_store::Error::Generic { store: "S3", source: "500 Internal Server Error".into() };
+        assert!(!is_transport(&answer));
+        assert!(!is_transport(&object_store::Error::NotFound { path: "x".into(), source: "404".into() }));
     }
 
     #[test]
