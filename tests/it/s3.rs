@@ -232,9 +232,11 @@ fn an_unchanged_snapshot_reads_parent_trees_ahead_and_reuses_everything() {
     assert!(repo.has_io_pool());
     let first = snapshot(&repo, &[&src]);
     fs::write(src.join("a3/b4/f"), "changed").unwrap();
+    // Directories gone since the parent: what was read ahead for them is dropped.
+    fs::remove_dir_all(src.join("a11")).unwrap();
     let second = snapshot(&repo, &[&src]);
     let s = &second.snapshot.summary;
-    assert_eq!((s.files_new, s.files_changed, s.files_unchanged), (0, 1, 143));
+    assert_eq!((s.files_new, s.files_changed, s.files_unchanged), (0, 1, 131));
     assert_eq!(s.bytes_read, 7);
     let again = snapshot(&repo, &[&src]);
     assert_eq!(again.snapshot.tree, second.snapshot.tree);

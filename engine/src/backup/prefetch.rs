@@ -70,6 +70,22 @@ impl<'r> TreePrefetch<'r> {
         }
     }
 
+    /// Drops what was read ahead for `tree`'s subdirectories and never taken (directories
+    /// gone from the source, or excluded since), once the walk of `tree`'s directory is done:
+    /// otherwise they would fill the [`MAX_AHEAD`] budget and stop all reading ahead.
+    pub(super) fn done(&self, tree: Option<Tree>) {
+        let Some(tree) = tree else { return };
+        let mut slots = lock(&self.slots);
+        if slots.is_empty() {
+            return;
+        }
+        for node in &tree.nodes {
+            if let NodeKind::Dir { subtree } = &node.kind {
+                slots.remove(subtree);
+            }
+        }
+    }
+
     /// The parent subtree below `node` when it is a directory: prefetched if it was, read now
     /// otherwise. A tree that cannot be read is `None` (the backup re-reads the files instead).
     pub(super) fn subtree(&self, node: Option<&Node>) -> Option<Tree> {

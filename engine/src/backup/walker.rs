@@ -110,6 +110,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             Ok(fd) => fd,
             Err(e) => {
                 self.source_error(path, e);
+                self.prefetch.done(parent);
                 return self.save_tree(tree);
             }
         };
@@ -137,6 +138,7 @@ impl<'a, 'r> Walker<'a, 'r> {
                 }
             }
         }
+        self.prefetch.done(parent);
         self.save_tree(tree)
     }
 
@@ -276,7 +278,7 @@ impl<'a, 'r> Walker<'a, 'r> {
                 tree.nodes.push(node);
             }
         }
-        drop(parent_tree);
+        self.prefetch.done(parent_tree);
         // Stat after listing, through the handle: the metadata recorded is what the directory
         // looks like now that its entries were read.
         let st = match hostfs::fstat(&fd) {
