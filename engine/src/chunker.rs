@@ -135,13 +135,26 @@ impl Chunker {
     /// A streaming chunker over a reader of about `size_hint` bytes (a file's size): the buffer
     /// is sized for it up front, so a small file is read with one `read` and one at EOF.
     pub fn stream_sized<R: Read>(&self, reader: R, size_hint: u64) -> StreamChunker<'_, R> {
-        let cap = usize::try_from(size_hint.saturating_add(1)).unwrap_or(usize::MAX).min(self.window_len());
-        StreamChunker { chunker: self, reader, buf: Vec::with_capacity(cap), start: 0, eof: false }
+        self.stream_reusing(reader, size_hint, Vec::new())
     }
 
-    /// Bytes the streaming chunker keeps buffered at most.
+    /// Like [`Chunker::stream_sized`], reading into `buf` (emptied first; get it back with
+    /// [`StreamChunker::into_buffer`]). A backup reuses one buffer for every file instead of
+    /// allocating and freeing up to `2 * max_size` per file, which left the allocator holding
+    /// memory it could not give back.
+    pub fn stream_reusing<R: Read>(&self, reader: R, size_hint: u64, mut buf: Vec<u8>) -> StreamChunker<'_, R> {
+        let cap = usize::try_from(size_hint.saturating_add(1)).unwrap_or(usize::MAX).min(self.window_len());
+        buf.clear();
+        // Exact: `reserve` would double a smaller buffer past the window.
+        buf.reserve_exact(cap);
+        StreamChunker { chunker: self, reader, buf, start: 0, eof: false }
+    }
+
+    /// Bytes the streaming chunker keeps buffered at most: the maximum chunk size plus room
+    /// to read ahead in large pieces.
     fn window_len(&self) -> usize {
-        (self.params.max_size as usize).max(256 * 1024) * 2
+        let max = self.params.max_size as usize;
+        max + (max / 4).max(256 * 1024)
     }
 }
 
@@ -157,35 +170,46 @@ pub struct StreamChunker<'a, R> {
 
 impl<R: Read> StreamChunker<'_, R> {
     /// The next chunk, `Ok(None)` at the end of the stream.
+    ///
+    /// The buffer is refilled only when what it holds has no cut point: FastCDC scans forward
+    /// and takes the first boundary, so a cut before the end of the buffered bytes is where a
+    /// longer buffer would cut too. A cut at the end is final only at the maximum size or at
+    /// the end of the stream. So a refill moves a short tail, not up to `max_size` bytes.
     pub fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         let max = self.chunker.params.max_size as usize;
-        if self.buf.len() - self.start < max && !self.eof {
-            self.refill(max)?;
+        loop {
+            let window = self.buf.get(self.start..).unwrap_or_default();
+            if !window.is_empty() {
+                let n = self.chunker.next_cut(window);
+                if n < window.len() || n >= max || self.eof {
+                    let chunk = window.get(..n).unwrap_or_default().to_vec();
+                    self.start += n;
+                    return Ok(Some(chunk));
+                }
+            } else if self.eof {
+                return Ok(None);
+            }
+            self.refill()?;
         }
-        let window = self.buf.get(self.start..).unwrap_or_default();
-        if window.is_empty() {
-            return Ok(None);
-        }
-        let n = self.chunker.next_cut(window);
-        let chunk = window.get(..n).unwrap_or_default().to_vec();
-        self.start += n;
-        Ok(Some(chunk))
     }
 
-    /// Moves the unread tail to the front and reads until `want` bytes are buffered or EOF.
-    /// `read_to_end` grows the buffer as data arrives and never zero-fills what it does not
-    /// read: a 2 KiB file costs a 2 KiB read, not a zeroed megabyte (which dominated backups of
-    /// many small files).
-    fn refill(&mut self, want: usize) -> std::io::Result<()> {
+    /// The read buffer, for the next stream.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Moves the unread tail to the front and reads until the window is full or EOF (then
+    /// `eof` is set, so every call makes progress). `read_to_end` grows the buffer as data
+    /// arrives and never zero-fills what it does not read: a 2 KiB file costs a 2 KiB read, not
+    /// a zeroed megabyte (which dominated backups of many small files).
+    fn refill(&mut self) -> std::io::Result<()> {
         self.buf.drain(..self.start);
         self.start = 0;
-        let target = want.max(256 * 1024) * 2;
-        if self.buf.len() < target && !self.eof {
-            let grow = (target - self.buf.len()) as u64;
-            let read = (&mut self.reader).take(grow).read_to_end(&mut self.buf)?;
-            if (read as u64) < grow {
-                self.eof = true;
-            }
+        let target = self.chunker.window_len();
+        let grow = target.saturating_sub(self.buf.len()).max(1) as u64;
+        let read = (&mut self.reader).take(grow).read_to_end(&mut self.buf)?;
+        if (read as u64) < grow {
+            self.eof = true;
         }
         Ok(())
     }
@@ -267,6 +291,33 @@ mod tests {
             buf[..n].copy_from_slice(&self.data[..n]);
             self.data = &self.data[n..];
             Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_window_near_the_maximum_cuts_like_the_whole_buffer() {
+        // Window 1.25 MiB for a 1 MiB maximum: refills happen with cut-free tails of every
+        // length, and the zero run forces cuts at the maximum.
+        let params = ChunkerParams { min_size: 64 << 10, avg_size: 128 << 10, max_size: 1 << 20 };
+        let c = Chunker::new(&Key32::from_bytes([9; 32]), params).unwrap();
+        let mut data = pseudo_random(5 << 20, 3);
+        data.extend(std::iter::repeat_n(0u8, (3 << 20) + 12345));
+        data.extend(pseudo_random(2 << 20, 4));
+        let want = c.cut_all(&data);
+        assert!(want.iter().filter(|&&n| n == 1 << 20).count() >= 3, "no cuts at the maximum");
+        let mut buf = vec![0xAA; 3 << 20];
+        for step in [1 << 20, 300_001, 65_536, 4_097] {
+            let mut s = c.stream_reusing(Trickle { data: &data, step }, data.len() as u64, buf);
+            let mut got = Vec::new();
+            let mut joined = Vec::new();
+            while let Some(ch) = s.next_chunk().unwrap() {
+                got.push(ch.len());
+                joined.extend_from_slice(&ch);
+            }
+            assert_eq!(got, want, "step {step}");
+            assert!(joined == data, "step {step}: the chunks do not add up to the input");
+            buf = s.into_buffer();
+            assert!(buf.capacity() <= 4 << 20, "the window grew past its bound: {}", buf.capacity());
         }
     }
 

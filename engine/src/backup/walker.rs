@@ -51,6 +51,8 @@ pub(super) struct Walker<'a, 'r> {
     source_dev: u64,
     /// Parent trees read ahead on remote stores.
     prefetch: TreePrefetch<'r>,
+    /// The chunker's read buffer, kept from file to file.
+    read_buf: Vec<u8>,
 }
 
 /// The parent snapshot's directory at the path being walked, if it had one.
@@ -79,6 +81,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             excluder,
             source_dev: 0,
             prefetch: TreePrefetch::new(repo),
+            read_buf: Vec::new(),
         }
     }
 
@@ -413,7 +416,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         };
         let expected_data: Option<u64> =
             (!holes.is_empty()).then(|| st.size.saturating_sub(holes.iter().map(|h| h.1).sum::<u64>()));
-        let mut stream = self.repo.chunker().stream_sized(reader, st.size);
+        let mut stream = self.repo.chunker().stream_reusing(reader, st.size, std::mem::take(&mut self.read_buf));
         let mut chunks = Vec::new();
         let mut data = 0u64;
         loop {
@@ -430,7 +433,7 @@ impl<'a, 'r> Walker<'a, 'r> {
                 }
             }
         }
-        drop(stream);
+        self.read_buf = stream.into_buffer();
         self.summary.bytes_read += data;
         if expected_data.is_some_and(|want| want != data) {
             // Invariant: a sparse node's data and holes add up to its size. A sparse file that
