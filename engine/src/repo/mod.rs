@@ -6,6 +6,7 @@ mod blob_writer;
 mod index_rewrite;
 mod keyslots;
 mod lock;
+mod pack_buffers;
 mod packer;
 mod repack;
 mod uploader;

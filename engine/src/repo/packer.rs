@@ -13,8 +13,9 @@ use crate::format::envelope::{self, ObjectKind};
 use crate::format::index::IndexedPack;
 use crate::format::pack::{BlobEntry, PackHeader};
 use crate::id::{ChunkId, PackId};
-use crate::storage::{PutMode, Storage};
+use crate::storage::{OwnedParts, PutMode, Storage};
 
+use super::pack_buffers::{PackBuf, PackBuffers};
 use super::pack_name;
 use super::uploader::Uploader;
 
@@ -34,19 +35,19 @@ struct PendingBlob {
 #[derive(Debug, Default)]
 struct OpenPack {
     blobs: Vec<PendingBlob>,
-    buf: Vec<u8>,
+    buf: Option<PackBuf>,
 }
 
 /// A closed pack's bytes: its blobs (ranges of the buffer, in pack order), header, trailer.
 #[derive(Debug)]
 struct PackBytes {
-    buf: Vec<u8>,
+    buf: PackBuf,
     ranges: Vec<std::ops::Range<usize>>,
     header: Vec<u8>,
     trailer: [u8; 4],
 }
 
-impl PackBytes {
+impl OwnedParts for PackBytes {
     fn parts(&self) -> Vec<&[u8]> {
         let mut parts: Vec<&[u8]> = self.ranges.iter().map(|r| self.buf.get(r.clone()).unwrap_or_default()).collect();
         parts.push(&self.header);
@@ -65,6 +66,8 @@ pub(crate) struct Packer {
     open: Mutex<[OpenPack; 2]>,
     finished: Arc<Mutex<Vec<IndexedPack>>>,
     uploader: Uploader,
+    /// Buffers for data packs: the one being filled, and those being uploaded.
+    buffers: Arc<PackBuffers>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,6 +83,10 @@ impl Packer {
         target: usize,
         connections: usize,
     ) -> Result<Self> {
+        // Buffers for the pack being filled and for each upload in progress; a backend that
+        // releases the bytes once written (before the fsync) needs one for the pack being
+        // written out, however many fsyncs overlap.
+        let buffers = if storage.holds_bytes_until_stored() { connections + 1 } else { connections.min(1) + 1 };
         Ok(Packer {
             storage,
             epoch,
@@ -88,29 +95,48 @@ impl Packer {
             open: Mutex::default(),
             finished: Arc::default(),
             uploader: Uploader::new(connections)?,
+            // Room for a pack at its target plus a blob or two: a blob that does not fit
+            // closes the pack early rather than doubling the buffer.
+            buffers: PackBuffers::new(buffers, target + target / 4),
         })
     }
 
     /// Adds a sealed blob; hands the pack to the uploader when it is full (blocking while
-    /// every upload connection is busy).
+    /// every upload connection is busy). Data packs fill pooled buffers, so a producer also
+    /// waits while every buffer is being uploaded: that bounds the memory of data packs to
+    /// `connections + 1` buffers. Tree packs (small, and filled while directories finish) use
+    /// buffers of their own that grow as needed.
     pub(crate) fn add(&self, kind: BlobKind, id: ChunkId, raw_length: u32, sealed: Vec<u8>) -> Result<()> {
-        let full = {
+        loop {
             let mut open = lock(&self.open);
             let [data, tree] = &mut *open;
             let slot = match kind {
                 BlobKind::Data => data,
                 BlobKind::Tree => tree,
             };
-            if slot.buf.capacity() == 0 {
-                slot.buf.reserve(self.target + self.target / 8);
+            let room = slot.buf.as_ref().map_or(0, |b| b.capacity() - b.len());
+            if !slot.blobs.is_empty() && sealed.len() > room && kind == BlobKind::Data {
+                // Closed before the target: growing a pooled buffer would double it.
+                let closed = std::mem::take(slot);
+                drop(open);
+                self.write(closed)?;
+                continue;
             }
-            slot.blobs.push(PendingBlob { kind, id, raw_length, start: slot.buf.len(), len: sealed.len() });
-            slot.buf.extend_from_slice(&sealed);
-            if slot.buf.len() >= self.target { Some(std::mem::take(slot)) } else { None }
-        };
-        match full {
-            Some(pack) => self.write(pack),
-            None => Ok(()),
+            let buf = match (&mut slot.buf, kind) {
+                (Some(buf), _) => buf,
+                (none, BlobKind::Tree) => none.insert(PackBuf::default()),
+                // Waits, holding the lock, while every buffer is being uploaded: other
+                // producers would wait for the same buffer anyway.
+                (none, BlobKind::Data) => none.insert(self.buffers.take()),
+            };
+            slot.blobs.push(PendingBlob { kind, id, raw_length, start: buf.len(), len: sealed.len() });
+            buf.extend_from_slice(&sealed);
+            let full = (buf.len() >= self.target).then(|| std::mem::take(slot));
+            drop(open);
+            return match full {
+                Some(pack) => self.write(pack),
+                None => Ok(()),
+            };
         }
     }
 
@@ -167,13 +193,15 @@ impl Packer {
         )?;
         let trailer = u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes();
         let size = offset + header.len() as u64 + trailer.len() as u64;
-        let bytes = PackBytes { buf: pack.buf, ranges, header, trailer };
+        let bytes = PackBytes { buf: pack.buf.unwrap_or_default(), ranges, header, trailer };
         let id = PackId::of_parts(&bytes.parts());
         let storage = Arc::clone(&self.storage);
         let finished = Arc::clone(&self.finished);
         self.uploader.submit(Box::new(move || {
             let name = pack_name(&id);
-            match storage.put_parts(&name, &bytes.parts(), PutMode::CreateNew) {
+            // The storage drops the bytes (the buffer goes back to the pool) as soon as it
+            // can: locally, before the fsync.
+            match storage.put_owned(&name, Box::new(bytes), PutMode::CreateNew) {
                 Ok(()) => {}
                 // Same bytes, same name: another writer stored this very pack already.
                 Err(Error::Storage { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -182,5 +210,64 @@ impl Packer {
             lock(&finished).push(IndexedPack { pack: id, size, blobs: entries });
             Ok(())
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+    use std::collections::HashMap;
+
+    /// Four producers, one upload connection, blobs of up to 40 KiB into 64 KiB packs: every
+    /// blob lands in exactly one stored pack (no deadlock over the two pooled buffers), data
+    /// and tree blobs never share a pack, and a pack that would outgrow its buffer is closed
+    /// before the blob instead.
+    #[test]
+    fn concurrent_producers_fill_bounded_packs() {
+        let target = 64 * 1024;
+        let storage = Arc::new(MemStorage::new());
+        for connections in [0, 1, 3] {
+            let packer = Packer::new(storage.clone(), 1, Key32::from_bytes([7; 32]), target, connections).unwrap();
+            let sent: HashMap<ChunkId, (BlobKind, usize)> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..4u8)
+                    .map(|t| {
+                        let packer = &packer;
+                        s.spawn(move || {
+                            let mut sent = HashMap::new();
+                            for i in 0..120u32 {
+                                let kind = if i % 10 == 0 { BlobKind::Tree } else { BlobKind::Data };
+                                let len = 100 + (i as usize * 7919 + t as usize * 104_729) % 40_000;
+                                let mut id = [t; 32];
+                                id[..4].copy_from_slice(&i.to_le_bytes());
+                                let id = ChunkId(id);
+                                packer.add(kind, id, len as u32, vec![t; len]).unwrap();
+                                sent.insert(id, (kind, len));
+                            }
+                            sent
+                        })
+                    })
+                    .collect();
+                workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+            });
+            packer.flush().unwrap();
+            let packs = packer.take_finished();
+            let mut seen = HashMap::new();
+            for p in &packs {
+                let stored = storage.get(&pack_name(&p.pack)).unwrap();
+                assert_eq!(stored.len() as u64, p.size);
+                assert_eq!(PackId::of(&stored), p.pack, "stored under the hash of its bytes");
+                let kinds: Vec<BlobKind> = p.blobs.iter().map(|b| b.kind).collect();
+                assert!(kinds.windows(2).all(|w| w[0] == w[1]), "data and tree blobs share a pack");
+                let body: u64 = p.blobs.iter().map(|b| u64::from(b.length)).sum();
+                if kinds[0] == BlobKind::Data && p.blobs.len() > 1 {
+                    assert!(body <= (target + target / 4) as u64, "a pack outgrew its buffer: {body}");
+                }
+                for b in &p.blobs {
+                    assert!(seen.insert(b.id, (b.kind, b.length as usize)).is_none(), "a blob stored twice");
+                }
+            }
+            assert_eq!(seen, sent, "{connections} connections: every blob stored once");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{PutMode, Storage, validate_name};
+use super::{OwnedParts, PutMode, Storage, validate_name};
 use crate::error::{Error, Result};
 
 /// A repository in a local directory.
@@ -32,20 +32,16 @@ impl LocalStorage {
     }
 }
 
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-impl Storage for LocalStorage {
-    fn location(&self) -> String {
-        self.root.display().to_string()
-    }
-
-    fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()> {
-        self.put_parts(name, &[data], mode)
-    }
-
-    fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
+impl LocalStorage {
+    /// Writes an object through a temporary file: `body` writes the bytes, then the file is
+    /// synced and linked (create-only) or renamed (overwrite) into place, and the directory
+    /// synced. On failure the temporary file is removed.
+    fn write_object(
+        &self,
+        name: &str,
+        mode: PutMode,
+        body: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+    ) -> Result<()> {
         let path = self.path(name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let err = |e| Error::storage("write", name, e);
@@ -54,9 +50,7 @@ impl Storage for LocalStorage {
         let write = || -> std::io::Result<()> {
             let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             let mut f = std::io::BufWriter::with_capacity(256 << 10, f);
-            for part in parts {
-                f.write_all(part)?;
-            }
+            body(&mut f)?;
             let f = f.into_inner().map_err(std::io::IntoInnerError::into_error)?;
             f.sync_all()?;
             match mode {
@@ -73,6 +67,37 @@ impl Storage for LocalStorage {
             let _ = fs::remove_file(&tmp);
         }
         result.map_err(err)
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Storage for LocalStorage {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()> {
+        self.put_parts(name, &[data], mode)
+    }
+
+    fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
+        self.write_object(name, mode, |f| parts.iter().try_for_each(|p| f.write_all(p)))
+    }
+
+    fn holds_bytes_until_stored(&self) -> bool {
+        false
+    }
+
+    fn put_owned(&self, name: &str, data: Box<dyn OwnedParts>, mode: PutMode) -> Result<()> {
+        self.write_object(name, mode, |f| {
+            data.parts().iter().try_for_each(|p| f.write_all(p))?;
+            // Written to the page cache: the buffer is free before the fsync.
+            drop(data);
+            Ok(())
+        })
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {

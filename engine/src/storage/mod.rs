@@ -26,6 +26,12 @@ pub enum PutMode {
     Overwrite,
 }
 
+/// Bytes handed to [`Storage::put_owned`]: an object's content as parts, in order.
+pub trait OwnedParts: Send {
+    /// The parts, concatenated in this order.
+    fn parts(&self) -> Vec<&[u8]>;
+}
+
 /// A place that stores named objects. Names are `/`-separated, lower-case ASCII.
 /// Implementations must make `put` atomic: a reader sees the whole object or none of it.
 pub trait Storage: Send + Sync + std::fmt::Debug {
@@ -37,6 +43,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// write parts one after the other override it, so a pack is never copied into one buffer.
     fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
         self.put(name, &parts.concat(), mode)
+    }
+    /// Stores `data` as `put_parts` would, taking ownership so a backend can drop it as soon
+    /// as the bytes are handed off. The local backend drops a pack's buffer once it is written
+    /// and before the fsync, so a producer waiting for that buffer does not wait for the disk.
+    fn put_owned(&self, name: &str, data: Box<dyn OwnedParts>, mode: PutMode) -> Result<()> {
+        self.put_parts(name, &data.parts(), mode)
+    }
+    /// Whether `put_owned` holds the bytes until the object is stored (true unless the
+    /// backend says otherwise). A writer sizes its buffers by it: when bytes are released
+    /// once written, uploads in progress need no buffer of their own.
+    fn holds_bytes_until_stored(&self) -> bool {
+        true
     }
     /// The whole object; [`Error::Missing`] when absent.
     fn get(&self, name: &str) -> Result<Vec<u8>>;

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{PutMode, Storage};
+use super::{OwnedParts, PutMode, Storage};
 use crate::error::Result;
 
 /// A rate in bytes per second, shared by every thread using the storage.
@@ -71,6 +71,19 @@ impl Storage for Throttled {
         let r = self.inner.put_parts(name, parts, mode);
         if let Some(limit) = &self.upload {
             limit.pace(parts.iter().map(|p| p.len() as u64).sum());
+        }
+        r
+    }
+
+    fn holds_bytes_until_stored(&self) -> bool {
+        self.inner.holds_bytes_until_stored()
+    }
+
+    fn put_owned(&self, name: &str, data: Box<dyn OwnedParts>, mode: PutMode) -> Result<()> {
+        let size = data.parts().iter().map(|p| p.len() as u64).sum();
+        let r = self.inner.put_owned(name, data, mode);
+        if let Some(limit) = &self.upload {
+            limit.pace(size);
         }
         r
     }
