@@ -14,22 +14,6 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// zstd-compresses `data` at `level` with this thread's context.
-fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|cell| {
-        let Ok(mut slot) = cell.try_borrow_mut() else {
-            return zstd::bulk::compress(data, level);
-        };
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            *slot = Some((level, Compressor::new(level)?));
-        }
-        match slot.as_mut() {
-            Some((_, c)) => c.compress(data),
-            None => zstd::bulk::compress(data, level),
-        }
-    })
-}
-
 /// Decompresses one frame of at most `max_len` bytes with this thread's context.
 fn zstd_decompress(frame: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
     DECOMPRESSOR.with(|cell| {
@@ -70,20 +54,51 @@ impl Codec {
 /// Encodes `data` as `codec byte || body`, choosing zstd only when it shrinks the data.
 /// `level` 0 disables compression.
 pub fn encode(data: &[u8], level: i32) -> Vec<u8> {
-    if level != 0
-        && !data.is_empty()
-        && let Ok(compressed) = zstd_compress(data, level)
-        && compressed.len() < data.len()
-    {
-        let mut out = Vec::with_capacity(compressed.len() + 1);
-        out.push(Codec::Zstd as u8);
-        out.extend_from_slice(&compressed);
+    encode_after(data, level, 0, 0)
+}
+
+/// [`encode`] into one new buffer that starts with `prefix` zero bytes and has room for
+/// `suffix` more at the end: a blob is compressed straight into the buffer it is then sealed
+/// in ([`crate::format::envelope::seal_in_place`]), one allocation instead of three.
+pub fn encode_after(data: &[u8], level: i32, prefix: usize, suffix: usize) -> Vec<u8> {
+    let body = prefix + 1;
+    if level != 0 && !data.is_empty() {
+        let mut out = vec![0u8; body + zstd::zstd_safe::compress_bound(data.len())];
+        out.reserve_exact(suffix);
+        if let Some(written) = zstd_compress_into(data, level, out.get_mut(body..).unwrap_or_default())
+            && written < data.len()
+        {
+            out.truncate(body + written);
+            if let Some(codec) = out.get_mut(prefix) {
+                *codec = Codec::Zstd as u8;
+            }
+            return out;
+        }
+        // Not smaller: stored raw, in the same buffer (zstd's bound exceeds the data's length).
+        out.truncate(prefix);
+        out.push(Codec::Raw as u8);
+        out.extend_from_slice(data);
         return out;
     }
-    let mut out = Vec::with_capacity(data.len() + 1);
+    let mut out = Vec::with_capacity(body + data.len() + suffix);
+    out.resize(prefix, 0);
     out.push(Codec::Raw as u8);
     out.extend_from_slice(data);
     out
+}
+
+/// zstd-compresses `data` into `dst` with this thread's context; the compressed length, or
+/// `None` on failure.
+fn zstd_compress_into(data: &[u8], level: i32, dst: &mut [u8]) -> Option<usize> {
+    COMPRESSOR.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return zstd::bulk::Compressor::new(level).ok()?.compress_to_buffer(data, dst).ok();
+        };
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, Compressor::new(level).ok()?));
+        }
+        slot.as_mut()?.1.compress_to_buffer(data, dst).ok()
+    })
 }
 
 /// Decodes `codec byte || body`. `max_len` bounds the decompressed size (a blob's raw length
@@ -143,7 +158,13 @@ mod tests {
         #[test]
         fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), level in 0i32..5) {
             let enc = encode(&data, level);
-            prop_assert_eq!(decode(&enc, data.len(), "t").unwrap(), data);
+            prop_assert_eq!(&decode(&enc, data.len(), "t").unwrap(), &data);
+            // With room around it: the same encoding after the prefix, the room still there.
+            let (prefix, suffix) = (29, 16);
+            let framed = encode_after(&data, level, prefix, suffix);
+            prop_assert_eq!(&framed[..prefix], &[0u8; 29][..]);
+            prop_assert_eq!(&framed[prefix..], &enc[..]);
+            prop_assert!(framed.capacity() >= framed.len() + suffix);
         }
 
         #[test]

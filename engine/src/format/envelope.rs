@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 
 /// Envelope format version.
 pub const ENVELOPE_VERSION: u8 = 1;
+/// Bytes before an envelope's ciphertext: version, epoch, nonce.
+pub const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 /// Bytes an envelope adds to its plaintext.
 pub const OVERHEAD: usize = 1 + 4 + NONCE_LEN + TAG_LEN;
 
@@ -78,15 +80,31 @@ fn seal_inner(
     nonce: &[u8; NONCE_LEN],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-    out.push(ENVELOPE_VERSION);
-    out.extend_from_slice(&epoch.to_le_bytes());
-    out.extend_from_slice(nonce);
-    let start = out.len();
+    out.resize(HEADER_LEN, 0);
     out.extend_from_slice(plaintext);
-    let ad = associated_data(kind, epoch, name);
-    let tag = seal_detached(key, nonce, &ad, out.get_mut(start..).unwrap_or_default());
-    out.extend_from_slice(&tag);
+    seal_buffer(key, epoch, kind, name, &mut out, nonce);
     out
+}
+
+/// Seals in place: `buf` holds [`HEADER_LEN`] bytes of room, then the plaintext (as
+/// [`crate::compress::encode_after`] leaves it). The header is written, the plaintext
+/// encrypted where it is and the tag appended: the same bytes as [`seal`], with no copy.
+pub fn seal_in_place(key: &Key32, epoch: u32, kind: ObjectKind, name: &[u8], buf: &mut Vec<u8>) -> Result<()> {
+    if buf.len() < HEADER_LEN {
+        return Err(Error::InvalidInput("no room for the envelope header".into()));
+    }
+    seal_buffer(key, epoch, kind, name, buf, &random_array()?);
+    Ok(())
+}
+
+fn seal_buffer(key: &Key32, epoch: u32, kind: ObjectKind, name: &[u8], buf: &mut Vec<u8>, nonce: &[u8; NONCE_LEN]) {
+    let header = std::iter::once(ENVELOPE_VERSION).chain(epoch.to_le_bytes()).chain(*nonce);
+    for (room, byte) in buf.iter_mut().zip(header) {
+        *room = byte;
+    }
+    let ad = associated_data(kind, epoch, name);
+    let tag = seal_detached(key, nonce, &ad, buf.get_mut(HEADER_LEN..).unwrap_or_default());
+    buf.extend_from_slice(&tag);
 }
 
 /// The key epoch an envelope claims (authenticated only once opened).
@@ -155,6 +173,22 @@ mod tests {
         assert!(open(&other_epoch, ObjectKind::Snapshot, b"abc", "o", |_| Ok(&key)).is_err());
         let wrong = Key32::from_bytes([8; 32]);
         assert!(open(&sealed, ObjectKind::Snapshot, b"abc", "o", |_| Ok(&wrong)).is_err());
+    }
+
+    #[test]
+    fn sealing_in_place_makes_an_envelope_like_seal() {
+        let key = Key32::from_bytes([4; 32]);
+        let mut buf = crate::compress::encode_after(&b"blob ".repeat(500), 3, HEADER_LEN, TAG_LEN);
+        let body = buf.clone();
+        let room = buf.capacity();
+        seal_in_place(&key, 7, ObjectKind::DataBlob, b"id", &mut buf).unwrap();
+        assert_eq!(buf.capacity(), room, "the tag fits the room left for it");
+        assert_eq!(buf.len(), body.len() + TAG_LEN);
+        assert_eq!(&buf[1..5], &7u32.to_le_bytes());
+        let opened = open(&buf, ObjectKind::DataBlob, b"id", "o", |_| Ok(&key)).unwrap();
+        assert_eq!(opened, &body[HEADER_LEN..]);
+        assert!(open(&buf, ObjectKind::TreeBlob, b"id", "o", |_| Ok(&key)).is_err());
+        assert!(seal_in_place(&key, 7, ObjectKind::DataBlob, b"id", &mut vec![0; HEADER_LEN - 1]).is_err());
     }
 
     proptest! {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::compress;
+use crate::crypto::TAG_LEN;
 use crate::error::{Error, Result};
 use crate::format::BlobKind;
 use crate::format::envelope;
@@ -217,12 +218,12 @@ impl<'r> BlobWriter<'r> {
         self.pool.spawn(move || {
             let result = (|| {
                 for Pending { kind, id, raw_length, plaintext } in items {
-                    let body = compress::encode(&plaintext, level);
-                    let sealed = envelope::seal(&key, epoch, kind.object_kind(), id.as_bytes(), &body)?;
+                    // Compressed straight into the buffer it is sealed in.
+                    let mut sealed = compress::encode_after(&plaintext, level, envelope::HEADER_LEN, TAG_LEN);
+                    drop(plaintext);
+                    envelope::seal_in_place(&key, epoch, kind.object_kind(), id.as_bytes(), &mut sealed)?;
                     shared.raw_bytes.fetch_add(u64::from(raw_length), Ordering::Relaxed);
                     shared.sealed_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
-                    drop(body);
-                    drop(plaintext);
                     packer.add(kind, id, raw_length, sealed)?;
                 }
                 Ok::<(), Error>(())
