@@ -11,7 +11,8 @@ use std::time::Instant;
 use cairn_engine::chunker::{Chunker, ChunkerParams};
 use cairn_engine::compress;
 use cairn_engine::crypto::Key32;
-use cairn_engine::format::envelope::{ObjectKind, seal};
+use cairn_engine::crypto::TAG_LEN;
+use cairn_engine::format::envelope::{HEADER_LEN, ObjectKind, seal_in_place};
 use rayon::prelude::*;
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -81,8 +82,10 @@ fn main() {
         .par_iter()
         .map(|chunk| {
             let id = blake3::keyed_hash(&id_key, chunk);
-            let body = compress::encode(chunk, 3);
-            seal(&data_key, 0, ObjectKind::DataBlob, id.as_bytes(), &body).expect("seal").len() as u64
+            // The pipeline's own path: compressed into the buffer it is sealed in.
+            let mut sealed = compress::encode_after(chunk, 3, HEADER_LEN, TAG_LEN);
+            seal_in_place(&data_key, 0, ObjectKind::DataBlob, id.as_bytes(), &mut sealed).expect("seal");
+            sealed.len() as u64
         })
         .sum();
     let secs = start.elapsed().as_secs_f64();
