@@ -20,7 +20,7 @@ use super::Repository;
 use super::packer::Packer;
 
 /// Bytes of plaintext that may be queued or in compression at once.
-const IN_FLIGHT_BYTES: u64 = 8 * 1024 * 1024;
+const IN_FLIGHT_BYTES: u64 = 6 * 1024 * 1024;
 /// Write an index segment once this many packs are stored (bounds what a crash loses).
 const PACKS_PER_SEGMENT: usize = 128;
 /// Small blobs are compressed and sealed in batches of up to this many bytes or blobs: one task
