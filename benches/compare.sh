@@ -7,8 +7,13 @@
 #   MIXED_DIR  the mixed data set (default: built under $WORK: /usr/include, /usr/share/doc,
 #              shared libraries, 200 MiB of random bytes, 150 MiB of text)
 # Environment: WORK (scratch directory, default a temp dir), SMALL_FILES (default 100000),
-#              CHANGE_PERCENT (files touched before the third snapshot, default 3), KEEP=1 to keep
-#              WORK.
+#              CHANGE_PERCENT (files touched before the third snapshot, default 3), REPEAT (runs of
+#              each repeatable step, default 3), KEEP=1 to keep WORK.
+#
+# Every step except the changed-files snapshot runs REPEAT times for every tool alike (an initial
+# snapshot into a fresh repository each time) and the table shows the fastest time and the
+# highest peak RSS of those runs: on a shared machine noise only adds time, and one slow outlier
+# (the first heavy run after the data set was written, say) should not decide a ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
@@ -18,6 +23,7 @@ limit="$CARGO_TARGET_DIR/release/compute-limit"
 WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-compare.XXXXXX")}"
 SMALL_FILES="${SMALL_FILES:-100000}"
 CHANGE_PERCENT="${CHANGE_PERCENT:-3}"
+REPEAT="${REPEAT:-3}"
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK"
 export PASSWORD="compare-password-$$"
@@ -132,41 +138,62 @@ settle() {
   find "$mixed" "$small" -type f -exec cat {} + > /dev/null
 }
 
+# fresh TOOL SET: an empty repository and cache for TOOL, sources settled.
+fresh() {
+  rm -rf "$WORK/repo-$1-$2" "$WORK/cache-$1" "$WORK/borg-base"
+  settle
+  tool_env "$1" "$2"
+  init "$1" > /dev/null 2>&1
+}
+
+# initial TOOL SET LABEL DIR: the first snapshot of DIR, REPEAT times into a fresh repository.
+initial() {
+  for _ in $(seq "$REPEAT"); do
+    fresh "$1" "$2"
+    run "$1" "snapshot initial ($3)" bash -c "$(declare -f backup); backup $1 '$4'"
+  done
+}
+
 changed="$WORK/mixed-changed"
 for tool in "${tools[@]}"; do
   echo "== $tool" >&2
-  rm -rf "$WORK/repo-$tool-mixed" "$WORK/repo-$tool-small" "$WORK/cache-$tool" "$WORK/borg-base"
-  settle
-  tool_env "$tool" mixed
-  init "$tool" > /dev/null 2>&1
-  run "$tool" "snapshot initial (mixed)" bash -c "$(declare -f backup); backup $tool '$mixed'"
-  run "$tool" "snapshot unchanged (mixed)" bash -c "$(declare -f backup); backup $tool '$mixed'"
-  # A few percent of the files change: appended to, in place.
+  initial "$tool" mixed mixed "$mixed"
+  for _ in $(seq "$REPEAT"); do
+    run "$tool" "snapshot unchanged (mixed)" bash -c "$(declare -f backup); backup $tool '$mixed'"
+  done
+  # A few percent of the files change: appended to, in place. Not repeated: a second run would
+  # find the first as its parent.
   rm -rf "$changed" && cp -a "$mixed" "$changed"
   find "$changed" -type f | awk -v p="$CHANGE_PERCENT" 'NR % int(100 / p) == 0' | while read -r f; do
     echo "changed $RANDOM" >> "$f"
   done
   sync
   run "$tool" "snapshot, ${CHANGE_PERCENT}% of files changed (a copy: no parent, all read)" bash -c "$(declare -f backup); backup $tool '$changed'"
+  rm -rf "$changed"
+  for _ in $(seq "$REPEAT"); do
+    rm -rf "$WORK/restore-$tool"
+    sync
+    run "$tool" "restore" bash -c "$(declare -f restore); restore $tool '$WORK/restore-$tool'"
+  done
   rm -rf "$WORK/restore-$tool"
   sync
-  run "$tool" "restore" bash -c "$(declare -f restore); restore $tool '$WORK/restore-$tool'"
-  rm -rf "$WORK/restore-$tool" "$changed"
-  sync
-  run "$tool" "check with data" bash -c "$(declare -f verify); verify $tool"
+  for _ in $(seq "$REPEAT"); do
+    run "$tool" "check with data" bash -c "$(declare -f verify); verify $tool"
+  done
   printf '%s\t%s\t%s\t%s\n' "$tool" "repository size (MiB)" "$(( $(du -sb "$WORK/repo-$tool-mixed" | cut -f1) / 1048576 ))" "-" >> "$results"
   rm -rf "$WORK/repo-$tool-mixed"
-  settle
-  tool_env "$tool" small
-  init "$tool" > /dev/null 2>&1
-  run "$tool" "snapshot initial (${SMALL_FILES} files)" bash -c "$(declare -f backup); backup $tool '$small'"
-  run "$tool" "snapshot unchanged (${SMALL_FILES} files)" bash -c "$(declare -f backup); backup $tool '$small'"
+  initial "$tool" small "${SMALL_FILES} files" "$small"
+  for _ in $(seq "$REPEAT"); do
+    run "$tool" "snapshot unchanged (${SMALL_FILES} files)" bash -c "$(declare -f backup); backup $tool '$small'"
+  done
   rm -rf "$WORK/repo-$tool-small"
 done
 
 # --- compute limit ---------------------------------------------------------------------------
-"$limit" "$mixed" > "$WORK/limit.out"
-limit_mibs=$(grep -Eo 'limit_mib_s=[0-9.]+' "$WORK/limit.out" | cut -d= -f2)
+# The best of REPEAT runs, like the steps above.
+: > "$WORK/limit.out"
+for _ in $(seq "$REPEAT"); do "$limit" "$mixed" >> "$WORK/limit.out"; done
+limit_mibs=$(grep -Eo 'limit_mib_s=[0-9.]+' "$WORK/limit.out" | cut -d= -f2 | sort -g | tail -1)
 
 # --- report ----------------------------------------------------------------------------------
 python3 - "$results" "$mixed_bytes" "$limit_mibs" <<'EOF'
@@ -175,7 +202,17 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 mixed_bytes, limit = int(sys.argv[2]), float(sys.argv[3])
 steps = list(dict.fromkeys(r[1] for r in rows))
 tools = list(dict.fromkeys(r[0] for r in rows))
-val = {(r[0], r[1]): r for r in rows}
+# Repeated runs of a step: the fastest time and the highest peak RSS; any failure fails the step.
+runs = collections.defaultdict(list)
+for r in rows:
+    runs[(r[0], r[1])].append(r)
+val = {}
+for k, rs in runs.items():
+    if any(r[2] == "FAIL" for r in rs):
+        val[k] = [k[0], k[1], "FAIL", "FAIL"]
+    else:
+        rss = [int(r[3]) for r in rs if r[3] != "-"]
+        val[k] = [k[0], k[1], str(min(float(r[2]) for r in rs)), str(max(rss)) if rss else "-"]
 print(f"| step | {' | '.join(tools)} | cairn vs best peer |")
 print(f"|---|{'---|' * len(tools)}---|")
 for s in steps:
@@ -204,4 +241,8 @@ for t in tools:
     rss = [int(val[(t, s)][3]) for s in steps if (t, s) in val and val[(t, s)][3] not in ("-", "FAIL") and "snapshot" in s]
     if rss:
         print(f"peak RSS of {t} snapshots: {max(rss) // 1024} MiB")
+print("\nall runs (seconds):")
+for (t, s), rs in runs.items():
+    if len(rs) > 1:
+        print(f"  {t}, {s}: {' '.join(r[2] for r in rs)}")
 EOF
