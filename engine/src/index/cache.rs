@@ -2,8 +2,9 @@
 //!
 //! Keys: `v` (cache version and repository id), `s<segment id>` -> the ids it supersedes
 //! (segments already applied),
-//! `b<chunk id>` -> location (45 fixed bytes). Entries and their segment marker are written in
-//! one batch, so a crash loses both or neither and the next sync re-applies the segment.
+//! `b<chunk id>` -> location (45 fixed bytes), `p<pack id>` -> the ids of the pack's blobs (32
+//! bytes each, for [`Locality`]). Entries and their segment marker are written in one batch, so
+//! a crash loses both or neither and the next sync re-applies the segment.
 //! If a segment the cache applied has disappeared from the repository, the cache is cleared and
 //! rebuilt: the repository is the truth and deleting the cache loses nothing.
 
@@ -17,8 +18,9 @@ use crate::format::BlobKind;
 use crate::format::index::IndexSegment;
 use crate::format::pack::BlobEntry;
 use crate::id::{ChunkId, ObjectId, PackId};
+use crate::index::locality::Locality;
 
-const CACHE_VERSION: &[u8] = b"cairn-index-cache-v2";
+const CACHE_VERSION: &[u8] = b"cairn-index-cache-v3";
 const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1;
 
 /// Where a blob is stored.
@@ -83,6 +85,8 @@ impl BlobLocation {
 pub struct IndexCache {
     db: DB,
     path: PathBuf,
+    /// Ids of packs that lookups keep hitting (answers runs of present ids from memory).
+    locality: Locality,
     // Declared after `db` so the database is closed before its directory is removed.
     _cleanup: PrivateDirCleanup,
 }
@@ -157,7 +161,7 @@ impl IndexCache {
             Err(e) => return Err(err(&main, e)),
         };
         let cleanup = PrivateDirCleanup(remove_on_drop.then(|| path.clone()));
-        let cache = IndexCache { db, path, _cleanup: cleanup };
+        let cache = IndexCache { db, path, locality: Locality::default(), _cleanup: cleanup };
         let mut want = CACHE_VERSION.to_vec();
         want.extend_from_slice(repository_id.as_bytes());
         let have = cache.db.get(b"v").map_err(|e| cache.err(e))?;
@@ -172,12 +176,18 @@ impl IndexCache {
         Error::Cache { path: self.path.clone(), why: e.to_string() }
     }
 
-    /// Removes every blob entry and segment marker (keeps the version marker).
+    /// Removes every blob entry, pack list and segment marker (keeps the version marker).
     pub fn clear(&self) -> Result<()> {
+        // Before and after: a lookup running meanwhile may have read a pack list that is
+        // about to go, and the second clear refuses it.
+        self.locality.clear();
         let mut batch = WriteBatch::default();
         batch.delete_range(b"b".as_slice(), b"c".as_slice());
+        batch.delete_range(b"p".as_slice(), b"q".as_slice());
         batch.delete_range(b"s".as_slice(), b"t".as_slice());
-        self.db.write(batch).map_err(|e| self.err(e))
+        let written = self.db.write(batch).map_err(|e| self.err(e));
+        self.locality.clear();
+        written
     }
 
     /// Segments already applied, each with the segments it supersedes.
@@ -200,10 +210,14 @@ impl IndexCache {
     /// Applies a segment's entries and marks it applied, atomically.
     pub fn apply_segment(&self, id: ObjectId, segment: &IndexSegment) -> Result<()> {
         let mut batch = WriteBatch::default();
+        let mut ids = Vec::new();
         for pack in &segment.packs {
+            ids.clear();
             for blob in &pack.blobs {
                 batch.put(key(b'b', blob.id.as_bytes()), BlobLocation::of(pack.pack, blob).encode());
+                ids.extend_from_slice(blob.id.as_bytes());
             }
+            batch.put(key(b'p', pack.pack.as_bytes()), &ids);
         }
         // The marker remembers what the segment supersedes, so later syncs skip those.
         let supersedes: Vec<u8> = segment.supersedes.iter().flat_map(|s| s.0).collect();
@@ -226,9 +240,32 @@ impl IndexCache {
         }
     }
 
-    /// Whether `id` is stored.
+    /// Whether `id` is stored. A run of hits in one pack loads that pack's ids, and the rest
+    /// of the run is answered from memory (see [`Locality`]).
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self.db.get_pinned(key(b'b', id.as_bytes())).map_err(|e| self.err(e))?.is_some())
+        if self.locality.contains(id) {
+            return Ok(true);
+        }
+        let Some(location) = self.db.get_pinned(key(b'b', id.as_bytes())).map_err(|e| self.err(e))? else {
+            return Ok(false);
+        };
+        let pack = location.get(..32).and_then(|p| <[u8; 32]>::try_from(p).ok()).map(PackId);
+        drop(location);
+        if let Some(pack) = pack
+            && let Some(ticket) = self.locality.hit(pack)
+        {
+            self.load_pack_ids(pack, ticket)?;
+        }
+        Ok(true)
+    }
+
+    /// Loads a pack's id list into the locality set. A malformed list is skipped: the set is
+    /// only a shortcut, and every id is still found in RocksDB.
+    fn load_pack_ids(&self, pack: PackId, ticket: u64) -> Result<()> {
+        if let Some(list) = self.db.get_pinned(key(b'p', pack.as_bytes())).map_err(|e| self.err(e))? {
+            self.locality.load(&list, ticket);
+        }
+        Ok(())
     }
 
     /// Compacts the whole cache into as few sorted runs as possible: a lookup then probes one
@@ -240,5 +277,79 @@ impl IndexCache {
     /// Flushes memtables so the next open starts warm.
     pub fn flush(&self) -> Result<()> {
         self.db.flush().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::index::IndexedPack;
+
+    fn id(n: u64) -> ChunkId {
+        ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+    }
+
+    /// A cache holding `packs` packs of `per_pack` ids each: ids `p * per_pack ..` in pack `p`.
+    fn cache_with(dir: &Path, packs: u64, per_pack: u64) -> IndexCache {
+        let cache = IndexCache::open(dir, ObjectId([9; 32])).unwrap();
+        let packs = (0..packs)
+            .map(|p| IndexedPack {
+                pack: PackId([p as u8 + 1; 32]),
+                size: 1 << 20,
+                blobs: (p * per_pack..(p + 1) * per_pack)
+                    .map(|n| BlobEntry {
+                        kind: BlobKind::Data,
+                        id: id(n),
+                        offset: n as u32,
+                        length: 10,
+                        raw_length: 20,
+                    })
+                    .collect(),
+            })
+            .collect();
+        cache.apply_segment(ObjectId([3; 32]), &IndexSegment { packs, supersedes: Vec::new() }).unwrap();
+        cache
+    }
+
+    #[test]
+    fn runs_of_present_ids_load_their_pack_and_answer_like_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache_with(dir.path(), 4, 500);
+        for n in 0..2000 {
+            assert!(cache.contains(&id(n)).unwrap(), "id {n}");
+            assert!(!cache.contains(&id(1_000_000 + n)).unwrap(), "absent id {}", 1_000_000 + n);
+        }
+        // The runs loaded every pack: the rest of each pack now comes from memory.
+        assert!((0..2000).all(|n| cache.locality.contains(&id(n))));
+        let loc = cache.get(&id(1234)).unwrap().unwrap();
+        assert_eq!((loc.pack, loc.offset), (PackId([3; 32]), 1234));
+    }
+
+    #[test]
+    fn clearing_the_cache_forgets_the_loaded_packs_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache_with(dir.path(), 2, 100);
+        for n in 0..200 {
+            assert!(cache.contains(&id(n)).unwrap());
+        }
+        cache.clear().unwrap();
+        for n in 0..200 {
+            assert!(!cache.contains(&id(n)).unwrap(), "id {n} answered after clear");
+        }
+    }
+
+    #[test]
+    fn an_older_cache_version_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(cache_with(dir.path(), 1, 10));
+        {
+            let db = DB::open(&options(), dir.path().join("index")).unwrap();
+            let mut old = b"cairn-index-cache-v2".to_vec();
+            old.extend_from_slice(&[9; 32]);
+            db.put(b"v", old).unwrap();
+        }
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        assert!(!cache.contains(&id(0)).unwrap(), "a v2 cache has no pack lists: it starts over");
+        assert!(cache.applied_segments().unwrap().is_empty());
     }
 }

@@ -3,6 +3,7 @@
 //! [`ScratchTable`] holds working sets of the same scale (prune's used blobs) on disk.
 
 mod cache;
+mod locality;
 mod scratch;
 
 pub use cache::{BlobLocation, IndexCache};

@@ -1,0 +1,261 @@
+//! A small in-memory set of the chunk ids of packs that lookups keep hitting, so that a run of
+//! lookups of stored chunks costs one RocksDB read per pack instead of one per chunk.
+//!
+//! Chunks that were stored together are looked up together: an unchanged file's chunks when a
+//! snapshot checks that its parent's chunks are still indexed, a moved or copied file, a second
+//! machine with the same data. They sit in the same packs, because a pack is filled with the
+//! chunks of consecutive files. Each lookup of a present id in a large cache costs a disk block
+//! read (8 µs at 50M entries, warm page cache), so such runs are read from packs' id lists
+//! instead. This is the "locality-preserved caching" of Data Domain's deduplication file
+//! system (Zhu, Li and Patterson, FAST 2008).
+//!
+//! Only positive answers come from here, and only for ids that the cache holds: every id of a
+//! pack's list is also a `b` entry (both are written in one batch and cleared together). A miss
+//! falls through to RocksDB, so the set can drop anything at any time.
+//!
+//! Memory is bounded: at most [`CAPACITY`] ids (4.5 MiB), enough for a pack of 16 MiB whose
+//! blobs average 150 bytes (small files that compress well). A pack is loaded only on its second
+//! hit among the last [`RECENT`] packs hit, so lookups without locality (random ids) rarely pay
+//! for a load.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::id::{ChunkId, PackId};
+
+/// Most ids held at once: 7/8 of 131,072, so the map never grows past 131,072 buckets of 36
+/// bytes. It grows only as packs are loaded, and no pack is loaded without lookups of stored ids.
+pub const CAPACITY: usize = 114_688;
+
+/// Packs hit once and remembered, waiting for a second hit.
+pub const RECENT: usize = 16;
+
+/// The ids of recently loaded packs.
+#[derive(Debug, Default)]
+pub struct Locality {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Id -> the load that brought it (loads are numbered in order).
+    ids: HashMap<[u8; 32], u32, BuildHasherDefault<IdHasher>>,
+    /// Loads, oldest first: the load's number and how many ids it brought.
+    loads: VecDeque<(u32, usize)>,
+    next_load: u32,
+    /// Bumped by every clear: a load that read its list before a clear is refused.
+    epoch: u64,
+    /// Packs hit once recently and not loaded, oldest first.
+    recent: VecDeque<PackId>,
+}
+
+impl Locality {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `id` is in a loaded pack (then the cache holds it).
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        let inner = self.lock();
+        !inner.ids.is_empty() && inner.ids.contains_key(id.as_bytes())
+    }
+
+    /// Records a RocksDB hit of an id stored in `pack`. When the pack should be loaded now (it
+    /// was hit once before, among the last [`RECENT`] packs hit), returns the ticket to pass
+    /// to [`Locality::load`] with the pack's list, which must be read after this call.
+    pub fn hit(&self, pack: PackId) -> Option<u64> {
+        let mut inner = self.lock();
+        if let Some(at) = inner.recent.iter().position(|p| *p == pack) {
+            inner.recent.remove(at);
+            return Some(inner.epoch);
+        }
+        if inner.recent.len() == RECENT {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(pack);
+        None
+    }
+
+    /// Adds a pack's ids (32 bytes each, back to back), dropping the oldest loads to make
+    /// room. A pack with more than [`CAPACITY`] ids is not held, nor a malformed list, nor a
+    /// list read before the last [`Locality::clear`] (its `ticket` from [`Locality::hit`] is
+    /// then stale): the cache it came from may have lost those ids since.
+    pub fn load(&self, list: &[u8], ticket: u64) {
+        let count = list.len() / 32;
+        if count == 0 || count > CAPACITY || !list.len().is_multiple_of(32) {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.epoch != ticket {
+            return;
+        }
+        if inner.next_load == u32::MAX {
+            inner.clear();
+        }
+        if inner.ids.len() + count > CAPACITY {
+            inner.evict_for(count);
+        }
+        let load = inner.next_load;
+        inner.next_load += 1;
+        for id in list.chunks_exact(32) {
+            if let Ok(id) = <[u8; 32]>::try_from(id) {
+                inner.ids.insert(id, load);
+            }
+        }
+        inner.loads.push_back((load, count));
+    }
+
+    /// Forgets everything and refuses loads of lists read before now. The cache calls it before
+    /// and after it deletes entries, so no list read before the deletion gets in.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().ids.len()
+    }
+}
+
+impl Inner {
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.loads.clear();
+        self.recent.clear();
+        self.next_load = 0;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// Drops the oldest loads until `incoming` more ids fit in half the capacity, in one pass
+    /// over the map (so the cost per id loaded stays constant).
+    fn evict_for(&mut self, incoming: usize) {
+        let mut kept = self.ids.len();
+        let mut newest_dropped = None;
+        while kept + incoming > CAPACITY / 2 {
+            let Some((load, count)) = self.loads.pop_front() else {
+                break;
+            };
+            kept = kept.saturating_sub(count);
+            newest_dropped = Some(load);
+        }
+        match newest_dropped {
+            _ if self.loads.is_empty() => self.ids.clear(),
+            Some(cut) => self.ids.retain(|_, load| *load > cut),
+            None => {}
+        }
+    }
+}
+
+/// Hashes chunk ids 8 bytes at a time (FxHash's mixing). Ids are keyed BLAKE3 output: uniform,
+/// and nobody without the repository key can choose them, so a keyed hasher buys nothing here.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            self.mix(u64::from_le_bytes(word));
+        }
+        for b in words.remainder() {
+            self.mix(u64::from(*b));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl IdHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> [u8; 32] {
+        *blake3::hash(&n.to_le_bytes()).as_bytes()
+    }
+
+    fn list(ids: &[[u8; 32]]) -> Vec<u8> {
+        ids.concat()
+    }
+
+    fn pack(n: u64) -> PackId {
+        PackId(id(1 << 40 | n))
+    }
+
+    #[test]
+    fn a_pack_loads_on_its_second_recent_hit() {
+        let set = Locality::default();
+        assert_eq!(set.hit(pack(1)), None);
+        assert_eq!(set.hit(pack(2)), None);
+        assert_eq!(set.hit(pack(1)), Some(0), "second hit of pack 1");
+        assert_eq!(set.hit(pack(1)), None, "a load forgets the pack's hits");
+        for n in 10..10 + RECENT as u64 {
+            assert_eq!(set.hit(pack(n)), None);
+        }
+        assert_eq!(set.hit(pack(2)), None, "pack 2 fell out of the recent window");
+    }
+
+    #[test]
+    fn loaded_ids_are_found_and_others_are_not() {
+        let set = Locality::default();
+        let ids: Vec<[u8; 32]> = (0..1000).map(id).collect();
+        set.load(&list(&ids), 0);
+        assert!(ids.iter().all(|i| set.contains(&ChunkId(*i))));
+        assert!((1000..2000).all(|n| !set.contains(&ChunkId(id(n)))));
+        set.clear();
+        assert!(!set.contains(&ChunkId(ids[0])));
+        set.load(&list(&ids), 0);
+        assert!(!set.contains(&ChunkId(ids[0])), "a list read before the clear is refused");
+        set.load(&[7u8; 33], 1);
+        set.load(&[7u8; 31], 1);
+        assert!(!set.contains(&ChunkId([7u8; 32])), "a list of partial ids is not loaded");
+    }
+
+    #[test]
+    fn memory_stays_under_capacity_and_the_newest_loads_stay() {
+        let set = Locality::default();
+        let per_pack = 5000u64;
+        let packs = 3 * CAPACITY as u64 / per_pack;
+        for p in 0..packs {
+            let ids: Vec<[u8; 32]> = (p * per_pack..(p + 1) * per_pack).map(id).collect();
+            set.load(&list(&ids), 0);
+            assert!(set.len() <= CAPACITY, "{} ids held after load {p}", set.len());
+            assert!(ids.iter().all(|i| set.contains(&ChunkId(*i))), "load {p} is held in full");
+        }
+        assert!(!set.contains(&ChunkId(id(0))), "the oldest load was dropped");
+        set.load(&list(&(0..CAPACITY as u64 + 1).map(id).collect::<Vec<_>>()), 0);
+        assert!(!set.contains(&ChunkId(id(0))), "a pack larger than the capacity is not held");
+    }
+
+    #[test]
+    fn an_id_loaded_again_survives_the_eviction_of_its_first_load() {
+        let set = Locality::default();
+        let a: Vec<[u8; 32]> = (0..4000).map(id).collect();
+        let b_len = CAPACITY as u64 / 2 - 6000;
+        let b: Vec<[u8; 32]> = (1_000_000..1_000_000 + b_len).map(id).collect();
+        set.load(&list(&a), 0);
+        set.load(&list(&a), 0);
+        set.load(&list(&b), 0);
+        let mut inner = set.lock();
+        // Room for 5,000 more within half the capacity: only the first load of `a` goes.
+        inner.evict_for(5000);
+        assert_eq!(inner.loads.len(), 2);
+        assert_eq!(inner.ids.len(), 4000 + b.len(), "the second load of `a` still holds its ids");
+        drop(inner);
+        assert!(a.iter().chain(&b).all(|i| set.contains(&ChunkId(*i))));
+    }
+}
