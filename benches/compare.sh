@@ -169,17 +169,20 @@ for tool in "${tools[@]}"; do
   done
   sync
   run "$tool" "snapshot, ${CHANGE_PERCENT}% of files changed (a copy: no parent, all read)" bash -c "$(declare -f backup); backup $tool '$changed'"
-  rm -rf "$changed"
-  for _ in $(seq "$REPEAT"); do
-    rm -rf "$WORK/restore-$tool"
+  # Each restore gets its own target, and nothing is deleted until the restores are done:
+  # ext4 creates files slowly right after many were deleted (it skips recently freed inodes,
+  # reading inode tables to find them), which measured the file system, not the tool.
+  for r in $(seq "$REPEAT"); do
+    rm -rf "$WORK/restore-$tool-$r"
     sync
-    run "$tool" "restore" bash -c "$(declare -f restore); restore $tool '$WORK/restore-$tool'"
+    run "$tool" "restore" bash -c "$(declare -f restore); restore $tool '$WORK/restore-$tool-$r'"
   done
-  rm -rf "$WORK/restore-$tool"
   sync
   for _ in $(seq "$REPEAT"); do
     run "$tool" "check with data" bash -c "$(declare -f verify); verify $tool"
   done
+  rm -rf "$changed" "$WORK"/restore-"$tool"-*
+  sync
   printf '%s\t%s\t%s\t%s\n' "$tool" "repository size (MiB)" "$(( $(du -sb "$WORK/repo-$tool-mixed" | cut -f1) / 1048576 ))" "-" >> "$results"
   rm -rf "$WORK/repo-$tool-mixed"
   initial "$tool" small "${SMALL_FILES} files" "$small"
