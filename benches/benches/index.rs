@@ -11,16 +11,12 @@
 
 use std::hint::black_box;
 
-use cairn_engine::format::BlobKind;
-use cairn_engine::format::index::{IndexSegment, IndexedPack};
-use cairn_engine::format::pack::BlobEntry;
+use cairn_benches::{SEGMENT_ENTRIES, synthetic_segment};
 use cairn_engine::id::{ChunkId, ObjectId, PackId};
 use cairn_engine::index::IndexCache;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH: u64 = 10_000;
-const BLOBS_PER_PACK: u64 = 1024;
-const PACKS_PER_SEGMENT: u64 = 64;
 
 fn id(n: u64) -> ChunkId {
     ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes())
@@ -28,33 +24,10 @@ fn id(n: u64) -> ChunkId {
 
 fn build(dir: &std::path::Path, entries: u64) -> IndexCache {
     let cache = IndexCache::open(dir, ObjectId([1; 32])).unwrap();
-    let per_segment = BLOBS_PER_PACK * PACKS_PER_SEGMENT;
-    let mut n = 0;
-    while n < entries {
-        let mut packs = Vec::new();
-        for p in 0..PACKS_PER_SEGMENT {
-            let first = n + p * BLOBS_PER_PACK;
-            if first >= entries {
-                break;
-            }
-            let blobs = (first..(first + BLOBS_PER_PACK).min(entries))
-                .map(|i| BlobEntry {
-                    kind: BlobKind::Data,
-                    id: id(i),
-                    offset: (i % BLOBS_PER_PACK) as u32 * 1024,
-                    length: 1000,
-                    raw_length: 2000,
-                })
-                .collect();
-            packs.push(IndexedPack {
-                pack: PackId(*blake3::hash(&first.to_be_bytes()).as_bytes()),
-                size: 1 << 20,
-                blobs,
-            });
-        }
-        let segment = ObjectId(*blake3::hash(&n.to_be_bytes()).as_bytes());
-        cache.apply_segment(segment, &IndexSegment { packs, supersedes: Vec::new() }).unwrap();
-        n += per_segment;
+    let pack = |first: u64| PackId(*blake3::hash(&first.to_be_bytes()).as_bytes());
+    for first in (0..entries).step_by(SEGMENT_ENTRIES as usize) {
+        let segment = ObjectId(*blake3::hash(&first.to_be_bytes()).as_bytes());
+        cache.apply_segment(segment, &synthetic_segment(first, entries, id, pack)).unwrap();
     }
     cache.flush().unwrap();
     if std::env::var_os("CAIRN_BENCH_INDEX_NO_COMPACT").is_none() {

@@ -8,17 +8,12 @@
 
 use std::sync::Arc;
 
+use cairn_benches::{SEGMENT_ENTRIES, synthetic_segment};
 use cairn_engine::crypto::SecretBytes;
-use cairn_engine::format::BlobKind;
-use cairn_engine::format::index::{IndexSegment, IndexedPack};
-use cairn_engine::format::pack::BlobEntry;
 use cairn_engine::id::{ChunkId, PackId};
 use cairn_engine::keys::OpenSecret;
 use cairn_engine::repo::Repository;
 use cairn_engine::storage::LocalStorage;
-
-const BLOBS_PER_PACK: u64 = 1024;
-const PACKS_PER_SEGMENT: u64 = 64;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -40,30 +35,12 @@ fn main() {
     let seed = *blake3::hash(repo_dir.as_bytes()).as_bytes();
     let id = |n: u64| *blake3::keyed_hash(&seed, &n.to_le_bytes()).as_bytes();
     let start = std::time::Instant::now();
-    let mut n = 0;
-    while n < entries {
-        let mut packs = Vec::new();
-        for p in 0..PACKS_PER_SEGMENT {
-            let first = n + p * BLOBS_PER_PACK;
-            if first >= entries {
-                break;
-            }
-            let blobs = (first..(first + BLOBS_PER_PACK).min(entries))
-                .map(|i| BlobEntry {
-                    kind: BlobKind::Data,
-                    id: ChunkId(id(i)),
-                    offset: (i % BLOBS_PER_PACK) as u32 * 1024,
-                    length: 1000,
-                    raw_length: 2000,
-                })
-                .collect();
-            packs.push(IndexedPack { pack: PackId(id(u64::MAX - first)), size: 1 << 20, blobs });
-        }
-        if let Err(e) = repo.save_index_segment(&IndexSegment { packs, supersedes: Vec::new() }) {
+    for first in (0..entries).step_by(SEGMENT_ENTRIES as usize) {
+        let segment = synthetic_segment(first, entries, |i| ChunkId(id(i)), |start| PackId(id(u64::MAX - start)));
+        if let Err(e) = repo.save_index_segment(&segment) {
             eprintln!("synth-index: {e}");
             std::process::exit(1);
         }
-        n += BLOBS_PER_PACK * PACKS_PER_SEGMENT;
     }
     drop(repo);
     let _ = std::fs::remove_dir_all(&scratch);
