@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::id::{ChunkId, PackId};
@@ -35,6 +36,9 @@ pub const RECENT: usize = 16;
 #[derive(Debug, Default)]
 pub struct Locality {
     inner: Mutex<Inner>,
+    /// Ids held, mirrored outside the lock so that lookups skip it while nothing is loaded
+    /// (every lookup of an initial snapshot). A stale value only costs a fall-through.
+    held: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -57,8 +61,7 @@ impl Locality {
 
     /// Whether `id` is in a loaded pack (then the cache holds it).
     pub fn contains(&self, id: &ChunkId) -> bool {
-        let inner = self.lock();
-        !inner.ids.is_empty() && inner.ids.contains_key(id.as_bytes())
+        self.held.load(Ordering::Relaxed) != 0 && self.lock().ids.contains_key(id.as_bytes())
     }
 
     /// Records a RocksDB hit of an id stored in `pack`. When the pack should be loaded now (it
@@ -104,12 +107,15 @@ impl Locality {
             }
         }
         inner.loads.push_back((load, count));
+        self.held.store(inner.ids.len(), Ordering::Relaxed);
     }
 
     /// Forgets everything and refuses loads of lists read before now. The cache calls it before
     /// and after it deletes entries, so no list read before the deletion gets in.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut inner = self.lock();
+        inner.clear();
+        self.held.store(0, Ordering::Relaxed);
     }
 
     #[cfg(test)]
