@@ -163,10 +163,17 @@ fn when_uploads_keep_failing_the_snapshot_fails_and_nothing_half_written_is_refe
     init(server.storage(&bucket, false), 256 << 10);
     let first = snapshot(&open(server.storage(&bucket, false), &work.path().join("cache")), &[&src]);
 
-    fs::write(src.join("new.bin"), random_bytes(6 << 20, 77)).unwrap();
+    // New data in eight files of 1.5 MiB: whatever cut points the repository's (random)
+    // chunker key picks, each file's first chunk is at least the 512 KiB minimum, larger than
+    // the pack target, so each file closes a pack of its own: at least nine PUTs with the tree
+    // pack. (One 6 MiB file was once cut into two chunks; with the tree pack the snapshot
+    // needed only three PUTs, none failed, and the snapshot succeeded.)
+    for i in 0..8 {
+        fs::write(src.join(format!("new-{i}.bin")), random_bytes(3 << 19, 77 + i)).unwrap();
+    }
     let uploads = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = uploads.clone();
-    // After a few new packs, every pack upload fails for good.
+    // After three new packs, every pack upload fails for good.
     let proxy = FaultProxy::start(
         server.http,
         Arc::new(move |_, method, path| {
@@ -195,6 +202,7 @@ fn when_uploads_keep_failing_the_snapshot_fails_and_nothing_half_written_is_refe
     };
     let e = cairn_engine::backup::backup(&repo, &bopts, &NoProgress).unwrap_err();
     assert!(e.to_string().contains("500") || e.to_string().contains("Internal"), "{e}");
+    assert!(uploads.load(std::sync::atomic::Ordering::SeqCst) > 3, "the failing uploads were tried");
     drop(repo);
 
     // Healthy again: only the first snapshot exists, and it and the index are whole.
