@@ -1,8 +1,16 @@
 //! File contents, pack by pack. For a batch of files, every chunk is located in the index and
 //! grouped by pack; each pack is then read once, in as few ranged reads as its needed blobs
-//! allow (neighbours less than `GAP` apart share a read), on the rayon pool. Each blob is
-//! opened and verified against its keyed id once, however many files or places use it, and
-//! written with `pwrite` at every place it belongs, around the files' holes.
+//! allow (neighbours less than `GAP` apart share a read). Each blob is opened and verified
+//! against its keyed id once, however many files or places use it, and written with `pwrite`
+//! at every place it belongs, around the files' holes.
+//!
+//! The packs go to the workers largest job first (bytes read plus bytes written), each worker
+//! taking the next as it finishes one: a pack whose blobs are written to many files (copies of
+//! one library, say) starts early instead of running alone at the end. A file is created (at
+//! its full size, so pieces can land anywhere in it) by the first worker that writes to it,
+//! so creating files, which costs the file system a good deal, overlaps with the writing
+//! instead of preceding it in one thread. Files no blob is written to (empty ones) are created
+//! at the end.
 //!
 //! A blob that is missing or damaged fails only the files that use it: they are reported and
 //! removed, never left with wrong bytes, and the rest of the restore goes on. A failure to
@@ -12,12 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use rayon::prelude::*;
-
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::hostfs;
 use crate::id::{ChunkId, PackId};
@@ -68,17 +74,77 @@ fn failed(failures: &Failures, job: usize) -> bool {
     failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&job)
 }
 
-/// Writes the contents of `jobs`: creates (or truncates) each file at its full size, then fills
-/// in the data. Returns the bytes written and the failures by job index (files not written
-/// completely, which the caller removes and reports).
+/// The files of a batch, each created once, by whichever worker needs it first.
+struct Targets<'j> {
+    jobs: &'j [FileJob],
+    /// Per job: created at full size (`Ok`), or why not.
+    created: Vec<OnceLock<std::result::Result<(), String>>>,
+}
+
+impl<'j> Targets<'j> {
+    fn new(jobs: &'j [FileJob]) -> Self {
+        Targets { jobs, created: jobs.iter().map(|_| OnceLock::new()).collect() }
+    }
+
+    /// Job `i`'s file, open for writing: created (or truncated) at its full size if this is
+    /// the first use, else opened.
+    fn open(&self, r: &Restorer<'_>, i: usize) -> Result<File> {
+        let (Some(job), Some(slot)) = (self.jobs.get(i), self.created.get(i)) else {
+            return Err(Error::InvalidInput(format!("no file job {i}")));
+        };
+        let mut fresh = None;
+        let state = slot.get_or_init(|| match create(r, job) {
+            Ok(file) => {
+                fresh = Some(file);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        });
+        match (fresh, state) {
+            (Some(file), _) => Ok(file),
+            (None, Ok(())) => {
+                let (dir, name) = r.parent(&job.rel)?;
+                hostfs::open_write_at(dir.as_fd(), name).map_err(r.err(&job.rel))
+            }
+            (None, Err(why)) => {
+                Err(Error::Target { path: r.display(&job.rel), source: std::io::Error::other(why.clone()) })
+            }
+        }
+    }
+
+    /// Creates the files no worker created (no blob written to them) unless they failed.
+    fn create_rest(&self, r: &Restorer<'_>, failures: &Failures) -> Result<()> {
+        for (i, slot) in self.created.iter().enumerate() {
+            if slot.get().is_none() && !failed(failures, i) {
+                self.open(r, i)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates (or truncates) `job`'s file at its full size: holes stay unwritten.
+fn create(r: &Restorer<'_>, job: &FileJob) -> Result<File> {
+    let (dir, name) = r.parent(&job.rel)?;
+    let file = hostfs::create_file_at(dir.as_fd(), name).map_err(r.err(&job.rel))?;
+    file.set_len(job.node.size).map_err(r.err(&job.rel))?;
+    Ok(file)
+}
+
+/// The blobs to read from one pack, by offset, and the bytes restoring them reads and writes.
+struct PackWork {
+    pack: PackId,
+    blobs: BTreeMap<u32, BlobRef>,
+    cost: u64,
+}
+
+/// Writes the contents of `jobs`. Returns the bytes written and the failures by job index
+/// (files not written completely, which the caller removes and reports). Every other file of
+/// the batch exists at its full size when this returns.
 pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, HashMap<usize, String>)> {
     let failures: Failures = Mutex::default();
     let mut layouts: Vec<Option<Extents>> = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
-        let (dir, name) = r.parent(&job.rel)?;
-        let file = hostfs::create_file_at(dir.as_fd(), name).map_err(r.err(&job.rel))?;
-        // The full size now: holes stay unwritten, and pieces land anywhere in the file.
-        file.set_len(job.node.size).map_err(r.err(&job.rel))?;
         let NodeKind::File { holes, .. } = &job.node.kind else {
             layouts.push(None);
             continue;
@@ -120,26 +186,49 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
             );
         }
     }
+    let mut work: Vec<PackWork> = packs
+        .into_iter()
+        .map(|(pack, blobs)| {
+            let cost = blobs
+                .values()
+                .map(|b| u64::from(b.loc.length) + u64::from(b.loc.raw_length) * b.uses.len() as u64)
+                .sum();
+            PackWork { pack, blobs, cost }
+        })
+        .collect();
+    // Largest first; ties by pack id, so runs are repeatable.
+    work.sort_by(|a, b| b.cost.cmp(&a.cost).then(a.pack.cmp(&b.pack)));
+    let targets = Targets::new(jobs);
     let written = AtomicU64::new(0);
-    let mut packs: Vec<(PackId, BTreeMap<u32, BlobRef>)> = packs.into_iter().collect();
-    packs.sort_by_key(|(id, _)| *id);
-    r.repo.with_io_pool(|| {
-        packs.par_iter().try_for_each(|(pack, blobs)| write_pack(r, jobs, &layouts, *pack, blobs, &failures, &written))
-    })?;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let outcomes = r.repo.with_io_pool(|| {
+        rayon::broadcast(|_| -> Result<()> {
+            while !stop.load(Ordering::Relaxed) {
+                let Some(w) = work.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                if let Err(e) = write_pack(r, &targets, &layouts, w, &failures, &written) {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })
+    });
+    outcomes.into_iter().collect::<Result<()>>()?;
+    targets.create_rest(r, &failures)?;
     Ok((written.into_inner(), failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)))
 }
 
 /// Reads the needed blobs of one pack and writes them everywhere they belong.
 fn write_pack(
     r: &Restorer<'_>,
-    jobs: &[FileJob],
+    targets: &Targets<'_>,
     layouts: &[Option<Extents>],
-    pack: PackId,
-    blobs: &BTreeMap<u32, BlobRef>,
+    work: &PackWork,
     failures: &Failures,
     written: &AtomicU64,
 ) -> Result<()> {
-    let name = pack_name(&pack);
+    let name = pack_name(&work.pack);
     let mut files: HashMap<usize, File> = HashMap::new();
     let mut range: Vec<&BlobRef> = Vec::new();
     let flush = |range: &mut Vec<&BlobRef>, files: &mut HashMap<usize, File>| -> Result<()> {
@@ -174,7 +263,7 @@ fn write_pack(
                 }
             };
             for u in &b.uses {
-                let (Some(job), Some(Some(layout))) = (jobs.get(u.job), layouts.get(u.job)) else { continue };
+                let (Some(job), Some(Some(layout))) = (targets.jobs.get(u.job), layouts.get(u.job)) else { continue };
                 if failed(failures, u.job) {
                     continue;
                 }
@@ -184,10 +273,7 @@ fn write_pack(
                 }
                 let file = match files.entry(u.job) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        let (dir, fname) = r.parent(&job.rel)?;
-                        v.insert(hostfs::open_write_at(dir.as_fd(), fname).map_err(r.err(&job.rel))?)
-                    }
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(targets.open(r, u.job)?),
                 };
                 let mut rest: &[u8] = &plain;
                 for (off, len) in layout.pieces(u.data_pos, plain.len() as u64) {
@@ -205,7 +291,7 @@ fn write_pack(
         }
         Ok(())
     };
-    for b in blobs.values() {
+    for b in work.blobs.values() {
         if let Some(last) = range.last() {
             let last_end = u64::from(last.loc.offset) + u64::from(last.loc.length);
             let first_start = range.first().map_or(0, |f| u64::from(f.loc.offset));
