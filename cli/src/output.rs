@@ -11,12 +11,30 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// Reports an error: a JSON object on stdout with --json, a message on stderr always.
 pub fn error(err: &anyhow::Error, json_mode: bool) {
-    let message = format!("{err:#}");
+    let message = error_text(err);
     if json_mode {
         let doc = serde_json::json!({ "error": message, "exit_code": crate::exit::code_for(err) });
         println!("{doc}");
     }
     eprintln!("cairn: error: {message}");
+}
+
+/// The error and its causes on one line, each cause only if the text so far does not already
+/// say it: the engine's errors include their source in their own message, and `{:#}` would
+/// print it twice ("No space left on device: No space left on device").
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Human-readable byte count.
@@ -58,4 +76,20 @@ pub fn write_recovery_code(path: &std::path::Path, code: &str) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("writing recovery code to {}: {e}", path.display()))?;
     writeln!(f, "{code}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let engine = cairn_engine::Error::Target { path: "/t/f".into(), source: io };
+        let err = anyhow::Error::new(engine).context("restore failed");
+        assert_eq!(error_text(&err), "restore failed: cannot restore /t/f: No space left on device");
+        // Causes the text does not include yet are kept.
+        let err = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(error_text(&err), "outer: inner cause");
+    }
 }

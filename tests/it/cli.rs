@@ -181,3 +181,55 @@ fn init_refuses_an_existing_repository() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
     assert!(Path::new(&env.p("repo")).join("config").exists());
 }
+
+/// A restore into a file system that fills up stops with the system's message and exit 1, and
+/// leaves no file with wrong content behind: what it was writing is removed. The target is a
+/// 4 MiB tmpfs in a private mount namespace (`unshare`), so nothing outside the test sees it;
+/// what the restore left is copied out before the namespace ends.
+#[test]
+fn a_restore_into_a_full_file_system_fails_clearly_and_leaves_nothing_wrong() {
+    let env = Env::new();
+    env.init();
+    let src = env.p("src");
+    for d in 0..4 {
+        fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+        for f in 0..6 {
+            fs::write(src.join(format!("d{d}/f{f}")), random_bytes(600_000, d * 10 + f)).unwrap();
+        }
+        fs::write(src.join(format!("d{d}/small")), format!("small file {d}")).unwrap();
+    }
+    env.cairn().args(["snapshot"]).arg(&src).assert().success();
+
+    let (mnt, left) = (env.p("mnt"), env.p("left"));
+    fs::create_dir_all(&mnt).unwrap();
+    fs::create_dir_all(&left).unwrap();
+    let script = r#"mount -t tmpfs -o size=4m cairn-test "$1" || exit 99
+"$2" -r "$3" --cache-dir "$4" --password-file "$5" restore latest --target "$1/out"
+rc=$?
+cp -a "$1/." "$6/" || exit 98
+exit $rc"#;
+    let mut unshare = Command::new("unshare");
+    without_cairn_env(&mut unshare);
+    let out = unshare
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
+        .arg(&mnt)
+        .arg(assert_cmd::cargo::cargo_bin("cairn"))
+        .arg(env.p("repo"))
+        .arg(env.p("cache"))
+        .arg(env.p("pw"))
+        .arg(&left)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("No space left on device").count(), 1, "{stderr}");
+
+    let restored = restored_path(&left.join("out"), &src);
+    let mut files = 0;
+    for f in walk_files(&left.join("out")) {
+        let rel = f.strip_prefix(&restored).unwrap_or_else(|_| panic!("{} outside the source", f.display()));
+        assert!(fs::read(&f).unwrap() == fs::read(src.join(rel)).unwrap(), "{} has wrong content", f.display());
+        files += 1;
+    }
+    assert!(files < 28, "the restore cannot have fit: {files} files");
+}
