@@ -53,6 +53,11 @@ impl LocalStorage {
             body(&mut f)?;
             let f = f.into_inner().map_err(std::io::IntoInnerError::into_error)?;
             f.sync_all()?;
+            // Synced, so its pages are clean: let the kernel drop them now. A backup writes
+            // the repository once and reads it rarely; keeping gigabytes of packs cached would
+            // evict what the machine's own work (and the next files to back up) needs, and
+            // costs reclaim later. Advice only: an error changes nothing.
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
             match mode {
                 PutMode::CreateNew => {
                     fs::hard_link(&tmp, &path)?;
