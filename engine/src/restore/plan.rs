@@ -60,6 +60,21 @@ pub(super) fn decide(policy: Overwrite, existing: Option<&Stat>, node: &Node) ->
     }
 }
 
+/// What the plan knows about the directory it is in.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    /// An ancestor matched the include patterns.
+    included: bool,
+    /// This restore made the directory, so nothing is in it yet: no entry is in the way, and
+    /// none needs a `stat`.
+    fresh: bool,
+}
+
+impl Place {
+    /// The target directory itself (it may hold anything).
+    const TARGET: Place = Place { included: false, fresh: false };
+}
+
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(dir.len() + 1 + name.len());
     out.extend_from_slice(dir);
@@ -76,11 +91,11 @@ impl Restorer<'_> {
         let mut plan = Plan::default();
         match resolve(self.repo, tree, &self.opts.subpath)? {
             Resolved::Root(id) => {
-                self.plan_tree(self.root.as_fd(), b"", b"", id, false, &mut plan)?;
+                self.plan_tree(self.root.as_fd(), b"", b"", id, Place::TARGET, &mut plan)?;
             }
             Resolved::Node(path, node) => {
                 let name = path.rsplit(|&b| b == b'/').next().unwrap_or(&path).to_vec();
-                self.plan_node(self.root.as_fd(), name, path, &node, false, &mut plan)?;
+                self.plan_node(self.root.as_fd(), name, path, &node, Place::TARGET, &mut plan)?;
             }
         }
         Ok(plan)
@@ -94,7 +109,7 @@ impl Restorer<'_> {
         rel: &[u8],
         snap: &[u8],
         tree: ChunkId,
-        included: bool,
+        place: Place,
         plan: &mut Plan,
     ) -> Result<bool> {
         let t = self.repo.load_tree(&tree)?;
@@ -104,9 +119,9 @@ impl Restorer<'_> {
             // a joined path cannot escape the target.
             let child = join(rel, &node.name);
             self.progress.path(&self.display(&child));
-            any |= self.plan_node(dir, child, join(snap, &node.name), node, included, plan)?;
+            any |= self.plan_node(dir, child, join(snap, &node.name), node, place, plan)?;
         }
-        if self.opts.delete {
+        if self.opts.delete && !place.fresh {
             for name in hostfs::list_dir(dir).map_err(self.err(rel))? {
                 if t.find(&name).is_none() {
                     hostfs::remove_tree_at(dir, &name).map_err(self.err(&join(rel, &name)))?;
@@ -117,26 +132,26 @@ impl Restorer<'_> {
         Ok(any)
     }
 
-    /// Plans one entry. `included`: an ancestor matched the include patterns.
+    /// Plans one entry of the directory `dir`.
     fn plan_node(
         &self,
         dir: BorrowedFd<'_>,
         rel: Vec<u8>,
         snap: Vec<u8>,
         node: &Node,
-        included: bool,
+        place: Place,
         plan: &mut Plan,
     ) -> Result<bool> {
         let is_dir = node.is_dir();
         if self.exclude.as_ref().is_some_and(|p| p.matches_snapshot_path(&snap, is_dir)) {
             return Ok(false);
         }
-        let included = included || self.include.as_ref().is_none_or(|p| p.matches_snapshot_path(&snap, is_dir));
+        let included = place.included || self.include.as_ref().is_none_or(|p| p.matches_snapshot_path(&snap, is_dir));
         let name = hostfs::split_parent(&rel).1.to_vec();
         if let NodeKind::Dir { subtree } = &node.kind {
             let created = hostfs::make_dir_at(dir, &name).map_err(self.err(&rel))?;
             let sub = hostfs::open_dir_at(dir, &name).map_err(self.err(&rel))?;
-            let any = self.plan_tree(sub.as_fd(), &rel, &snap, *subtree, included, plan)?;
+            let any = self.plan_tree(sub.as_fd(), &rel, &snap, *subtree, Place { included, fresh: created }, plan)?;
             drop(sub);
             if !included && !any {
                 // Only walked to look for included entries: leave no trace.
@@ -152,7 +167,8 @@ impl Restorer<'_> {
         if !included {
             return Ok(false);
         }
-        let existing = hostfs::stat_at(dir, &name).ok();
+        // In a directory this restore made, nothing is in the way: no stat per file.
+        let existing = if place.fresh { None } else { hostfs::stat_at(dir, &name).ok() };
         if let Some(group) = node.hardlink_group {
             if let Some(first) = plan.first_of_group.get(&group) {
                 if existing.is_some() && self.opts.overwrite == Overwrite::Never {
