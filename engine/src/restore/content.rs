@@ -21,7 +21,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
@@ -32,6 +32,7 @@ use crate::repo::pack_name;
 
 use super::Restorer;
 use super::extents::Extents;
+use super::recycle::{self, Recycler};
 
 /// Blobs of one pack closer than this share one ranged read.
 const GAP: u64 = 256 * 1024;
@@ -204,13 +205,15 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
     let stop = AtomicBool::new(false);
     let outcomes = r.repo.with_io_pool(|| {
         rayon::broadcast(|_| -> Result<()> {
+            let mut recycler = Recycler::default();
             while !stop.load(Ordering::Relaxed) {
                 let Some(w) = work.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                if let Err(e) = write_pack(r, &targets, &layouts, w, &failures, &written) {
+                if let Err(e) = write_pack(r, &targets, &layouts, w, &failures, &written, &mut recycler) {
                     stop.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
             }
+            recycler.finish();
             Ok(())
         })
     });
@@ -227,11 +230,15 @@ fn write_pack(
     work: &PackWork,
     failures: &Failures,
     written: &AtomicU64,
+    recycler: &mut Recycler,
 ) -> Result<()> {
     let name = pack_name(&work.pack);
-    let mut files: HashMap<usize, File> = HashMap::new();
+    let mut files: HashMap<usize, Arc<File>> = HashMap::new();
     let mut range: Vec<&BlobRef> = Vec::new();
-    let flush = |range: &mut Vec<&BlobRef>, files: &mut HashMap<usize, File>| -> Result<()> {
+    let flush = |range: &mut Vec<&BlobRef>,
+                 files: &mut HashMap<usize, Arc<File>>,
+                 recycler: &mut Recycler|
+     -> Result<()> {
         let (Some(first), Some(last)) = (range.first(), range.last()) else { return Ok(()) };
         let start = u64::from(first.loc.offset);
         let end = u64::from(last.loc.offset) + u64::from(last.loc.length);
@@ -273,12 +280,15 @@ fn write_pack(
                 }
                 let file = match files.entry(u.job) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => v.insert(targets.open(r, u.job)?),
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(Arc::new(targets.open(r, u.job)?)),
                 };
                 let mut rest: &[u8] = &plain;
                 for (off, len) in layout.pieces(u.data_pos, plain.len() as u64) {
                     let (head, tail) = rest.split_at((len as usize).min(rest.len()));
                     file.write_all_at(head, off).map_err(r.err(&job.rel))?;
+                    if job.node.size >= recycle::MIN_FILE {
+                        recycler.written(file, off, head.len() as u64);
+                    }
                     rest = tail;
                 }
                 if !rest.is_empty() {
@@ -298,11 +308,11 @@ fn write_pack(
             let gap = u64::from(b.loc.offset).saturating_sub(last_end);
             let len = u64::from(b.loc.offset) + u64::from(b.loc.length) - first_start;
             if gap > GAP || len > MAX_RANGE {
-                flush(&mut range, &mut files)?;
+                flush(&mut range, &mut files, recycler)?;
             }
         }
         range.push(b);
     }
-    flush(&mut range, &mut files)?;
+    flush(&mut range, &mut files, recycler)?;
     Ok(())
 }

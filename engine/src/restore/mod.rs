@@ -16,6 +16,7 @@
 mod content;
 mod extents;
 mod plan;
+mod recycle;
 mod verify;
 
 pub(crate) use extents::Extents;
