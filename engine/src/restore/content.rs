@@ -75,11 +75,15 @@ fn failed(failures: &Failures, job: usize) -> bool {
     failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&job)
 }
 
+/// Why a file could not be created, kept for the other workers that need it: the system's
+/// error kind and message, without the path (which their error names again).
+type CreateFailure = (std::io::ErrorKind, String);
+
 /// The files of a batch, each created once, by whichever worker needs it first.
 struct Targets<'j> {
     jobs: &'j [FileJob],
     /// Per job: created at full size (`Ok`), or why not.
-    created: Vec<OnceLock<std::result::Result<(), String>>>,
+    created: Vec<OnceLock<std::result::Result<(), CreateFailure>>>,
 }
 
 impl<'j> Targets<'j> {
@@ -99,7 +103,8 @@ impl<'j> Targets<'j> {
                 fresh = Some(file);
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(Error::Target { source, .. }) => Err((source.kind(), source.to_string())),
+            Err(other) => Err((std::io::ErrorKind::Other, other.to_string())),
         });
         match (fresh, state) {
             (Some(file), _) => Ok(file),
@@ -107,8 +112,21 @@ impl<'j> Targets<'j> {
                 let (dir, name) = r.parent(&job.rel)?;
                 hostfs::open_write_at(dir.as_fd(), name).map_err(r.err(&job.rel))
             }
-            (None, Err(why)) => {
-                Err(Error::Target { path: r.display(&job.rel), source: std::io::Error::other(why.clone()) })
+            (None, Err((kind, why))) => {
+                Err(Error::Target { path: r.display(&job.rel), source: std::io::Error::new(*kind, why.clone()) })
+            }
+        }
+    }
+
+    /// Removes the files this batch created (truncating what was there): after a failure
+    /// that stops the restore, none is left half written. Files it never reached keep
+    /// whatever was at their place, untouched.
+    fn remove_created(&self, r: &Restorer<'_>) {
+        for (job, slot) in self.jobs.iter().zip(&self.created) {
+            if let Some(Ok(())) = slot.get()
+                && let Ok((dir, name)) = r.parent(&job.rel)
+            {
+                let _ = hostfs::remove_at(dir.as_fd(), name);
             }
         }
     }
@@ -141,7 +159,8 @@ struct PackWork {
 
 /// Writes the contents of `jobs`. Returns the bytes written and the failures by job index
 /// (files not written completely, which the caller removes and reports). Every other file of
-/// the batch exists at its full size when this returns.
+/// the batch exists at its full size when this returns. On an error that stops the restore (a
+/// full disk, say) the files it created are removed first.
 pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, HashMap<usize, String>)> {
     let failures: Failures = Mutex::default();
     let mut layouts: Vec<Option<Extents>> = Vec::with_capacity(jobs.len());
@@ -217,8 +236,10 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
             Ok(())
         })
     });
-    outcomes.into_iter().collect::<Result<()>>()?;
-    targets.create_rest(r, &failures)?;
+    if let Err(e) = outcomes.into_iter().collect::<Result<()>>().and_then(|()| targets.create_rest(r, &failures)) {
+        targets.remove_created(r);
+        return Err(e);
+    }
     Ok((written.into_inner(), failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)))
 }
 

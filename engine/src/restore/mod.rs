@@ -247,19 +247,9 @@ impl Restorer<'_> {
                 .max(1);
             let end = (start + len).min(jobs.len());
             let batch = jobs.get(start..end).unwrap_or_default();
-            let (bytes, failures) = match content::write_files(self, batch) {
-                Ok(r) => r,
-                Err(e) => {
-                    // Invariant: no file is left with wrong content. The batch's files exist at
-                    // full size, some not yet filled in: remove them all before giving up.
-                    for job in batch {
-                        if let Ok((dir, name)) = self.parent(&job.rel) {
-                            let _ = hostfs::remove_at(dir.as_fd(), name);
-                        }
-                    }
-                    return Err(e);
-                }
-            };
+            // On an error, the files the batch created are removed (no file is left with
+            // wrong content); existing files it had not reached yet are left as they were.
+            let (bytes, failures) = content::write_files(self, batch)?;
             outcome.bytes += bytes;
             for (i, job) in batch.iter().enumerate() {
                 if let Some(message) = failures.get(&i) {
