@@ -32,7 +32,7 @@ use crate::repo::pack_name;
 
 use super::Restorer;
 use super::extents::Extents;
-use super::recycle::{self, Recycler};
+use super::recycle::Recycler;
 
 /// Blobs of one pack closer than this share one ranged read.
 const GAP: u64 = 256 * 1024;
@@ -307,9 +307,7 @@ fn write_pack(
                 for (off, len) in layout.pieces(u.data_pos, plain.len() as u64) {
                     let (head, tail) = rest.split_at((len as usize).min(rest.len()));
                     file.write_all_at(head, off).map_err(r.err(&job.rel))?;
-                    if job.node.size >= recycle::MIN_FILE {
-                        recycler.written(file, off, head.len() as u64);
-                    }
+                    recycler.written(file, job.node.size, off, head.len() as u64);
                     rest = tail;
                 }
                 if !rest.is_empty() {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 const WINDOW: u64 = 64 << 20;
 /// Files smaller than this are left to the kernel: starting writeback file by file costs
 /// more than their few pages (it made a restore of 100,000 files of 1.5 KiB twice as slow).
-pub(super) const MIN_FILE: u64 = 1 << 20;
+const MIN_FILE: u64 = 1 << 20;
 /// Pieces held at most: each keeps its file open (small files are a piece each, and the
 /// process's open-file limit is shared with every other worker and the index cache).
 const HELD: usize = 32;
@@ -29,8 +29,11 @@ pub(super) struct Recycler {
 }
 
 impl Recycler {
-    /// `len` bytes were just written at `off` in `file`.
-    pub(super) fn written(&mut self, file: &Arc<File>, off: u64, len: u64) {
+    /// `len` bytes were just written at `off` in `file`, a file of `file_size` bytes.
+    pub(super) fn written(&mut self, file: &Arc<File>, file_size: u64, off: u64, len: u64) {
+        if file_size < MIN_FILE {
+            return;
+        }
         drop_pages(file, off, len);
         self.pieces.push_back((Arc::clone(file), off, len));
         self.bytes += len;
@@ -77,7 +80,7 @@ mod tests {
             let file = open(&format!("f{i}"));
             let data = vec![i as u8; 64 << 10];
             file.write_all_at(&data, 0).unwrap();
-            r.written(&file, 0, data.len() as u64);
+            r.written(&file, 100 << 20, 0, data.len() as u64);
             assert!(r.pieces.len() <= HELD, "{} pieces held", r.pieces.len());
         }
         // One large file: bounded by bytes.
@@ -85,7 +88,7 @@ mod tests {
         for i in 0..40u64 {
             let data = vec![i as u8; 3 << 20];
             big.write_all_at(&data, i * (3 << 20)).unwrap();
-            r.written(&big, i * (3 << 20), data.len() as u64);
+            r.written(&big, 120 << 20, i * (3 << 20), data.len() as u64);
             assert!(r.bytes <= WINDOW, "{} bytes held", r.bytes);
         }
         r.finish();
