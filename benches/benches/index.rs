@@ -7,9 +7,16 @@
 //!   round, as a re-snapshot checks its parent's chunks or reads a moved file (the locality set
 //!   answers most of them from memory);
 //! - `present_random`: stored ids spread over the whole cache with no order, the worst case
-//!   (one disk block read each).
+//!   (one disk block read each);
+//! - `present_random_floor`: the same ids in a plain sorted file read with one `pread` each
+//!   (see [`SortedIds`]): what any lookup of a random stored id costs while the ids live
+//!   outside the process's memory, the yardstick for `present_random`.
 
+use std::fs::File;
 use std::hint::black_box;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use cairn_benches::{SEGMENT_ENTRIES, synthetic_segment};
 use cairn_engine::id::{ChunkId, ObjectId, PackId};
@@ -34,6 +41,68 @@ fn build(dir: &std::path::Path, entries: u64) -> IndexCache {
         cache.compact();
     }
     cache
+}
+
+/// Bytes per block of [`SortedIds`]: 32 ids.
+const BLOCK: usize = 1024;
+
+/// The ids `id(0..entries)` sorted in a file of [`BLOCK`]-byte blocks, and in memory only the
+/// first 8 bytes of each block's first id (the fence: 8 bytes per 32 ids, 12.5 MB at 50M).
+/// A lookup finds its block in the fence by interpolation (keyed ids are uniform), reads it
+/// with one `pread` and scans it. It holds no locations and takes no updates: the least a
+/// lookup of a random stored id can cost when the ids are not in the process's memory.
+struct SortedIds {
+    file: File,
+    fence: Vec<u64>,
+}
+
+fn prefix(bytes: &[u8]) -> u64 {
+    bytes.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
+}
+
+impl SortedIds {
+    fn open_or_build(path: &Path, entries: u64) -> SortedIds {
+        if !path.exists() {
+            let mut ids: Vec<[u8; 32]> = (0..entries).map(|n| *id(n).as_bytes()).collect();
+            ids.sort_unstable();
+            let partial = path.with_extension("partial");
+            let mut out = BufWriter::new(File::create(&partial).unwrap());
+            for i in &ids {
+                out.write_all(i).unwrap();
+            }
+            out.into_inner().unwrap().sync_all().unwrap();
+            std::fs::rename(&partial, path).unwrap();
+        }
+        let file = File::open(path).unwrap();
+        let mut fence = Vec::new();
+        let mut buf = vec![0u8; 256 * BLOCK];
+        let mut at = 0u64;
+        loop {
+            let got = file.read_at(&mut buf, at).unwrap();
+            if got == 0 {
+                break;
+            }
+            fence.extend(buf[..got].chunks(BLOCK).map(prefix));
+            at += got as u64;
+        }
+        SortedIds { file, fence }
+    }
+
+    fn contains(&self, id: &ChunkId) -> bool {
+        let key = prefix(id.as_bytes());
+        let last = self.fence.len().saturating_sub(1);
+        let mut b = ((u128::from(key) * self.fence.len() as u128) >> 64) as usize;
+        b = b.min(last);
+        while b > 0 && self.fence[b] > key {
+            b -= 1;
+        }
+        while b < last && self.fence[b + 1] <= key {
+            b += 1;
+        }
+        let mut block = [0u8; BLOCK];
+        let got = self.file.read_at(&mut block, (b * BLOCK) as u64).unwrap();
+        block[..got].chunks_exact(32).any(|c| c == id.as_bytes())
+    }
 }
 
 fn sizes() -> Vec<u64> {
@@ -80,6 +149,16 @@ fn lookups(c: &mut Criterion) {
                     // A spread of ids over the whole cache, different each round.
                     let n = (round * BATCH + i).wrapping_mul(0x9E37_79B9_7F4A_7C15) % entries;
                     assert!(black_box(cache.contains(&id(n)).unwrap()));
+                }
+            })
+        });
+        let sorted = SortedIds::open_or_build(&dir.join("ids.sorted"), entries);
+        g.bench_with_input(BenchmarkId::new("present_random_floor", entries), &entries, |b, &entries| {
+            b.iter(|| {
+                round += 1;
+                for i in 0..BATCH {
+                    let n = (round * BATCH + i).wrapping_mul(0x9E37_79B9_7F4A_7C15) % entries;
+                    assert!(black_box(sorted.contains(&id(n))));
                 }
             })
         });
