@@ -87,8 +87,29 @@ pub struct IndexCache {
     path: PathBuf,
     /// Ids of packs that lookups keep hitting (answers runs of present ids from memory).
     locality: Locality,
+    // Declared after `db`: the database is closed before the shared cache is let go.
+    _owner: Option<std::fs::File>,
     // Declared after `db` so the database is closed before its directory is removed.
     _cleanup: PrivateDirCleanup,
+}
+
+/// Takes `dir/index.lock` (an advisory `flock`, released when the returned file is closed or
+/// the process dies), or returns `None` when another process holds it.
+///
+/// RocksDB's own LOCK is taken only after opening rotates and trims the info log files, so
+/// two processes opening one cache at once raced over deleting the same `LOG.old.*` file, and
+/// the loser failed with "No such file or directory" instead of falling back to a private
+/// cache (seen as a failed prune beside two snapshots). Only the holder of this lock opens
+/// the shared cache; others go straight to a private one.
+fn claim_shared(dir: &Path) -> Result<Option<std::fs::File>> {
+    let path = dir.join("index.lock");
+    let cache_err = |e: std::io::Error| Error::Cache { path: path.clone(), why: e.to_string() };
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(cache_err)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(cache_err(e.into())),
+    }
 }
 
 /// Removes a private cache directory when dropped.
@@ -147,21 +168,24 @@ impl IndexCache {
         let err = |path: &Path, e: rocksdb::Error| Error::Cache { path: path.to_path_buf(), why: e.to_string() };
         std::fs::create_dir_all(dir).map_err(|e| Error::Cache { path: dir.to_path_buf(), why: e.to_string() })?;
         let main = dir.join("index");
-        let (db, path, remove_on_drop) = match DB::open(&options(), &main) {
-            Ok(db) => (db, main, false),
-            Err(e) if e.to_string().contains("lock") => {
-                let private = dir.join(format!(
-                    "index-{}-{}",
-                    std::process::id(),
-                    hex::encode(crate::crypto::random_array::<4>()?)
-                ));
-                let db = DB::open(&options(), &private).map_err(|e| err(&private, e))?;
-                (db, private, true)
-            }
-            Err(e) => return Err(err(&main, e)),
+        let owner = claim_shared(dir)?;
+        let private = || -> Result<(DB, PathBuf, bool)> {
+            let private =
+                dir.join(format!("index-{}-{}", std::process::id(), hex::encode(crate::crypto::random_array::<4>()?)));
+            let db = DB::open(&options(), &private).map_err(|e| err(&private, e))?;
+            Ok((db, private, true))
+        };
+        let (db, path, remove_on_drop) = match owner.as_ref().map(|_| DB::open(&options(), &main)) {
+            Some(Ok(db)) => (db, main, false),
+            // Another process has the shared cache: by our lock, or (a process that does not
+            // take it) by RocksDB's.
+            None => private()?,
+            Some(Err(e)) if e.to_string().contains("lock") => private()?,
+            Some(Err(e)) => return Err(err(&main, e)),
         };
         let cleanup = PrivateDirCleanup(remove_on_drop.then(|| path.clone()));
-        let cache = IndexCache { db, path, locality: Locality::default(), _cleanup: cleanup };
+        let owner = if remove_on_drop { None } else { owner };
+        let cache = IndexCache { db, path, locality: Locality::default(), _owner: owner, _cleanup: cleanup };
         let mut want = CACHE_VERSION.to_vec();
         want.extend_from_slice(repository_id.as_bytes());
         let have = cache.db.get(b"v").map_err(|e| cache.err(e))?;
@@ -335,6 +359,43 @@ mod tests {
         cache.clear().unwrap();
         for n in 0..200 {
             assert!(!cache.contains(&id(n)).unwrap(), "id {n} answered after clear");
+        }
+    }
+
+    /// Many openers of one cache directory at once (several backups and a prune from cron):
+    /// each gets a working cache, one of them the shared one, and the private ones are gone
+    /// once closed. Before the `index.lock`, concurrent opens raced over RocksDB's info log
+    /// files and one failed.
+    #[test]
+    fn concurrent_openers_each_get_a_cache_and_private_ones_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(cache_with(dir.path(), 1, 10));
+        for _ in 0..5 {
+            let barrier = std::sync::Barrier::new(6);
+            let caches: Vec<IndexCache> = std::thread::scope(|s| {
+                let openers: Vec<_> = (0..6)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap()
+                        })
+                    })
+                    .collect();
+                openers.into_iter().map(|o| o.join().unwrap()).collect()
+            });
+            let shared: Vec<&IndexCache> = caches.iter().filter(|c| c.path == dir.path().join("index")).collect();
+            assert_eq!(shared.len(), 1, "exactly one opener has the shared cache");
+            assert!(shared[0].contains(&id(3)).unwrap(), "the shared cache keeps its entries");
+            for c in &caches {
+                c.applied_segments().unwrap();
+            }
+            drop(caches);
+            let left: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("index-"))
+                .collect();
+            assert!(left.is_empty(), "private caches left behind: {left:?}");
         }
     }
 
