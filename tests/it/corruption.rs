@@ -64,7 +64,9 @@ fn flipped_byte_in_a_pack_fails_restore_and_leaves_no_wrong_file() {
         panic!()
     };
     let NodeKind::File { chunks, .. } = &node.kind else { panic!() };
-    let loc = repo.locate(&chunks[1]).unwrap();
+    // Cut points follow the repository's random chunker key: 3 MiB may be one chunk or
+    // several (a CI run got one), so take the middle one, whatever the count.
+    let loc = repo.locate(&chunks[chunks.len() / 2]).unwrap();
     let pack_name = cairn_engine::repo::pack_name(&loc.pack);
     flip(&f.t.repo_path().join(&pack_name), u64::from(loc.offset) + 100);
     let target = f.work.path().join("out");
