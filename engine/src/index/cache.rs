@@ -93,23 +93,48 @@ pub struct IndexCache {
     _cleanup: PrivateDirCleanup,
 }
 
-/// Takes `dir/index.lock` (an advisory `flock`, released when the returned file is closed or
-/// the process dies), or returns `None` when another process holds it.
+/// Who may open the shared cache, decided by `dir/index.lock` (an advisory `flock`).
 ///
 /// RocksDB's own LOCK is taken only after opening rotates and trims the info log files, so
 /// two processes opening one cache at once raced over deleting the same `LOG.old.*` file, and
 /// the loser failed with "No such file or directory" instead of falling back to a private
 /// cache (seen as a failed prune beside two snapshots). Only the holder of this lock opens
 /// the shared cache; others go straight to a private one.
-fn claim_shared(dir: &Path) -> Result<Option<std::fs::File>> {
-    let path = dir.join("index.lock");
-    let cache_err = |e: std::io::Error| Error::Cache { path: path.clone(), why: e.to_string() };
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(cache_err)?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(cache_err(e.into())),
+#[derive(Debug)]
+enum Claim {
+    /// This process holds the lock while the file stays open (the kernel releases it if the
+    /// process dies).
+    Held(std::fs::File),
+    /// Another process holds it.
+    Taken,
+    /// The file system refuses `flock` (some network and FUSE file systems): the cache opens
+    /// as it did before the lock, and RocksDB's own LOCK decides.
+    Unsupported,
+}
+
+impl Claim {
+    /// The lock file to keep open while the shared cache is in use.
+    fn into_lock(self) -> Option<std::fs::File> {
+        match self {
+            Claim::Held(file) => Some(file),
+            Claim::Taken | Claim::Unsupported => None,
+        }
     }
+}
+
+fn claim_shared(dir: &Path) -> Result<Claim> {
+    let path = dir.join("index.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Cache { path, why: e.to_string() })?;
+    Ok(match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Claim::Held(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Claim::Taken,
+        Err(_) => Claim::Unsupported,
+    })
 }
 
 /// Removes a private cache directory when dropped.
@@ -168,23 +193,29 @@ impl IndexCache {
         let err = |path: &Path, e: rocksdb::Error| Error::Cache { path: path.to_path_buf(), why: e.to_string() };
         std::fs::create_dir_all(dir).map_err(|e| Error::Cache { path: dir.to_path_buf(), why: e.to_string() })?;
         let main = dir.join("index");
-        let owner = claim_shared(dir)?;
-        let private = || -> Result<(DB, PathBuf, bool)> {
-            let private =
-                dir.join(format!("index-{}-{}", std::process::id(), hex::encode(crate::crypto::random_array::<4>()?)));
-            let db = DB::open(&options(), &private).map_err(|e| err(&private, e))?;
-            Ok((db, private, true))
+        let claim = claim_shared(dir)?;
+        let shared = match claim {
+            Claim::Taken => None,
+            Claim::Held(_) | Claim::Unsupported => match DB::open(&options(), &main) {
+                Ok(db) => Some(db),
+                // A process that does not take `index.lock` holds RocksDB's own.
+                Err(e) if e.to_string().contains("lock") => None,
+                Err(e) => return Err(err(&main, e)),
+            },
         };
-        let (db, path, remove_on_drop) = match owner.as_ref().map(|_| DB::open(&options(), &main)) {
-            Some(Ok(db)) => (db, main, false),
-            // Another process has the shared cache: by our lock, or (a process that does not
-            // take it) by RocksDB's.
-            None => private()?,
-            Some(Err(e)) if e.to_string().contains("lock") => private()?,
-            Some(Err(e)) => return Err(err(&main, e)),
+        // A private cache holds no claim on the shared one.
+        let (db, path, owner, cleanup) = match shared {
+            Some(db) => (db, main, claim.into_lock(), PrivateDirCleanup(None)),
+            None => {
+                let private = dir.join(format!(
+                    "index-{}-{}",
+                    std::process::id(),
+                    hex::encode(crate::crypto::random_array::<4>()?)
+                ));
+                let db = DB::open(&options(), &private).map_err(|e| err(&private, e))?;
+                (db, private.clone(), None, PrivateDirCleanup(Some(private)))
+            }
         };
-        let cleanup = PrivateDirCleanup(remove_on_drop.then(|| path.clone()));
-        let owner = if remove_on_drop { None } else { owner };
         let cache = IndexCache { db, path, locality: Locality::default(), _owner: owner, _cleanup: cleanup };
         let mut want = CACHE_VERSION.to_vec();
         want.extend_from_slice(repository_id.as_bytes());
