@@ -1,4 +1,4 @@
-//! Index cache lookups (RocksDB with bloom filters) at repository scale: a synthetic cache of N
+//! Index cache lookups (the id file in front of RocksDB) at repository scale: a synthetic cache of N
 //! chunk entries (default 1M and 10M; `CAIRN_BENCH_INDEX_SIZES=1000000,50000000` for more),
 //! then point lookups on one thread, each batch 10,000 ids, reported as lookups per second per
 //! core:
@@ -7,7 +7,7 @@
 //!   round, as a re-snapshot checks its parent's chunks or reads a moved file (the locality set
 //!   answers most of them from memory);
 //! - `present_random`: stored ids spread over the whole cache with no order, the worst case
-//!   (one disk block read each);
+//!   (one block read of the cache's id file each);
 //! - `present_random_floor`: the same ids in a plain sorted file read with one `pread` each
 //!   (see [`SortedIds`]): what any lookup of a random stored id costs while the ids live
 //!   outside the process's memory, the yardstick for `present_random`.
@@ -37,6 +37,8 @@ fn build(dir: &std::path::Path, entries: u64) -> IndexCache {
         cache.apply_segment(segment, &synthetic_segment(first, entries, id, pack)).unwrap();
     }
     cache.flush().unwrap();
+    // As a sync or a backup ends: the new ids go into the cache's id file.
+    cache.fold_new_ids().unwrap();
     if std::env::var_os("CAIRN_BENCH_INDEX_NO_COMPACT").is_none() {
         cache.compact();
     }

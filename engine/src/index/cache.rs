@@ -1,15 +1,28 @@
-//! RocksDB cache of the repository index, one per repository on the client.
+//! RocksDB cache of the repository index, one per repository on the client, with a sorted id
+//! file in front of it for "is this chunk stored?".
 //!
 //! Keys: `v` (cache version and repository id), `s<segment id>` -> the ids it supersedes
 //! (segments already applied),
-//! `b<chunk id>` -> location (45 fixed bytes), `p<pack id>` -> the ids of the pack's blobs (32
-//! bytes each, for [`Locality`]). Entries and their segment marker are written in one batch, so
-//! a crash loses both or neither and the next sync re-applies the segment.
+//! `b<chunk id>` -> location (45 fixed bytes) and the pack's ordinal (u32),
+//! `p<ordinal>` -> the ids of the pack's blobs (32 bytes each, for [`Locality`]; ordinals are
+//! numbered as packs are applied, big endian so they sort, and `n` holds the next one),
+//! `d<chunk id>` -> ordinal, for each entry applied since the id file was written, and
+//! `g` -> the generation of the id file ([`IdFile`]) that holds every other entry.
+//! Entries and their segment marker are written in one batch, so a crash loses both or neither
+//! and the next sync re-applies the segment.
 //! If a segment the cache applied has disappeared from the repository, the cache is cleared and
 //! rebuilt: the repository is the truth and deleting the cache loses nothing.
+//!
+//! The id file must never say "stored" for an id the cache does not hold (a backup would then
+//! reference a chunk that is gone). Entries leave the cache only by [`IndexCache::clear`], which
+//! deletes `g` in the same batch as the entries, so no file is trusted after it; a new file is
+//! written from entries made durable first, and only then named by `g` (see
+//! [`IndexCache::fold_new_ids`]).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rocksdb::{BlockBasedOptions, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
@@ -18,10 +31,22 @@ use crate::format::BlobKind;
 use crate::format::index::IndexSegment;
 use crate::format::pack::BlobEntry;
 use crate::id::{ChunkId, ObjectId, PackId};
-use crate::index::locality::Locality;
+use crate::index::id_file::{Generation, IdFile, IdFileWriter};
+use crate::index::locality::{IdHasher, Locality};
 
-const CACHE_VERSION: &[u8] = b"cairn-index-cache-v3";
+const CACHE_VERSION: &[u8] = b"cairn-index-cache-v4";
 const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1;
+
+/// Most new ids (applied since the id file was written) mirrored in memory, as for the
+/// locality set: the map never grows past 131,072 buckets (4.7 MiB). Beyond it, lookups that
+/// miss the id file ask RocksDB until the next fold.
+const NEW_IDS_CAPACITY: usize = 114_688;
+
+/// New ids worth writing a new id file for: a fold rewrites the whole file, so it waits for
+/// new ids in proportion to it (1/16), and always for enough to fill the in-memory map.
+fn fold_threshold(file_len: u64) -> usize {
+    usize::try_from(4096 + file_len / 16).unwrap_or(usize::MAX).min(NEW_IDS_CAPACITY)
+}
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +112,37 @@ pub struct IndexCache {
     path: PathBuf,
     /// Ids of packs that lookups keep hitting (answers runs of present ids from memory).
     locality: Locality,
+    /// What answers "is this id stored?" ahead of RocksDB.
+    ids: RwLock<IdState>,
+    /// The next pack ordinal; held while applying or folding, so neither runs beside the other.
+    applying: Mutex<u32>,
     // Declared after `db`: the database is closed before the shared cache is let go.
     _owner: Option<std::fs::File>,
     // Declared after `db` so the database is closed before its directory is removed.
     _cleanup: PrivateDirCleanup,
+}
+
+/// The id file and the ids applied since it was written (the `d` entries).
+#[derive(Debug, Default)]
+struct IdState {
+    file: FileSlot,
+    /// The `d` entries (id -> ordinal), unless there are more than [`NEW_IDS_CAPACITY`].
+    new_ids: HashMap<[u8; 32], u32, BuildHasherDefault<IdHasher>>,
+    /// `new_ids` does not hold every `d` entry: a lookup that misses asks RocksDB.
+    overflow: bool,
+}
+
+#[derive(Debug, Default)]
+enum FileSlot {
+    /// No file: every entry is a `d` entry.
+    #[default]
+    None,
+    /// `g` names this file, not read yet (commands that only locate blobs never read it).
+    Unread(Generation),
+    Ready(Arc<IdFile>),
+    /// `g` names a file that is missing or not whole: entries outside `d` are unknown, so
+    /// misses ask RocksDB, and the next fold writes a file from all entries.
+    Lost,
 }
 
 /// Who may open the shared cache, decided by `dir/index.lock` (an advisory `flock`).
@@ -158,6 +210,22 @@ fn key(prefix: u8, id: &[u8; 32]) -> [u8; 33] {
     k
 }
 
+fn pack_key(ordinal: u32) -> [u8; 5] {
+    let o = ordinal.to_be_bytes();
+    [b'p', o[0], o[1], o[2], o[3]]
+}
+
+fn id_file_path(dir: &Path, generation: &Generation) -> PathBuf {
+    dir.join(format!("ids-{}", hex::encode(generation)))
+}
+
+/// The id (after the one-byte prefix) and ordinal (at `at` in the value) of an entry.
+fn entry(k: &[u8], v: &[u8], at: usize) -> Option<([u8; 32], u32)> {
+    let id = <[u8; 32]>::try_from(k.get(1..)?).ok()?;
+    let ordinal = <[u8; 4]>::try_from(v.get(at..at + 4)?).ok()?;
+    Some((id, u32::from_le_bytes(ordinal)))
+}
+
 fn options() -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -216,7 +284,15 @@ impl IndexCache {
                 (db, private.clone(), None, PrivateDirCleanup(Some(private)))
             }
         };
-        let cache = IndexCache { db, path, locality: Locality::default(), _owner: owner, _cleanup: cleanup };
+        let cache = IndexCache {
+            db,
+            path,
+            locality: Locality::default(),
+            ids: RwLock::default(),
+            applying: Mutex::new(0),
+            _owner: owner,
+            _cleanup: cleanup,
+        };
         let mut want = CACHE_VERSION.to_vec();
         want.extend_from_slice(repository_id.as_bytes());
         let have = cache.db.get(b"v").map_err(|e| cache.err(e))?;
@@ -224,6 +300,7 @@ impl IndexCache {
             cache.clear()?;
             cache.db.put(b"v", &want).map_err(|e| cache.err(e))?;
         }
+        cache.load_id_state()?;
         Ok(cache)
     }
 
@@ -231,18 +308,102 @@ impl IndexCache {
         Error::Cache { path: self.path.clone(), why: e.to_string() }
     }
 
-    /// Removes every blob entry, pack list and segment marker (keeps the version marker).
+    fn file_err(&self, why: impl std::fmt::Display) -> Error {
+        Error::Cache { path: self.path.clone(), why: format!("id file: {why}") }
+    }
+
+    fn applying(&self) -> MutexGuard<'_, u32> {
+        self.applying.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_ids(&self) -> RwLockWriteGuard<'_, IdState> {
+        self.ids.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the next ordinal, the id file's generation and the `d` entries (up to the
+    /// in-memory capacity).
+    fn load_id_state(&self) -> Result<()> {
+        let mut next = self.applying();
+        *next = match self.db.get(b"n").map_err(|e| self.err(e))? {
+            Some(v) => <[u8; 4]>::try_from(v.as_slice()).map(u32::from_le_bytes).unwrap_or(u32::MAX),
+            None => 0,
+        };
+        let mut state = IdState::default();
+        if let Some(g) = self.db.get(b"g").map_err(|e| self.err(e))? {
+            state.file = <Generation>::try_from(g.as_slice()).map_or(FileSlot::Lost, FileSlot::Unread);
+        }
+        for item in self.db.iterator(IteratorMode::From(b"d", Direction::Forward)) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if k.first() != Some(&b'd') {
+                break;
+            }
+            if state.new_ids.len() == NEW_IDS_CAPACITY {
+                state.overflow = true;
+                state.new_ids = HashMap::default();
+                break;
+            }
+            if let Some((id, ordinal)) = entry(&k, &v, 0) {
+                state.new_ids.insert(id, ordinal);
+            }
+        }
+        *self.write_ids() = state;
+        Ok(())
+    }
+
+    /// The id state with the id file read, if `g` names one not read yet.
+    fn read_ids(&self) -> Result<RwLockReadGuard<'_, IdState>> {
+        let state = self.ids.read().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(state.file, FileSlot::Unread(_)) {
+            return Ok(state);
+        }
+        drop(state);
+        let mut state = self.write_ids();
+        if let FileSlot::Unread(generation) = state.file {
+            state.file = match IdFile::open(&id_file_path(&self.path, &generation), &generation)
+                .map_err(|e| self.file_err(e))?
+            {
+                Some(file) => FileSlot::Ready(Arc::new(file)),
+                // Lookups stay right (misses ask RocksDB), only slower until the next fold.
+                None => FileSlot::Lost,
+            };
+        }
+        drop(state);
+        Ok(self.ids.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Removes every blob entry, pack list and segment marker, and the id file (keeps the
+    /// version marker and the ordinal counter).
     pub fn clear(&self) -> Result<()> {
         // Before and after: a lookup running meanwhile may have read a pack list that is
         // about to go, and the second clear refuses it.
         self.locality.clear();
+        let _applying = self.applying();
         let mut batch = WriteBatch::default();
-        batch.delete_range(b"b".as_slice(), b"c".as_slice());
-        batch.delete_range(b"p".as_slice(), b"q".as_slice());
-        batch.delete_range(b"s".as_slice(), b"t".as_slice());
+        for (from, to) in [(b"b", b"c"), (b"p", b"q"), (b"s", b"t"), (b"d", b"e")] {
+            batch.delete_range(from.as_slice(), to.as_slice());
+        }
+        // In the same batch: no id file is trusted once the entries are gone.
+        batch.delete(b"g");
+        *self.write_ids() = IdState::default();
         let written = self.db.write(batch).map_err(|e| self.err(e));
         self.locality.clear();
-        written
+        written?;
+        self.remove_id_files(None);
+        Ok(())
+    }
+
+    /// Deletes the id files other than `keep` (old generations, and any a crash left behind).
+    fn remove_id_files(&self, keep: Option<&Path>) {
+        let Ok(dir) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let path = e.path();
+            let ours = e.file_name().to_str().is_some_and(|n| n.starts_with("ids-"));
+            if ours && Some(path.as_path()) != keep {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 
     /// Segments already applied, each with the segments it supersedes.
@@ -264,16 +425,28 @@ impl IndexCache {
 
     /// Applies a segment's entries and marks it applied, atomically.
     pub fn apply_segment(&self, id: ObjectId, segment: &IndexSegment) -> Result<()> {
+        let mut next = self.applying();
+        let first = *next;
         let mut batch = WriteBatch::default();
         let mut ids = Vec::new();
+        let mut ordinal = first;
         for pack in &segment.packs {
             ids.clear();
             for blob in &pack.blobs {
-                batch.put(key(b'b', blob.id.as_bytes()), BlobLocation::of(pack.pack, blob).encode());
+                let mut value = [0u8; LOCATION_LEN + 4];
+                value[..LOCATION_LEN].copy_from_slice(&BlobLocation::of(pack.pack, blob).encode());
+                value[LOCATION_LEN..].copy_from_slice(&ordinal.to_le_bytes());
+                batch.put(key(b'b', blob.id.as_bytes()), value);
+                batch.put(key(b'd', blob.id.as_bytes()), ordinal.to_le_bytes());
                 ids.extend_from_slice(blob.id.as_bytes());
             }
-            batch.put(key(b'p', pack.pack.as_bytes()), &ids);
+            batch.put(pack_key(ordinal), &ids);
+            ordinal = ordinal.checked_add(1).ok_or_else(|| Error::Cache {
+                path: self.path.clone(),
+                why: "pack ordinals exhausted; delete the cache directory".into(),
+            })?;
         }
+        batch.put(b"n", ordinal.to_le_bytes());
         // The marker remembers what the segment supersedes, so later syncs skip those.
         let supersedes: Vec<u8> = segment.supersedes.iter().flat_map(|s| s.0).collect();
         batch.put(key(b's', id.as_bytes()), supersedes);
@@ -281,7 +454,121 @@ impl IndexCache {
         // The cache is rebuildable, so skip the WAL: a crash loses entries and their segment
         // marker together, and the next sync re-applies the segment.
         wo.disable_wal(true);
-        self.db.write_opt(batch, &wo).map_err(|e| self.err(e))
+        self.db.write_opt(batch, &wo).map_err(|e| self.err(e))?;
+        *next = ordinal;
+        // After the write: a lookup meanwhile that misses only stores a chunk twice.
+        let mut state = self.write_ids();
+        if !state.overflow {
+            for (n, pack) in segment.packs.iter().enumerate() {
+                let ordinal = first + n as u32;
+                for blob in &pack.blobs {
+                    state.new_ids.insert(*blob.id.as_bytes(), ordinal);
+                }
+            }
+            if state.new_ids.len() > NEW_IDS_CAPACITY {
+                state.overflow = true;
+                state.new_ids = HashMap::default();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a new id file holding every entry, when enough entries were applied since the
+    /// last one (or its file was lost), and then drops the `d` entries it covers. Cheap when
+    /// there is nothing to fold, and it does not read the id file then.
+    ///
+    /// Order, so that `g` never names a file holding an id the cache may lose: applying is
+    /// held off; the file is written from the old file and the `d` entries, synced and renamed;
+    /// the memtables are flushed (applied entries skip the WAL, so until then a crash would
+    /// lose entries the file holds); then `g` and the deletion of `d` go in one batch.
+    ///
+    /// On an error (a full disk), nothing changes: lookups stay right, only slower, and the
+    /// half-written file is removed.
+    pub fn fold_new_ids(&self) -> Result<()> {
+        let _applying = self.applying();
+        {
+            let state = self.ids.read().unwrap_or_else(PoisonError::into_inner);
+            let lost = matches!(state.file, FileSlot::Lost);
+            if !lost && !state.overflow && state.new_ids.len() < fold_threshold(0) {
+                return Ok(());
+            }
+        }
+        let (old, lost) = {
+            let state = self.read_ids()?;
+            let old = match &state.file {
+                FileSlot::Ready(f) => Some(Arc::clone(f)),
+                _ => None,
+            };
+            let lost = matches!(state.file, FileSlot::Lost);
+            let due = fold_threshold(old.as_ref().map_or(0, |f| f.count()));
+            if !lost && !state.overflow && state.new_ids.len() < due {
+                return Ok(());
+            }
+            (old, lost)
+        };
+        let generation = crate::crypto::random_array::<16>()?;
+        let path = id_file_path(&self.path, &generation);
+        let partial = path.with_extension("partial");
+        if let Err(e) = self.write_id_file(old.as_deref(), lost, &partial, generation) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        let io = |e: std::io::Error| self.file_err(format!("{}: {e}", path.display()));
+        std::fs::rename(&partial, &path).map_err(io)?;
+        std::fs::File::open(&self.path).and_then(|d| d.sync_all()).map_err(io)?;
+        let file = IdFile::open(&path, &generation)
+            .map_err(|e| self.file_err(e))?
+            .ok_or_else(|| self.file_err(format!("{} is not whole right after writing it", path.display())))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        let mut batch = WriteBatch::default();
+        batch.put(b"g", generation);
+        batch.delete_range(b"d".as_slice(), b"e".as_slice());
+        // With the WAL: from here the file vouches for entries that are durable.
+        self.db.write(batch).map_err(|e| self.err(e))?;
+        *self.write_ids() = IdState { file: FileSlot::Ready(Arc::new(file)), ..IdState::default() };
+        self.remove_id_files(Some(&path));
+        Ok(())
+    }
+
+    /// Writes `old`'s records merged with the `d` entries (or, when the file was `lost`, all
+    /// `b` entries) to `partial`, synced.
+    fn write_id_file(&self, old: Option<&IdFile>, lost: bool, partial: &Path, generation: Generation) -> Result<()> {
+        let io = |e: std::io::Error| self.file_err(format!("{}: {e}", partial.display()));
+        let mut writer = IdFileWriter::create(partial, generation).map_err(io)?;
+        let (prefix, at) = if lost { (b'b', LOCATION_LEN) } else { (b'd', 0) };
+        let mut fresh = self.db.iterator(IteratorMode::From(&[prefix], Direction::Forward)).map(|item| {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if k.first() != Some(&prefix) {
+                return Ok(None);
+            }
+            entry(&k, &v, at).map(Some).ok_or_else(|| Error::Cache {
+                path: self.path.clone(),
+                why: "malformed entry; delete the cache directory".into(),
+            })
+        });
+        let mut older = old.map(IdFile::records);
+        let mut next_fresh = fresh.next().transpose()?.flatten();
+        let mut next_old = older.as_mut().and_then(Iterator::next).transpose().map_err(io)?;
+        loop {
+            let take_old = match (&next_old, &next_fresh) {
+                (Some(o), Some(f)) => o.0 <= f.0,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_old {
+                if let Some((id, ordinal)) = next_old {
+                    writer.push(&id, ordinal).map_err(io)?;
+                }
+                next_old = older.as_mut().and_then(Iterator::next).transpose().map_err(io)?;
+            } else {
+                if let Some((id, ordinal)) = next_fresh {
+                    writer.push(&id, ordinal).map_err(io)?;
+                }
+                next_fresh = fresh.next().transpose()?.flatten();
+            }
+        }
+        writer.finish().map_err(io)
     }
 
     /// Where `id` is stored, if anywhere.
@@ -295,29 +582,40 @@ impl IndexCache {
         }
     }
 
-    /// Whether `id` is stored. A run of hits in one pack loads that pack's ids, and the rest
-    /// of the run is answered from memory (see [`Locality`]).
+    /// Whether `id` is stored: from the locality set, the new ids in memory, the id file (one
+    /// block read, most absent ids stopped by its bloom filter), and RocksDB only for what
+    /// those cannot answer. A run of hits in one pack loads that pack's ids, and the rest of
+    /// the run is answered from memory (see [`Locality`]).
     pub fn contains(&self, id: &ChunkId) -> Result<bool> {
         if self.locality.contains(id) {
             return Ok(true);
         }
-        let Some(location) = self.db.get_pinned(key(b'b', id.as_bytes())).map_err(|e| self.err(e))? else {
+        let state = self.read_ids()?;
+        let mut found = state.new_ids.get(id.as_bytes()).copied();
+        if found.is_none()
+            && let FileSlot::Ready(file) = &state.file
+        {
+            found = file.find(id.as_bytes()).map_err(|e| self.file_err(e))?;
+        }
+        let ask_rocksdb = found.is_none() && (state.overflow || matches!(state.file, FileSlot::Lost));
+        drop(state);
+        if ask_rocksdb && let Some(v) = self.db.get_pinned(key(b'b', id.as_bytes())).map_err(|e| self.err(e))? {
+            let ordinal = v.get(LOCATION_LEN..).and_then(<[u8]>::first_chunk::<4>);
+            found = Some(ordinal.map_or(u32::MAX, |o| u32::from_le_bytes(*o)));
+        }
+        let Some(ordinal) = found else {
             return Ok(false);
         };
-        let pack = location.get(..32).and_then(|p| <[u8; 32]>::try_from(p).ok()).map(PackId);
-        drop(location);
-        if let Some(pack) = pack
-            && let Some(ticket) = self.locality.hit(pack)
-        {
-            self.load_pack_ids(pack, ticket)?;
+        if let Some(ticket) = self.locality.hit(ordinal) {
+            self.load_pack_ids(ordinal, ticket)?;
         }
         Ok(true)
     }
 
     /// Loads a pack's id list into the locality set. A malformed list is skipped: the set is
     /// only a shortcut, and every id is still found in RocksDB.
-    fn load_pack_ids(&self, pack: PackId, ticket: u64) -> Result<()> {
-        if let Some(list) = self.db.get_pinned(key(b'p', pack.as_bytes())).map_err(|e| self.err(e))? {
+    fn load_pack_ids(&self, ordinal: u32, ticket: u64) -> Result<()> {
+        if let Some(list) = self.db.get_pinned(pack_key(ordinal)).map_err(|e| self.err(e))? {
             self.locality.load(&list, ticket);
         }
         Ok(())
@@ -430,18 +728,153 @@ mod tests {
         }
     }
 
+    /// Applies `count` ids starting at `from`, in packs of 500, as one segment.
+    fn apply(cache: &IndexCache, from: u64, count: u64, segment: u8) {
+        let packs = (from..from + count)
+            .step_by(500)
+            .map(|first| IndexedPack {
+                pack: PackId(*blake3::hash(&first.to_be_bytes()).as_bytes()),
+                size: 1 << 20,
+                blobs: (first..(first + 500).min(from + count))
+                    .map(|n| BlobEntry {
+                        kind: BlobKind::Data,
+                        id: id(n),
+                        offset: n as u32,
+                        length: 10,
+                        raw_length: 20,
+                    })
+                    .collect(),
+            })
+            .collect();
+        cache.apply_segment(ObjectId([segment; 32]), &IndexSegment { packs, supersedes: Vec::new() }).unwrap();
+    }
+
+    fn id_files(cache: &IndexCache) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&cache.path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("ids-"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Present ids in `range` found (and not from the locality set), absent ones not.
+    fn assert_answers(cache: &IndexCache, present: std::ops::Range<u64>, what: &str) {
+        for n in present.clone().step_by(7) {
+            cache.locality.clear();
+            assert!(cache.contains(&id(n)).unwrap(), "{what}: id {n} missing");
+        }
+        for n in (present.end..present.end + 3000).chain(1 << 40..(1 << 40) + 3000) {
+            assert!(!cache.contains(&id(n)).unwrap(), "{what}: absent id {n} found");
+        }
+    }
+
+    #[test]
+    fn folded_ids_are_answered_from_the_id_file_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        apply(&cache, 0, 3000, 1);
+        cache.fold_new_ids().unwrap();
+        assert!(id_files(&cache).is_empty(), "3,000 new ids are below the fold threshold");
+        apply(&cache, 3000, 3000, 2);
+        cache.fold_new_ids().unwrap();
+        assert_eq!(id_files(&cache).len(), 1);
+        {
+            let state = cache.read_ids().unwrap();
+            assert!(state.new_ids.is_empty() && !state.overflow);
+            assert!(matches!(&state.file, FileSlot::Ready(f) if f.count() == 6000));
+        }
+        assert_answers(&cache, 0..6000, "after the fold");
+        cache.locality.clear();
+        for n in 3500..3510 {
+            assert!(cache.contains(&id(n)).unwrap());
+        }
+        assert!((3500..4000).all(|n| cache.locality.contains(&id(n))), "a run in one pack loads the pack");
+        apply(&cache, 6000, 100, 3);
+        assert_answers(&cache, 0..6100, "file and new ids");
+        drop(cache);
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        assert!(matches!(cache.ids.read().unwrap().file, FileSlot::Unread(_)), "read on first lookup only");
+        assert_answers(&cache, 0..6100, "reopened");
+        assert_eq!(cache.read_ids().unwrap().new_ids.len(), 100, "the new ids came back from `d`");
+        let loc = cache.get(&id(4321)).unwrap().unwrap();
+        assert_eq!(loc.offset, 4321, "locations still come from RocksDB");
+    }
+
+    #[test]
+    fn a_cleared_cache_trusts_no_id_file_even_one_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        apply(&cache, 0, 5000, 1);
+        cache.fold_new_ids().unwrap();
+        let file = id_files(&cache).pop().unwrap();
+        let saved = std::fs::read(&file).unwrap();
+        cache.clear().unwrap();
+        assert!(id_files(&cache).is_empty(), "clear removes the id file");
+        apply(&cache, 0, 10, 2);
+        assert_answers(&cache, 0..10, "after clear");
+        drop(cache);
+        // As if a crash had left the old file behind after the clear.
+        std::fs::write(&file, saved).unwrap();
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        assert_answers(&cache, 0..10, "old file put back");
+    }
+
+    #[test]
+    fn a_lost_id_file_falls_back_to_rocksdb_and_the_next_fold_writes_it_from_all_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        apply(&cache, 0, 5000, 1);
+        cache.fold_new_ids().unwrap();
+        apply(&cache, 5000, 50, 2);
+        drop(cache);
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        std::fs::remove_file(id_files(&cache).pop().unwrap()).unwrap();
+        assert_answers(&cache, 0..5050, "file lost");
+        assert!(matches!(cache.read_ids().unwrap().file, FileSlot::Lost));
+        cache.fold_new_ids().unwrap();
+        assert!(matches!(&cache.read_ids().unwrap().file, FileSlot::Ready(f) if f.count() == 5050));
+        assert_answers(&cache, 0..5050, "file written again");
+    }
+
+    #[test]
+    fn more_new_ids_than_memory_holds_are_answered_by_rocksdb_until_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let many = NEW_IDS_CAPACITY as u64 + 1000;
+        apply(&cache, 0, many, 1);
+        assert!(cache.read_ids().unwrap().overflow);
+        assert_answers(&cache, 0..many, "overflowed");
+        cache.locality.clear();
+        for n in 1000..1010 {
+            assert!(cache.contains(&id(n)).unwrap());
+        }
+        assert!((1000..1500).all(|n| cache.locality.contains(&id(n))), "a run in one pack loads the pack");
+        drop(cache);
+        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        {
+            let state = cache.read_ids().unwrap();
+            assert!(state.overflow && state.new_ids.is_empty(), "reopened: the map stays empty");
+        }
+        assert_answers(&cache, 0..many, "reopened overflowed");
+        cache.fold_new_ids().unwrap();
+        assert!(!cache.read_ids().unwrap().overflow);
+        assert_answers(&cache, 0..many, "folded");
+    }
+
     #[test]
     fn an_older_cache_version_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         drop(cache_with(dir.path(), 1, 10));
         {
             let db = DB::open(&options(), dir.path().join("index")).unwrap();
-            let mut old = b"cairn-index-cache-v2".to_vec();
+            let mut old = b"cairn-index-cache-v3".to_vec();
             old.extend_from_slice(&[9; 32]);
             db.put(b"v", old).unwrap();
         }
         let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
-        assert!(!cache.contains(&id(0)).unwrap(), "a v2 cache has no pack lists: it starts over");
+        assert!(!cache.contains(&id(0)).unwrap(), "a v3 cache has no pack ordinals: it starts over");
         assert!(cache.applied_segments().unwrap().is_empty());
     }
 }

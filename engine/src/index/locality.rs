@@ -1,5 +1,5 @@
 //! A small in-memory set of the chunk ids of packs that lookups keep hitting, so that a run of
-//! lookups of stored chunks costs one RocksDB read per pack instead of one per chunk.
+//! lookups of stored chunks costs one disk read per pack instead of one per chunk.
 //!
 //! Chunks that were stored together are looked up together: an unchanged file's chunks when a
 //! snapshot checks that its parent's chunks are still indexed, a moved or copied file, a second
@@ -11,7 +11,7 @@
 //!
 //! Only positive answers come from here, and only for ids that the cache holds: every id of a
 //! pack's list is also a `b` entry (both are written in one batch and cleared together). A miss
-//! falls through to RocksDB, so the set can drop anything at any time.
+//! falls through to the cache's id file and RocksDB, so the set can drop anything at any time.
 //!
 //! Memory is bounded: at most [`CAPACITY`] ids (4.5 MiB), enough for a pack of 16 MiB whose
 //! blobs average 150 bytes (small files that compress well). A pack is loaded only on its second
@@ -23,7 +23,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::id::{ChunkId, PackId};
+use crate::id::ChunkId;
 
 /// Most ids held at once: 7/8 of 131,072, so the map never grows past 131,072 buckets of 36
 /// bytes. It grows only as packs are loaded, and no pack is loaded without lookups of stored ids.
@@ -50,8 +50,8 @@ struct Inner {
     next_load: u32,
     /// Bumped by every clear: a load that read its list before a clear is refused.
     epoch: u64,
-    /// Packs hit once recently and not loaded, oldest first.
-    recent: VecDeque<PackId>,
+    /// Packs (by the cache's ordinal) hit once recently and not loaded, oldest first.
+    recent: VecDeque<u32>,
 }
 
 impl Locality {
@@ -64,10 +64,10 @@ impl Locality {
         self.held.load(Ordering::Relaxed) != 0 && self.lock().ids.contains_key(id.as_bytes())
     }
 
-    /// Records a RocksDB hit of an id stored in `pack`. When the pack should be loaded now (it
+    /// Records a hit of an id stored in `pack` (the cache's ordinal for it). When the pack should be loaded now (it
     /// was hit once before, among the last [`RECENT`] packs hit), returns the ticket to pass
     /// to [`Locality::load`] with the pack's list, which must be read after this call.
-    pub fn hit(&self, pack: PackId) -> Option<u64> {
+    pub fn hit(&self, pack: u32) -> Option<u64> {
         let mut inner = self.lock();
         if let Some(at) = inner.recent.iter().position(|p| *p == pack) {
             inner.recent.remove(at);
@@ -156,7 +156,7 @@ impl Inner {
 /// Hashes chunk ids 8 bytes at a time (FxHash's mixing). Ids are keyed BLAKE3 output: uniform,
 /// and nobody without the repository key can choose them, so a keyed hasher buys nothing here.
 #[derive(Debug, Default)]
-struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -198,8 +198,8 @@ mod tests {
         ids.concat()
     }
 
-    fn pack(n: u64) -> PackId {
-        PackId(id(1 << 40 | n))
+    fn pack(n: u64) -> u32 {
+        n as u32 + 7
     }
 
     #[test]

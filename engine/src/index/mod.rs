@@ -3,6 +3,7 @@
 //! [`ScratchTable`] holds working sets of the same scale (prune's used blobs) on disk.
 
 mod cache;
+mod id_file;
 mod locality;
 mod scratch;
 

@@ -260,6 +260,9 @@ impl<'r> BlobWriter<'r> {
         self.packer.flush()?;
         self.write_index()?;
         self.repo.index().flush()?;
+        // Not fatal: the id file only speeds lookups up. A fold that fails (a full cache disk)
+        // leaves them right, the next command tries again, and this backup's data is stored.
+        let _ = self.repo.index().fold_new_ids();
         Ok(WriteStats {
             blobs: self.blobs.load(Ordering::Relaxed),
             raw_bytes: self.shared.raw_bytes.load(Ordering::Relaxed),

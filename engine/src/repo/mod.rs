@@ -490,6 +490,8 @@ impl Repository {
                 }
             }
         }
+        // Not fatal, as at the end of a backup: lookups stay right without a new id file.
+        let _ = self.index.fold_new_ids();
         if rebuild || to_apply.len() >= SYNC_BATCH {
             self.index.compact();
         }
