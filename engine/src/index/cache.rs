@@ -332,6 +332,12 @@ impl IndexCache {
         if let Some(g) = self.db.get(b"g").map_err(|e| self.err(e))? {
             state.file = <Generation>::try_from(g.as_slice()).map_or(FileSlot::Lost, FileSlot::Unread);
         }
+        // Files a crash left behind (a fold cut short): only this process uses this directory.
+        let keep = match &state.file {
+            FileSlot::Unread(generation) => Some(id_file_path(&self.path, generation)),
+            _ => None,
+        };
+        self.remove_id_files(keep.as_deref());
         for item in self.db.iterator(IteratorMode::From(b"d", Direction::Forward)) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if k.first() != Some(&b'd') {
@@ -819,6 +825,7 @@ mod tests {
         std::fs::write(&file, saved).unwrap();
         let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
         assert_answers(&cache, 0..10, "old file put back");
+        assert!(id_files(&cache).is_empty(), "a file `g` does not name is removed at open");
     }
 
     #[test]
