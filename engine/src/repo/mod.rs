@@ -490,11 +490,12 @@ impl Repository {
                 }
             }
         }
-        // Not fatal, as at the end of a backup: lookups stay right without a new id file.
-        let _ = self.index.fold_new_ids();
         if rebuild || to_apply.len() >= SYNC_BATCH {
             self.index.compact();
         }
+        // After compacting: the fold then reads few tables. Not fatal, as at the end of a
+        // backup: lookups stay right without a new id file.
+        let _ = self.index.fold_new_ids();
         *self.index_problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
         Ok(())
     }
