@@ -623,7 +623,7 @@ impl IndexCache {
         }
         let state = self.ids.read().unwrap_or_else(PoisonError::into_inner);
         let unread = matches!(state.file, FileSlot::Unread(_));
-        // Reading the file's fence and bloom filter (90 MB at 50M entries) pays off only over
+        // Reading the file's fence and bloom filter (77 MB at 50M entries) pays off only over
         // many lookups: the first ones go to RocksDB, which holds every entry too.
         let skip_file = unread && self.lookups_before_file.fetch_add(1, Ordering::Relaxed) < LOOKUPS_BEFORE_FILE;
         let state = if unread && !skip_file {
