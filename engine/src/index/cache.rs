@@ -686,11 +686,22 @@ mod tests {
     /// A cache holding `packs` packs of `per_pack` ids each: ids `p * per_pack ..` in pack `p`.
     fn cache_with(dir: &Path, packs: u64, per_pack: u64) -> IndexCache {
         let cache = IndexCache::open(dir, ObjectId([9; 32])).unwrap();
-        let packs = (0..packs)
-            .map(|p| IndexedPack {
-                pack: PackId([p as u8 + 1; 32]),
+        apply_in_packs(&cache, 0, packs * per_pack, per_pack, 3);
+        cache
+    }
+
+    fn pack_of(first: u64) -> PackId {
+        PackId(*blake3::hash(&first.to_be_bytes()).as_bytes())
+    }
+
+    /// Applies `count` ids starting at `from`, in packs of `per_pack`, as one segment.
+    fn apply_in_packs(cache: &IndexCache, from: u64, count: u64, per_pack: u64, segment: u8) {
+        let packs = (from..from + count)
+            .step_by(per_pack as usize)
+            .map(|first| IndexedPack {
+                pack: pack_of(first),
                 size: 1 << 20,
-                blobs: (p * per_pack..(p + 1) * per_pack)
+                blobs: (first..(first + per_pack).min(from + count))
                     .map(|n| BlobEntry {
                         kind: BlobKind::Data,
                         id: id(n),
@@ -701,8 +712,12 @@ mod tests {
                     .collect(),
             })
             .collect();
-        cache.apply_segment(ObjectId([3; 32]), &IndexSegment { packs, supersedes: Vec::new() }).unwrap();
-        cache
+        cache.apply_segment(ObjectId([segment; 32]), &IndexSegment { packs, supersedes: Vec::new() }).unwrap();
+    }
+
+    /// Applies `count` ids starting at `from`, in packs of 500, as one segment.
+    fn apply(cache: &IndexCache, from: u64, count: u64, segment: u8) {
+        apply_in_packs(cache, from, count, 500, segment);
     }
 
     #[test]
@@ -716,7 +731,7 @@ mod tests {
         // The runs loaded every pack: the rest of each pack now comes from memory.
         assert!((0..2000).all(|n| cache.locality.contains(&id(n))));
         let loc = cache.get(&id(1234)).unwrap().unwrap();
-        assert_eq!((loc.pack, loc.offset), (PackId([3; 32]), 1234));
+        assert_eq!((loc.pack, loc.offset), (pack_of(1000), 1234));
     }
 
     #[test]
@@ -767,27 +782,6 @@ mod tests {
                 .collect();
             assert!(left.is_empty(), "private caches left behind: {left:?}");
         }
-    }
-
-    /// Applies `count` ids starting at `from`, in packs of 500, as one segment.
-    fn apply(cache: &IndexCache, from: u64, count: u64, segment: u8) {
-        let packs = (from..from + count)
-            .step_by(500)
-            .map(|first| IndexedPack {
-                pack: PackId(*blake3::hash(&first.to_be_bytes()).as_bytes()),
-                size: 1 << 20,
-                blobs: (first..(first + 500).min(from + count))
-                    .map(|n| BlobEntry {
-                        kind: BlobKind::Data,
-                        id: id(n),
-                        offset: n as u32,
-                        length: 10,
-                        raw_length: 20,
-                    })
-                    .collect(),
-            })
-            .collect();
-        cache.apply_segment(ObjectId([segment; 32]), &IndexSegment { packs, supersedes: Vec::new() }).unwrap();
     }
 
     fn id_files(cache: &IndexCache) -> Vec<PathBuf> {
