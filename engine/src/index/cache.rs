@@ -32,7 +32,7 @@ use crate::format::BlobKind;
 use crate::format::index::IndexSegment;
 use crate::format::pack::BlobEntry;
 use crate::id::{ChunkId, ObjectId, PackId};
-use crate::index::id_file::{Generation, IdFile, IdFileWriter};
+use crate::index::id_file::{Generation, IdFile, IdFileWriter, merged};
 use crate::index::locality::{IdHasher, Locality};
 
 const CACHE_VERSION: &[u8] = b"cairn-index-cache-v4";
@@ -576,28 +576,11 @@ impl IndexCache {
     fn write_id_file(&self, old: Option<&IdFile>, partial: &Path, generation: Generation) -> Result<()> {
         let io = |e: std::io::Error| self.file_err(format!("{}: {e}", partial.display()));
         let mut writer = IdFileWriter::create(partial, generation).map_err(io)?;
-        let mut fresh = self.entries(if old.is_some() { b'd' } else { b'b' });
-        let mut older = old.map(IdFile::records);
-        let mut next_fresh = fresh.next().transpose()?;
-        let mut next_old = older.as_mut().and_then(Iterator::next).transpose().map_err(io)?;
-        loop {
-            let take_old = match (&next_old, &next_fresh) {
-                (Some(o), Some(f)) => o.0 <= f.0,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            if take_old {
-                if let Some((id, ordinal)) = next_old {
-                    writer.push(&id, ordinal).map_err(io)?;
-                }
-                next_old = older.as_mut().and_then(Iterator::next).transpose().map_err(io)?;
-            } else {
-                if let Some((id, ordinal)) = next_fresh {
-                    writer.push(&id, ordinal).map_err(io)?;
-                }
-                next_fresh = fresh.next().transpose()?;
-            }
+        let fresh = self.entries(if old.is_some() { b'd' } else { b'b' });
+        let older = old.into_iter().flat_map(IdFile::records).map(|r| r.map_err(io));
+        for record in merged(older, fresh) {
+            let (id, ordinal) = record?;
+            writer.push(&id, ordinal).map_err(io)?;
         }
         writer.finish().map_err(io)
     }
@@ -842,6 +825,12 @@ mod tests {
         assert_eq!(cache.read_ids().unwrap().new_ids.len(), 100, "the new ids came back from `d`");
         let loc = cache.get(&id(4321)).unwrap().unwrap();
         assert_eq!(loc.offset, 4321, "locations still come from RocksDB");
+        // A second fold merges the file with the new ids (one applied again among them).
+        apply(&cache, 6000, 5000, 4);
+        cache.fold_new_ids().unwrap();
+        assert!(matches!(&cache.read_ids().unwrap().file, FileSlot::Ready(f) if f.count() == 11_000));
+        assert_eq!(id_files(&cache).len(), 1, "the old file is removed");
+        assert_answers(&cache, 0..11_000, "after merging");
     }
 
     #[test]

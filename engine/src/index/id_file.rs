@@ -239,6 +239,21 @@ impl Iterator for Records<'_> {
     }
 }
 
+/// Two streams of records, each in id order, as one in id order (an id in both comes twice;
+/// [`IdFileWriter::push`] skips the repeat). An error is passed on as soon as it is next.
+pub fn merged<E>(
+    a: impl Iterator<Item = Result<([u8; 32], u32), E>>,
+    b: impl Iterator<Item = Result<([u8; 32], u32), E>>,
+) -> impl Iterator<Item = Result<([u8; 32], u32), E>> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(Ok(x)), Some(Ok(y))) if x.0 > y.0 => b.next(),
+        (Some(_), Some(Err(_))) => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
 /// Writes the records of an id file in id order; [`IdFileWriter::finish`] adds the fence, the
 /// bloom filter and the header and makes the file durable.
 pub struct IdFileWriter {
@@ -426,6 +441,16 @@ mod tests {
         assert!(w.push(&[4; 32], 1).is_err());
         w.finish().unwrap();
         assert_eq!(IdFile::open(&path, &[1; 16]).unwrap().unwrap().count(), 1);
+    }
+
+    #[test]
+    fn merged_streams_come_out_in_id_order_and_errors_pass_through() {
+        let rec = |b: u8| Ok::<_, &str>(([b; 32], u32::from(b)));
+        let out: Vec<_> = merged([rec(1), rec(4), rec(6)].into_iter(), [rec(2), rec(4), rec(9)].into_iter()).collect();
+        assert_eq!(out, vec![rec(1), rec(2), rec(4), rec(4), rec(6), rec(9)]);
+        let out: Vec<_> = merged([rec(1), Err("bad"), rec(6)].into_iter(), [rec(2)].into_iter()).collect();
+        assert_eq!(out.get(1), Some(&Err("bad")));
+        assert_eq!(merged(std::iter::empty(), [rec(3)].into_iter()).count(), 1);
     }
 
     proptest! {
