@@ -12,23 +12,6 @@ use crate::support::*;
 
 const FILES: usize = 100_000;
 
-/// The tree blob of `dir` in a snapshot (the root itself also holds /tmp's metadata, which
-/// other tests change).
-fn subtree(
-    repo: &cairn_engine::Repository,
-    out: &cairn_engine::backup::BackupOutcome,
-    dir: &Path,
-) -> cairn_engine::ChunkId {
-    use std::os::unix::ffi::OsStrExt;
-    match cairn_engine::ls::resolve(repo, out.snapshot.tree, dir.as_os_str().as_bytes()).unwrap() {
-        cairn_engine::ls::Resolved::Node(_, node) => match node.kind {
-            cairn_engine::format::tree::NodeKind::Dir { subtree } => subtree,
-            other => panic!("{} is a {other:?}", dir.display()),
-        },
-        cairn_engine::ls::Resolved::Root(_) => panic!("resolved to the root"),
-    }
-}
-
 /// `FILES` small files in 1,000 directories of 100.
 fn many_files(root: &Path) {
     for d in 0..FILES / 100 {

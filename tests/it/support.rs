@@ -94,6 +94,19 @@ pub fn snapshot(repo: &Repository, paths: &[&Path]) -> BackupOutcome {
     backup(repo, &opts, &NoProgress).unwrap()
 }
 
+/// The tree blob of directory `dir` in a snapshot. Tests compare these rather than root trees:
+/// the root also holds the metadata of the directories leading to the source (/tmp's mtime
+/// and atime among them), which other tests running at the same time change.
+pub fn subtree(repo: &Repository, out: &BackupOutcome, dir: &Path) -> cairn_engine::ChunkId {
+    match cairn_engine::ls::resolve(repo, out.snapshot.tree, dir.as_os_str().as_bytes()).unwrap() {
+        cairn_engine::ls::Resolved::Node(_, node) => match node.kind {
+            cairn_engine::format::tree::NodeKind::Dir { subtree } => subtree,
+            other => panic!("{} is a {other:?}", dir.display()),
+        },
+        cairn_engine::ls::Resolved::Root(_) => panic!("resolved to the root"),
+    }
+}
+
 pub fn restore_all(repo: &Repository, out: &BackupOutcome, target: &Path) -> cairn_engine::Result<RestoreOutcome> {
     let opts = RestoreOptions { target: target.to_path_buf(), ..RestoreOptions::default() };
     restore(repo, out.snapshot.tree, &opts, &NoProgress)
