@@ -474,6 +474,9 @@ impl Repository {
         }
         to_apply.extend(fresh_ids.iter().filter(|id| !failed.contains(id)));
         to_apply.retain(|id| !superseded.contains(id));
+        // Many segments: applied with background compactions off, then compacted once.
+        let compact = rebuild || to_apply.len() >= SYNC_BATCH;
+        let bulk = compact.then(|| self.index.bulk_load());
         // Pass 2: apply, reading again what pass 1 did not keep, again in bounded batches.
         for batch in to_apply.chunks(SYNC_BATCH) {
             let missing: Vec<ObjectId> = batch.iter().filter(|id| !kept.contains_key(id)).copied().collect();
@@ -490,9 +493,11 @@ impl Repository {
                 }
             }
         }
-        if rebuild || to_apply.len() >= SYNC_BATCH {
+        if compact {
+            // Before compactions are back on, so none starts on part of level 0 first.
             self.index.compact();
         }
+        drop(bulk);
         // After compacting: the fold then reads few tables. Not fatal, as at the end of a
         // backup: lookups stay right without a new id file.
         let _ = self.index.fold_new_ids();
