@@ -685,9 +685,9 @@ impl IndexCache {
     /// setting lives in the open database only: after a crash the next open has compactions
     /// on again, and they merge what was left in level 0. The cost is disk: the final merge
     /// writes its output before it deletes its inputs, so the cache briefly takes about twice
-    /// its size (some 14 GB for a moment at 50M entries, against 7.6 GB after). If that fails
-    /// for want of space, the command fails with the cache's error and the repository is
-    /// untouched; the next run compacts what is left.
+    /// its size (some 14 GB for a moment at 50M entries, against 7.6 GB after). A full disk
+    /// then is a cache error like any other (the repository is not written by a sync); not
+    /// tested.
     pub fn bulk_load(&self) -> BulkLoad<'_> {
         let on = self.db.set_options(&[("disable_auto_compactions", "true")]).is_ok();
         BulkLoad { db: &self.db, on }
