@@ -708,9 +708,14 @@ mod tests {
         ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes())
     }
 
+    /// The cache of the tests' repository in `dir`.
+    fn open_cache(dir: &Path) -> IndexCache {
+        IndexCache::open(dir, ObjectId([9; 32])).unwrap()
+    }
+
     /// A cache holding `packs` packs of `per_pack` ids each: ids `p * per_pack ..` in pack `p`.
     fn cache_with(dir: &Path, packs: u64, per_pack: u64) -> IndexCache {
-        let cache = IndexCache::open(dir, ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir);
         apply_in_packs(&cache, 0, packs * per_pack, per_pack, 3);
         cache
     }
@@ -774,7 +779,7 @@ mod tests {
     #[test]
     fn a_bulk_load_leaves_tables_to_one_final_compaction_and_then_compactions_resume() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         let bulk = cache.bulk_load();
         // More tables than the level-0 compaction trigger (4): none is compacted meanwhile.
         apply_and_flush(&cache, 0..8);
@@ -818,7 +823,7 @@ mod tests {
                     .map(|_| {
                         s.spawn(|| {
                             barrier.wait();
-                            IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap()
+                            open_cache(dir.path())
                         })
                     })
                     .collect();
@@ -864,7 +869,7 @@ mod tests {
     #[test]
     fn folded_ids_are_answered_from_the_id_file_across_reopens() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         apply(&cache, 0, 3000, 1);
         cache.fold_new_ids().unwrap();
         assert!(id_files(&cache).is_empty(), "3,000 new ids are below the fold threshold");
@@ -885,7 +890,7 @@ mod tests {
         apply(&cache, 6000, 100, 3);
         assert_answers(&cache, 0..6100, "file and new ids");
         drop(cache);
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         assert!(matches!(cache.ids.read().unwrap().file, FileSlot::Unread(_)), "not read at open");
         for n in (0..6100).step_by(61) {
             assert!(cache.contains(&id(n)).unwrap(), "reopened, answered by RocksDB: id {n} missing");
@@ -909,7 +914,7 @@ mod tests {
     #[test]
     fn a_cleared_cache_trusts_no_id_file_even_one_put_back() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         apply(&cache, 0, 5000, 1);
         cache.fold_new_ids().unwrap();
         let file = id_files(&cache).pop().unwrap();
@@ -921,7 +926,7 @@ mod tests {
         drop(cache);
         // As if a crash had left the old file behind after the clear.
         std::fs::write(&file, saved).unwrap();
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         assert_answers(&cache, 0..10, "old file put back");
         assert!(id_files(&cache).is_empty(), "a file `g` does not name is removed at open");
     }
@@ -929,12 +934,12 @@ mod tests {
     #[test]
     fn a_lost_id_file_falls_back_to_rocksdb_and_the_next_fold_writes_it_from_all_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         apply(&cache, 0, 5000, 1);
         cache.fold_new_ids().unwrap();
         apply(&cache, 5000, 50, 2);
         drop(cache);
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         std::fs::remove_file(id_files(&cache).pop().unwrap()).unwrap();
         assert_answers(&cache, 0..5050, "file lost");
         assert!(matches!(cache.read_ids().unwrap().file, FileSlot::Lost));
@@ -946,7 +951,7 @@ mod tests {
     #[test]
     fn more_new_ids_than_memory_holds_are_answered_by_rocksdb_until_folded() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         let many = NEW_IDS_CAPACITY as u64 + 1000;
         apply(&cache, 0, many, 1);
         assert!(cache.read_ids().unwrap().overflow);
@@ -957,7 +962,7 @@ mod tests {
         }
         assert!((1000..1500).all(|n| cache.locality.contains(&id(n))), "a run in one pack loads the pack");
         drop(cache);
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         {
             let state = cache.read_ids().unwrap();
             assert!(state.overflow && state.new_ids.is_empty(), "reopened: the map stays empty");
@@ -978,7 +983,7 @@ mod tests {
             old.extend_from_slice(&[9; 32]);
             db.put(b"v", old).unwrap();
         }
-        let cache = IndexCache::open(dir.path(), ObjectId([9; 32])).unwrap();
+        let cache = open_cache(dir.path());
         assert!(!cache.contains(&id(0)).unwrap(), "a v3 cache has no pack ordinals: it starts over");
         assert!(cache.applied_segments().unwrap().is_empty());
     }
