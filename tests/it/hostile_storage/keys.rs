@@ -1,0 +1,1 @@
+// Key substitution and revocation attacks.
