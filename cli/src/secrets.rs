@@ -99,8 +99,9 @@ pub fn new_password(file: Option<&std::path::Path>) -> anyhow::Result<SecretByte
 /// The secret that opens the repository.
 pub fn open_secret(g: &GlobalArgs) -> anyhow::Result<OpenSecret> {
     if let Some(path) = &g.recovery_code_file {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading recovery code file {}", path.display()))?;
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path).with_context(|| format!("reading recovery code file {}", path.display()))?,
+        );
         let code = RecoveryCode::parse(&text).with_context(|| format!("recovery code in {}", path.display()))?;
         return Ok(OpenSecret::Recovery(code));
     }

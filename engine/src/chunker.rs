@@ -70,6 +70,14 @@ impl std::fmt::Debug for Chunker {
     }
 }
 
+impl Drop for Chunker {
+    fn drop(&mut self) {
+        // The gear table reveals K_cdc's chunk boundaries: it goes with the keys.
+        zeroize::Zeroize::zeroize(&mut *self.gear);
+        zeroize::Zeroize::zeroize(&mut *self.gear_ls);
+    }
+}
+
 impl Chunker {
     /// Builds the gear table from K_cdc: BLAKE3 XOF in derive-key mode, 2048 bytes read as
     /// 256 little-endian u64 (format-spec SPEC.md#chunking).

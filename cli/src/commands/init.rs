@@ -49,7 +49,7 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
         output::json(&serde_json::json!({
             "repository": storage.location(),
             "repository_id": outcome.repository_id.to_hex(),
-            "recovery_code": printed_code,
+            "recovery_code": printed_code.as_deref().map(String::as_str),
             "argon2id": { "m_kib": argon2.m_kib, "t": argon2.t, "p": argon2.p },
         }))?;
     } else if !g.quiet {

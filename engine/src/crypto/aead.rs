@@ -5,21 +5,23 @@ use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
 
 use super::Key32;
+use crate::error::{Error, Result};
 
 /// Nonce length of XChaCha20-Poly1305.
 pub const NONCE_LEN: usize = 24;
 /// Poly1305 tag length.
 pub const TAG_LEN: usize = 16;
 
-/// Encrypts `buf` in place and returns the tag.
-pub fn seal_detached(key: &Key32, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+/// Encrypts `buf` in place and returns the tag. Fails only for messages longer than the
+/// cipher allows (256 GiB), far beyond any object; never returns a tag that does not
+/// authenticate.
+pub fn seal_detached(key: &Key32, nonce: &[u8; NONCE_LEN], ad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN]> {
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     let nonce = XNonce::from(*nonce);
-    // Encryption only fails for messages longer than 256 GiB; blobs are far smaller.
-    match cipher.encrypt_inout_detached(&nonce, ad, buf.into()) {
-        Ok(tag) => tag.into(),
-        Err(_) => [0u8; TAG_LEN],
-    }
+    cipher
+        .encrypt_inout_detached(&nonce, ad, buf.into())
+        .map(Into::into)
+        .map_err(|_| Error::InvalidInput(format!("cannot encrypt {} bytes in one object", buf.len())))
 }
 
 /// Decrypts `buf` in place; `false` when the tag does not authenticate (buf is then garbage).

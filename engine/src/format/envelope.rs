@@ -54,7 +54,7 @@ pub fn associated_data(kind: ObjectKind, epoch: u32, name: &[u8]) -> Vec<u8> {
 
 /// Seals `plaintext` with a fresh random nonce.
 pub fn seal(key: &Key32, epoch: u32, kind: ObjectKind, name: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    Ok(seal_inner(key, epoch, kind, name, plaintext, &random_array()?))
+    seal_inner(key, epoch, kind, name, plaintext, &random_array()?)
 }
 
 /// Seals with a caller-chosen nonce: the test-vector seam. Reusing a nonce under one key
@@ -67,7 +67,7 @@ pub fn seal_with_nonce(
     name: &[u8],
     plaintext: &[u8],
     nonce: &[u8; NONCE_LEN],
-) -> Vec<u8> {
+) -> Result<Vec<u8>> {
     seal_inner(key, epoch, kind, name, plaintext, nonce)
 }
 
@@ -78,12 +78,12 @@ fn seal_inner(
     name: &[u8],
     plaintext: &[u8],
     nonce: &[u8; NONCE_LEN],
-) -> Vec<u8> {
+) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
     out.resize(HEADER_LEN, 0);
     out.extend_from_slice(plaintext);
-    seal_buffer(key, epoch, kind, name, &mut out, nonce);
-    out
+    seal_buffer(key, epoch, kind, name, &mut out, nonce)?;
+    Ok(out)
 }
 
 /// Seals in place: `buf` holds [`HEADER_LEN`] bytes of room, then the plaintext (as
@@ -93,18 +93,25 @@ pub fn seal_in_place(key: &Key32, epoch: u32, kind: ObjectKind, name: &[u8], buf
     if buf.len() < HEADER_LEN {
         return Err(Error::InvalidInput("no room for the envelope header".into()));
     }
-    seal_buffer(key, epoch, kind, name, buf, &random_array()?);
-    Ok(())
+    seal_buffer(key, epoch, kind, name, buf, &random_array()?)
 }
 
-fn seal_buffer(key: &Key32, epoch: u32, kind: ObjectKind, name: &[u8], buf: &mut Vec<u8>, nonce: &[u8; NONCE_LEN]) {
+fn seal_buffer(
+    key: &Key32,
+    epoch: u32,
+    kind: ObjectKind,
+    name: &[u8],
+    buf: &mut Vec<u8>,
+    nonce: &[u8; NONCE_LEN],
+) -> Result<()> {
     let header = std::iter::once(ENVELOPE_VERSION).chain(epoch.to_le_bytes()).chain(*nonce);
     for (room, byte) in buf.iter_mut().zip(header) {
         *room = byte;
     }
     let ad = associated_data(kind, epoch, name);
-    let tag = seal_detached(key, nonce, &ad, buf.get_mut(HEADER_LEN..).unwrap_or_default());
+    let tag = seal_detached(key, nonce, &ad, buf.get_mut(HEADER_LEN..).unwrap_or_default())?;
     buf.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// The key epoch an envelope claims (authenticated only once opened).

@@ -50,9 +50,11 @@ impl RecoveryCode {
         &self.0
     }
 
-    /// The printable form, e.g. `7K3M-...` (8 groups of 4). Show it once and forget it.
-    pub fn display(&self) -> String {
-        let mut chars = Vec::with_capacity(39);
+    /// The printable form, e.g. `7K3M-...` (8 groups of 4). Show it once and forget it: the
+    /// string zeroizes when dropped.
+    pub fn display(&self) -> zeroize::Zeroizing<String> {
+        let mut out = zeroize::Zeroizing::new(String::with_capacity(39));
+        let mut chars = Vec::with_capacity(32);
         let mut acc: u64 = 0;
         let mut bits = 0;
         for &byte in &self.0 {
@@ -64,10 +66,15 @@ impl RecoveryCode {
                 chars.push(ALPHABET.get(idx).copied().unwrap_or(b'0'));
             }
         }
-        let groups: Vec<String> = chars.chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        for (i, c) in chars.iter().enumerate() {
+            if i > 0 && i % 4 == 0 {
+                out.push('-');
+            }
+            out.push(char::from(*c));
+        }
         chars.zeroize();
         acc.zeroize();
-        groups.join("-")
+        out
     }
 
     /// Parses a typed code; rejects wrong length, unknown characters and a bad checksum.
