@@ -153,7 +153,7 @@ impl Checker<'_> {
     fn check_slots(&mut self) -> Result<()> {
         let id = self.repo.config().repository_id;
         for name in self.repo.storage().list("keys/")? {
-            match self.repo.storage().get(&name).and_then(|b| SlotDoc::decode(&b, &name)) {
+            match self.repo.storage().get_bounded(&name, crate::format::MAX_SMALL_OBJECT).and_then(|b| SlotDoc::decode(&b, &name)) {
                 Ok(slot) if slot.repository_id == id => {}
                 Ok(_) => self.error(&name, "key slot belongs to another repository"),
                 Err(e) => self.error(&name, e.to_string()),
@@ -392,7 +392,7 @@ struct PackResult {
 fn verify_pack(repo: &Repository, pack: PackId, entries: &[(ChunkId, BlobEntry)]) -> PackResult {
     let name = pack_name(&pack);
     let mut r = PackResult { pack, name, bytes: 0, blobs: 0, unreadable: None, errors: Vec::new(), bad: Vec::new() };
-    let bytes = match repo.storage().get(&r.name) {
+    let bytes = match repo.storage().get_bounded(&r.name, repo.config().max_pack_size()) {
         Ok(b) => b,
         Err(e) => {
             r.unreadable = Some(e.to_string());

@@ -18,10 +18,13 @@ pub mod context {
     pub const RECOVERY_SLOT: &str = "cairn v1 2026-11-23 recovery slot wrapping key";
     /// X25519 shared secret || ephemeral public || slot public -> key sealing K to a slot.
     pub const SLOT_SEAL: &str = "cairn v1 2026-11-24 slot sealed repository key";
-    /// K -> key sealing each slot's label and creation time.
+    /// K_id -> key sealing each slot's label and creation time.
     pub const SLOT_INFO: &str = "cairn v1 2026-11-24 slot info";
     /// K_audit -> MAC key of audit entries (kept apart from any other use of K_audit).
     pub const AUDIT_MAC: &str = "cairn v1 2026-11-24 audit entry mac";
+    /// K_id || repository id -> the repository's identity, which every slot's wrapped secret
+    /// carries and every client pins: only holders of K_id can name it.
+    pub const REPO_IDENTITY: &str = "cairn v2 2026-12-03 repository identity";
 }
 
 /// BLAKE3 `derive_key(context, material)` as a zeroizing key.
@@ -44,21 +47,33 @@ impl Argon2Params {
     /// The floor accepted when opening or creating a slot: weaker settings are refused so a
     /// tampered slot cannot downgrade the KDF to nothing.
     pub const MIN: Argon2Params = Argon2Params { m_kib: 8 * 1024, t: 1, p: 1 };
-    /// The ceiling accepted when opening, so a tampered slot cannot exhaust memory.
-    pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
+    /// The ceiling accepted when opening, so a slot planted by the storage cannot exhaust
+    /// memory: 1 GiB, 16 times the default.
+    pub const MAX_M_KIB: u32 = 1024 * 1024;
+    /// The most iterations accepted (calibration picks at most 16 at 64 MiB), so a planted
+    /// slot cannot make one attempt take minutes.
+    pub const MAX_T: u32 = 16;
+    /// The most lanes accepted.
+    pub const MAX_P: u32 = 8;
 
     /// Checks the parameters are within the accepted range.
     pub fn validate(&self) -> Result<()> {
         if self.m_kib < Self::MIN.m_kib
             || self.m_kib > Self::MAX_M_KIB
             || self.t == 0
-            || self.t > 64
+            || self.t > Self::MAX_T
             || self.p == 0
-            || self.p > 16
+            || self.p > Self::MAX_P
         {
             return Err(Error::InvalidInput(format!(
-                "Argon2id parameters out of range: m={} KiB t={} p={}",
-                self.m_kib, self.t, self.p
+                "Argon2id parameters out of range: m={} KiB t={} p={} (accepted: m {}..={} KiB, t 1..={}, p 1..={})",
+                self.m_kib,
+                self.t,
+                self.p,
+                Self::MIN.m_kib,
+                Self::MAX_M_KIB,
+                Self::MAX_T,
+                Self::MAX_P
             )));
         }
         Ok(())

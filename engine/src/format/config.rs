@@ -33,6 +33,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// The largest pack a writer with this config makes, with room to spare: a pack closes
+    /// once it reaches the target, so it holds at most the target plus one largest chunk
+    /// (sealed), plus its header. Readers refuse larger packs before reading them.
+    pub fn max_pack_size(&self) -> u64 {
+        2 * (u64::from(self.pack_target_size) + u64::from(self.chunker.max_size)) + (1 << 20)
+    }
+
     /// Checks invariants a tampered or buggy config could break.
     pub fn validate(&self) -> Result<()> {
         self.chunker.validate()?;

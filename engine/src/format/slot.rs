@@ -7,7 +7,7 @@
 //! K can be sealed to every remaining slot without knowing any slot's password or holding its
 //! HSM. The slot reveals the repository id (random), the slot kind, the KDF cost and which
 //! keyring object it opens (a name derived from K); its label, creation time and HSM token and
-//! key labels are sealed under a key derived from K.
+//! key labels are sealed under a key derived from K_id.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
 /// Slot document version.
-pub const SLOT_VERSION: u32 = 2;
+pub const SLOT_VERSION: u32 = 3;
+
+/// Plaintext length of `wrapped_secret`: the X25519 secret (32) || the repository identity (32).
+pub const SLOT_SECRET_LEN: usize = 64;
 
 /// Length of `sealed_key`: ephemeral public key (32) || nonce (24) || K (32) || tag (16).
 pub const SEALED_KEY_LEN: usize = 32 + 24 + 32 + 16;
@@ -75,7 +78,8 @@ pub struct SlotDoc {
     /// Nonce of `wrapped_secret`: 24 bytes, or the 12-byte GCM IV for HSM slots.
     #[serde(with = "hex_bytes")]
     pub nonce: Vec<u8>,
-    /// The slot's X25519 secret key (32) || tag (16), encrypted under the slot key.
+    /// The slot's X25519 secret key (32) || the repository identity (32), encrypted under the
+    /// slot key, then the tag (16).
     #[serde(with = "hex_bytes")]
     pub wrapped_secret: Vec<u8>,
     /// The slot's X25519 public key (32 bytes).
@@ -86,7 +90,7 @@ pub struct SlotDoc {
     /// K sealed to `public_key`: ephemeral public key || nonce || ciphertext || tag.
     #[serde(with = "hex_bytes")]
     pub sealed_key: Vec<u8>,
-    /// [`SlotInfo`] sealed under BLAKE3-derive(SLOT_INFO, K): nonce (24) || ciphertext || tag.
+    /// [`SlotInfo`] sealed under BLAKE3-derive(SLOT_INFO, K_id): nonce (24) || ciphertext || tag.
     #[serde(with = "hex_bytes")]
     pub info: Vec<u8>,
 }
@@ -152,13 +156,17 @@ impl SlotDoc {
         let keyring_ok = doc.keyring.len() == 32 && doc.keyring.bytes().all(|b| b.is_ascii_hexdigit());
         if doc.salt.len() != 32
             || doc.nonce.len() != doc.kind.nonce_len()
-            || doc.wrapped_secret.len() != 48
+            || doc.wrapped_secret.len() != SLOT_SECRET_LEN + 16
             || doc.public_key.len() != 32
             || doc.sealed_key.len() != SEALED_KEY_LEN
             || doc.info.len() < 24 + 16
             || !keyring_ok
         {
             return Err(Error::corrupt(object, "key slot fields have wrong lengths"));
+        }
+        // A slot planted with a huge KDF cost is damage to skip, not work to do.
+        if let SlotKind::Password { argon2id } = &doc.kind {
+            argon2id.validate().map_err(|e| Error::corrupt(object, e.to_string()))?;
         }
         Ok(doc)
     }

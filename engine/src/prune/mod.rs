@@ -211,7 +211,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             return Ok(());
         }
         let name = pack_name(&pack.pack);
-        let bytes = repo.storage().get(&name)?;
+        let bytes = repo.storage().get_bounded(&name, repo.config().max_pack_size())?;
         for b in &pack.blobs {
             if used.get(b.id.as_bytes())?.as_deref() != Some(pack.pack.as_bytes().as_slice()) {
                 continue;

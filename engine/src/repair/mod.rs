@@ -40,6 +40,11 @@ fn read_header(repo: &Repository, name: &str, size: u64) -> Result<IndexedPack> 
         .and_then(|h| PackId::from_hex(h).ok())
         .ok_or_else(|| Error::corrupt(name, "not a pack name"))?;
     let tail_len = TRAILER_LEN as u64;
+    // The size comes from the storage: a pack larger than the config allows is not read (its
+    // header could claim gigabytes).
+    if size > repo.config().max_pack_size() {
+        return Err(crate::storage::too_large(name, size, repo.config().max_pack_size()));
+    }
     if size < tail_len {
         return Err(Error::corrupt(name, "shorter than a pack trailer"));
     }

@@ -113,6 +113,26 @@ impl Storage for LocalStorage {
         })
     }
 
+    fn get_bounded(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        let err = |e: std::io::Error| match e.kind() {
+            ErrorKind::NotFound => Error::Missing(name.to_string()),
+            _ => Error::storage("read", name, e),
+        };
+        let f = File::open(&path).map_err(err)?;
+        let size = f.metadata().map_err(err)?.len();
+        if size > max {
+            return Err(super::too_large(name, size, max));
+        }
+        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // The file may grow between the stat and the read: never read past `max`.
+        f.take(max.saturating_add(1)).read_to_end(&mut buf).map_err(err)?;
+        if buf.len() as u64 > max {
+            return Err(super::too_large(name, buf.len() as u64, max));
+        }
+        Ok(buf)
+    }
+
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let path = self.path(name)?;
         let err = |e: std::io::Error| match e.kind() {

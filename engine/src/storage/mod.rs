@@ -60,6 +60,24 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn get(&self, name: &str) -> Result<Vec<u8>>;
     /// `len` bytes from `offset`; fails if the object is shorter.
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+
+    /// Reads a whole object of at most `max` bytes: a larger one is refused (as damaged)
+    /// before it is read into memory. Objects come from an untrusted storage, and what
+    /// decides how much a client allocates must not be theirs to choose. Backends that can
+    /// stop reading at `max` do (local files); the default checks the size first, then the
+    /// bytes returned.
+    fn get_bounded(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        if let Some(size) = self.stat(name)?
+            && size > max
+        {
+            return Err(too_large(name, size, max));
+        }
+        let bytes = self.get(name)?;
+        if bytes.len() as u64 > max {
+            return Err(too_large(name, bytes.len() as u64, max));
+        }
+        Ok(bytes)
+    }
     /// Every name starting with `prefix` (a directory such as `snapshots/`), in any order.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Removes an object; removing a missing one is not an error.
@@ -74,6 +92,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 }
 
 /// Rejects names that could escape the repository or collide across backends.
+/// The error for an object larger than its kind may be.
+pub fn too_large(name: &str, size: u64, max: u64) -> Error {
+    Error::corrupt(name, format!("{size} bytes, more than the {max} such an object may have; not read"))
+}
+
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.split('/').all(|c| {
