@@ -147,6 +147,12 @@ pub fn audited(
     need: AuditNeed,
     f: impl FnOnce(&mut AuditRecord) -> anyhow::Result<i32>,
 ) -> anyhow::Result<i32> {
+    // A command that changes the repository refuses a log rolled back from what this client saw
+    // before changing anything: its own entry would otherwise paper over the rollback. Reading
+    // commands (restore, dump, check) go on; their entry is refused and they warn.
+    if need == AuditNeed::Required {
+        repo.check_not_rolled_back()?;
+    }
     let mut rec = AuditRecord::new(operation);
     let result = f(&mut rec);
     match &result {

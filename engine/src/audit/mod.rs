@@ -129,6 +129,9 @@ pub fn append_raw(
     cache_dir: Option<&Path>,
 ) -> Result<u64> {
     let existing = list_entries(storage)?;
+    if let Some(dir) = cache_dir {
+        check_not_rolled_back(storage, keyring, &existing, dir)?;
+    }
     let (seq, prev) = match existing.last() {
         None => (0, Vec::new()),
         Some((top, _, _)) => {
@@ -154,6 +157,61 @@ pub fn append_raw(
         remember_head(dir, last_seq, &last_mac);
     }
     Ok(seq)
+}
+
+/// Refuses a log that no longer holds the newest entry this client remembered (from `dir`), or
+/// whose chain from its newest entries down to that entry's level is cut (an entry names a
+/// predecessor that is gone): entries were deleted, a rollback the next append would otherwise
+/// paper over. The remembered entry need not be an ancestor of the newest ones: two writers
+/// racing can leave it on a fork branch nobody merged, which `verify` reports as a fork. Reads
+/// the entries appended since this client's last one; a client that remembers nothing checks
+/// nothing.
+fn check_not_rolled_back(
+    storage: &dyn Storage,
+    keyring: &Keyring,
+    existing: &[(u64, [u8; MAC_LEN], String)],
+    dir: &Path,
+) -> Result<()> {
+    let Some(head) = cached_head(dir) else { return Ok(()) };
+    let rolled_back = |why: String| {
+        Error::RolledBack(format!(
+            "this client last saw audit entry {} at seq {}, but {why}: entries (and what they logged) were deleted \
+             or replaced. Nothing was written. `cairn audit verify` shows the log; if you know why (a repository \
+             restored from an older copy), remove {} to accept the log as it is",
+            head.mac.get(..12).unwrap_or_default(),
+            head.seq,
+            dir.join(HEAD_FILE).display()
+        ))
+    };
+    let Some(top) = existing.last().map(|(s, _, _)| *s) else {
+        return Err(rolled_back("the repository's audit log is empty".into()));
+    };
+    if !existing.iter().any(|(s, m, _)| *s == head.seq && hex::encode(m) == head.mac) {
+        return Err(rolled_back(format!("the repository's log (ending at seq {top}) no longer holds it")));
+    }
+    // Walk down from every newest entry along `prev` to the remembered level: every link must
+    // name an entry that is there.
+    let mut reachable: BTreeSet<[u8; MAC_LEN]> =
+        existing.iter().filter(|(s, _, _)| *s == top).map(|(_, m, _)| *m).collect();
+    for seq in (head.seq.saturating_add(1)..=top).rev() {
+        let mut below = BTreeSet::new();
+        for (_, _, name) in existing.iter().filter(|(s, m, _)| *s == seq && reachable.contains(m)) {
+            let entry = read_entry(storage, keyring, name)
+                .map_err(|e| rolled_back(format!("entry {name} above it cannot be read ({e})")))?;
+            below.extend(entry.entry.prev.iter().copied());
+        }
+        let below_seq = seq - 1;
+        if let Some(gone) =
+            below.iter().find(|m| !existing.iter().any(|(s, em, _)| *s == below_seq && em == *m))
+        {
+            return Err(rolled_back(format!(
+                "an entry after it names entry {} at seq {below_seq}, which is gone",
+                hex::encode(gone).get(..12).unwrap_or_default()
+            )));
+        }
+        reachable = below;
+    }
+    Ok(())
 }
 
 fn write_entry(
@@ -196,8 +254,8 @@ fn write_entry(
 /// Reads one entry and checks its MAC, its name and its sealing.
 pub fn read_entry(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Result<LoadedEntry> {
     let (seq, name_mac) = parse_entry_name(name).ok_or_else(|| Error::corrupt(name, "not an audit entry name"))?;
-    let sealed = storage.get(name)?;
-    let plain = envelope::open(&sealed, ObjectKind::Audit, name.as_bytes(), name, |e| keyring.data_key(e, name))?;
+    let sealed = storage.get_bounded(name, crate::format::MAX_SMALL_OBJECT)?;
+    let plain = envelope::open(&sealed, ObjectKind::Audit, name.as_bytes(), name, |e| keyring.key_for(ObjectKind::Audit, e, name))?;
     let (entry, mac, body) = AuditEntry::decode_with_mac(&plain, name)?;
     if mac_of(keyring, &body) != mac || mac != name_mac {
         return Err(Error::corrupt(name, "audit entry MAC does not match"));
@@ -309,11 +367,10 @@ fn cached_head(dir: &Path) -> Option<Head> {
     serde_json::from_slice(&std::fs::read(dir.join(HEAD_FILE)).ok()?).ok()
 }
 
-/// Records the newest entry seen, never moving backwards. Best effort: the cache is advisory.
+/// Records the newest entry seen. Callers pass only an entry that descends from the one
+/// remembered before (they checked, or wrote it on top of a checked log). Best effort: a client
+/// that cannot write its cache only loses the rollback check.
 fn remember_head(dir: &Path, seq: u64, mac: &[u8; MAC_LEN]) {
-    if cached_head(dir).is_some_and(|h| h.seq >= seq) {
-        return;
-    }
     let head = Head { seq, mac: hex::encode(mac) };
     if std::fs::create_dir_all(dir).is_ok()
         && let Ok(bytes) = serde_json::to_vec(&head)
@@ -326,6 +383,14 @@ fn remember_head(dir: &Path, seq: u64, mac: &[u8; MAC_LEN]) {
 }
 
 impl Repository {
+    /// Refuses with [`Error::RolledBack`] when the audit log lost the newest entry this client
+    /// saw, or its newest entries do not descend from it. Commands call it before they change
+    /// anything; [`Repository::audit`] checks again before appending.
+    pub fn check_not_rolled_back(&self) -> Result<()> {
+        let existing = list_entries(self.storage().as_ref())?;
+        check_not_rolled_back(self.storage().as_ref(), self.keyring(), &existing, self.cache_dir())
+    }
+
     /// Appends an audit entry for an operation run through this repository handle.
     pub fn audit(&self, actor: &Actor, record: &AuditRecord) -> Result<u64> {
         append_raw(self.storage().as_ref(), self.keyring(), self.opened_with(), actor, record, Some(self.cache_dir()))
@@ -355,16 +420,8 @@ impl Repository {
         verify_chain(&log, &mut report);
         let present: BTreeSet<ObjectId> = self.snapshot_ids()?.into_iter().collect();
         verify_snapshots(&log, &present, &mut report);
-        if let Some(head) = cached_head(self.cache_dir()) {
-            let seen = log.entries.iter().any(|e| e.entry.seq == head.seq && hex::encode(e.mac) == head.mac);
-            if !seen {
-                let ends = report.head_seq.map_or("is empty".to_string(), |s| format!("ends at seq {s}"));
-                report.problems.push(format!(
-                    "the audit log went backwards: this client saw entry {} at seq {}, but the repository's log {ends} without it (rolled back or replaced)",
-                    head.mac.get(..12).unwrap_or_default(),
-                    head.seq
-                ));
-            }
+        if let Err(e) = self.check_not_rolled_back() {
+            report.problems.push(format!("the audit log went backwards: {e}"));
         }
         if report.is_ok()
             && let Some(last) = log.entries.last()
