@@ -12,7 +12,7 @@ pub const PARTIAL: i32 = 3;
 pub const NO_REPOSITORY: i32 = 10;
 /// The repository is locked by another process.
 pub const LOCKED: i32 = 11;
-/// Wrong password or key.
+/// Wrong password or key, or keys that changed under the client (substituted or rolled back).
 pub const WRONG_KEY: i32 = 12;
 
 /// The exit code for an error chain: the first engine error in it decides.
@@ -21,7 +21,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return match e {
                 Error::NoRepository(_) => NO_REPOSITORY,
-                Error::WrongKey(_) | Error::Hsm(_) => WRONG_KEY,
+                Error::WrongKey(_) | Error::Hsm(_) | Error::KeysChanged(_) => WRONG_KEY,
                 Error::Locked { .. } => LOCKED,
                 _ => ERROR,
             };

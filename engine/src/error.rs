@@ -84,6 +84,18 @@ pub enum Error {
         since_ns: i64,
     },
 
+    /// The repository's keys are not the ones its key slot was made for, or not the ones this
+    /// client saw before (a substituted keyring, or key epochs rolled back): the storage may be
+    /// trying to make the client write under keys it knows. Nothing was written (exit code 12).
+    #[error("the keys of the repository changed: {0}")]
+    KeysChanged(String),
+
+    /// The repository went backwards from what this client saw before (its audit log lost
+    /// entries this client saw): objects were deleted or replaced with older ones. Refused
+    /// before writing anything on top of it.
+    #[error("the repository was rolled back: {0}")]
+    RolledBack(String),
+
     /// No snapshot matches, or several do.
     #[error("{0}")]
     SnapshotNotFound(String),

@@ -164,7 +164,7 @@ fn hsm_slot_opens_alone_survives_rotation_and_restores() {
 }
 
 /// A removed slot's secret opens nothing after a rotation, even with its slot document and the
-/// old keyring put back; and data written after the rotation cannot be read with the old K.
+/// old keyring put back: the old K reads no snapshot, old or new.
 #[test]
 fn rotation_locks_out_removed_slots_and_the_old_key() {
     let e = KeyEnv::new();
@@ -202,14 +202,28 @@ fn rotation_locks_out_removed_slots_and_the_old_key() {
     assert_eq!(out.status.code(), Some(12), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("key rotation"), "{}", stderr_of(&out));
 
-    // With the old keyring put back too, the old K reads old data but not new data.
+    // With the old keyring put back too, the old K reads old data but not new data (on the
+    // removed holder's own machine: a client that saw the rotation refuses the old keys).
     for (p, bytes) in &saved_keyrings {
         fs::write(p, bytes).unwrap();
     }
-    e.with_password("pw").args(["ls", &old_snapshot]).assert().success();
-    let out = e.with_password("pw").args(["ls", &new_snapshot]).output().unwrap();
-    assert!(!out.status.success(), "the old key must not open a snapshot written after rotation");
-    assert!(stderr_of(&out).contains("epoch 1"), "{}", stderr_of(&out));
+    let out = e.with_password("pw").arg("snapshots").output().unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("rolled back to before a key rotation"), "{}", stderr_of(&out));
+    let removed_holder = || {
+        let mut c = Command::cargo_bin("cairn").unwrap();
+        without_cairn_env(&mut c);
+        c.arg("-r").arg(e.p("repo")).arg("--cache-dir").arg(e.p("removed-holder-cache"));
+        c.arg("--password-file").arg(e.p("pw"));
+        c
+    };
+    // The rotation re-sealed the config, snapshots, index and audit log under the new epoch:
+    // the old K opens nothing at all, old snapshots included.
+    for snapshot in [&old_snapshot, &new_snapshot] {
+        let out = removed_holder().args(["ls", snapshot]).output().unwrap();
+        assert!(!out.status.success(), "the old key opened the repository");
+        assert!(stderr_of(&out).contains("epoch 1"), "{}", stderr_of(&out));
+    }
     // The current password reads both.
     e.with_password("pw2").args(["ls", &new_snapshot]).assert().success();
     e.with_password("pw2").args(["ls", &old_snapshot]).assert().success();
@@ -408,9 +422,11 @@ impl KeyEnv {
     }
 }
 
-/// Rotation crash safety: interrupted after every single write, every slot still opens, data
-/// written afterwards through one slot reads through every other, and a rerun from any slot
-/// finishes the job with one keyring left.
+/// Rotation crash safety: interrupted after every single write, every slot still opens and
+/// reads what it could before, and what it writes; a rerun from a slot left behind is refused
+/// while another slot already opens the newer keys (it could not carry the new epoch over);
+/// the rerun from the slot that started the rotation finishes it, with one keyring left, and
+/// then every slot reads everything written through every slot.
 #[test]
 fn rotation_interrupted_at_every_write_keeps_every_slot_working() {
     use std::sync::Arc;
@@ -437,6 +453,13 @@ fn rotation_interrupted_at_every_write_keeps_every_slot_working() {
     let open = |dir: &Path, storage: Arc<dyn Storage>, secret: &OpenSecret, cache: &str| {
         Repository::open(storage, secret, dir.join(cache)).unwrap_or_else(|e| panic!("{cache}: {e}"))
     };
+    let reads = |r: &Repository, out: &cairn_engine::backup::BackupOutcome, what: &str| {
+        let target = work.path().join(format!("out-{what}"));
+        restore_all(r, out, &target).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let restored = target.join(src.strip_prefix("/").unwrap()).join("data");
+        assert_eq!(fs::read(restored).unwrap(), random_bytes(200_000, 3), "{what}");
+        fs::remove_dir_all(&target).unwrap();
+    };
     let mut n = 0u64;
     loop {
         let copy = work.path().join(format!("crash-{n}"));
@@ -444,38 +467,52 @@ fn rotation_interrupted_at_every_write_keeps_every_slot_working() {
         let local: Arc<dyn Storage> = Arc::new(LocalStorage::new(&copy));
         let faulty: Arc<dyn Storage> = Arc::new(FaultStorage::new(local.clone(), Some(n)));
         let result = open(work.path(), faulty, &secrets[0], &format!("cache-{n}")).rotate_key().map(|_| ());
-        // Whatever happened: every slot opens; a snapshot written through any slot reads
-        // through every other (slots on the old and the new key must share the new epoch).
+        // Whatever happened: every slot opens, reads what was there before and what it writes.
         let written: Vec<_> = secrets
             .iter()
             .enumerate()
-            .map(|(w, secret)| snapshot(&open(work.path(), local.clone(), secret, &format!("cache-{n}-w{w}")), &[&src]))
+            .map(|(w, secret)| {
+                let r = open(work.path(), local.clone(), secret, &format!("cache-{n}-w{w}"));
+                let out = snapshot(&r, &[&src]);
+                reads(&r, &before, &format!("crash {n}, slot {w}, before"));
+                reads(&r, &out, &format!("crash {n}, slot {w}, own"));
+                out
+            })
             .collect();
-        for (i, secret) in secrets.iter().enumerate() {
-            let r = open(work.path(), local.clone(), secret, &format!("cache-{n}-{i}"));
-            let all = std::iter::once(("before", &before)).chain(written.iter().map(|w| ("after", w)));
-            for (which, out) in all {
-                let target = work.path().join(format!("out-{n}-{i}-{which}"));
-                restore_all(&r, out, &target).unwrap_or_else(|e| panic!("crash {n}, slot {i}, {which}: {e}"));
-                let restored = target.join(src.strip_prefix("/").unwrap()).join("data");
-                assert_eq!(fs::read(restored).unwrap(), random_bytes(200_000, 3), "crash {n}, slot {i}");
-            }
-        }
-        match result {
+        let finished = match result {
             Ok(()) => {
-                assert!(n >= 5, "rotation finished after only {n} writes");
-                break;
+                assert!(n >= 4, "rotation finished after only {n} writes");
+                true
             }
-            Err(cairn_engine::Error::Storage { .. }) => {}
+            Err(cairn_engine::Error::Storage { .. }) => false,
             Err(e) => panic!("crash point {n}: unexpected {e}"),
+        };
+        if !finished {
+            // A rerun from the recovery slot finishes the job when it was moved (or nothing
+            // was), and is refused, changing nothing, while only the starter's slot moved.
+            let keyrings = local.list("keyring/").unwrap();
+            match open(work.path(), local.clone(), &secrets[1], &format!("cache-{n}-rerun1")).rotate_key() {
+                Ok(_) => {}
+                Err(cairn_engine::Error::InvalidInput(why)) => {
+                    assert!(why.contains("did not finish"), "crash {n}: {why}");
+                    assert_eq!(local.list("keyring/").unwrap(), keyrings, "crash {n}: the refused rerun changed keyrings");
+                    open(work.path(), local.clone(), &secrets[0], &format!("cache-{n}-rerun0")).rotate_key().unwrap();
+                }
+                Err(e) => panic!("crash point {n}: rerun: {e}"),
+            }
         }
-        // A rerun from another slot completes it.
-        open(work.path(), local.clone(), &secrets[1], &format!("cache-{n}-rerun")).rotate_key().unwrap();
         assert_eq!(local.list("keyring/").unwrap().len(), 1, "crash {n}: one keyring after the rerun");
         for (i, secret) in secrets.iter().enumerate() {
-            open(work.path(), local.clone(), secret, &format!("cache-{n}-final-{i}"));
+            let r = open(work.path(), local.clone(), secret, &format!("cache-{n}-final-{i}"));
+            reads(&r, &before, &format!("crash {n}, final slot {i}, before"));
+            for (w, out) in written.iter().enumerate() {
+                reads(&r, out, &format!("crash {n}, final slot {i}, written by {w}"));
+            }
         }
         fs::remove_dir_all(&copy).unwrap();
+        if finished {
+            break;
+        }
         n += 1;
         assert!(n < 50, "rotation never finished");
     }

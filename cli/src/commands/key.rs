@@ -38,7 +38,14 @@ pub fn run(g: &GlobalArgs, a: &KeyArgs) -> anyhow::Result<i32> {
                 let password = secrets::new_password(p.new_password_file.as_deref())?;
                 let id = repo.change_password(&password, kdf(p)?)?;
                 rec.slots_created.push(id);
-                report(g, "password changed for", id)
+                let code = report(g, "password changed for", id)?;
+                if !g.json && !g.quiet {
+                    println!(
+                        "the repository key is unchanged: anyone holding an old copy of this slot (the storage, a backup of \
+                         it) and the old password can still open the repository. Run `cairn key rotate` to shut them out"
+                    );
+                }
+                Ok(code)
             })
         }
         KeyCommand::Rotate(r) => rotate(g, r.reencrypt),
@@ -99,6 +106,7 @@ fn list(g: &GlobalArgs) -> anyhow::Result<i32> {
                     "id": s.id.to_hex(), "kind": s.kind, "label": s.label,
                     "created": s.created_ns.map(output::time), "last_used": used.get(&s.id).map(|t| output::time(*t)),
                     "hsm_token": s.hsm_token, "hsm_key": s.hsm_key, "in_use": s.in_use, "current": s.current,
+                    "listed": s.listed,
                 })
             })
             .collect();
@@ -112,14 +120,15 @@ fn list(g: &GlobalArgs) -> anyhow::Result<i32> {
             label = format!("{label} [{t}/{k}]");
         }
         println!(
-            "{:<13} {:<9} {:<20} {:<20} {:<20}{}{}",
+            "{:<13} {:<9} {:<20} {:<20} {:<20}{}{}{}",
             s.id.short(),
             s.kind,
             label.trim(),
             s.created_ns.map(output::time).unwrap_or_else(|| "?".into()),
             used.get(&s.id).map(|t| output::time(*t)).unwrap_or_else(|| "-".into()),
             if s.in_use { "  (in use)" } else { "" },
-            if s.current { "" } else { "  (not yet on the current key: rerun `cairn key rotate`)" },
+            if s.current || !s.listed { "" } else { "  (not yet on the current key: rerun `cairn key rotate`)" },
+            if s.listed { "" } else { "  (removed: not a valid slot of the repository; opens nothing)" },
         );
     }
     Ok(exit::OK)
@@ -150,7 +159,7 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
     }
     let printed = if a.recovery_code_out.is_some() { None } else { code };
     if g.json {
-        output::json(&serde_json::json!({ "slot": id.to_hex(), "recovery_code": printed }))?;
+        output::json(&serde_json::json!({ "slot": id.to_hex(), "recovery_code": printed.as_deref().map(String::as_str) }))?;
     } else if !g.quiet {
         println!("key slot {} added", id.short());
         if let Some(code) = printed {
@@ -204,6 +213,7 @@ fn epochs(g: &GlobalArgs) -> anyhow::Result<i32> {
 
 fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
+    repo.check_not_rolled_back()?;
     let lock = super::lock(g, &repo, true, "key rotate")?;
     let old_epochs: Vec<u32> = repo.key_epochs().into_iter().map(|e| e.0).collect();
     let (repo, out) = match repo.rotate_key() {
@@ -212,7 +222,10 @@ fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
     };
     let mut rec = AuditRecord::new("key rotate");
     rec.slots_created = out.slots.clone();
-    rec.detail = format!("new epoch {}; {} keyring(s) removed", out.epoch, out.keyrings_deleted);
+    rec.detail = format!(
+        "new epoch {}; {} keyring(s) removed; {} object(s) re-sealed",
+        out.epoch, out.keyrings_deleted, out.objects_resealed
+    );
     repo.audit(&super::actor(), &rec).context("the key was rotated, but its audit entry could not be written")?;
     let mut retired = Vec::new();
     if reencrypt {

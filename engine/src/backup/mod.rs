@@ -150,7 +150,9 @@ fn choose_parent(
     match choice {
         ParentChoice::None => Ok(None),
         ParentChoice::Snapshot(id) => Ok(Some((id, repo.load_snapshot(&id)?))),
-        ParentChoice::Auto => Ok(repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+        // A snapshot that cannot be read is no parent: the backup reads those files instead of
+        // failing (a damaged snapshot must not stop nightly backups).
+        ParentChoice::Auto => Ok(repo.readable_snapshots()?.0.into_iter().rev().find(|(_, s)| {
             let mut theirs = s.paths.clone();
             theirs.sort();
             s.hostname == hostname && theirs == paths

@@ -10,7 +10,18 @@ use crate::codec::{decode_versioned, encode_versioned};
 use crate::error::Result;
 
 /// Payload version of the keyring.
-pub const KEYRING_VERSION: u8 = 1;
+pub const KEYRING_VERSION: u8 = 2;
+
+/// A key slot the keyring lists as valid: its id and its X25519 public key. Only listed slots
+/// open the repository and only they are re-sealed by a rotation, so a removed slot the storage
+/// puts back opens nothing.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop, Debug)]
+pub struct SlotRefDoc {
+    /// The slot's id (its name under `keys/`).
+    pub id: [u8; 32],
+    /// The slot's public key.
+    pub public_key: [u8; 32],
+}
 
 /// One data-key epoch.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
@@ -36,6 +47,16 @@ pub struct KeyringDoc {
     pub audit_key: [u8; 32],
     /// Data keys; new objects use the highest epoch.
     pub epochs: Vec<EpochKeyDoc>,
+    /// The valid key slots, sorted.
+    pub slots: Vec<SlotRefDoc>,
+    /// Config, snapshots, index segments and audit entries sealed under an older epoch are
+    /// refused: a rotation re-seals them all, then raises this to its new epoch, so a holder of
+    /// a revoked key cannot forge metadata clients accept.
+    pub metadata_floor: u32,
+    /// Names (the 16 bytes of `keyring/<hex>`) of the keyrings the rotation that made this one
+    /// replaces: a client on this keyring may finish that rotation; one on an older keyring,
+    /// which does not name this one, may not.
+    pub replaces: Vec<[u8; 16]>,
 }
 
 impl std::fmt::Debug for KeyringDoc {

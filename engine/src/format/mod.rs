@@ -18,7 +18,12 @@ mod proptests;
 use serde::{Deserialize, Serialize};
 
 /// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The most bytes a reader takes for any object but a pack (config, key slot, keyring, index
+/// segment, snapshot, lock, audit entry). The largest real ones are index segments of at most
+/// 65,536 blobs (about 5 MiB); anything far beyond is the storage trying to exhaust memory.
+pub const MAX_SMALL_OBJECT: u64 = 64 << 20;
 
 /// Whether a blob holds file content or a directory listing. Stored in separate packs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -4,12 +4,12 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::BlobKind;
+use super::{BlobKind, FORMAT_VERSION};
 use super::config::Config;
 use super::index::{IndexSegment, IndexedPack};
-use super::keyring::{EpochKeyDoc, KeyringDoc};
+use super::keyring::{EpochKeyDoc, KeyringDoc, SlotRefDoc};
 use super::pack::{BlobEntry, PackHeader, header_location};
-use super::slot::{SlotDoc, SlotKind};
+use super::slot::{SLOT_VERSION, SlotDoc, SlotKind};
 use super::snapshot::{Snapshot, SnapshotSummary};
 use super::tree::{Node, NodeKind, Tree};
 use crate::chunker::ChunkerParams;
@@ -114,13 +114,15 @@ proptest! {
 
     #[test]
     fn config_keyring_and_slot_round_trip(id in any::<[u8; 32]>(), level in 0i32..=22, created in any::<i64>(), epochs in vec(any::<u32>(), 1..4)) {
-        let c = Config { format_version: 1, repository_id: ObjectId(id), chunker: ChunkerParams::default(), pack_target_size: 16 << 20, zstd_level: level, created_ns: created };
+        let c = Config { format_version: FORMAT_VERSION, repository_id: ObjectId(id), chunker: ChunkerParams::default(), pack_target_size: 16 << 20, zstd_level: level, created_ns: created };
         prop_assert_eq!(Config::decode(&c.encode()).unwrap(), c);
         let k = KeyringDoc { repository_id: id, id_key: id, cdc_key: id, audit_key: id,
-            epochs: epochs.iter().map(|&e| EpochKeyDoc { epoch: e, key: id, created_ns: created }).collect() };
+            epochs: epochs.iter().map(|&e| EpochKeyDoc { epoch: e, key: id, created_ns: created }).collect(),
+            slots: epochs.iter().map(|&e| SlotRefDoc { id: [e as u8; 32], public_key: id }).collect(),
+            metadata_floor: epochs[0], replaces: vec![[id[0]; 16]] };
         prop_assert!(KeyringDoc::decode(&k.encode(), "k").unwrap() == k);
-        let slot = SlotDoc { version: 2, id: ObjectId(id), repository_id: ObjectId(id), kind: SlotKind::Password { argon2id: Argon2Params::MIN },
-            salt: id.to_vec(), nonce: id[..24].to_vec(), wrapped_secret: [id, id].concat()[..48].to_vec(),
+        let slot = SlotDoc { version: SLOT_VERSION, id: ObjectId(id), repository_id: ObjectId(id), kind: SlotKind::Password { argon2id: Argon2Params::MIN },
+            salt: id.to_vec(), nonce: id[..24].to_vec(), wrapped_secret: [id, id, id].concat()[..80].to_vec(),
             public_key: id.to_vec(), keyring: hex::encode(&id[..16]),
             sealed_key: [id, id, id, id].concat()[..104].to_vec(), info: [id, id].concat()[..50].to_vec() };
         prop_assert_eq!(SlotDoc::decode(&slot.encode(), "s").unwrap(), slot.clone());

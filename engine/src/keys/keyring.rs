@@ -1,13 +1,13 @@
 //! The live keyring: K_id, K_cdc, K_audit and the data keys by epoch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use zeroize::Zeroize;
 
 use crate::crypto::Key32;
 use crate::error::{Error, Result};
 use crate::format::envelope::{self, ObjectKind};
-use crate::format::keyring::{EpochKeyDoc, KeyringDoc};
+use crate::format::keyring::{EpochKeyDoc, KeyringDoc, SlotRefDoc};
 use crate::format::now_ns;
 use crate::id::{ChunkId, ObjectId};
 
@@ -20,6 +20,14 @@ pub struct Keyring {
     audit_key: Key32,
     epochs: BTreeMap<u32, Key32>,
     epoch_created: BTreeMap<u32, i64>,
+    /// The valid slots: (id, public key). Authenticated with the keys, so the storage cannot
+    /// add to it; a slot may be listed with two keys while its password changes.
+    slots: BTreeSet<(ObjectId, [u8; 32])>,
+    /// Metadata (config, snapshots, index segments, audit entries) sealed under an epoch below
+    /// this is refused (see [`Keyring::key_for`]).
+    metadata_floor: u32,
+    /// Keyrings (16-byte names) the rotation that made this one replaces.
+    replaces: BTreeSet<[u8; 16]>,
 }
 
 impl Keyring {
@@ -36,6 +44,9 @@ impl Keyring {
             audit_key: Key32::random()?,
             epochs,
             epoch_created,
+            slots: BTreeSet::new(),
+            metadata_floor: 0,
+            replaces: BTreeSet::new(),
         })
     }
 
@@ -51,7 +62,43 @@ impl Keyring {
         epochs.insert(0, data_key);
         let mut epoch_created = BTreeMap::new();
         epoch_created.insert(0, 0);
-        Keyring { repository_id, id_key, cdc_key, audit_key, epochs, epoch_created }
+        Keyring {
+            repository_id,
+            id_key,
+            cdc_key,
+            audit_key,
+            epochs,
+            epoch_created,
+            slots: BTreeSet::new(),
+            metadata_floor: 0,
+            replaces: BTreeSet::new(),
+        }
+    }
+
+    /// Whether the slot `id` with `public_key` is one of the repository's valid slots.
+    pub fn lists_slot(&self, id: ObjectId, public_key: &[u8]) -> bool {
+        self.slots.iter().any(|(i, pk)| *i == id && pk.as_slice() == public_key)
+    }
+
+    /// The valid slots: (id, public key).
+    pub fn listed_slots(&self) -> Vec<(ObjectId, [u8; 32])> {
+        self.slots.iter().copied().collect()
+    }
+
+    /// A copy that also lists slot `id` with `public_key`.
+    pub fn with_slot(&self, id: ObjectId, public_key: &[u8]) -> Result<Self> {
+        let pk: [u8; 32] =
+            public_key.try_into().map_err(|_| Error::InvalidInput("a slot public key has 32 bytes".into()))?;
+        let mut out = self.clone_keys();
+        out.slots.insert((id, pk));
+        Ok(out)
+    }
+
+    /// A copy that no longer lists slot `id` (with any key, or only with `public_key`).
+    pub fn without_slot(&self, id: ObjectId, public_key: Option<&[u8]>) -> Self {
+        let mut out = self.clone_keys();
+        out.slots.retain(|(i, pk)| !(*i == id && public_key.is_none_or(|p| p == pk.as_slice())));
+        out
     }
 
     /// The repository this keyring belongs to.
@@ -73,6 +120,17 @@ impl Keyring {
     /// rotation without being re-sealed.
     pub fn slot_info_key(&self) -> Key32 {
         crate::crypto::derive(crate::crypto::context::SLOT_INFO, self.id_key.expose())
+    }
+
+    /// The repository's identity: BLAKE3-derive(REPO_IDENTITY, K_id || repository id). K_id
+    /// never changes, so neither does the identity; a keyring made by anyone who does not hold
+    /// K_id (the storage, substituting keys) has another one.
+    pub fn identity(&self) -> super::RepoIdentity {
+        let mut material = self.id_key.expose().to_vec();
+        material.extend_from_slice(self.repository_id.as_bytes());
+        let d = crate::crypto::derive(crate::crypto::context::REPO_IDENTITY, &material);
+        material.zeroize();
+        super::RepoIdentity(*d.expose())
     }
 
     /// A copy with a new data-key epoch (highest + 1), which new objects then use.
@@ -111,6 +169,9 @@ impl Keyring {
             audit_key: self.audit_key.clone(),
             epochs: self.epochs.clone(),
             epoch_created: self.epoch_created.clone(),
+            slots: self.slots.clone(),
+            metadata_floor: self.metadata_floor,
+            replaces: self.replaces.clone(),
         }
     }
 
@@ -143,6 +204,58 @@ impl Keyring {
         })
     }
 
+    /// The key that opens an object of `kind` sealed under `epoch`. Config, snapshots, index
+    /// segments and audit entries sealed under an epoch below the metadata floor are refused:
+    /// since the last finished rotation re-sealed every one of them, such an object was made by
+    /// a holder of a revoked key (or left by a client that ran through an unfinished rotation).
+    pub fn key_for(&self, kind: ObjectKind, epoch: u32, object: &str) -> Result<&Key32> {
+        let metadata = matches!(
+            kind,
+            ObjectKind::Config | ObjectKind::IndexSegment | ObjectKind::Snapshot | ObjectKind::Audit
+        );
+        if metadata && epoch < self.metadata_floor {
+            return Err(Error::corrupt(
+                object,
+                format!(
+                    "sealed under key epoch {epoch}, older than the epoch every such object has used since the last key \
+                     rotation ({}): written with a key that was rotated away (a revoked holder), or during an \
+                     unfinished rotation (run `cairn key rotate` to finish it)",
+                    self.metadata_floor
+                ),
+            ));
+        }
+        self.data_key(epoch, object)
+    }
+
+    /// A copy for a rotation: a new epoch, replacing the keyrings named (hex, as in slots).
+    pub fn rotated(&self, replaces: &[String]) -> Result<Self> {
+        let mut out = self.with_new_epoch()?;
+        out.replaces = replaces
+            .iter()
+            .filter_map(|h| hex::decode(h).ok().and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok()))
+            .collect();
+        Ok(out)
+    }
+
+    /// Whether the rotation that made this keyring replaces the keyring `name` (hex, as in
+    /// slots).
+    pub fn replaces(&self, name: &str) -> bool {
+        self.replaces.iter().any(|r| hex::encode(r) == name)
+    }
+
+    /// The metadata floor (see [`Keyring::key_for`]).
+    pub fn metadata_floor(&self) -> u32 {
+        self.metadata_floor
+    }
+
+    /// A copy whose metadata floor is the current epoch: only once every metadata object is
+    /// sealed under it.
+    pub fn with_metadata_floor_at_current(&self) -> Self {
+        let mut out = self.clone_keys();
+        out.metadata_floor = self.current().0;
+        out
+    }
+
     /// Epoch numbers held.
     pub fn epochs(&self) -> Vec<u32> {
         self.epochs.keys().copied().collect()
@@ -164,6 +277,9 @@ impl Keyring {
                     created_ns: self.epoch_created.get(e).copied().unwrap_or(0),
                 })
                 .collect(),
+            slots: self.slots.iter().map(|(id, pk)| SlotRefDoc { id: *id.as_bytes(), public_key: *pk }).collect(),
+            metadata_floor: self.metadata_floor,
+            replaces: self.replaces.iter().copied().collect(),
         };
         let mut plain = doc.encode();
         let sealed = envelope::seal(seal_key, 0, ObjectKind::Keyring, name.as_bytes(), &plain);
@@ -196,6 +312,9 @@ impl Keyring {
             audit_key: Key32::from_bytes(doc.audit_key),
             epochs,
             epoch_created,
+            slots: doc.slots.iter().map(|s| (ObjectId(s.id), s.public_key)).collect(),
+            metadata_floor: doc.metadata_floor,
+            replaces: doc.replaces.iter().copied().collect(),
         })
     }
 }

@@ -14,9 +14,29 @@ pub use hsm::{HsmConfig, HsmSession};
 pub use keyring::Keyring;
 pub use recovery::RecoveryCode;
 #[cfg(feature = "repository")]
-pub use slots::{NewSlotSecret, OpenSecret, create_slot, open_slot, reseal_slot, slot_info};
+pub use slots::{NewSlotSecret, OpenSecret, OpenedSlot, create_slot, open_slot, reseal_slot, slot_info};
 
 use crate::crypto::{Key32, context, derive};
+
+/// What a repository is, as only holders of its K_id can say: the hash of K_id and the
+/// repository id ([`Keyring::identity`]). Every slot's wrapped secret carries it, authenticated
+/// by the slot's own secret, so a slot opens only a keyring with the K_id it was made for;
+/// clients pin it in their cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RepoIdentity(pub [u8; 32]);
+
+impl RepoIdentity {
+    /// Lower-case hex, as pinned in the cache.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for RepoIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RepoIdentity({}..)", hex::encode(self.0.get(..4).unwrap_or_default()))
+    }
+}
 
 /// Object name of the keyring that K opens: `keyring/<first 16 bytes of derive(K), hex>`.
 /// Deriving the name from K lets a slot find its keyring without storing the name in clear.

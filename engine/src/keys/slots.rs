@@ -2,6 +2,12 @@
 //! secret (password, recovery code, HSM key) and K is sealed to its public half. Adding or
 //! removing a slot never touches data, and rotation re-seals a new K to every slot's public key
 //! without any slot's secret.
+//!
+//! Sealing to a public key authenticates nothing: anyone, the storage included, can seal a K of
+//! their own to it. So the wrapped secret also carries the repository's identity (a hash of
+//! K_id, [`super::RepoIdentity`]), authenticated by the slot's secret: a slot opens only a
+//! keyring whose K_id it was made for, and a storage that substitutes K, the keyring and K_id
+//! is refused before anything is written under its keys.
 
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroize;
@@ -12,10 +18,10 @@ use crate::crypto::{
 };
 use crate::error::{Error, Result};
 use crate::format::now_ns;
-use crate::format::slot::{SEALED_KEY_LEN, SLOT_VERSION, SlotDoc, SlotInfo, SlotKind};
+use crate::format::slot::{SEALED_KEY_LEN, SLOT_SECRET_LEN, SLOT_VERSION, SlotDoc, SlotInfo, SlotKind};
 use crate::id::ObjectId;
 
-use super::RecoveryCode;
+use super::{RecoveryCode, RepoIdentity};
 use super::hsm::{HsmConfig, HsmSession};
 
 /// A secret that may open a slot.
@@ -78,7 +84,7 @@ fn recovery_key(code: &RecoveryCode, salt: &[u8]) -> Key32 {
 fn seal_with(key: &Key32, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
     let nonce: [u8; NONCE_LEN] = random_array()?;
     let mut buf = plaintext.to_vec();
-    let tag = seal_detached(key, &nonce, ad, &mut buf);
+    let tag = seal_detached(key, &nonce, ad, &mut buf)?;
     let mut out = nonce.to_vec();
     out.append(&mut buf);
     out.extend_from_slice(&tag);
@@ -146,11 +152,31 @@ pub fn slot_info(slot: &SlotDoc, info_key: &Key32) -> Result<SlotInfo> {
     SlotInfo::decode(&plain, &object)
 }
 
-/// Makes a slot with id `id` that opens K with `secret`; `info_key` seals its label.
+/// What opening a slot yields: K, and the repository identity the slot was made for (the caller
+/// checks it against the keyring K opens).
+#[derive(Debug, PartialEq, Eq)]
+pub struct OpenedSlot {
+    /// The repository key the slot's `sealed_key` holds.
+    pub key: Key32,
+    /// The identity sealed with the slot's secret.
+    pub identity: RepoIdentity,
+}
+
+/// The wrapped plaintext: the X25519 secret, then the repository identity.
+fn secret_plaintext(sk: &StaticSecret, identity: &RepoIdentity) -> SecretBytes {
+    let mut plain = Vec::with_capacity(SLOT_SECRET_LEN);
+    plain.extend_from_slice(sk.as_bytes());
+    plain.extend_from_slice(&identity.0);
+    SecretBytes::new(plain)
+}
+
+/// Makes a slot with id `id` that opens K with `secret`, for the repository whose identity is
+/// `identity`; `info_key` seals its label.
 pub fn create_slot(
     repository_id: ObjectId,
     id: ObjectId,
     k: &Key32,
+    identity: &RepoIdentity,
     info_key: &Key32,
     secret: NewSlotSecret<'_>,
     label: &str,
@@ -182,31 +208,32 @@ pub fn create_slot(
         info: Vec::new(),
     };
     let ad = slot.associated_data();
+    let plain = secret_plaintext(&sk, identity);
     let mut info = SlotInfo { label: label.to_string(), created_ns: now_ns(), hsm_token: None, hsm_key: None };
     match secret {
         NewSlotSecret::Password(pw, params) => {
             let wk = argon2id(pw.expose(), &salt, params)?;
-            let sealed = seal_with(&wk, &ad, sk.as_bytes())?;
+            let sealed = seal_with(&wk, &ad, plain.expose())?;
             let (nonce, wrapped) = sealed.split_at(NONCE_LEN);
             slot.nonce = nonce.to_vec();
             slot.wrapped_secret = wrapped.to_vec();
         }
         NewSlotSecret::Recovery(code) => {
             let wk = recovery_key(code, &salt);
-            let sealed = seal_with(&wk, &ad, sk.as_bytes())?;
+            let sealed = seal_with(&wk, &ad, plain.expose())?;
             let (nonce, wrapped) = sealed.split_at(NONCE_LEN);
             slot.nonce = nonce.to_vec();
             slot.wrapped_secret = wrapped.to_vec();
         }
         NewSlotSecret::Hsm(session, cfg) => {
-            let (iv, wrapped) = session.seal(&ad, sk.as_bytes())?;
+            let (iv, wrapped) = session.seal(&ad, plain.expose())?;
             slot.nonce = iv.to_vec();
             slot.wrapped_secret = wrapped;
             info.hsm_token = Some(cfg.token.clone());
             info.hsm_key = Some(cfg.key_label.clone());
         }
     }
-    if slot.wrapped_secret.len() != 32 + TAG_LEN {
+    if slot.wrapped_secret.len() != SLOT_SECRET_LEN + TAG_LEN {
         return Err(Error::Hsm("the token returned a ciphertext of unexpected length".into()));
     }
     seal_repository_key(&mut slot, k)?;
@@ -223,8 +250,9 @@ pub fn reseal_slot(slot: &SlotDoc, new_k: &Key32) -> Result<SlotDoc> {
 
 /// Tries to open K from `slot` with `secret` (and, for HSM slots, the logged-in `hsm`).
 /// `Ok(None)` when the secret is of another kind or does not open this slot; errors only for
-/// malformed slots and HSM failures.
-pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) -> Result<Option<Key32>> {
+/// malformed slots and HSM failures. The caller MUST check the returned identity against the
+/// keyring K opens: until then K authenticates nothing (see the module docs).
+pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) -> Result<Option<OpenedSlot>> {
     let ad = slot.associated_data();
     let sk_bytes = match (&slot.kind, hsm) {
         (SlotKind::Hsm, Some(session)) if matches!(secret, OpenSecret::Hsm(_)) => {
@@ -247,8 +275,14 @@ pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) 
         }
     };
     let object = format!("keys/{}", slot.id);
+    let (sk_part, identity_part) = sk_bytes
+        .expose()
+        .split_at_checked(32)
+        .filter(|(_, id)| id.len() == 32)
+        .ok_or_else(|| Error::corrupt(&object, "slot secret has the wrong length"))?;
+    let identity = RepoIdentity(identity_part.try_into().map_err(|_| Error::corrupt(&object, "bad identity"))?);
     let mut sk_arr: [u8; 32] =
-        sk_bytes.expose().try_into().map_err(|_| Error::corrupt(&object, "slot secret has the wrong length"))?;
+        sk_part.try_into().map_err(|_| Error::corrupt(&object, "slot secret has the wrong length"))?;
     let sk = StaticSecret::from(sk_arr);
     sk_arr.zeroize();
     let pk: [u8; 32] = slot.public_key.as_slice().try_into().map_err(|_| Error::corrupt(&object, "bad public key"))?;
@@ -271,12 +305,18 @@ pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) 
     k.zeroize();
     let key = Key32::from_bytes(arr);
     arr.zeroize();
-    Ok(Some(key))
+    Ok(Some(OpenedSlot { key, identity }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const IDENTITY: RepoIdentity = RepoIdentity([7; 32]);
+
+    fn opened(k: &Key32) -> Option<OpenedSlot> {
+        Some(OpenedSlot { key: k.clone(), identity: IDENTITY })
+    }
 
     fn setup() -> (ObjectId, Key32, Key32, SlotDoc, SecretBytes) {
         let repo = ObjectId([3; 32]);
@@ -287,6 +327,7 @@ mod tests {
             repo,
             ObjectId([4; 32]),
             &k,
+            &IDENTITY,
             &info_key,
             NewSlotSecret::Password(&pw, Argon2Params::MIN),
             "laptop",
@@ -298,7 +339,7 @@ mod tests {
     #[test]
     fn a_slot_opens_with_its_secret_only() {
         let (_, k, info_key, slot, pw) = setup();
-        assert_eq!(open_slot(&slot, &OpenSecret::Password(pw), None).unwrap(), Some(k.clone()));
+        assert_eq!(open_slot(&slot, &OpenSecret::Password(pw), None).unwrap(), opened(&k));
         let wrong = OpenSecret::Password(SecretBytes::from("nope".to_string()));
         assert_eq!(open_slot(&slot, &wrong, None).unwrap(), None);
         let code = RecoveryCode::from_entropy([1; 18]);
@@ -314,8 +355,8 @@ mod tests {
         let moved = reseal_slot(&slot, &k2).unwrap();
         assert_ne!(moved.keyring, slot.keyring);
         assert_eq!(moved.wrapped_secret, slot.wrapped_secret, "the slot secret is untouched");
-        assert_eq!(open_slot(&moved, &OpenSecret::Password(pw.clone()), None).unwrap(), Some(k2));
-        assert_ne!(open_slot(&moved, &OpenSecret::Password(pw), None).unwrap(), Some(k), "the old K is gone");
+        assert_eq!(open_slot(&moved, &OpenSecret::Password(pw.clone()), None).unwrap(), opened(&k2));
+        assert_ne!(open_slot(&moved, &OpenSecret::Password(pw), None).unwrap(), opened(&k), "the old K is gone");
         assert_eq!(slot_info(&moved, &info_key).unwrap().label, "laptop");
     }
 

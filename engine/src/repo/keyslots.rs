@@ -2,17 +2,29 @@
 //! the repository key, and retire a data-key epoch. The caller holds the exclusive lock for
 //! everything that writes.
 //!
-//! Rotation order (a crash at any step leaves every slot able to open the repository, and no
-//! object sealed under an epoch some keyring lacks):
-//! 1. a new keyring (old epochs + a new one) sealed under a new K', as a new object;
-//! 2. the old keyring rewritten with the new epoch too, so a client that opens through a slot
-//!    not yet moved can read what clients on K' write;
-//! 3. every slot re-sealed to K' (each an atomic overwrite; no slot secret is needed, K' is
-//!    sealed to the slot's public key);
-//! 4. every keyring no slot names any more deleted, the old one included.
+//! The keyring lists the valid slots (id and public key): a slot is added by listing it, then
+//! storing it; removed by unlisting it, then deleting it. Only listed slots open the
+//! repository, and only they are re-sealed by a rotation, so a removed slot that the storage
+//! puts back opens nothing.
 //!
-//! A rerun after a crash (from any slot) makes another K'' and finishes the job: all keyrings
-//! hold the same epochs after step 2.
+//! Rotation order (a crash at any step leaves every listed slot able to open a keyring holding
+//! every epoch written under it, and no new key is ever sealed under the old K):
+//! 1. a new keyring (old epochs + a new one, the same slot list) sealed under a new K', as a
+//!    new object;
+//! 2. the slot in use re-sealed to K' first, so the same secret can always finish the job;
+//! 3. every other listed slot re-sealed to K' (each an atomic overwrite; no slot secret is
+//!    needed, K' is sealed to the slot's public key);
+//! 4. every other keyring deleted, the old one included;
+//! 5. every config, snapshot, index segment and audit entry re-sealed under the new epoch;
+//! 6. the keyring's metadata floor raised to the new epoch: such objects sealed under an older
+//!    epoch are refused from then on, so a holder of a revoked key cannot forge them. (Data
+//!    blobs and pack headers of older epochs stay readable: they are reached only through the
+//!    index, and every blob is checked against its keyed id.)
+//!
+//! Until step 4, a client opening through a slot not yet moved sees the old keyring: it reads
+//! and writes under the old epochs (which the new keyring holds too) and cannot read what
+//! clients on K' wrote. A rotation started from such a slot is refused, since it could not
+//! carry the new epoch over: it is finished from a moved slot (the one that started it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +32,7 @@ use serde::Serialize;
 
 use crate::crypto::{Argon2Params, Key32, SecretBytes};
 use crate::error::{Error, Result};
+use crate::format::MAX_SMALL_OBJECT;
 use crate::format::config::CONFIG_NAME;
 use crate::format::envelope::{self, ObjectKind};
 use crate::format::slot::{SlotDoc, SlotKind};
@@ -48,6 +61,9 @@ pub struct SlotSummary {
     pub in_use: bool,
     /// Whether the slot opens the current key (false only mid-rotation).
     pub current: bool,
+    /// Whether the keyring lists the slot as valid (false for a removed slot put back, which
+    /// opens nothing).
+    pub listed: bool,
 }
 
 /// What a rotation did.
@@ -59,6 +75,8 @@ pub struct RotateOutcome {
     pub slots: Vec<ObjectId>,
     /// Keyrings deleted.
     pub keyrings_deleted: usize,
+    /// Config, snapshots, index segments and audit entries re-sealed under the new epoch.
+    pub objects_resealed: u64,
 }
 
 /// Where each data-key epoch is still used.
@@ -86,7 +104,7 @@ impl Repository {
     fn slot_docs(&self) -> Result<Vec<SlotDoc>> {
         let mut out = Vec::new();
         for name in self.storage.list("keys/")? {
-            out.push(SlotDoc::decode(&self.storage.get(&name)?, &name)?);
+            out.push(SlotDoc::decode(&self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?, &name)?);
         }
         out.sort_by_key(|s| s.id);
         Ok(out)
@@ -94,6 +112,41 @@ impl Repository {
 
     fn keyring_id(&self) -> String {
         keys::keyring_name(&self.master).trim_start_matches("keyring/").to_string()
+    }
+
+    /// The keyring as stored now (another command may have changed its slot list since this
+    /// one opened), checked to be this repository's.
+    fn stored_keyring(&self) -> Result<Keyring> {
+        let name = keys::keyring_name(&self.master);
+        let ring =
+            Keyring::open(&self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?, &keys::keyring_seal_key(&self.master), &name, self.config.repository_id)?;
+        if ring.identity() != self.keyring.identity() {
+            return Err(Error::KeysChanged(format!("{name} no longer holds this repository's keys")));
+        }
+        Ok(ring)
+    }
+
+    fn store_keyring(&self, ring: &Keyring) -> Result<()> {
+        let name = keys::keyring_name(&self.master);
+        self.storage.put(&name, &ring.seal(&keys::keyring_seal_key(&self.master), &name)?, PutMode::Overwrite)
+    }
+
+    /// Slot changes rewrite the keyring's slot list, which only works while there is one
+    /// keyring: an unfinished rotation is finished first.
+    fn refuse_unfinished_rotation(&self) -> Result<()> {
+        if self.storage.list("keyring/")?.len() > 1 {
+            return Err(Error::InvalidInput(
+                "a key rotation did not finish (more than one keyring); run `cairn key rotate` first".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Lists `slot` in the keyring, then stores it.
+    fn list_and_store_slot(&self, slot: &SlotDoc) -> Result<()> {
+        self.refuse_unfinished_rotation()?;
+        self.store_keyring(&self.stored_keyring()?.with_slot(slot.id, &slot.public_key)?)?;
+        self.storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)
     }
 
     /// Every slot, with its sealed label.
@@ -114,6 +167,7 @@ impl Repository {
                     hsm_key: info.as_ref().and_then(|i| i.hsm_key.clone()),
                     in_use: s.id == self.opened_with,
                     current: s.keyring == current,
+                    listed: self.keyring.lists_slot(s.id, &s.public_key),
                 }
             })
             .collect())
@@ -124,11 +178,12 @@ impl Repository {
             self.config.repository_id,
             ObjectId::random()?,
             &self.master,
+            &self.keyring.identity(),
             &self.keyring.slot_info_key(),
             secret,
             label,
         )?;
-        self.storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)?;
+        self.list_and_store_slot(&slot)?;
         Ok(slot.id)
     }
 
@@ -152,15 +207,16 @@ impl Repository {
             self.config.repository_id,
             ObjectId::random()?,
             &self.master,
+            &self.keyring.identity(),
             &self.keyring.slot_info_key(),
             NewSlotSecret::Hsm(&session, cfg),
             label,
         )?;
         let back = keys::open_slot(&slot, &keys::OpenSecret::Hsm(cfg.clone()), Some(&session))?;
-        if back.as_ref() != Some(&self.master) {
+        if back.as_ref().map(|o| (&o.key, o.identity)) != Some((&self.master, self.keyring.identity())) {
             return Err(Error::Hsm("the new slot does not open again through the token; not stored".into()));
         }
-        self.storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)?;
+        self.list_and_store_slot(&slot)?;
         Ok(slot.id)
     }
 
@@ -199,6 +255,10 @@ impl Repository {
                 id.short()
             )));
         }
+        self.refuse_unfinished_rotation()?;
+        // Unlisted first: from then on the slot opens nothing, whether or not its document is
+        // deleted (or put back by the storage). Its holder keeps K until `key rotate`.
+        self.store_keyring(&self.stored_keyring()?.without_slot(id, None))?;
         self.storage.delete(&slot_name(&id))
     }
 
@@ -222,41 +282,69 @@ impl Repository {
             self.config.repository_id,
             slot.id,
             &self.master,
+            &self.keyring.identity(),
             &info_key,
             NewSlotSecret::Password(password, params),
             &label,
         )?;
+        self.refuse_unfinished_rotation()?;
+        // The slot is listed with both key pairs while its document is replaced, so a crash
+        // leaves either password working.
+        let ring = self.stored_keyring()?.with_slot(new.id, &new.public_key)?;
+        self.store_keyring(&ring)?;
         self.storage.put(&slot_name(&new.id), &new.encode(), PutMode::Overwrite)?;
+        self.store_keyring(&ring.without_slot(slot.id, Some(&slot.public_key)))?;
         Ok(new.id)
     }
 
-    /// Rotates the repository key: new K, new data-key epoch, every slot re-sealed (see the
-    /// module docs for the order). Returns the repository opened with the new key.
+    /// Rotates the repository key: new K, new data-key epoch, every listed slot re-sealed (see
+    /// the module docs for the order). Slots the keyring does not list are left as they are
+    /// and open nothing afterwards. Returns the repository opened with the new key.
     pub fn rotate_key(self) -> Result<(Repository, RotateOutcome)> {
-        // Every slot must be readable before anything changes: a damaged slot found halfway
-        // would stop the rotation after the new keyring exists.
-        let slots = self.slot_docs()?;
+        // Every listed slot must be readable before anything changes: a damaged slot found
+        // halfway would stop the rotation after the new keyring exists.
+        let ring = self.stored_keyring()?;
+        let docs = self.slot_docs()?;
+        let own_keyring = self.keyring_id();
+        // A keyring that some slot names, other than ours and other than those the rotation
+        // that made ours replaced, comes from a rotation that moved that slot and not ours:
+        // starting another from here would drop the epoch it made.
+        let keyrings: Vec<String> =
+            self.storage.list("keyring/")?.iter().map(|n| n.trim_start_matches("keyring/").to_string()).collect();
+        if let Some(moved) = docs.iter().find(|s| {
+            s.keyring != own_keyring
+                && !ring.replaces(&s.keyring)
+                && ring.lists_slot(s.id, &s.public_key)
+                && keyrings.contains(&s.keyring)
+        }) {
+            return Err(Error::InvalidInput(format!(
+                "a key rotation did not finish, and slot {} already opens the newer keys while the slot in use does not; \
+                 finish it with `cairn key rotate` opened through that slot (the rotation started with it)",
+                moved.id.short()
+            )));
+        }
+        let mut listed = Vec::new();
+        for (id, pk) in ring.listed_slots() {
+            if let Some(doc) = docs.iter().find(|s| s.id == id && s.public_key.as_slice() == pk.as_slice()) {
+                listed.push(doc.clone());
+            }
+        }
+        // The slot in use first.
+        listed.sort_by_key(|s| s.id != self.opened_with);
         let new_k = Key32::random()?;
-        let new_ring = self.keyring.with_new_epoch()?;
+        let new_ring = ring.rotated(&keyrings)?;
         let (epoch, _) = new_ring.current();
         let new_name = keys::keyring_name(&new_k);
         // 1. The new keyring.
         self.storage.put(&new_name, &new_ring.seal(&keys::keyring_seal_key(&new_k), &new_name)?, PutMode::CreateNew)?;
-        // 2. The old keyring learns the new epoch.
-        let old_name = keys::keyring_name(&self.master);
-        self.storage.put(
-            &old_name,
-            &new_ring.seal(&keys::keyring_seal_key(&self.master), &old_name)?,
-            PutMode::Overwrite,
-        )?;
-        // 3. Every slot to K'.
+        // 2, 3. Every listed slot to K', the one in use first.
         let mut moved = Vec::new();
-        for slot in slots {
+        for slot in listed {
             let resealed = keys::reseal_slot(&slot, &new_k)?;
             self.storage.put(&slot_name(&slot.id), &resealed.encode(), PutMode::Overwrite)?;
             moved.push(slot.id);
         }
-        // 4. Keyrings no slot names.
+        // 4. Every other keyring.
         let mut deleted = 0;
         for name in self.storage.list("keyring/")? {
             if name != new_name {
@@ -278,7 +366,15 @@ impl Repository {
             index_problems: Default::default(),
             cache_dir: self.cache_dir.clone(),
         };
-        Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted }))
+        super::pins::check_and_pin(&repo.cache_dir, &repo.keyring.identity(), epoch)?;
+        // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata
+        // from now on, so a revoked holder cannot forge snapshots, index or audit entries.
+        let mut repo = repo;
+        let resealed = repo.reseal_objects_where(|e| e < epoch)?;
+        let floored = repo.stored_keyring()?.with_metadata_floor_at_current();
+        repo.store_keyring(&floored)?;
+        repo.keyring = std::sync::Arc::new(floored);
+        Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted, objects_resealed: resealed }))
     }
 
     /// The data-key epochs the keyring holds, current last.
@@ -286,18 +382,43 @@ impl Repository {
         self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()
     }
 
-    /// The epoch of the pack `id` of `size` bytes (its header's envelope).
+    /// The epoch of the pack `id` of `size` bytes: its header's, authenticated by opening the
+    /// header when the keyring still holds that epoch (the clear epoch field alone could be
+    /// edited by the storage to make a key in use look unused).
     pub fn pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
         let name = pack_name(id);
+        if size > self.config.max_pack_size() {
+            return Err(crate::storage::too_large(&name, size, self.config.max_pack_size()));
+        }
         let trailer_len = crate::format::pack::TRAILER_LEN as u64;
         let tail = self.storage.get_range(&name, size.saturating_sub(trailer_len), trailer_len)?;
         let (offset, _) = crate::format::pack::header_location(size, &tail, &name)?;
-        let head = self.storage.get_range(&name, offset, 5)?;
-        envelope::epoch_of(&head, &name)
+        let header = self.storage.get_range(&name, offset, size.saturating_sub(offset))?;
+        let epoch = envelope::epoch_of(&header, &name)?;
+        if self.keyring.epochs().contains(&epoch) {
+            self.pack_header_at(&name, offset, &header)?;
+        }
+        Ok(epoch)
+    }
+
+    /// The epoch a small sealed object is sealed under, authenticated like [`Self::pack_epoch`].
+    fn object_epoch(&self, name: &str, kind: ObjectKind) -> Result<Option<u32>> {
+        let sealed = match self.storage.get_bounded(name, MAX_SMALL_OBJECT) {
+            Ok(b) => b,
+            Err(Error::Missing(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let epoch = envelope::epoch_of(&sealed, name)?;
+        if self.keyring.epochs().contains(&epoch) {
+            envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.data_key(e, name))?;
+        }
+        Ok(Some(epoch))
     }
 
     /// Counts, per epoch the objects sealed under it: every pack (from its header) and every
-    /// other sealed object. Epochs the keyring no longer holds show up too.
+    /// other sealed object. Epochs the keyring no longer holds show up too. Every object sealed
+    /// under an epoch the keyring holds is opened, so the counts rest on authenticated bytes; an
+    /// object that does not open is an error (damage to look at before any key is dropped).
     pub fn epoch_usage(&self) -> Result<BTreeMap<u32, EpochUsage>> {
         let mut usage: BTreeMap<u32, EpochUsage> =
             self.keyring.epochs().into_iter().map(|e| (e, EpochUsage::default())).collect();
@@ -307,18 +428,14 @@ impl Repository {
             let epoch = self.pack_epoch(&id, size)?;
             usage.entry(epoch).or_default().packs += 1;
         }
-        let mut names = vec![CONFIG_NAME.to_string()];
-        for (prefix, _) in SEALED_OBJECTS {
-            names.extend(self.storage.list(prefix)?);
+        let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
+        for (prefix, kind) in SEALED_OBJECTS {
+            names.extend(self.storage.list(prefix)?.into_iter().map(|n| (n, kind)));
         }
-        for name in names {
-            let head = match self.storage.get_range(&name, 0, 5) {
-                Ok(h) => h,
-                Err(Error::Missing(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            let epoch = envelope::epoch_of(&head, &name)?;
-            usage.entry(epoch).or_default().objects += 1;
+        for (name, kind) in names {
+            if let Some(epoch) = self.object_epoch(&name, kind)? {
+                usage.entry(epoch).or_default().objects += 1;
+            }
         }
         Ok(usage)
     }
@@ -332,7 +449,7 @@ impl Repository {
             ));
         }
         // Validates first: the current epoch and unknown epochs are refused before any scan.
-        let ring: Keyring = self.keyring.without_epoch(epoch)?;
+        let ring: Keyring = self.stored_keyring()?.without_epoch(epoch)?;
         let usage = self.epoch_usage()?;
         if let Some(u) = usage.get(&epoch)
             && !u.is_unused()
@@ -342,26 +459,27 @@ impl Repository {
                 u.packs, u.objects
             )));
         }
-        let name = keys::keyring_name(&self.master);
-        self.storage.put(&name, &ring.seal(&keys::keyring_seal_key(&self.master), &name)?, PutMode::Overwrite)
+        self.store_keyring(&ring)
     }
 
     /// Re-seals every small object (config, snapshots, index segments, audit entries) sealed
     /// under `epoch` under the current epoch, in place (each an atomic overwrite of the same
     /// plaintext under the same name). Returns how many were re-sealed.
     pub fn reseal_objects(&self, epoch: u32) -> Result<u64> {
+        self.reseal_objects_where(|e| e == epoch)
+    }
+
+    fn reseal_objects_where(&self, sealed_under: impl Fn(u32) -> bool) -> Result<u64> {
         let (current, key) = self.keyring.current();
-        if epoch == current {
-            return Ok(0);
-        }
         let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
         for (prefix, kind) in SEALED_OBJECTS {
             names.extend(self.storage.list(prefix)?.into_iter().map(|n| (n, kind)));
         }
         let mut count = 0;
         for (name, kind) in names {
-            let sealed = self.storage.get(&name)?;
-            if envelope::epoch_of(&sealed, &name)? != epoch {
+            let sealed = self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?;
+            let epoch = envelope::epoch_of(&sealed, &name)?;
+            if epoch == current || !sealed_under(epoch) {
                 continue;
             }
             let plain = envelope::open(&sealed, kind, name.as_bytes(), &name, |e| self.keyring.data_key(e, &name))?;

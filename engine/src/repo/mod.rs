@@ -8,6 +8,7 @@ mod keyslots;
 mod lock;
 mod pack_buffers;
 mod packer;
+mod pins;
 mod repack;
 mod uploader;
 
@@ -35,7 +36,7 @@ use crate::format::index::IndexSegment;
 use crate::format::slot::SlotDoc;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{BlobKind, FORMAT_VERSION, now_ns};
+use crate::format::{BlobKind, FORMAT_VERSION, MAX_SMALL_OBJECT, now_ns};
 use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::{BlobLocation, IndexCache};
 use crate::keys::{self, Keyring, NewSlotSecret, OpenSecret, RecoveryCode};
@@ -181,40 +182,43 @@ impl Repository {
         config.validate()?;
         let repository_id = config.repository_id;
         let k = Key32::random()?;
-        let keyring = Keyring::generate(repository_id)?;
-        let ring_name = keys::keyring_name(&k);
-        storage.put(&ring_name, &keyring.seal(&keys::keyring_seal_key(&k), &ring_name)?, PutMode::CreateNew)?;
-        let first = keys::create_slot(
-            repository_id,
-            ObjectId::random()?,
-            &k,
-            &keyring.slot_info_key(),
-            NewSlotSecret::Password(&opts.password, opts.argon2),
-            &opts.label,
-        )?;
-        storage.put(&slot_name(&first.id), &first.encode(), PutMode::CreateNew)?;
-        let mut slots_created = vec![first.id];
-        let recovery_code = if opts.recovery_code {
-            let code = RecoveryCode::generate()?;
-            let slot = keys::create_slot(
+        let mut keyring = Keyring::generate(repository_id)?;
+        let identity = keyring.identity();
+        let new_slot = |secret: NewSlotSecret<'_>, label: &str| {
+            keys::create_slot(
                 repository_id,
                 ObjectId::random()?,
                 &k,
+                &identity,
                 &keyring.slot_info_key(),
-                NewSlotSecret::Recovery(&code),
-                "recovery code",
-            )?;
-            storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)?;
-            slots_created.push(slot.id);
+                secret,
+                label,
+            )
+        };
+        let mut slots = vec![new_slot(NewSlotSecret::Password(&opts.password, opts.argon2), &opts.label)?];
+        let recovery_code = if opts.recovery_code {
+            let code = RecoveryCode::generate()?;
+            slots.push(new_slot(NewSlotSecret::Recovery(&code), "recovery code")?);
             Some(code)
         } else {
             None
         };
+        // The keyring lists the valid slots, so it is written knowing them; the slots follow.
+        for slot in &slots {
+            keyring = keyring.with_slot(slot.id, &slot.public_key)?;
+        }
+        let ring_name = keys::keyring_name(&k);
+        storage.put(&ring_name, &keyring.seal(&keys::keyring_seal_key(&k), &ring_name)?, PutMode::CreateNew)?;
+        for slot in &slots {
+            storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)?;
+        }
+        let slots_created: Vec<ObjectId> = slots.iter().map(|s| s.id).collect();
+        let first = slots_created.first().copied().ok_or_else(|| Error::InvalidInput("init made no key slot".into()))?;
         let (epoch, key) = keyring.current();
         let sealed = envelope::seal(key, epoch, ObjectKind::Config, CONFIG_NAME.as_bytes(), &config.encode())?;
         storage.put(CONFIG_NAME, &sealed, PutMode::CreateNew)?;
         let record = AuditRecord { slots_created, ..AuditRecord::new("init") };
-        crate::audit::append_raw(storage.as_ref(), &keyring, first.id, &opts.actor, &record, None)?;
+        crate::audit::append_raw(storage.as_ref(), &keyring, first, &opts.actor, &record, None)?;
         Ok(InitOutcome { repository_id, recovery_code })
     }
 
@@ -231,13 +235,27 @@ impl Repository {
         // skipped here (and named if nothing opens), and `check` reports it.
         let mut slots = Vec::new();
         let mut unreadable = Vec::new();
+        let mut older_slots = 0;
         for name in &slot_names {
-            match storage.get(name).and_then(|b| SlotDoc::decode(&b, name)) {
+            match storage.get_bounded(name, MAX_SMALL_OBJECT).and_then(|b| SlotDoc::decode(&b, name)) {
                 Ok(slot) if secret.fits(&slot.kind) => slots.push(slot),
                 Ok(_) => {}
                 Err(e @ Error::Storage { .. }) => return Err(e),
+                Err(Error::UnsupportedVersion { found, supported, .. }) if found < supported => older_slots += 1,
                 Err(e) => unreadable.push(e.to_string()),
             }
+        }
+        if slots.is_empty() && older_slots > 0 {
+            return Err(Error::UnsupportedVersion {
+                object: format!(
+                    "{} (format version 1: its key slots do not bind the repository's keys, so a storage could make \
+                     clients write under keys it chose; this build refuses them. Restore its snapshots with the Cairn \
+                     that wrote it and back them up into a new repository)",
+                    storage.location()
+                ),
+                found: 1,
+                supported: FORMAT_VERSION,
+            });
         }
         let hsm = match secret {
             OpenSecret::Hsm(_) if slots.is_empty() => {
@@ -248,13 +266,13 @@ impl Repository {
         };
         let mut opened = None;
         for slot in slots {
-            if let Some(k) = keys::open_slot(&slot, secret, hsm.as_ref())? {
-                opened = Some((slot, k));
+            if let Some(o) = keys::open_slot(&slot, secret, hsm.as_ref())? {
+                opened = Some((slot, o));
                 break;
             }
         }
         drop(hsm);
-        let Some((slot, k)) = opened else {
+        let Some((slot, keys::OpenedSlot { key: k, identity })) = opened else {
             let what = match secret {
                 OpenSecret::Password(_) => "no key slot opens with this password",
                 OpenSecret::Recovery(_) => "no recovery slot opens with this recovery code",
@@ -271,7 +289,7 @@ impl Repository {
         if ring_name != format!("keyring/{}", slot.keyring) {
             return Err(Error::corrupt(slot_name(&slot.id), "the slot names another keyring than its key opens"));
         }
-        let ring_bytes = storage.get(&ring_name).map_err(|e| match e {
+        let ring_bytes = storage.get_bounded(&ring_name, MAX_SMALL_OBJECT).map_err(|e| match e {
             Error::Missing(_) => Error::WrongKey(format!(
                 "the keyring of slot {} is gone: the slot was made before a key rotation and no longer opens the repository",
                 slot.id.short()
@@ -279,9 +297,28 @@ impl Repository {
             e => e,
         })?;
         let keyring = Keyring::open(&ring_bytes, &keys::keyring_seal_key(&k), &ring_name, slot.repository_id)?;
-        let sealed = storage.get(CONFIG_NAME)?;
+        // Invariant: nothing read through K counts before this check. Anyone can seal a K to
+        // the slot's public key; only a holder of the slot's secret could have bound the slot
+        // to this K_id.
+        if keyring.identity() != identity {
+            return Err(Error::KeysChanged(format!(
+                "slot {} opens a keyring that is not the one it was made for: the storage replaced the repository's \
+                 keys. Nothing was written; do not use this repository until you know why",
+                slot.id.short()
+            )));
+        }
+        if !keyring.lists_slot(slot.id, &slot.public_key) {
+            return Err(Error::WrongKey(format!(
+                "slot {} is not one of the repository's key slots any more (it was removed; the copy in storage opens \
+                 nothing)",
+                slot.id.short()
+            )));
+        }
+        let cache_dir = cache_root.join(slot.repository_id.to_hex());
+        pins::check_and_pin(&cache_dir, &identity, keyring.current().0)?;
+        let sealed = storage.get_bounded(CONFIG_NAME, MAX_SMALL_OBJECT)?;
         let plain = envelope::open(&sealed, ObjectKind::Config, CONFIG_NAME.as_bytes(), CONFIG_NAME, |e| {
-            keyring.data_key(e, CONFIG_NAME)
+            keyring.key_for(ObjectKind::Config, e, CONFIG_NAME)
         })?;
         let config = Config::decode(&plain)?;
         if config.repository_id != slot.repository_id {
@@ -295,7 +332,6 @@ impl Repository {
             });
         }
         let chunker = Chunker::new(keyring.cdc_key(), config.chunker)?;
-        let cache_dir = cache_root.join(config.repository_id.to_hex());
         let index = IndexCache::open(&cache_dir, config.repository_id)?;
         let repo = Repository {
             storage,
@@ -419,8 +455,8 @@ impl Repository {
 
     /// Loads and opens the sealed object `name`.
     pub fn load_object(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        let sealed = self.storage.get(name)?;
-        envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.data_key(e, name))
+        let sealed = self.storage.get_bounded(name, MAX_SMALL_OBJECT)?;
+        envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.key_for(kind, e, name))
     }
 
     /// Brings the index cache up to the repository's segments: applies segments it has not
@@ -634,6 +670,27 @@ impl Repository {
             self.with_io_pool(|| ids.par_iter().map(|id| Ok((*id, self.load_snapshot(id)?))).collect::<Result<_>>())?;
         all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
         Ok(all)
+    }
+
+    /// Every snapshot that can be read, oldest first, and how many could not (damaged, or
+    /// sealed under an epoch this client's keyring lacks during an unfinished rotation). For
+    /// choices that can do without some snapshots, such as a backup's parent: storage errors
+    /// still fail.
+    pub fn readable_snapshots(&self) -> Result<(Vec<(ObjectId, Snapshot)>, usize)> {
+        let ids = self.snapshot_ids()?;
+        let loaded: Vec<Option<(ObjectId, Snapshot)>> = self.with_io_pool(|| {
+            ids.par_iter()
+                .map(|id| match self.load_snapshot(id) {
+                    Ok(s) => Ok(Some((*id, s))),
+                    Err(Error::Corrupt { .. } | Error::Missing(_) | Error::UnsupportedVersion { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect::<Result<_>>()
+        })?;
+        let skipped = loaded.iter().filter(|s| s.is_none()).count();
+        let mut all: Vec<(ObjectId, Snapshot)> = loaded.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok((all, skipped))
     }
 
     /// Resolves `latest`, a full id, or a unique id prefix.
