@@ -87,6 +87,18 @@ pub enum Error {
     /// No snapshot matches, or several do.
     #[error("{0}")]
     SnapshotNotFound(String),
+
+    /// A lock this process holds was not kept: a refresh failed, or the lock is gone or too
+    /// old for other clients to respect. The operation stopped before writing what needs it.
+    #[error(
+        "the repository lock {name} was lost: {why}; nothing that depends on it was written, run the command again"
+    )]
+    LockLost {
+        /// The lock object.
+        name: String,
+        /// What happened.
+        why: String,
+    },
 }
 
 impl Error {

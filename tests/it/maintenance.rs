@@ -153,6 +153,7 @@ fn lock_opts(exclusive: bool, op: &str) -> LockOptions {
         hostname: "test-host".into(),
         username: "tester".into(),
         retry_for: std::time::Duration::ZERO,
+        refresh_every: cairn_engine::repo::REFRESH_EVERY,
     }
 }
 
@@ -170,7 +171,8 @@ fn exclusive_locks_exclude_and_shared_ones_coexist() {
     assert!(err.to_string().contains("exclusive prune by tester@test-host"), "{err}");
     drop(ex);
     assert!(t.storage.list("locks/").unwrap().is_empty(), "released locks are deleted");
-    // A lock left by a process that died on this host is stale and ignored, and unlock removes it.
+    // A lock left by a process that died on this machine is stale and ignored, and unlock
+    // removes it.
     let dead = cairn_engine::format::lock::LockDoc {
         exclusive: true,
         operation: "prune".into(),
@@ -179,6 +181,7 @@ fn exclusive_locks_exclude_and_shared_ones_coexist() {
         pid: 0,
         created_ns: 1,
         refreshed_ns: cairn_engine::format::now_ns(),
+        machine: repo.machine_identity().unwrap(),
     };
     repo.save_object(
         cairn_engine::format::envelope::ObjectKind::Lock,
@@ -188,7 +191,7 @@ fn exclusive_locks_exclude_and_shared_ones_coexist() {
     .unwrap();
     let live = repo.lock(&lock_opts(true, "prune")).unwrap();
     drop(live);
-    assert_eq!(repo.unlock("test-host", false).unwrap(), 1);
+    assert_eq!(repo.unlock(false).unwrap(), 1);
     assert!(t.storage.list("locks/").unwrap().is_empty());
 }
 

@@ -22,6 +22,8 @@ pub mod context {
     pub const SLOT_INFO: &str = "cairn v1 2026-11-24 slot info";
     /// K_audit -> MAC key of audit entries (kept apart from any other use of K_audit).
     pub const AUDIT_MAC: &str = "cairn v1 2026-11-24 audit entry mac";
+    /// machine id || boot id || pid namespace -> the machine identity in locks.
+    pub const LOCK_MACHINE: &str = "cairn v2 2026-12-03 lock machine identity";
 }
 
 /// BLAKE3 `derive_key(context, material)` as a zeroizing key.

@@ -107,8 +107,8 @@ proptest! {
     }
 
     #[test]
-    fn lock_round_trips(exclusive in any::<bool>(), op in ".{0,12}", host in ".{0,20}", pid in any::<u32>(), t in any::<i64>()) {
-        let l = crate::format::lock::LockDoc { exclusive, operation: op, hostname: host.clone(), username: host, pid, created_ns: t, refreshed_ns: t };
+    fn lock_round_trips(exclusive in any::<bool>(), op in ".{0,12}", host in ".{0,20}", pid in any::<u32>(), t in any::<i64>(), machine in any::<[u8; 16]>()) {
+        let l = crate::format::lock::LockDoc { exclusive, operation: op, hostname: host.clone(), username: host, pid, created_ns: t, refreshed_ns: t, machine };
         prop_assert_eq!(crate::format::lock::LockDoc::decode(&l.encode(), "l").unwrap(), l);
     }
 

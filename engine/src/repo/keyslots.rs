@@ -277,6 +277,8 @@ impl Repository {
             master: new_k,
             index_problems: Default::default(),
             cache_dir: self.cache_dir.clone(),
+            // The locks taken before the rotation still guard the work done after it.
+            held_locks: self.held_locks,
         };
         Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted }))
     }
