@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cairn_engine::audit::Actor;
 use cairn_engine::check::{CheckOptions, Subset, check};
 use cairn_engine::crypto::SecretBytes;
 use cairn_engine::keys::OpenSecret;
@@ -15,6 +16,10 @@ use cairn_engine::storage::{FaultStorage, LocalStorage, Storage};
 use cairn_engine::{Error, NoProgress, ObjectId, Repository};
 
 use crate::support::*;
+
+fn actor() -> Actor {
+    Actor { host: "test-host".into(), user: "tester".into() }
+}
 
 fn open_at(repo_dir: &Path, cache: &Path, storage: Arc<dyn Storage>) -> Repository {
     let _ = repo_dir;
@@ -81,7 +86,7 @@ fn assert_intact(h: &History, repo: &Repository, label: &str) {
 fn forget_and_prune_free_space_and_keep_what_remains() {
     let h = history();
     let repo = h.t.open();
-    cairn_engine::forget::remove(&repo, &[h.snaps[0].0, h.snaps[1].0]).unwrap();
+    cairn_engine::forget::remove(&repo, &[h.snaps[0].0, h.snaps[1].0], &actor()).unwrap();
     let before = h.t.size();
     let dry = prune(&repo, PruneOptions::default(), true, &NoProgress).unwrap();
     assert!(!dry.plan.is_empty(), "{:?}", dry.plan);
@@ -113,7 +118,7 @@ fn forget_and_prune_free_space_and_keep_what_remains() {
 #[test]
 fn prune_interrupted_at_every_step_loses_nothing() {
     let h = history();
-    cairn_engine::forget::remove(&h.t.open(), &[h.snaps[0].0]).unwrap();
+    cairn_engine::forget::remove(&h.t.open(), &[h.snaps[0].0], &actor()).unwrap();
     let mut n = 0u64;
     loop {
         // A copy of the repository for this crash point.
@@ -349,7 +354,7 @@ proptest::proptest! {
                 }
                 Op::Forget(k) if !model.is_empty() => {
                     let (id, _) = model.remove(k % model.len());
-                    cairn_engine::forget::remove(&repo, &[id]).unwrap();
+                    cairn_engine::forget::remove(&repo, &[id], &actor()).unwrap();
                 }
                 Op::Forget(_) => {}
                 Op::Prune(fail_after) => {
