@@ -1,6 +1,7 @@
 //! Issue 4: forget and prune keep every blob a remaining snapshot needs, even when prune dies
 //! at any step; locks keep exclusive work apart; concurrent snapshots and a waiting prune all
-//! succeed.
+//! succeed. Most prunes here delete at once (`instant_delete`): what they test is the deletion
+//! itself; the model test runs two-phase deletion with no grace period.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,12 @@ use cairn_engine::storage::{FaultStorage, LocalStorage, Storage};
 use cairn_engine::{Error, NoProgress, ObjectId, Repository};
 
 use crate::support::*;
+
+/// Prune options of the tests that check deletion itself: repack everything wasteful, delete at
+/// once.
+fn instant() -> PruneOptions {
+    PruneOptions { max_unused: 0.0, instant_delete: true, ..PruneOptions::default() }
+}
 
 fn actor() -> Actor {
     Actor { host: "test-host".into(), user: "tester".into() }
@@ -91,24 +98,13 @@ fn forget_and_prune_free_space_and_keep_what_remains() {
     let dry = prune(&repo, PruneOptions::default(), true, &NoProgress).unwrap();
     assert!(!dry.plan.is_empty(), "{:?}", dry.plan);
     assert_eq!(h.t.size(), before, "a dry run changes nothing");
-    let out = prune(
-        &repo,
-        PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None },
-        false,
-        &NoProgress,
-    )
-    .unwrap();
+    let out = prune(&repo, instant(), false, &NoProgress).unwrap();
     assert!(out.plan.bytes_freed() > 0);
+    assert_eq!(out.sweep.delete_now_bytes, out.plan.delete_bytes + out.plan.repack_bytes);
     assert!(h.t.size() < before - 500_000, "{} -> {}", before, h.t.size());
     assert_intact(&h, &repo, "after");
     // A second prune finds nothing left to do.
-    let again = prune(
-        &repo,
-        PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None },
-        false,
-        &NoProgress,
-    )
-    .unwrap();
+    let again = prune(&repo, instant(), false, &NoProgress).unwrap();
     assert!(again.plan.is_empty(), "{:?}", again.plan);
     // A fresh client (no cache) sees the same repository.
     fs::remove_dir_all(h.t.cache()).unwrap();
@@ -128,7 +124,7 @@ fn prune_interrupted_at_every_step_loses_nothing() {
         let faulty = Arc::new(FaultStorage::new(local.clone(), Some(n)));
         let cache = h.work.path().join(format!("cache-{n}"));
         let repo = open_at(&copy, &cache, faulty.clone());
-        let opts = PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None };
+        let opts = instant();
         let result = prune(&repo, opts, false, &NoProgress);
         drop(repo);
         // Whatever happened, a new client (fresh cache) finds every remaining snapshot whole.
@@ -361,7 +357,9 @@ proptest::proptest! {
                     drop(repo);
                     let faulty: Arc<dyn Storage> = Arc::new(FaultStorage::new(local.clone(), fail_after.map(u64::from)));
                     let crashing = open_at(&t.repo_path(), &work.path().join(format!("cache-{step}")), faulty);
-                    match prune(&crashing, PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None }, false, &NoProgress) {
+                    // Two-phase, no grace period: each prune deletes what the one before marked.
+                    let opts = PruneOptions { max_unused: 0.0, grace_period: std::time::Duration::ZERO, ..PruneOptions::default() };
+                    match prune(&crashing, opts, false, &NoProgress) {
                         Ok(_) | Err(Error::Storage { .. }) => {}
                         Err(e) => panic!("step {step}: prune failed: {e}"),
                     }

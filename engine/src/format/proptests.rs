@@ -129,6 +129,14 @@ proptest! {
     }
 
     #[test]
+    fn prune_marks_round_trip(generation in any::<u64>(), t in any::<i64>(), ids in proptest::collection::btree_set(any::<[u8; 32]>(), 0..5), sizes in any::<u64>()) {
+        use crate::format::marks::{MarkedPack, PruneMarks};
+        let packs = ids.iter().map(|&id| MarkedPack { pack: crate::id::PackId(id), size: sizes, marked_ns: t }).collect();
+        let m = PruneMarks { generation, created_ns: t, supersedes: ids.iter().map(|&id| ObjectId(id)).collect(), packs };
+        prop_assert_eq!(PruneMarks::decode(&m.encode(), "m").unwrap(), m);
+    }
+
+    #[test]
     fn audit_entry_round_trips(seq in 1u64.., prev in vec(any::<[u8; 32]>(), 1..3), t in any::<i64>(), host in ".{0,16}",
                                op in ".{0,16}", made in vec(any::<[u8; 32]>(), 0..3), packs in any::<u64>(), mac in any::<[u8; 32]>()) {
         use crate::format::audit::{AuditEntry, entry_name, parse_entry_name};
@@ -154,6 +162,7 @@ proptest! {
         let _ = Tree::decode(&data, "x");
         let _ = Snapshot::decode(&data, "x");
         let _ = crate::format::lock::LockDoc::decode(&data, "x");
+        let _ = crate::format::marks::PruneMarks::decode(&data, "x");
         let _ = SlotDoc::decode(&data, "x");
         let _ = header_location(data.len() as u64 + 10, &data, "x");
         // A payload with a wrong version byte is rejected whatever follows.

@@ -66,7 +66,7 @@ pub struct RotateOutcome {
 pub struct EpochUsage {
     /// Packs sealed under the epoch.
     pub packs: u64,
-    /// Other sealed objects (config, snapshots, index segments, audit entries).
+    /// Other sealed objects (config, snapshots, index segments, audit entries, deletion marks).
     pub objects: u64,
 }
 
@@ -79,8 +79,12 @@ impl EpochUsage {
 
 /// The lasting small sealed objects besides `config`, by prefix. Locks are left out: they live
 /// for one command, and the command retiring an epoch holds one sealed under it.
-const SEALED_OBJECTS: [(&str, ObjectKind); 3] =
-    [("snapshots/", ObjectKind::Snapshot), ("index/", ObjectKind::IndexSegment), ("audit/", ObjectKind::Audit)];
+const SEALED_OBJECTS: [(&str, ObjectKind); 4] = [
+    ("snapshots/", ObjectKind::Snapshot),
+    ("index/", ObjectKind::IndexSegment),
+    ("audit/", ObjectKind::Audit),
+    ("marks/", ObjectKind::PruneMarks),
+];
 
 impl Repository {
     fn slot_docs(&self) -> Result<Vec<SlotDoc>> {
@@ -348,9 +352,9 @@ impl Repository {
         self.storage.put(&name, &ring.seal(&keys::keyring_seal_key(&self.master), &name)?, PutMode::Overwrite)
     }
 
-    /// Re-seals every small object (config, snapshots, index segments, audit entries) sealed
-    /// under `epoch` under the current epoch, in place (each an atomic overwrite of the same
-    /// plaintext under the same name). Returns how many were re-sealed.
+    /// Re-seals every small object (config, snapshots, index segments, audit entries, deletion
+    /// marks) sealed under `epoch` under the current epoch, in place (each an atomic overwrite
+    /// of the same plaintext under the same name). Returns how many were re-sealed.
     pub fn reseal_objects(&self, epoch: u32) -> Result<u64> {
         let (current, key) = self.keyring.current();
         if epoch == current {
