@@ -306,6 +306,20 @@ pub struct PruneOpts {
     /// so `key retire-epoch` can drop it.
     #[arg(long, value_name = "EPOCH")]
     pub reencrypt_epoch: Option<u32>,
+    /// Delete unreferenced packs at once instead of marking them for a later prune. Unsafe
+    /// when the storage may hide objects or another backup may be writing: only for a
+    /// repository nothing else uses.
+    #[arg(long)]
+    pub instant_delete: bool,
+    /// How long a pack stays marked before a later prune that still finds it unreferenced
+    /// deletes it (e.g. 24h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+    pub grace_period: std::time::Duration,
+    /// Record in the audit log that these snapshots (ids or unique prefixes, comma-separated or
+    /// repeated), which the log says exist but the repository no longer shows, are gone for
+    /// good; prune refuses to run while such snapshots are unaccounted for.
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    pub accept_missing: Vec<String>,
 }
 
 #[derive(Debug, Args)]

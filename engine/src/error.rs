@@ -99,6 +99,39 @@ pub enum Error {
     /// No snapshot matches, or several do.
     #[error("{0}")]
     SnapshotNotFound(String),
+
+    /// Snapshots the audit log says exist are not in the listing of the repository: the
+    /// storage hides them, its listing lags, or they were deleted behind the tool's back.
+    /// Prune refuses to run, since their data would look unused.
+    #[error("{}", missing_snapshots_message(ids))]
+    SnapshotsMissing {
+        /// The missing snapshots, sorted.
+        ids: Vec<crate::id::ObjectId>,
+    },
+
+    /// A lock this process holds was not kept: a refresh failed, or the lock is gone or too
+    /// old for other clients to respect. The operation stopped before writing what needs it.
+    #[error(
+        "the repository lock {name} was lost: {why}; nothing that depends on it was written, run the command again"
+    )]
+    LockLost {
+        /// The lock object.
+        name: String,
+        /// What happened.
+        why: String,
+    },
+}
+
+fn missing_snapshots_message(ids: &[crate::id::ObjectId]) -> String {
+    let hex: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
+    format!(
+        "{} snapshot(s) the audit log says exist are not in the repository: {}. Prune deletes nothing \
+         while it cannot see every snapshot. If the storage hides them or its listing lags, try again later; \
+         if they are gone for good, record that with `cairn prune --accept-missing {}`",
+        ids.len(),
+        hex.iter().map(|h| h.get(..12).unwrap_or(h)).collect::<Vec<_>>().join(", "),
+        hex.join(",")
+    )
 }
 
 impl Error {

@@ -96,13 +96,18 @@ fn audit_verify_reports_every_kind_of_tampering() {
     let (s, old_audit) = Scenario::build();
     let (code, problems, v) = s.verify("base");
     assert_eq!((code, problems.len()), (0, 0), "the untouched log verifies: {v}");
-    assert_eq!(v["entries"], 5, "init, three snapshots, forget; verify itself is not logged: {v}");
+    assert_eq!(v["entries"], 6, "init, three snapshots, forget's intent and outcome; verify is not logged: {v}");
     let out = s.cairn("base").args(["--json", "audit", "log"]).output().unwrap();
     let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ops: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
-    assert_eq!(ops, ["init", "snapshot", "snapshot", "snapshot", "forget"]);
-    let forget = &log["entries"][4];
-    assert_eq!(forget["snapshots_deleted"].as_array().unwrap().len(), 1, "{forget}");
+    assert_eq!(ops, ["init", "snapshot", "snapshot", "snapshot", "forget", "forget"]);
+    let intent = &log["entries"][4];
+    assert_eq!(intent["outcome"], "intent", "forget logs what it will delete first: {intent}");
+    let forget = &log["entries"][5];
+    assert_eq!(forget["outcome"], "ok", "{forget}");
+    for e in [intent, forget] {
+        assert_eq!(e["snapshots_deleted"].as_array().unwrap().len(), 1, "{e}");
+    }
     assert_eq!(log["entries"][1]["snapshots_created"].as_array().unwrap().len(), 1);
 
     // 1. An entry deleted from the middle.

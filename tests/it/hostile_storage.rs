@@ -8,4 +8,5 @@
 mod adversary;
 mod audit;
 mod keys;
+mod prune;
 mod resources;

@@ -1,11 +1,13 @@
 //! Issue 4: forget and prune keep every blob a remaining snapshot needs, even when prune dies
 //! at any step; locks keep exclusive work apart; concurrent snapshots and a waiting prune all
-//! succeed.
+//! succeed. Most prunes here delete at once (`instant_delete`): what they test is the deletion
+//! itself; the model test runs two-phase deletion with no grace period.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cairn_engine::audit::Actor;
 use cairn_engine::check::{CheckOptions, Subset, check};
 use cairn_engine::crypto::SecretBytes;
 use cairn_engine::keys::OpenSecret;
@@ -15,6 +17,16 @@ use cairn_engine::storage::{FaultStorage, LocalStorage, Storage};
 use cairn_engine::{Error, NoProgress, ObjectId, Repository};
 
 use crate::support::*;
+
+/// Prune options of the tests that check deletion itself: repack everything wasteful, delete at
+/// once.
+fn instant() -> PruneOptions {
+    PruneOptions { max_unused: 0.0, instant_delete: true, ..PruneOptions::default() }
+}
+
+fn actor() -> Actor {
+    Actor { host: "test-host".into(), user: "tester".into() }
+}
 
 fn open_at(repo_dir: &Path, cache: &Path, storage: Arc<dyn Storage>) -> Repository {
     let _ = repo_dir;
@@ -81,29 +93,18 @@ fn assert_intact(h: &History, repo: &Repository, label: &str) {
 fn forget_and_prune_free_space_and_keep_what_remains() {
     let h = history();
     let repo = h.t.open();
-    cairn_engine::forget::remove(&repo, &[h.snaps[0].0, h.snaps[1].0]).unwrap();
+    cairn_engine::forget::remove(&repo, &[h.snaps[0].0, h.snaps[1].0], &actor()).unwrap();
     let before = h.t.size();
     let dry = prune(&repo, PruneOptions::default(), true, &NoProgress).unwrap();
     assert!(!dry.plan.is_empty(), "{:?}", dry.plan);
     assert_eq!(h.t.size(), before, "a dry run changes nothing");
-    let out = prune(
-        &repo,
-        PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None },
-        false,
-        &NoProgress,
-    )
-    .unwrap();
+    let out = prune(&repo, instant(), false, &NoProgress).unwrap();
     assert!(out.plan.bytes_freed() > 0);
+    assert_eq!(out.sweep.delete_now_bytes, out.plan.delete_bytes + out.plan.repack_bytes);
     assert!(h.t.size() < before - 500_000, "{} -> {}", before, h.t.size());
     assert_intact(&h, &repo, "after");
     // A second prune finds nothing left to do.
-    let again = prune(
-        &repo,
-        PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None },
-        false,
-        &NoProgress,
-    )
-    .unwrap();
+    let again = prune(&repo, instant(), false, &NoProgress).unwrap();
     assert!(again.plan.is_empty(), "{:?}", again.plan);
     // A fresh client (no cache) sees the same repository.
     fs::remove_dir_all(h.t.cache()).unwrap();
@@ -113,7 +114,7 @@ fn forget_and_prune_free_space_and_keep_what_remains() {
 #[test]
 fn prune_interrupted_at_every_step_loses_nothing() {
     let h = history();
-    cairn_engine::forget::remove(&h.t.open(), &[h.snaps[0].0]).unwrap();
+    cairn_engine::forget::remove(&h.t.open(), &[h.snaps[0].0], &actor()).unwrap();
     let mut n = 0u64;
     loop {
         // A copy of the repository for this crash point.
@@ -123,7 +124,7 @@ fn prune_interrupted_at_every_step_loses_nothing() {
         let faulty = Arc::new(FaultStorage::new(local.clone(), Some(n)));
         let cache = h.work.path().join(format!("cache-{n}"));
         let repo = open_at(&copy, &cache, faulty.clone());
-        let opts = PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None };
+        let opts = instant();
         let result = prune(&repo, opts, false, &NoProgress);
         drop(repo);
         // Whatever happened, a new client (fresh cache) finds every remaining snapshot whole.
@@ -153,6 +154,7 @@ fn lock_opts(exclusive: bool, op: &str) -> LockOptions {
         hostname: "test-host".into(),
         username: "tester".into(),
         retry_for: std::time::Duration::ZERO,
+        refresh_every: cairn_engine::repo::REFRESH_EVERY,
     }
 }
 
@@ -170,7 +172,8 @@ fn exclusive_locks_exclude_and_shared_ones_coexist() {
     assert!(err.to_string().contains("exclusive prune by tester@test-host"), "{err}");
     drop(ex);
     assert!(t.storage.list("locks/").unwrap().is_empty(), "released locks are deleted");
-    // A lock left by a process that died on this host is stale and ignored, and unlock removes it.
+    // A lock left by a process that died on this machine is stale and ignored, and unlock
+    // removes it.
     let dead = cairn_engine::format::lock::LockDoc {
         exclusive: true,
         operation: "prune".into(),
@@ -179,6 +182,7 @@ fn exclusive_locks_exclude_and_shared_ones_coexist() {
         pid: 0,
         created_ns: 1,
         refreshed_ns: cairn_engine::format::now_ns(),
+        machine: repo.machine_identity().unwrap(),
     };
     repo.save_object(
         cairn_engine::format::envelope::ObjectKind::Lock,
@@ -188,7 +192,7 @@ fn exclusive_locks_exclude_and_shared_ones_coexist() {
     .unwrap();
     let live = repo.lock(&lock_opts(true, "prune")).unwrap();
     drop(live);
-    assert_eq!(repo.unlock("test-host", false).unwrap(), 1);
+    assert_eq!(repo.unlock(false).unwrap(), 1);
     assert!(t.storage.list("locks/").unwrap().is_empty());
 }
 
@@ -346,14 +350,16 @@ proptest::proptest! {
                 }
                 Op::Forget(k) if !model.is_empty() => {
                     let (id, _) = model.remove(k % model.len());
-                    cairn_engine::forget::remove(&repo, &[id]).unwrap();
+                    cairn_engine::forget::remove(&repo, &[id], &actor()).unwrap();
                 }
                 Op::Forget(_) => {}
                 Op::Prune(fail_after) => {
                     drop(repo);
                     let faulty: Arc<dyn Storage> = Arc::new(FaultStorage::new(local.clone(), fail_after.map(u64::from)));
                     let crashing = open_at(&t.repo_path(), &work.path().join(format!("cache-{step}")), faulty);
-                    match prune(&crashing, PruneOptions { max_unused: 0.0, max_repack_size: None, reencrypt_epoch: None }, false, &NoProgress) {
+                    // Two-phase, no grace period: each prune deletes what the one before marked.
+                    let opts = PruneOptions { max_unused: 0.0, grace_period: std::time::Duration::ZERO, ..PruneOptions::default() };
+                    match prune(&crashing, opts, false, &NoProgress) {
                         Ok(_) | Err(Error::Storage { .. }) => {}
                         Err(e) => panic!("step {step}: prune failed: {e}"),
                     }

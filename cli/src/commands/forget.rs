@@ -87,7 +87,7 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
         if a.dry_run {
             rec.detail = format!("dry run: {} snapshot(s) would be removed", remove.len());
         } else {
-            let result = forget::remove(&repo, &remove);
+            let result = forget::remove(&repo, &remove, &super::actor());
             // What was deleted before a failure is recorded too: the log must match the repository.
             let present: std::collections::BTreeSet<_> = repo.snapshot_ids()?.into_iter().collect();
             rec.snapshots_deleted = remove.iter().filter(|id| !present.contains(id)).copied().collect();

@@ -234,7 +234,7 @@ fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
                 let opts = PruneOptions { reencrypt_epoch: Some(epoch), ..PruneOptions::default() };
                 let p = prune(&repo, opts, false, &NoProgress)?;
                 rec.packs_created = p.packs_written;
-                rec.packs_deleted = (p.plan.delete.len() + p.plan.orphans.len() + p.plan.repack.len()) as u64;
+                rec.packs_deleted = p.sweep.delete_now.len() as u64;
                 rec.detail = format!(
                     "epoch {epoch} re-encrypted: {} pack(s), {} object(s)",
                     p.packs_reencrypted, p.objects_resealed

@@ -180,6 +180,7 @@ pub fn lock(g: &GlobalArgs, repo: &Repository, exclusive: bool, operation: &str)
         hostname: hostname(),
         username: username(),
         retry_for: g.retry_lock,
+        refresh_every: cairn_engine::repo::REFRESH_EVERY,
     };
     Ok(repo.lock(&opts)?)
 }

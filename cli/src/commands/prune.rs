@@ -1,4 +1,5 @@
-//! `cairn prune [--dry-run] [--max-unused P] [--max-repack-size SIZE]`
+//! `cairn prune [--dry-run] [--max-unused P] [--max-repack-size SIZE] [--instant-delete]
+//! [--grace-period DURATION] [--accept-missing ID,...]`
 
 use std::time::Instant;
 
@@ -30,23 +31,37 @@ pub fn run_with(
     if !(0.0..=100.0).contains(&o.max_unused) {
         anyhow::bail!("--max-unused is a percentage between 0 and 100");
     }
+    if dry_run && !o.accept_missing.is_empty() {
+        anyhow::bail!("--accept-missing writes to the audit log; run it without --dry-run");
+    }
     let _lock = super::lock(g, repo, true, "prune")?;
+    if !o.accept_missing.is_empty() {
+        accept_missing(repo, &o.accept_missing)?;
+    }
     let opts = PruneOptions {
         max_unused: o.max_unused / 100.0,
         max_repack_size: o.max_repack_size,
         reencrypt_epoch: o.reencrypt_epoch,
+        instant_delete: o.instant_delete,
+        grace_period: o.grace_period,
     };
     let start = Instant::now();
     let out = prune(repo, opts, dry_run, progress)?;
     let p = &out.plan;
+    let sw = &out.sweep;
     if !dry_run {
         rec.packs_created += out.packs_written;
-        rec.packs_deleted += (p.delete.len() + p.orphans.len() + p.repack.len()) as u64;
+        rec.packs_deleted += sw.delete_now.len() as u64;
+    }
+    if let Some(why) = &out.marks_distrusted {
+        eprintln!("cairn: warning: earlier deletion marks not used, every unreferenced pack marked afresh: {why}");
     }
     rec.detail = format!(
-        "{}{} bytes freed{}",
+        "{}{} bytes freed, {} pack(s) ({} bytes) marked for deletion{}",
         if dry_run { "dry run: " } else { "" },
-        p.bytes_freed(),
+        sw.delete_now_bytes,
+        sw.pending.len(),
+        sw.pending_bytes,
         o.reencrypt_epoch
             .map(|e| format!(
                 "; epoch {e} re-encrypted: {} pack(s), {} object(s)",
@@ -54,33 +69,70 @@ pub fn run_with(
             ))
             .unwrap_or_default()
     );
-    crate::metrics::record("bytes_freed", "Bytes the repository shrank by.", p.bytes_freed() as f64);
-    crate::metrics::record(
-        "packs_deleted",
-        "Packs deleted.",
-        (p.delete.len() + p.orphans.len() + p.repack.len()) as f64,
-    );
+    crate::metrics::record("bytes_freed", "Bytes the repository shrank by.", sw.delete_now_bytes as f64);
+    crate::metrics::record("packs_deleted", "Packs deleted.", sw.delete_now.len() as f64);
+    crate::metrics::record("packs_marked", "Packs marked for deletion by a later prune.", sw.pending.len() as f64);
     if g.json {
         output::json(&serde_json::json!({
             "dry_run": dry_run, "used_blobs": out.used_blobs,
-            "packs_deleted": p.delete.len(), "orphan_packs_deleted": p.orphans.len(), "packs_repacked": p.repack.len(),
+            "unused_packs": p.delete.len(), "orphan_packs": p.orphans.len(), "packs_repacked": p.repack.len(),
+            "packs_deleted": sw.delete_now.len(), "packs_marked": sw.pending.len(), "packs_newly_marked": sw.newly_marked,
             "packs_kept": p.keep, "packs_written": out.packs_written,
-            "bytes_freed": p.bytes_freed(), "bytes_repacked": p.repack_bytes, "unused_bytes_kept": p.unused_bytes_kept,
+            "bytes_freed": sw.delete_now_bytes, "bytes_marked": sw.pending_bytes,
+            "bytes_repacked": p.repack_bytes, "unused_bytes_kept": p.unused_bytes_kept,
             "index_segments_written": out.segments_written, "index_segments_deleted": out.segments_deleted,
+            "instant_delete": o.instant_delete, "grace_period_seconds": o.grace_period.as_secs(),
             "duration_seconds": start.elapsed().as_secs_f64(),
         }))?;
     } else if !g.quiet {
         println!(
-            "{}: delete {} unused pack(s) and {} orphan pack(s), repack {} ({}), keep {}; {} freed; {} unused left in kept packs",
+            "{}: {} unused pack(s) and {} orphan pack(s), repack {} ({}), keep {}; delete {} pack(s) ({} freed); {} pack(s) ({}) marked, deleted by a prune after {} if still unreferenced; {} unused left in kept packs",
             if dry_run { "prune plan" } else { "pruned" },
             p.delete.len(),
             p.orphans.len(),
             p.repack.len(),
             output::bytes(p.repack_bytes),
             p.keep,
-            output::bytes(p.bytes_freed()),
+            sw.delete_now.len(),
+            output::bytes(sw.delete_now_bytes),
+            sw.pending.len(),
+            output::bytes(sw.pending_bytes),
+            humane(o.grace_period),
             output::bytes(p.unused_bytes_kept)
         );
     }
     Ok(exit::OK)
+}
+
+/// A grace period for messages: `24h`, `90m`, `30s`.
+fn humane(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Resolves `specs` (ids or unique prefixes) among the snapshots the audit log misses and
+/// records them as gone (an audit entry of their own, written before the prune).
+fn accept_missing(repo: &Repository, specs: &[String]) -> anyhow::Result<()> {
+    let missing = repo.missing_snapshots()?;
+    let mut ids = Vec::new();
+    for spec in specs {
+        let spec_lc = spec.to_ascii_lowercase();
+        let matches: Vec<_> = missing.iter().filter(|id| id.to_hex().starts_with(&spec_lc)).collect();
+        match matches.as_slice() {
+            [id] => ids.push(**id),
+            [] => anyhow::bail!("--accept-missing {spec}: no snapshot the audit log misses has this id"),
+            _ => anyhow::bail!(
+                "--accept-missing {spec}: {} missing snapshots match; give more characters",
+                matches.len()
+            ),
+        }
+    }
+    repo.accept_missing(&super::actor(), &ids)?;
+    Ok(())
 }

@@ -6,7 +6,7 @@ use crate::{exit, output};
 pub fn run(g: &GlobalArgs, a: &UnlockArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     super::audited(&repo, "unlock", super::AuditNeed::Required, |rec| {
-        let removed = repo.unlock(&super::hostname(), a.remove_all)?;
+        let removed = repo.unlock(a.remove_all)?;
         rec.detail = format!("{removed} lock(s) removed");
         if g.json {
             output::json(&serde_json::json!({ "removed": removed }))?;

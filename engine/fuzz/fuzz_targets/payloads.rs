@@ -1,5 +1,5 @@
 //! Every postcard payload decoder (config, keyring, pack header, index segment, tree,
-//! snapshot, lock, audit entry and its name) and the pack trailer on arbitrary plaintext: errors, never panics.
+//! snapshot, lock, deletion marks, audit entry and its name) and the pack trailer on arbitrary plaintext: errors, never panics.
 #![no_main]
 
 use cairn_engine::format::audit::{AuditEntry, parse_entry_name};
@@ -7,6 +7,7 @@ use cairn_engine::format::config::Config;
 use cairn_engine::format::index::IndexSegment;
 use cairn_engine::format::keyring::KeyringDoc;
 use cairn_engine::format::lock::LockDoc;
+use cairn_engine::format::marks::PruneMarks;
 use cairn_engine::format::pack::{PackHeader, header_location};
 use cairn_engine::format::snapshot::Snapshot;
 use cairn_engine::format::tree::Tree;
@@ -20,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = Tree::decode(data, "fuzz");
     let _ = Snapshot::decode(data, "fuzz");
     let _ = LockDoc::decode(data, "fuzz");
+    let _ = PruneMarks::decode(data, "fuzz");
     let _ = AuditEntry::decode_with_mac(data, "fuzz");
     let _ = parse_entry_name(&String::from_utf8_lossy(data));
     let _ = header_location(data.len() as u64, data, "fuzz");

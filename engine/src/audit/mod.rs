@@ -34,7 +34,7 @@ pub struct Actor {
 pub struct AuditRecord {
     /// Operation name.
     pub operation: String,
-    /// `ok`, `partial` or `failed: ...`.
+    /// `ok`, `partial`, `failed: ...`, or [`INTENT`] for an entry written before the operation.
     pub outcome: String,
     /// Snapshots written.
     pub snapshots_created: Vec<ObjectId>,
@@ -333,23 +333,58 @@ fn verify_chain(log: &AuditLog, report: &mut AuditReport) {
     }
 }
 
+/// The `outcome` of an entry written before an operation deletes snapshots: its
+/// `snapshots_deleted` lists what the operation is about to delete. The operation's own entry
+/// follows with the outcome; one killed in between leaves the intent, so the snapshots it
+/// deleted are never taken for snapshots the storage hides.
+pub const INTENT: &str = "intent";
+
+/// What the log says about snapshots (SPEC §13b).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoggedSnapshots {
+    /// Made by a logged operation.
+    pub made: BTreeSet<ObjectId>,
+    /// Deleted by a logged operation (its own entry, not an intent).
+    pub deleted: BTreeSet<ObjectId>,
+    /// Named by an intent to delete: absent or present, neither is a problem.
+    pub intended: BTreeSet<ObjectId>,
+}
+
+impl LoggedSnapshots {
+    /// Snapshots that must exist: made, not deleted, not about to be.
+    pub fn live(&self) -> impl Iterator<Item = &ObjectId> {
+        self.made.iter().filter(|id| !self.deleted.contains(id) && !self.intended.contains(id))
+    }
+
+    /// Snapshots that must exist but are not in `present`, sorted.
+    pub fn missing(&self, present: &BTreeSet<ObjectId>) -> Vec<ObjectId> {
+        self.live().filter(|id| !present.contains(id)).copied().collect()
+    }
+}
+
+impl AuditLog {
+    /// Made, deleted and intended snapshots over every authentic entry.
+    pub fn snapshots(&self) -> LoggedSnapshots {
+        let mut out = LoggedSnapshots::default();
+        for e in &self.entries {
+            out.made.extend(e.entry.snapshots_created.iter().map(|b| ObjectId(*b)));
+            let gone = if e.entry.outcome == INTENT { &mut out.intended } else { &mut out.deleted };
+            gone.extend(e.entry.snapshots_deleted.iter().map(|b| ObjectId(*b)));
+        }
+        out
+    }
+}
+
 /// Snapshots the log says exist (made and not deleted) vs those in the repository.
 fn verify_snapshots(log: &AuditLog, present: &BTreeSet<ObjectId>, report: &mut AuditReport) {
-    let mut made = BTreeSet::new();
-    let mut deleted = BTreeSet::new();
-    for e in &log.entries {
-        made.extend(e.entry.snapshots_created.iter().map(|b| ObjectId(*b)));
-        deleted.extend(e.entry.snapshots_deleted.iter().map(|b| ObjectId(*b)));
-    }
-    for id in made.difference(&deleted) {
-        if !present.contains(id) {
-            report.problems.push(format!("snapshot {} is gone but no logged operation deleted it", id.short()));
-        }
+    let logged = log.snapshots();
+    for id in logged.missing(present) {
+        report.problems.push(format!("snapshot {} is gone but no logged operation deleted it", id.short()));
     }
     for id in present {
-        if !made.contains(id) {
+        if !logged.made.contains(id) {
             report.problems.push(format!("snapshot {} is in the repository but the log never recorded it", id.short()));
-        } else if deleted.contains(id) {
+        } else if logged.deleted.contains(id) {
             report.problems.push(format!("snapshot {} was logged as deleted but is in the repository", id.short()));
         }
     }
@@ -409,6 +444,36 @@ impl Repository {
         report.problems.extend(log.problems.iter().cloned());
         verify_chain(&log, &mut report);
         Ok(report.problems)
+    }
+
+    /// Snapshots the audit log says exist (made, and neither deleted nor named by an intent to
+    /// delete) that the listing of `snapshots/` does not show, sorted: hidden by the storage,
+    /// not yet visible in a lagging listing, or deleted behind the tool's back.
+    pub fn missing_snapshots(&self) -> Result<Vec<ObjectId>> {
+        let present: BTreeSet<ObjectId> = self.snapshot_ids()?.into_iter().collect();
+        Ok(self.audit_log()?.snapshots().missing(&present))
+    }
+
+    /// Records in the audit log that the snapshots `ids`, which the log says exist but storage
+    /// no longer shows, are gone for good (an entry `accept missing` deleting them), so prune
+    /// runs again. Refuses ids that are not missing: a snapshot present is removed with
+    /// `forget`. Data a wrongly accepted snapshot used stays stored until a prune after the
+    /// grace period finds it still unused.
+    pub fn accept_missing(&self, actor: &Actor, ids: &[ObjectId]) -> Result<()> {
+        let missing = self.missing_snapshots()?;
+        if let Some(id) = ids.iter().find(|id| !missing.contains(id)) {
+            return Err(Error::InvalidInput(format!(
+                "snapshot {} is not one the audit log misses; only missing snapshots can be accepted as gone",
+                id.short()
+            )));
+        }
+        let record = AuditRecord {
+            snapshots_deleted: ids.to_vec(),
+            detail: format!("{} snapshot(s) the log says exist accepted as gone by the user", ids.len()),
+            ..AuditRecord::new("accept missing")
+        };
+        self.audit(actor, &record)?;
+        Ok(())
     }
 
     /// Verifies the log and cross-checks it with the snapshots present and with the newest

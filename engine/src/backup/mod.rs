@@ -1,7 +1,9 @@
 //! `snapshot`: walk the source paths, chunk and store file content, store one tree blob per
 //! directory (bottom-up), then the snapshot. Order gives crash safety: the blob writer stores
 //! packs and then the index naming them; the snapshot is stored last, so an interrupted backup
-//! leaves only unreferenced packs.
+//! leaves only unreferenced packs. A backup whose lock was lost (a refresh failed, or another
+//! client removed it) stores neither index segment nor snapshot: the repository handle checks
+//! its locks before each (`Repository::check_locks`), since a prune may then be running.
 //!
 //! The snapshot's root mirrors the absolute source paths, as restic does: backing up
 //! `/home/ann/docs` yields `home/ann/docs` in the snapshot. A parent snapshot (by default the

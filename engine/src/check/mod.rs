@@ -244,7 +244,7 @@ impl Checker<'_> {
             self.report.findings.push(finding(
                 Severity::Notice,
                 name,
-                "pack is in no index (left by an interrupted backup or prune; `cairn prune` removes it)",
+                "pack is in no index (left by an interrupted backup, or repacked by prune; `cairn prune` marks it and a later prune deletes it after the grace period)",
             ));
         }
         Ok(())

@@ -1,8 +1,12 @@
 //! `forget`: remove snapshots, named or by a retention policy (`policy`). Only snapshot
-//! objects are deleted; the data they alone used is reclaimed by `prune`.
+//! objects are deleted; the data they alone used is reclaimed by `prune`. The intent is logged
+//! before anything is deleted, so the audit log never says a snapshot exists that forget
+//! removed, whatever step a crash interrupts (prune refuses to run while the log names
+//! snapshots storage does not show).
 
 pub mod policy;
 
+use crate::audit::{Actor, AuditRecord, INTENT};
 use crate::error::Result;
 use crate::format::snapshot::Snapshot;
 use crate::id::ObjectId;
@@ -19,8 +23,21 @@ pub fn info(id: ObjectId, s: &Snapshot) -> SnapshotInfo {
     SnapshotInfo { id, time_ns: s.time_ns, hostname: s.hostname.clone(), paths, tags }
 }
 
-/// Deletes the snapshots `ids`. Deleting a missing snapshot is not an error.
-pub fn remove(repo: &Repository, ids: &[ObjectId]) -> Result<()> {
+/// Deletes the snapshots `ids` after appending an audit entry (operation `forget`, outcome
+/// `intent`) that lists them; nothing is deleted when that entry cannot be written. The caller
+/// appends the operation's own entry afterwards. Deleting a missing snapshot is not an error.
+pub fn remove(repo: &Repository, ids: &[ObjectId], actor: &Actor) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let intent = AuditRecord {
+        outcome: INTENT.into(),
+        snapshots_deleted: ids.to_vec(),
+        detail: format!("about to delete {} snapshot(s)", ids.len()),
+        ..AuditRecord::new("forget")
+    };
+    repo.audit(actor, &intent)?;
+    // Invariant: the intent is in the log before the first snapshot goes.
     for id in ids {
         repo.storage().delete(&snapshot_name(id))?;
     }

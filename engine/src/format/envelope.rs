@@ -38,6 +38,8 @@ pub enum ObjectKind {
     Lock = 8,
     /// `audit/<seq>-<id>`
     Audit = 9,
+    /// `marks/<id>`: packs prune marked for deletion.
+    PruneMarks = 10,
 }
 
 /// The associated data: `"cairn\0" | version | kind | epoch LE | name length LE | name`.

@@ -2,7 +2,8 @@
 //!
 //! A lock names who holds the repository and how: shared (snapshot, restore, check) or
 //! exclusive (forget, prune, key changes). The holder rewrites it while it works, so a lock
-//! whose refresh time is old belongs to a process that died.
+//! whose refresh time is old belongs to a process that died. `machine` says where its pid
+//! means something: only a client with the same identity may judge the pid dead.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +11,7 @@ use crate::codec::{decode_versioned, encode_versioned};
 use crate::error::Result;
 
 /// Payload version of a lock.
-pub const LOCK_VERSION: u8 = 1;
+pub const LOCK_VERSION: u8 = 2;
 
 /// A lock's plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +30,8 @@ pub struct LockDoc {
     pub created_ns: i64,
     /// When the holder last rewrote it, ns since the epoch.
     pub refreshed_ns: i64,
+    /// The holder's machine identity (SPEC §13a): equal for processes that see the same pids.
+    pub machine: [u8; 16],
 }
 
 impl LockDoc {

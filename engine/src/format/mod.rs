@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod index;
 pub mod keyring;
 pub mod lock;
+pub mod marks;
 pub mod pack;
 pub mod slot;
 pub mod snapshot;

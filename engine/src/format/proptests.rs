@@ -107,8 +107,8 @@ proptest! {
     }
 
     #[test]
-    fn lock_round_trips(exclusive in any::<bool>(), op in ".{0,12}", host in ".{0,20}", pid in any::<u32>(), t in any::<i64>()) {
-        let l = crate::format::lock::LockDoc { exclusive, operation: op, hostname: host.clone(), username: host, pid, created_ns: t, refreshed_ns: t };
+    fn lock_round_trips(exclusive in any::<bool>(), op in ".{0,12}", host in ".{0,20}", pid in any::<u32>(), t in any::<i64>(), machine in any::<[u8; 16]>()) {
+        let l = crate::format::lock::LockDoc { exclusive, operation: op, hostname: host.clone(), username: host, pid, created_ns: t, refreshed_ns: t, machine };
         prop_assert_eq!(crate::format::lock::LockDoc::decode(&l.encode(), "l").unwrap(), l);
     }
 
@@ -128,6 +128,14 @@ proptest! {
         prop_assert_eq!(SlotDoc::decode(&slot.encode(), "s").unwrap(), slot.clone());
         let hsm = SlotDoc { kind: SlotKind::Hsm, nonce: id[..12].to_vec(), ..slot };
         prop_assert_eq!(SlotDoc::decode(&hsm.encode(), "s").unwrap(), hsm);
+    }
+
+    #[test]
+    fn prune_marks_round_trip(generation in any::<u64>(), t in any::<i64>(), ids in proptest::collection::btree_set(any::<[u8; 32]>(), 0..5), sizes in any::<u64>()) {
+        use crate::format::marks::{MarkedPack, PruneMarks};
+        let packs = ids.iter().map(|&id| MarkedPack { pack: crate::id::PackId(id), size: sizes, marked_ns: t }).collect();
+        let m = PruneMarks { generation, created_ns: t, supersedes: ids.iter().map(|&id| ObjectId(id)).collect(), packs };
+        prop_assert_eq!(PruneMarks::decode(&m.encode(), "m").unwrap(), m);
     }
 
     #[test]
@@ -156,6 +164,7 @@ proptest! {
         let _ = Tree::decode(&data, "x");
         let _ = Snapshot::decode(&data, "x");
         let _ = crate::format::lock::LockDoc::decode(&data, "x");
+        let _ = crate::format::marks::PruneMarks::decode(&data, "x");
         let _ = SlotDoc::decode(&data, "x");
         let _ = header_location(data.len() as u64 + 10, &data, "x");
         // A payload with a wrong version byte is rejected whatever follows.

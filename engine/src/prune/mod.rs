@@ -4,25 +4,35 @@
 //! 1. copy the used blobs of packs being repacked into new packs (verified first);
 //! 2. write the new index: segments listing every kept pack, the last one also naming every old
 //!    segment as superseded, so readers switch to the new index only once it is complete;
-//! 3. delete unused, repacked and orphan packs;
-//! 4. delete the old segments.
+//! 3. store the deletion marks (`marks`);
+//! 4. delete the packs whose time has come;
+//! 5. delete the old segments, then the old marks.
 //!
-//! A crash before 2 leaves unindexed packs (the next prune deletes them); after 2, readers
+//! A crash before 2 leaves unindexed packs (a later prune deletes them); after 2, readers
 //! ignore the old segments, so no index entry ever points at a deleted pack. Prune refuses to
-//! run when any snapshot, tree or index segment cannot be read, or when a used blob is in no
-//! pack: it must see every reference before it deletes anything. Only trees, index segments
-//! and the packs being repacked are read; data blobs of kept packs never are. The set of used
-//! blobs lives in an on-disk scratch table, so memory does not grow with the repository.
+//! run when any snapshot, tree or index segment cannot be read, when a used blob is in no
+//! pack, or when a snapshot the audit log says exists is not in the listing: it must see every
+//! reference before it deletes anything. Only trees, index segments and the packs being
+//! repacked are read; data blobs of kept packs never are. The set of used blobs lives in an
+//! on-disk scratch table, so memory does not grow with the repository.
+//!
+//! Deletion is two-phase, because the storage may hide a snapshot or an index segment from a
+//! listing, and a backup may be storing packs whose index is not written yet: a pack the plan
+//! discards is first marked (unused indexed packs stay in the index meanwhile, repacked and
+//! orphan packs are out of it), and only a later prune that still finds it unreferenced once
+//! the mark is older than the grace period deletes it. `instant_delete` skips the marks.
 
+mod marks;
 pub mod plan;
 
-pub use plan::{PackUsage, PruneOptions, PrunePlan, plan};
+pub use plan::{DEFAULT_GRACE_PERIOD, PackUsage, PruneOptions, PrunePlan, Sweep, plan, sweep};
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::format::envelope::ObjectKind;
 use crate::format::index::{IndexSegment, IndexedPack};
+use crate::format::now_ns;
 use crate::format::tree::NodeKind;
 use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::{BlobLocation, ScratchTable};
@@ -34,6 +44,10 @@ use crate::repo::{IndexRewrite, Repository, pack_name};
 pub struct PruneOutcome {
     /// The plan.
     pub plan: PrunePlan,
+    /// What became (or, with `dry_run`, would become) of the packs the plan discards.
+    pub sweep: Sweep,
+    /// Why the earlier deletion marks were not used (every pack was marked afresh), if so.
+    pub marks_distrusted: Option<String>,
     /// Blobs snapshots use.
     pub used_blobs: u64,
     /// New packs written by repacking.
@@ -111,7 +125,15 @@ fn for_each_pack(
     Ok(())
 }
 
-/// Runs a prune (the caller holds the exclusive lock).
+/// Refuses with [`Error::SnapshotsMissing`] when the audit log names snapshots that the
+/// listing of `snapshots/` does not show: their data must not be taken for unused.
+fn check_snapshots_against_log(repo: &Repository) -> Result<()> {
+    let missing = repo.missing_snapshots()?;
+    if missing.is_empty() { Ok(()) } else { Err(Error::SnapshotsMissing { ids: missing }) }
+}
+
+/// Runs a prune (the caller holds the exclusive lock; a lock whose refresh failed stops it
+/// before it changes anything, see [`Repository::check_locks`]).
 pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dyn Progress) -> Result<PruneOutcome> {
     repo.sync_index()?;
     if let Some(problem) = repo.index_problems().first() {
@@ -119,6 +141,8 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             "prune needs the whole index, and {problem}; run `cairn check`, then `cairn repair index`"
         )));
     }
+    // Before the snapshots are read: what the log says exists must be listed.
+    check_snapshots_against_log(repo)?;
     progress.phase("prune: finding used blobs", None);
     let mut used = used_blobs(repo, progress)?;
     let (all_segments, superseded) = segments(repo)?;
@@ -184,8 +208,23 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             }
         }
     }
+    // Packs sealed under the epoch being re-encrypted go at once: it cannot be retired while
+    // any pack is sealed under it.
+    let mut force_now = stale.clone();
+    if let Some(epoch) = opts.reencrypt_epoch {
+        for (id, size) in &orphans {
+            if repo.pack_epoch(id, *size)? == epoch {
+                force_now.insert(*id);
+            }
+        }
+    }
+    let sizes: HashMap<PackId, u64> = usage.iter().map(|u| (u.pack, u.size)).chain(orphans.iter().copied()).collect();
+    let earlier = marks::read(repo)?;
+    let the_sweep = plan::sweep(&the_plan, &sizes, &earlier.packs, &force_now, now_ns(), opts);
     let mut out = PruneOutcome {
         plan: the_plan,
+        sweep: the_sweep,
+        marks_distrusted: earlier.distrusted.clone(),
         used_blobs: used_count,
         dry_run,
         packs_reencrypted: stale.len() as u64,
@@ -194,67 +233,87 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     if dry_run {
         return Ok(out);
     }
-    if out.plan.is_empty() && superseded.is_empty() {
-        if let Some(epoch) = opts.reencrypt_epoch {
-            out.objects_resealed = repo.reseal_objects(epoch)?;
-        }
-        return Ok(out);
-    }
-    let repack: HashSet<PackId> = out.plan.repack.iter().copied().collect();
-    let gone: HashSet<PackId> = out.plan.delete.iter().chain(&out.plan.repack).copied().collect();
+    let deleting: BTreeSet<PackId> = out.sweep.delete_now.iter().copied().collect();
+    // Out of the new index: repacked packs (their used blobs are in the new packs) and indexed
+    // packs deleted now. Unused packs only marked stay indexed, so a snapshot the storage hid
+    // finds its blobs when it shows again.
+    let gone: HashSet<PackId> =
+        out.plan.repack.iter().chain(out.plan.delete.iter().filter(|p| deleting.contains(p))).copied().collect();
+    let rewrite_index = !gone.is_empty() || !superseded.is_empty();
+    repo.check_locks()?;
 
-    // 1. Repack: the used blobs whose kept copy is in a repacked pack, verified, into new packs.
-    progress.phase("prune: repacking", Some(out.plan.repack_used_bytes));
-    let writer = repo.repack_writer()?;
-    for_each_pack(repo, &live, |_, pack| {
-        if !repack.contains(&pack.pack) {
-            return Ok(());
-        }
-        let name = pack_name(&pack.pack);
-        let bytes = repo.storage().get_bounded(&name, repo.config().max_pack_size())?;
-        for b in &pack.blobs {
-            if used.get(b.id.as_bytes())?.as_deref() != Some(pack.pack.as_bytes().as_slice()) {
-                continue;
+    if rewrite_index {
+        let repack: HashSet<PackId> = out.plan.repack.iter().copied().collect();
+        // 1. Repack: the used blobs whose kept copy is in a repacked pack, verified, into new packs.
+        progress.phase("prune: repacking", Some(out.plan.repack_used_bytes));
+        let writer = repo.repack_writer()?;
+        for_each_pack(repo, &live, |_, pack| {
+            if !repack.contains(&pack.pack) {
+                return Ok(());
             }
-            let start = b.offset as usize;
-            let sealed = bytes
-                .get(start..start + b.length as usize)
-                .ok_or_else(|| Error::corrupt(&name, format!("blob {} lies beyond the pack's end", b.id)))?;
-            let loc = BlobLocation::of(pack.pack, b);
-            let bytes = if stale.contains(&pack.pack) {
-                repo.reseal_blob(&b.id, &loc, &name, sealed)?
-            } else {
-                repo.open_blob(&b.id, &loc, &name, sealed)?;
-                sealed.to_vec()
-            };
-            progress.bytes(u64::from(b.length));
-            writer.add(b.kind, b.id, b.raw_length, bytes)?;
+            let name = pack_name(&pack.pack);
+            let bytes = repo.storage().get_bounded(&name, repo.config().max_pack_size())?;
+            for b in &pack.blobs {
+                if used.get(b.id.as_bytes())?.as_deref() != Some(pack.pack.as_bytes().as_slice()) {
+                    continue;
+                }
+                let start = b.offset as usize;
+                let sealed = bytes
+                    .get(start..start + b.length as usize)
+                    .ok_or_else(|| Error::corrupt(&name, format!("blob {} lies beyond the pack's end", b.id)))?;
+                let loc = BlobLocation::of(pack.pack, b);
+                let bytes = if stale.contains(&pack.pack) {
+                    repo.reseal_blob(&b.id, &loc, &name, sealed)?
+                } else {
+                    repo.open_blob(&b.id, &loc, &name, sealed)?;
+                    sealed.to_vec()
+                };
+                progress.bytes(u64::from(b.length));
+                writer.add(b.kind, b.id, b.raw_length, bytes)?;
+            }
+            Ok(())
+        })?;
+        let new_packs = writer.finish()?;
+        out.packs_written = new_packs.len() as u64;
+        // 2. The new index: kept packs, then the new packs; the last segment supersedes the old.
+        progress.phase("prune: writing the index", None);
+        repo.check_locks()?;
+        let mut rewrite = IndexRewrite::new(repo);
+        for_each_pack(repo, &live, |_, pack| if gone.contains(&pack.pack) { Ok(()) } else { rewrite.add(pack) })?;
+        for pack in new_packs {
+            rewrite.add(pack)?;
         }
-        Ok(())
-    })?;
-    let new_packs = writer.finish()?;
-    out.packs_written = new_packs.len() as u64;
+        out.segments_written = rewrite.finish(all_segments.clone())?;
+    }
     // Claims moved to the new packs; nothing else needs `used` from here on.
     drop(used);
 
-    // 2. The new index: kept packs, then the new packs; the last segment supersedes the old.
-    progress.phase("prune: writing the index", None);
-    let mut rewrite = IndexRewrite::new(repo);
-    for_each_pack(repo, &live, |_, pack| if gone.contains(&pack.pack) { Ok(()) } else { rewrite.add(pack) })?;
-    for pack in new_packs {
-        rewrite.add(pack)?;
-    }
-    out.segments_written = rewrite.finish(all_segments.clone())?;
-
-    // 3. Packs, then 4. the old segments.
+    // 3. The marks, before anything is deleted: a crash from here on keeps every mark's time.
     progress.phase("prune: deleting", None);
-    let packs: Vec<String> =
-        out.plan.delete.iter().chain(&out.plan.repack).chain(&out.plan.orphans).map(pack_name).collect();
+    let marks_unchanged = earlier.distrusted.is_none()
+        && earlier.objects.len() <= 1
+        && earlier.packs == out.sweep.marks
+        && (earlier.objects.len() == 1 || out.sweep.marks.is_empty());
+    let generation = earlier.generation + 1;
+    if !marks_unchanged {
+        marks::write(repo, generation, &earlier.objects, &out.sweep.marks)?;
+    }
+    // 4. Packs, then 5. the old segments and the old marks.
+    let packs: Vec<String> = out.sweep.delete_now.iter().map(pack_name).collect();
+    repo.check_locks()?;
     repo.storage().delete_many(&packs)?;
-    let segments: Vec<String> = all_segments.iter().map(|id| format!("index/{id}")).collect();
-    repo.storage().delete_many(&segments)?;
-    out.segments_deleted += segments.len() as u64;
-    // 5. Everything else sealed under the old epoch.
+    if rewrite_index {
+        let segments: Vec<String> = all_segments.iter().map(|id| format!("index/{id}")).collect();
+        repo.storage().delete_many(&segments)?;
+        out.segments_deleted += segments.len() as u64;
+    }
+    if !marks_unchanged {
+        marks::delete(repo, &earlier.objects)?;
+        marks::remember(repo.cache_dir(), generation);
+    } else {
+        marks::remember(repo.cache_dir(), earlier.generation);
+    }
+    // 6. Everything else sealed under the old epoch.
     if let Some(epoch) = opts.reencrypt_epoch {
         out.objects_resealed = repo.reseal_objects(epoch)?;
     }

@@ -1,8 +1,17 @@
 //! The prune plan: a pure function from how each pack is used to what to delete and what to
-//! repack, computed before anything changes (`--dry-run` prints it).
+//! repack, computed before anything changes (`--dry-run` prints it), and the sweep: which of
+//! the packs the plan discards go now and which are only marked, so that a later prune deletes
+//! them once the mark is older than the grace period (two-phase deletion).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use crate::format::BlobKind;
+use crate::format::marks::MarkedPack;
 use crate::id::PackId;
+
+/// How old a mark must be before a later prune deletes the pack it names.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How one indexed pack is used by the snapshots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +41,27 @@ pub struct PruneOptions {
     /// Repack at most this many bytes of packs (`None`: no limit).
     pub max_repack_size: Option<u64>,
     /// Re-encrypt everything sealed under this data-key epoch: its packs are repacked whatever
-    /// their use (and regardless of `max_repack_size`), other objects re-sealed.
+    /// their use (and regardless of `max_repack_size`), other objects re-sealed. Packs sealed
+    /// under it are deleted at once: the epoch can be retired only when no pack uses it.
     pub reencrypt_epoch: Option<u32>,
+    /// Delete the packs the plan discards at once instead of marking them. Unsafe against a
+    /// storage that hides objects from a listing (or lags), and against a backup still
+    /// writing packs whose index is not stored yet: only for a repository nothing else uses.
+    pub instant_delete: bool,
+    /// How old a pack's mark must be before a prune that still finds the pack unreferenced
+    /// deletes it ([`DEFAULT_GRACE_PERIOD`]). Zero still takes two prunes.
+    pub grace_period: Duration,
 }
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { max_unused: 0.05, max_repack_size: None, reencrypt_epoch: None }
+        PruneOptions {
+            max_unused: 0.05,
+            max_repack_size: None,
+            reencrypt_epoch: None,
+            instant_delete: false,
+            grace_period: DEFAULT_GRACE_PERIOD,
+        }
     }
 }
 
@@ -88,6 +111,67 @@ impl PrunePlan {
         self.repack_bytes += u.size;
         self.repack_used_bytes += u.used_bytes;
     }
+}
+
+/// What becomes of the packs a plan discards (unused, orphan and repacked ones).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Packs this prune deletes, sorted.
+    pub delete_now: Vec<PackId>,
+    /// Their bytes.
+    pub delete_now_bytes: u64,
+    /// Packs left marked for a later prune (marked by this one or still waiting out an earlier
+    /// mark), by id.
+    pub pending: BTreeMap<PackId, MarkedPack>,
+    /// How many of `pending` this prune marked first.
+    pub newly_marked: u64,
+    /// Bytes of the pending packs.
+    pub pending_bytes: u64,
+    /// The marks to store: the pending packs and the ones deleted now (so a crash between
+    /// storing the marks and deleting does not restart their grace period).
+    pub marks: BTreeMap<PackId, MarkedPack>,
+}
+
+/// Splits the packs `plan` discards into those deleted now and those marked. An unused or
+/// orphan pack goes now only when `earlier` marked it at least `grace_period` before `now_ns`
+/// (the plan says it is still unreferenced); a repacked pack was used until now and gets a
+/// fresh mark. Packs in `force_now` (sealed under an epoch being re-encrypted) and, with
+/// `instant_delete`, every discarded pack go at once. Marks of packs the plan no longer
+/// discards are dropped: a pack referenced again starts over. `size` gives each pack's size.
+pub fn sweep(
+    plan: &PrunePlan,
+    size: &HashMap<PackId, u64>,
+    earlier: &BTreeMap<PackId, MarkedPack>,
+    force_now: &HashSet<PackId>,
+    now_ns: i64,
+    opts: PruneOptions,
+) -> Sweep {
+    let grace_ns = i64::try_from(opts.grace_period.as_nanos()).unwrap_or(i64::MAX);
+    let mut out = Sweep::default();
+    let unreferenced = plan.delete.iter().chain(&plan.orphans).map(|p| (p, true));
+    for (pack, still_unreferenced) in unreferenced.chain(plan.repack.iter().map(|p| (p, false))) {
+        let bytes = size.get(pack).copied().unwrap_or(0);
+        let mark = match earlier.get(pack) {
+            Some(m) if still_unreferenced => *m,
+            _ => MarkedPack { pack: *pack, size: bytes, marked_ns: now_ns },
+        };
+        let due = still_unreferenced && earlier.contains_key(pack) && now_ns.saturating_sub(mark.marked_ns) >= grace_ns;
+        if opts.instant_delete || force_now.contains(pack) || due {
+            out.delete_now.push(*pack);
+            out.delete_now_bytes += bytes;
+        } else {
+            if !(still_unreferenced && earlier.contains_key(pack)) {
+                out.newly_marked += 1;
+            }
+            out.pending_bytes += bytes;
+            out.pending.insert(*pack, mark);
+        }
+        if !opts.instant_delete {
+            out.marks.insert(*pack, mark);
+        }
+    }
+    out.delete_now.sort();
+    out
 }
 
 /// Decides, for every pack, delete, repack or keep. Repack candidates go most-wasteful first
@@ -149,10 +233,53 @@ mod tests {
         assert_eq!(p.orphans, vec![PackId([9; 32])]);
         assert_eq!(p.bytes_freed(), 107 + 200 - 130);
         assert_eq!(p.unused_bytes_kept, 3, "pack 5's unused blob; pack 2 has none (its header does not count)");
-        let limited =
-            plan(&usage, &[], PruneOptions { max_unused: 0.05, max_repack_size: Some(150), reencrypt_epoch: None });
+        let limited = plan(&usage, &[], PruneOptions { max_repack_size: Some(150), ..PruneOptions::default() });
         assert_eq!(limited.repack, vec![PackId([3; 32])]);
         assert_eq!(limited.keep, 3);
+    }
+
+    #[test]
+    fn unreferenced_packs_go_only_after_an_earlier_mark_has_aged() {
+        let hour = 3_600_000_000_000i64;
+        let now = 100 * hour;
+        let id = |n: u8| PackId([n; 32]);
+        let plan = PrunePlan {
+            delete: vec![id(1), id(2)],
+            orphans: vec![id(3), id(4)],
+            repack: vec![id(5)],
+            ..Default::default()
+        };
+        let size: HashMap<PackId, u64> = (1..=6).map(|n| (id(n), u64::from(n) * 10)).collect();
+        let mark = |n: u8, ago: i64| (id(n), MarkedPack { pack: id(n), size: 1, marked_ns: now - ago });
+        // 1 and 3 were marked 25 h ago, 2 an hour ago; 5 (now repacked) and 6 (now used) were
+        // marked long ago too.
+        let earlier: BTreeMap<PackId, MarkedPack> =
+            [mark(1, 25 * hour), mark(2, hour), mark(3, 25 * hour), mark(5, 48 * hour), mark(6, 48 * hour)].into();
+        let s = sweep(&plan, &size, &earlier, &HashSet::new(), now, PruneOptions::default());
+        assert_eq!(s.delete_now, vec![id(1), id(3)]);
+        assert_eq!(s.delete_now_bytes, 40);
+        assert_eq!(s.pending.keys().copied().collect::<Vec<_>>(), vec![id(2), id(4), id(5)]);
+        assert_eq!(s.pending[&id(2)].marked_ns, now - hour, "an earlier mark keeps its time");
+        assert_eq!(s.pending[&id(5)].marked_ns, now, "a repacked pack was used until now");
+        assert_eq!(s.newly_marked, 2);
+        assert!(!s.marks.contains_key(&id(6)), "a pack used again loses its mark");
+        assert!(s.marks.contains_key(&id(1)), "marks of packs deleted now are kept until they are gone");
+        // Nothing goes on a first prune, whatever the grace period.
+        let zero = PruneOptions { grace_period: Duration::ZERO, ..PruneOptions::default() };
+        assert!(sweep(&plan, &size, &BTreeMap::new(), &HashSet::new(), now, zero).delete_now.is_empty());
+        // --instant-delete and forced packs go at once; instant writes no marks.
+        let instant = sweep(
+            &plan,
+            &size,
+            &BTreeMap::new(),
+            &HashSet::new(),
+            now,
+            PruneOptions { instant_delete: true, ..PruneOptions::default() },
+        );
+        assert_eq!(instant.delete_now.len(), 5);
+        assert!(instant.marks.is_empty() && instant.pending.is_empty());
+        let forced = sweep(&plan, &size, &BTreeMap::new(), &[id(4)].into(), now, PruneOptions::default());
+        assert_eq!(forced.delete_now, vec![id(4)]);
     }
 
     proptest! {
@@ -166,7 +293,7 @@ mod tests {
                 let used = used.min(blobs);
                 u(i as u8, size, blobs, used, if used == 0 { 0 } else { bytes.min(size) })
             }).collect();
-            let p = plan(&usage, &[], PruneOptions { max_unused, max_repack_size: limit, reencrypt_epoch: None });
+            let p = plan(&usage, &[], PruneOptions { max_unused, max_repack_size: limit, ..PruneOptions::default() });
             prop_assert_eq!(p.delete.len() + p.repack.len() + p.keep as usize, usage.len());
             for d in &p.delete {
                 let pack = usage.iter().find(|x| x.pack == *d).unwrap();

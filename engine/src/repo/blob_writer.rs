@@ -250,6 +250,8 @@ impl<'r> BlobWriter<'r> {
 
     /// Waits for every blob, stores the open packs, then the index segment naming them.
     /// After this returns, every id this writer returned is in the repository and its index.
+    /// [`crate::Error::LockLost`] before any segment is stored when a lock the repository
+    /// handle holds was lost.
     pub fn finish(self) -> Result<WriteStats> {
         let rest = std::mem::take(&mut *self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.dispatch(rest.items);

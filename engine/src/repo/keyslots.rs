@@ -84,7 +84,7 @@ pub struct RotateOutcome {
 pub struct EpochUsage {
     /// Packs sealed under the epoch.
     pub packs: u64,
-    /// Other sealed objects (config, snapshots, index segments, audit entries).
+    /// Other sealed objects (config, snapshots, index segments, audit entries, deletion marks).
     pub objects: u64,
 }
 
@@ -97,8 +97,12 @@ impl EpochUsage {
 
 /// The lasting small sealed objects besides `config`, by prefix. Locks are left out: they live
 /// for one command, and the command retiring an epoch holds one sealed under it.
-const SEALED_OBJECTS: [(&str, ObjectKind); 3] =
-    [("snapshots/", ObjectKind::Snapshot), ("index/", ObjectKind::IndexSegment), ("audit/", ObjectKind::Audit)];
+const SEALED_OBJECTS: [(&str, ObjectKind); 4] = [
+    ("snapshots/", ObjectKind::Snapshot),
+    ("index/", ObjectKind::IndexSegment),
+    ("audit/", ObjectKind::Audit),
+    ("marks/", ObjectKind::PruneMarks),
+];
 
 impl Repository {
     fn slot_docs(&self) -> Result<Vec<SlotDoc>> {
@@ -365,6 +369,8 @@ impl Repository {
             master: new_k,
             index_problems: Default::default(),
             cache_dir: self.cache_dir.clone(),
+            // The locks taken before the rotation still guard the work done after it.
+            held_locks: self.held_locks,
         };
         super::pins::check_and_pin(&repo.cache_dir, &repo.keyring.identity(), epoch)?;
         // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata
@@ -462,9 +468,9 @@ impl Repository {
         self.store_keyring(&ring)
     }
 
-    /// Re-seals every small object (config, snapshots, index segments, audit entries) sealed
-    /// under `epoch` under the current epoch, in place (each an atomic overwrite of the same
-    /// plaintext under the same name). Returns how many were re-sealed.
+    /// Re-seals every small object (config, snapshots, index segments, audit entries, deletion
+    /// marks) sealed under `epoch` under the current epoch, in place (each an atomic overwrite
+    /// of the same plaintext under the same name). Returns how many were re-sealed.
     pub fn reseal_objects(&self, epoch: u32) -> Result<u64> {
         self.reseal_objects_where(|e| e == epoch)
     }

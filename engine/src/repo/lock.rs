@@ -3,13 +3,18 @@
 //! lock: wait until no conflicting lock is live, write ours, look again, and back off (remove
 //! ours, wait a random moment) if another appeared meanwhile, so two contenders never both
 //! win. A thread rewrites the lock every few minutes; one not refreshed for `STALE_AFTER`, or
-//! held on this host by a process that no longer exists, is stale and ignored.
+//! held by a process that no longer exists where pids mean the same (same machine identity:
+//! machine id, boot and pid namespace, not the host name, which containers share), is stale
+//! and ignored. A refresh that fails, or a lock found gone, is remembered: the repository
+//! handle refuses to store index segments and snapshots while a lock it holds is lost
+//! ([`Repository::check_locks`]).
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::crypto::{Key32, random_below};
+use crate::crypto::{Key32, context, derive, random_array, random_below};
 use crate::error::{Error, Result};
 use crate::format::envelope::{self, ObjectKind};
 use crate::format::lock::LockDoc;
@@ -21,8 +26,8 @@ use super::Repository;
 
 /// A lock not refreshed for this long belongs to a dead process.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
-/// How often a held lock is rewritten.
-const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How often a held lock is rewritten (at most; [`LockOptions::refresh_every`] may be shorter).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// Who asks for a lock, and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -31,12 +36,14 @@ pub struct LockOptions {
     pub exclusive: bool,
     /// What the holder does, for messages.
     pub operation: String,
-    /// This host's name.
+    /// This host's name, for messages (staleness uses the machine identity).
     pub hostname: String,
     /// This user's name.
     pub username: String,
     /// How long to wait for conflicting locks to go away before [`Error::Locked`].
     pub retry_for: Duration,
+    /// How often to rewrite the lock: [`REFRESH_EVERY`], or less (tests).
+    pub refresh_every: Duration,
 }
 
 /// A lock object as found in the repository.
@@ -50,13 +57,64 @@ pub struct LockInfo {
     pub stale: bool,
 }
 
+/// Whether a held lock is still ours: shared by the guard, its refresher and the repository.
+#[derive(Debug)]
+pub(crate) struct LockHealth {
+    name: String,
+    /// The first thing that went wrong, kept for good.
+    lost: Mutex<Option<String>>,
+    /// When the lock was last stored.
+    stored: Mutex<Instant>,
+}
+
+impl LockHealth {
+    fn lose(&self, why: String) {
+        self.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert(why);
+    }
+
+    /// Whether the lock still holds: no refresh failed, it was stored recently enough that no
+    /// other client can take it for stale, and it is still there.
+    fn check(&self, storage: &dyn Storage) -> Result<()> {
+        let lost = |why: String| Error::LockLost { name: self.name.clone(), why };
+        if let Some(why) = self.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
+            return Err(lost(why));
+        }
+        let age = self.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
+        if age > STALE_AFTER.saturating_sub(REFRESH_EVERY) {
+            return Err(lost(format!(
+                "it was last stored {} minutes ago, and other clients take it for stale after {}",
+                age.as_secs() / 60,
+                STALE_AFTER.as_secs() / 60
+            )));
+        }
+        if storage.stat(&self.name)?.is_none() {
+            let why = "it is gone (removed by `cairn unlock --remove-all`, or by a client that took it for stale)";
+            self.lose(why.into());
+            return Err(lost(why.into()));
+        }
+        Ok(())
+    }
+}
+
 /// A held lock; released (the object deleted) when dropped.
 #[derive(Debug)]
 pub struct LockGuard {
     storage: Arc<dyn Storage>,
-    name: String,
+    health: Arc<LockHealth>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     refresher: Option<JoinHandle<()>>,
+}
+
+impl LockGuard {
+    /// Its object name.
+    pub fn name(&self) -> &str {
+        &self.health.name
+    }
+
+    /// [`Error::LockLost`] when a refresh failed, the lock is too old or it is gone.
+    pub fn check(&self) -> Result<()> {
+        self.health.check(self.storage.as_ref())
+    }
 }
 
 impl Drop for LockGuard {
@@ -67,7 +125,7 @@ impl Drop for LockGuard {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let _ = self.storage.delete(&self.name);
+        let _ = self.storage.delete(&self.health.name);
     }
 }
 
@@ -79,10 +137,52 @@ fn pid_alive(pid: u32) -> bool {
     !matches!(rustix::process::test_kill_process(pid), Err(rustix::io::Errno::SRCH))
 }
 
-/// Whether `doc` is stale at `now` for a client on `hostname`.
-pub fn is_stale(doc: &LockDoc, now: i64, hostname: &str) -> bool {
+/// Whether `doc` is stale at `now` for a client whose machine identity is `machine`.
+pub fn is_stale(doc: &LockDoc, now: i64, machine: &[u8; 16]) -> bool {
     let age = Duration::from_nanos(u64::try_from(now.saturating_sub(doc.refreshed_ns)).unwrap_or(0));
-    age > STALE_AFTER || (doc.hostname == hostname && !pid_alive(doc.pid))
+    age > STALE_AFTER || (doc.machine == *machine && !pid_alive(doc.pid))
+}
+
+/// File in the client cache holding a random machine id, where `/etc/machine-id` is missing.
+const MACHINE_ID_FILE: &str = "machine-id";
+
+/// The id of this machine: `etc_machine_id` (`/etc/machine-id`), or else a random one kept in
+/// `cache` (created on first use). `None` when neither can be had.
+fn machine_id(etc_machine_id: &Path, cache: &Path) -> Option<Vec<u8>> {
+    let read = |p: &Path| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(id) = read(etc_machine_id) {
+        return Some(id.into_bytes());
+    }
+    let file = cache.join(MACHINE_ID_FILE);
+    if let Some(id) = read(&file) {
+        return Some(id.into_bytes());
+    }
+    let fresh = hex::encode(random_array::<16>().ok()?);
+    std::fs::create_dir_all(cache).ok()?;
+    let tmp = cache.join(format!("{MACHINE_ID_FILE}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, &fresh).ok()?;
+    // Another process may have made one meanwhile: the first link wins, and both read it.
+    let _ = std::fs::hard_link(&tmp, &file);
+    let _ = std::fs::remove_file(&tmp);
+    read(&file).map(String::into_bytes)
+}
+
+/// This process's machine identity (SPEC §13a): BLAKE3-derive(LOCK_MACHINE, machine id || 0 ||
+/// boot id || 0 || pid namespace), first 16 bytes. Processes that share it see the same pids.
+/// Without any machine id it is random, so no other process judges this one's pid.
+pub(crate) fn machine_identity(cache: &Path) -> Result<[u8; 16]> {
+    let Some(id) = machine_id(Path::new("/etc/machine-id"), cache) else {
+        return random_array();
+    };
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let pid_ns = std::fs::read_link("/proc/self/ns/pid").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut material = id;
+    for part in [boot.trim(), pid_ns.as_str()] {
+        material.push(0);
+        material.extend_from_slice(part.as_bytes());
+    }
+    let full = derive(context::LOCK_MACHINE, &material);
+    Ok(full.expose().split_first_chunk::<16>().map_or([0u8; 16], |(head, _)| *head))
 }
 
 fn seal(key: &Key32, epoch: u32, name: &str, doc: &LockDoc) -> Result<Vec<u8>> {
@@ -90,16 +190,23 @@ fn seal(key: &Key32, epoch: u32, name: &str, doc: &LockDoc) -> Result<Vec<u8>> {
 }
 
 impl Repository {
+    /// This process's machine identity as recorded in its locks: a lock with the same identity
+    /// and a pid that does not exist is stale.
+    pub fn machine_identity(&self) -> Result<[u8; 16]> {
+        machine_identity(self.cache_dir().parent().unwrap_or(self.cache_dir()))
+    }
+
     /// Every lock object, read and judged stale or live.
-    pub fn locks(&self, hostname: &str) -> Result<Vec<LockInfo>> {
+    pub fn locks(&self) -> Result<Vec<LockInfo>> {
         let now = now_ns();
+        let machine = self.machine_identity()?;
         let mut out = Vec::new();
         for name in self.storage().list("locks/")? {
             let doc = self
                 .load_object(ObjectKind::Lock, &name)
                 .and_then(|plain| LockDoc::decode(&plain, &name))
                 .map_err(|e| e.to_string());
-            let stale = doc.as_ref().is_ok_and(|d| is_stale(d, now, hostname));
+            let stale = doc.as_ref().is_ok_and(|d| is_stale(d, now, &machine));
             out.push(LockInfo { name, doc, stale });
         }
         Ok(out)
@@ -107,7 +214,7 @@ impl Repository {
 
     /// The first live lock that conflicts with `opts`, other than `own`.
     fn conflict(&self, opts: &LockOptions, own: Option<&str>) -> Result<Option<(String, i64)>> {
-        for l in self.locks(&opts.hostname)? {
+        for l in self.locks()? {
             if Some(l.name.as_str()) == own || l.stale {
                 continue;
             }
@@ -123,7 +230,8 @@ impl Repository {
     }
 
     /// Takes a lock, waiting up to `opts.retry_for` for conflicting ones. [`Error::Locked`]
-    /// names the holder when the wait runs out.
+    /// names the holder when the wait runs out. While the guard lives, this handle stores
+    /// index segments and snapshots only if the lock holds.
     pub fn lock(&self, opts: &LockOptions) -> Result<LockGuard> {
         let deadline = Instant::now() + opts.retry_for;
         let mut pause = Duration::from_millis(200);
@@ -131,8 +239,11 @@ impl Repository {
             let mut holder = self.conflict(opts, None)?;
             if holder.is_none() {
                 let guard = self.write_lock(opts)?;
-                holder = self.conflict(opts, Some(&guard.name))?;
+                holder = self.conflict(opts, Some(guard.name()))?;
                 if holder.is_none() {
+                    let mut held = self.held_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    held.retain(|h| h.strong_count() > 0);
+                    held.push(Arc::downgrade(&guard.health));
                     return Ok(guard);
                 }
                 drop(guard);
@@ -149,6 +260,18 @@ impl Repository {
         }
     }
 
+    /// [`Error::LockLost`] when a lock this handle holds failed to refresh, is too old or is
+    /// gone. Called before storing an index segment or a snapshot, and by prune before it
+    /// changes anything: work whose lock was lost may overlap a prune that cannot see it.
+    pub fn check_locks(&self) -> Result<()> {
+        let held: Vec<Arc<LockHealth>> = {
+            let mut held = self.held_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            held.retain(|h| h.strong_count() > 0);
+            held.iter().filter_map(Weak::upgrade).collect()
+        };
+        held.iter().try_for_each(|h| h.check(self.storage().as_ref()))
+    }
+
     fn write_lock(&self, opts: &LockOptions) -> Result<LockGuard> {
         let name = format!("locks/{}", ObjectId::random()?);
         let now = now_ns();
@@ -160,13 +283,17 @@ impl Repository {
             pid: std::process::id(),
             created_ns: now,
             refreshed_ns: now,
+            machine: self.machine_identity()?,
         };
         let (epoch, key) = self.keyring().current();
         let key = key.clone();
         self.storage().put(&name, &seal(&key, epoch, &name, &doc)?, PutMode::CreateNew)?;
+        let health =
+            Arc::new(LockHealth { name: name.clone(), lost: Mutex::new(None), stored: Mutex::new(Instant::now()) });
+        let every = opts.refresh_every.min(REFRESH_EVERY);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let refresher = {
-            let (storage, name, stop) = (Arc::clone(self.storage()), name.clone(), Arc::clone(&stop));
+            let (storage, health, stop) = (Arc::clone(self.storage()), Arc::clone(&health), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("cairn-lock".into())
                 .spawn(move || {
@@ -179,28 +306,44 @@ impl Repository {
                             return;
                         }
                         let (s, timeout) =
-                            cv.wait_timeout(stopped, REFRESH_EVERY).unwrap_or_else(std::sync::PoisonError::into_inner);
+                            cv.wait_timeout(stopped, every).unwrap_or_else(std::sync::PoisonError::into_inner);
                         stopped = s;
                         if *stopped {
                             return;
                         }
-                        if timeout.timed_out() {
-                            doc.refreshed_ns = now_ns();
-                            if let Ok(sealed) = seal(&key, epoch, &name, &doc) {
-                                let _ = storage.put(&name, &sealed, PutMode::Overwrite);
+                        if !timeout.timed_out() {
+                            continue;
+                        }
+                        // A lock someone removed is not written back: its holder lost it.
+                        match storage.stat(&health.name) {
+                            Ok(Some(_)) => {}
+                            Ok(None) => {
+                                health.lose("it is gone (removed by `cairn unlock --remove-all`, or by a client that took it for stale)".into());
+                                return;
                             }
+                            Err(e) => {
+                                health.lose(format!("a refresh failed ({e})"));
+                                continue;
+                            }
+                        }
+                        doc.refreshed_ns = now_ns();
+                        match seal(&key, epoch, &health.name, &doc)
+                            .and_then(|sealed| storage.put(&health.name, &sealed, PutMode::Overwrite))
+                        {
+                            Ok(()) => *health.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now(),
+                            Err(e) => health.lose(format!("a refresh failed ({e})")),
                         }
                     }
                 })
                 .map_err(|e| Error::InvalidInput(format!("cannot start the lock refresher: {e}")))?
         };
-        Ok(LockGuard { storage: Arc::clone(self.storage()), name, stop, refresher: Some(refresher) })
+        Ok(LockGuard { storage: Arc::clone(self.storage()), health, stop, refresher: Some(refresher) })
     }
 
     /// Removes stale locks (all of them with `all`); returns how many.
-    pub fn unlock(&self, hostname: &str, all: bool) -> Result<usize> {
+    pub fn unlock(&self, all: bool) -> Result<usize> {
         let mut removed = 0;
-        for l in self.locks(hostname)? {
+        for l in self.locks()? {
             if all || l.stale {
                 self.storage().delete(&l.name)?;
                 removed += 1;
@@ -214,26 +357,43 @@ impl Repository {
 mod tests {
     use super::*;
 
-    fn doc(host: &str, pid: u32, refreshed_ns: i64) -> LockDoc {
+    fn doc(machine: [u8; 16], pid: u32, refreshed_ns: i64) -> LockDoc {
         LockDoc {
             exclusive: true,
             operation: "prune".into(),
-            hostname: host.into(),
+            hostname: "h".into(),
             username: "u".into(),
             pid,
             created_ns: refreshed_ns,
             refreshed_ns,
+            machine,
         }
     }
 
     #[test]
-    fn staleness_by_age_and_by_dead_pid_on_this_host() {
+    fn staleness_by_age_and_by_dead_pid_on_this_machine_not_this_host_name() {
         let now = 10_000 * 1_000_000_000;
         let me = std::process::id();
-        assert!(!is_stale(&doc("h", me, now), now, "h"));
-        assert!(is_stale(&doc("h", me, now - 31 * 60 * 1_000_000_000), now, "h"), "too old");
-        // pid 0 is never a live process; on another host the pid means nothing here.
-        assert!(is_stale(&doc("h", 0, now), now, "h"));
-        assert!(!is_stale(&doc("other", 0, now), now, "h"));
+        let here = [1u8; 16];
+        assert!(!is_stale(&doc(here, me, now), now, &here));
+        assert!(is_stale(&doc(here, me, now - 31 * 60 * 1_000_000_000), now, &here), "too old");
+        // pid 0 is never a live process; elsewhere (another machine, or a container with the
+        // same host name but its own pids) the pid means nothing here.
+        assert!(is_stale(&doc(here, 0, now), now, &here));
+        assert!(!is_stale(&doc([2u8; 16], 0, now), now, &here));
+    }
+
+    #[test]
+    fn the_machine_identity_is_stable_and_a_missing_machine_id_falls_back_to_one_in_the_cache() {
+        let cache = tempfile::tempdir().unwrap();
+        assert_eq!(machine_identity(cache.path()).unwrap(), machine_identity(cache.path()).unwrap());
+        let none = cache.path().join("no-machine-id");
+        let fallback = machine_id(&none, cache.path()).unwrap();
+        assert_eq!(fallback.len(), 32, "16 random bytes in hex");
+        assert_eq!(machine_id(&none, cache.path()).unwrap(), fallback, "kept in the cache");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(machine_id(&none, other.path()).unwrap(), fallback, "another cache, another id");
+        std::fs::write(&none, "0123456789abcdef0123456789abcdef\n").unwrap();
+        assert_eq!(machine_id(&none, cache.path()).unwrap(), b"0123456789abcdef0123456789abcdef");
     }
 }

@@ -15,7 +15,7 @@ mod uploader;
 pub use blob_writer::{BlobWriter, WriteStats};
 pub use index_rewrite::IndexRewrite;
 pub use keyslots::{EpochUsage, RotateOutcome, SlotSummary};
-pub use lock::{LockGuard, LockInfo, LockOptions, STALE_AFTER, is_stale};
+pub use lock::{LockGuard, LockInfo, LockOptions, REFRESH_EVERY, STALE_AFTER, is_stale};
 pub use repack::RepackWriter;
 
 use std::collections::{HashMap, HashSet};
@@ -131,6 +131,8 @@ pub struct Repository {
     storage_connections: usize,
     /// A wider pool for reading from storage, when connections outnumber the cores.
     io_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+    /// The locks taken through this handle and not yet released.
+    held_locks: std::sync::Mutex<Vec<std::sync::Weak<lock::LockHealth>>>,
 }
 
 /// Default for [`Repository::set_storage_connections`]: as many requests as cores suit a local
@@ -345,6 +347,7 @@ impl Repository {
             master: k,
             index_problems: Default::default(),
             cache_dir,
+            held_locks: Default::default(),
         };
         repo.sync_index()?;
         Ok(repo)
@@ -567,7 +570,9 @@ impl Repository {
     }
 
     /// Writes an index segment and applies it to the cache. Returns its stored size.
+    /// [`Error::LockLost`] (nothing written) when a lock this handle holds was lost.
     pub fn save_index_segment(&self, segment: &IndexSegment) -> Result<u64> {
+        self.check_locks()?;
         let id = ObjectId::random()?;
         let size = self.save_object(ObjectKind::IndexSegment, &format!("index/{id}"), &segment.encode())?;
         self.index.apply_segment(id, segment)?;
@@ -714,8 +719,10 @@ impl Repository {
         }
     }
 
-    /// Stores a snapshot; returns its id and stored size.
+    /// Stores a snapshot; returns its id and stored size. [`Error::LockLost`] (nothing
+    /// written) when a lock this handle holds was lost: a prune may have run meanwhile.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
+        self.check_locks()?;
         let id = ObjectId::random()?;
         let size = self.save_object(ObjectKind::Snapshot, &snapshot_name(&id), &snapshot.encode())?;
         Ok((id, size))
