@@ -2,12 +2,14 @@
 //! and deterministic. Nothing here touches storage; only `envelope` calls the AEAD.
 
 pub mod audit;
+pub mod blob;
 pub mod config;
 pub mod envelope;
 pub mod index;
 pub mod keyring;
 pub mod lock;
 pub mod pack;
+pub mod padding;
 pub mod slot;
 pub mod snapshot;
 pub mod tree;
