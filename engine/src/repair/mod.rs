@@ -1,9 +1,10 @@
 //! Repairs. `snapshots` rewrites snapshots around missing data (see there).
 //!
 //! `repair index`: rebuild the index from the packs themselves. Every pack's sealed header
-//! lists its blobs, so the index can always be recomputed from the data: read each pack's
-//! trailer and header (two ranged reads), write a replacement index (superseding every old
-//! segment, SPEC §11), then delete the old segments. A pack whose header cannot be read is
+//! lists its blobs, so the index can always be recomputed from the data: read each pack whole,
+//! open its header (which must be bound to the pack's blobs by their hash, and the bytes must
+//! hash to the pack's name), write a replacement index (superseding every old segment, SPEC
+//! §11), then delete the old segments. A pack whose header cannot be read or verified is
 //! reported and left out; its blobs are then missing, which `check` names.
 
 mod snapshots;
@@ -12,7 +13,6 @@ pub use snapshots::{DAMAGED_SUFFIX, RepairSnapshotsOutcome, RepairedSnapshot, re
 
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
-use crate::format::pack::TRAILER_LEN;
 use crate::id::PackId;
 use crate::progress::Progress;
 use crate::repo::{IndexRewrite, Repository};
@@ -32,22 +32,21 @@ pub struct RepairIndexOutcome {
     pub segments_deleted: u64,
 }
 
-/// Reads the header of the pack `name` of `size` bytes with two ranged reads.
-fn read_header(repo: &Repository, name: &str, size: u64) -> Result<IndexedPack> {
+/// Reads the pack `name` whole and opens its header. The header opens only with the hash of
+/// the blobs before it (SPEC §10), so a header moved from another pack is refused here, and
+/// so are bytes that do not hash to the pack's name.
+fn read_header(repo: &Repository, name: &str) -> Result<IndexedPack> {
     let id = name
         .rsplit('/')
         .next()
         .and_then(|h| PackId::from_hex(h).ok())
         .ok_or_else(|| Error::corrupt(name, "not a pack name"))?;
-    let tail_len = TRAILER_LEN as u64;
-    if size < tail_len {
-        return Err(Error::corrupt(name, "shorter than a pack trailer"));
+    let bytes = repo.storage().get(name)?;
+    let opened = repo.open_pack(name, &bytes)?;
+    if opened.id != id {
+        return Err(Error::corrupt(name, "pack content does not match its name (BLAKE3 of the bytes)"));
     }
-    let trailer = repo.storage().get_range(name, size - tail_len, tail_len)?;
-    let (offset, len) = crate::format::pack::header_location(size, &trailer, name)?;
-    let header = repo.storage().get_range(name, offset, u64::from(len) + tail_len)?;
-    let parsed = repo.pack_header_at(name, offset, &header)?;
-    Ok(IndexedPack { pack: id, size, blobs: parsed.blobs })
+    Ok(IndexedPack { pack: id, size: bytes.len() as u64, blobs: opened.header.blobs })
 }
 
 /// Rebuilds the index from every pack's header (the caller holds the exclusive lock).
@@ -60,8 +59,7 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
     let mut rewrite = IndexRewrite::new(repo);
     for name in packs {
         progress.bytes(1);
-        let size = repo.storage().stat(&name)?.unwrap_or(0);
-        match read_header(repo, &name, size) {
+        match read_header(repo, &name) {
             Ok(pack) => {
                 out.packs += 1;
                 out.blobs += pack.blobs.len() as u64;

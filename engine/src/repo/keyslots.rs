@@ -286,13 +286,14 @@ impl Repository {
         self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()
     }
 
-    /// The epoch of the pack `id` of `size` bytes (its header's envelope).
+    /// The epoch of the pack `id` of `size` bytes: its locator's, which the header shares
+    /// (checked whenever the header is opened).
     pub fn pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
         let name = pack_name(id);
-        let trailer_len = crate::format::pack::TRAILER_LEN as u64;
-        let tail = self.storage.get_range(&name, size.saturating_sub(trailer_len), trailer_len)?;
-        let (offset, _) = crate::format::pack::header_location(size, &tail, &name)?;
-        let head = self.storage.get_range(&name, offset, 5)?;
+        let at = size
+            .checked_sub(crate::format::pack::LOCATOR_LEN as u64)
+            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
+        let head = self.storage.get_range(&name, at, 5)?;
         envelope::epoch_of(&head, &name)
     }
 

@@ -1,7 +1,8 @@
 //! Pack assembly. Sealed blobs collect per kind (data and tree blobs never share a pack); a
 //! pack is closed once it reaches the target size, its blobs are shuffled so their order says
-//! nothing about file order, a sealed header and its length are appended, and the pack is
-//! stored under the BLAKE3 of its bytes. Storing happens on the [`Uploader`]'s threads; a
+//! nothing about file order, a sealed header (padded so the pack's size is a size class, and
+//! bound to the blobs by their hash) and a locator are appended, and the pack is stored under
+//! the BLAKE3 of its bytes. Storing happens on the [`Uploader`]'s threads; a
 //! pack counts as finished (and may be indexed) only once it is stored.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,10 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::crypto::{Key32, random_below};
 use crate::error::{Error, Result};
 use crate::format::BlobKind;
-use crate::format::envelope::{self, ObjectKind};
+use crate::format::envelope;
 use crate::format::index::IndexedPack;
-use crate::format::pack::{BlobEntry, PackHeader};
-use crate::id::{ChunkId, PackId};
+use crate::format::pack::{self, ClosedPack, PackBlob};
+use crate::id::ChunkId;
 use crate::storage::{OwnedParts, PutMode, Storage};
 
 use super::pack_buffers::{PackBuf, PackBuffers};
@@ -38,20 +39,20 @@ struct OpenPack {
     buf: Option<PackBuf>,
 }
 
-/// A closed pack's bytes: its blobs (ranges of the buffer, in pack order), header, trailer.
+/// A closed pack's bytes: its blobs (ranges of the buffer, in pack order), header, locator.
 #[derive(Debug)]
 struct PackBytes {
     buf: PackBuf,
     ranges: Vec<std::ops::Range<usize>>,
     header: Vec<u8>,
-    trailer: [u8; 4],
+    locator: Vec<u8>,
 }
 
 impl OwnedParts for PackBytes {
     fn parts(&self) -> Vec<&[u8]> {
         let mut parts: Vec<&[u8]> = self.ranges.iter().map(|r| self.buf.get(r.clone()).unwrap_or_default()).collect();
         parts.push(&self.header);
-        parts.push(&self.trailer);
+        parts.push(&self.locator);
         parts
     }
 }
@@ -173,29 +174,27 @@ impl Packer {
             let j = random_below(i as u64 + 1)? as usize;
             pack.blobs.swap(i, j);
         }
-        // The pack is written as parts (blobs in their shuffled order, header, trailer),
-        // slices of the pack's buffer: no second copy of it.
-        let mut entries = Vec::with_capacity(pack.blobs.len());
-        let mut ranges = Vec::with_capacity(pack.blobs.len());
-        let mut offset = 0u64;
-        for b in &pack.blobs {
-            let at = u32::try_from(offset).map_err(|_| Error::InvalidInput("pack larger than 4 GiB".into()))?;
-            let length = u32::try_from(b.len).map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
-            offset += u64::from(length);
-            entries.push(BlobEntry { kind: b.kind, id: b.id, offset: at, length, raw_length: b.raw_length });
-            ranges.push(b.start..b.start + b.len);
-        }
-        let header = envelope::seal(
-            &self.header_key,
-            self.epoch,
-            ObjectKind::PackHeader,
-            b"",
-            &PackHeader { blobs: entries.clone() }.encode(),
-        )?;
-        let trailer = u32::try_from(header.len()).unwrap_or(u32::MAX).to_le_bytes();
-        let size = offset + header.len() as u64 + trailer.len() as u64;
-        let bytes = PackBytes { buf: pack.buf.unwrap_or_default(), ranges, header, trailer };
-        let id = PackId::of_parts(&bytes.parts());
+        // The pack is written as parts (blobs in their shuffled order, header, locator),
+        // slices of the pack's buffer: no second copy of it. Closing hashes the blobs once,
+        // for the header's binding and the pack id both.
+        let buf = pack.buf.unwrap_or_default();
+        let ranges: Vec<std::ops::Range<usize>> = pack.blobs.iter().map(|b| b.start..b.start + b.len).collect();
+        let parts: Vec<PackBlob<'_>> = pack
+            .blobs
+            .iter()
+            .zip(&ranges)
+            .map(|(b, r)| PackBlob {
+                kind: b.kind,
+                id: b.id,
+                raw_length: b.raw_length,
+                sealed: buf.get(r.clone()).unwrap_or_default(),
+            })
+            .collect();
+        let closed =
+            pack::close(&parts, |kind, name, plain| envelope::seal(&self.header_key, self.epoch, kind, name, plain))?;
+        drop(parts);
+        let ClosedPack { blobs: entries, header, locator, id, size } = closed;
+        let bytes = PackBytes { buf, ranges, header, locator };
         let storage = Arc::clone(&self.storage);
         let finished = Arc::clone(&self.finished);
         self.uploader.submit(Box::new(move || {
@@ -217,6 +216,7 @@ impl Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::PackId;
     use crate::storage::{LocalStorage, MemStorage};
     use std::collections::HashMap;
 
