@@ -6,3 +6,4 @@
 
 mod adversary;
 mod keys;
+mod padding;
