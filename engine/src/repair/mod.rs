@@ -11,6 +11,8 @@ mod snapshots;
 
 pub use snapshots::{DAMAGED_SUFFIX, RepairSnapshotsOutcome, RepairedSnapshot, repair_snapshots};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
 use crate::id::PackId;
@@ -57,18 +59,24 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
     packs.sort();
     progress.phase("repair: reading pack headers", Some(packs.len() as u64));
     let mut rewrite = IndexRewrite::new(repo);
-    for name in packs {
-        progress.bytes(1);
-        match read_header(repo, &name) {
-            Ok(pack) => {
-                out.packs += 1;
-                out.blobs += pack.blobs.len() as u64;
-                rewrite.add(pack)?;
+    // Packs are read whole, as many at once as there are storage connections: that bounds
+    // the memory (a pack each) and keeps the order of the new index.
+    for batch in packs.chunks(repo.storage_connections()) {
+        let read: Vec<Result<IndexedPack>> =
+            repo.with_io_pool(|| batch.par_iter().map(|name| read_header(repo, name)).collect());
+        for (name, result) in batch.iter().zip(read) {
+            progress.bytes(1);
+            match result {
+                Ok(pack) => {
+                    out.packs += 1;
+                    out.blobs += pack.blobs.len() as u64;
+                    rewrite.add(pack)?;
+                }
+                Err(e @ (Error::Corrupt { .. } | Error::UnsupportedVersion { .. })) => {
+                    out.unreadable.push((name.clone(), e.to_string()))
+                }
+                Err(e) => return Err(e),
             }
-            Err(e @ (Error::Corrupt { .. } | Error::UnsupportedVersion { .. })) => {
-                out.unreadable.push((name, e.to_string()))
-            }
-            Err(e) => return Err(e),
         }
     }
     out.segments_written = rewrite.finish(old.clone())?;
