@@ -1,6 +1,7 @@
 //! Bounds-checked encoding helpers. Structured payloads are `version byte || postcard(value)`;
-//! fixed layouts (the envelope, the pack trailer) are read through [`Reader`], which never
-//! indexes out of bounds. Every decoder of repository bytes goes through here.
+//! fixed layouts (the envelope, the pack locator, padded plaintexts) are read through
+//! [`Reader`], which never indexes out of bounds. Every decoder of repository bytes goes
+//! through here.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,14 +38,14 @@ pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8], version: u8, object: 
 
 /// A cursor over untrusted bytes; every read checks its bounds.
 #[derive(Debug)]
-pub struct Reader<'a> {
+pub struct Reader<'a, 'o> {
     bytes: &'a [u8],
-    object: &'a str,
+    object: &'o str,
 }
 
-impl<'a> Reader<'a> {
+impl<'a, 'o> Reader<'a, 'o> {
     /// Reads `bytes`, naming `object` in errors.
-    pub fn new(bytes: &'a [u8], object: &'a str) -> Self {
+    pub fn new(bytes: &'a [u8], object: &'o str) -> Self {
         Reader { bytes, object }
     }
 

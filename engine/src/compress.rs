@@ -87,6 +87,11 @@ pub fn encode_after(data: &[u8], level: i32, prefix: usize, suffix: usize) -> Ve
     out
 }
 
+/// The longest `codec byte || body` that [`encode`] makes of `len` bytes.
+pub fn encoded_bound(len: usize) -> usize {
+    1 + zstd::zstd_safe::compress_bound(len).max(len)
+}
+
 /// zstd-compresses `data` into `dst` with this thread's context; the compressed length, or
 /// `None` on failure.
 fn zstd_compress_into(data: &[u8], level: i32, dst: &mut [u8]) -> Option<usize> {

@@ -8,5 +8,6 @@
 mod adversary;
 mod audit;
 mod keys;
+mod padding;
 mod prune;
 mod resources;

@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cairn_engine::chunker::{Chunker, ChunkerParams};
-use cairn_engine::compress;
 use cairn_engine::crypto::Key32;
-use cairn_engine::crypto::TAG_LEN;
-use cairn_engine::format::envelope::{HEADER_LEN, ObjectKind, seal_in_place};
+use cairn_engine::format::blob;
+use cairn_engine::format::envelope::{ObjectKind, seal_in_place};
 use rayon::prelude::*;
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -82,8 +81,8 @@ fn main() {
         .par_iter()
         .map(|chunk| {
             let id = blake3::keyed_hash(&id_key, chunk);
-            // The pipeline's own path: compressed into the buffer it is sealed in.
-            let mut sealed = compress::encode_after(chunk, 3, HEADER_LEN, TAG_LEN);
+            // The pipeline's own path: compressed and padded into the buffer it is sealed in.
+            let mut sealed = blob::encode_for_sealing(chunk, 3).expect("encode");
             seal_in_place(&data_key, 0, ObjectKind::DataBlob, id.as_bytes(), &mut sealed).expect("seal");
             sealed.len() as u64
         })

@@ -173,7 +173,7 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
 
 fn epochs(g: &GlobalArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    let usage = repo.epoch_usage()?;
+    let usage = repo.epoch_usage(false)?;
     let held = repo.key_epochs();
     let current = held.last().map(|e| e.0);
     if g.json {

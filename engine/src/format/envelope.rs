@@ -28,7 +28,7 @@ pub enum ObjectKind {
     DataBlob = 3,
     /// A tree blob inside a pack.
     TreeBlob = 4,
-    /// A pack's header.
+    /// A pack's header (named by the BLAKE3 of the pack's blob area).
     PackHeader = 5,
     /// `index/<id>`
     IndexSegment = 6,
@@ -38,8 +38,10 @@ pub enum ObjectKind {
     Lock = 8,
     /// `audit/<seq>-<id>`
     Audit = 9,
+    /// The fixed-size envelope ending a pack, which locates its header.
+    PackLocator = 10,
     /// `marks/<id>`: packs prune marked for deletion.
-    PruneMarks = 10,
+    PruneMarks = 11,
 }
 
 /// The associated data: `"cairn\0" | version | kind | epoch LE | name length LE | name`.

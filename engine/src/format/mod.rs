@@ -2,6 +2,7 @@
 //! and deterministic. Nothing here touches storage; only `envelope` calls the AEAD.
 
 pub mod audit;
+pub mod blob;
 pub mod config;
 pub mod envelope;
 pub mod index;
@@ -9,6 +10,7 @@ pub mod keyring;
 pub mod lock;
 pub mod marks;
 pub mod pack;
+pub mod padding;
 pub mod slot;
 pub mod snapshot;
 pub mod tree;

@@ -8,7 +8,7 @@ use super::{BlobKind, FORMAT_VERSION};
 use super::config::Config;
 use super::index::{IndexSegment, IndexedPack};
 use super::keyring::{EpochKeyDoc, KeyringDoc, SlotRefDoc};
-use super::pack::{BlobEntry, PackHeader, header_location};
+use super::pack::{self, BlobEntry, PackBlob, PackHeader, header_span};
 use super::slot::{SLOT_VERSION, SlotDoc, SlotKind};
 use super::snapshot::{Snapshot, SnapshotSummary};
 use super::tree::{Node, NodeKind, Tree};
@@ -100,6 +100,27 @@ proptest! {
     }
 
     #[test]
+    fn packs_close_open_and_refuse_any_changed_byte(sizes in vec(0usize..3000, 0..5), kinds in any::<bool>(), flip in any::<usize>()) {
+        let key = crate::crypto::Key32::from_bytes([6; 32]);
+        let bodies: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| vec![i as u8; n]).collect();
+        let kind = if kinds { BlobKind::Tree } else { BlobKind::Data };
+        let parts: Vec<PackBlob<'_>> = bodies.iter().enumerate()
+            .map(|(i, b)| PackBlob { kind, id: ChunkId([i as u8; 32]), raw_length: i as u32, sealed: b }).collect();
+        let closed = pack::close(&parts, |k, n, p| super::envelope::seal(&key, 3, k, n, p)).unwrap();
+        let bytes = [bodies.concat(), closed.header.clone(), closed.locator.clone()].concat();
+        prop_assert_eq!(bytes.len() as u64, closed.size);
+        prop_assert_eq!(closed.size, super::padding::padme(closed.size).max(pack::MIN_PACK_SIZE));
+        let open = |b: &[u8]| pack::open(b, "p", |k, n, s| super::envelope::open(s, k, n, "p", |_| Ok(&key)));
+        let opened = open(&bytes).unwrap();
+        prop_assert_eq!(&opened.header.blobs, &closed.blobs);
+        prop_assert_eq!(opened.id, PackId::of(&bytes));
+        let mut bad = bytes.clone();
+        let at = flip % bad.len();
+        bad[at] ^= 0x80;
+        prop_assert!(open(&bad).is_err(), "a flipped byte at {} of {}", at, bytes.len());
+    }
+
+    #[test]
     fn snapshot_round_trips(host in ".{0,20}", paths in vec(vec(any::<u8>(), 0..30), 0..4), tags in vec("[a-z]{0,8}", 0..3), t in any::<i64>(), tree in chunk_id(), parent in proptest::option::of(any::<[u8; 32]>()), n in any::<u64>()) {
         let s = Snapshot { time_ns: t, hostname: host.clone(), username: host, paths, tags, tree, parent: parent.map(ObjectId), program: "p".into(),
             summary: SnapshotSummary { files_new: n, bytes_read: n / 2, started_ns: t, ..SnapshotSummary::default() } };
@@ -166,7 +187,12 @@ proptest! {
         let _ = crate::format::lock::LockDoc::decode(&data, "x");
         let _ = crate::format::marks::PruneMarks::decode(&data, "x");
         let _ = SlotDoc::decode(&data, "x");
-        let _ = header_location(data.len() as u64 + 10, &data, "x");
+        let _ = header_span(data.len() as u64 + 10, &data, "x");
+        // Packs, blobs and padding with every envelope "opened" as itself: the parsing after
+        // the AEAD sees arbitrary bytes too.
+        let _ = pack::open(&data, "x", |_, _, sealed| Ok(sealed.to_vec()));
+        let _ = super::padding::unframe(&data, "x");
+        let _ = super::blob::decode(&data, 1 << 16, "x");
         // A payload with a wrong version byte is rejected whatever follows.
         let mut bad = data.clone();
         bad.insert(0, 0xee);

@@ -1,18 +1,20 @@
 //! Repairs. `snapshots` rewrites snapshots around missing data (see there).
 //!
 //! `repair index`: rebuild the index from the packs themselves. Every pack's sealed header
-//! lists its blobs, so the index can always be recomputed from the data: read each pack's
-//! trailer and header (two ranged reads), write a replacement index (superseding every old
-//! segment, SPEC §11), then delete the old segments. A pack whose header cannot be read is
+//! lists its blobs, so the index can always be recomputed from the data: read each pack whole,
+//! open its header (which must be bound to the pack's blobs by their hash, and the bytes must
+//! hash to the pack's name), write a replacement index (superseding every old segment, SPEC
+//! §11), then delete the old segments. A pack whose header cannot be read or verified is
 //! reported and left out; its blobs are then missing, which `check` names.
 
 mod snapshots;
 
 pub use snapshots::{DAMAGED_SUFFIX, RepairSnapshotsOutcome, RepairedSnapshot, repair_snapshots};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
-use crate::format::pack::TRAILER_LEN;
 use crate::id::PackId;
 use crate::progress::Progress;
 use crate::repo::{IndexRewrite, Repository};
@@ -32,27 +34,22 @@ pub struct RepairIndexOutcome {
     pub segments_deleted: u64,
 }
 
-/// Reads the header of the pack `name` of `size` bytes with two ranged reads.
-fn read_header(repo: &Repository, name: &str, size: u64) -> Result<IndexedPack> {
+/// Reads the pack `name` whole and opens its header. The header opens only with the hash of
+/// the blobs before it (SPEC §10), so a header moved from another pack is refused here, and
+/// so are bytes that do not hash to the pack's name.
+fn read_header(repo: &Repository, name: &str) -> Result<IndexedPack> {
     let id = name
         .rsplit('/')
         .next()
         .and_then(|h| PackId::from_hex(h).ok())
         .ok_or_else(|| Error::corrupt(name, "not a pack name"))?;
-    let tail_len = TRAILER_LEN as u64;
-    // The size comes from the storage: a pack larger than the config allows is not read (its
-    // header could claim gigabytes).
-    if size > repo.config().max_pack_size() {
-        return Err(crate::storage::too_large(name, size, repo.config().max_pack_size()));
+    // The storage says how large the pack is: one larger than the config allows is not read.
+    let bytes = repo.storage().get_bounded(name, repo.config().max_pack_size())?;
+    let opened = repo.open_pack(name, &bytes)?;
+    if opened.id != id {
+        return Err(Error::corrupt(name, "pack content does not match its name (BLAKE3 of the bytes)"));
     }
-    if size < tail_len {
-        return Err(Error::corrupt(name, "shorter than a pack trailer"));
-    }
-    let trailer = repo.storage().get_range(name, size - tail_len, tail_len)?;
-    let (offset, len) = crate::format::pack::header_location(size, &trailer, name)?;
-    let header = repo.storage().get_range(name, offset, u64::from(len) + tail_len)?;
-    let parsed = repo.pack_header_at(name, offset, &header)?;
-    Ok(IndexedPack { pack: id, size, blobs: parsed.blobs })
+    Ok(IndexedPack { pack: id, size: bytes.len() as u64, blobs: opened.header.blobs })
 }
 
 /// Rebuilds the index from every pack's header (the caller holds the exclusive lock).
@@ -63,19 +60,24 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
     packs.sort();
     progress.phase("repair: reading pack headers", Some(packs.len() as u64));
     let mut rewrite = IndexRewrite::new(repo);
-    for name in packs {
-        progress.bytes(1);
-        let size = repo.storage().stat(&name)?.unwrap_or(0);
-        match read_header(repo, &name, size) {
-            Ok(pack) => {
-                out.packs += 1;
-                out.blobs += pack.blobs.len() as u64;
-                rewrite.add(pack)?;
+    // Packs are read whole, as many at once as there are storage connections: that bounds
+    // the memory (a pack each) and keeps the order of the new index.
+    for batch in packs.chunks(repo.storage_connections()) {
+        let read: Vec<Result<IndexedPack>> =
+            repo.with_io_pool(|| batch.par_iter().map(|name| read_header(repo, name)).collect());
+        for (name, result) in batch.iter().zip(read) {
+            progress.bytes(1);
+            match result {
+                Ok(pack) => {
+                    out.packs += 1;
+                    out.blobs += pack.blobs.len() as u64;
+                    rewrite.add(pack)?;
+                }
+                Err(e @ (Error::Corrupt { .. } | Error::UnsupportedVersion { .. })) => {
+                    out.unreadable.push((name.clone(), e.to_string()))
+                }
+                Err(e) => return Err(e),
             }
-            Err(e @ (Error::Corrupt { .. } | Error::UnsupportedVersion { .. })) => {
-                out.unreadable.push((name, e.to_string()))
-            }
-            Err(e) => return Err(e),
         }
     }
     out.segments_written = rewrite.finish(old.clone())?;

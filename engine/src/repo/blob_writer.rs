@@ -8,12 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::compress;
-use crate::crypto::TAG_LEN;
 use crate::error::{Error, Result};
 use crate::format::BlobKind;
-use crate::format::envelope;
 use crate::format::index::IndexSegment;
+use crate::format::{blob, envelope};
 use crate::id::ChunkId;
 
 use super::Repository;
@@ -218,8 +216,8 @@ impl<'r> BlobWriter<'r> {
         self.pool.spawn(move || {
             let result = (|| {
                 for Pending { kind, id, raw_length, plaintext } in items {
-                    // Compressed straight into the buffer it is sealed in.
-                    let mut sealed = compress::encode_after(&plaintext, level, envelope::HEADER_LEN, TAG_LEN);
+                    // Compressed and padded straight into the buffer it is sealed in.
+                    let mut sealed = blob::encode_for_sealing(&plaintext, level)?;
                     drop(plaintext);
                     envelope::seal_in_place(&key, epoch, kind.object_kind(), id.as_bytes(), &mut sealed)?;
                     shared.raw_bytes.fetch_add(u64::from(raw_length), Ordering::Relaxed);

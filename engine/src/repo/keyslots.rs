@@ -388,50 +388,69 @@ impl Repository {
         self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()
     }
 
-    /// The epoch of the pack `id` of `size` bytes: its header's, authenticated by opening the
-    /// header when the keyring still holds that epoch (the clear epoch field alone could be
-    /// edited by the storage to make a key in use look unused).
+    /// The epoch of the pack `id` of `size` bytes as its locator claims it in clear: enough to
+    /// pick packs to re-encrypt and to show usage, not to drop a key (see
+    /// [`Self::verified_pack_epoch`]).
     pub fn pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
+        let name = pack_name(id);
+        let at = size
+            .checked_sub(crate::format::pack::LOCATOR_LEN as u64)
+            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
+        let head = self.storage.get_range(&name, at, 5)?;
+        envelope::epoch_of(&head, &name)
+    }
+
+    /// The epoch of the pack `id`, on authenticated bytes: the whole pack is read, its header
+    /// opened over its blob area under the locator's epoch, and its bytes checked against its
+    /// name. The clear epoch field alone could be edited by the storage (or a locator moved from
+    /// another pack) to make a key in use look unused. An epoch the keyring does not hold
+    /// cannot be checked and is an error.
+    pub fn verified_pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
         let name = pack_name(id);
         if size > self.config.max_pack_size() {
             return Err(crate::storage::too_large(&name, size, self.config.max_pack_size()));
         }
-        let trailer_len = crate::format::pack::TRAILER_LEN as u64;
-        let tail = self.storage.get_range(&name, size.saturating_sub(trailer_len), trailer_len)?;
-        let (offset, _) = crate::format::pack::header_location(size, &tail, &name)?;
-        let header = self.storage.get_range(&name, offset, size.saturating_sub(offset))?;
-        let epoch = envelope::epoch_of(&header, &name)?;
-        if self.keyring.epochs().contains(&epoch) {
-            self.pack_header_at(&name, offset, &header)?;
+        let bytes = self.storage.get_bounded(&name, self.config.max_pack_size())?;
+        let at = bytes
+            .len()
+            .checked_sub(crate::format::pack::LOCATOR_LEN)
+            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
+        let epoch = envelope::epoch_of(bytes.get(at..).unwrap_or_default(), &name)?;
+        self.keyring.data_key(epoch, &name)?;
+        let opened = self.open_pack(&name, &bytes)?;
+        if opened.id != *id {
+            return Err(Error::corrupt(&name, "the pack's bytes do not hash to its name"));
         }
         Ok(epoch)
     }
 
-    /// The epoch a small sealed object is sealed under, authenticated like [`Self::pack_epoch`].
-    fn object_epoch(&self, name: &str, kind: ObjectKind) -> Result<Option<u32>> {
+    /// The epoch a small sealed object is sealed under, authenticated like
+    /// [`Self::verified_pack_epoch`] when `verify`. `None` when the object is gone.
+    fn object_epoch(&self, name: &str, kind: ObjectKind, verify: bool) -> Result<Option<u32>> {
         let sealed = match self.storage.get_bounded(name, MAX_SMALL_OBJECT) {
             Ok(b) => b,
             Err(Error::Missing(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
         let epoch = envelope::epoch_of(&sealed, name)?;
-        if self.keyring.epochs().contains(&epoch) {
+        if verify {
             envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.data_key(e, name))?;
         }
         Ok(Some(epoch))
     }
 
-    /// Counts, per epoch the objects sealed under it: every pack (from its header) and every
-    /// other sealed object. Epochs the keyring no longer holds show up too. Every object sealed
-    /// under an epoch the keyring holds is opened, so the counts rest on authenticated bytes; an
-    /// object that does not open is an error (damage to look at before any key is dropped).
-    pub fn epoch_usage(&self) -> Result<BTreeMap<u32, EpochUsage>> {
+    /// Counts, per epoch the objects sealed under it: every pack and every other sealed object.
+    /// Epochs the keyring no longer holds show up too. With `verify` (before a key is dropped)
+    /// every object is read whole and opened, so the counts rest on authenticated bytes, and an
+    /// object that does not open, or claims an epoch the keyring lacks, is an error; without,
+    /// the clear epoch fields are read (what `key epochs` shows).
+    pub fn epoch_usage(&self, verify: bool) -> Result<BTreeMap<u32, EpochUsage>> {
         let mut usage: BTreeMap<u32, EpochUsage> =
             self.keyring.epochs().into_iter().map(|e| (e, EpochUsage::default())).collect();
         for name in self.storage.list("data/")? {
             let Some(id) = name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()) else { continue };
             let size = self.storage.stat(&name)?.unwrap_or(0);
-            let epoch = self.pack_epoch(&id, size)?;
+            let epoch = if verify { self.verified_pack_epoch(&id, size)? } else { self.pack_epoch(&id, size)? };
             usage.entry(epoch).or_default().packs += 1;
         }
         let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
@@ -439,7 +458,7 @@ impl Repository {
             names.extend(self.storage.list(prefix)?.into_iter().map(|n| (n, kind)));
         }
         for (name, kind) in names {
-            if let Some(epoch) = self.object_epoch(&name, kind)? {
+            if let Some(epoch) = self.object_epoch(&name, kind, verify)? {
                 usage.entry(epoch).or_default().objects += 1;
             }
         }
@@ -456,7 +475,7 @@ impl Repository {
         }
         // Validates first: the current epoch and unknown epochs are refused before any scan.
         let ring: Keyring = self.stored_keyring()?.without_epoch(epoch)?;
-        let usage = self.epoch_usage()?;
+        let usage = self.epoch_usage(true)?;
         if let Some(u) = usage.get(&epoch)
             && !u.is_unused()
         {

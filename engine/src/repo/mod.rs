@@ -27,7 +27,6 @@ use rayon::prelude::*;
 
 use crate::audit::{Actor, AuditRecord};
 use crate::chunker::{Chunker, ChunkerParams};
-use crate::compress;
 use crate::crypto::{Argon2Params, Key32, SecretBytes};
 use crate::error::{Error, Result};
 use crate::format::config::{CONFIG_NAME, Config};
@@ -36,7 +35,7 @@ use crate::format::index::IndexSegment;
 use crate::format::slot::SlotDoc;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::format::{BlobKind, FORMAT_VERSION, MAX_SMALL_OBJECT, now_ns};
+use crate::format::{BlobKind, FORMAT_VERSION, MAX_SMALL_OBJECT, blob, now_ns};
 use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::{BlobLocation, IndexCache};
 use crate::keys::{self, Keyring, NewSlotSecret, OpenSecret, RecoveryCode};
@@ -598,7 +597,8 @@ impl Repository {
         Ok(self.open_blob_parts(id, loc, pack, sealed)?.1)
     }
 
-    /// The stored body (compressed or raw) and the verified plaintext of a sealed blob.
+    /// The opened plaintext (padded, compressed or raw) and the verified content of a sealed
+    /// blob.
     fn open_blob_parts(
         &self,
         id: &ChunkId,
@@ -607,43 +607,32 @@ impl Repository {
         sealed: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>)> {
         let object = format!("{pack} (blob {id})");
-        let body = envelope::open(sealed, loc.kind.object_kind(), id.as_bytes(), &object, |e| {
+        let opened = envelope::open(sealed, loc.kind.object_kind(), id.as_bytes(), &object, |e| {
             self.keyring.data_key(e, &object)
         })?;
-        let plain = compress::decode(&body, loc.raw_length as usize, &object)?;
+        let plain = blob::decode(&opened, loc.raw_length as usize, &object)?;
         if plain.len() != loc.raw_length as usize || self.keyring.chunk_id(&plain) != *id {
             return Err(Error::corrupt(object, "content does not match its id"));
         }
-        Ok((body, plain))
+        Ok((opened, plain))
     }
 
-    /// Opens and verifies a blob like [`Repository::open_blob`], then seals its stored body
-    /// (compressed or raw, as it was) again under the current epoch: re-encryption without
-    /// recompressing.
+    /// Opens and verifies a blob like [`Repository::open_blob`], then seals its plaintext
+    /// (padded, compressed or raw, as it was) again under the current epoch: re-encryption
+    /// without recompressing, and the same size.
     pub fn reseal_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-        let (body, _) = self.open_blob_parts(id, loc, pack, sealed)?;
+        let (opened, _) = self.open_blob_parts(id, loc, pack, sealed)?;
         let (epoch, key) = self.keyring.current();
-        envelope::seal(key, epoch, loc.kind.object_kind(), id.as_bytes(), &body)
+        envelope::seal(key, epoch, loc.kind.object_kind(), id.as_bytes(), &opened)
     }
 
-    /// Parses and opens the header of a whole pack `bytes` stored as `name`.
-    pub fn pack_header(&self, name: &str, bytes: &[u8]) -> Result<crate::format::pack::PackHeader> {
-        let (offset, _) = crate::format::pack::header_location(bytes.len() as u64, bytes, name)?;
-        let start = usize::try_from(offset).map_err(|_| Error::corrupt(name, "pack too large"))?;
-        self.pack_header_at(name, offset, bytes.get(start..).unwrap_or_default())
-    }
-
-    /// Opens a pack header from `tail`: the pack's bytes from the header's `offset` to the end
-    /// (header envelope, then trailer).
-    pub fn pack_header_at(&self, name: &str, offset: u64, tail: &[u8]) -> Result<crate::format::pack::PackHeader> {
-        let trailer = crate::format::pack::TRAILER_LEN;
-        let sealed = tail
-            .len()
-            .checked_sub(trailer)
-            .and_then(|n| tail.get(..n))
-            .ok_or_else(|| Error::corrupt(name, "truncated pack header"))?;
-        let plain = envelope::open(sealed, ObjectKind::PackHeader, b"", name, |e| self.keyring.data_key(e, name))?;
-        crate::format::pack::PackHeader::decode(&plain, offset, name)
+    /// Opens and verifies the header of the whole pack `bytes` stored as `name` (SPEC §10):
+    /// the header must be bound to the blobs before it. The result also holds the BLAKE3 of
+    /// the bytes, which the caller compares with the pack's name.
+    pub fn open_pack(&self, name: &str, bytes: &[u8]) -> Result<crate::format::pack::OpenedPack> {
+        crate::format::pack::open(bytes, name, |kind, ad_name, sealed| {
+            envelope::open(sealed, kind, ad_name, name, |e| self.keyring.data_key(e, name))
+        })
     }
 
     /// Loads a tree blob.
