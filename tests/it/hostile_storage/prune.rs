@@ -425,3 +425,47 @@ fn a_snapshot_taken_while_forget_prune_runs_in_another_process_restores_byte_for
     let out = cairn().args(["check", "--read-data"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn cairn_prune_names_a_missing_snapshot_and_accept_missing_is_logged_way_out() {
+    let work = tempfile::tempdir().unwrap();
+    let repo_dir = work.path().join("repo");
+    let pw = work.path().join("pw");
+    fs::write(&pw, PASSWORD).unwrap();
+    let cairn = || cairn_cmd(&repo_dir, &work.path().join("cache"), &pw);
+    cairn().args(["init", "--no-recovery-code", "--kdf-memory", "8192", "--kdf-iterations", "1"]).assert().success();
+    let mut ids = Vec::new();
+    for (name, seed) in [("a", 1), ("b", 2)] {
+        let src = source(work.path(), name, 100_000, seed);
+        let out = cairn().args(["--json", "snapshot"]).arg(&src).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push(doc["snapshot_id"].as_str().unwrap().to_string());
+    }
+    // B vanishes from the listing (on a local disk the test can only take it away; hidden or
+    // lagging storage looks the same to prune).
+    let stored = repo_dir.join("snapshots").join(&ids[1]);
+    let bytes = fs::read(&stored).unwrap();
+    fs::remove_file(&stored).unwrap();
+    let packs = walk_files(&repo_dir.join("data")).len();
+    let out = cairn().arg("prune").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&ids[1][..12]) && stderr.contains("--accept-missing"), "{stderr}");
+    assert_eq!(walk_files(&repo_dir.join("data")).len(), packs, "nothing deleted");
+    let out = cairn().args(["prune", "--accept-missing", &ids[0][..10]]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "A is not missing");
+    // The user declares B gone: logged, and prune runs (marking, not deleting, B's packs).
+    cairn().args(["prune", "--accept-missing", &ids[1][..10]]).assert().success();
+    assert_eq!(walk_files(&repo_dir.join("data")).len(), packs, "only marked");
+    let log = cairn().args(["--json", "audit", "log"]).output().unwrap();
+    let log: serde_json::Value = serde_json::from_slice(&log.stdout).unwrap();
+    let accepted = log["entries"].as_array().unwrap().iter().find(|e| e["operation"] == "accept missing").unwrap();
+    assert_eq!(accepted["snapshots_deleted"][0], ids[1].as_str(), "{accepted}");
+    // B was not gone after all: it comes back within the grace period and restores.
+    fs::write(&stored, bytes).unwrap();
+    let target = work.path().join("restored");
+    cairn().args(["restore", &ids[1], "--target"]).arg(&target).assert().success();
+    let src_b = work.path().join("b");
+    assert_same_tree(&src_b, &restored_path(&target, &src_b));
+}
