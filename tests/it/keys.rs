@@ -495,7 +495,11 @@ fn rotation_interrupted_at_every_write_keeps_every_slot_working() {
                 Ok(_) => {}
                 Err(cairn_engine::Error::InvalidInput(why)) => {
                     assert!(why.contains("did not finish"), "crash {n}: {why}");
-                    assert_eq!(local.list("keyring/").unwrap(), keyrings, "crash {n}: the refused rerun changed keyrings");
+                    assert_eq!(
+                        local.list("keyring/").unwrap(),
+                        keyrings,
+                        "crash {n}: the refused rerun changed keyrings"
+                    );
                     open(work.path(), local.clone(), &secrets[0], &format!("cache-{n}-rerun0")).rotate_key().unwrap();
                 }
                 Err(e) => panic!("crash point {n}: rerun: {e}"),

@@ -159,7 +159,9 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
     }
     let printed = if a.recovery_code_out.is_some() { None } else { code };
     if g.json {
-        output::json(&serde_json::json!({ "slot": id.to_hex(), "recovery_code": printed.as_deref().map(String::as_str) }))?;
+        output::json(
+            &serde_json::json!({ "slot": id.to_hex(), "recovery_code": printed.as_deref().map(String::as_str) }),
+        )?;
     } else if !g.quiet {
         println!("key slot {} added", id.short());
         if let Some(code) = printed {

@@ -201,9 +201,7 @@ fn check_not_rolled_back(
             below.extend(entry.entry.prev.iter().copied());
         }
         let below_seq = seq - 1;
-        if let Some(gone) =
-            below.iter().find(|m| !existing.iter().any(|(s, em, _)| *s == below_seq && em == *m))
-        {
+        if let Some(gone) = below.iter().find(|m| !existing.iter().any(|(s, em, _)| *s == below_seq && em == *m)) {
             return Err(rolled_back(format!(
                 "an entry after it names entry {} at seq {below_seq}, which is gone",
                 hex::encode(gone).get(..12).unwrap_or_default()
@@ -255,7 +253,9 @@ fn write_entry(
 pub fn read_entry(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Result<LoadedEntry> {
     let (seq, name_mac) = parse_entry_name(name).ok_or_else(|| Error::corrupt(name, "not an audit entry name"))?;
     let sealed = storage.get_bounded(name, crate::format::MAX_SMALL_OBJECT)?;
-    let plain = envelope::open(&sealed, ObjectKind::Audit, name.as_bytes(), name, |e| keyring.key_for(ObjectKind::Audit, e, name))?;
+    let plain = envelope::open(&sealed, ObjectKind::Audit, name.as_bytes(), name, |e| {
+        keyring.key_for(ObjectKind::Audit, e, name)
+    })?;
     let (entry, mac, body) = AuditEntry::decode_with_mac(&plain, name)?;
     if mac_of(keyring, &body) != mac || mac != name_mac {
         return Err(Error::corrupt(name, "audit entry MAC does not match"));

@@ -153,7 +153,12 @@ impl Checker<'_> {
     fn check_slots(&mut self) -> Result<()> {
         let id = self.repo.config().repository_id;
         for name in self.repo.storage().list("keys/")? {
-            match self.repo.storage().get_bounded(&name, crate::format::MAX_SMALL_OBJECT).and_then(|b| SlotDoc::decode(&b, &name)) {
+            match self
+                .repo
+                .storage()
+                .get_bounded(&name, crate::format::MAX_SMALL_OBJECT)
+                .and_then(|b| SlotDoc::decode(&b, &name))
+            {
                 Ok(slot) if slot.repository_id == id => {}
                 Ok(_) => self.error(&name, "key slot belongs to another repository"),
                 Err(e) => self.error(&name, e.to_string()),

@@ -4,7 +4,6 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::{BlobKind, FORMAT_VERSION};
 use super::config::Config;
 use super::index::{IndexSegment, IndexedPack};
 use super::keyring::{EpochKeyDoc, KeyringDoc, SlotRefDoc};
@@ -12,6 +11,7 @@ use super::pack::{self, BlobEntry, PackBlob, PackHeader, header_span};
 use super::slot::{SLOT_VERSION, SlotDoc, SlotKind};
 use super::snapshot::{Snapshot, SnapshotSummary};
 use super::tree::{Node, NodeKind, Tree};
+use super::{BlobKind, FORMAT_VERSION};
 use crate::chunker::ChunkerParams;
 use crate::crypto::Argon2Params;
 use crate::id::{ChunkId, ObjectId, PackId};

@@ -209,10 +209,8 @@ impl Keyring {
     /// since the last finished rotation re-sealed every one of them, such an object was made by
     /// a holder of a revoked key (or left by a client that ran through an unfinished rotation).
     pub fn key_for(&self, kind: ObjectKind, epoch: u32, object: &str) -> Result<&Key32> {
-        let metadata = matches!(
-            kind,
-            ObjectKind::Config | ObjectKind::IndexSegment | ObjectKind::Snapshot | ObjectKind::Audit
-        );
+        let metadata =
+            matches!(kind, ObjectKind::Config | ObjectKind::IndexSegment | ObjectKind::Snapshot | ObjectKind::Audit);
         if metadata && epoch < self.metadata_floor {
             return Err(Error::corrupt(
                 object,

@@ -21,8 +21,8 @@ use crate::format::now_ns;
 use crate::format::slot::{SEALED_KEY_LEN, SLOT_SECRET_LEN, SLOT_VERSION, SlotDoc, SlotInfo, SlotKind};
 use crate::id::ObjectId;
 
-use super::{RecoveryCode, RepoIdentity};
 use super::hsm::{HsmConfig, HsmSession};
+use super::{RecoveryCode, RepoIdentity};
 
 /// A secret that may open a slot.
 #[derive(Debug, Clone)]

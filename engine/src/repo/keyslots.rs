@@ -122,8 +122,12 @@ impl Repository {
     /// one opened), checked to be this repository's.
     fn stored_keyring(&self) -> Result<Keyring> {
         let name = keys::keyring_name(&self.master);
-        let ring =
-            Keyring::open(&self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?, &keys::keyring_seal_key(&self.master), &name, self.config.repository_id)?;
+        let ring = Keyring::open(
+            &self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?,
+            &keys::keyring_seal_key(&self.master),
+            &name,
+            self.config.repository_id,
+        )?;
         if ring.identity() != self.keyring.identity() {
             return Err(Error::KeysChanged(format!("{name} no longer holds this repository's keys")));
         }

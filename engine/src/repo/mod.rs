@@ -214,7 +214,8 @@ impl Repository {
             storage.put(&slot_name(&slot.id), &slot.encode(), PutMode::CreateNew)?;
         }
         let slots_created: Vec<ObjectId> = slots.iter().map(|s| s.id).collect();
-        let first = slots_created.first().copied().ok_or_else(|| Error::InvalidInput("init made no key slot".into()))?;
+        let first =
+            slots_created.first().copied().ok_or_else(|| Error::InvalidInput("init made no key slot".into()))?;
         let (epoch, key) = keyring.current();
         let sealed = envelope::seal(key, epoch, ObjectKind::Config, CONFIG_NAME.as_bytes(), &config.encode())?;
         storage.put(CONFIG_NAME, &sealed, PutMode::CreateNew)?;

@@ -31,9 +31,9 @@ fn cache_error(dir: &Path, why: String) -> Error {
 fn read(dir: &Path) -> Result<Option<Pins>> {
     let path = dir.join(PINS_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            cache_error(dir, format!("unreadable ({e}); delete it to trust the repository as it is now"))
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| cache_error(dir, format!("unreadable ({e}); delete it to trust the repository as it is now"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(cache_error(dir, e.to_string())),
     }

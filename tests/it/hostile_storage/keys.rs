@@ -16,7 +16,12 @@ use cairn_engine::{Error, Repository};
 use super::adversary::{self, CliRepo, Recording};
 
 fn slots(storage: &dyn Storage) -> Vec<(String, SlotDoc)> {
-    storage.list("keys/").unwrap().into_iter().map(|n| (n.clone(), SlotDoc::decode(&storage.get(&n).unwrap(), &n).unwrap())).collect()
+    storage
+        .list("keys/")
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.clone(), SlotDoc::decode(&storage.get(&n).unwrap(), &n).unwrap()))
+        .collect()
 }
 
 /// The storage makes its own K*, keyring (its own K_id, K_cdc, K_audit, data keys) and config,
@@ -107,7 +112,8 @@ fn a_removed_slot_put_back_opens_nothing() {
     });
     assert_eq!(code, 0, "{text}");
     let list: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let recovery = list.as_array().unwrap().iter().find(|s| s["kind"] == "recovery").unwrap()["id"].as_str().unwrap().to_string();
+    let recovery =
+        list.as_array().unwrap().iter().find(|s| s["kind"] == "recovery").unwrap()["id"].as_str().unwrap().to_string();
     let name = format!("keys/{recovery}");
     let kept = storage.get(&name).unwrap();
     r.cli("cache").args(["key", "remove", &recovery]).assert().success();
@@ -147,14 +153,13 @@ fn keys_rolled_back_to_before_a_rotation_are_refused() {
     assert!(r.objects() == before, "a refused client wrote to the repository");
 }
 
-/// Offset of a pack's header envelope, from its clear trailer.
-fn header_offset(pack: &[u8]) -> usize {
-    let len = u32::from_le_bytes(pack[pack.len() - 4..].try_into().unwrap()) as usize;
-    pack.len() - 4 - len
+/// Offset of a pack's locator envelope, whose clear epoch field says the pack's epoch.
+fn locator_offset(pack: &[u8]) -> usize {
+    pack.len() - cairn_engine::format::pack::LOCATOR_LEN
 }
 
 /// A rotation re-seals every small object under the new epoch, so only packs still use epoch
-/// 0. The storage rewrites the clear epoch field of every pack header to say 1, so epoch 0
+/// 0. The storage rewrites the clear epoch field of every pack's locator to say 1, so epoch 0
 /// looks unused. `key retire-epoch 0` must not drop the key: it decides from authenticated
 /// bytes only, and the data stays readable once the edit is undone.
 #[test]
@@ -163,12 +168,14 @@ fn a_tampered_clear_epoch_does_not_retire_a_key_in_use() {
     r.cli("cache").args(["key", "rotate"]).assert().success();
     let storage = r.storage();
     let original = r.objects();
-    for (name, bytes) in original.iter().filter(|(n, _)| ["config", "snapshots/", "index/", "audit/"].iter().any(|p| n.starts_with(p))) {
+    for (name, bytes) in
+        original.iter().filter(|(n, _)| ["config", "snapshots/", "index/", "audit/"].iter().any(|p| n.starts_with(p)))
+    {
         assert_eq!(bytes[1..5], 1u32.to_le_bytes(), "{name} was re-sealed by the rotation");
     }
     let mut edited = 0;
     for (name, bytes) in original.iter().filter(|(n, _)| n.starts_with("data/")) {
-        let at = header_offset(bytes);
+        let at = locator_offset(bytes);
         assert_eq!(bytes[at + 1..at + 5], 0u32.to_le_bytes(), "{name} is sealed under epoch 0");
         let mut b = bytes.clone();
         b[at + 1..at + 5].copy_from_slice(&1u32.to_le_bytes());
@@ -201,7 +208,9 @@ fn the_engine_names_substituted_keys_as_such() {
     let evil_k = Key32::random().unwrap();
     let evil_ring = Keyring::generate(slots[0].1.repository_id).unwrap();
     let ring_name = keys::keyring_name(&evil_k);
-    storage.put(&ring_name, &evil_ring.seal(&keys::keyring_seal_key(&evil_k), &ring_name).unwrap(), PutMode::CreateNew).unwrap();
+    storage
+        .put(&ring_name, &evil_ring.seal(&keys::keyring_seal_key(&evil_k), &ring_name).unwrap(), PutMode::CreateNew)
+        .unwrap();
     for (name, slot) in &slots {
         storage.put(name, &keys::reseal_slot(slot, &evil_k).unwrap().encode(), PutMode::Overwrite).unwrap();
     }
@@ -228,7 +237,8 @@ fn metadata_forged_with_a_revoked_key_is_refused_after_a_rotation() {
     r.cli("cache").args(["key", "rotate"]).assert().success();
     let forged_id = cairn_engine::ObjectId([0x5a; 32]);
     let name = format!("snapshots/{}", forged_id.to_hex());
-    let sealed = envelope::seal(&Key32::from_bytes(old_data_key), 0, ObjectKind::Snapshot, name.as_bytes(), &plain).unwrap();
+    let sealed =
+        envelope::seal(&Key32::from_bytes(old_data_key), 0, ObjectKind::Snapshot, name.as_bytes(), &plain).unwrap();
     r.storage().put(&name, &sealed, PutMode::CreateNew).unwrap();
     let repo = Repository::open(r.storage(), &secret, r.p("engine-cache")).unwrap();
     match repo.load_snapshot(&forged_id) {

@@ -22,9 +22,11 @@ fn password() -> OpenSecret {
 fn a_slot_demanding_a_huge_kdf_is_skipped() {
     let r = CliRepo::new();
     let storage = r.storage();
-    let name = storage.list("keys/").unwrap().into_iter().find(|n| {
-        matches!(SlotDoc::decode(&storage.get(n).unwrap(), n).unwrap().kind, SlotKind::Password { .. })
-    });
+    let name = storage
+        .list("keys/")
+        .unwrap()
+        .into_iter()
+        .find(|n| matches!(SlotDoc::decode(&storage.get(n).unwrap(), n).unwrap().kind, SlotKind::Password { .. }));
     let name = name.unwrap();
     let mut doc: serde_json::Value = serde_json::from_slice(&storage.get(&name).unwrap()).unwrap();
     doc["argon2id"] = serde_json::json!({ "m_kib": 4 * 1024 * 1024, "t": 64, "p": 1 });
