@@ -25,6 +25,8 @@ pub mod context {
     /// K_id || repository id -> the repository's identity, which every slot's wrapped secret
     /// carries and every client pins: only holders of K_id can name it.
     pub const REPO_IDENTITY: &str = "cairn v2 2026-12-03 repository identity";
+    /// epoch (u32 LE) || data key -> the epoch's fingerprint, which clients pin.
+    pub const EPOCH_FINGERPRINT: &str = "cairn v2 2026-12-03 epoch key fingerprint";
     /// machine id || boot id || pid namespace -> the machine identity in locks.
     pub const LOCK_MACHINE: &str = "cairn v2 2026-12-03 lock machine identity";
 }

@@ -57,6 +57,21 @@ pub struct KeyringDoc {
     /// replaces: a client on this keyring may finish that rotation; one on an older keyring,
     /// which does not name this one, may not.
     pub replaces: Vec<[u8; 16]>,
+    /// Counts every write of a keyring, across rotations. Clients pin the highest they saw and
+    /// refuse an older one: a replayed keyring would undo a slot removal or a password change.
+    pub revision: u64,
+    /// Fingerprints of retired epochs' keys (`epoch`, BLAKE3-derive(EPOCH_FINGERPRINT, epoch LE
+    /// || key)), so a client that pinned an epoch since retired can still check it.
+    pub retired: Vec<RetiredEpochDoc>,
+}
+
+/// A retired epoch's fingerprint.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop, Debug)]
+pub struct RetiredEpochDoc {
+    /// The epoch number.
+    pub epoch: u32,
+    /// Its key's fingerprint.
+    pub fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for KeyringDoc {

@@ -140,7 +140,8 @@ proptest! {
         let k = KeyringDoc { repository_id: id, id_key: id, cdc_key: id, audit_key: id,
             epochs: epochs.iter().map(|&e| EpochKeyDoc { epoch: e, key: id, created_ns: created }).collect(),
             slots: epochs.iter().map(|&e| SlotRefDoc { id: [e as u8; 32], public_key: id }).collect(),
-            metadata_floor: epochs[0], replaces: vec![[id[0]; 16]] };
+            metadata_floor: epochs[0], replaces: vec![[id[0]; 16]], revision: u64::from(epochs[0]),
+            retired: vec![super::keyring::RetiredEpochDoc { epoch: epochs[0], fingerprint: id }] };
         prop_assert!(KeyringDoc::decode(&k.encode(), "k").unwrap() == k);
         let slot = SlotDoc { version: SLOT_VERSION, id: ObjectId(id), repository_id: ObjectId(id), kind: SlotKind::Password { argon2id: Argon2Params::MIN },
             salt: id.to_vec(), nonce: id[..24].to_vec(), wrapped_secret: [id, id, id].concat()[..80].to_vec(),

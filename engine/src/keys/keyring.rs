@@ -28,6 +28,10 @@ pub struct Keyring {
     metadata_floor: u32,
     /// Keyrings (16-byte names) the rotation that made this one replaces.
     replaces: BTreeSet<[u8; 16]>,
+    /// Writes of the keyring so far (see [`Keyring::revision`]).
+    revision: u64,
+    /// Fingerprints of retired epochs.
+    retired: BTreeMap<u32, [u8; 32]>,
 }
 
 impl Keyring {
@@ -47,6 +51,8 @@ impl Keyring {
             slots: BTreeSet::new(),
             metadata_floor: 0,
             replaces: BTreeSet::new(),
+            revision: 0,
+            retired: BTreeMap::new(),
         })
     }
 
@@ -72,6 +78,8 @@ impl Keyring {
             slots: BTreeSet::new(),
             metadata_floor: 0,
             replaces: BTreeSet::new(),
+            revision: 0,
+            retired: BTreeMap::new(),
         }
     }
 
@@ -151,9 +159,37 @@ impl Keyring {
             return Err(Error::InvalidInput(format!("the keyring holds no epoch {epoch}")));
         }
         let mut out = self.clone_keys();
+        if let Some(fp) = self.epoch_fingerprint(epoch) {
+            out.retired.insert(epoch, fp);
+        }
         out.epochs.remove(&epoch);
         out.epoch_created.remove(&epoch);
         Ok(out)
+    }
+
+    /// The fingerprint of `epoch`'s key, held or retired: what clients pin to recognise the
+    /// keys they saw (a keyring forged by someone who lacks that key cannot show it).
+    pub fn epoch_fingerprint(&self, epoch: u32) -> Option<[u8; 32]> {
+        if let Some(key) = self.epochs.get(&epoch) {
+            let mut material = epoch.to_le_bytes().to_vec();
+            material.extend_from_slice(key.expose());
+            let fp = crate::crypto::derive(crate::crypto::context::EPOCH_FINGERPRINT, &material);
+            material.zeroize();
+            return Some(*fp.expose());
+        }
+        self.retired.get(&epoch).copied()
+    }
+
+    /// How many times a keyring was written (see the format's `revision`).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// A copy with the next revision, for writing.
+    pub fn next_revision(&self) -> Self {
+        let mut out = self.clone_keys();
+        out.revision = self.revision.saturating_add(1);
+        out
     }
 
     /// When each epoch was created (ns).
@@ -172,6 +208,8 @@ impl Keyring {
             slots: self.slots.clone(),
             metadata_floor: self.metadata_floor,
             replaces: self.replaces.clone(),
+            revision: self.revision,
+            retired: self.retired.clone(),
         }
     }
 
@@ -210,7 +248,14 @@ impl Keyring {
     /// a holder of a revoked key (or left by a client that ran through an unfinished rotation).
     pub fn key_for(&self, kind: ObjectKind, epoch: u32, object: &str) -> Result<&Key32> {
         let metadata =
-            matches!(kind, ObjectKind::Config | ObjectKind::IndexSegment | ObjectKind::Snapshot | ObjectKind::Audit);
+            matches!(
+                kind,
+                ObjectKind::Config
+                    | ObjectKind::IndexSegment
+                    | ObjectKind::Snapshot
+                    | ObjectKind::Audit
+                    | ObjectKind::PruneMarks
+            );
         if metadata && epoch < self.metadata_floor {
             return Err(Error::corrupt(
                 object,
@@ -227,7 +272,7 @@ impl Keyring {
 
     /// A copy for a rotation: a new epoch, replacing the keyrings named (hex, as in slots).
     pub fn rotated(&self, replaces: &[String]) -> Result<Self> {
-        let mut out = self.with_new_epoch()?;
+        let mut out = self.with_new_epoch()?.next_revision();
         out.replaces = replaces
             .iter()
             .filter_map(|h| hex::decode(h).ok().and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok()))
@@ -278,6 +323,12 @@ impl Keyring {
             slots: self.slots.iter().map(|(id, pk)| SlotRefDoc { id: *id.as_bytes(), public_key: *pk }).collect(),
             metadata_floor: self.metadata_floor,
             replaces: self.replaces.iter().copied().collect(),
+            revision: self.revision,
+            retired: self
+                .retired
+                .iter()
+                .map(|(e, f)| crate::format::keyring::RetiredEpochDoc { epoch: *e, fingerprint: *f })
+                .collect(),
         };
         let mut plain = doc.encode();
         let sealed = envelope::seal(seal_key, 0, ObjectKind::Keyring, name.as_bytes(), &plain);
@@ -313,6 +364,8 @@ impl Keyring {
             slots: doc.slots.iter().map(|s| (ObjectId(s.id), s.public_key)).collect(),
             metadata_floor: doc.metadata_floor,
             replaces: doc.replaces.iter().copied().collect(),
+            revision: doc.revision,
+            retired: doc.retired.iter().map(|r| (r.epoch, r.fingerprint)).collect(),
         })
     }
 }

@@ -131,12 +131,23 @@ impl Repository {
         if ring.identity() != self.keyring.identity() {
             return Err(Error::KeysChanged(format!("{name} no longer holds this repository's keys")));
         }
+        if ring.revision() < self.keyring.revision() {
+            return Err(Error::KeysChanged(format!(
+                "{name} went back to revision {} from {} when this command opened it: an older copy was served back",
+                ring.revision(),
+                self.keyring.revision()
+            )));
+        }
         Ok(ring)
     }
 
+    /// Writes `ring` (the next revision of it) over the keyring K opens, and pins that
+    /// revision: the storage serving the previous one back is then refused.
     fn store_keyring(&self, ring: &Keyring) -> Result<()> {
         let name = keys::keyring_name(&self.master);
-        self.storage.put(&name, &ring.seal(&keys::keyring_seal_key(&self.master), &name)?, PutMode::Overwrite)
+        let ring = ring.next_revision();
+        self.storage.put(&name, &ring.seal(&keys::keyring_seal_key(&self.master), &name)?, PutMode::Overwrite)?;
+        super::pins::check_and_pin(&self.cache_dir, &ring)
     }
 
     /// Slot changes rewrite the keyring's slot list, which only works while there is one
@@ -248,10 +259,18 @@ impl Repository {
     pub fn remove_slot(&self, id: ObjectId, force: bool) -> Result<()> {
         let slots = self.slot_docs()?;
         let current = self.keyring_id();
-        let target =
-            slots.iter().find(|s| s.id == id).ok_or_else(|| Error::InvalidInput(format!("no key slot {id}")))?;
-        let others_open = slots.iter().filter(|s| s.id != id && s.keyring == current).count();
-        if target.keyring == current && others_open == 0 {
+        let ring = self.stored_keyring()?;
+        // A slot the keyring lists may have lost its document (hidden or deleted): it can still
+        // be removed from the list.
+        let listed = ring.listed_slots().iter().any(|(i, _)| *i == id);
+        let target = slots.iter().find(|s| s.id == id);
+        if target.is_none() && !listed {
+            return Err(Error::InvalidInput(format!("no key slot {id}")));
+        }
+        // Only listed slots open anything: a removed slot put back by the storage does not count.
+        let others_open =
+            slots.iter().filter(|s| s.id != id && s.keyring == current && ring.lists_slot(s.id, &s.public_key)).count();
+        if target.is_some_and(|t| t.keyring == current) && others_open == 0 {
             return Err(Error::InvalidInput(format!(
                 "slot {} is the last one that opens the repository; add another slot first",
                 id.short()
@@ -266,8 +285,11 @@ impl Repository {
         self.refuse_unfinished_rotation()?;
         // Unlisted first: from then on the slot opens nothing, whether or not its document is
         // deleted (or put back by the storage). Its holder keeps K until `key rotate`.
-        self.store_keyring(&self.stored_keyring()?.without_slot(id, None))?;
-        self.storage.delete(&slot_name(&id))
+        self.store_keyring(&ring.without_slot(id, None))?;
+        match self.storage.delete(&slot_name(&id)) {
+            Err(Error::Missing(_)) => Ok(()),
+            other => other,
+        }
     }
 
     /// Replaces the password of the slot in use (a password slot): same id, new salt, new key
@@ -301,7 +323,8 @@ impl Repository {
         let ring = self.stored_keyring()?.with_slot(new.id, &new.public_key)?;
         self.store_keyring(&ring)?;
         self.storage.put(&slot_name(&new.id), &new.encode(), PutMode::Overwrite)?;
-        self.store_keyring(&ring.without_slot(slot.id, Some(&slot.public_key)))?;
+        // Every other key of this id goes (an earlier interrupted change left one listed too).
+        self.store_keyring(&ring.without_slot(slot.id, None).with_slot(new.id, &new.public_key)?)?;
         Ok(new.id)
     }
 
@@ -331,10 +354,27 @@ impl Repository {
                 moved.id.short()
             )));
         }
+        // Every listed slot must be there to be moved: one left behind would lose its keyring
+        // at step 4 (its secret would open nothing until a later rotation saw it).
         let mut listed = Vec::new();
-        for (id, pk) in ring.listed_slots() {
-            if let Some(doc) = docs.iter().find(|s| s.id == id && s.public_key.as_slice() == pk.as_slice()) {
-                listed.push(doc.clone());
+        let listed_refs = ring.listed_slots();
+        for (id, pk) in &listed_refs {
+            if listed_refs.iter().filter(|(i, _)| i == id).count() > 1 {
+                return Err(Error::InvalidInput(format!(
+                    "slot {} is listed with two keys: a `cairn key passwd` was interrupted; run it again first",
+                    id.short()
+                )));
+            }
+            match docs.iter().find(|s| s.id == *id && s.public_key.as_slice() == pk.as_slice()) {
+                Some(doc) => listed.push(doc.clone()),
+                None => {
+                    return Err(Error::InvalidInput(format!(
+                        "key slot {} is listed as valid but its document is missing or altered: rotating now would \
+                         leave it behind; rerun once it is back, or `cairn key remove {}`",
+                        id.short(),
+                        id.short()
+                    )));
+                }
             }
         }
         // The slot in use first.
@@ -376,14 +416,15 @@ impl Repository {
             // The locks taken before the rotation still guard the work done after it.
             held_locks: self.held_locks,
         };
-        super::pins::check_and_pin(&repo.cache_dir, &repo.keyring.identity(), epoch)?;
+        super::pins::check_and_pin(&repo.cache_dir, &repo.keyring)?;
         // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata
         // from now on, so a revoked holder cannot forge snapshots, index or audit entries.
         let mut repo = repo;
         let resealed = repo.reseal_objects_where(|e| e < epoch)?;
         let floored = repo.stored_keyring()?.with_metadata_floor_at_current();
         repo.store_keyring(&floored)?;
-        repo.keyring = std::sync::Arc::new(floored);
+        repo.keyring = std::sync::Arc::new(floored.next_revision());
+        super::pins::check_and_pin(&repo.cache_dir, &repo.keyring)?;
         Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted, objects_resealed: resealed }))
     }
 

@@ -317,7 +317,7 @@ impl Repository {
             )));
         }
         let cache_dir = cache_root.join(slot.repository_id.to_hex());
-        pins::check_and_pin(&cache_dir, &identity, keyring.current().0)?;
+        pins::check_and_pin(&cache_dir, &keyring)?;
         let sealed = storage.get_bounded(CONFIG_NAME, MAX_SMALL_OBJECT)?;
         let plain = envelope::open(&sealed, ObjectKind::Config, CONFIG_NAME.as_bytes(), CONFIG_NAME, |e| {
             keyring.key_for(ObjectKind::Config, e, CONFIG_NAME)

@@ -1,8 +1,11 @@
 //! What this client has seen of a repository, pinned in its cache directory (`pins.json`): the
-//! repository identity (a hash of K_id, see [`crate::keys::RepoIdentity`]) and the newest
-//! data-key epoch. A repository whose identity differs, or whose newest epoch is older than one
-//! this client saw, is refused before anything is written: the storage substituted its keys or
-//! served back the keyring and slots from before a rotation.
+//! repository identity (a hash of K_id, see [`crate::keys::RepoIdentity`]), the newest
+//! data-key epoch with its key's fingerprint, and the keyring's revision. Refused before
+//! anything is written: another identity (keys substituted), an older epoch or revision (the
+//! keyring and slots served back from before a rotation, a slot removal or a password
+//! change), and a pinned epoch whose key differs (a keyring forged by a revoked holder who
+//! kept K_id but never had that epoch's key, or an epoch number reused by a rotation run from
+//! a stale view).
 //!
 //! Pins are trust on first use: a client with an empty cache (a new machine, a deleted cache)
 //! pins what it sees. The slot's own binding to the identity still holds without them.
@@ -12,7 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::keys::RepoIdentity;
+use crate::keys::Keyring;
 
 const PINS_FILE: &str = "pins.json";
 
@@ -22,6 +25,10 @@ struct Pins {
     identity: String,
     /// The newest data-key epoch seen.
     epoch: u32,
+    /// Hex fingerprint of that epoch's key.
+    fingerprint: String,
+    /// The highest keyring revision seen.
+    revision: u64,
 }
 
 fn cache_error(dir: &Path, why: String) -> Error {
@@ -47,50 +54,76 @@ fn write(dir: &Path, pins: &Pins) -> Result<()> {
     std::fs::rename(&tmp, dir.join(PINS_FILE)).map_err(|e| cache_error(dir, e.to_string()))
 }
 
-/// Checks `identity` and the newest `epoch` against what this client pinned in `dir`, and pins
-/// them (the epoch only ever moves forwards). Errors: [`Error::KeysChanged`] on a different
-/// identity or an older epoch; [`Error::Cache`] when the pins cannot be read or written.
-pub fn check_and_pin(dir: &Path, identity: &RepoIdentity, epoch: u32) -> Result<()> {
-    let seen = read(dir)?;
-    if let Some(seen) = &seen {
-        if seen.identity != identity.to_hex() {
-            return Err(Error::KeysChanged(
-                "this client knew the repository with other keys (its identity differs from the one pinned in the cache): \
-                 the storage may have replaced its keyring and key slots. Nothing was written. If the repository was \
-                 really re-created at this location, delete the client cache directory of it"
-                    .into(),
-            ));
-        }
-        if epoch < seen.epoch {
-            return Err(Error::KeysChanged(format!(
-                "the newest key epoch is {epoch}, but this client saw epoch {} before: the keyring or key slots were \
-                 rolled back to before a key rotation (or a rotation was interrupted; finish it with `cairn key rotate` \
-                 from a slot that opens the newest keys). Nothing was written",
-                seen.epoch
-            )));
-        }
-        if epoch == seen.epoch {
-            return Ok(());
-        }
+/// Checks `ring` against what this client pinned in `dir`, and pins what it holds now (epoch
+/// and revision only ever move forwards). Errors: [`Error::KeysChanged`] when the identity
+/// differs, the newest epoch or the revision is older, or the pinned epoch's key is not the
+/// one this client saw; [`Error::Cache`] when the pins cannot be read or written.
+pub fn check_and_pin(dir: &Path, ring: &Keyring) -> Result<()> {
+    let identity = ring.identity().to_hex();
+    let (epoch, _) = ring.current();
+    let fingerprint = ring.epoch_fingerprint(epoch).map(hex::encode).unwrap_or_default();
+    let now = Pins { identity, epoch, fingerprint, revision: ring.revision() };
+    let Some(seen) = read(dir)? else { return write(dir, &now) };
+    let changed = |why: String| Err(Error::KeysChanged(format!("{why}. Nothing was written")));
+    if seen.identity != now.identity {
+        return changed(
+            "this client knew the repository with other keys (its identity differs from the one pinned in the cache): \
+             the storage may have replaced its keyring and key slots. If the repository was really re-created at this \
+             location, delete the client cache directory of it"
+                .into(),
+        );
     }
-    write(dir, &Pins { identity: identity.to_hex(), epoch })
+    if now.epoch < seen.epoch {
+        return changed(format!(
+            "the newest key epoch is {}, but this client saw epoch {} before: the keyring or key slots were rolled back \
+             to before a key rotation (or a rotation was interrupted; finish it with `cairn key rotate` from a slot that \
+             opens the newest keys)",
+            now.epoch, seen.epoch
+        ));
+    }
+    if ring.epoch_fingerprint(seen.epoch).map(hex::encode) != Some(seen.fingerprint.clone()) {
+        return changed(format!(
+            "the keyring's key for epoch {} is not the one this client saw: the keyring was forged (by someone who kept \
+             the repository's naming keys) or an epoch was made twice",
+            seen.epoch
+        ));
+    }
+    if now.revision < seen.revision {
+        return changed(format!(
+            "the keyring is revision {}, older than revision {} this client saw: an older copy was served back, which \
+             would undo a key slot removal or a password change",
+            now.revision, seen.revision
+        ));
+    }
+    if now == seen { Ok(()) } else { write(dir, &now) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::ObjectId;
 
     #[test]
-    fn pins_refuse_another_identity_and_an_older_epoch() {
+    fn pins_refuse_another_identity_an_older_epoch_or_revision_and_a_changed_key() {
         let dir = tempfile::tempdir().unwrap();
-        let a = RepoIdentity([1; 32]);
-        check_and_pin(dir.path(), &a, 2).unwrap();
-        check_and_pin(dir.path(), &a, 2).unwrap();
-        check_and_pin(dir.path(), &a, 3).unwrap();
-        assert!(matches!(check_and_pin(dir.path(), &a, 2), Err(Error::KeysChanged(_))));
-        assert!(matches!(check_and_pin(dir.path(), &RepoIdentity([2; 32]), 3), Err(Error::KeysChanged(_))));
-        check_and_pin(dir.path(), &a, 3).unwrap();
+        let ring = Keyring::generate(ObjectId([1; 32])).unwrap();
+        check_and_pin(dir.path(), &ring).unwrap();
+        check_and_pin(dir.path(), &ring).unwrap();
+        let newer = ring.with_new_epoch().unwrap().next_revision();
+        check_and_pin(dir.path(), &newer).unwrap();
+        assert!(matches!(check_and_pin(dir.path(), &ring), Err(Error::KeysChanged(_))), "older epoch");
+        let newest = newer.next_revision();
+        check_and_pin(dir.path(), &newest).unwrap();
+        assert!(matches!(check_and_pin(dir.path(), &newer), Err(Error::KeysChanged(_))), "older revision");
+        // The same epoch number with another key (a forged keyring, or an epoch made twice).
+        let twin = ring.with_new_epoch().unwrap().next_revision().next_revision().next_revision();
+        assert!(matches!(check_and_pin(dir.path(), &twin), Err(Error::KeysChanged(_))), "changed key");
+        let other = Keyring::generate(ObjectId([1; 32])).unwrap();
+        assert!(matches!(check_and_pin(dir.path(), &other), Err(Error::KeysChanged(_))), "other identity");
+        // A retired epoch is still recognised by its fingerprint.
+        let later = newest.with_new_epoch().unwrap().without_epoch(1).unwrap().next_revision();
+        check_and_pin(dir.path(), &later).unwrap();
         std::fs::write(dir.path().join(PINS_FILE), b"{").unwrap();
-        assert!(matches!(check_and_pin(dir.path(), &a, 3), Err(Error::Cache { .. })));
+        assert!(matches!(check_and_pin(dir.path(), &later), Err(Error::Cache { .. })));
     }
 }

@@ -249,3 +249,74 @@ fn metadata_forged_with_a_revoked_key_is_refused_after_a_rotation() {
     let genuine_id = cairn_engine::ObjectId::from_hex(genuine.trim_start_matches("snapshots/")).unwrap();
     repo.load_snapshot(&genuine_id).unwrap();
 }
+
+/// The storage serves back the keyring and slots from before a `key remove` (same K, so no
+/// epoch changed). The client that removed the slot refuses them (the keyring's revision went
+/// back), so neither the removed slot opens through it nor does its next rotation re-seal the
+/// new key to the removed slot.
+#[test]
+fn a_keyring_replayed_to_before_a_slot_removal_is_refused() {
+    let r = CliRepo::new();
+    let storage = r.storage();
+    let prefixes = ["keys/", "keyring/"];
+    let before_removal = adversary::capture(storage.as_ref(), &prefixes);
+    let recovery = slots(storage.as_ref())
+        .into_iter()
+        .find(|(_, s)| s.kind.name() == "recovery")
+        .map(|(_, s)| s.id.to_hex())
+        .unwrap();
+    r.cli("cache").args(["key", "remove", &recovery]).assert().success();
+    adversary::replay(storage.as_ref(), &prefixes, &before_removal);
+    let kept = storage.get(&format!("keys/{recovery}")).unwrap();
+    for args in [vec!["snapshots"], vec!["key", "rotate"]] {
+        let (code, text) = r.run({
+            let mut c = r.cli("cache");
+            c.args(&args);
+            c
+        });
+        assert_eq!(code, 12, "{args:?}: {text}");
+        assert!(text.contains("older copy was served back"), "{args:?}: {text}");
+    }
+    assert_eq!(storage.get(&format!("keys/{recovery}")).unwrap(), kept, "the removed slot was re-sealed");
+}
+
+/// A holder removed and rotated away kept K_id, K_cdc and K_audit. With the storage, it forges
+/// a whole keyring (same identity, epochs of its own above the current one, the victim's slot
+/// listed) sealed under a K of its own, and seals that K to the victim's slot. A client that saw
+/// the rotation refuses it: the key of the epoch it pinned is not there.
+#[test]
+fn a_keyring_forged_by_a_revoked_holder_is_refused_by_a_client_that_saw_the_rotation() {
+    let r = CliRepo::new();
+    let secret = OpenSecret::Password(SecretBytes::from("hostile storage test password".to_string()));
+    let (repository_id, material) = {
+        let repo = Repository::open(r.storage(), &secret, r.p("revoked-holder")).unwrap();
+        (repo.config().repository_id, repo.key_material_for_tests())
+    };
+    r.cli("cache").args(["key", "rotate"]).assert().success();
+    let storage = r.storage();
+    let k = |i: usize| Key32::from_bytes(material[i]);
+    let forged = Keyring::from_parts(repository_id, k(1), k(2), k(3), k(4)).with_new_epoch().unwrap().with_new_epoch().unwrap();
+    let mut forged = forged;
+    let slots = slots(storage.as_ref());
+    for (_, slot) in &slots {
+        forged = forged.with_slot(slot.id, &slot.public_key).unwrap();
+    }
+    let evil_k = Key32::random().unwrap();
+    for name in storage.list("keyring/").unwrap() {
+        storage.delete(&name).unwrap();
+    }
+    let ring_name = keys::keyring_name(&evil_k);
+    storage.put(&ring_name, &forged.seal(&keys::keyring_seal_key(&evil_k), &ring_name).unwrap(), PutMode::CreateNew).unwrap();
+    for (name, slot) in &slots {
+        storage.put(name, &keys::reseal_slot(slot, &evil_k).unwrap().encode(), PutMode::Overwrite).unwrap();
+    }
+    let before = r.objects();
+    let (code, text) = r.run({
+        let mut c = r.cli("cache");
+        c.arg("snapshot").arg(r.p("src"));
+        c
+    });
+    assert_eq!(code, 12, "{text}");
+    assert!(text.contains("is not the one this client saw"), "{text}");
+    assert!(r.objects() == before, "a refused client wrote to the repository");
+}
