@@ -247,15 +247,14 @@ impl Keyring {
     /// since the last finished rotation re-sealed every one of them, such an object was made by
     /// a holder of a revoked key (or left by a client that ran through an unfinished rotation).
     pub fn key_for(&self, kind: ObjectKind, epoch: u32, object: &str) -> Result<&Key32> {
-        let metadata =
-            matches!(
-                kind,
-                ObjectKind::Config
-                    | ObjectKind::IndexSegment
-                    | ObjectKind::Snapshot
-                    | ObjectKind::Audit
-                    | ObjectKind::PruneMarks
-            );
+        let metadata = matches!(
+            kind,
+            ObjectKind::Config
+                | ObjectKind::IndexSegment
+                | ObjectKind::Snapshot
+                | ObjectKind::Audit
+                | ObjectKind::PruneMarks
+        );
         if metadata && epoch < self.metadata_floor {
             return Err(Error::corrupt(
                 object,

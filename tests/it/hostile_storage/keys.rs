@@ -295,7 +295,8 @@ fn a_keyring_forged_by_a_revoked_holder_is_refused_by_a_client_that_saw_the_rota
     r.cli("cache").args(["key", "rotate"]).assert().success();
     let storage = r.storage();
     let k = |i: usize| Key32::from_bytes(material[i]);
-    let forged = Keyring::from_parts(repository_id, k(1), k(2), k(3), k(4)).with_new_epoch().unwrap().with_new_epoch().unwrap();
+    let forged =
+        Keyring::from_parts(repository_id, k(1), k(2), k(3), k(4)).with_new_epoch().unwrap().with_new_epoch().unwrap();
     let mut forged = forged;
     let slots = slots(storage.as_ref());
     for (_, slot) in &slots {
@@ -306,7 +307,9 @@ fn a_keyring_forged_by_a_revoked_holder_is_refused_by_a_client_that_saw_the_rota
         storage.delete(&name).unwrap();
     }
     let ring_name = keys::keyring_name(&evil_k);
-    storage.put(&ring_name, &forged.seal(&keys::keyring_seal_key(&evil_k), &ring_name).unwrap(), PutMode::CreateNew).unwrap();
+    storage
+        .put(&ring_name, &forged.seal(&keys::keyring_seal_key(&evil_k), &ring_name).unwrap(), PutMode::CreateNew)
+        .unwrap();
     for (name, slot) in &slots {
         storage.put(name, &keys::reseal_slot(slot, &evil_k).unwrap().encode(), PutMode::Overwrite).unwrap();
     }
