@@ -323,3 +323,26 @@ fn a_keyring_forged_by_a_revoked_holder_is_refused_by_a_client_that_saw_the_rota
     assert!(text.contains("is not the one this client saw"), "{text}");
     assert!(r.objects() == before, "a refused client wrote to the repository");
 }
+
+/// A repository whose slots are of the version before the identity binding (format version 1)
+/// is refused with a message that says why and what to do, not opened: accepting such slots
+/// at all would let the storage serve them back to undo the binding.
+#[test]
+fn slots_without_the_identity_binding_are_refused_with_a_clear_message() {
+    let r = CliRepo::new();
+    let storage = r.storage();
+    for (name, _) in slots(storage.as_ref()) {
+        let mut doc: serde_json::Value = serde_json::from_slice(&storage.get(&name).unwrap()).unwrap();
+        doc["version"] = serde_json::json!(2);
+        storage.put(&name, &serde_json::to_vec(&doc).unwrap(), PutMode::Overwrite).unwrap();
+    }
+    let before = r.objects();
+    let (code, text) = r.run({
+        let mut c = r.cli("new-machine");
+        c.arg("snapshots");
+        c
+    });
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("format version 1") && text.contains("new repository"), "{text}");
+    assert!(r.objects() == before);
+}
