@@ -37,23 +37,10 @@ pub struct Keyring {
 impl Keyring {
     /// A fresh keyring with random keys and data-key epoch 0.
     pub fn generate(repository_id: ObjectId) -> Result<Self> {
-        let mut epochs = BTreeMap::new();
-        epochs.insert(0, Key32::random()?);
-        let mut epoch_created = BTreeMap::new();
-        epoch_created.insert(0, now_ns());
-        Ok(Keyring {
-            repository_id,
-            id_key: Key32::random()?,
-            cdc_key: Key32::random()?,
-            audit_key: Key32::random()?,
-            epochs,
-            epoch_created,
-            slots: BTreeSet::new(),
-            metadata_floor: 0,
-            replaces: BTreeSet::new(),
-            revision: 0,
-            retired: BTreeMap::new(),
-        })
+        let mut ring =
+            Self::from_parts(repository_id, Key32::random()?, Key32::random()?, Key32::random()?, Key32::random()?);
+        ring.epoch_created.insert(0, now_ns());
+        Ok(ring)
     }
 
     /// Builds a keyring from fixed keys (test vectors).

@@ -660,11 +660,7 @@ impl Repository {
 
     /// All snapshots, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(ObjectId, Snapshot)>> {
-        let ids = self.snapshot_ids()?;
-        let mut all: Vec<(ObjectId, Snapshot)> =
-            self.with_io_pool(|| ids.par_iter().map(|id| Ok((*id, self.load_snapshot(id)?))).collect::<Result<_>>())?;
-        all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
-        Ok(all)
+        Ok(self.load_snapshots(false)?.0)
     }
 
     /// Every snapshot that can be read, oldest first, and how many could not (damaged, or
@@ -672,12 +668,22 @@ impl Repository {
     /// choices that can do without some snapshots, such as a backup's parent: storage errors
     /// still fail.
     pub fn readable_snapshots(&self) -> Result<(Vec<(ObjectId, Snapshot)>, usize)> {
+        self.load_snapshots(true)
+    }
+
+    /// Loads every snapshot in parallel, oldest first; with `skip_unreadable`, snapshots that
+    /// are damaged or cannot be opened are counted instead of failing the whole load.
+    fn load_snapshots(&self, skip_unreadable: bool) -> Result<(Vec<(ObjectId, Snapshot)>, usize)> {
         let ids = self.snapshot_ids()?;
         let loaded: Vec<Option<(ObjectId, Snapshot)>> = self.with_io_pool(|| {
             ids.par_iter()
                 .map(|id| match self.load_snapshot(id) {
                     Ok(s) => Ok(Some((*id, s))),
-                    Err(Error::Corrupt { .. } | Error::Missing(_) | Error::UnsupportedVersion { .. }) => Ok(None),
+                    Err(Error::Corrupt { .. } | Error::Missing(_) | Error::UnsupportedVersion { .. })
+                        if skip_unreadable =>
+                    {
+                        Ok(None)
+                    }
                     Err(e) => Err(e),
                 })
                 .collect::<Result<_>>()
