@@ -96,19 +96,26 @@ fn audit_verify_reports_every_kind_of_tampering() {
     let (s, old_audit) = Scenario::build();
     let (code, problems, v) = s.verify("base");
     assert_eq!((code, problems.len()), (0, 0), "the untouched log verifies: {v}");
-    assert_eq!(v["entries"], 6, "init, three snapshots, forget's intent and outcome; verify is not logged: {v}");
+    assert_eq!(
+        v["entries"], 9,
+        "init, three snapshots (each announced, then logged), forget's intent and outcome; verify is not logged: {v}"
+    );
     let out = s.cairn("base").args(["--json", "audit", "log"]).output().unwrap();
     let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ops: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
-    assert_eq!(ops, ["init", "snapshot", "snapshot", "snapshot", "forget", "forget"]);
-    let intent = &log["entries"][4];
+    let snapshot = ["save snapshot", "snapshot"];
+    assert_eq!(ops, [&["init"][..], &snapshot, &snapshot, &snapshot, &["forget", "forget"]].concat());
+    let intent = &log["entries"][7];
     assert_eq!(intent["outcome"], "intent", "forget logs what it will delete first: {intent}");
-    let forget = &log["entries"][5];
+    let forget = &log["entries"][8];
     assert_eq!(forget["outcome"], "ok", "{forget}");
     for e in [intent, forget] {
         assert_eq!(e["snapshots_deleted"].as_array().unwrap().len(), 1, "{e}");
     }
-    assert_eq!(log["entries"][1]["snapshots_created"].as_array().unwrap().len(), 1);
+    let (announced, made) = (&log["entries"][1], &log["entries"][2]);
+    assert_eq!(announced["outcome"], "intent", "a snapshot is announced before it is written: {announced}");
+    assert_eq!(announced["snapshots_created"], made["snapshots_created"]);
+    assert_eq!(made["snapshots_created"].as_array().unwrap().len(), 1);
 
     // 1. An entry deleted from the middle.
     let repo = s.copy("deleted");
@@ -251,4 +258,31 @@ fn parallel_appends_keep_a_whole_chain() {
     assert!(report.is_ok(), "{report:?}");
     let ops = repo.audit_log().unwrap().entries.iter().filter(|e| e.entry.operation.starts_with("op ")).count();
     assert_eq!(ops, 20, "every append is in the log");
+}
+
+/// A snapshot written by a process that died before logging its end is told apart from one
+/// the log never heard of: the first was announced (an intent entry before the write) and is
+/// reported as interrupted, not as tampering; the second is still a problem.
+#[test]
+fn a_snapshot_left_unlogged_by_a_crash_is_not_taken_for_a_planted_one() {
+    let t = TestRepo::new();
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("f"), b"crash between the snapshot and its entry".repeat(100)).unwrap();
+    // The process writes its snapshot and dies before the command's own entry.
+    let mut repo = t.open();
+    repo.set_actor(Actor { host: "h".into(), user: "u".into() });
+    snapshot(&repo, &[work.path()]);
+    drop(repo);
+    let repo = t.open();
+    let report = repo.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.interrupted.len(), 1, "{report:?}");
+    assert!(report.interrupted[0].contains("interrupted"), "{report:?}");
+    // A snapshot nobody announced (written by a handle that logs nothing, as a forger would)
+    // is still reported.
+    snapshot(&repo, &[work.path()]);
+    let report = repo.audit_verify().unwrap();
+    assert_eq!(report.interrupted.len(), 1, "{report:?}");
+    assert!(report.problems.iter().any(|p| p.contains("never recorded")), "{report:?}");
+    assert_eq!(report.problems.len(), 1, "{report:?}");
 }

@@ -84,11 +84,14 @@ pub fn run(g: &GlobalArgs, a: &AuditArgs) -> anyhow::Result<i32> {
             if g.json {
                 output::json(&serde_json::json!({
                     "ok": report.is_ok(), "entries": report.entries, "head_seq": report.head_seq,
-                    "forks": report.forks, "problems": report.problems, "exit_code": code,
+                    "forks": report.forks, "interrupted": report.interrupted, "problems": report.problems, "exit_code": code,
                 }))?;
             } else {
                 for f in &report.forks {
                     println!("fork (concurrent writers, both branches verified): {f}");
+                }
+                for i in &report.interrupted {
+                    println!("interrupted: {i}");
                 }
                 for p in &report.problems {
                     eprintln!("error: {p}");

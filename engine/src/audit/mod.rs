@@ -88,6 +88,9 @@ pub struct AuditReport {
     pub head_seq: Option<u64>,
     /// Forks left by concurrent writers (each branch verified).
     pub forks: Vec<String>,
+    /// Operations that announced what they would write and never logged their end: a crash,
+    /// not tampering (what they wrote is checked like anything else).
+    pub interrupted: Vec<String>,
     /// Everything that shows tampering or loss.
     pub problems: Vec<String>,
 }
@@ -107,15 +110,68 @@ fn mac_of(keyring: &Keyring, body: &[u8]) -> [u8; MAC_LEN] {
     *blake3::keyed_hash(mac_key(keyring).expose(), body).as_bytes()
 }
 
-/// Names of the entries in storage with their (seq, mac), sorted.
+/// The highest sequence number an entry may have. A log grows by one level per operation: no
+/// repository comes near 2^40 (a thousand operations a second for 34 years). A name beyond it
+/// was planted (or forged by a key holder) to make readers walk or list the levels below it;
+/// such entries are not part of the log, and `verify` reports them.
+pub const MAX_SEQ: u64 = 1 << 40;
+
+/// Entries above the top that fail to authenticate that an append reads through before giving
+/// up: each costs one read, and a storage planting junk names must not make an append endless.
+const MAX_JUNK_AT_TOP: usize = 1000;
+
+/// Names of the entries in storage with their (seq, mac), sorted; names with an absurd
+/// sequence number (above [`MAX_SEQ`]) left out.
 fn list_entries(storage: &dyn Storage) -> Result<Vec<(u64, [u8; MAC_LEN], String)>> {
     let mut out: Vec<_> = storage
         .list("audit/")?
         .into_iter()
         .filter_map(|name| parse_entry_name(&name).map(|(seq, mac)| (seq, mac, name)))
+        .filter(|(seq, _, _)| *seq <= MAX_SEQ)
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// The newest level of the log that holds entries which authenticate, and their MACs: what the
+/// next entry follows. Levels above it hold only objects that do not authenticate (damaged, or
+/// planted by the storage); they are skipped, so one bad object cannot stop every writer, and
+/// `verify` reports them. `None` for a log with no authentic entry.
+fn authentic_top(
+    storage: &dyn Storage,
+    keyring: &Keyring,
+    existing: &[(u64, [u8; MAC_LEN], String)],
+) -> Result<Option<(u64, Vec<[u8; MAC_LEN]>)>> {
+    let mut skipped = 0usize;
+    let mut level_end = existing.len();
+    while level_end > 0 {
+        let seq = existing[level_end - 1].0;
+        let level_start = existing[..level_end].partition_point(|(s, _, _)| *s < seq);
+        let mut macs = Vec::new();
+        for (_, mac, name) in &existing[level_start..level_end] {
+            match read_entry(storage, keyring, name) {
+                Ok(_) => macs.push(*mac),
+                Err(e @ Error::Storage { .. }) => return Err(e),
+                Err(_) => {
+                    skipped += 1;
+                    if skipped > MAX_JUNK_AT_TOP {
+                        return Err(Error::corrupt(
+                            "audit/",
+                            format!(
+                                "more than {MAX_JUNK_AT_TOP} entries at the top of the audit log do not authenticate \
+                                 (planted or damaged); `cairn audit verify` lists them"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if !macs.is_empty() {
+            return Ok(Some((seq, macs)));
+        }
+        level_end = level_start;
+    }
+    Ok(None)
 }
 
 /// Appends an entry with the storage and keyring directly (init has no `Repository` yet).
@@ -129,15 +185,13 @@ pub fn append_raw(
     cache_dir: Option<&Path>,
 ) -> Result<u64> {
     let existing = list_entries(storage)?;
+    let top = authentic_top(storage, keyring, &existing)?;
     if let Some(dir) = cache_dir {
-        check_not_rolled_back(storage, keyring, &existing, dir)?;
+        check_not_rolled_back(storage, keyring, &existing, top.as_ref().map(|(s, _)| *s), dir)?;
     }
-    let (seq, prev) = match existing.last() {
+    let (seq, prev) = match top {
         None => (0, Vec::new()),
-        Some((top, _, _)) => {
-            let heads = existing.iter().filter(|(s, _, _)| s == top).map(|(_, m, _)| *m).collect();
-            (top.saturating_add(1), heads)
-        }
+        Some((top, heads)) => (top + 1, heads),
     };
     let mac = write_entry(storage, keyring, slot, actor, record, seq, prev)?;
     // A sibling at the same sequence number means another writer appended concurrently: merge
@@ -170,6 +224,7 @@ fn check_not_rolled_back(
     storage: &dyn Storage,
     keyring: &Keyring,
     existing: &[(u64, [u8; MAC_LEN], String)],
+    top: Option<u64>,
     dir: &Path,
 ) -> Result<()> {
     let Some(head) = cached_head(dir) else { return Ok(()) };
@@ -183,17 +238,21 @@ fn check_not_rolled_back(
             dir.join(HEAD_FILE).display()
         ))
     };
-    let Some(top) = existing.last().map(|(s, _, _)| *s) else {
-        return Err(rolled_back("the repository's audit log is empty".into()));
+    let Some(top) = top else {
+        return Err(rolled_back("the repository's audit log holds no entry that authenticates".into()));
     };
     if !existing.iter().any(|(s, m, _)| *s == head.seq && hex::encode(m) == head.mac) {
         return Err(rolled_back(format!("the repository's log (ending at seq {top}) no longer holds it")));
     }
     // Walk down from every newest entry along `prev` to the remembered level: every link must
-    // name an entry that is there.
+    // name an entry that is there. Each level read is one the links reach, so the walk ends at
+    // the first level a link misses, however far above the remembered entry the top claims to be.
     let mut reachable: BTreeSet<[u8; MAC_LEN]> =
         existing.iter().filter(|(s, _, _)| *s == top).map(|(_, m, _)| *m).collect();
     for seq in (head.seq.saturating_add(1)..=top).rev() {
+        if reachable.is_empty() {
+            return Err(rolled_back(format!("the chain above it stops at seq {seq}: an entry there names no predecessor")));
+        }
         let mut below = BTreeSet::new();
         for (_, _, name) in existing.iter().filter(|(s, m, _)| *s == seq && reachable.contains(m)) {
             let entry = read_entry(storage, keyring, name)
@@ -270,8 +329,14 @@ pub fn read_entry(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Resul
 pub fn read_log(storage: &dyn Storage, keyring: &Keyring) -> Result<AuditLog> {
     let mut log = AuditLog::default();
     for name in storage.list("audit/")? {
-        if parse_entry_name(&name).is_none() {
+        let Some((seq, _)) = parse_entry_name(&name) else {
             log.problems.push(format!("{name}: not an audit entry name (a foreign or renamed object)"));
+            continue;
+        };
+        if seq > MAX_SEQ {
+            log.problems.push(format!(
+                "{name}: a sequence number beyond any log's ({MAX_SEQ}): planted or forged, not part of the log"
+            ));
             continue;
         }
         match read_entry(storage, keyring, &name) {
@@ -283,7 +348,24 @@ pub fn read_log(storage: &dyn Storage, keyring: &Keyring) -> Result<AuditLog> {
     Ok(log)
 }
 
+/// A gap in the chain, as one line however wide: entries were removed, or (when the gap is wider
+/// than any log grows) an entry far above the rest was planted or forged.
+fn missing_levels(first: u64, last: u64) -> String {
+    let count = last - first + 1;
+    if count == 1 {
+        format!("no entry at seq {first}: an entry was removed")
+    } else if count > 1_000_000 {
+        format!(
+            "no entries at seq {first}..={last} ({count} levels): an entry claims a sequence number far beyond the \
+             log (planted or forged)"
+        )
+    } else {
+        format!("no entries at seq {first}..={last} ({count} levels): entries were removed")
+    }
+}
+
 /// Checks the chain of `log`: every level present, every predecessor present, forks reported.
+/// Work and output grow with the entries present, not with the sequence numbers they claim.
 fn verify_chain(log: &AuditLog, report: &mut AuditReport) {
     let mut by_seq: BTreeMap<u64, Vec<&LoadedEntry>> = BTreeMap::new();
     for e in &log.entries {
@@ -296,11 +378,12 @@ fn verify_chain(log: &AuditLog, report: &mut AuditReport) {
         return;
     };
     report.head_seq = Some(top);
-    for seq in 0..=top {
-        let Some(level) = by_seq.get(&seq) else {
-            report.problems.push(format!("no entry at seq {seq}: an entry was removed"));
-            continue;
-        };
+    let mut expected = 0u64;
+    for (&seq, level) in &by_seq {
+        if seq > expected {
+            report.problems.push(missing_levels(expected, seq - 1));
+        }
+        expected = seq.saturating_add(1);
         if level.len() > 1 {
             let names: Vec<&str> = level.iter().map(|e| e.name.as_str()).collect();
             report.forks.push(format!("seq {seq}: {} concurrent entries ({})", level.len(), names.join(", ")));
@@ -333,10 +416,11 @@ fn verify_chain(log: &AuditLog, report: &mut AuditReport) {
     }
 }
 
-/// The `outcome` of an entry written before an operation deletes snapshots: its
-/// `snapshots_deleted` lists what the operation is about to delete. The operation's own entry
-/// follows with the outcome; one killed in between leaves the intent, so the snapshots it
-/// deleted are never taken for snapshots the storage hides.
+/// The `outcome` of an entry written before an operation deletes or writes snapshots: its
+/// `snapshots_deleted` lists what the operation is about to delete, its `snapshots_created` the
+/// snapshot about to be written. The operation's own entry follows with the outcome; one killed
+/// in between leaves the intent, so the snapshots it deleted are never taken for snapshots the
+/// storage hides, nor the one it wrote for one the storage planted.
 pub const INTENT: &str = "intent";
 
 /// What the log says about snapshots (SPEC §13b).
@@ -348,6 +432,9 @@ pub struct LoggedSnapshots {
     pub deleted: BTreeSet<ObjectId>,
     /// Named by an intent to delete: absent or present, neither is a problem.
     pub intended: BTreeSet<ObjectId>,
+    /// Announced by an intent to create (the entry written before a snapshot is): present
+    /// without a logged end, the operation was interrupted after writing it; absent, before.
+    pub announced: BTreeSet<ObjectId>,
 }
 
 impl LoggedSnapshots {
@@ -367,7 +454,8 @@ impl AuditLog {
     pub fn snapshots(&self) -> LoggedSnapshots {
         let mut out = LoggedSnapshots::default();
         for e in &self.entries {
-            out.made.extend(e.entry.snapshots_created.iter().map(|b| ObjectId(*b)));
+            let made = if e.entry.outcome == INTENT { &mut out.announced } else { &mut out.made };
+            made.extend(e.entry.snapshots_created.iter().map(|b| ObjectId(*b)));
             let gone = if e.entry.outcome == INTENT { &mut out.intended } else { &mut out.deleted };
             gone.extend(e.entry.snapshots_deleted.iter().map(|b| ObjectId(*b)));
         }
@@ -382,7 +470,13 @@ fn verify_snapshots(log: &AuditLog, present: &BTreeSet<ObjectId>, report: &mut A
         report.problems.push(format!("snapshot {} is gone but no logged operation deleted it", id.short()));
     }
     for id in present {
-        if !logged.made.contains(id) {
+        if !logged.made.contains(id) && logged.announced.contains(id) {
+            report.interrupted.push(format!(
+                "snapshot {} was announced and written, but its operation never logged how it ended (interrupted \
+                 after writing it)",
+                id.short()
+            ));
+        } else if !logged.made.contains(id) {
             report.problems.push(format!("snapshot {} is in the repository but the log never recorded it", id.short()));
         } else if logged.deleted.contains(id) {
             report.problems.push(format!("snapshot {} was logged as deleted but is in the repository", id.short()));
@@ -422,13 +516,25 @@ impl Repository {
     /// saw, or its newest entries do not descend from it. Commands call it before they change
     /// anything; [`Repository::audit`] checks again before appending.
     pub fn check_not_rolled_back(&self) -> Result<()> {
-        let existing = list_entries(self.storage().as_ref())?;
-        check_not_rolled_back(self.storage().as_ref(), self.keyring(), &existing, self.cache_dir())
+        let storage = self.storage().as_ref();
+        let existing = list_entries(storage)?;
+        let top = authentic_top(storage, self.keyring(), &existing)?.map(|(s, _)| s);
+        check_not_rolled_back(storage, self.keyring(), &existing, top, self.cache_dir())
     }
 
     /// Appends an audit entry for an operation run through this repository handle.
     pub fn audit(&self, actor: &Actor, record: &AuditRecord) -> Result<u64> {
         append_raw(self.storage().as_ref(), self.keyring(), self.opened_with(), actor, record, Some(self.cache_dir()))
+    }
+
+    /// Writes an authentic entry at `seq` following `prev`, as only a key holder can (a
+    /// malicious or revoked one, or a bug): for tests of what readers do with such entries.
+    /// Returns the entry's name.
+    #[cfg(feature = "test-vectors")]
+    pub fn forge_audit_entry(&self, seq: u64, prev: Vec<[u8; MAC_LEN]>, record: &AuditRecord) -> Result<String> {
+        let actor = Actor { host: "forger".into(), user: "forger".into() };
+        let mac = write_entry(self.storage().as_ref(), self.keyring(), self.opened_with(), &actor, record, seq, prev)?;
+        Ok(entry_name(seq, &mac))
     }
 
     /// Reads the whole log.

@@ -415,6 +415,7 @@ impl Repository {
             cache_dir: self.cache_dir.clone(),
             // The locks taken before the rotation still guard the work done after it.
             held_locks: self.held_locks,
+            actor: self.actor,
         };
         super::pins::check_and_pin(&repo.cache_dir, &repo.keyring)?;
         // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata

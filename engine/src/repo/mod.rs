@@ -132,6 +132,10 @@ pub struct Repository {
     io_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
     /// The locks taken through this handle and not yet released.
     held_locks: std::sync::Mutex<Vec<std::sync::Weak<lock::LockHealth>>>,
+    /// Who runs the operations of this handle, when the caller said
+    /// ([`Repository::set_actor`]): snapshots are then announced in the audit log before they
+    /// are written, so one a crash left unlogged is told apart from one the storage planted.
+    actor: Option<crate::audit::Actor>,
 }
 
 /// Default for [`Repository::set_storage_connections`]: as many requests as cores suit a local
@@ -348,6 +352,7 @@ impl Repository {
             index_problems: Default::default(),
             cache_dir,
             held_locks: Default::default(),
+            actor: None,
         };
         repo.sync_index()?;
         Ok(repo)
@@ -652,6 +657,12 @@ impl Repository {
         Ok(parse_ids(&self.storage.list("snapshots/")?, "snapshots/"))
     }
 
+    /// Says who runs this handle's operations: from then on every snapshot is announced in the
+    /// audit log before it is written (see [`Repository::save_snapshot`]).
+    pub fn set_actor(&mut self, actor: crate::audit::Actor) {
+        self.actor = Some(actor);
+    }
+
     /// Loads one snapshot.
     pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
         let name = snapshot_name(id);
@@ -717,9 +728,20 @@ impl Repository {
 
     /// Stores a snapshot; returns its id and stored size. [`Error::LockLost`] (nothing
     /// written) when a lock this handle holds was lost: a prune may have run meanwhile.
+    /// With an actor set, an audit entry announcing the snapshot (outcome
+    /// [`crate::audit::INTENT`]) is appended first, and nothing is written when it cannot be.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
         self.check_locks()?;
         let id = ObjectId::random()?;
+        if let Some(actor) = &self.actor {
+            let intent = crate::audit::AuditRecord {
+                outcome: crate::audit::INTENT.into(),
+                snapshots_created: vec![id],
+                detail: "about to write this snapshot".into(),
+                ..crate::audit::AuditRecord::new("save snapshot")
+            };
+            self.audit(actor, &intent)?;
+        }
         let size = self.save_object(ObjectKind::Snapshot, &snapshot_name(&id), &snapshot.encode())?;
         Ok((id, size))
     }
