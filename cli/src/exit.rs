@@ -23,6 +23,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
                 Error::NoRepository(_) => NO_REPOSITORY,
                 Error::WrongKey(_) | Error::Hsm(_) | Error::KeysChanged(_) => WRONG_KEY,
                 Error::Locked { .. } => LOCKED,
+                Error::Interrupted(_) => crate::signals::EXIT_INTERRUPTED,
                 _ => ERROR,
             };
         }

@@ -8,6 +8,7 @@ mod output;
 mod output_node;
 mod progress;
 mod secrets;
+mod signals;
 
 use clap::Parser;
 

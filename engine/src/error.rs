@@ -109,6 +109,12 @@ pub enum Error {
         ids: Vec<crate::id::ObjectId>,
     },
 
+    /// The operation was asked to stop (Ctrl-C, SIGTERM) and did, at a point where what it
+    /// stored is consistent: packs written so far are indexed (a rerun reuses them), nothing
+    /// half-done is left under a final name, locks are released by the caller's guards.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+
     /// A lock this process holds was not kept: a refresh failed, or the lock is gone or too
     /// old for other clients to respect. The operation stopped before writing what needs it.
     #[error(

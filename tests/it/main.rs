@@ -17,6 +17,7 @@ mod roundtrip;
 mod s3;
 mod s3server;
 mod selection;
+mod signals;
 mod source_errors;
 mod storage_conformance;
 mod support;

@@ -105,6 +105,7 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let secret = crate::secrets::open_secret(g)?;
     let mut repo = Repository::open(storage, &secret, cache_root(g))?;
     repo.set_actor(actor());
+    repo.set_stop_flag(crate::signals::stop_flag());
     let default_connections = if is_s3(g) { 4 } else { cairn_engine::repo::DEFAULT_STORAGE_CONNECTIONS };
     repo.set_storage_connections(g.storage_connections.map_or(default_connections, usize::from));
     Ok(repo)

@@ -198,7 +198,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             .stack_size(WALK_STACK)
             .spawn_scoped(scope, || -> Result<_> {
                 let mut walker = Walker::new(repo, repo.blob_writer()?, excluder, progress, started_ns);
-                let tree = walker.save_virtual(root, Path::new("/"), parent_root)?;
+                let tree = walker.save_virtual(root, Path::new("/"), parent_root);
                 Ok((tree, walker))
             })
             .map_err(|e| Error::InvalidInput(format!("cannot start the walking thread: {e}")))?
@@ -206,6 +206,19 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             .map_err(|_| Error::InvalidInput("the walking thread panicked".into()))?
     })?;
     let (tree, Walker { writer, mut summary, errors, .. }) = walked;
+    let tree = match tree {
+        Ok(tree) => tree,
+        Err(Error::Interrupted(what)) => {
+            // Asked to stop: store the pack being filled and index every pack written, so the
+            // next run finds all of it stored and reads nothing twice into the repository.
+            let stats = writer.finish()?;
+            return Err(Error::Interrupted(format!(
+                "{what}; the {} new blob(s) stored so far are indexed, and the next run reuses them",
+                stats.blobs
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     let stats = writer.finish()?;
     summary.blobs_added = stats.blobs;
     summary.bytes_added_raw = stats.raw_bytes;

@@ -58,6 +58,9 @@ pub(super) struct Walker<'a, 'r> {
 /// The parent snapshot's directory at the path being walked, if it had one.
 type ParentTree = Option<Tree>;
 
+/// Where a stopped walk stopped: no snapshot was written.
+const STOPPED: &str = "the backup stopped before writing its snapshot";
+
 fn find<'t>(parent: &'t ParentTree, name: &[u8]) -> Option<&'t Node> {
     parent.as_ref().and_then(|t| t.find(name))
 }
@@ -156,6 +159,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         parent: Option<&Node>,
         is_source: bool,
     ) -> Result<Option<Node>> {
+        self.repo.check_interrupted(STOPPED)?;
         self.progress.path(path);
         let st = match hostfs::stat_at(dir, &name) {
             Ok(st) => st,
@@ -422,6 +426,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         loop {
             match stream.next_chunk() {
                 Ok(Some(chunk)) => {
+                    self.repo.check_interrupted(STOPPED)?;
                     data += chunk.len() as u64;
                     self.progress.bytes(chunk.len() as u64);
                     chunks.push(self.writer.add(BlobKind::Data, chunk)?);

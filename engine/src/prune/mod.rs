@@ -241,6 +241,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         out.plan.repack.iter().chain(out.plan.delete.iter().filter(|p| deleting.contains(p))).copied().collect();
     let rewrite_index = !gone.is_empty() || !superseded.is_empty();
     repo.check_locks()?;
+    repo.check_interrupted("prune stopped before changing anything")?;
 
     if rewrite_index {
         let repack: HashSet<PackId> = out.plan.repack.iter().copied().collect();
@@ -251,6 +252,10 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             if !repack.contains(&pack.pack) {
                 return Ok(());
             }
+            repo.check_interrupted(
+                "prune stopped while repacking; nothing was deleted, and the packs it wrote are unindexed (a later \
+                 prune removes them)",
+            )?;
             let name = pack_name(&pack.pack);
             let bytes = repo.storage().get_bounded(&name, repo.config().max_pack_size())?;
             for b in &pack.blobs {
@@ -288,6 +293,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     // Claims moved to the new packs; nothing else needs `used` from here on.
     drop(used);
 
+    repo.check_interrupted("prune stopped before deleting anything; the index it wrote is complete")?;
     // 3. The marks, before anything is deleted: a crash from here on keeps every mark's time.
     progress.phase("prune: deleting", None);
     let marks_unchanged = earlier.distrusted.is_none()

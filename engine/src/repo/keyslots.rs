@@ -416,6 +416,7 @@ impl Repository {
             // The locks taken before the rotation still guard the work done after it.
             held_locks: self.held_locks,
             actor: self.actor,
+            stop: self.stop,
         };
         super::pins::check_and_pin(&repo.cache_dir, &repo.keyring)?;
         // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata

@@ -136,6 +136,9 @@ pub struct Repository {
     /// ([`Repository::set_actor`]): snapshots are then announced in the audit log before they
     /// are written, so one a crash left unlogged is told apart from one the storage planted.
     actor: Option<crate::audit::Actor>,
+    /// Set (by a signal handler, say) to ask the running operation to stop at its next safe
+    /// point ([`Repository::check_interrupted`]).
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Default for [`Repository::set_storage_connections`]: as many requests as cores suit a local
@@ -353,6 +356,7 @@ impl Repository {
             cache_dir,
             held_locks: Default::default(),
             actor: None,
+            stop: Default::default(),
         };
         repo.sync_index()?;
         Ok(repo)
@@ -661,6 +665,26 @@ impl Repository {
     /// audit log before it is written (see [`Repository::save_snapshot`]).
     pub fn set_actor(&mut self, actor: crate::audit::Actor) {
         self.actor = Some(actor);
+    }
+
+    /// Shares `flag` as this handle's stop request: once it is set, operations stop at their
+    /// next safe point with [`Error::Interrupted`].
+    pub fn set_stop_flag(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.stop = flag;
+    }
+
+    /// [`Error::Interrupted`] when a stop was requested. `what` says where the operation
+    /// stopped and what it kept, for the message.
+    pub fn check_interrupted(&self, what: &str) -> Result<()> {
+        if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Interrupted(what.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Loads one snapshot.

@@ -227,7 +227,13 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
             let mut recycler = Recycler::default();
             while !stop.load(Ordering::Relaxed) {
                 let Some(w) = work.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                if let Err(e) = write_pack(r, &targets, &layouts, w, &failures, &written, &mut recycler) {
+                // A stop request ends the batch like an error: the files it created are removed,
+                // so every file left under its final name is complete.
+                let step = r
+                    .repo
+                    .check_interrupted("the restore stopped; the files it had not finished were removed")
+                    .and_then(|()| write_pack(r, &targets, &layouts, w, &failures, &written, &mut recycler));
+                if let Err(e) = step {
                     stop.store(true, Ordering::Relaxed);
                     return Err(e);
                 }

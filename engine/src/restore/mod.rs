@@ -247,6 +247,7 @@ impl Restorer<'_> {
                 .max(1);
             let end = (start + len).min(jobs.len());
             let batch = jobs.get(start..end).unwrap_or_default();
+            self.repo.check_interrupted("the restore stopped; the files it wrote are complete")?;
             // On an error, the files the batch created are removed (no file is left with
             // wrong content); existing files it had not reached yet are left as they were.
             let (bytes, failures) = content::write_files(self, batch)?;
