@@ -18,6 +18,7 @@ mod s3;
 mod s3server;
 mod selection;
 mod signals;
+mod soak;
 mod source_errors;
 mod storage_conformance;
 mod support;

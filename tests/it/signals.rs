@@ -45,7 +45,12 @@ impl Env {
                 c.env_remove(k);
             }
         }
-        c.arg("-r").arg(self.p("repo")).arg("--cache-dir").arg(self.p("cache")).arg("--password-file").arg(self.p("pw"));
+        c.arg("-r")
+            .arg(self.p("repo"))
+            .arg("--cache-dir")
+            .arg(self.p("cache"))
+            .arg("--password-file")
+            .arg(self.p("pw"));
         c.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
     }
 

@@ -251,7 +251,9 @@ fn check_not_rolled_back(
         existing.iter().filter(|(s, _, _)| *s == top).map(|(_, m, _)| *m).collect();
     for seq in (head.seq.saturating_add(1)..=top).rev() {
         if reachable.is_empty() {
-            return Err(rolled_back(format!("the chain above it stops at seq {seq}: an entry there names no predecessor")));
+            return Err(rolled_back(format!(
+                "the chain above it stops at seq {seq}: an entry there names no predecessor"
+            )));
         }
         let mut below = BTreeSet::new();
         for (_, _, name) in existing.iter().filter(|(s, m, _)| *s == seq && reachable.contains(m)) {

@@ -458,12 +458,10 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     progress.phase("check: structure", None);
     c.check_slots()?;
     c.check_audit()?;
-    c.load_index()?;
-    c.check_packs()?;
-    if let Some(subset) = opts.read_data {
-        c.read_data(subset, progress)?;
-    }
-    progress.phase("check: snapshots", None);
+    // Snapshots before the index: a backup running alongside (check takes a shared lock)
+    // stores its index segments before its snapshot, so every snapshot listed here has its
+    // blobs in the index read next, and in the client's index synced again. The other order
+    // would take its blobs for missing.
     let mut roots = Vec::new();
     for name in repo.storage().list("snapshots/")? {
         let Some(id) = name.strip_prefix("snapshots/").and_then(|h| ObjectId::from_hex(h).ok()) else { continue };
@@ -472,6 +470,13 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
             Err(e) => c.error(snapshot_name(&id), e.to_string()),
         }
     }
+    repo.sync_index()?;
+    c.load_index()?;
+    c.check_packs()?;
+    if let Some(subset) = opts.read_data {
+        c.read_data(subset, progress)?;
+    }
+    progress.phase("check: snapshots", None);
     c.report.snapshots = roots.len() as u64;
     for (_, tree) in &roots {
         c.scan(*tree);

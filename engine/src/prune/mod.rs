@@ -71,6 +71,11 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<ScratchTable
     // Trees are about one blob in a hundred: their visited set stays in memory.
     let mut seen_trees: HashSet<ChunkId> = HashSet::new();
     let mut trees: Vec<ChunkId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
+    // A snapshot is stored after its index segments: read the index again now that the
+    // snapshots are listed, so a snapshot stored since the first sync has its blobs known.
+    // (Only a backup that ignored the exclusive lock, or one whose lock this host's clock took
+    // for stale, can have stored one.)
+    repo.sync_index()?;
     while let Some(id) = trees.pop() {
         if !seen_trees.insert(id) {
             continue;
