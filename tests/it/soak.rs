@@ -115,7 +115,7 @@ impl Soak {
             for _ in 0..4 {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let name = src.join(format!("f{}", (seed >> 33) % 12));
-                if (seed >> 20) % 5 == 0 {
+                if (seed >> 20).is_multiple_of(5) {
                     let _ = fs::remove_file(&name);
                 } else {
                     let len = 1 + (seed >> 40) as usize % (300 << 10);
@@ -243,7 +243,15 @@ impl Soak {
                 self.loop_command("forget --prune", "forget", None, &["forget", "--keep-last", "3", "--prune"], 500)
             });
             if skewed_pruner && faketime {
-                scope.spawn(|| self.loop_command("prune, clock +31m", "skewed", Some("+31m"), &["prune", "--grace-period", "2s"], 700));
+                scope.spawn(|| {
+                    self.loop_command(
+                        "prune, clock +31m",
+                        "skewed",
+                        Some("+31m"),
+                        &["prune", "--grace-period", "2s"],
+                        700,
+                    )
+                });
             } else if skewed_pruner {
                 eprintln!(
                     "soak: faketime is not installed; no pruning process with a skewed clock (scripts/setup.sh installs it)"

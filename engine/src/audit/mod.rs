@@ -143,12 +143,11 @@ fn authentic_top(
     existing: &[(u64, [u8; MAC_LEN], String)],
 ) -> Result<Option<(u64, Vec<[u8; MAC_LEN]>)>> {
     let mut skipped = 0usize;
-    let mut level_end = existing.len();
-    while level_end > 0 {
-        let seq = existing[level_end - 1].0;
-        let level_start = existing[..level_end].partition_point(|(s, _, _)| *s < seq);
+    let mut rest = existing;
+    while let Some(&(seq, _, _)) = rest.last() {
+        let (below, level) = rest.split_at(rest.partition_point(|(s, _, _)| *s < seq));
         let mut macs = Vec::new();
-        for (_, mac, name) in &existing[level_start..level_end] {
+        for (_, mac, name) in level {
             match read_entry(storage, keyring, name) {
                 Ok(_) => macs.push(*mac),
                 Err(e @ Error::Storage { .. }) => return Err(e),
@@ -169,7 +168,7 @@ fn authentic_top(
         if !macs.is_empty() {
             return Ok(Some((seq, macs)));
         }
-        level_end = level_start;
+        rest = below;
     }
     Ok(None)
 }
