@@ -45,8 +45,11 @@ pub const KEYRING_NAME: &str = "keyring/fuzz";
 /// smaller bound keeps every execution under the fuzzer's 64 MiB allocation limit).
 pub const MAX_BLOB: usize = 1 << 20;
 
+/// A target's body: takes any bytes; panics only to report a finding.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the fuzz binary and corpus directory) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("audit", audit),
     ("blob_codec", blob_codec),
     ("config", config),
