@@ -26,6 +26,8 @@ pub mod error;
 #[cfg(feature = "repository")]
 pub mod forget;
 pub mod format;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod hostfs;
 pub mod id;
 #[cfg(feature = "repository")]

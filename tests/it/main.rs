@@ -7,6 +7,7 @@ mod confidentiality;
 mod corruption;
 mod dedup;
 mod fswalk;
+mod fuzz_corpus;
 mod hostile_storage;
 mod incremental;
 mod keys;

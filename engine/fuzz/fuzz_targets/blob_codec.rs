@@ -1,10 +1,5 @@
-//! Blob plaintexts (padded `codec byte || body`) and bare bodies (codec byte + zstd frame)
-//! with a bounded output size.
+//! A blob's opened plaintext: padding, codec byte, bounded zstd frame.
+//! Body: `cairn_engine::fuzzing::blob_codec`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = cairn_engine::compress::decode(data, 1 << 20, "fuzz");
-    let _ = cairn_engine::format::blob::decode(data, 1 << 20, "fuzz");
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::blob_codec(data));

@@ -1,13 +1,5 @@
-//! Key slot JSON and recovery codes from arbitrary bytes.
+//! A key slot's JSON and its sealed slot info.
+//! Body: `cairn_engine::fuzzing::slot`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-use cairn_engine::format::slot::SlotDoc;
-use cairn_engine::keys::RecoveryCode;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = SlotDoc::decode(data, "fuzz");
-    if let Ok(s) = std::str::from_utf8(data) {
-        let _ = RecoveryCode::parse(s);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::slot(data));

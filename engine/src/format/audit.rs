@@ -92,6 +92,10 @@ pub fn parse_entry_name(name: &str) -> Option<(u64, [u8; MAC_LEN])> {
     if format!("{n:012}") != seq {
         return None;
     }
+    // Lower-case hex only: one entry, one name (hex::decode also takes upper case).
+    if !mac.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
     let mac: [u8; MAC_LEN] = hex::decode(mac).ok()?.try_into().ok()?;
     Some((n, mac))
 }
@@ -107,6 +111,18 @@ mod tests {
         assert_eq!(parse_entry_name(&name), Some((42, mac)));
         assert_eq!(parse_entry_name("audit/42-00"), None);
         assert_eq!(parse_entry_name("snapshots/000000000042-00"), None);
+    }
+
+    #[test]
+    fn an_entry_has_one_name() {
+        // Found by the `audit` fuzz target: upper-case hex parsed to the same (seq, MAC), so a
+        // copy under another spelling counted as a second head of the chain.
+        let mac = [0x4b; 32];
+        let name = entry_name(0, &mac);
+        assert_eq!(parse_entry_name(&name), Some((0, mac)));
+        assert_eq!(parse_entry_name(&name.to_uppercase().replace("AUDIT/", "audit/")), None);
+        assert_eq!(parse_entry_name(&name.replacen("4b", "4B", 1)), None);
+        assert_eq!(parse_entry_name(&name.replace("000000000000", "0000000000000")), None);
     }
 
     #[test]
