@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod confidentiality;
 mod corruption;
+mod crash_matrix;
 mod dedup;
 mod fswalk;
 mod fuzz_corpus;

@@ -256,8 +256,20 @@ fn check_not_rolled_back(
         }
         let mut below = BTreeSet::new();
         for (_, _, name) in existing.iter().filter(|(s, m, _)| *s == seq && reachable.contains(m)) {
-            let entry = read_entry(storage, keyring, name)
-                .map_err(|e| rolled_back(format!("entry {name} above it cannot be read ({e})")))?;
+            let entry = read_entry(storage, keyring, name).map_err(|e| {
+                // Sealed under an epoch newer than this keyring's: written through a slot that
+                // an unfinished rotation already moved, not a rollback. Refused all the same
+                // (the chain cannot be followed), with the way out.
+                match storage.get_bounded(name, crate::format::MAX_SMALL_OBJECT).map(|b| envelope::epoch_of(&b, name)) {
+                    Ok(Ok(epoch)) if epoch > keyring.current().0 => Error::InvalidInput(format!(
+                        "a key rotation did not finish: audit entry {name} is sealed under key epoch {epoch}, newer \
+                         than the keys the slot in use opens. Nothing was written. Finish the rotation with `cairn key \
+                         rotate` opened through a slot that opens the newest keys (`cairn key list` marks the others \
+                         as not current)"
+                    )),
+                    _ => rolled_back(format!("entry {name} above it cannot be read ({e})")),
+                }
+            })?;
             below.extend(entry.entry.prev.iter().copied());
         }
         let below_seq = seq - 1;

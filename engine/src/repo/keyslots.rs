@@ -23,7 +23,8 @@
 //!
 //! Until step 4, a client opening through a slot not yet moved sees the old keyring: it reads
 //! and writes under the old epochs (which the new keyring holds too) and cannot read what
-//! clients on K' wrote. A rotation started from such a slot is refused, since it could not
+//! clients on K' wrote (once they wrote an audit entry, its writing commands are refused: it
+//! cannot follow the log's chain past that entry). A rotation started from such a slot is refused, since it could not
 //! carry the new epoch over: it is finished from a moved slot (the one that started it).
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -206,10 +206,34 @@ impl Repository {
                 .load_object(ObjectKind::Lock, &name)
                 .and_then(|plain| LockDoc::decode(&plain, &name))
                 .map_err(|e| e.to_string());
-            let stale = doc.as_ref().is_ok_and(|d| is_stale(d, now, &machine));
+            let stale = match &doc {
+                Ok(d) => is_stale(d, now, &machine),
+                Err(_) => self.sealed_under_retired_epoch(&name),
+            };
             out.push(LockInfo { name, doc, stale });
         }
         Ok(out)
+    }
+
+    /// Whether the lock `name` is sealed under an epoch older than the current one that the
+    /// keyring no longer holds: a retired epoch. Such a lock is stale. An epoch is retired
+    /// under an exclusive lock, so every other lock sealed under it was stale then (a stale
+    /// lock stays lost to its holder: [`Repository::check_locks`]); the retiring command's
+    /// own lock (`key rotate --reencrypt` takes it before the rotation) is left behind only
+    /// by a crash. Without this, a command killed after retiring the epoch its lock is sealed
+    /// under would leave a lock nobody can read, which blocks every exclusive command until
+    /// `cairn unlock --remove-all`. The epoch is read from the clear envelope header: a
+    /// storage that forges it can make a lock look stale, which it can do anyway by deleting
+    /// the lock.
+    fn sealed_under_retired_epoch(&self, name: &str) -> bool {
+        let Ok(sealed) = self.storage().get_bounded(name, crate::format::MAX_SMALL_OBJECT) else {
+            return false;
+        };
+        let Ok(epoch) = envelope::epoch_of(&sealed, name) else {
+            return false;
+        };
+        let ring = self.keyring();
+        epoch < ring.current().0 && !ring.epochs().contains(&epoch)
     }
 
     /// The first live lock that conflicts with `opts`, other than `own`.

@@ -2,6 +2,7 @@
 //! plaintext or the format; it is untrusted for confidentiality and integrity.
 
 mod fault;
+mod kill;
 mod local;
 mod mem;
 #[cfg(feature = "s3")]
@@ -9,6 +10,7 @@ pub mod s3;
 mod throttle;
 
 pub use fault::FaultStorage;
+pub use kill::{KILL_POINTS, KillPlan, KillWhen, with_kill_points};
 pub use local::LocalStorage;
 pub use mem::MemStorage;
 #[cfg(feature = "s3")]

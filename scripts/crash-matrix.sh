@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole crash-point matrix (tests/it/crash_matrix.rs): every command that changes the
+# repository killed with SIGKILL at each of its storage writes, and its rerun killed too, each
+# crash followed by the checks (every slot opens, check --read-data, every snapshot restores
+# byte for byte, the rerun completes). `.ci/run` runs a sample of it with the suite; this runs
+# all of it and prints the figures (RELIABILITY.md has those of the last full run).
+# CAIRN_CRASH_JOBS (default 2) crash points run at once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
+export CARGO_TERM_COLOR=never
+# The kill points are compiled into the `cairn` binary only with the engine's
+# `fault-injection` feature, which the tests crate turns on: build the binary with the tests.
+cargo build --workspace --all-targets --locked
+CAIRN_CRASH_POINTS=all cargo test -p cairn-tests --test it --locked -- \
+  crash_matrix:: --nocapture --test-threads 1
