@@ -138,6 +138,9 @@ pub struct Repository {
 /// disk; remote stores want more to hide latency (the CLI sets 4 for S3).
 pub const DEFAULT_STORAGE_CONNECTIONS: usize = 2;
 
+/// How [`Repository::locate`]'s error ends for a blob the index does not list.
+pub(crate) const NOT_INDEXED: &str = "(not in the index)";
+
 /// Object name of a pack.
 pub fn pack_name(id: &PackId) -> String {
     let hex = id.to_hex();
@@ -581,7 +584,7 @@ impl Repository {
 
     /// Where a blob lives.
     pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
-        self.index.get(id)?.ok_or_else(|| Error::Missing(format!("blob {id} (not in the index)")))
+        self.index.get(id)?.ok_or_else(|| Error::Missing(format!("blob {id} {NOT_INDEXED}")))
     }
 
     /// Reads, opens, decompresses and verifies a blob: its keyed hash must equal `id`, so a

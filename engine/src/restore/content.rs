@@ -12,9 +12,11 @@
 //! instead of preceding it in one thread. Files no blob is written to (empty ones) are created
 //! at the end.
 //!
-//! A blob that is missing or damaged fails only the files that use it: they are reported and
-//! removed, never left with wrong bytes, and the rest of the restore goes on. A failure to
-//! write the target (a full disk, say) stops the restore.
+//! Every file is written under a temporary name beside its final one ([`temp_name`]); the
+//! caller renames it into place once it is complete. A blob that is missing or damaged fails
+//! only the files that use it: their temporary files are removed, nothing wrong reaches a
+//! final name, and the rest of the restore goes on. A failure to write the target (a full
+//! disk, say) stops the restore.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -30,9 +32,9 @@ use crate::id::{ChunkId, PackId};
 use crate::index::BlobLocation;
 use crate::repo::pack_name;
 
-use super::Restorer;
 use super::extents::Extents;
 use super::recycle::Recycler;
+use super::{Restorer, temp_name};
 
 /// Blobs of one pack closer than this share one ranged read.
 const GAP: u64 = 256 * 1024;
@@ -64,11 +66,25 @@ struct BlobRef {
     uses: Vec<Use>,
 }
 
-/// Failure messages by job.
-type Failures = Mutex<HashMap<usize, String>>;
+/// Why a file could not be written.
+#[derive(Debug, Clone)]
+pub(super) struct Failure {
+    pub message: String,
+    /// A blob it needs is not in the index.
+    pub not_indexed: bool,
+}
+
+/// Failures by job.
+type Failures = Mutex<HashMap<usize, Failure>>;
 
 fn fail(failures: &Failures, job: usize, why: String) {
-    failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(job).or_insert(why);
+    let failure = Failure { message: why, not_indexed: false };
+    failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(job).or_insert(failure);
+}
+
+fn fail_with(failures: &Failures, job: usize, e: &Error) {
+    let failure = Failure { message: e.to_string(), not_indexed: super::not_indexed(e) };
+    failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(job).or_insert(failure);
 }
 
 fn failed(failures: &Failures, job: usize) -> bool {
@@ -110,7 +126,7 @@ impl<'j> Targets<'j> {
             (Some(file), _) => Ok(file),
             (None, Ok(())) => {
                 let (dir, name) = r.parent(&job.rel)?;
-                hostfs::open_write_at(dir.as_fd(), name).map_err(r.err(&job.rel))
+                hostfs::open_write_at(dir.as_fd(), &temp_name(name)).map_err(r.err(&job.rel))
             }
             (None, Err((kind, why))) => {
                 Err(Error::Target { path: r.display(&job.rel), source: std::io::Error::new(*kind, why.clone()) })
@@ -118,15 +134,14 @@ impl<'j> Targets<'j> {
         }
     }
 
-    /// Removes the files this batch created (truncating what was there): after a failure
-    /// that stops the restore, none is left half written. Files it never reached keep
-    /// whatever was at their place, untouched.
+    /// Removes the temporary files this batch created: after a failure that stops the
+    /// restore, none is left half written, and every final name keeps what was there.
     fn remove_created(&self, r: &Restorer<'_>) {
         for (job, slot) in self.jobs.iter().zip(&self.created) {
             if let Some(Ok(())) = slot.get()
                 && let Ok((dir, name)) = r.parent(&job.rel)
             {
-                let _ = hostfs::remove_at(dir.as_fd(), name);
+                let _ = hostfs::remove_at(dir.as_fd(), &temp_name(name));
             }
         }
     }
@@ -142,10 +157,10 @@ impl<'j> Targets<'j> {
     }
 }
 
-/// Creates (or truncates) `job`'s file at its full size: holes stay unwritten.
+/// Creates (or truncates) `job`'s temporary file at its full size: holes stay unwritten.
 fn create(r: &Restorer<'_>, job: &FileJob) -> Result<File> {
     let (dir, name) = r.parent(&job.rel)?;
-    let file = hostfs::create_file_at(dir.as_fd(), name).map_err(r.err(&job.rel))?;
+    let file = hostfs::create_file_at(dir.as_fd(), &temp_name(name)).map_err(r.err(&job.rel))?;
     file.set_len(job.node.size).map_err(r.err(&job.rel))?;
     Ok(file)
 }
@@ -161,7 +176,7 @@ struct PackWork {
 /// (files not written completely, which the caller removes and reports). Every other file of
 /// the batch exists at its full size when this returns. On an error that stops the restore (a
 /// full disk, say) the files it created are removed first.
-pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, HashMap<usize, String>)> {
+pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, HashMap<usize, Failure>)> {
     let failures: Failures = Mutex::default();
     let mut layouts: Vec<Option<Extents>> = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
@@ -193,7 +208,7 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
                     data_pos += u64::from(loc.raw_length);
                 }
                 Err(e) => {
-                    fail(&failures, i, e.to_string());
+                    fail_with(&failures, i, &e);
                     break;
                 }
             }
