@@ -77,6 +77,28 @@ pub(super) struct Failure {
 /// Failures by job.
 type Failures = Mutex<HashMap<usize, Failure>>;
 
+/// Blob copies that could not be read or opened: blob -> the packs that failed it.
+pub(super) type BadCopies = HashMap<ChunkId, Vec<PackId>>;
+
+fn bad_copy(bad: &Mutex<BadCopies>, id: ChunkId, pack: PackId) {
+    let mut bad = bad.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let packs = bad.entry(id).or_default();
+    if !packs.contains(&pack) {
+        packs.push(pack);
+    }
+}
+
+/// What writing a batch did.
+pub(super) struct Written {
+    /// Content bytes written.
+    pub bytes: u64,
+    /// Files not written completely, by job index (the caller removes their temporary
+    /// files and reports them).
+    pub failures: HashMap<usize, Failure>,
+    /// The blob copies that failed them (for trying other copies).
+    pub bad_copies: BadCopies,
+}
+
 fn fail(failures: &Failures, job: usize, why: String) {
     let failure = Failure { message: why, not_indexed: false };
     failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(job).or_insert(failure);
@@ -172,12 +194,17 @@ struct PackWork {
     cost: u64,
 }
 
-/// Writes the contents of `jobs`. Returns the bytes written and the failures by job index
-/// (files not written completely, which the caller removes and reports). Every other file of
-/// the batch exists at its full size when this returns. On an error that stops the restore (a
+/// Writes the contents of `jobs`, each blob from the copy `copies` names or else from the one
+/// the index cache names. Every file of the batch not among the failures exists (under its
+/// temporary name) at its full size when this returns. On an error that stops the restore (a
 /// full disk, say) the files it created are removed first.
-pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, HashMap<usize, Failure>)> {
+pub(super) fn write_files(
+    r: &Restorer<'_>,
+    jobs: &[FileJob],
+    copies: &HashMap<ChunkId, BlobLocation>,
+) -> Result<Written> {
     let failures: Failures = Mutex::default();
+    let bad: Mutex<BadCopies> = Mutex::default();
     let mut layouts: Vec<Option<Extents>> = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
         let NodeKind::File { holes, .. } = &job.node.kind else {
@@ -197,7 +224,7 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
         };
         let mut data_pos = 0u64;
         for id in chunks {
-            match r.repo.locate(id) {
+            match copies.get(id).map_or_else(|| r.repo.locate(id), |loc| Ok(*loc)) {
                 Ok(loc) => {
                     let blob = packs.entry(loc.pack).or_default().entry(loc.offset).or_insert_with(|| BlobRef {
                         id: *id,
@@ -242,7 +269,7 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
             let mut recycler = Recycler::default();
             while !stop.load(Ordering::Relaxed) {
                 let Some(w) = work.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                if let Err(e) = write_pack(r, &targets, &layouts, w, &failures, &written, &mut recycler) {
+                if let Err(e) = write_pack(r, &targets, &layouts, w, (&failures, &bad), &written, &mut recycler) {
                     stop.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
@@ -255,7 +282,11 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
         targets.remove_created(r);
         return Err(e);
     }
-    Ok((written.into_inner(), failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)))
+    Ok(Written {
+        bytes: written.into_inner(),
+        failures: failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+        bad_copies: bad.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+    })
 }
 
 /// Reads the needed blobs of one pack and writes them everywhere they belong.
@@ -264,7 +295,7 @@ fn write_pack(
     targets: &Targets<'_>,
     layouts: &[Option<Extents>],
     work: &PackWork,
-    failures: &Failures,
+    (failures, bad): (&Failures, &Mutex<BadCopies>),
     written: &AtomicU64,
     recycler: &mut Recycler,
 ) -> Result<()> {
@@ -282,6 +313,7 @@ fn write_pack(
             Ok(b) => b,
             Err(e) => {
                 for b in range.iter() {
+                    bad_copy(bad, b.id, work.pack);
                     for u in &b.uses {
                         fail(failures, u.job, e.to_string());
                     }
@@ -299,6 +331,7 @@ fn write_pack(
             let plain = match r.repo.open_blob(&b.id, &b.loc, &name, sealed) {
                 Ok(p) => p,
                 Err(e) => {
+                    bad_copy(bad, b.id, work.pack);
                     for u in &b.uses {
                         fail(failures, u.job, e.to_string());
                     }

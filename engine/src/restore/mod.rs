@@ -25,6 +25,7 @@ mod verify;
 
 pub(crate) use extents::Extents;
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -34,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::hostfs::{self, OwnerNames};
 use crate::id::ChunkId;
+use crate::index::BlobLocation;
 use crate::pattern::PathPatterns;
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -43,6 +45,9 @@ use content::FileJob;
 /// Files written per content batch: bounds the memory of the pack map (a few hundred bytes
 /// per chunk reference) whatever the size of the restore.
 const BATCH_CHUNKS: usize = 100_000;
+
+/// Rounds of trying other copies of blobs whose copy failed to read.
+const MAX_COPY_PASSES: usize = 3;
 
 /// What to do with an entry that already exists in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -274,6 +279,67 @@ impl Restorer<'_> {
         }
     }
 
+    /// Writes again the files of `batch` that failed only for want of a readable blob copy,
+    /// from other copies of those blobs where the index segments list some (a blob stored
+    /// twice by backups that ran at once). Returns the failures left.
+    fn try_other_copies(
+        &self,
+        batch: &[FileJob],
+        mut written: content::Written,
+        outcome: &mut RestoreOutcome,
+    ) -> Result<HashMap<usize, content::Failure>> {
+        let mut avoid: content::BadCopies = HashMap::new();
+        let mut copies: HashMap<ChunkId, BlobLocation> = HashMap::new();
+        // Each pass may find more damaged copies; a blob has only so many.
+        for _ in 0..MAX_COPY_PASSES {
+            if written.bad_copies.is_empty() || written.failures.is_empty() {
+                break;
+            }
+            for (id, packs) in std::mem::take(&mut written.bad_copies) {
+                avoid.entry(id).or_default().extend(packs);
+            }
+            let wanted: HashSet<ChunkId> = avoid.keys().copied().collect();
+            let mut fresh = HashSet::new();
+            for (id, locs) in self.repo.blob_copies(&wanted)? {
+                let bad = avoid.get(&id).map_or(&[][..], Vec::as_slice);
+                if let Some(loc) = locs.into_iter().find(|l| !bad.contains(&l.pack))
+                    && copies.insert(id, loc) != Some(loc)
+                {
+                    fresh.insert(id);
+                }
+            }
+            let retry: Vec<usize> = written
+                .failures
+                .keys()
+                .copied()
+                .filter(|i| {
+                    batch.get(*i).is_some_and(|job| match &job.node.kind {
+                        NodeKind::File { chunks, .. } => chunks.iter().any(|c| fresh.contains(c)),
+                        _ => false,
+                    })
+                })
+                .collect();
+            if retry.is_empty() {
+                break;
+            }
+            let jobs: Vec<FileJob> = retry.iter().filter_map(|i| batch.get(*i).cloned()).collect();
+            let again = content::write_files(self, &jobs, &copies)?;
+            outcome.bytes += again.bytes;
+            for (n, i) in retry.iter().enumerate() {
+                match again.failures.get(&n) {
+                    Some(f) => {
+                        written.failures.insert(*i, f.clone());
+                    }
+                    None => {
+                        written.failures.remove(i);
+                    }
+                }
+            }
+            written.bad_copies = again.bad_copies;
+        }
+        Ok(written.failures)
+    }
+
     /// Removes the temporary files a killed restore left in `dir` (names of [`temp_name`]'s
     /// form only).
     fn remove_leftovers(&self, dir: BorrowedFd<'_>, rel: &[u8], names: &[Vec<u8>]) -> Result<()> {
@@ -309,8 +375,9 @@ impl Restorer<'_> {
             let batch = jobs.get(start..end).unwrap_or_default();
             // On an error, the files the batch created are removed (no file is left with
             // wrong content); existing files it had not reached yet are left as they were.
-            let (bytes, failures) = content::write_files(self, batch)?;
-            outcome.bytes += bytes;
+            let written = content::write_files(self, batch, &HashMap::new())?;
+            outcome.bytes += written.bytes;
+            let failures = self.try_other_copies(batch, written, outcome)?;
             for (i, job) in batch.iter().enumerate() {
                 let (dir, name) = self.parent(&job.rel)?;
                 let temp = temp_name(name);
