@@ -484,3 +484,25 @@ pub fn restore(
     progress.done();
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_fit_any_name_and_are_recognised() {
+        let long = vec![b'x'; 255];
+        for name in [&b"a"[..], b".cairn-restore-0123456789abcdef", &long] {
+            let temp = temp_name(name);
+            assert_eq!(temp.len(), TEMP_PREFIX.len() + 16);
+            assert!(is_temp_name(&temp), "{}", String::from_utf8_lossy(&temp));
+            assert_eq!(temp, temp_name(name), "a rerun uses the same name");
+        }
+        assert_ne!(temp_name(b"a"), temp_name(b"b"));
+        for other in
+            [&b".cairn-restore-"[..], b".cairn-restore-0123456789abcdeg", b".cairn-restore-0123456789abcdef0", b"file"]
+        {
+            assert!(!is_temp_name(other), "{}", String::from_utf8_lossy(other));
+        }
+    }
+}
