@@ -6,7 +6,8 @@ use cairn_engine::Error;
 pub const OK: i32 = 0;
 /// Any error not listed below.
 pub const ERROR: i32 = 1;
-/// The snapshot was written but some sources could not be read.
+/// A partial result: the snapshot was written but some sources could not be read, or a
+/// restore restored everything but some files (listed).
 pub const PARTIAL: i32 = 3;
 /// The repository does not exist.
 pub const NO_REPOSITORY: i32 = 10;

@@ -126,6 +126,21 @@ pub enum Error {
         /// What happened.
         why: String,
     },
+
+    /// Packs a backup wrote, or holding chunks it reused, were gone from the storage when it
+    /// was about to write its snapshot; it wrote none.
+    #[error(
+        "{} pack(s) holding data of this snapshot are gone from the repository ({}): no snapshot was written. A \
+         prune deleted them while this backup ran (it took the backup's lock for stale: clocks apart?, or ran with \
+         --instant-delete), or they were lost. Run `cairn repair index` so no client reuses their chunks, then \
+         snapshot again: the data is stored anew",
+        packs.len(),
+        packs.iter().take(3).cloned().collect::<Vec<_>>().join(", ") + if packs.len() > 3 { ", ..." } else { "" }
+    )]
+    PacksGone {
+        /// The packs, by object name.
+        packs: Vec<String>,
+    },
 }
 
 fn missing_snapshots_message(ids: &[crate::id::ObjectId]) -> String {

@@ -265,3 +265,57 @@ fn repair_snapshots_keeps_what_is_intact_and_marks_what_is_lost() {
     // Nothing more to do.
     assert!(repair_snapshots(&repo, &NoProgress).unwrap().repaired.is_empty());
 }
+
+#[test]
+fn every_copy_of_a_blob_stored_twice_is_read_and_restore_falls_back_to_an_intact_one() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("data"), random_bytes(2 << 20, 7)).unwrap();
+    fs::write(src.join("note"), b"a note").unwrap();
+    let t = TestRepo::new();
+    // Two backups at once: neither client's index knows what the other is storing, so each
+    // stores every blob.
+    let (a, b) = (t.open(), t.open());
+    snapshot(&a, &[&src]);
+    let second = snapshot(&b, &[&src]);
+    drop((a, b));
+    // Damage the copy a fresh client's index names.
+    let _ = fs::remove_dir_all(t.cache());
+    let repo = t.open();
+    let path = format!("{}/data", src.display());
+    let cairn_engine::ls::Resolved::Node(_, node) =
+        cairn_engine::ls::resolve(&repo, second.snapshot.tree, path.as_bytes()).unwrap()
+    else {
+        panic!("data resolves to the root")
+    };
+    let NodeKind::File { chunks, .. } = &node.kind else { panic!("data is a file") };
+    let loc = repo.locate(&chunks[0]).unwrap();
+    let name = cairn_engine::repo::pack_name(&loc.pack);
+    flip(&t.repo_path().join(&name), loc.offset as usize + 40);
+    drop(repo);
+
+    let _ = fs::remove_dir_all(t.cache());
+    let repo = t.open();
+    let r = check(&repo, &CheckOptions { read_data: Some(Subset::All) }, &NoProgress).unwrap();
+    let damaged: Vec<&Finding> = r.findings.iter().filter(|f| f.severity == Severity::Error).collect();
+    assert!(
+        damaged.iter().all(|f| f.object == name) && damaged.iter().any(|f| f.problem.contains("another pack")),
+        "the damaged copy is named: {:#?}",
+        r.findings
+    );
+    assert!(
+        r.findings.iter().all(|f| f.snapshots.is_empty()),
+        "an intact copy remains: nothing is lost: {:#?}",
+        r.findings
+    );
+    assert!(
+        r.findings.iter().any(|f| f.severity == Severity::Notice && f.problem.contains("more than one pack")),
+        "duplicates are reported: {:#?}",
+        r.findings
+    );
+    let target = work.path().join("t");
+    let out = restore_all(&repo, &second, &target).unwrap();
+    assert!(out.damaged.is_empty(), "restore reads the intact copy: {out:?}");
+    assert_same_tree(&src, &restored_path(&target, &src));
+}

@@ -161,15 +161,20 @@ fn truncated_pack_fails_restore() {
 }
 
 #[test]
-fn a_damaged_tree_pack_fails_restore_naming_it() {
+fn a_damaged_tree_fails_the_directory_it_lists_naming_its_pack() {
     let f = fixture();
     let repo = f.t.open();
     let data: Vec<PathBuf> = [data_packs(&f, &repo, "data"), data_packs(&f, &repo, "notes")].concat();
     let tree_packs: Vec<PathBuf> =
         walk_files(&f.t.repo_path().join("data")).into_iter().filter(|p| !data.contains(p)).collect();
     assert_eq!(tree_packs.len(), 1, "{tree_packs:?}");
+    // The first blob of the pack: the tree of the source directory (written first).
     flip(&tree_packs[0], 10);
-    let err = restore_all(&repo, &f.out, &f.work.path().join("out")).unwrap_err();
+    let target = f.work.path().join("out");
+    let r = restore_all(&repo, &f.out, &target).unwrap();
     let name = tree_packs[0].strip_prefix(f.t.repo_path()).unwrap().to_str().unwrap().to_string();
-    assert_names(&err, &name);
+    assert_eq!(r.damaged.len(), 1, "{r:?}");
+    assert_eq!(r.damaged[0].path, restored_path(&target, &f.src), "{r:?}");
+    assert!(r.damaged[0].message.contains(&name), "{} does not name {name}", r.damaged[0].message);
+    assert!(walk_files(&target).is_empty(), "nothing below it is restored");
 }

@@ -381,3 +381,131 @@ proptest::proptest! {
         }
     }
 }
+
+/// Runs `hook` once, right after the `at`-th pack is stored through it: a prune that starts
+/// while a backup is writing.
+struct HookAfterPack {
+    inner: Arc<dyn Storage>,
+    packs: std::sync::atomic::AtomicU64,
+    at: u64,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for HookAfterPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookAfterPack")
+    }
+}
+
+impl Storage for HookAfterPack {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn put(&self, name: &str, data: &[u8], mode: cairn_engine::storage::PutMode) -> cairn_engine::Result<()> {
+        self.inner.put(name, data, mode)?;
+        if name.starts_with("data/") && self.packs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.at {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+        Ok(())
+    }
+    fn get(&self, name: &str) -> cairn_engine::Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> cairn_engine::Result<Vec<u8>> {
+        self.inner.get_range(name, offset, len)
+    }
+    fn list(&self, prefix: &str) -> cairn_engine::Result<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> cairn_engine::Result<()> {
+        self.inner.delete(name)
+    }
+    fn stat(&self, name: &str) -> cairn_engine::Result<Option<u64>> {
+        self.inner.stat(name)
+    }
+}
+
+fn small_packs() -> TestRepo {
+    let chunker = cairn_engine::chunker::ChunkerParams { min_size: 64 << 10, avg_size: 128 << 10, max_size: 256 << 10 };
+    TestRepo::with_options(chunker, 256 << 10)
+}
+
+#[test]
+fn a_backup_whose_packs_a_prune_deletes_while_it_runs_writes_no_snapshot() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big"), random_bytes(3 << 20, 11)).unwrap();
+    let t = small_packs();
+    // A prune that takes the backup for gone (its lock looked stale to a host whose clock is
+    // ahead; here the backup holds none) and deletes at once: the packs stored so far are in
+    // no index yet, so they look like an interrupted backup's orphans.
+    let (storage, cache) = (t.storage.clone(), work.path().join("prune-cache"));
+    let pruned = Arc::new(std::sync::Mutex::new(None));
+    let pruned_by_hook = pruned.clone();
+    let hooked: Arc<dyn Storage> = Arc::new(HookAfterPack {
+        inner: t.storage.clone(),
+        packs: Default::default(),
+        at: 3,
+        hook: std::sync::Mutex::new(Some(Box::new(move || {
+            let repo = open_at(Path::new(""), &cache, storage);
+            *pruned_by_hook.lock().unwrap() = Some(prune(&repo, instant(), false, &NoProgress).unwrap());
+        }))),
+    });
+    let repo = open_at(&t.repo_path(), &t.cache(), hooked);
+    let opts = cairn_engine::backup::BackupOptions {
+        paths: vec![src.clone()],
+        hostname: "test-host".into(),
+        ..Default::default()
+    };
+    let err = cairn_engine::backup::backup(&repo, &opts, &NoProgress).unwrap_err();
+    let out = pruned.lock().unwrap().take().expect("the prune ran");
+    assert!(out.sweep.delete_now.len() >= 3, "the prune deleted the backup's packs: {:?}", out.sweep.delete_now);
+    assert!(matches!(err, Error::PacksGone { .. }), "{err:?}");
+    assert!(err.to_string().contains("cairn repair index"), "{err}");
+    assert!(repo.snapshot_ids().unwrap().is_empty(), "no snapshot refers to the missing data");
+
+    // The next backup stores the data again and restores whole.
+    let out = snapshot(&repo, &[&src]);
+    drop(repo);
+    let _ = fs::remove_dir_all(t.cache());
+    let target = work.path().join("t");
+    let r = restore_all(&t.open(), &out, &target).unwrap();
+    assert!(r.damaged.is_empty(), "{r:?}");
+    assert_same_tree(&src, &restored_path(&target, &src));
+}
+
+#[test]
+fn a_later_snapshot_does_not_reuse_chunks_whose_pack_is_gone() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big"), random_bytes(3 << 20, 12)).unwrap();
+    let t = small_packs();
+    let first = snapshot(&t.open(), &[&src]);
+    // What a prune that ran beside that backup left: its index names a pack that is gone.
+    let repo = t.open();
+    let cairn_engine::ls::Resolved::Node(_, node) =
+        cairn_engine::ls::resolve(&repo, first.snapshot.tree, src.join("big").as_os_str().as_encoded_bytes()).unwrap()
+    else {
+        panic!("big resolves to the root")
+    };
+    let cairn_engine::format::tree::NodeKind::File { chunks, .. } = &node.kind else { panic!("big is a file") };
+    let pack = cairn_engine::repo::pack_name(&repo.locate(&chunks[1]).unwrap().pack);
+    drop(repo);
+    t.storage.delete(&pack).unwrap();
+    // Later snapshots, with the parent (the file unchanged) and from a fresh cache alike.
+    let later = snapshot(&t.open(), &[&src]);
+    let _ = fs::remove_dir_all(t.cache());
+    let fresh = snapshot(&t.open(), &[&src]);
+    for (label, out) in [("with the parent", later), ("with a fresh cache", fresh)] {
+        let _ = fs::remove_dir_all(t.cache());
+        let target = work.path().join(label);
+        let r = restore_all(&t.open(), &out, &target).unwrap();
+        assert!(r.damaged.is_empty(), "{label}: {r:?}");
+        assert_same_tree(&src, &restored_path(&target, &src));
+    }
+}

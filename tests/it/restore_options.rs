@@ -233,3 +233,128 @@ fn find_and_ls_long_show_matching_entries() {
     assert!(text.lines().any(|l| l.starts_with("-rw-r--r--") && l.ends_with("/docs/a.txt")), "{text}");
     assert!(text.lines().any(|l| l.starts_with("drwx") && l.ends_with("/docs/sub")), "{text}");
 }
+
+/// A storage that stops the process, as a kill would, at its `after`-th ranged read of 64 KiB
+/// or more: the
+/// restore reading through it unwinds at once and cleans nothing up.
+#[derive(Debug)]
+struct KilledAt {
+    inner: std::sync::Arc<dyn cairn_engine::storage::Storage>,
+    reads: std::sync::atomic::AtomicU64,
+    after: u64,
+}
+
+impl cairn_engine::storage::Storage for KilledAt {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn put(&self, name: &str, data: &[u8], mode: cairn_engine::storage::PutMode) -> cairn_engine::Result<()> {
+        self.inner.put(name, data, mode)
+    }
+    fn get(&self, name: &str) -> cairn_engine::Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> cairn_engine::Result<Vec<u8>> {
+        // Tree blobs are small: only reads of file contents count.
+        if len >= 64 << 10 && self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.after {
+            panic!("killed at ranged read {}", self.after);
+        }
+        self.inner.get_range(name, offset, len)
+    }
+    fn list(&self, prefix: &str) -> cairn_engine::Result<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, name: &str) -> cairn_engine::Result<()> {
+        self.inner.delete(name)
+    }
+    fn stat(&self, name: &str) -> cairn_engine::Result<Option<u64>> {
+        self.inner.stat(name)
+    }
+}
+
+fn temp_files(root: &Path) -> Vec<PathBuf> {
+    walk_files(root)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().as_encoded_bytes().starts_with(b".cairn-restore-"))
+        .collect()
+}
+
+#[test]
+fn a_killed_restore_leaves_no_wrong_file_under_a_final_name_and_its_rerun_cleans_up() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree(&src);
+    // Small chunks and packs: big.bin spans many packs, so a restore killed midway has begun it.
+    let chunker = cairn_engine::chunker::ChunkerParams { min_size: 64 << 10, avg_size: 128 << 10, max_size: 256 << 10 };
+    let t = TestRepo::with_options(chunker, 256 << 10);
+    let out = snapshot(&t.open(), &[&src]);
+    let target = work.path().join("t");
+    let killed = std::sync::Arc::new(KilledAt {
+        inner: t.storage.clone(),
+        reads: std::sync::atomic::AtomicU64::new(0),
+        after: 3,
+    });
+    let secret =
+        cairn_engine::keys::OpenSecret::Password(cairn_engine::crypto::SecretBytes::from(PASSWORD.to_string()));
+    let repo = cairn_engine::Repository::open(killed.clone(), &secret, t.cache()).unwrap();
+    let opts = RestoreOptions { target: target.clone(), ..RestoreOptions::default() };
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        restore(&repo, out.snapshot.tree, &opts, &NoProgress)
+    }));
+    assert!(run.is_err(), "the restore was killed");
+    drop(repo);
+    let restored = restored_path(&target, &src);
+    assert!(!temp_files(&target).is_empty(), "the killed restore had files under way");
+    for file in walk_files(&target).into_iter().filter(|p| !temp_files(&target).contains(p)) {
+        let original = src.join(file.strip_prefix(&restored).unwrap());
+        assert!(fs::read(&file).unwrap() == fs::read(&original).unwrap(), "{} has wrong content", file.display());
+    }
+    // The rerun of the report: files already there and newer are left alone, so any wrong
+    // file under a final name would stay.
+    let r = restore(
+        &t.open(),
+        out.snapshot.tree,
+        &RestoreOptions { target: target.clone(), overwrite: Overwrite::IfNewer, ..RestoreOptions::default() },
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(r.damaged.is_empty(), "{r:?}");
+    assert!(temp_files(&target).is_empty(), "the rerun removes the temporary files");
+    assert_same_tree(&src, &restored);
+}
+
+#[test]
+fn blobs_missing_from_the_index_fail_only_their_files_and_the_cli_says_how_to_mend() {
+    let f = fixture();
+    let repo = f.t.open();
+    let sub_tree = subtree(&repo, &f.out, &f.src.join("docs/sub"));
+    let top = format!("{}/top.log", f.src.display());
+    let cairn_engine::ls::Resolved::Node(_, node) =
+        cairn_engine::ls::resolve(&repo, f.out.snapshot.tree, top.as_bytes()).unwrap()
+    else {
+        panic!("top.log resolves to the root")
+    };
+    let cairn_engine::format::tree::NodeKind::File { chunks, .. } = node.kind else { panic!("top.log is a file") };
+    drop(repo);
+    let mut ids: std::collections::HashSet<_> = chunks.into_iter().collect();
+    ids.insert(sub_tree);
+    f.t.drop_from_index(&ids);
+
+    let target = f.work.path().join("t");
+    let r = f.restore(&target, |_| {});
+    let mut failed: Vec<_> = r.damaged.iter().map(|d| (d.path.clone(), d.not_indexed)).collect();
+    failed.sort();
+    assert_eq!(failed, [(f.at(&target).join("docs/sub"), true), (f.at(&target).join("top.log"), true)], "{r:?}");
+    assert_eq!(r.files, 3, "everything else is restored: {r:?}");
+    for rel in ["docs/a.txt", "docs/big.bin", "logs/x.log"] {
+        assert!(fs::read(f.at(&target).join(rel)).unwrap() == fs::read(f.src.join(rel)).unwrap(), "{rel}");
+    }
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode();
+    assert_eq!(mode(&f.at(&target).join("docs")), mode(&f.src.join("docs")), "directories get their mode");
+    assert!(!f.at(&target).join("top.log").exists());
+
+    let out = cairn(&f).args(["restore", "latest", "--target"]).arg(f.work.path().join("t2")).assert().code(3);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("top.log") && stderr.contains("docs/sub"), "{stderr}");
+    assert!(stderr.contains("cairn check") && stderr.contains("cairn repair index"), "{stderr}");
+}

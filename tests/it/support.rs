@@ -40,6 +40,15 @@ impl TestRepo {
     }
 
     pub fn with_chunker(chunker: ChunkerParams) -> Self {
+        Self::with_options(
+            chunker,
+            InitOptions::new(SecretBytes::from(String::new()), Argon2Params::MIN).pack_target_size,
+        )
+    }
+
+    /// A repository with these chunk bounds and this pack size (small packs spread a file
+    /// over many).
+    pub fn with_options(chunker: ChunkerParams, pack_target_size: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (storage, repo_dir): (Arc<dyn Storage>, PathBuf) = if on_s3() {
             let server = crate::s3server::s3();
@@ -50,6 +59,7 @@ impl TestRepo {
         };
         let mut opts = InitOptions::new(SecretBytes::from(PASSWORD.to_string()), Argon2Params::MIN);
         opts.chunker = chunker;
+        opts.pack_target_size = pack_target_size;
         let out = Repository::init(storage.clone(), &opts).unwrap();
         TestRepo { dir, storage, recovery: out.recovery_code, repo_dir }
     }
@@ -75,6 +85,27 @@ impl TestRepo {
             repo.set_storage_connections(4);
         }
         Ok(repo)
+    }
+
+    /// Rewrites the index without the entries of `ids` (one segment superseding all the
+    /// others) and deletes the cache: the blobs stay in their packs, but the index no longer
+    /// lists them, as after a lost or damaged index segment.
+    pub fn drop_from_index(&self, ids: &std::collections::HashSet<cairn_engine::ChunkId>) {
+        use cairn_engine::format::envelope::ObjectKind;
+        use cairn_engine::format::index::IndexSegment;
+        let repo = self.open();
+        let mut merged = IndexSegment { packs: Vec::new(), supersedes: Vec::new() };
+        for name in self.storage.list("index/").unwrap() {
+            let seg = IndexSegment::decode(&repo.load_object(ObjectKind::IndexSegment, &name).unwrap(), &name).unwrap();
+            merged.supersedes.push(cairn_engine::ObjectId::from_hex(name.strip_prefix("index/").unwrap()).unwrap());
+            for mut pack in seg.packs {
+                pack.blobs.retain(|b| !ids.contains(&b.id));
+                merged.packs.push(pack);
+            }
+        }
+        repo.save_index_segment(&merged).unwrap();
+        drop(repo);
+        fs::remove_dir_all(self.cache()).unwrap();
     }
 
     /// Total bytes of every object in the repository.

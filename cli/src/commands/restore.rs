@@ -35,7 +35,11 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
         let progress = TermProgress::new(g.quiet || g.json);
         let out = restore(&repo, snap.tree, &opts, &progress)?;
         let secs = start.elapsed().as_secs_f64();
-        let code = if out.damaged.is_empty() { exit::OK } else { exit::ERROR };
+        let code = if out.damaged.is_empty() { exit::OK } else { exit::PARTIAL };
+        let hint = out.damaged.iter().any(|d| d.not_indexed).then_some(
+            "blobs are missing from the index: run `cairn check`, then `cairn repair index` (it rebuilds the index \
+             from the packs), and restore again",
+        );
         if g.json {
             output::json(&serde_json::json!({
                 "snapshot_id": id.to_hex(), "target": a.target.display().to_string(),
@@ -43,7 +47,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
                 "dirs": out.dirs, "symlinks": out.symlinks, "specials": out.specials,
                 "hardlinks": out.hardlinks, "deleted": out.deleted, "bytes": out.bytes, "verified": out.verified,
                 "damaged": out.damaged.iter().map(|d| serde_json::json!({"path": d.path.display().to_string(), "error": d.message})).collect::<Vec<_>>(),
-                "warnings": out.warnings, "duration_seconds": secs, "exit_code": code,
+                "warnings": out.warnings, "hint": hint, "duration_seconds": secs, "exit_code": code,
             }))?;
         } else if !g.quiet {
             for w in &out.warnings {
@@ -69,9 +73,15 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
             }
         }
         if !out.damaged.is_empty() {
-            eprintln!("{} file(s) could not be restored (nothing wrong was left behind):", out.damaged.len());
+            eprintln!(
+                "{} file(s) or directories could not be restored (everything else was; nothing wrong was left behind):",
+                out.damaged.len()
+            );
             for d in &out.damaged {
                 eprintln!("  {}: {}", d.path.display(), d.message);
+            }
+            if let Some(hint) = hint {
+                eprintln!("hint: {hint}");
             }
         }
         Ok(code)

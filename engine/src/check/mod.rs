@@ -2,7 +2,10 @@
 //! indexed pack present with its size, every entry inside its pack, every snapshot and tree
 //! readable, every blob a tree names in the index. With `read_data`, every selected pack is
 //! downloaded: its id must be the hash of its bytes, its header must match the index, and
-//! every blob must open and hash to its id (packs are read in parallel, each once).
+//! every blob must open and hash to its id (packs are read in parallel, each once). A blob
+//! stored in several packs (backups that ran at once) has each copy read; a damaged copy is
+//! named, and the blob counts as lost only when no copy is intact, since restore falls back
+//! from one copy to another.
 //!
 //! Findings name the object, what is wrong, and which snapshots and paths it affects: a first
 //! pass marks the trees that lead to damage, a second walks each snapshot into those trees
@@ -123,10 +126,15 @@ fn finding(severity: Severity, object: impl Into<String>, problem: impl Into<Str
     }
 }
 
-/// The index as the segments say: blob -> (pack, entry), and pack -> size.
+/// The index as the segments say: blob -> (pack, entry) of its first copy, every copy of
+/// each blob by pack, and pack -> size.
 #[derive(Default)]
 struct IndexView {
     blobs: HashMap<ChunkId, (PackId, BlobEntry)>,
+    /// Every entry of every pack, duplicates included: `--read-data` reads each copy.
+    entries: HashMap<PackId, Vec<(ChunkId, BlobEntry)>>,
+    /// How many packs hold each blob stored more than once.
+    copies: HashMap<ChunkId, u32>,
     packs: HashMap<PackId, u64>,
 }
 
@@ -139,6 +147,11 @@ type Hits = HashMap<(String, String), Finding>;
 struct Checker<'a> {
     repo: &'a Repository,
     index: IndexView,
+    /// Packs in storage that no index names.
+    orphans: Vec<PackId>,
+    /// Copies found missing or damaged, by (blob, pack): (the object to blame, why). A blob
+    /// is bad only once every copy of it is ([`Checker::settle_copies`]).
+    bad_copies: HashMap<(ChunkId, PackId), (String, String)>,
     bad: Bad,
     /// Tree id -> whether damage lies below it.
     damaged_below: HashMap<ChunkId, bool>,
@@ -196,7 +209,16 @@ impl Checker<'_> {
                         self.error(&name, format!("entry for blob {} lies outside pack {}", b.id, pack.pack));
                         continue;
                     }
-                    self.index.blobs.entry(b.id).or_insert((pack.pack, b));
+                    self.index.entries.entry(pack.pack).or_default().push((b.id, b));
+                    match self.index.blobs.entry(b.id) {
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert((pack.pack, b));
+                        }
+                        std::collections::hash_map::Entry::Occupied(o) if o.get().0 != pack.pack => {
+                            *self.index.copies.entry(b.id).or_insert(1) += 1;
+                        }
+                        std::collections::hash_map::Entry::Occupied(_) => {}
+                    }
                 }
             }
         }
@@ -204,13 +226,40 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Marks every blob of `pack` bad.
+    /// Marks every blob copy in `pack` bad.
     fn pack_bad(&mut self, pack: &PackId, why: &str) {
         let name = pack_name(pack);
-        for (id, (p, _)) in &self.index.blobs {
-            if p == pack {
-                self.bad.insert(*id, (name.clone(), why.to_string()));
+        for (id, _) in self.index.entries.get(pack).map_or(&[][..], Vec::as_slice) {
+            self.bad_copies.insert((*id, *pack), (name.clone(), why.to_string()));
+        }
+    }
+
+    /// A blob is bad when no copy of it is intact: restore falls back from a damaged copy to
+    /// another. Reports the blobs stored more than once as a notice.
+    fn settle_copies(&mut self) {
+        let mut per_blob: HashMap<ChunkId, Vec<&(String, String)>> = HashMap::new();
+        for ((id, _), why) in &self.bad_copies {
+            per_blob.entry(*id).or_default().push(why);
+        }
+        for (id, whys) in per_blob {
+            let copies = self.index.copies.get(&id).copied().unwrap_or(1) as usize;
+            if whys.len() >= copies
+                && let Some(first) = whys.into_iter().min()
+            {
+                self.bad.insert(id, first.clone());
             }
+        }
+        if !self.index.copies.is_empty() {
+            let extra: u64 = self.index.copies.values().map(|n| u64::from(n.saturating_sub(1))).sum();
+            self.report.findings.push(finding(
+                Severity::Notice,
+                "index/",
+                format!(
+                    "{} blob(s) are stored in more than one pack ({extra} extra copies; backups that ran at once each \
+                     stored the same new data): not damage, restore falls back from one copy to another",
+                    self.index.copies.len()
+                ),
+            ));
         }
     }
 
@@ -242,10 +291,11 @@ impl Checker<'_> {
                 }
             }
         }
-        let mut orphans: Vec<&String> =
-            stored.iter().filter(|(id, _)| !self.index.packs.contains_key(id)).map(|(_, n)| n).collect();
+        let mut orphans: Vec<(&PackId, &String)> =
+            stored.iter().filter(|(id, _)| !self.index.packs.contains_key(id)).collect();
         orphans.sort();
-        for name in orphans {
+        self.orphans = orphans.iter().map(|(id, _)| **id).collect();
+        for (_, name) in orphans {
             self.report.findings.push(finding(
                 Severity::Notice,
                 name,
@@ -255,15 +305,14 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Reads every selected pack of the index, each copy of a blob stored twice included, and
+    /// verifies every blob in it.
     fn read_data(&mut self, subset: Subset, progress: &dyn Progress) -> Result<()> {
-        let mut by_pack: HashMap<PackId, Vec<(ChunkId, BlobEntry)>> = HashMap::new();
-        for (id, (pack, entry)) in &self.index.blobs {
-            by_pack.entry(*pack).or_default().push((*id, *entry));
-        }
-        let already_bad: HashSet<&str> = self.bad.values().map(|(obj, _)| obj.as_str()).collect();
+        let by_pack = &self.index.entries;
+        let already_bad: HashSet<PackId> = self.bad_copies.keys().map(|(_, p)| *p).collect();
         let mut selected = Vec::new();
-        for pack in by_pack.keys() {
-            if subset.selects(pack)? && !already_bad.contains(pack_name(pack).as_str()) {
+        for pack in self.index.packs.keys().chain(&self.orphans) {
+            if subset.selects(pack)? && !already_bad.contains(pack) {
                 selected.push(*pack);
             }
         }
@@ -282,6 +331,27 @@ impl Checker<'_> {
                 .collect()
         });
         for r in results {
+            if !self.index.packs.contains_key(&r.pack) {
+                // A pack in no index: nothing uses it, so its damage loses nothing.
+                if let Some(why) = r
+                    .unreadable
+                    .into_iter()
+                    .chain(r.errors)
+                    .chain(r.bad.into_iter().map(|(id, why)| format!("blob {id}: {why}")))
+                    .next()
+                {
+                    self.report.findings.push(finding(
+                        Severity::Notice,
+                        &r.name,
+                        format!("pack is in no index and damaged: {why}"),
+                    ));
+                } else {
+                    self.report.packs_read += 1;
+                    self.report.bytes_read += r.bytes;
+                    self.report.blobs_read += r.blobs;
+                }
+                continue;
+            }
             if let Some(why) = r.unreadable {
                 self.error(&r.name, why);
                 self.pack_bad(&r.pack, "its pack cannot be read");
@@ -293,20 +363,25 @@ impl Checker<'_> {
             for e in r.errors {
                 self.error(&r.name, e);
             }
+            let mut damaged = 0u64;
+            let mut with_copy = 0u64;
             for (id, why) in r.bad {
-                self.bad.insert(id, (r.name.clone(), why));
+                damaged += 1;
+                if self.index.copies.contains_key(&id) {
+                    with_copy += 1;
+                }
+                self.bad_copies.insert((id, r.pack), (r.name.clone(), why));
             }
-        }
-        let mut damaged: HashMap<String, u64> = HashMap::new();
-        for (obj, why) in self.bad.values() {
-            if why.contains("damaged") || why.contains("does not match") {
-                *damaged.entry(obj.clone()).or_default() += 1;
+            if damaged > 0 {
+                let copies = if with_copy > 0 {
+                    format!(
+                        " ({with_copy} of them also stored in another pack, which restore reads instead if it is intact)"
+                    )
+                } else {
+                    String::new()
+                };
+                self.error(&r.name, format!("{damaged} blob(s) fail to decrypt or do not match their id{copies}"));
             }
-        }
-        let mut damaged: Vec<(String, u64)> = damaged.into_iter().collect();
-        damaged.sort();
-        for (obj, n) in damaged {
-            self.error(obj, format!("{n} blob(s) fail to decrypt or do not match their id"));
         }
         Ok(())
     }
@@ -411,7 +486,10 @@ fn verify_pack(repo: &Repository, pack: PackId, entries: &[(ChunkId, BlobEntry)]
     if id != pack {
         r.errors.push("pack content does not match its name (BLAKE3 of the bytes)".into());
     }
+    // A pack in no index (`entries` empty) is verified by its header's entries.
+    let mut from_header = Vec::new();
     match opened {
+        Ok(o) if entries.is_empty() => from_header = o.header.blobs.iter().map(|b| (b.id, *b)).collect(),
         Ok(o) => {
             let header: HashSet<(ChunkId, u32, u32)> =
                 o.header.blobs.iter().map(|b| (b.id, b.offset, b.length)).collect();
@@ -422,7 +500,7 @@ fn verify_pack(repo: &Repository, pack: PackId, entries: &[(ChunkId, BlobEntry)]
         }
         Err(e) => r.errors.push(e.to_string()),
     }
-    for (id, entry) in entries {
+    for (id, entry) in entries.iter().chain(&from_header) {
         let start = entry.offset as usize;
         let sealed = bytes.get(start..start + entry.length as usize).unwrap_or_default();
         r.blobs += 1;
@@ -451,6 +529,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     let mut c = Checker {
         repo,
         index: IndexView::default(),
+        orphans: Vec::new(),
+        bad_copies: HashMap::new(),
         bad: Bad::new(),
         damaged_below: HashMap::new(),
         report: CheckReport::default(),
@@ -476,6 +556,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     if let Some(subset) = opts.read_data {
         c.read_data(subset, progress)?;
     }
+    c.settle_copies();
     progress.phase("check: snapshots", None);
     c.report.snapshots = roots.len() as u64;
     for (_, tree) in &roots {

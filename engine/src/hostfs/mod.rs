@@ -12,7 +12,8 @@ pub use owners::OwnerNames;
 pub use sparse::{ExtentReader, data_extents, holes_of};
 pub use target::{
     Special, create_file_at, link_at, make_dir_at, make_special_at, make_symlink_at, open_write_at, remove_at,
-    remove_tree_at, set_mode_at, set_mode_fd, set_owner_at, set_owner_fd, set_times_at, set_times_fd, set_xattr_fd,
+    remove_tree_at, rename_at, set_mode_at, set_mode_fd, set_owner_at, set_owner_fd, set_times_at, set_times_fd,
+    set_xattr_fd,
 };
 pub use xattr::{Xattrs, read_xattrs_at, read_xattrs_fd, set_xattr_at};
 

@@ -36,6 +36,19 @@ pub fn create_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
     }
 }
 
+/// Renames `from` to `to`, both in `dir`, replacing what is at `to`: a file or symlink
+/// atomically, an empty directory by removing it first (as [`create_file_at`] does).
+pub fn rename_at(dir: BorrowedFd<'_>, from: &[u8], to: &[u8]) -> io::Result<()> {
+    match rustix::fs::renameat(dir, os(from), dir, os(to)) {
+        Ok(()) => Ok(()),
+        Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST) => {
+            remove_at(dir, to)?;
+            Ok(rustix::fs::renameat(dir, os(from), dir, os(to))?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Opens the existing regular file `name` in `dir` for writing (no truncation, no symlinks).
 pub fn open_write_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
     let flags = OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;

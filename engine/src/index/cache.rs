@@ -6,6 +6,8 @@
 //! `b<chunk id>` -> location (45 fixed bytes) and the pack's ordinal (u32),
 //! `p<ordinal>` -> the ids of the pack's blobs (32 bytes each, for [`Locality`]; ordinals are
 //! numbered as packs are applied, big endian so they sort, and `n` holds the next one),
+//! `o<ordinal>` -> the pack's id (for [`IndexCache::set_gone_packs`] and
+//! [`IndexCache::used_packs`]),
 //! `d<chunk id>` -> ordinal, for each entry applied since the id file was written, and
 //! `g` -> the generation of the id file ([`IdFile`]) that holds every other entry.
 //! Entries and their segment marker are written in one batch, so a crash loses both or neither
@@ -35,7 +37,7 @@ use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::id_file::{Generation, IdFile, IdFileWriter, merged};
 use crate::index::locality::{IdHasher, Locality};
 
-const CACHE_VERSION: &[u8] = b"cairn-index-cache-v4";
+const CACHE_VERSION: &[u8] = b"cairn-index-cache-v5";
 const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1;
 
 /// Lookups answered by RocksDB before the id file is read (a re-snapshot of unchanged files
@@ -123,6 +125,12 @@ pub struct IndexCache {
     applying: Mutex<u32>,
     /// Counts lookups up to [`LOOKUPS_BEFORE_FILE`].
     lookups_before_file: AtomicU32,
+    /// Ordinals of packs the storage no longer holds: their entries do not count as stored.
+    gone: RwLock<std::collections::HashSet<u32>>,
+    /// Whether `gone` holds anything (lookups skip its lock otherwise).
+    any_gone: std::sync::atomic::AtomicBool,
+    /// Ordinals of the packs [`IndexCache::contains`] answered "stored" from.
+    used: Mutex<std::collections::HashSet<u32>>,
     // Declared after `db`: the database is closed before the shared cache is let go.
     _owner: Option<std::fs::File>,
     // Declared after `db` so the database is closed before its directory is removed.
@@ -220,6 +228,11 @@ fn key(prefix: u8, id: &[u8; 32]) -> [u8; 33] {
 fn pack_key(ordinal: u32) -> [u8; 5] {
     let o = ordinal.to_be_bytes();
     [b'p', o[0], o[1], o[2], o[3]]
+}
+
+fn ordinal_key(ordinal: u32) -> [u8; 5] {
+    let o = ordinal.to_be_bytes();
+    [b'o', o[0], o[1], o[2], o[3]]
 }
 
 fn id_file_path(dir: &Path, generation: &Generation) -> PathBuf {
@@ -327,6 +340,9 @@ impl IndexCache {
             ids: RwLock::default(),
             applying: Mutex::new(0),
             lookups_before_file: AtomicU32::new(0),
+            gone: RwLock::default(),
+            any_gone: std::sync::atomic::AtomicBool::new(false),
+            used: Mutex::default(),
             _owner: owner,
             _cleanup: cleanup,
         };
@@ -435,7 +451,7 @@ impl IndexCache {
         self.locality.clear();
         let _applying = self.applying();
         let mut batch = WriteBatch::default();
-        for (from, to) in [(b"b", b"c"), (b"p", b"q"), (b"s", b"t"), (b"d", b"e")] {
+        for (from, to) in [(b"b", b"c"), (b"o", b"p"), (b"p", b"q"), (b"s", b"t"), (b"d", b"e")] {
             batch.delete_range(from.as_slice(), to.as_slice());
         }
         // In the same batch: no id file is trusted once the entries are gone.
@@ -505,6 +521,7 @@ impl IndexCache {
                 ids.extend_from_slice(blob.id.as_bytes());
             }
             batch.put(pack_key(ordinal), &ids);
+            batch.put(ordinal_key(ordinal), pack.pack.as_bytes());
             ordinal = ordinal.checked_add(1).ok_or_else(|| Error::Cache {
                 path: self.path.clone(),
                 why: "pack ordinals exhausted; delete the cache directory".into(),
@@ -653,10 +670,64 @@ impl IndexCache {
         let Some(ordinal) = found else {
             return Ok(false);
         };
+        if self.any_gone.load(Ordering::Relaxed)
+            && self.gone.read().unwrap_or_else(PoisonError::into_inner).contains(&ordinal)
+        {
+            // Stored once, but its pack is gone: the chunk must be stored again.
+            return Ok(false);
+        }
+        self.used.lock().unwrap_or_else(PoisonError::into_inner).insert(ordinal);
         if let Some(ticket) = self.locality.hit(ordinal) {
             self.load_pack_ids(ordinal, ticket)?;
         }
         Ok(true)
+    }
+
+    /// Every pack the cache knows, by ordinal.
+    fn pack_ordinals(&self) -> Result<Vec<(u32, PackId)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator(IteratorMode::From(b"o", Direction::Forward)) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some(rest) = k.strip_prefix(b"o") else { break };
+            if let (Ok(o), Ok(pack)) = (<[u8; 4]>::try_from(rest), <[u8; 32]>::try_from(&*v)) {
+                out.push((u32::from_be_bytes(o), PackId(pack)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes [`IndexCache::contains`] answer "not stored" for every blob of a pack not in
+    /// `present` (a listing of the storage's packs), so a backup stores those chunks again
+    /// instead of referencing data that is gone. Returns the packs found gone.
+    pub fn set_gone_packs(&self, present: &std::collections::HashSet<PackId>) -> Result<Vec<PackId>> {
+        let mut gone = Vec::new();
+        let mut ordinals = std::collections::HashSet::new();
+        for (ordinal, pack) in self.pack_ordinals()? {
+            if !present.contains(&pack) {
+                ordinals.insert(ordinal);
+                gone.push(pack);
+            }
+        }
+        self.any_gone.store(!ordinals.is_empty(), Ordering::Relaxed);
+        *self.gone.write().unwrap_or_else(PoisonError::into_inner) = ordinals;
+        // A loaded pack list may belong to a pack now gone.
+        self.locality.clear();
+        Ok(gone)
+    }
+
+    /// The packs of every blob [`IndexCache::contains`] has answered "stored" for so far: what
+    /// a backup that reused those blobs needs to be present.
+    pub fn used_packs(&self) -> Result<Vec<PackId>> {
+        let used: Vec<u32> = self.used.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect();
+        let mut out = Vec::with_capacity(used.len());
+        for ordinal in used {
+            if let Some(v) = self.db.get_pinned(ordinal_key(ordinal)).map_err(|e| self.err(e))?
+                && let Ok(pack) = <[u8; 32]>::try_from(&*v)
+            {
+                out.push(PackId(pack));
+            }
+        }
+        Ok(out)
     }
 
     /// Loads a pack's id list into the locality set. A malformed list is skipped: the set is

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::format::BlobKind;
-use crate::format::index::IndexSegment;
+use crate::format::index::{IndexSegment, IndexedPack};
 use crate::format::{blob, envelope};
-use crate::id::ChunkId;
+use crate::id::{ChunkId, PackId};
 
 use super::Repository;
 use super::packer::Packer;
@@ -109,6 +109,8 @@ pub struct BlobWriter<'r> {
     blobs: AtomicU64,
     stored_index_bytes: AtomicU64,
     packs: AtomicU64,
+    /// The packs this writer stored and indexed.
+    written: Mutex<Vec<PackId>>,
 }
 
 impl<'r> BlobWriter<'r> {
@@ -127,6 +129,9 @@ impl<'r> BlobWriter<'r> {
             .thread_name(|i| format!("cairn-seal-{i}"))
             .build()
             .map_err(|e| Error::InvalidInput(format!("cannot start worker threads: {e}")))?;
+        // Chunks whose pack is gone (deleted by a prune that took a backup's lock for stale,
+        // or lost) are stored again rather than referenced: one listing of the packs.
+        repo.index().set_gone_packs(&stored_packs(repo)?)?;
         Ok(BlobWriter {
             repo,
             packer: Arc::new(packer),
@@ -138,6 +143,7 @@ impl<'r> BlobWriter<'r> {
             blobs: AtomicU64::new(0),
             stored_index_bytes: AtomicU64::new(0),
             packs: AtomicU64::new(0),
+            written: Mutex::default(),
         })
     }
 
@@ -235,10 +241,14 @@ impl<'r> BlobWriter<'r> {
     }
 
     fn write_index(&self) -> Result<()> {
-        let packs = self.packer.take_finished();
+        self.save_segment(self.packer.take_finished())
+    }
+
+    fn save_segment(&self, packs: Vec<IndexedPack>) -> Result<()> {
         if packs.is_empty() {
             return Ok(());
         }
+        self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(packs.iter().map(|p| p.pack));
         self.packs.fetch_add(packs.len() as u64, Ordering::Relaxed);
         let pack_bytes: u64 = packs.iter().map(|p| p.size).sum();
         let size = self.repo.save_index_segment(&IndexSegment { packs, supersedes: Vec::new() })?;
@@ -246,10 +256,31 @@ impl<'r> BlobWriter<'r> {
         Ok(())
     }
 
-    /// Waits for every blob, stores the open packs, then the index segment naming them.
-    /// After this returns, every id this writer returned is in the repository and its index.
+    /// Before the last index segment (and so before any snapshot): the locks still hold, and
+    /// every pack this writer stored and every pack holding a chunk it reused is in the
+    /// storage (one listing). A pack gone means a snapshot would reference data that is not
+    /// there: [`Error::PacksGone`], and the cache stops counting those chunks as stored.
+    fn check_present(&self, last: &[IndexedPack]) -> Result<()> {
+        self.repo.check_locks()?;
+        let present = stored_packs(self.repo)?;
+        let mut needed: Vec<PackId> = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        needed.extend(last.iter().map(|p| p.pack));
+        needed.extend(self.repo.index().used_packs()?);
+        let mut gone: Vec<String> = needed.iter().filter(|p| !present.contains(p)).map(super::pack_name).collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        gone.sort();
+        gone.dedup();
+        self.repo.index().set_gone_packs(&present)?;
+        Err(Error::PacksGone { packs: gone })
+    }
+
+    /// Waits for every blob, stores the open packs, checks that every pack the writer needs
+    /// is present, then stores the index segment naming its packs. After this returns, every
+    /// id this writer returned is in the repository and its index.
     /// [`crate::Error::LockLost`] before any segment is stored when a lock the repository
-    /// handle holds was lost.
+    /// handle holds was lost; [`crate::Error::PacksGone`] when a pack it needs is gone.
     pub fn finish(self) -> Result<WriteStats> {
         let rest = std::mem::take(&mut *self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.dispatch(rest.items);
@@ -258,7 +289,9 @@ impl<'r> BlobWriter<'r> {
             return Err(e);
         }
         self.packer.flush()?;
-        self.write_index()?;
+        let last = self.packer.take_finished();
+        self.check_present(&last)?;
+        self.save_segment(last)?;
         self.repo.index().flush()?;
         // Not fatal: the id file only speeds lookups up. A fold that fails (a full cache disk)
         // leaves them right, the next command tries again, and this backup's data is stored.
@@ -270,4 +303,14 @@ impl<'r> BlobWriter<'r> {
             packs: self.packs.load(Ordering::Relaxed),
         })
     }
+}
+
+/// The packs in the storage (one listing of `data/`).
+fn stored_packs(repo: &Repository) -> Result<HashSet<PackId>> {
+    Ok(repo
+        .storage()
+        .list("data/")?
+        .iter()
+        .filter_map(|name| name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()))
+        .collect())
 }

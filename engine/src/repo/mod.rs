@@ -145,6 +145,9 @@ pub struct Repository {
 /// disk; remote stores want more to hide latency (the CLI sets 4 for S3).
 pub const DEFAULT_STORAGE_CONNECTIONS: usize = 2;
 
+/// How [`Repository::locate`]'s error ends for a blob the index does not list.
+pub(crate) const NOT_INDEXED: &str = "(not in the index)";
+
 /// Object name of a pack.
 pub fn pack_name(id: &PackId) -> String {
     let hex = id.to_hex();
@@ -590,16 +593,77 @@ impl Repository {
 
     /// Where a blob lives.
     pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
-        self.index.get(id)?.ok_or_else(|| Error::Missing(format!("blob {id} (not in the index)")))
+        self.index.get(id)?.ok_or_else(|| Error::Missing(format!("blob {id} {NOT_INDEXED}")))
     }
 
     /// Reads, opens, decompresses and verifies a blob: its keyed hash must equal `id`, so a
-    /// restore can never write bytes other than the ones backed up.
+    /// restore can never write bytes other than the ones backed up. When the copy the index
+    /// cache names is missing or damaged, other copies the index segments list are tried.
     pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let loc = self.locate(id)?;
+        match self.read_blob_at(id, &loc) {
+            Err(e @ (Error::Corrupt { .. } | Error::Missing(_))) => {
+                let copies = self.blob_copies(&HashSet::from([*id]))?.remove(id).unwrap_or_default();
+                copies
+                    .iter()
+                    .filter(|other| other.pack != loc.pack)
+                    .find_map(|other| self.read_blob_at(id, other).ok())
+                    .ok_or(e)
+            }
+            other => other,
+        }
+    }
+
+    fn read_blob_at(&self, id: &ChunkId, loc: &BlobLocation) -> Result<Vec<u8>> {
         let pack = pack_name(&loc.pack);
         let sealed = self.storage.get_range(&pack, u64::from(loc.offset), u64::from(loc.length))?;
-        self.open_blob(id, &loc, &pack, &sealed)
+        self.open_blob(id, loc, &pack, &sealed)
+    }
+
+    /// Every location the repository's index segments give for `ids`, superseded segments
+    /// aside. The cache keeps one location per blob; a blob stored more than once (backups
+    /// that ran at once each store the same new data) has more, and a reader falls back on
+    /// them when the one it read is missing or damaged. Reads every segment (in batches, so
+    /// memory stays bounded): for that rare path only. Segments that cannot be read are
+    /// skipped.
+    pub fn blob_copies(&self, ids: &HashSet<ChunkId>) -> Result<HashMap<ChunkId, Vec<BlobLocation>>> {
+        let mut names = self.storage.list("index/")?;
+        names.sort();
+        let mut superseded: HashSet<ObjectId> = HashSet::new();
+        let mut found: Vec<(String, ChunkId, BlobLocation)> = Vec::new();
+        for batch in names.chunks(SYNC_BATCH) {
+            let segments: Vec<Option<IndexSegment>> = self.with_io_pool(|| {
+                batch
+                    .par_iter()
+                    .map(|name| {
+                        self.load_object(ObjectKind::IndexSegment, name)
+                            .and_then(|b| IndexSegment::decode(&b, name))
+                            .ok()
+                    })
+                    .collect()
+            });
+            for (name, seg) in batch.iter().zip(segments) {
+                let Some(seg) = seg else { continue };
+                superseded.extend(seg.supersedes.iter().copied());
+                for pack in &seg.packs {
+                    for b in pack.blobs.iter().filter(|b| ids.contains(&b.id)) {
+                        found.push((name.clone(), b.id, BlobLocation::of(pack.pack, b)));
+                    }
+                }
+            }
+        }
+        let mut out: HashMap<ChunkId, Vec<BlobLocation>> = HashMap::new();
+        for (name, id, loc) in found {
+            let live = name
+                .strip_prefix("index/")
+                .and_then(|h| ObjectId::from_hex(h).ok())
+                .is_some_and(|s| !superseded.contains(&s));
+            let copies = out.entry(id).or_default();
+            if live && !copies.contains(&loc) {
+                copies.push(loc);
+            }
+        }
+        Ok(out)
     }
 
     /// Opens a blob's sealed bytes read from `pack` and verifies them against `id`.

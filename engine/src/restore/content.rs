@@ -12,9 +12,11 @@
 //! instead of preceding it in one thread. Files no blob is written to (empty ones) are created
 //! at the end.
 //!
-//! A blob that is missing or damaged fails only the files that use it: they are reported and
-//! removed, never left with wrong bytes, and the rest of the restore goes on. A failure to
-//! write the target (a full disk, say) stops the restore.
+//! Every file is written under a temporary name beside its final one ([`temp_name`]); the
+//! caller renames it into place once it is complete. A blob that is missing or damaged fails
+//! only the files that use it: their temporary files are removed, nothing wrong reaches a
+//! final name, and the rest of the restore goes on. A failure to write the target (a full
+//! disk, say) stops the restore.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -30,9 +32,9 @@ use crate::id::{ChunkId, PackId};
 use crate::index::BlobLocation;
 use crate::repo::pack_name;
 
-use super::Restorer;
 use super::extents::Extents;
 use super::recycle::Recycler;
+use super::{Restorer, temp_name};
 
 /// Blobs of one pack closer than this share one ranged read.
 const GAP: u64 = 256 * 1024;
@@ -64,11 +66,47 @@ struct BlobRef {
     uses: Vec<Use>,
 }
 
-/// Failure messages by job.
-type Failures = Mutex<HashMap<usize, String>>;
+/// Why a file could not be written.
+#[derive(Debug, Clone)]
+pub(super) struct Failure {
+    pub message: String,
+    /// A blob it needs is not in the index.
+    pub not_indexed: bool,
+}
+
+/// Failures by job.
+type Failures = Mutex<HashMap<usize, Failure>>;
+
+/// Blob copies that could not be read or opened: blob -> the packs that failed it.
+pub(super) type BadCopies = HashMap<ChunkId, Vec<PackId>>;
+
+fn bad_copy(bad: &Mutex<BadCopies>, id: ChunkId, pack: PackId) {
+    let mut bad = bad.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let packs = bad.entry(id).or_default();
+    if !packs.contains(&pack) {
+        packs.push(pack);
+    }
+}
+
+/// What writing a batch did.
+pub(super) struct Written {
+    /// Content bytes written.
+    pub bytes: u64,
+    /// Files not written completely, by job index (the caller removes their temporary
+    /// files and reports them).
+    pub failures: HashMap<usize, Failure>,
+    /// The blob copies that failed them (for trying other copies).
+    pub bad_copies: BadCopies,
+}
 
 fn fail(failures: &Failures, job: usize, why: String) {
-    failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(job).or_insert(why);
+    let failure = Failure { message: why, not_indexed: false };
+    failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(job).or_insert(failure);
+}
+
+fn fail_with(failures: &Failures, job: usize, e: &Error) {
+    let failure = Failure { message: e.to_string(), not_indexed: super::not_indexed(e) };
+    failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(job).or_insert(failure);
 }
 
 fn failed(failures: &Failures, job: usize) -> bool {
@@ -110,7 +148,7 @@ impl<'j> Targets<'j> {
             (Some(file), _) => Ok(file),
             (None, Ok(())) => {
                 let (dir, name) = r.parent(&job.rel)?;
-                hostfs::open_write_at(dir.as_fd(), name).map_err(r.err(&job.rel))
+                hostfs::open_write_at(dir.as_fd(), &temp_name(name)).map_err(r.err(&job.rel))
             }
             (None, Err((kind, why))) => {
                 Err(Error::Target { path: r.display(&job.rel), source: std::io::Error::new(*kind, why.clone()) })
@@ -118,15 +156,14 @@ impl<'j> Targets<'j> {
         }
     }
 
-    /// Removes the files this batch created (truncating what was there): after a failure
-    /// that stops the restore, none is left half written. Files it never reached keep
-    /// whatever was at their place, untouched.
+    /// Removes the temporary files this batch created: after a failure that stops the
+    /// restore, none is left half written, and every final name keeps what was there.
     fn remove_created(&self, r: &Restorer<'_>) {
         for (job, slot) in self.jobs.iter().zip(&self.created) {
             if let Some(Ok(())) = slot.get()
                 && let Ok((dir, name)) = r.parent(&job.rel)
             {
-                let _ = hostfs::remove_at(dir.as_fd(), name);
+                let _ = hostfs::remove_at(dir.as_fd(), &temp_name(name));
             }
         }
     }
@@ -142,10 +179,10 @@ impl<'j> Targets<'j> {
     }
 }
 
-/// Creates (or truncates) `job`'s file at its full size: holes stay unwritten.
+/// Creates (or truncates) `job`'s temporary file at its full size: holes stay unwritten.
 fn create(r: &Restorer<'_>, job: &FileJob) -> Result<File> {
     let (dir, name) = r.parent(&job.rel)?;
-    let file = hostfs::create_file_at(dir.as_fd(), name).map_err(r.err(&job.rel))?;
+    let file = hostfs::create_file_at(dir.as_fd(), &temp_name(name)).map_err(r.err(&job.rel))?;
     file.set_len(job.node.size).map_err(r.err(&job.rel))?;
     Ok(file)
 }
@@ -157,12 +194,17 @@ struct PackWork {
     cost: u64,
 }
 
-/// Writes the contents of `jobs`. Returns the bytes written and the failures by job index
-/// (files not written completely, which the caller removes and reports). Every other file of
-/// the batch exists at its full size when this returns. On an error that stops the restore (a
+/// Writes the contents of `jobs`, each blob from the copy `copies` names or else from the one
+/// the index cache names. Every file of the batch not among the failures exists (under its
+/// temporary name) at its full size when this returns. On an error that stops the restore (a
 /// full disk, say) the files it created are removed first.
-pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, HashMap<usize, String>)> {
+pub(super) fn write_files(
+    r: &Restorer<'_>,
+    jobs: &[FileJob],
+    copies: &HashMap<ChunkId, BlobLocation>,
+) -> Result<Written> {
     let failures: Failures = Mutex::default();
+    let bad: Mutex<BadCopies> = Mutex::default();
     let mut layouts: Vec<Option<Extents>> = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
         let NodeKind::File { holes, .. } = &job.node.kind else {
@@ -182,7 +224,7 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
         };
         let mut data_pos = 0u64;
         for id in chunks {
-            match r.repo.locate(id) {
+            match copies.get(id).map_or_else(|| r.repo.locate(id), |loc| Ok(*loc)) {
                 Ok(loc) => {
                     let blob = packs.entry(loc.pack).or_default().entry(loc.offset).or_insert_with(|| BlobRef {
                         id: *id,
@@ -193,7 +235,7 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
                     data_pos += u64::from(loc.raw_length);
                 }
                 Err(e) => {
-                    fail(&failures, i, e.to_string());
+                    fail_with(&failures, i, &e);
                     break;
                 }
             }
@@ -232,7 +274,7 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
                 let step = r
                     .repo
                     .check_interrupted("the restore stopped; the files it had not finished were removed")
-                    .and_then(|()| write_pack(r, &targets, &layouts, w, &failures, &written, &mut recycler));
+                    .and_then(|()| write_pack(r, &targets, &layouts, w, (&failures, &bad), &written, &mut recycler));
                 if let Err(e) = step {
                     stop.store(true, Ordering::Relaxed);
                     return Err(e);
@@ -246,7 +288,11 @@ pub(super) fn write_files(r: &Restorer<'_>, jobs: &[FileJob]) -> Result<(u64, Ha
         targets.remove_created(r);
         return Err(e);
     }
-    Ok((written.into_inner(), failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)))
+    Ok(Written {
+        bytes: written.into_inner(),
+        failures: failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+        bad_copies: bad.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+    })
 }
 
 /// Reads the needed blobs of one pack and writes them everywhere they belong.
@@ -255,7 +301,7 @@ fn write_pack(
     targets: &Targets<'_>,
     layouts: &[Option<Extents>],
     work: &PackWork,
-    failures: &Failures,
+    (failures, bad): (&Failures, &Mutex<BadCopies>),
     written: &AtomicU64,
     recycler: &mut Recycler,
 ) -> Result<()> {
@@ -273,6 +319,7 @@ fn write_pack(
             Ok(b) => b,
             Err(e) => {
                 for b in range.iter() {
+                    bad_copy(bad, b.id, work.pack);
                     for u in &b.uses {
                         fail(failures, u.job, e.to_string());
                     }
@@ -290,6 +337,7 @@ fn write_pack(
             let plain = match r.repo.open_blob(&b.id, &b.loc, &name, sealed) {
                 Ok(p) => p,
                 Err(e) => {
+                    bad_copy(bad, b.id, work.pack);
                     for u in &b.uses {
                         fail(failures, u.job, e.to_string());
                     }

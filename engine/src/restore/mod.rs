@@ -9,9 +9,13 @@
 //! not disturb restored directory mtimes, and a directory's default ACL does not leak into
 //! entries restored with their own), then `--verify`.
 //!
-//! A file whose blobs are missing or damaged is removed and reported in
-//! [`RestoreOutcome::damaged`]; everything else is still restored. Every path below the target
-//! is reached with `openat` in pieces (`hostfs`), so paths longer than PATH_MAX restore too.
+//! Each file is written under a temporary name in its directory ([`temp_name`]) and renamed
+//! into place once complete, with its metadata: a restore killed at any point leaves no file
+//! with wrong content under a final name, and its rerun removes the temporary files. A file
+//! whose blobs are missing or damaged, or a directory whose tree cannot be read, is reported
+//! in [`RestoreOutcome::damaged`]; everything else is still restored. Every path below the
+//! target is reached with `openat` in pieces (`hostfs`), so paths longer than PATH_MAX
+//! restore too.
 
 mod content;
 mod extents;
@@ -21,6 +25,7 @@ mod verify;
 
 pub(crate) use extents::Extents;
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -30,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::hostfs::{self, OwnerNames};
 use crate::id::ChunkId;
+use crate::index::BlobLocation;
 use crate::pattern::PathPatterns;
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -39,6 +45,9 @@ use content::FileJob;
 /// Files written per content batch: bounds the memory of the pack map (a few hundred bytes
 /// per chunk reference) whatever the size of the restore.
 const BATCH_CHUNKS: usize = 100_000;
+
+/// Rounds of trying other copies of blobs whose copy failed to read.
+const MAX_COPY_PASSES: usize = 3;
 
 /// What to do with an entry that already exists in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,13 +89,22 @@ pub struct RestoreOptions {
     pub verify: bool,
 }
 
-/// A file that could not be restored.
+/// A file (or a directory's contents) that could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreFailure {
     /// Where it would have gone.
     pub path: PathBuf,
     /// Why (names the damaged object).
     pub message: String,
+    /// Whether a blob it needs is not in the index: `cairn check` and `cairn repair index`
+    /// may bring it back (the blob can still sit in a pack).
+    pub not_indexed: bool,
+}
+
+impl RestoreFailure {
+    fn new(path: PathBuf, e: &Error) -> Self {
+        RestoreFailure { path, message: e.to_string(), not_indexed: not_indexed(e) }
+    }
 }
 
 /// What a restore did.
@@ -112,11 +130,36 @@ pub struct RestoreOutcome {
     pub bytes: u64,
     /// Files read back and found correct (`--verify`).
     pub verified: u64,
-    /// Files that could not be restored (missing or damaged data, failed verification); none
-    /// of them is left behind with wrong content.
+    /// Files that could not be restored (missing or damaged data, failed verification), and
+    /// directories whose entries could not be read; none of them is left behind with wrong
+    /// content (a file never reaches its final name unless complete).
     pub damaged: Vec<RestoreFailure>,
     /// Things that could not be restored exactly (e.g. devices or ownership without root).
     pub warnings: Vec<String>,
+}
+
+/// Prefix of the temporary names files are written under.
+const TEMP_PREFIX: &[u8] = b".cairn-restore-";
+
+/// The temporary name a file called `name` is written under in its directory, until it is
+/// complete and renamed into place: the prefix and 16 hex digits of a hash of `name`, so it
+/// fits any name length and a rerun reuses it.
+pub(super) fn temp_name(name: &[u8]) -> Vec<u8> {
+    let hash = blake3::hash(name);
+    let mut out = TEMP_PREFIX.to_vec();
+    out.extend_from_slice(hex::encode(hash.as_bytes().get(..8).unwrap_or_default()).as_bytes());
+    out
+}
+
+/// Whether `name` is one of [`temp_name`]'s names (left behind by a restore that was killed).
+fn is_temp_name(name: &[u8]) -> bool {
+    name.strip_prefix(TEMP_PREFIX)
+        .is_some_and(|rest| rest.len() == 16 && rest.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)))
+}
+
+/// Whether `e` says a blob is not in the index (which `cairn repair index` may mend).
+fn not_indexed(e: &Error) -> bool {
+    matches!(e, Error::Missing(what) if what.ends_with(crate::repo::NOT_INDEXED))
 }
 
 fn display(target: &Path, rel: &[u8]) -> PathBuf {
@@ -176,7 +219,19 @@ impl Restorer<'_> {
     /// writes clear security.capability). Inode flags come in a last pass of their own
     /// ([`Restorer::apply_flags`]).
     fn apply_meta_at(&self, dir: BorrowedFd<'_>, rel: &[u8], node: &Node, warnings: &mut Vec<String>) -> Result<()> {
-        let name = hostfs::split_parent(rel).1;
+        self.apply_meta_named(dir, hostfs::split_parent(rel).1, rel, node, warnings)
+    }
+
+    /// [`Restorer::apply_meta_at`] on the entry `name` of `dir`, which becomes `rel` (a file
+    /// still under its temporary name).
+    fn apply_meta_named(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        node: &Node,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
         let (uid, gid) = self.owner_of(node);
         if let Err(e) = hostfs::set_owner_at(dir, name, uid, gid) {
             self.meta_warning(warnings, rel, "owner", e, true);
@@ -224,8 +279,79 @@ impl Restorer<'_> {
         }
     }
 
-    /// Writes the contents of `jobs` in batches, then their metadata. Damaged files are
-    /// removed and reported.
+    /// Writes again the files of `batch` that failed only for want of a readable blob copy,
+    /// from other copies of those blobs where the index segments list some (a blob stored
+    /// twice by backups that ran at once). Returns the failures left.
+    fn try_other_copies(
+        &self,
+        batch: &[FileJob],
+        mut written: content::Written,
+        outcome: &mut RestoreOutcome,
+    ) -> Result<HashMap<usize, content::Failure>> {
+        let mut avoid: content::BadCopies = HashMap::new();
+        let mut copies: HashMap<ChunkId, BlobLocation> = HashMap::new();
+        // Each pass may find more damaged copies; a blob has only so many.
+        for _ in 0..MAX_COPY_PASSES {
+            if written.bad_copies.is_empty() || written.failures.is_empty() {
+                break;
+            }
+            for (id, packs) in std::mem::take(&mut written.bad_copies) {
+                avoid.entry(id).or_default().extend(packs);
+            }
+            let wanted: HashSet<ChunkId> = avoid.keys().copied().collect();
+            let mut fresh = HashSet::new();
+            for (id, locs) in self.repo.blob_copies(&wanted)? {
+                let bad = avoid.get(&id).map_or(&[][..], Vec::as_slice);
+                if let Some(loc) = locs.into_iter().find(|l| !bad.contains(&l.pack))
+                    && copies.insert(id, loc) != Some(loc)
+                {
+                    fresh.insert(id);
+                }
+            }
+            let retry: Vec<usize> = written
+                .failures
+                .keys()
+                .copied()
+                .filter(|i| {
+                    batch.get(*i).is_some_and(|job| match &job.node.kind {
+                        NodeKind::File { chunks, .. } => chunks.iter().any(|c| fresh.contains(c)),
+                        _ => false,
+                    })
+                })
+                .collect();
+            if retry.is_empty() {
+                break;
+            }
+            let jobs: Vec<FileJob> = retry.iter().filter_map(|i| batch.get(*i).cloned()).collect();
+            let again = content::write_files(self, &jobs, &copies)?;
+            outcome.bytes += again.bytes;
+            for (n, i) in retry.iter().enumerate() {
+                match again.failures.get(&n) {
+                    Some(f) => {
+                        written.failures.insert(*i, f.clone());
+                    }
+                    None => {
+                        written.failures.remove(i);
+                    }
+                }
+            }
+            written.bad_copies = again.bad_copies;
+        }
+        Ok(written.failures)
+    }
+
+    /// Removes the temporary files a killed restore left in `dir` (names of [`temp_name`]'s
+    /// form only).
+    fn remove_leftovers(&self, dir: BorrowedFd<'_>, rel: &[u8], names: &[Vec<u8>]) -> Result<()> {
+        for name in names.iter().filter(|n| is_temp_name(n)) {
+            hostfs::remove_at(dir, name).map_err(self.err(&plan::join(rel, name)))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the contents of `jobs` in batches, each file under its temporary name, then
+    /// applies its metadata and renames it into place. A damaged file's temporary file is
+    /// removed and the file reported; what was at its final name stays as it was.
     fn write_contents(&self, jobs: &[FileJob], outcome: &mut RestoreOutcome) -> Result<Vec<bool>> {
         let mut ok = vec![false; jobs.len()];
         let mut start = 0;
@@ -250,16 +376,23 @@ impl Restorer<'_> {
             self.repo.check_interrupted("the restore stopped; the files it wrote are complete")?;
             // On an error, the files the batch created are removed (no file is left with
             // wrong content); existing files it had not reached yet are left as they were.
-            let (bytes, failures) = content::write_files(self, batch)?;
-            outcome.bytes += bytes;
+            let written = content::write_files(self, batch, &HashMap::new())?;
+            outcome.bytes += written.bytes;
+            let failures = self.try_other_copies(batch, written, outcome)?;
             for (i, job) in batch.iter().enumerate() {
-                if let Some(message) = failures.get(&i) {
-                    let (dir, name) = self.parent(&job.rel)?;
-                    let _ = hostfs::remove_at(dir.as_fd(), name);
-                    outcome.damaged.push(RestoreFailure { path: self.display(&job.rel), message: message.clone() });
+                let (dir, name) = self.parent(&job.rel)?;
+                let temp = temp_name(name);
+                if let Some(failure) = failures.get(&i) {
+                    let _ = hostfs::remove_at(dir.as_fd(), &temp);
+                    outcome.damaged.push(RestoreFailure {
+                        path: self.display(&job.rel),
+                        message: failure.message.clone(),
+                        not_indexed: failure.not_indexed,
+                    });
                     continue;
                 }
-                self.apply_meta(&job.rel, &job.node, &mut outcome.warnings)?;
+                self.apply_meta_named(dir.as_fd(), &temp, &job.rel, &job.node, &mut outcome.warnings)?;
+                hostfs::rename_at(dir.as_fd(), &temp, name).map_err(self.err(&job.rel))?;
                 outcome.files += 1;
                 if let Some(slot) = ok.get_mut(start + i) {
                     *slot = true;
@@ -316,6 +449,7 @@ pub fn restore(
             Err(e) => outcome.damaged.push(RestoreFailure {
                 path: r.display(rel),
                 message: format!("cannot link to {}: {e}", r.display(first).display()),
+                not_indexed: false,
             }),
         }
     }
@@ -337,16 +471,39 @@ pub fn restore(
     if opts.verify {
         progress.phase("verify", Some(total));
         for (job, _) in plan.writes.iter().zip(&written).filter(|(_, ok)| **ok) {
-            if r.existing_matches(&job.rel, &job.node)? {
-                outcome.verified += 1;
-            } else {
-                outcome.damaged.push(RestoreFailure {
+            match r.existing_matches(&job.rel, &job.node) {
+                Ok(true) => outcome.verified += 1,
+                Ok(false) => outcome.damaged.push(RestoreFailure {
                     path: r.display(&job.rel),
                     message: "verification failed: the file on disk does not match the snapshot".into(),
-                });
+                    not_indexed: false,
+                }),
+                Err(e) => outcome.damaged.push(RestoreFailure::new(r.display(&job.rel), &e)),
             }
         }
     }
     progress.done();
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_fit_any_name_and_are_recognised() {
+        let long = vec![b'x'; 255];
+        for name in [&b"a"[..], b".cairn-restore-0123456789abcdef", &long] {
+            let temp = temp_name(name);
+            assert_eq!(temp.len(), TEMP_PREFIX.len() + 16);
+            assert!(is_temp_name(&temp), "{}", String::from_utf8_lossy(&temp));
+            assert_eq!(temp, temp_name(name), "a rerun uses the same name");
+        }
+        assert_ne!(temp_name(b"a"), temp_name(b"b"));
+        for other in
+            [&b".cairn-restore-"[..], b".cairn-restore-0123456789abcdeg", b".cairn-restore-0123456789abcdef0", b"file"]
+        {
+            assert!(!is_temp_name(other), "{}", String::from_utf8_lossy(other));
+        }
+    }
 }

@@ -8,14 +8,14 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::fs::FileType;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::hostfs::{self, Special, Stat};
 use crate::id::ChunkId;
 use crate::ls::{Resolved, resolve};
 
 use super::content::FileJob;
-use super::{Overwrite, RestoreOutcome, Restorer};
+use super::{Overwrite, RestoreFailure, RestoreOutcome, Restorer, is_temp_name};
 
 /// What the plan leaves for the later passes.
 #[derive(Debug, Default)]
@@ -75,7 +75,7 @@ impl Place {
     const TARGET: Place = Place { included: false, fresh: false };
 }
 
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+pub(super) fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(dir.len() + 1 + name.len());
     out.extend_from_slice(dir);
     if !dir.is_empty() {
@@ -112,7 +112,25 @@ impl Restorer<'_> {
         place: Place,
         plan: &mut Plan,
     ) -> Result<bool> {
-        let t = self.repo.load_tree(&tree)?;
+        let t = match self.repo.load_tree(&tree) {
+            Ok(t) => t,
+            // A storage that cannot be reached fails everything after this too, and without
+            // the root's tree there is nothing to restore: stop.
+            Err(e @ Error::Storage { .. }) => return Err(e),
+            Err(e) if rel.is_empty() => return Err(e),
+            // A damaged or unindexed tree costs what is below it only: reported, and the
+            // rest of the restore goes on.
+            Err(e) => {
+                let mut failure = RestoreFailure::new(self.display(rel), &e);
+                failure.message = format!("the directory's entries cannot be read: {}", failure.message);
+                plan.outcome.damaged.push(failure);
+                return Ok(true);
+            }
+        };
+        // What a killed restore left in a directory that existed before: its temporary files
+        // go (they were never complete), and `--delete` removes what the snapshot lacks.
+        let existing = if place.fresh { Vec::new() } else { hostfs::list_dir(dir).map_err(self.err(rel))? };
+        self.remove_leftovers(dir, rel, &existing)?;
         let mut any = false;
         for node in &t.nodes {
             // Invariant: names were validated when the tree was decoded (no `/`, `.`, `..`), so
@@ -121,8 +139,8 @@ impl Restorer<'_> {
             self.progress.path(&self.display(&child));
             any |= self.plan_node(dir, child, join(snap, &node.name), node, place, plan)?;
         }
-        if self.opts.delete && !place.fresh {
-            for name in hostfs::list_dir(dir).map_err(self.err(rel))? {
+        if self.opts.delete {
+            for name in existing.into_iter().filter(|n| !is_temp_name(n)) {
                 if t.find(&name).is_none() {
                     hostfs::remove_tree_at(dir, &name).map_err(self.err(&join(rel, &name)))?;
                     plan.outcome.deleted += 1;
@@ -190,7 +208,8 @@ impl Restorer<'_> {
                 let job = FileJob { rel, node: node.clone() };
                 let keep = match decision {
                     FileDecision::Keep => true,
-                    FileDecision::Compare => self.existing_matches(&job.rel, node)?,
+                    // A chunk the index lacks makes it a write, which then reports it.
+                    FileDecision::Compare => self.existing_matches(&job.rel, node).unwrap_or(false),
                     FileDecision::Write | FileDecision::Leave => false,
                 };
                 if keep { plan.keeps.push(job) } else { plan.writes.push(job) }
