@@ -13,6 +13,7 @@ mod keys;
 mod maintenance;
 mod metadata;
 mod restore_options;
+mod robustness;
 mod roundtrip;
 mod s3;
 mod s3server;

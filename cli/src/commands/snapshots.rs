@@ -5,7 +5,7 @@ use crate::{exit, output};
 
 pub fn run(g: &GlobalArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    let all = repo.snapshots()?;
+    let all = super::readable_snapshots(&repo)?;
     if g.json {
         let docs: Vec<_> = all
             .iter()

@@ -458,6 +458,16 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     progress.phase("check: structure", None);
     c.check_slots()?;
     c.check_audit()?;
+    for l in repo.storage().leftovers()? {
+        c.report.findings.push(finding(
+            Severity::Notice,
+            &l.name,
+            format!(
+                "temporary file of {} bytes left by an interrupted write; `cairn prune` removes it once it is an hour old",
+                l.size
+            ),
+        ));
+    }
     c.load_index()?;
     c.check_packs()?;
     if let Some(subset) = opts.read_data {

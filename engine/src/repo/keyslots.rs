@@ -529,7 +529,39 @@ impl Repository {
                 u.packs, u.objects
             )));
         }
+        self.reseal_locks(epoch)?;
         self.store_keyring(&ring)
+    }
+
+    /// Re-seals the locks sealed under `epoch` under the current epoch, before `epoch` is
+    /// retired: a lock nobody can read blocks exclusive work until it turns stale by age, and
+    /// a stale lock must stay recognisable as one. A live holder's next refresh seals its lock
+    /// under its own key again; it is live then, and it turns stale by age once it stops. A
+    /// lock its holder deletes between the read and the write comes back, as the lock of a
+    /// finished process: stale at once on its machine, after [`super::STALE_AFTER`] elsewhere.
+    fn reseal_locks(&self, epoch: u32) -> Result<u64> {
+        let (current, key) = self.keyring.current();
+        let mut count = 0;
+        for name in self.storage.list("locks/")? {
+            let sealed = match self.storage.get_bounded(&name, MAX_SMALL_OBJECT) {
+                Ok(b) => b,
+                Err(Error::Missing(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if envelope::epoch_of(&sealed, &name).ok() != Some(epoch) {
+                continue;
+            }
+            // A lock that does not open is damaged already; it turns stale by age.
+            let Ok(plain) =
+                envelope::open(&sealed, ObjectKind::Lock, name.as_bytes(), &name, |e| self.keyring.data_key(e, &name))
+            else {
+                continue;
+            };
+            let resealed = envelope::seal(key, current, ObjectKind::Lock, name.as_bytes(), &plain)?;
+            self.storage.put(&name, &resealed, PutMode::Overwrite)?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Re-seals every small object (config, snapshots, index segments, audit entries, deletion
