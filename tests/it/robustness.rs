@@ -535,3 +535,42 @@ fn a_read_lock_on_read_only_media_is_no_lock_and_reading_goes_on() {
     restore_all(&repo, &out, &target).unwrap();
     assert_eq!(fs::read(restored_path(&target, &src.join("f"))).unwrap(), random_bytes(50_000, 7));
 }
+
+#[test]
+fn a_handle_opened_before_a_rotation_writes_nothing_under_the_retired_epochs() {
+    use cairn_engine::prune::{PruneOptions, prune};
+    use cairn_engine::repo::{LockOptions, REFRESH_EVERY};
+    let t = TestRepo::new();
+    let src = t.dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), random_bytes(50_000, 8)).unwrap();
+    snapshot(&t.open(), &[&src]);
+    // A command opens the repository (a backup, a dump), then another rotates and retires.
+    let early = t.open();
+    let (rotated, out) = t.open().rotate_key().unwrap();
+    let old_epoch = out.epoch - 1;
+    prune(
+        &rotated,
+        PruneOptions { reencrypt_epoch: Some(old_epoch), ..PruneOptions::default() },
+        false,
+        &cairn_engine::NoProgress,
+    )
+    .unwrap();
+    rotated.retire_epoch(old_epoch).unwrap();
+    let opts = LockOptions {
+        exclusive: false,
+        operation: "snapshot".into(),
+        hostname: "h".into(),
+        username: "u".into(),
+        retry_for: std::time::Duration::ZERO,
+        refresh_every: REFRESH_EVERY,
+    };
+    let err = early.lock(&opts).unwrap_err();
+    assert!(err.to_string().contains("rotated"), "{err}");
+    let err = early.audit(&cairn_engine::audit::Actor::default(), &cairn_engine::audit::AuditRecord::new("dump"));
+    assert!(err.is_err(), "an audit entry under a retired epoch was written");
+    let fresh = t.open();
+    let usage = fresh.epoch_usage(false).unwrap();
+    let held: Vec<u32> = fresh.key_epochs().into_iter().map(|e| e.0).collect();
+    assert_eq!(usage.keys().copied().collect::<Vec<_>>(), held, "`key epochs` lists only what the keyring holds");
+}

@@ -428,6 +428,22 @@ impl Repository {
         Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted, objects_resealed: resealed }))
     }
 
+    /// [`Error::KeysChanged`] when the repository key was rotated after this handle opened
+    /// the repository (its keyring is gone): what it would write now would be sealed under an
+    /// epoch the rotation may have retired, where nobody can read it. Checked when a lock is
+    /// won and before an audit entry is appended; a rotation waits for every lock, so work
+    /// that holds one is safe until it ends.
+    pub fn check_key_not_rotated(&self) -> Result<()> {
+        if self.storage.stat(&keys::keyring_name(&self.master))?.is_none() {
+            return Err(Error::KeysChanged(
+                "the repository key was rotated (`cairn key rotate`) after this command opened the repository; \
+                 nothing more was written, run the command again"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The data-key epochs the keyring holds, current last.
     pub fn key_epochs(&self) -> Vec<(u32, Option<i64>)> {
         self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()

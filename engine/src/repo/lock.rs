@@ -283,6 +283,9 @@ impl Repository {
                 let guard = self.write_lock(opts)?;
                 holder = self.conflict(opts, Some(guard.name()))?;
                 if holder.is_none() {
+                    // A rotation that ran between this handle's open and now may have retired
+                    // the epoch it would write under.
+                    self.check_key_not_rotated()?;
                     let mut held = self.held_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     held.retain(|h| h.strong_count() > 0);
                     held.push(Arc::downgrade(&guard.health));
