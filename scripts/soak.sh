@@ -10,4 +10,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 export CAIRN_S3_SERVER="$CARGO_TARGET_DIR/release/cairn-s3-server"
 export CAIRN_SOAK_SECONDS="${1:-600}"
 cargo build --workspace --all-targets --locked --quiet
-cargo test --locked -p cairn-tests --test it -- soak:: --nocapture --test-threads 2 2>&1 | grep -E '^soak|failure|test result|panicked'
+cargo test --locked -p cairn-tests --test it -- soak:: --nocapture --test-threads 2

@@ -81,6 +81,11 @@ pub struct GlobalArgs {
     /// (for node_exporter's textfile collector).
     #[arg(long, global = true, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    /// Take no lock: commands that only read (restore, dump, check) work on a repository they
+    /// cannot write. A prune running meanwhile may delete what they read. Without the flag they
+    /// go on without a lock, with a warning, when the storage refuses to store one.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 1h) before exiting 11.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
     pub retry_lock: std::time::Duration,
@@ -419,8 +424,9 @@ pub struct InitArgs {
     /// Chunk sizes MIN,AVG,MAX in bytes (default 524288,1048576,8388608).
     #[arg(long, value_name = "MIN,AVG,MAX")]
     pub chunk_sizes: Option<String>,
-    /// Target pack size in MiB.
-    #[arg(long, default_value_t = 16)]
+    /// Target pack size in MiB (1 to 128). Memory holds whole packs while they are built and
+    /// stored: one locally, --storage-connections + 1 on S3.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=128))]
     pub pack_size: u32,
     /// zstd level, 0 to disable compression.
     #[arg(long, default_value_t = 3)]

@@ -64,18 +64,66 @@ pub fn recovery_code(code: &str) {
     println!("It opens the repository on its own: with `--recovery-code-file FILE`.");
 }
 
-/// Writes a new recovery code to `path`, which must not exist yet, readable by its owner only.
-pub fn write_recovery_code(path: &std::path::Path, code: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("writing recovery code to {}: {e}", path.display()))?;
-    writeln!(f, "{code}")?;
-    Ok(())
+/// The file a new recovery code goes to, created (exclusively, mode 0600) before the code
+/// exists: a path that cannot be used stops the command before it creates anything. Removed
+/// again when dropped without the code written into it.
+pub struct RecoveryCodeFile {
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl RecoveryCodeFile {
+    /// Creates `path`, which must not exist yet.
+    pub fn create(path: &std::path::Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+            anyhow::anyhow!("cannot create {} for the recovery code ({e}); nothing was created", path.display())
+        })?;
+        Ok(RecoveryCodeFile { path: path.to_path_buf(), file: Some(file) })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Writes `code` and syncs it. On failure the file is removed and the caller must show the
+    /// code some other way: the slot it opens exists already.
+    pub fn write(mut self, code: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = self.file.take().ok_or_else(|| std::io::Error::other("already written"))?;
+        let result = writeln!(file, "{code}").and_then(|()| file.sync_all());
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        result
+    }
+}
+
+impl Drop for RecoveryCodeFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Puts a new recovery code where it was asked to go: into `file` when one was made, else (and
+/// when writing it fails: the slot exists, so the code must not be lost) on stdout. Returns the
+/// code when it was not written to a file, for the caller to print or put in its JSON.
+pub fn place_recovery_code(
+    file: Option<RecoveryCodeFile>,
+    code: Option<zeroize::Zeroizing<String>>,
+) -> Option<zeroize::Zeroizing<String>> {
+    let (Some(file), Some(code)) = (file, code.as_ref()) else { return code };
+    let path = file.path().display().to_string();
+    match file.write(code) {
+        Ok(()) => None,
+        Err(e) => {
+            eprintln!("cairn: warning: could not write the recovery code to {path} ({e}); it is shown here instead");
+            Some(code.clone())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use cairn_engine::keys::{HsmConfig, OpenSecret, RecoveryCode};
 
 use crate::args::GlobalArgs;
 
+/// The first line of a secret, without its line end (`\n` or `\r\n`): what a password file, a
+/// password command or an environment variable holds.
 fn first_line(bytes: Vec<u8>) -> SecretBytes {
     let all = SecretBytes::new(bytes);
     let line = all.expose().split(|&b| b == b'\n').next().unwrap_or_default();
@@ -37,7 +39,8 @@ pub fn password(g: &GlobalArgs, confirm: bool) -> anyhow::Result<SecretBytes> {
         return Ok(first_line(out.stdout));
     }
     if let Ok(pw) = std::env::var("CAIRN_PASSWORD") {
-        return Ok(SecretBytes::from(pw));
+        // As from a file: `CAIRN_PASSWORD=$(cat file)` and a value with its line end are the same password.
+        return Ok(first_line(pw.into_bytes()));
     }
     if !std::io::stdin().is_terminal() {
         bail!(
@@ -83,7 +86,7 @@ pub fn new_password(file: Option<&std::path::Path>) -> anyhow::Result<SecretByte
         return Ok(first_line(bytes));
     }
     if let Ok(pw) = std::env::var("CAIRN_NEW_PASSWORD") {
-        return Ok(SecretBytes::from(pw));
+        return Ok(first_line(pw.into_bytes()));
     }
     if !std::io::stdin().is_terminal() {
         bail!("no new password given and no terminal to ask on: use --new-password-file or CAIRN_NEW_PASSWORD");

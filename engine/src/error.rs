@@ -76,7 +76,12 @@ pub enum Error {
     InvalidInput(String),
 
     /// Another process holds a lock that conflicts with the one asked for (exit code 11).
-    #[error("the repository is locked: {holder}, since {} UTC; wait, or if that process is gone run `cairn unlock`", crate::civil::format_utc(*since_ns))]
+    #[error(
+        "the repository is locked: {holder}, since {} UTC. Wait for it (a lock whose process died turns stale 30 \
+         minutes after it was last refreshed, and is then ignored and removed by `cairn unlock`), or, if no cairn \
+         process uses the repository any more, remove it now with `cairn unlock --remove-all`",
+        crate::civil::format_utc(*since_ns)
+    )]
     Locked {
         /// Who holds it and how.
         holder: String,
@@ -114,6 +119,14 @@ pub enum Error {
     /// half-done is left under a final name, locks are released by the caller's guards.
     #[error("interrupted: {0}")]
     Interrupted(String),
+
+    /// Snapshots that cannot be read (damaged objects). Prune refuses to change anything while
+    /// they exist: it cannot know which data they use, so any pack that looks unused may be theirs.
+    #[error("{}", unreadable_snapshots_message(snapshots))]
+    SnapshotsUnreadable {
+        /// Each unreadable snapshot and why.
+        snapshots: Vec<(crate::id::ObjectId, String)>,
+    },
 
     /// A lock this process holds was not kept: a refresh failed, or the lock is gone or too
     /// old for other clients to respect. The operation stopped before writing what needs it.
@@ -155,10 +168,35 @@ fn missing_snapshots_message(ids: &[crate::id::ObjectId]) -> String {
     )
 }
 
+fn unreadable_snapshots_message(snapshots: &[(crate::id::ObjectId, String)]) -> String {
+    let ids: Vec<String> = snapshots.iter().map(|(id, _)| id.to_hex()).collect();
+    let why: Vec<String> = snapshots.iter().map(|(_, e)| e.clone()).collect();
+    format!(
+        "{} snapshot(s) cannot be read ({}). Prune deletes nothing while it cannot know what data they use. \
+         If the damage is a passing storage problem, try again later; otherwise remove them with `cairn forget {}` \
+         (or `cairn repair snapshots`, which removes every snapshot that cannot be read), then prune again",
+        snapshots.len(),
+        why.join("; "),
+        ids.join(" ")
+    )
+}
+
 impl Error {
     /// A damaged-object error; `object` should be the repository name of the object.
     pub fn corrupt(object: impl Into<String>, why: impl Into<String>) -> Self {
         Error::Corrupt { object: object.into(), why: why.into() }
+    }
+
+    /// Whether this is the storage refusing a write: read-only media (EROFS), or no permission
+    /// to write (a read-only mount, a directory without write permission, an S3 key that may
+    /// only read).
+    pub fn is_write_refused(&self) -> bool {
+        matches!(self, Error::Storage { op, source, .. }
+        if matches!(*op, "write" | "delete")
+            && matches!(
+                source.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ))
     }
 
     /// A storage error for `op` on `object`.

@@ -792,7 +792,7 @@ fn a_slot_left_behind_by_an_unfinished_rotation_is_told_to_finish_it() {
     // It still lists (and reads) what was there before, and says what it cannot read.
     let out = run(w.cairn(&root, Slot::Recovery), &["--json", "snapshots"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("1 snapshot(s) could not be read") && stderr.contains("key rotation"), "{stderr}");
     assert_eq!(json(&out).as_array().unwrap().len(), 1, "the snapshot from before the rotation is listed");
     must(run(w.cairn(&root, Slot::Pw), &["key", "rotate"]), "the rotation finished");

@@ -15,6 +15,7 @@ mod keys;
 mod maintenance;
 mod metadata;
 mod restore_options;
+mod robustness;
 mod roundtrip;
 mod s3;
 mod s3server;

@@ -92,6 +92,12 @@ impl Soak {
         let out = c.output().unwrap();
         *self.ops.lock().unwrap().entry(what).or_default() += 1;
         let code = out.status.code();
+        // Exit 11: still locked after `--retry-lock` (exclusive work waits behind backups that
+        // never stop): counted, not a failure.
+        if code == Some(11) {
+            *self.ops.lock().unwrap().entry("gave up waiting for a lock").or_default() += 1;
+            return out;
+        }
         if !(out.status.success() || code.is_some_and(|c| also_fine.contains(&c))) {
             self.failures.lock().unwrap().push(format!(
                 "{what}: exit {code:?}: {}{}",

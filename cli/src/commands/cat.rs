@@ -11,7 +11,7 @@ pub fn run(g: &GlobalArgs, a: &CatArgs) -> anyhow::Result<i32> {
     let doc = match (a.what.as_str(), a.id.as_deref()) {
         ("config", _) => serde_json::to_value(repo.config())?,
         ("snapshot", Some(spec)) => {
-            let (id, s) = repo.find_snapshot(spec)?;
+            let (id, s) = super::find_snapshot(&repo, spec)?;
             serde_json::json!({ "id": id.to_hex(), "snapshot": serde_json::to_value(&s)? })
         }
         ("tree", Some(id)) => serde_json::to_value(repo.load_tree(&ChunkId::from_hex(id)?)?)?,

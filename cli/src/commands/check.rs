@@ -32,7 +32,7 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs) -> anyhow::Result<i32> {
     let opts = CheckOptions { read_data: subset(a)? };
     let repo = super::open(g)?;
     super::audited(&repo, "check", super::AuditNeed::BestEffort, |rec| {
-        let _lock = super::lock(g, &repo, false, "check")?;
+        let _lock = super::read_lock(g, &repo, "check")?;
         let progress = TermProgress::new(g.quiet || g.json);
         let r = check(&repo, &opts, &progress)?;
         let code = if r.has_errors() { exit::ERROR } else { exit::OK };

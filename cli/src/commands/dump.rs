@@ -14,7 +14,7 @@ use crate::exit;
 pub fn run(g: &GlobalArgs, a: &DumpArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     super::audited(&repo, "dump", super::AuditNeed::BestEffort, |rec| {
-        let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+        let (id, snap) = super::find_snapshot(&repo, &a.snapshot)?;
         rec.detail = format!("snapshot {}", id.to_hex());
         let path = a.path.as_os_str().as_bytes();
         let (name, node) = match resolve(&repo, snap.tree, path)? {

@@ -13,9 +13,9 @@ pub fn run(g: &GlobalArgs, a: &FindArgs) -> anyhow::Result<i32> {
     };
     let repo = super::open(g)?;
     let snapshots = if a.snapshots.is_empty() {
-        repo.snapshots()?
+        super::readable_snapshots(&repo)?
     } else {
-        a.snapshots.iter().map(|s| repo.find_snapshot(s)).collect::<Result<Vec<_>, _>>()?
+        a.snapshots.iter().map(|s| super::find_snapshot(&repo, s)).collect::<anyhow::Result<Vec<_>>>()?
     };
     let mut docs = Vec::new();
     let mut found = 0u64;

@@ -59,7 +59,8 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     super::audited(&repo, "forget", super::AuditNeed::Required, |rec| {
         let _lock = if a.dry_run { None } else { Some(super::lock(g, &repo, true, "forget")?) };
-        let all: Vec<SnapshotInfo> = repo.snapshots()?.iter().map(|(id, s)| forget::info(*id, s)).collect();
+        let (readable, unreadable) = repo.readable_snapshots()?;
+        let all: Vec<SnapshotInfo> = readable.iter().map(|(id, s)| forget::info(*id, s)).collect();
         let wanted_paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
         let considered: Vec<SnapshotInfo> = all
             .into_iter()
@@ -67,11 +68,17 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
             .filter(|s| a.tags.iter().all(|t| s.tags.contains(t)))
             .filter(|s| wanted_paths.iter().all(|p| s.paths.contains(p)))
             .collect();
+        // Snapshots that cannot be read: removed when named (ids only: nothing else is known
+        // of them), left alone by a policy, which cannot judge them.
+        let mut unreadable_removed: Vec<(cairn_engine::ObjectId, String)> = Vec::new();
         let decisions = if a.snapshots.is_empty() {
+            super::warn_unreadable(&unreadable);
             forget::policy::apply(&considered, &policy, by)
         } else {
             let named: Vec<cairn_engine::ObjectId> =
-                a.snapshots.iter().map(|s| repo.find_snapshot(s).map(|(id, _)| id)).collect::<Result<_, _>>()?;
+                a.snapshots.iter().map(|s| repo.resolve_snapshot_id(s)).collect::<Result<_, _>>()?;
+            unreadable_removed =
+                unreadable.iter().filter(|(id, _)| named.contains(id)).map(|(id, e)| (*id, e.to_string())).collect();
             considered
                 .iter()
                 .map(|s| forget::Decision {
@@ -83,7 +90,12 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
                 .filter(|d| !d.keep)
                 .collect()
         };
-        let remove: Vec<cairn_engine::ObjectId> = decisions.iter().filter(|d| !d.keep).map(|d| d.snapshot.id).collect();
+        let remove: Vec<cairn_engine::ObjectId> = decisions
+            .iter()
+            .filter(|d| !d.keep)
+            .map(|d| d.snapshot.id)
+            .chain(unreadable_removed.iter().map(|(id, _)| *id))
+            .collect();
         if a.dry_run {
             rec.detail = format!("dry run: {} snapshot(s) would be removed", remove.len());
         } else {
@@ -94,7 +106,8 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
             result?;
         }
         crate::metrics::record("snapshots_removed", "Snapshots removed.", remove.len() as f64);
-        crate::metrics::record("snapshots_kept", "Snapshots kept.", (decisions.len() - remove.len()) as f64);
+        let kept = decisions.iter().filter(|d| d.keep).count();
+        crate::metrics::record("snapshots_kept", "Snapshots kept.", kept as f64);
         if g.json {
             let docs: Vec<_> = decisions
             .iter()
@@ -105,6 +118,7 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
                     "tags": d.snapshot.tags, "keep": d.keep, "reasons": d.reasons,
                 })
             })
+            .chain(unreadable_removed.iter().map(|(id, e)| serde_json::json!({ "id": id.to_hex(), "keep": false, "unreadable": e })))
             .collect();
             output::json(&serde_json::json!({ "dry_run": a.dry_run, "snapshots": docs, "removed": remove.len() }))?;
         } else if !g.quiet {
@@ -123,6 +137,9 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
                     output::time(d.snapshot.time_ns),
                     d.reasons.join(", ")
                 );
+            }
+            for (id, e) in &unreadable_removed {
+                println!("  remove {}  (cannot be read: {e})", &id.to_hex()[..12]);
             }
             println!("{} snapshot(s) {}", remove.len(), if a.dry_run { "would be removed" } else { "removed" });
         }

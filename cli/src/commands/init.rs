@@ -25,6 +25,11 @@ fn chunk_sizes(s: &str) -> anyhow::Result<ChunkerParams> {
 
 pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
     let storage = super::storage(g)?;
+    // Before anything is created: a recovery slot whose code cannot be kept must not exist.
+    let code_file = match &a.recovery_code_out {
+        Some(path) if !a.no_recovery_code => Some(output::RecoveryCodeFile::create(path)?),
+        _ => None,
+    };
     let password = secrets::password(g, true)?;
     let argon2 = match (a.kdf_memory, a.kdf_iterations) {
         (None, None) => calibrate_argon2(Duration::from_millis(500))?,
@@ -41,10 +46,8 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
     opts.zstd_level = a.compression;
     let outcome = Repository::init(storage.clone(), &opts)?;
     let code_text = outcome.recovery_code.as_ref().map(|c| c.display());
-    if let (Some(path), Some(code)) = (&a.recovery_code_out, &code_text) {
-        output::write_recovery_code(path, code)?;
-    }
-    let printed_code = if a.recovery_code_out.is_some() { None } else { code_text.clone() };
+    let written = code_file.is_some() && code_text.is_some();
+    let printed_code = output::place_recovery_code(code_file, code_text);
     if g.json {
         output::json(&serde_json::json!({
             "repository": storage.location(),
@@ -56,7 +59,7 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
         println!("created repository {} at {}", &outcome.repository_id.to_hex()[..12], storage.location());
         if let Some(code) = printed_code {
             output::recovery_code(&code);
-        } else if let Some(path) = &a.recovery_code_out {
+        } else if let (true, Some(path)) = (written, &a.recovery_code_out) {
             println!("recovery code written to {}", path.display());
         }
     }

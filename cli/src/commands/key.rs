@@ -136,6 +136,11 @@ fn list(g: &GlobalArgs) -> anyhow::Result<i32> {
 
 fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord) -> anyhow::Result<i32> {
     let _lock = super::lock(g, repo, true, "key add")?;
+    // Before the slot exists: its code must have somewhere to go.
+    let code_file = match &a.recovery_code_out {
+        Some(path) if a.recovery => Some(output::RecoveryCodeFile::create(path)?),
+        _ => None,
+    };
     let (id, code) = if a.password {
         let password = secrets::new_password(a.new_password.new_password_file.as_deref())?;
         let label = if a.label.is_empty() { "password" } else { &a.label };
@@ -154,10 +159,8 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
         bail!("say which kind of slot: --password, --recovery or --hsm");
     };
     rec.slots_created.push(id);
-    if let (Some(path), Some(code)) = (&a.recovery_code_out, &code) {
-        output::write_recovery_code(path, code)?;
-    }
-    let printed = if a.recovery_code_out.is_some() { None } else { code };
+    let written = code_file.is_some() && code.is_some();
+    let printed = output::place_recovery_code(code_file, code);
     if g.json {
         output::json(
             &serde_json::json!({ "slot": id.to_hex(), "recovery_code": printed.as_deref().map(String::as_str) }),
@@ -166,7 +169,7 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
         println!("key slot {} added", id.short());
         if let Some(code) = printed {
             output::recovery_code(&code);
-        } else if let Some(path) = &a.recovery_code_out {
+        } else if let (true, Some(path)) = (written, &a.recovery_code_out) {
             println!("recovery code written to {}", path.display());
         }
     }

@@ -9,7 +9,7 @@ use crate::{exit, output_node};
 
 pub fn run(g: &GlobalArgs, a: &LsArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (_, snap) = super::find_snapshot(&repo, &a.snapshot)?;
     let path = a.path.as_ref().map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
     let mut docs = Vec::new();
     let mut out = std::io::stdout().lock();

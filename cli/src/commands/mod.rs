@@ -23,7 +23,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cairn_engine::Repository;
 use cairn_engine::audit::{Actor, AuditRecord};
-use cairn_engine::repo::{LockGuard, LockOptions};
+use cairn_engine::repo::{LockGuard, LockOptions, ReadLock};
 use cairn_engine::storage::s3::AwsSettings;
 use cairn_engine::storage::{
     KillPlan, LocalStorage, S3Location, S3Options, S3Storage, Storage, Throttled, with_kill_points,
@@ -121,8 +121,14 @@ fn cache_root(g: &GlobalArgs) -> PathBuf {
 pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let storage = storage(g)?;
     let location = storage.location();
-    if !is_s3(g) && !std::path::Path::new(&location).exists() {
-        return Err(cairn_engine::Error::NoRepository(location).into());
+    if !is_s3(g) {
+        let path = std::path::Path::new(&location);
+        if !path.exists() {
+            return Err(cairn_engine::Error::NoRepository(location).into());
+        }
+        if !path.is_dir() {
+            return Err(cairn_engine::Error::NoRepository(format!("{location} (not a directory)")).into());
+        }
     }
     let secret = crate::secrets::open_secret(g)?;
     let mut repo = Repository::open(storage, &secret, cache_root(g))?;
@@ -207,6 +213,71 @@ pub fn lock(g: &GlobalArgs, repo: &Repository, exclusive: bool, operation: &str)
         refresh_every: cairn_engine::repo::REFRESH_EVERY,
     };
     Ok(repo.lock(&opts)?)
+}
+
+/// Warns about snapshots that could not be read (on stderr, also with --json) and says how to
+/// remove them.
+pub fn warn_unreadable(unreadable: &[(cairn_engine::ObjectId, cairn_engine::Error)]) {
+    for (id, e) in unreadable {
+        eprintln!("cairn: warning: snapshot {} cannot be read and is skipped: {e}", id.short());
+    }
+    if !unreadable.is_empty() {
+        let ids: Vec<String> = unreadable.iter().map(|(id, _)| id.short()).collect();
+        eprintln!(
+            "cairn: warning: {} snapshot(s) could not be read: damaged (`cairn check` shows the damage; `cairn forget \
+             {}` or `cairn repair snapshots` removes it), or sealed under newer keys while a key rotation is \
+             unfinished (finish it with `cairn key rotate` opened through a slot that opens the newest keys)",
+            ids.len(),
+            ids.join(" ")
+        );
+    }
+}
+
+/// Every snapshot that can be read, oldest first; the others are named in a warning.
+pub fn readable_snapshots(
+    repo: &Repository,
+) -> anyhow::Result<Vec<(cairn_engine::ObjectId, cairn_engine::format::snapshot::Snapshot)>> {
+    let (readable, unreadable) = repo.readable_snapshots()?;
+    warn_unreadable(&unreadable);
+    Ok(readable)
+}
+
+/// Resolves `latest`, an id or an id prefix and loads the snapshot. `latest` is the newest
+/// snapshot that can be read; damaged ones are named in a warning, since one of them may be newer.
+pub fn find_snapshot(
+    repo: &Repository,
+    spec: &str,
+) -> anyhow::Result<(cairn_engine::ObjectId, cairn_engine::format::snapshot::Snapshot)> {
+    if spec == "latest" {
+        let mut all = readable_snapshots(repo)?;
+        return all.pop().ok_or_else(|| {
+            cairn_engine::Error::SnapshotNotFound("the repository has no snapshots that can be read".into()).into()
+        });
+    }
+    Ok(repo.find_snapshot(spec)?)
+}
+
+/// A shared lock for a command that only reads: none with `--no-lock`, and none (with a
+/// warning) when the storage refuses to store it (read-only media).
+pub fn read_lock(g: &GlobalArgs, repo: &Repository, operation: &str) -> anyhow::Result<Option<LockGuard>> {
+    if g.no_lock {
+        return Ok(None);
+    }
+    let opts = LockOptions {
+        exclusive: false,
+        operation: operation.to_string(),
+        hostname: hostname(),
+        username: username(),
+        retry_for: g.retry_lock,
+        refresh_every: cairn_engine::repo::REFRESH_EVERY,
+    };
+    match repo.read_lock(&opts)? {
+        ReadLock::Held(guard) => Ok(Some(guard)),
+        ReadLock::Unwritable(e) => {
+            eprintln!("cairn: warning: no lock taken, the repository cannot be written ({e}); going on without one");
+            Ok(None)
+        }
+    }
 }
 
 /// Parses `SNAPSHOT[:PATH]`.

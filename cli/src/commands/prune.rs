@@ -47,6 +47,14 @@ pub fn run_with(
     };
     let start = Instant::now();
     let out = prune(repo, opts, dry_run, progress)?;
+    if !out.unreadable_snapshots.is_empty() {
+        let err = cairn_engine::Error::SnapshotsUnreadable { snapshots: out.unreadable_snapshots.clone() };
+        if dry_run && out.changes_anything() {
+            eprintln!("cairn: warning: a prune without --dry-run would refuse to run: {err}");
+        } else {
+            eprintln!("cairn: warning: nothing to delete, so the snapshots that cannot be read did not matter: {err}");
+        }
+    }
     let p = &out.plan;
     let sw = &out.sweep;
     if !dry_run {
@@ -69,6 +77,13 @@ pub fn run_with(
             ))
             .unwrap_or_default()
     );
+    if out.leftovers_removed.0 > 0 && !g.quiet && !g.json {
+        println!(
+            "removed {} temporary file(s) ({}) left by interrupted writes",
+            out.leftovers_removed.0,
+            output::bytes(out.leftovers_removed.1)
+        );
+    }
     crate::metrics::record("bytes_freed", "Bytes the repository shrank by.", sw.delete_now_bytes as f64);
     crate::metrics::record("packs_deleted", "Packs deleted.", sw.delete_now.len() as f64);
     crate::metrics::record("packs_marked", "Packs marked for deletion by a later prune.", sw.pending.len() as f64);
@@ -83,6 +98,7 @@ pub fn run_with(
             "index_segments_written": out.segments_written, "index_segments_deleted": out.segments_deleted,
             "instant_delete": o.instant_delete, "grace_period_seconds": o.grace_period.as_secs(),
             "duration_seconds": start.elapsed().as_secs_f64(),
+            "temporary_files_removed": out.leftovers_removed.0, "temporary_bytes_removed": out.leftovers_removed.1,
         }))?;
     } else if !g.quiet {
         println!(

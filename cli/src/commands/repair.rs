@@ -45,12 +45,23 @@ pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
             let out = repair_snapshots(&repo, &progress)?;
             rec.snapshots_created = out.repaired.iter().map(|r| r.new).collect();
             rec.snapshots_deleted = out.repaired.iter().map(|r| r.old).collect();
+            // Nothing in a snapshot object that does not open can be saved: it goes, intent
+            // logged first, so it stops every command that must read all snapshots.
+            let damaged: Vec<cairn_engine::ObjectId> = out.damaged.iter().map(|(id, _)| *id).collect();
+            let removal = cairn_engine::forget::remove(&repo, &damaged, &super::actor());
+            let present: std::collections::BTreeSet<_> = repo.snapshot_ids()?.into_iter().collect();
+            rec.snapshots_deleted.extend(damaged.iter().filter(|id| !present.contains(id)));
+            removal?;
+            for (id, e) in &out.unsupported {
+                eprintln!("cairn: warning: snapshot {} left alone: {e}", id.short());
+            }
             if g.json {
                 output::json(&serde_json::json!({
                     "snapshots": out.snapshots,
                     "repaired": out.repaired.iter().map(|r| serde_json::json!({
                         "old": r.old.to_hex(), "new": r.new.to_hex(), "replaced": r.replaced,
                     })).collect::<Vec<_>>(),
+                    "removed": out.damaged.iter().map(|(id, e)| serde_json::json!({"id": id.to_hex(), "error": e})).collect::<Vec<_>>(),
                 }))?;
             } else if !g.quiet {
                 for r in &out.repaired {
@@ -64,7 +75,15 @@ pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
                         println!("  {p}");
                     }
                 }
-                println!("{} snapshot(s) checked, {} repaired", out.snapshots, out.repaired.len());
+                for (id, e) in &out.damaged {
+                    println!("snapshot {} removed: it cannot be read ({e})", &id.to_hex()[..12]);
+                }
+                println!(
+                    "{} snapshot(s) checked, {} repaired, {} removed",
+                    out.snapshots + out.damaged.len() as u64,
+                    out.repaired.len(),
+                    out.damaged.len()
+                );
             }
             Ok(exit::OK)
         }

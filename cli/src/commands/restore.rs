@@ -11,9 +11,9 @@ use crate::{exit, output};
 pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     super::audited(&repo, "restore", super::AuditNeed::BestEffort, |rec| {
-        let _lock = super::lock(g, &repo, false, "restore")?;
+        let _lock = super::read_lock(g, &repo, "restore")?;
         let (spec, subpath) = super::split_snapshot_path(&a.snapshot);
-        let (id, snap) = repo.find_snapshot(spec)?;
+        let (id, snap) = super::find_snapshot(&repo, spec)?;
         rec.detail = format!("snapshot {} to {}", id.to_hex(), a.target.display());
         let opts = RestoreOptions {
             target: a.target.clone(),

@@ -81,7 +81,7 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     super::audited(&repo, "snapshot", super::AuditNeed::Required, |rec| {
         let _lock = super::lock(g, &repo, false, "snapshot")?;
         let parent = match (&a.parent, a.force) {
-            (Some(spec), _) => ParentChoice::Snapshot(repo.find_snapshot(spec)?.0),
+            (Some(spec), _) => ParentChoice::Snapshot(super::find_snapshot(&repo, spec)?.0),
             (None, true) => ParentChoice::None,
             (None, false) => ParentChoice::Auto,
         };

@@ -537,6 +537,7 @@ impl Repository {
 
     /// Appends an audit entry for an operation run through this repository handle.
     pub fn audit(&self, actor: &Actor, record: &AuditRecord) -> Result<u64> {
+        self.check_key_not_rotated()?;
         append_raw(self.storage().as_ref(), self.keyring(), self.opened_with(), actor, record, Some(self.cache_dir()))
     }
 

@@ -538,6 +538,16 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     progress.phase("check: structure", None);
     c.check_slots()?;
     c.check_audit()?;
+    for l in repo.storage().leftovers()? {
+        c.report.findings.push(finding(
+            Severity::Notice,
+            &l.name,
+            format!(
+                "temporary file of {} bytes left by an interrupted write; `cairn prune` removes it once it is an hour old",
+                l.size
+            ),
+        ));
+    }
     // Snapshots before the index: a backup running alongside (check takes a shared lock)
     // stores its index segments before its snapshot, so every snapshot listed here has its
     // blobs in the index read next, and in the client's index synced again. The other order

@@ -10,7 +10,8 @@
 //!
 //! A crash before 2 leaves unindexed packs (a later prune deletes them); after 2, readers
 //! ignore the old segments, so no index entry ever points at a deleted pack. Prune refuses to
-//! run when any snapshot, tree or index segment cannot be read, when a used blob is in no
+//! run when any tree or index segment cannot be read, when a snapshot cannot be read and the
+//! plan would change anything, when a used blob is in no
 //! pack, or when a snapshot the audit log says exists is not in the listing: it must see every
 //! reference before it deletes anything. Only trees, index segments and the packs being
 //! repacked are read; data blobs of kept packs never are. The set of used blobs lives in an
@@ -39,6 +40,11 @@ use crate::index::{BlobLocation, ScratchTable};
 use crate::progress::Progress;
 use crate::repo::{IndexRewrite, Repository, pack_name};
 
+/// Temporary files of writes (local storage) older than this are left by processes that died:
+/// prune, holding the exclusive lock, removes them. No writer lives that long without a lock,
+/// and a pack takes seconds to write.
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What a prune did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, Default)]
 pub struct PruneOutcome {
@@ -62,15 +68,32 @@ pub struct PruneOutcome {
     pub objects_resealed: u64,
     /// Whether anything was changed.
     pub dry_run: bool,
+    /// Temporary files of interrupted writes removed (older than [`LEFTOVER_AGE`]), and their bytes.
+    pub leftovers_removed: (u64, u64),
+    /// Snapshots that could not be read, each with why. Their data cannot be told from unused
+    /// data, so prune changes nothing while there are any and its plan would change anything.
+    pub unreadable_snapshots: Vec<(ObjectId, String)>,
 }
 
-/// Blobs reachable from every snapshot, on disk: id -> the pack whose copy is kept (empty until
-/// the index scan claims one).
-fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<ScratchTable> {
+impl PruneOutcome {
+    /// Whether the plan deletes, repacks or marks anything, or rewrites the index.
+    pub fn changes_anything(&self) -> bool {
+        !self.plan.delete.is_empty()
+            || !self.plan.repack.is_empty()
+            || !self.sweep.delete_now.is_empty()
+            || !self.sweep.marks.is_empty()
+    }
+}
+
+/// Blobs reachable from every snapshot that can be read, on disk: id -> the pack whose copy is
+/// kept (empty until the index scan claims one); and the snapshots that cannot be read.
+fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<(ScratchTable, Vec<(ObjectId, String)>)> {
     let mut used = repo.scratch_table("prune-used")?;
     // Trees are about one blob in a hundred: their visited set stays in memory.
     let mut seen_trees: HashSet<ChunkId> = HashSet::new();
-    let mut trees: Vec<ChunkId> = repo.snapshots()?.into_iter().map(|(_, s)| s.tree).collect();
+    let (readable, unreadable) = repo.readable_snapshots()?;
+    let unreadable = unreadable.into_iter().map(|(id, e)| (id, e.to_string())).collect();
+    let mut trees: Vec<ChunkId> = readable.into_iter().map(|(_, s)| s.tree).collect();
     // A snapshot is stored after its index segments: read the index again now that the
     // snapshots are listed, so a snapshot stored since the first sync has its blobs known.
     // (Only a backup that ignored the exclusive lock, or one whose lock this host's clock took
@@ -95,7 +118,7 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<ScratchTable
         }
     }
     used.flush()?;
-    Ok(used)
+    Ok((used, unreadable))
 }
 
 /// The present index segments and which of them are superseded.
@@ -130,6 +153,22 @@ fn for_each_pack(
     Ok(())
 }
 
+/// Removes the storage's temporary files older than `age`; returns how many and their bytes.
+/// The caller holds the exclusive lock, so no writer is working on them.
+fn remove_leftovers(repo: &Repository, age: std::time::Duration) -> Result<(u64, u64)> {
+    let now = std::time::SystemTime::now();
+    let mut removed = (0, 0);
+    for l in repo.storage().leftovers()? {
+        let old = l.modified.and_then(|m| now.duration_since(m).ok()).is_some_and(|a| a > age);
+        if old {
+            repo.storage().remove_leftover(&l.name)?;
+            removed.0 += 1;
+            removed.1 += l.size;
+        }
+    }
+    Ok(removed)
+}
+
 /// Refuses with [`Error::SnapshotsMissing`] when the audit log names snapshots that the
 /// listing of `snapshots/` does not show: their data must not be taken for unused.
 fn check_snapshots_against_log(repo: &Repository) -> Result<()> {
@@ -149,7 +188,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     // Before the snapshots are read: what the log says exists must be listed.
     check_snapshots_against_log(repo)?;
     progress.phase("prune: finding used blobs", None);
-    let mut used = used_blobs(repo, progress)?;
+    let (mut used, unreadable_snapshots) = used_blobs(repo, progress)?;
     let (all_segments, superseded) = segments(repo)?;
     let live: Vec<ObjectId> = all_segments.iter().filter(|id| !superseded.contains(id)).copied().collect();
     // Per-pack usage; each used blob is claimed by the first pack that holds it.
@@ -233,10 +272,16 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         used_blobs: used_count,
         dry_run,
         packs_reencrypted: stale.len() as u64,
+        unreadable_snapshots,
         ..PruneOutcome::default()
     };
     if dry_run {
         return Ok(out);
+    }
+    // A snapshot that cannot be read may use any pack that looks unused: with one, prune goes
+    // on only when its plan changes nothing (then it cannot matter what the snapshot uses).
+    if !out.unreadable_snapshots.is_empty() && (out.changes_anything() || !superseded.is_empty()) {
+        return Err(Error::SnapshotsUnreadable { snapshots: out.unreadable_snapshots.clone() });
     }
     let deleting: BTreeSet<PackId> = out.sweep.delete_now.iter().copied().collect();
     // Out of the new index: repacked packs (their used blobs are in the new packs) and indexed
@@ -328,6 +373,8 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     if let Some(epoch) = opts.reencrypt_epoch {
         out.objects_resealed = repo.reseal_objects(epoch)?;
     }
+    // 7. Temporary files left by writers that died.
+    out.leftovers_removed = remove_leftovers(repo, LEFTOVER_AGE)?;
     repo.sync_index()?;
     progress.done();
     Ok(out)

@@ -3,11 +3,12 @@
 //! exists. A file using an unavailable blob, or a directory whose tree is unavailable, is
 //! replaced by an empty file `NAME.cairn-damaged` (never by wrong or partial content); every
 //! replacement is listed. The repaired snapshot is written with the tag `repaired` and the
-//! old one as parent, then the old one is deleted.
+//! old one as parent, then the old one is deleted. Snapshot objects that do not open at all are
+//! reported for removal.
 
 use std::collections::{HashMap, HashSet};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::BlobKind;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::{ChunkId, ObjectId, PackId};
@@ -35,6 +36,12 @@ pub struct RepairSnapshotsOutcome {
     pub snapshots: u64,
     /// Snapshots rewritten.
     pub repaired: Vec<RepairedSnapshot>,
+    /// Snapshot objects that are damaged (they do not open, or not as the snapshot their name
+    /// says), each with why: nothing in them can be saved, and the caller removes them (through
+    /// `forget::remove`, which logs the intent first).
+    pub damaged: Vec<(ObjectId, String)>,
+    /// Snapshots left alone because this build cannot read them (a newer format), with why.
+    pub unsupported: Vec<(ObjectId, String)>,
 }
 
 struct Repairer<'a, 'r> {
@@ -130,7 +137,14 @@ pub fn repair_snapshots(repo: &Repository, progress: &dyn Progress) -> Result<Re
     let mut out = RepairSnapshotsOutcome::default();
     let mut rewrites = Vec::new();
     progress.phase("repair: snapshots", None);
-    for (id, snap) in repo.snapshots()? {
+    let (readable, unreadable) = repo.readable_snapshots()?;
+    for (id, e) in unreadable {
+        match e {
+            Error::Corrupt { .. } => out.damaged.push((id, e.to_string())),
+            e => out.unsupported.push((id, e.to_string())),
+        }
+    }
+    for (id, snap) in readable {
         out.snapshots += 1;
         let mut replaced = Vec::new();
         let root = r.tree(snap.tree, "", &mut replaced)?;

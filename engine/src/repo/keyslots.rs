@@ -431,6 +431,22 @@ impl Repository {
         Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted, objects_resealed: resealed }))
     }
 
+    /// [`Error::KeysChanged`] when the repository key was rotated after this handle opened
+    /// the repository (its keyring is gone): what it would write now would be sealed under an
+    /// epoch the rotation may have retired, where nobody can read it. Checked when a lock is
+    /// won and before an audit entry is appended; a rotation waits for every lock, so work
+    /// that holds one is safe until it ends.
+    pub fn check_key_not_rotated(&self) -> Result<()> {
+        if self.storage.stat(&keys::keyring_name(&self.master))?.is_none() {
+            return Err(Error::KeysChanged(
+                "the repository key was rotated (`cairn key rotate`) after this command opened the repository; \
+                 nothing more was written, run the command again"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The data-key epochs the keyring holds, current last.
     pub fn key_epochs(&self) -> Vec<(u32, Option<i64>)> {
         self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()
@@ -532,7 +548,39 @@ impl Repository {
                 u.packs, u.objects
             )));
         }
+        self.reseal_locks(epoch)?;
         self.store_keyring(&ring)
+    }
+
+    /// Re-seals the locks sealed under `epoch` under the current epoch, before `epoch` is
+    /// retired: a lock nobody can read blocks exclusive work until it turns stale by age, and
+    /// a stale lock must stay recognisable as one. A live holder's next refresh seals its lock
+    /// under its own key again; it is live then, and it turns stale by age once it stops. A
+    /// lock its holder deletes between the read and the write comes back, as the lock of a
+    /// finished process: stale at once on its machine, after [`super::STALE_AFTER`] elsewhere.
+    fn reseal_locks(&self, epoch: u32) -> Result<u64> {
+        let (current, key) = self.keyring.current();
+        let mut count = 0;
+        for name in self.storage.list("locks/")? {
+            let sealed = match self.storage.get_bounded(&name, MAX_SMALL_OBJECT) {
+                Ok(b) => b,
+                Err(Error::Missing(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if envelope::epoch_of(&sealed, &name).ok() != Some(epoch) {
+                continue;
+            }
+            // A lock that does not open is damaged already; it turns stale by age.
+            let Ok(plain) =
+                envelope::open(&sealed, ObjectKind::Lock, name.as_bytes(), &name, |e| self.keyring.data_key(e, &name))
+            else {
+                continue;
+            };
+            let resealed = envelope::seal(key, current, ObjectKind::Lock, name.as_bytes(), &plain)?;
+            self.storage.put(&name, &resealed, PutMode::Overwrite)?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Re-seals every small object (config, snapshots, index segments, audit entries, deletion

@@ -55,6 +55,25 @@ pub struct LockInfo {
     pub doc: std::result::Result<LockDoc, String>,
     /// Whether it is stale.
     pub stale: bool,
+    /// When the storage last saw it written (`None`: the backend cannot tell).
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl LockInfo {
+    /// How long ago the storage last saw it written.
+    pub fn age(&self) -> Option<Duration> {
+        self.modified.and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+    }
+}
+
+/// What [`Repository::read_lock`] got.
+#[derive(Debug)]
+pub enum ReadLock {
+    /// A shared lock, held until dropped.
+    Held(LockGuard),
+    /// The storage refuses writes (read-only media, no write permission), so no lock could be
+    /// stored: a command that only reads may go on without one. The error says what refused.
+    Unwritable(Error),
 }
 
 /// Whether a held lock is still ours: shared by the guard, its refresher and the repository.
@@ -196,7 +215,11 @@ impl Repository {
         machine_identity(self.cache_dir().parent().unwrap_or(self.cache_dir()))
     }
 
-    /// Every lock object, read and judged stale or live.
+    /// Every lock object, read and judged stale or live. A lock that cannot be read (damaged,
+    /// or sealed under a key epoch that was retired) cannot say who holds it; its holder, while
+    /// alive, rewrites it every few minutes, so one the storage has not seen written for
+    /// [`STALE_AFTER`] is stale. The storage could lie about that time, but it could as well
+    /// delete the lock: it gains nothing it did not have.
     pub fn locks(&self) -> Result<Vec<LockInfo>> {
         let now = now_ns();
         let machine = self.machine_identity()?;
@@ -206,11 +229,18 @@ impl Repository {
                 .load_object(ObjectKind::Lock, &name)
                 .and_then(|plain| LockDoc::decode(&plain, &name))
                 .map_err(|e| e.to_string());
-            let stale = match &doc {
+            let modified = self.storage().modified(&name)?;
+            let mut info = LockInfo { name, doc, stale: false, modified };
+            info.stale = match &info.doc {
                 Ok(d) => is_stale(d, now, &machine),
-                Err(_) => self.sealed_under_retired_epoch(&name),
+                // Unreadable: stale once old enough by the storage's clock, or at once when it was
+                // sealed under an epoch retired since (its holder was killed during a
+                // `key rotate --reencrypt`; nobody can read it any more).
+                Err(_) => {
+                    info.age().is_some_and(|age| age > STALE_AFTER) || self.sealed_under_retired_epoch(&info.name)
+                }
             };
-            out.push(LockInfo { name, doc, stale });
+            out.push(info);
         }
         Ok(out)
     }
@@ -246,7 +276,21 @@ impl Repository {
                 Ok(d) if opts.exclusive || d.exclusive => return Ok(Some((d.holder(), d.created_ns))),
                 Ok(_) => {}
                 // A lock nobody can read may hide anything: an exclusive lock waits for it.
-                Err(e) if opts.exclusive => return Ok(Some((format!("unreadable lock {} ({e})", l.name), 0))),
+                Err(e) if opts.exclusive => {
+                    let since_ns = l
+                        .modified
+                        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+                    let when = match l.age() {
+                        Some(age) => format!(
+                            "last written {} minute(s) ago, stale {} minutes after that",
+                            age.as_secs() / 60,
+                            STALE_AFTER.as_secs() / 60
+                        ),
+                        None => "the storage does not say when it was written, so it never turns stale".into(),
+                    };
+                    return Ok(Some((format!("an unreadable lock {} ({e}; {when})", l.name), since_ns)));
+                }
                 Err(_) => {}
             }
         }
@@ -265,6 +309,9 @@ impl Repository {
                 let guard = self.write_lock(opts)?;
                 holder = self.conflict(opts, Some(guard.name()))?;
                 if holder.is_none() {
+                    // A rotation that ran between this handle's open and now may have retired
+                    // the epoch it would write under.
+                    self.check_key_not_rotated()?;
                     let mut held = self.held_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     held.retain(|h| h.strong_count() > 0);
                     held.push(Arc::downgrade(&guard.health));
@@ -281,6 +328,20 @@ impl Repository {
             let jitter = Duration::from_millis(random_below(pause.as_millis() as u64 + 1)?);
             std::thread::sleep((pause / 2 + jitter).min(deadline - now));
             pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// A shared lock for a command that only reads (restore, dump, check): like
+    /// [`Repository::lock`], except that a storage refusing the write is not an error but
+    /// [`ReadLock::Unwritable`]. Without a lock such a command still reads correctly; what it
+    /// loses is the guarantee that a prune running meanwhile (which cannot see it) deletes
+    /// nothing it is reading, and nobody prunes a repository nobody can write.
+    pub fn read_lock(&self, opts: &LockOptions) -> Result<ReadLock> {
+        let opts = LockOptions { exclusive: false, ..opts.clone() };
+        match self.lock(&opts) {
+            Ok(guard) => Ok(ReadLock::Held(guard)),
+            Err(e) if e.is_write_refused() => Ok(ReadLock::Unwritable(e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -364,7 +425,8 @@ impl Repository {
         Ok(LockGuard { storage: Arc::clone(self.storage()), health, stop, refresher: Some(refresher) })
     }
 
-    /// Removes stale locks (all of them with `all`); returns how many.
+    /// Removes stale locks, unreadable ones included once stale (all locks with `all`);
+    /// returns how many.
     pub fn unlock(&self, all: bool) -> Result<usize> {
         let mut removed = 0;
         for l in self.locks()? {

@@ -15,7 +15,7 @@ mod uploader;
 pub use blob_writer::{BlobWriter, WriteStats};
 pub use index_rewrite::IndexRewrite;
 pub use keyslots::{EpochUsage, RotateOutcome, SlotSummary};
-pub use lock::{LockGuard, LockInfo, LockOptions, REFRESH_EVERY, STALE_AFTER, is_stale};
+pub use lock::{LockGuard, LockInfo, LockOptions, REFRESH_EVERY, ReadLock, STALE_AFTER, is_stale};
 pub use repack::RepackWriter;
 
 use std::collections::{HashMap, HashSet};
@@ -141,6 +141,9 @@ pub struct Repository {
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// The snapshots that could be read, oldest first, and those that could not, each with why.
+pub type SnapshotsRead = (Vec<(ObjectId, Snapshot)>, Vec<(ObjectId, Error)>);
+
 /// Default for [`Repository::set_storage_connections`]: as many requests as cores suit a local
 /// disk; remote stores want more to hide latency (the CLI sets 4 for S3).
 pub const DEFAULT_STORAGE_CONNECTIONS: usize = 2;
@@ -162,6 +165,27 @@ pub fn slot_name(id: &ObjectId) -> String {
 /// Object name of a snapshot.
 pub fn snapshot_name(id: &ObjectId) -> String {
     format!("snapshots/{}", id.to_hex())
+}
+
+/// Why a slot that opens with the secret opens nothing here: its keyring is not in the
+/// repository. `slot_repos` holds the repository of every readable slot present: a slot that
+/// names another repository than all the others was copied from elsewhere.
+fn keyring_gone(slot: &SlotDoc, slot_repos: &[ObjectId]) -> Error {
+    let other = slot_repos.iter().find(|r| **r != slot.repository_id);
+    let alone = slot_repos.iter().filter(|r| **r == slot.repository_id).count() == 1;
+    match other {
+        Some(other) if alone => Error::WrongKey(format!(
+            "slot {} belongs to another repository ({}; the other slots here open {}): it was copied here and opens \
+             nothing in this one",
+            slot.id.short(),
+            slot.repository_id.short(),
+            other.short()
+        )),
+        _ => Error::WrongKey(format!(
+            "the keyring of slot {} is gone: the slot was made before a key rotation and no longer opens the repository",
+            slot.id.short()
+        )),
+    }
 }
 
 fn parse_ids(names: &[String], prefix: &str) -> Vec<ObjectId> {
@@ -248,10 +272,16 @@ impl Repository {
         let mut slots = Vec::new();
         let mut unreadable = Vec::new();
         let mut older_slots = 0;
+        // The repository each readable slot says it opens: a slot that opens with the secret
+        // but names another repository than the others was copied from elsewhere.
+        let mut slot_repos = Vec::new();
         for name in &slot_names {
             match storage.get_bounded(name, MAX_SMALL_OBJECT).and_then(|b| SlotDoc::decode(&b, name)) {
-                Ok(slot) if secret.fits(&slot.kind) => slots.push(slot),
-                Ok(_) => {}
+                Ok(slot) if secret.fits(&slot.kind) => {
+                    slot_repos.push(slot.repository_id);
+                    slots.push(slot);
+                }
+                Ok(slot) => slot_repos.push(slot.repository_id),
                 Err(e @ Error::Storage { .. }) => return Err(e),
                 Err(Error::UnsupportedVersion { found, supported, .. }) if found < supported => older_slots += 1,
                 Err(e) => unreadable.push(e.to_string()),
@@ -277,16 +307,31 @@ impl Repository {
             _ => None,
         };
         let mut opened = None;
+        // A slot that opens but whose keyring is not here (made before a rotation, or copied
+        // from another repository) does not stop the search: another slot may open.
+        let mut no_keyring = None;
         for slot in slots {
             if let Some(o) = keys::open_slot(&slot, secret, hsm.as_ref())? {
+                if storage.stat(&keys::keyring_name(&o.key))?.is_none() {
+                    no_keyring = Some(keyring_gone(&slot, &slot_repos));
+                    continue;
+                }
                 opened = Some((slot, o));
                 break;
             }
         }
         drop(hsm);
+        if let (None, Some(e)) = (&opened, no_keyring) {
+            return Err(e);
+        }
         let Some((slot, keys::OpenedSlot { key: k, identity })) = opened else {
+            // A slot whose sealed secret was damaged fails to open exactly as under a wrong
+            // secret (the AEAD tells no difference): say both.
             let what = match secret {
-                OpenSecret::Password(_) => "no key slot opens with this password",
+                OpenSecret::Password(_) => {
+                    "no key slot opens with this password (a wrong password, or a damaged password slot: `cairn check`, \
+                     opened with another slot such as the recovery code, checks the slots)"
+                }
                 OpenSecret::Recovery(_) => "no recovery slot opens with this recovery code",
                 OpenSecret::Hsm(_) => "no HSM slot opens with this token key",
             };
@@ -302,10 +347,7 @@ impl Repository {
             return Err(Error::corrupt(slot_name(&slot.id), "the slot names another keyring than its key opens"));
         }
         let ring_bytes = storage.get_bounded(&ring_name, MAX_SMALL_OBJECT).map_err(|e| match e {
-            Error::Missing(_) => Error::WrongKey(format!(
-                "the keyring of slot {} is gone: the slot was made before a key rotation and no longer opens the repository",
-                slot.id.short()
-            )),
+            Error::Missing(_) => keyring_gone(&slot, &slot_repos),
             e => e,
         })?;
         let keyring = Keyring::open(&ring_bytes, &keys::keyring_seal_key(&k), &ring_name, slot.repository_id)?;
@@ -762,50 +804,77 @@ impl Repository {
         Ok(self.load_snapshots(false)?.0)
     }
 
-    /// Every snapshot that can be read, oldest first, and how many could not (damaged, or
-    /// sealed under an epoch this client's keyring lacks during an unfinished rotation). For
-    /// choices that can do without some snapshots, such as a backup's parent: storage errors
-    /// still fail.
-    pub fn readable_snapshots(&self) -> Result<(Vec<(ObjectId, Snapshot)>, usize)> {
+    /// Every snapshot that can be read, oldest first, and those that could not, each with why
+    /// (damaged, or sealed under an epoch this client's keyring lacks during an unfinished
+    /// rotation). For the commands that can do without some snapshots: listing, browsing,
+    /// a backup's parent, forget, repair. Storage errors still fail.
+    pub fn readable_snapshots(&self) -> Result<SnapshotsRead> {
         self.load_snapshots(true)
     }
 
     /// Loads every snapshot in parallel, oldest first; with `skip_unreadable`, snapshots that
-    /// are damaged or cannot be opened are counted instead of failing the whole load.
-    fn load_snapshots(&self, skip_unreadable: bool) -> Result<(Vec<(ObjectId, Snapshot)>, usize)> {
+    /// are damaged or cannot be opened are returned apart instead of failing the whole load.
+    fn load_snapshots(&self, skip_unreadable: bool) -> Result<SnapshotsRead> {
         let ids = self.snapshot_ids()?;
-        let loaded: Vec<Option<(ObjectId, Snapshot)>> = self.with_io_pool(|| {
+        let loaded: Vec<std::result::Result<(ObjectId, Snapshot), (ObjectId, Error)>> = self.with_io_pool(|| {
             ids.par_iter()
                 .map(|id| match self.load_snapshot(id) {
-                    Ok(s) => Ok(Some((*id, s))),
-                    Err(Error::Corrupt { .. } | Error::Missing(_) | Error::UnsupportedVersion { .. })
+                    Ok(s) => Ok(Ok((*id, s))),
+                    Err(e @ (Error::Corrupt { .. } | Error::Missing(_) | Error::UnsupportedVersion { .. }))
                         if skip_unreadable =>
                     {
-                        Ok(None)
+                        Ok(Err((*id, e)))
                     }
                     Err(e) => Err(e),
                 })
                 .collect::<Result<_>>()
         })?;
-        let skipped = loaded.iter().filter(|s| s.is_none()).count();
-        let mut all: Vec<(ObjectId, Snapshot)> = loaded.into_iter().flatten().collect();
+        let mut all = Vec::new();
+        let mut unreadable = Vec::new();
+        for l in loaded {
+            match l {
+                Ok(s) => all.push(s),
+                // Listed, then gone before it was read (forgotten meanwhile): not damage.
+                Err((_, Error::Missing(_))) => {}
+                Err(u) => unreadable.push(u),
+            }
+        }
         all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
-        Ok((all, skipped))
+        unreadable.sort_by_key(|u| u.0);
+        Ok((all, unreadable))
     }
 
-    /// Resolves `latest`, a full id, or a unique id prefix.
+    /// Resolves `latest` (the newest snapshot that can be read), a full id, or a unique id
+    /// prefix, and loads it.
     pub fn find_snapshot(&self, spec: &str) -> Result<(ObjectId, Snapshot)> {
         if spec == "latest" {
             return self
-                .snapshots()?
+                .readable_snapshots()?
+                .0
                 .pop()
-                .ok_or_else(|| Error::SnapshotNotFound("the repository has no snapshots".into()));
+                .ok_or_else(|| Error::SnapshotNotFound("the repository has no snapshots that can be read".into()));
+        }
+        let id = self.resolve_snapshot_id(spec)?;
+        Ok((id, self.load_snapshot(&id)?))
+    }
+
+    /// The id `spec` names (`latest`, a full id or a unique prefix of at least one character),
+    /// without reading the snapshot unless it is `latest`: a damaged snapshot can be named
+    /// (to remove it).
+    pub fn resolve_snapshot_id(&self, spec: &str) -> Result<ObjectId> {
+        if spec == "latest" {
+            return Ok(self.find_snapshot(spec)?.0);
+        }
+        if spec.is_empty() {
+            return Err(Error::SnapshotNotFound(
+                "no snapshot named: give an id (a prefix is enough) or `latest`".into(),
+            ));
         }
         let spec_lc = spec.to_ascii_lowercase();
         let matches: Vec<ObjectId> =
             self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_lc)).collect();
         match matches.as_slice() {
-            [id] => Ok((*id, self.load_snapshot(id)?)),
+            [id] => Ok(*id),
             [] => Err(Error::SnapshotNotFound(format!("no snapshot matches {spec:?}"))),
             _ => Err(Error::SnapshotNotFound(format!(
                 "{} snapshots match {spec:?}; give more characters",

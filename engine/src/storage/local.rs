@@ -6,8 +6,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{OwnedParts, PutMode, Storage, validate_name};
+use super::{Leftover, OwnedParts, PutMode, Storage, validate_name};
 use crate::error::{Error, Result};
+
+/// How the names of temporary files begin (objects' names never do).
+const TMP_PREFIX: &str = ".tmp-";
 
 /// A repository in a local directory.
 #[derive(Debug, Clone)]
@@ -46,7 +49,11 @@ impl LocalStorage {
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let err = |e| Error::storage("write", name, e);
         fs::create_dir_all(&dir).map_err(err)?;
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hex::encode(crate::crypto::random_array::<8>()?)));
+        let tmp = dir.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            std::process::id(),
+            hex::encode(crate::crypto::random_array::<8>()?)
+        ));
         let write = || -> std::io::Result<()> {
             let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             let mut f = std::io::BufWriter::with_capacity(256 << 10, f);
@@ -166,7 +173,7 @@ impl Storage for LocalStorage {
                 let Some(file_name) = file_name.to_str() else {
                     continue;
                 };
-                if file_name.starts_with(".tmp-") {
+                if file_name.starts_with(TMP_PREFIX) {
                     continue;
                 }
                 let child = if name.is_empty() { file_name.to_string() } else { format!("{name}/{file_name}") };
@@ -196,6 +203,54 @@ impl Storage for LocalStorage {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::storage("stat", name, e)),
+        }
+    }
+
+    fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let path = self.path(name)?;
+        match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage("stat", name, e)),
+        }
+    }
+
+    fn leftovers(&self) -> Result<Vec<Leftover>> {
+        let mut out = Vec::new();
+        let mut stack = vec![(self.root.clone(), String::new())];
+        while let Some((dir, name)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::storage("list", name, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::storage("list", &name, e))?;
+                let Some(file_name) = entry.file_name().to_str().map(str::to_string) else { continue };
+                let child = if name.is_empty() { file_name.clone() } else { format!("{name}/{file_name}") };
+                let ft = entry.file_type().map_err(|e| Error::storage("list", &child, e))?;
+                if ft.is_dir() {
+                    stack.push((entry.path(), child));
+                } else if ft.is_file() && file_name.starts_with(TMP_PREFIX) {
+                    let meta = entry.metadata().map_err(|e| Error::storage("stat", &child, e))?;
+                    out.push(Leftover { name: child, size: meta.len(), modified: meta.modified().ok() });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn remove_leftover(&self, name: &str) -> Result<()> {
+        // Invariant: only a temporary file goes this way, never an object.
+        if !name.rsplit('/').next().is_some_and(|f| f.starts_with(TMP_PREFIX)) {
+            return Err(Error::InvalidInput(format!("{name} is not a temporary file")));
+        }
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::storage("delete", name, e)),
         }
     }
 }

@@ -91,6 +91,34 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     }
     /// The object's size, `None` when absent.
     fn stat(&self, name: &str) -> Result<Option<u64>>;
+    /// When the object was last written, by the storage's clock; `None` when absent or when
+    /// the backend cannot tell. Only for judging what the client cannot read (a lock sealed
+    /// under a retired key): a storage could lie about it, as it could delete the object.
+    fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let _ = name;
+        Ok(None)
+    }
+    /// Temporary files that writes left behind (a process killed while writing), which no
+    /// listing shows: local directories have them, object stores do not (an unfinished
+    /// upload is never visible). Names are relative to the repository.
+    fn leftovers(&self) -> Result<Vec<Leftover>> {
+        Ok(Vec::new())
+    }
+    /// Removes a leftover [`Storage::leftovers`] named; never anything else.
+    fn remove_leftover(&self, name: &str) -> Result<()> {
+        Err(Error::InvalidInput(format!("{name} is not a leftover of this storage")))
+    }
+}
+
+/// A temporary file left by an interrupted write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// Its name, relative to the repository (`data/ab/.tmp-...`).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written (`None`: unknown).
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// Rejects names that could escape the repository or collide across backends.

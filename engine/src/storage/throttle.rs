@@ -119,6 +119,18 @@ impl Storage for Throttled {
     fn stat(&self, name: &str) -> Result<Option<u64>> {
         self.inner.stat(name)
     }
+
+    fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.inner.modified(name)
+    }
+
+    fn leftovers(&self) -> Result<Vec<super::Leftover>> {
+        self.inner.leftovers()
+    }
+
+    fn remove_leftover(&self, name: &str) -> Result<()> {
+        self.inner.remove_leftover(name)
+    }
 }
 
 #[cfg(test)]

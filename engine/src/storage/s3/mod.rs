@@ -518,6 +518,20 @@ impl Storage for S3Storage {
             Err(e) => Err(map_err("stat", name, e)),
         }
     }
+
+    fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let key = self.key(name)?;
+        match self.block_on(self.store.head(&key)) {
+            Ok(meta) => {
+                let ms = meta.last_modified.timestamp_millis();
+                let at = u64::try_from(ms)
+                    .map_or(std::time::UNIX_EPOCH, |ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+                Ok(Some(at))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(map_err("stat", name, e)),
+        }
+    }
 }
 
 /// Transport-level failures (connection refused or lost, timeout, body cut short), as
