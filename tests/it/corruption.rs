@@ -168,8 +168,17 @@ fn a_damaged_tree_fails_the_directory_it_lists_naming_its_pack() {
     let tree_packs: Vec<PathBuf> =
         walk_files(&f.t.repo_path().join("data")).into_iter().filter(|p| !data.contains(p)).collect();
     assert_eq!(tree_packs.len(), 1, "{tree_packs:?}");
-    // The first blob of the pack: the tree of the source directory (written first).
-    flip(&tree_packs[0], 10);
+    // The tree of the source directory (where in the pack depends on how the writer's
+    // threads interleaved: locate it).
+    let path = f.src.display().to_string();
+    let cairn_engine::ls::Resolved::Node(_, node) =
+        cairn_engine::ls::resolve(&repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
+    else {
+        panic!()
+    };
+    let NodeKind::Dir { subtree } = node.kind else { panic!("{node:?}") };
+    let loc = repo.locate(&subtree).unwrap();
+    flip(&tree_packs[0], u64::from(loc.offset) + 10);
     let target = f.work.path().join("out");
     let r = restore_all(&repo, &f.out, &target).unwrap();
     let name = tree_packs[0].strip_prefix(f.t.repo_path()).unwrap().to_str().unwrap().to_string();

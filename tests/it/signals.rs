@@ -168,9 +168,15 @@ fn sigterm_stops_a_restore_leaving_only_complete_files() {
 #[test]
 fn ctrl_c_stops_a_prune_before_it_deletes() {
     let e = Env::new();
+    // Files much smaller than a pack, so each pack holds several of them.
+    fs::remove_dir_all(e.p("src")).unwrap();
+    fs::create_dir_all(e.p("src")).unwrap();
+    for i in 0..80 {
+        fs::write(e.p("src").join(format!("f{i:02}")), random_bytes(150_000, 300 + i)).unwrap();
+    }
     e.cli().arg("snapshot").arg(e.p("src")).assert().success();
     // Half the files go: their packs are partly used, and prune repacks them.
-    for i in (0..24).step_by(2) {
+    for i in (0..80).step_by(2) {
         fs::remove_file(e.p("src").join(format!("f{i:02}"))).unwrap();
     }
     e.cli().arg("snapshot").arg(e.p("src")).assert().success();

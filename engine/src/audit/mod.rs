@@ -133,6 +133,21 @@ fn list_entries(storage: &dyn Storage) -> Result<Vec<(u64, [u8; MAC_LEN], String
     Ok(out)
 }
 
+/// The refusal for an entry sealed under a key epoch newer than `keyring`'s newest: written
+/// through a slot an unfinished rotation already moved. A client whose slot it has not moved
+/// cannot follow the log past it, and must not write beside it (under the old keys).
+fn sealed_under_newer_keys(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Option<Error> {
+    let sealed = storage.get_bounded(name, crate::format::MAX_SMALL_OBJECT).ok()?;
+    let epoch = envelope::epoch_of(&sealed, name).ok()?;
+    (epoch > keyring.current().0).then(|| {
+        Error::InvalidInput(format!(
+            "a key rotation did not finish: audit entry {name} is sealed under key epoch {epoch}, newer than the keys \
+             the slot in use opens. Nothing was written. Finish the rotation with `cairn key rotate` opened through a \
+             slot that opens the newest keys (`cairn key list` marks the others as not current)"
+        ))
+    })
+}
+
 /// The newest level of the log that holds entries which authenticate, and their MACs: what the
 /// next entry follows. Levels above it hold only objects that do not authenticate (damaged, or
 /// planted by the storage); they are skipped, so one bad object cannot stop every writer, and
@@ -151,6 +166,7 @@ fn authentic_top(
             match read_entry(storage, keyring, name) {
                 Ok(_) => macs.push(*mac),
                 Err(e @ Error::Storage { .. }) => return Err(e),
+                Err(_) if let Some(refusal) = sealed_under_newer_keys(storage, keyring, name) => return Err(refusal),
                 Err(_) => {
                     skipped += 1;
                     if skipped > MAX_JUNK_AT_TOP {
@@ -260,15 +276,8 @@ fn check_not_rolled_back(
                 // Sealed under an epoch newer than this keyring's: written through a slot that
                 // an unfinished rotation already moved, not a rollback. Refused all the same
                 // (the chain cannot be followed), with the way out.
-                match storage.get_bounded(name, crate::format::MAX_SMALL_OBJECT).map(|b| envelope::epoch_of(&b, name)) {
-                    Ok(Ok(epoch)) if epoch > keyring.current().0 => Error::InvalidInput(format!(
-                        "a key rotation did not finish: audit entry {name} is sealed under key epoch {epoch}, newer \
-                         than the keys the slot in use opens. Nothing was written. Finish the rotation with `cairn key \
-                         rotate` opened through a slot that opens the newest keys (`cairn key list` marks the others \
-                         as not current)"
-                    )),
-                    _ => rolled_back(format!("entry {name} above it cannot be read ({e})")),
-                }
+                sealed_under_newer_keys(storage, keyring, name)
+                    .unwrap_or_else(|| rolled_back(format!("entry {name} above it cannot be read ({e})")))
             })?;
             below.extend(entry.entry.prev.iter().copied());
         }
