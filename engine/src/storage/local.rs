@@ -232,7 +232,13 @@ impl Storage for LocalStorage {
                 if ft.is_dir() {
                     stack.push((entry.path(), child));
                 } else if ft.is_file() && file_name.starts_with(TMP_PREFIX) {
-                    let meta = entry.metadata().map_err(|e| Error::storage("stat", &child, e))?;
+                    // A writer at work renames its temporary file into place: gone by now, it
+                    // was no leftover.
+                    let meta = match entry.metadata() {
+                        Ok(meta) => meta,
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                        Err(e) => return Err(Error::storage("stat", &child, e)),
+                    };
                     out.push(Leftover { name: child, size: meta.len(), modified: meta.modified().ok() });
                 }
             }
