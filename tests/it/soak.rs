@@ -33,6 +33,8 @@ struct Soak {
     failures: Mutex<Vec<String>>,
     ops: Mutex<BTreeMap<&'static str, u64>>,
     verified_restores: AtomicU64,
+    /// Whether a prune whose clock runs ahead (and takes every lock for stale) is running.
+    skewed: std::sync::atomic::AtomicBool,
 }
 
 impl Soak {
@@ -48,6 +50,7 @@ impl Soak {
             failures: Mutex::default(),
             ops: Mutex::default(),
             verified_restores: AtomicU64::new(0),
+            skewed: Default::default(),
         };
         fs::write(s.p("pw"), "soak test password\n").unwrap();
         let out = s
@@ -96,6 +99,17 @@ impl Soak {
         // never stop): counted, not a failure.
         if code == Some(11) {
             *self.ops.lock().unwrap().entry("gave up waiting for a lock").or_default() += 1;
+            return out;
+        }
+        // Beside a prune that takes every lock for stale (its clock runs ahead), any command
+        // may find an index segment or pack it listed gone when it reads it, and stop with an
+        // error: that is what locks are for. Such clean failures are counted and shown; what
+        // must hold is that no snapshot is lost or restores wrong, which is checked throughout
+        // and at the end (after that prune has stopped).
+        if self.skewed.load(Ordering::Relaxed) && code == Some(1) {
+            *self.ops.lock().unwrap().entry("failed cleanly beside the skewed prune").or_default() += 1;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            eprintln!("soak: {what} failed beside the skewed prune: {}", stderr.lines().last().unwrap_or_default());
             return out;
         }
         if !(out.status.success() || code.is_some_and(|c| also_fine.contains(&c))) {
@@ -171,7 +185,7 @@ impl Soak {
             *self.ops.lock().unwrap().entry("restore").or_default() += 1;
             if out.status.success() {
                 self.compare(&id, &target, &src, &state);
-            } else if self.present().contains(&id) {
+            } else if self.present().contains(&id) && !self.skewed.load(Ordering::Relaxed) {
                 self.failures
                     .lock()
                     .unwrap()
@@ -249,6 +263,7 @@ impl Soak {
                 self.loop_command("forget --prune", "forget", None, &["forget", "--keep-last", "3", "--prune"], 500)
             });
             if skewed_pruner && faketime {
+                self.skewed.store(true, Ordering::Relaxed);
                 scope.spawn(|| {
                     self.loop_command(
                         "prune, clock +31m",
@@ -267,6 +282,8 @@ impl Soak {
             scope.spawn(|| self.restore_worker());
             scope.spawn(|| self.key_worker());
         });
+        // The skewed prune has stopped: from here on every failure counts.
+        self.skewed.store(false, Ordering::Relaxed);
         // Every snapshot reported finished and still present restores byte for byte; a
         // snapshot absent must have been removed by a logged forget (audit verify says so).
         let present = self.present();
