@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every fuzz target of engine/fuzz (one per decoder of repository bytes) for SECONDS each
-# (default 1800), one after the other in a single process, and prints per target the
+# (default 1800) or RUNS executions (CAIRN_FUZZ_RUNS, default 10 million), whichever comes
+# first, one after the other in a single process, and prints per target the
 # executions done and what it found. Exits non-zero on any crash, timeout (10 s) or
 # allocation over 64 MiB. Needs nightly; installs cargo-fuzz when missing.
 #
 #   scripts/fuzz.sh [SECONDS]
 #   CAIRN_FUZZ_TARGETS="pack tree" scripts/fuzz.sh 600     # some targets only
+#   CAIRN_FUZZ_RUNS=0 scripts/fuzz.sh 600                  # no execution cap: SECONDS each
 #   CAIRN_FUZZ_MERGE=1 scripts/fuzz.sh 600                 # then minimise what the run found
 #                                                          # into engine/fuzz/corpus (to commit)
 #
@@ -16,6 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-1800}"
+runs="${CAIRN_FUZZ_RUNS:-10000000}"
+run_cap=()
+[ "$runs" -gt 0 ] && run_cap=(-runs="$runs")
 fuzz_dir=engine/fuzz
 target_dir="${CAIRN_FUZZ_TARGET_DIR:-$HOME/.cache/cairn-fuzz-target}"
 work="${CAIRN_FUZZ_WORK:-$HOME/.cache/cairn-fuzz-work}"
@@ -38,7 +43,7 @@ for t in "${targets[@]}"; do
   t0=$(date +%s)
   set +e
   cargo +nightly fuzz run "${opts[@]}" "$t" "$work/$t" "$fuzz_dir/corpus/$t" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=64 \
+    -max_total_time="$seconds" "${run_cap[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=64 \
     -print_final_stats=1 -artifact_prefix="$fuzz_dir/artifacts/$t/" >"$log" 2>&1
   rc=$?
   set -e
