@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cairn_engine::forget::RetentionSpan;
 use clap::{Args, Parser, Subcommand};
 
 /// Cairn: encrypted, deduplicating backups.
@@ -14,8 +15,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes (listed under their own heading in each command's help).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Repository location: a local directory, s3:https://HOST[:PORT]/BUCKET[/PREFIX]
     /// (path-style, self-hosted stores) or s3://BUCKET[/PREFIX] (AWS, virtual-hosted style).
@@ -86,7 +88,8 @@ pub struct GlobalArgs {
     /// go on without a lock, with a warning, when the storage refuses to store one.
     #[arg(long, global = true)]
     pub no_lock: bool,
-    /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 1h) before exiting 11.
+    /// Wait this long for a conflicting lock to go away (e.g. 30s, 10m, 2h; m is minutes) before
+    /// exiting 11.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
     pub retry_lock: std::time::Duration,
 }
@@ -99,7 +102,7 @@ pub enum Command {
     #[command(alias = "backup")]
     Snapshot(SnapshotArgs),
     /// List snapshots.
-    Snapshots,
+    Snapshots(SnapshotsArgs),
     /// List the files of a snapshot.
     Ls(LsArgs),
     /// Restore a snapshot.
@@ -126,6 +129,29 @@ pub enum Command {
     Key(KeyArgs),
     /// Read and verify the tamper-evident audit log.
     Audit(AuditArgs),
+}
+
+/// restic's snapshot filters, for commands that pick snapshots (`latest` is the newest that
+/// passes them; without --host, the newest of this machine's).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Snapshot filters")]
+pub struct SnapshotFilterArgs {
+    /// Only snapshots of this host (repeatable: any of them). Without it, `latest` means the
+    /// newest snapshot of this machine.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with all of these tags (repeatable: any of the lists).
+    #[arg(long = "tag", value_name = "TAG[,TAG...]")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this source path (repeatable: all of them).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -246,39 +272,33 @@ pub struct ForgetArgs {
     /// Keep the newest snapshot of each of the N newest years that have one.
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
-    /// Keep every snapshot within DURATION of the group's newest (e.g. 14d).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub keep_within: Option<std::time::Duration>,
-    /// Keep the newest snapshot of each hour within DURATION of the group's newest.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub keep_within_hourly: Option<std::time::Duration>,
-    /// Keep the newest snapshot of each day within DURATION of the group's newest.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub keep_within_daily: Option<std::time::Duration>,
-    /// Keep the newest snapshot of each week within DURATION of the group's newest.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub keep_within_weekly: Option<std::time::Duration>,
-    /// Keep the newest snapshot of each month within DURATION of the group's newest.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub keep_within_monthly: Option<std::time::Duration>,
-    /// Keep the newest snapshot of each year within DURATION of the group's newest.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub keep_within_yearly: Option<std::time::Duration>,
-    /// Keep snapshots with this tag (repeatable).
-    #[arg(long = "keep-tag", value_name = "TAG")]
+    /// Keep every snapshot within SPAN of the group's newest: years, months, days, hours as
+    /// restic writes them (`1y5m7d2h`; m is months), in the UTC calendar.
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within: Option<RetentionSpan>,
+    /// Keep the newest snapshot of each hour within SPAN of the group's newest.
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_hourly: Option<RetentionSpan>,
+    /// Keep the newest snapshot of each day within SPAN of the group's newest.
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_daily: Option<RetentionSpan>,
+    /// Keep the newest snapshot of each week within SPAN of the group's newest.
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_weekly: Option<RetentionSpan>,
+    /// Keep the newest snapshot of each month within SPAN of the group's newest.
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_monthly: Option<RetentionSpan>,
+    /// Keep the newest snapshot of each year within SPAN of the group's newest.
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_yearly: Option<RetentionSpan>,
+    /// Keep snapshots with all of these tags (repeatable: any of the lists).
+    #[arg(long = "keep-tag", value_name = "TAG[,TAG...]")]
     pub keep_tags: Vec<String>,
     /// Group snapshots by these (comma-separated: host, paths, tags; empty for one group).
     #[arg(long, value_delimiter = ',', default_value = "host,paths")]
     pub group_by: Vec<String>,
-    /// Only consider snapshots of this host (repeatable).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Only consider snapshots that include this path (repeatable).
-    #[arg(long = "path", value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
     /// Show what would be removed, remove nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -317,7 +337,7 @@ pub struct PruneOpts {
     #[arg(long)]
     pub instant_delete: bool,
     /// How long a pack stays marked before a later prune that still finds it unreferenced
-    /// deletes it (e.g. 24h, 7d).
+    /// deletes it (e.g. 24h, 7days).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
     pub grace_period: std::time::Duration,
     /// Record in the audit log that these snapshots (ids or unique prefixes, comma-separated or
@@ -371,6 +391,8 @@ pub struct DumpArgs {
     /// Write to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 /// `--archive` formats.
@@ -389,6 +411,8 @@ pub struct DiffArgs {
     /// Leave out entries whose only change is metadata (mode, owner, times, xattrs).
     #[arg(long)]
     pub content_only: bool,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -396,12 +420,11 @@ pub struct FindArgs {
     /// gitignore-style patterns: `*.conf` matches names anywhere, `/etc/**/ssh*` is anchored.
     #[arg(required = true)]
     pub patterns: Vec<String>,
-    /// Search only these snapshots (repeatable; default: all).
+    /// Search only these snapshots (repeatable; default: all that pass the filters).
     #[arg(long = "snapshot", short = 's', value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,
-    /// Search only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -468,12 +491,16 @@ pub struct SnapshotArgs {
     /// The file name given to standard input in the snapshot.
     #[arg(long, value_name = "NAME", default_value = "stdin")]
     pub stdin_filename: String,
-    /// Tag the snapshot (repeatable).
-    #[arg(long = "tag")]
+    /// Tag the snapshot (repeatable; `a,b` adds two tags).
+    #[arg(long = "tag", value_name = "TAG[,TAG...]")]
     pub tags: Vec<String>,
     /// Host name to record (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,
+    /// Time to record instead of now, UTC: `2026-12-03 02:30:00` (or `2026-12-03T02:30:00Z`),
+    /// e.g. when importing old backups.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub time: Option<i64>,
     /// Compare with this snapshot instead of the latest one of the same host and paths.
     #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
     pub parent: Option<String>,
@@ -491,6 +518,8 @@ pub struct LsArgs {
     /// Show type, mode, owner, size and mtime.
     #[arg(long, short = 'l')]
     pub long: bool,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -522,6 +551,8 @@ pub struct RestoreArgs {
     /// Read every written file back and check it against the snapshot.
     #[arg(long)]
     pub verify: bool,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 /// `--overwrite` values.
@@ -545,34 +576,43 @@ pub struct CatArgs {
     pub id: Option<String>,
 }
 
-/// Parses a size: bytes, or a number with a K, M, G or T suffix (powers of 1024; a trailing
-/// `B` or `iB` is accepted).
+/// Parses a size: bytes, or a number with a unit (K, M, G, T, with or without `B` or `iB`;
+/// powers of 1024 either way, as restic).
 pub fn parse_size(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .map_err(|e| format!("not a size: {s:?} ({e}); use bytes or K, M, G, T"))
+}
+
+/// Parses a UTC time (`YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DDTHH:MM:SS[Z]` or `YYYY-MM-DD`) into ns
+/// since the epoch.
+pub fn parse_time(s: &str) -> Result<i64, String> {
     let t = s.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mult: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("unknown size suffix in {s:?} (use K, M, G or T)")),
-            };
-            (&t[..i], mult)
-        }
-        _ => (t, 1),
-    };
-    let value: f64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("not a size: {s:?}"));
+    let civil = t.strip_suffix('Z').unwrap_or(t);
+    let parsed = civil
+        .parse::<jiff::civil::DateTime>()
+        .or_else(|_| civil.parse::<jiff::civil::Date>().map(|d| d.to_datetime(jiff::civil::Time::midnight())))
+        .map_err(|e| format!("not a time: {s:?} ({e}); use YYYY-MM-DD HH:MM:SS (UTC)"))?;
+    let ts =
+        parsed.to_zoned_datetime(jiff::tz::TimeZone::UTC).map_err(|e| format!("not a time: {s:?} ({e})"))?.timestamp();
+    i64::try_from(ts.as_nanosecond()).map_err(|_| format!("{s:?} is outside the years 1678 to 2262"))
+}
+
+/// Parses a duration: a number with units (`30s`, `10m`, `2h`, `1h30m`, `7days`; m is
+/// minutes, as in restic's --retry-lock); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
     }
-    Ok((value * mult as f64) as u64)
+    humantime::parse_duration(t).map_err(|e| format!("not a duration: {s:?} ({e}); e.g. 30s, 10m, 2h, 7d"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_duration, parse_size};
+    use std::time::Duration;
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {
@@ -580,58 +620,31 @@ mod tests {
         assert_eq!(parse_size("10K"), Ok(10 << 10));
         assert_eq!(parse_size("1.5M"), Ok(3 << 19));
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("2GB"), Ok(2 << 30));
         assert_eq!(parse_size("1t"), Ok(1 << 40));
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("-1").is_err());
         assert!(parse_size("M").is_err());
     }
-}
 
-/// Parses a duration: a number with a unit (`ms`, `s`, `m`, `h`, `d`), or several (`1h30m`);
-/// a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(secs));
+    #[test]
+    fn times_parse_as_utc() {
+        use super::parse_time;
+        assert_eq!(parse_time("2009-02-13 23:31:30"), Ok(1_234_567_890_000_000_000));
+        assert_eq!(parse_time("2009-02-13T23:31:30Z"), Ok(1_234_567_890_000_000_000));
+        assert_eq!(parse_time("1970-01-02"), Ok(86_400_000_000_000));
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("3000-01-01").is_err());
     }
-    let mut total = 0f64;
-    let mut rest = t;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(split);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-        let mult = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            "w" => 604_800.0,
-            "y" => 31_557_600.0,
-            _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m, h, d, w, y)")),
-        };
-        total += n * mult;
-        rest = tail;
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
-}
-
-#[cfg(test)]
-mod duration_tests {
-    use super::parse_duration;
-    use std::time::Duration;
 
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("7days"), Ok(Duration::from_secs(604_800)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());

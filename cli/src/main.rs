@@ -1,8 +1,9 @@
 //! The `cairn` binary: parse, run, map the outcome to a documented exit code.
 
+#[macro_use]
+mod exit;
 mod args;
 mod commands;
-mod exit;
 mod metrics;
 mod output;
 mod output_node;
@@ -32,10 +33,41 @@ fn forbid_core_dumps() {
     let _ = set_dumpable_behavior(DumpableBehavior::NotDumpable);
 }
 
+/// A command line clap refused: help and version go out as asked (exit 0); anything else is a
+/// usage error, exit 2, with a JSON document on stdout when `--json` was among the arguments.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand && !json_asked()
+    {
+        e.exit();
+    }
+    if json_asked() {
+        println!("{}", serde_json::json!({ "error": first_line(&e), "exit_code": exit::USAGE }));
+    }
+    let _ = e.print();
+    std::process::exit(exit::USAGE);
+}
+
+/// Whether `--json` is among the arguments (before clap could say so).
+fn json_asked() -> bool {
+    std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json")
+}
+
+/// clap's message without its `error: ` prefix and usage lines.
+fn first_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
 fn main() {
     forbid_core_dumps();
     raise_open_file_limit();
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     let json = cli.global.json;
     let metrics = cli.global.metrics_file.clone().zip(match &cli.command {
         args::Command::Snapshot(_) => Some("snapshot"),

@@ -37,6 +37,26 @@ fn error_text(err: &anyhow::Error) -> String {
     text
 }
 
+/// An engine error with what to do about it. Its source is the engine error, so the exit code
+/// stays that error's.
+#[derive(Debug)]
+pub struct Hinted {
+    pub error: cairn_engine::Error,
+    pub hint: String,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.error, self.hint)
+    }
+}
+
+impl std::error::Error for Hinted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 /// Human-readable byte count.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -51,7 +71,7 @@ pub fn bytes(n: u64) -> String {
 
 /// Formats ns since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn time(ns: i64) -> String {
-    cairn_engine::civil::format_utc(ns)
+    cairn_engine::utc::format(ns)
 }
 
 /// Shows a new recovery code once, with what to do with it.

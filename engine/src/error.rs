@@ -29,6 +29,10 @@ pub enum Error {
     #[error("repository object {0} is missing")]
     Missing(String),
 
+    /// A path asked for is not in the snapshot.
+    #[error("{0} is not in the snapshot")]
+    NotInSnapshot(String),
+
     /// There is no repository at the location given.
     #[error("no repository at {0}")]
     NoRepository(String),
@@ -80,7 +84,7 @@ pub enum Error {
         "the repository is locked: {holder}, since {} UTC. Wait for it (a lock whose process died turns stale 30 \
          minutes after it was last refreshed, and is then ignored and removed by `cairn unlock`), or, if no cairn \
          process uses the repository any more, remove it now with `cairn unlock --remove-all`",
-        crate::civil::format_utc(*since_ns)
+        crate::utc::format(*since_ns)
     )]
     Locked {
         /// Who holds it and how.

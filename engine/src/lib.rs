@@ -14,7 +14,6 @@ pub mod backup;
 #[cfg(feature = "repository")]
 pub mod check;
 pub mod chunker;
-pub mod civil;
 pub mod codec;
 pub mod compress;
 pub mod crypto;
@@ -46,7 +45,9 @@ pub mod repair;
 pub mod repo;
 #[cfg(feature = "repository")]
 pub mod restore;
+pub mod select;
 pub mod storage;
+pub mod utc;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, ObjectId, PackId};

@@ -29,10 +29,8 @@ pub fn resolve(repo: &Repository, root: ChunkId, path: &[u8]) -> Result<Resolved
             },
         };
         let tree = repo.load_tree(&tree_id)?;
-        let node = tree
-            .find(comp)
-            .cloned()
-            .ok_or_else(|| Error::InvalidInput(format!("{} is not in the snapshot", String::from_utf8_lossy(path))))?;
+        let node =
+            tree.find(comp).cloned().ok_or_else(|| Error::NotInSnapshot(String::from_utf8_lossy(path).into_owned()))?;
         if !prefix.is_empty() {
             prefix.push(b'/');
         }

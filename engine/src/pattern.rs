@@ -43,6 +43,14 @@ impl PathPatterns {
         self.set.matched(path, is_dir).is_ignore()
     }
 
+    /// The pattern (as given) that excludes the absolute `path`, if one does.
+    pub fn excluding_pattern(&self, path: &Path, is_dir: bool) -> Option<&str> {
+        match self.set.matched(path, is_dir) {
+            ignore::Match::Ignore(glob) => Some(glob.original()),
+            _ => None,
+        }
+    }
+
     /// [`PathPatterns::matches`] for a snapshot path: raw bytes relative to the snapshot root.
     pub fn matches_snapshot_path(&self, rel: &[u8], is_dir: bool) -> bool {
         use std::os::unix::ffi::OsStrExt;

@@ -74,7 +74,7 @@ fn init_snapshot_list_restore_through_the_binary() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/sub/hello.txt"), "{text}");
 
-    env.cairn().args(["restore", "latest", "--target"]).arg(env.p("out")).assert().success();
+    env.cairn().args(["restore", "latest", "--host", "h1", "--target"]).arg(env.p("out")).assert().success();
     assert_same_tree(&src, &restored_path(&env.p("out"), &src));
 
     let out = env.cairn().args(["cat", "config"]).output().unwrap();

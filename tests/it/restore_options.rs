@@ -206,7 +206,7 @@ fn dump_writes_a_file_and_a_directory_as_tar() {
 
     let dir = format!("{}/docs", f.src.display());
     let out = cairn(&f).args(["dump", "latest", &dir]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a directory without --archive is a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--archive tar"));
 
     let tar = f.work.path().join("docs.tar");

@@ -114,10 +114,16 @@ impl TestRepo {
     }
 }
 
+/// This machine's host name, as the CLI records it: snapshots made with it are what the CLI's
+/// `latest` picks (the newest of this machine's).
+pub fn this_host() -> String {
+    nix::unistd::gethostname().unwrap().into_string().unwrap()
+}
+
 pub fn snapshot(repo: &Repository, paths: &[&Path]) -> BackupOutcome {
     let opts = BackupOptions {
         paths: paths.iter().map(|p| p.to_path_buf()).collect(),
-        hostname: "test-host".into(),
+        hostname: this_host(),
         username: "tester".into(),
         program: "cairn-tests".into(),
         ..BackupOptions::default()

@@ -1,6 +1,5 @@
 //! `cairn check [--read-data] [--read-data-subset N/T|P%]`
 
-use anyhow::bail;
 use cairn_engine::check::{CheckOptions, Severity, Subset, check};
 
 use crate::args::{CheckArgs, GlobalArgs};
@@ -12,18 +11,21 @@ fn subset(a: &CheckArgs) -> anyhow::Result<Option<Subset>> {
         return Ok(a.read_data.then_some(Subset::All));
     };
     if let Some(p) = spec.strip_suffix('%') {
-        let p: f64 = p.trim().parse().map_err(|_| anyhow::anyhow!("--read-data-subset {spec:?}: not a percentage"))?;
+        let p: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| crate::exit::UsageError(format!("--read-data-subset {spec:?}: not a percentage")))?;
         if !(0.0..=100.0).contains(&p) {
-            bail!("--read-data-subset {spec:?}: a percentage is between 0 and 100");
+            bail_usage!("--read-data-subset {spec:?}: a percentage is between 0 and 100");
         }
         return Ok(Some(Subset::Fraction(p / 100.0)));
     }
     let Some((n, of)) = spec.split_once('/') else {
-        bail!("--read-data-subset takes N/T (e.g. 3/7) or P% (e.g. 10%)");
+        bail_usage!("--read-data-subset takes N/T (e.g. 3/7) or P% (e.g. 10%)");
     };
     let (n, of): (u32, u32) = (n.trim().parse()?, of.trim().parse()?);
     if of == 0 || n == 0 || n > of {
-        bail!("--read-data-subset {spec:?}: need 1 <= N <= T");
+        bail_usage!("--read-data-subset {spec:?}: need 1 <= N <= T");
     }
     Ok(Some(Subset::Slice { n, of }))
 }

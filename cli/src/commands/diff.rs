@@ -20,8 +20,8 @@ fn symbol(c: Change) -> &'static str {
 
 pub fn run(g: &GlobalArgs, a: &DiffArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    let (id1, s1) = super::find_snapshot(&repo, &a.first)?;
-    let (id2, s2) = super::find_snapshot(&repo, &a.second)?;
+    let (id1, s1) = super::find_snapshot(&repo, &a.first, &a.filter)?;
+    let (id2, s2) = super::find_snapshot(&repo, &a.second, &a.filter)?;
     let mut counts = [0u64; 5];
     let mut docs = Vec::new();
     let mut out = std::io::stdout().lock();

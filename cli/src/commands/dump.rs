@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cairn_engine::dump::{write_content, write_tar};
 use cairn_engine::format::tree::NodeKind;
 use cairn_engine::ls::{Resolved, resolve};
@@ -14,13 +14,13 @@ use crate::exit;
 pub fn run(g: &GlobalArgs, a: &DumpArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     super::audited(&repo, "dump", super::AuditNeed::BestEffort, |rec| {
-        let (id, snap) = super::find_snapshot(&repo, &a.snapshot)?;
+        let (id, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
         rec.detail = format!("snapshot {}", id.to_hex());
         let path = a.path.as_os_str().as_bytes();
-        let (name, node) = match resolve(&repo, snap.tree, path)? {
+        let (name, node) = match super::hint_snapshot_paths(resolve(&repo, snap.tree, path), &snap)? {
             Resolved::Node(p, n) => (p.rsplit(|&b| b == b'/').next().unwrap_or(&p).to_vec(), n),
             Resolved::Root(_) => {
-                bail!("give a path inside the snapshot (the root itself cannot be dumped; use its top directory)")
+                bail_usage!("give a path inside the snapshot (the root itself cannot be dumped; use its top directory)")
             }
         };
         let mut out: Box<dyn Write> = match &a.output {
@@ -36,8 +36,8 @@ pub fn run(g: &GlobalArgs, a: &DumpArgs) -> anyhow::Result<i32> {
             (None, NodeKind::File { .. }) => {
                 write_content(&repo, &node, &mut out)?;
             }
-            (None, NodeKind::Dir { .. }) => bail!("{} is a directory: use --archive tar", a.path.display()),
-            (None, _) => bail!("{} is not a regular file: use --archive tar", a.path.display()),
+            (None, NodeKind::Dir { .. }) => bail_usage!("{} is a directory: use --archive tar", a.path.display()),
+            (None, _) => bail_usage!("{} is not a regular file: use --archive tar", a.path.display()),
         }
         out.flush()?;
         Ok(exit::OK)

@@ -1,4 +1,4 @@
-//! `cairn find PATTERN... [--snapshot ID]... [--host H]`: matching paths in each snapshot.
+//! `cairn find PATTERN... [--snapshot ID]... [--host H] [--tag T] [--path P]`: matching paths in each snapshot.
 
 use cairn_engine::format::tree::Node;
 use cairn_engine::ls::walk;
@@ -9,17 +9,17 @@ use crate::{exit, output, output_node};
 
 pub fn run(g: &GlobalArgs, a: &FindArgs) -> anyhow::Result<i32> {
     let Some(patterns) = PathPatterns::new(&a.patterns)? else {
-        anyhow::bail!("no pattern given");
+        bail_usage!("no pattern given");
     };
     let repo = super::open(g)?;
     let snapshots = if a.snapshots.is_empty() {
-        super::readable_snapshots(&repo)?
+        super::filtered_snapshots(&repo, &a.filter)?
     } else {
-        a.snapshots.iter().map(|s| super::find_snapshot(&repo, s)).collect::<anyhow::Result<Vec<_>>>()?
+        a.snapshots.iter().map(|s| super::find_snapshot(&repo, s, &a.filter)).collect::<anyhow::Result<Vec<_>>>()?
     };
     let mut docs = Vec::new();
     let mut found = 0u64;
-    for (id, snap) in snapshots.iter().filter(|(_, s)| a.host.as_ref().is_none_or(|h| *h == s.hostname)) {
+    for (id, snap) in &snapshots {
         let mut hits: Vec<(Vec<u8>, Node)> = Vec::new();
         walk(&repo, snap.tree, b"", &mut |p, n| {
             if patterns.matches_snapshot_path(p, n.is_dir()) {

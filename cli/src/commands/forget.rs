@@ -1,11 +1,10 @@
 //! `cairn forget [ID...] [--keep-* ...] [--prune]`
 
 use std::collections::BTreeMap;
-use std::os::unix::ffi::OsStrExt;
 
-use anyhow::bail;
 use cairn_engine::NoProgress;
 use cairn_engine::forget::{self, Bucket, GroupBy, KeepPolicy, SnapshotInfo};
+use cairn_engine::select::SnapshotFilter;
 
 use crate::args::{ForgetArgs, GlobalArgs};
 use crate::{exit, output};
@@ -31,7 +30,13 @@ fn policy(a: &ForgetArgs) -> KeepPolicy {
     .into_iter()
     .filter_map(|(b, d)| d.map(|d| (b, d)))
     .collect();
-    KeepPolicy { last: a.keep_last, buckets, within: a.keep_within, within_buckets, tags: a.keep_tags.clone() }
+    KeepPolicy {
+        last: a.keep_last,
+        buckets,
+        within: a.keep_within,
+        within_buckets,
+        tags: SnapshotFilter::tag_lists(&a.keep_tags),
+    }
 }
 
 fn group_by(a: &ForgetArgs) -> anyhow::Result<GroupBy> {
@@ -41,7 +46,7 @@ fn group_by(a: &ForgetArgs) -> anyhow::Result<GroupBy> {
             "host" => g.host = true,
             "paths" | "path" => g.paths = true,
             "tags" | "tag" => g.tags = true,
-            other => bail!("--group-by takes host, paths and tags, not {other:?}"),
+            other => bail_usage!("--group-by takes host, paths and tags, not {other:?}"),
         }
     }
     Ok(g)
@@ -50,24 +55,19 @@ fn group_by(a: &ForgetArgs) -> anyhow::Result<GroupBy> {
 pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
     let policy = policy(a);
     if a.snapshots.is_empty() && policy.is_empty() {
-        bail!("name snapshots to remove, or give a policy (--keep-last, --keep-daily, ...)");
+        bail_usage!("name snapshots to remove, or give a policy (--keep-last, --keep-daily, ...)");
     }
     if !a.snapshots.is_empty() && !policy.is_empty() {
-        bail!("give either snapshot ids or a --keep-* policy, not both");
+        bail_usage!("give either snapshot ids or a --keep-* policy, not both");
     }
     let by = group_by(a)?;
     let repo = super::open(g)?;
     super::audited(&repo, "forget", super::AuditNeed::Required, |rec| {
         let _lock = if a.dry_run { None } else { Some(super::lock(g, &repo, true, "forget")?) };
         let (readable, unreadable) = repo.readable_snapshots()?;
-        let all: Vec<SnapshotInfo> = readable.iter().map(|(id, s)| forget::info(*id, s)).collect();
-        let wanted_paths: Vec<Vec<u8>> = a.paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
-        let considered: Vec<SnapshotInfo> = all
-            .into_iter()
-            .filter(|s| a.hosts.is_empty() || a.hosts.contains(&s.hostname))
-            .filter(|s| a.tags.iter().all(|t| s.tags.contains(t)))
-            .filter(|s| wanted_paths.iter().all(|p| s.paths.contains(p)))
-            .collect();
+        let filter = super::snapshot_filter(&a.filter)?;
+        let considered: Vec<SnapshotInfo> =
+            readable.iter().filter(|(_, s)| filter.matches(s)).map(|(id, s)| forget::info(*id, s)).collect();
         // Snapshots that cannot be read: removed when named (ids only: nothing else is known
         // of them), left alone by a policy, which cannot judge them.
         let mut unreadable_removed: Vec<(cairn_engine::ObjectId, String)> = Vec::new();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cairn_engine::chunker::ChunkerParams;
 use cairn_engine::crypto::Argon2Params;
 use cairn_engine::repo::calibrate_argon2;
@@ -16,15 +16,17 @@ fn chunk_sizes(s: &str) -> anyhow::Result<ChunkerParams> {
         .split(',')
         .map(|p| p.trim().parse::<u32>())
         .collect::<Result<_, _>>()
-        .context("--chunk-sizes takes MIN,AVG,MAX in bytes")?;
+        .map_err(|_| crate::exit::UsageError("--chunk-sizes takes MIN,AVG,MAX in bytes".into()))?;
     let [min_size, avg_size, max_size] = parts.as_slice() else {
-        bail!("--chunk-sizes takes three numbers: MIN,AVG,MAX")
+        bail_usage!("--chunk-sizes takes three numbers: MIN,AVG,MAX")
     };
     Ok(ChunkerParams { min_size: *min_size, avg_size: *avg_size, max_size: *max_size })
 }
 
 pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
     let storage = super::storage(g)?;
+    // Before asking for a password twice: a repository that exists is refused at once.
+    Repository::check_can_init(storage.as_ref())?;
     // Before anything is created: a recovery slot whose code cannot be kept must not exist.
     let code_file = match &a.recovery_code_out {
         Some(path) if !a.no_recovery_code => Some(output::RecoveryCodeFile::create(path)?),
@@ -55,11 +57,14 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
             "recovery_code": printed_code.as_deref().map(String::as_str),
             "argon2id": { "m_kib": argon2.m_kib, "t": argon2.t, "p": argon2.p },
         }))?;
-    } else if !g.quiet {
-        println!("created repository {} at {}", &outcome.repository_id.to_hex()[..12], storage.location());
+    } else {
+        if !g.quiet {
+            println!("created repository {} at {}", &outcome.repository_id.to_hex()[..12], storage.location());
+        }
+        // Even with --quiet: the code exists only here, and a slot it opens was just made.
         if let Some(code) = printed_code {
             output::recovery_code(&code);
-        } else if let (true, Some(path)) = (written, &a.recovery_code_out) {
+        } else if let (true, Some(path), false) = (written, &a.recovery_code_out, g.quiet) {
             println!("recovery code written to {}", path.display());
         }
     }

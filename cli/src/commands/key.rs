@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cairn_engine::audit::AuditRecord;
 use cairn_engine::crypto::Argon2Params;
 use cairn_engine::prune::{PruneOptions, prune};
@@ -151,12 +151,12 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
         (id, Some(code.display()))
     } else if a.hsm {
         let Some(cfg) = secrets::hsm_config(g)? else {
-            bail!("an HSM slot needs --hsm-module, --hsm-token and --hsm-key (or CAIRN_HSM_MODULE, ...)");
+            bail_usage!("an HSM slot needs --hsm-module, --hsm-token and --hsm-key (or CAIRN_HSM_MODULE, ...)");
         };
         let label = if a.label.is_empty() { "hsm" } else { &a.label };
         (repo.add_hsm_slot(&cfg, label)?, None)
     } else {
-        bail!("say which kind of slot: --password, --recovery or --hsm");
+        bail_usage!("say which kind of slot: --password, --recovery or --hsm");
     };
     rec.slots_created.push(id);
     let written = code_file.is_some() && code.is_some();
@@ -165,11 +165,14 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
         output::json(
             &serde_json::json!({ "slot": id.to_hex(), "recovery_code": printed.as_deref().map(String::as_str) }),
         )?;
-    } else if !g.quiet {
-        println!("key slot {} added", id.short());
+    } else {
+        if !g.quiet {
+            println!("key slot {} added", id.short());
+        }
+        // Even with --quiet: the code exists only here, and the slot it opens was just made.
         if let Some(code) = printed {
             output::recovery_code(&code);
-        } else if let (true, Some(path)) = (written, &a.recovery_code_out) {
+        } else if let (true, Some(path), false) = (written, &a.recovery_code_out, g.quiet) {
             println!("recovery code written to {}", path.display());
         }
     }

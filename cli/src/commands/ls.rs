@@ -9,7 +9,7 @@ use crate::{exit, output_node};
 
 pub fn run(g: &GlobalArgs, a: &LsArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    let (_, snap) = super::find_snapshot(&repo, &a.snapshot)?;
+    let (_, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
     let path = a.path.as_ref().map(|p| p.as_os_str().as_bytes().to_vec()).unwrap_or_default();
     let mut docs = Vec::new();
     let mut out = std::io::stdout().lock();
@@ -25,7 +25,7 @@ pub fn run(g: &GlobalArgs, a: &LsArgs) -> anyhow::Result<i32> {
         }
         Ok(())
     };
-    match resolve(&repo, snap.tree, &path)? {
+    match super::hint_snapshot_paths(resolve(&repo, snap.tree, &path), &snap)? {
         Resolved::Root(id) => walk(&repo, id, b"", &mut emit)?,
         Resolved::Node(p, n) => {
             emit(&p, &n)?;

@@ -21,15 +21,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use std::os::unix::ffi::OsStringExt;
+
 use cairn_engine::Repository;
 use cairn_engine::audit::{Actor, AuditRecord};
 use cairn_engine::repo::{LockGuard, LockOptions, ReadLock};
+use cairn_engine::select::SnapshotFilter;
 use cairn_engine::storage::s3::AwsSettings;
 use cairn_engine::storage::{
     KillPlan, LocalStorage, S3Location, S3Options, S3Storage, Storage, Throttled, with_kill_points,
 };
 
-use crate::args::{Cli, Command, GlobalArgs};
+use crate::args::{Cli, Command, GlobalArgs, SnapshotFilterArgs};
 
 /// Runs the command and returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -37,7 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Init(a) => init::run(g, a),
         Command::Snapshot(a) => snapshot::run(g, a),
-        Command::Snapshots => snapshots::run(g),
+        Command::Snapshots(a) => snapshots::run(g, a),
         Command::Ls(a) => ls::run(g, a),
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
@@ -124,7 +127,8 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     if !is_s3(g) {
         let path = std::path::Path::new(&location);
         if !path.exists() {
-            return Err(cairn_engine::Error::NoRepository(location).into());
+            let hint = "check -r/--repo or CAIRN_REPOSITORY; `cairn init` creates a repository".to_string();
+            return Err(crate::output::Hinted { error: cairn_engine::Error::NoRepository(location), hint }.into());
         }
         if !path.is_dir() {
             return Err(cairn_engine::Error::NoRepository(format!("{location} (not a directory)")).into());
@@ -139,21 +143,24 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     Ok(repo)
 }
 
-/// This machine's host name.
+/// This machine's host name, from the kernel (gethostname), not from the environment.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
+    nix::unistd::gethostname()
         .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The user running cairn.
+/// The user running cairn: the name of the real uid in the user database (not `$USER`, which
+/// may be unset under cron or stale under su), else `uid N`.
 pub fn username() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// Who runs this command, for the audit log.
@@ -242,19 +249,86 @@ pub fn readable_snapshots(
     Ok(readable)
 }
 
+/// The engine's filter for what the user typed.
+pub fn snapshot_filter(a: &SnapshotFilterArgs) -> anyhow::Result<SnapshotFilter> {
+    let paths = a
+        .paths
+        .iter()
+        .map(|p| {
+            cairn_engine::select::source_path(p)
+                .map(|p| p.into_os_string().into_vec())
+                .with_context(|| format!("--path {}", p.display()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(SnapshotFilter { hosts: a.hosts.clone(), tags: SnapshotFilter::tag_lists(&a.tags), paths })
+}
+
+/// Every readable snapshot that passes the filters, oldest first.
+pub fn filtered_snapshots(
+    repo: &Repository,
+    filter: &SnapshotFilterArgs,
+) -> anyhow::Result<Vec<(cairn_engine::ObjectId, cairn_engine::format::snapshot::Snapshot)>> {
+    let f = snapshot_filter(filter)?;
+    Ok(readable_snapshots(repo)?.into_iter().filter(|(_, s)| f.matches(s)).collect())
+}
+
 /// Resolves `latest`, an id or an id prefix and loads the snapshot. `latest` is the newest
-/// snapshot that can be read; damaged ones are named in a warning, since one of them may be newer.
+/// snapshot that can be read and passes the filters, of this machine unless `--host` is given;
+/// damaged ones are named in a warning, since one of them may be newer. An id names one
+/// snapshot and the filters do not apply to it.
 pub fn find_snapshot(
     repo: &Repository,
     spec: &str,
+    filter: &SnapshotFilterArgs,
 ) -> anyhow::Result<(cairn_engine::ObjectId, cairn_engine::format::snapshot::Snapshot)> {
-    if spec == "latest" {
-        let mut all = readable_snapshots(repo)?;
-        return all.pop().ok_or_else(|| {
-            cairn_engine::Error::SnapshotNotFound("the repository has no snapshots that can be read".into()).into()
-        });
+    if spec != "latest" {
+        return Ok(repo.find_snapshot(spec)?);
     }
-    Ok(repo.find_snapshot(spec)?)
+    let mut f = snapshot_filter(filter)?;
+    let this_host = f.hosts.is_empty();
+    if this_host {
+        f.hosts.push(hostname());
+    }
+    let all = readable_snapshots(repo)?;
+    if let Some(found) = all.iter().rev().find(|(_, s)| f.matches(s)) {
+        return Ok(found.clone());
+    }
+    let mut why = if all.is_empty() {
+        "the repository has no snapshots that can be read".to_string()
+    } else if f.tags.is_empty() && f.paths.is_empty() {
+        format!("no snapshot of host {} to take as `latest`", f.hosts.join(" or "))
+    } else {
+        "no snapshot passes the filters (--host, --tag, --path) to take as `latest`".to_string()
+    };
+    if this_host && !all.is_empty() {
+        let mut hosts: Vec<&str> = all.iter().map(|(_, s)| s.hostname.as_str()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        why.push_str(&format!(
+            " (`latest` is this machine's unless --host says otherwise; the repository has snapshots of {})",
+            hosts.join(", ")
+        ));
+    }
+    Err(cairn_engine::Error::SnapshotNotFound(why).into())
+}
+
+/// A path not found in `snap` gets a hint: paths inside a snapshot are absolute, and these are
+/// the snapshot's source paths.
+pub fn hint_snapshot_paths<T>(
+    result: cairn_engine::Result<T>,
+    snap: &cairn_engine::format::snapshot::Snapshot,
+) -> anyhow::Result<T> {
+    result.map_err(|error| match error {
+        cairn_engine::Error::NotInSnapshot(_) => {
+            let paths: Vec<String> = snap.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            let hint = format!(
+                "paths inside a snapshot are absolute, as they were backed up; this snapshot holds {}",
+                paths.join(", ")
+            );
+            crate::output::Hinted { error, hint }.into()
+        }
+        other => other.into(),
+    })
 }
 
 /// A shared lock for a command that only reads: none with `--no-lock`, and none (with a

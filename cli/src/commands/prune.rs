@@ -29,10 +29,10 @@ pub fn run_with(
     rec: &mut AuditRecord,
 ) -> anyhow::Result<i32> {
     if !(0.0..=100.0).contains(&o.max_unused) {
-        anyhow::bail!("--max-unused is a percentage between 0 and 100");
+        bail_usage!("--max-unused is a percentage between 0 and 100");
     }
     if dry_run && !o.accept_missing.is_empty() {
-        anyhow::bail!("--accept-missing writes to the audit log; run it without --dry-run");
+        bail_usage!("--accept-missing writes to the audit log; run it without --dry-run");
     }
     let _lock = super::lock(g, repo, true, "prune")?;
     if !o.accept_missing.is_empty() {

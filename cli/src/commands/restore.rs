@@ -13,7 +13,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
     super::audited(&repo, "restore", super::AuditNeed::BestEffort, |rec| {
         let _lock = super::read_lock(g, &repo, "restore")?;
         let (spec, subpath) = super::split_snapshot_path(&a.snapshot);
-        let (id, snap) = super::find_snapshot(&repo, spec)?;
+        let (id, snap) = super::find_snapshot(&repo, spec, &a.filter)?;
         rec.detail = format!("snapshot {} to {}", id.to_hex(), a.target.display());
         let opts = RestoreOptions {
             target: a.target.clone(),
@@ -33,7 +33,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
         };
         let start = Instant::now();
         let progress = TermProgress::new(g.quiet || g.json);
-        let out = restore(&repo, snap.tree, &opts, &progress)?;
+        let out = super::hint_snapshot_paths(restore(&repo, snap.tree, &opts, &progress), &snap)?;
         let secs = start.elapsed().as_secs_f64();
         let code = if out.damaged.is_empty() { exit::OK } else { exit::PARTIAL };
         let hint = out.damaged.iter().any(|d| d.not_indexed).then_some(

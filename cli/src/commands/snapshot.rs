@@ -81,16 +81,23 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     super::audited(&repo, "snapshot", super::AuditNeed::Required, |rec| {
         let _lock = super::lock(g, &repo, false, "snapshot")?;
         let parent = match (&a.parent, a.force) {
-            (Some(spec), _) => ParentChoice::Snapshot(super::find_snapshot(&repo, spec)?.0),
+            (Some(spec), _) => ParentChoice::Snapshot(super::find_snapshot(&repo, spec, &Default::default())?.0),
             (None, true) => ParentChoice::None,
             (None, false) => ParentChoice::Auto,
         };
         let opts = BackupOptions {
             paths: a.paths.clone(),
-            tags: a.tags.clone(),
+            tags: a
+                .tags
+                .iter()
+                .flat_map(|t| t.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
             hostname: a.host.clone().unwrap_or_else(super::hostname),
             username: super::username(),
-            time_ns: None,
+            time_ns: a.time,
             program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
             parent,
             excludes,
@@ -103,6 +110,13 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
             backup(&repo, &opts, &progress)?
         };
         let secs = start.elapsed().as_secs_f64();
+        // On stderr, with --json too: a pattern that excluded nothing is usually a typo.
+        for p in &out.unused_excludes {
+            eprintln!(
+                "cairn: warning: --exclude {p:?} matched nothing (patterns match absolute paths: `/home/*/.cache`, or a \
+                 bare name anywhere: `*.tmp`)"
+            );
+        }
         rec.snapshots_created.push(out.snapshot_id);
         rec.detail = format!("{} source error(s)", out.errors.len());
         let s = &out.snapshot.summary;
@@ -128,6 +142,7 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
                 "blobs_added": s.blobs_added, "bytes_added_raw": s.bytes_added_raw, "bytes_added_stored": s.bytes_added_stored,
                 "duration_seconds": secs,
                 "errors": out.errors.iter().map(|e| serde_json::json!({"path": e.path.display().to_string(), "error": e.message})).collect::<Vec<_>>(),
+                "excludes_unmatched": out.unused_excludes,
                 "exit_code": code,
             }))?;
         } else if !g.quiet {

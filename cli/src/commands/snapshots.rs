@@ -1,14 +1,14 @@
 //! `cairn snapshots`
 
-use crate::args::GlobalArgs;
+use crate::args::{GlobalArgs, SnapshotsArgs};
 use crate::{exit, output};
 
-pub fn run(g: &GlobalArgs) -> anyhow::Result<i32> {
+pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     // One snapshot that cannot be read (damaged, or sealed under the newer keys of a rotation
     // this slot was not moved by yet) does not hide the others: they are listed, and a warning
     // names the rest.
-    let all = super::readable_snapshots(&repo)?;
+    let all = super::filtered_snapshots(&repo, &a.filter)?;
     if g.json {
         let docs: Vec<_> = all
             .iter()

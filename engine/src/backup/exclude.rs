@@ -3,6 +3,7 @@
 //! directories), directories holding a marker file (`--exclude-if-present`, and
 //! `--exclude-caches` for CACHEDIR.TAG), other file systems, and files above a size.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
@@ -42,6 +43,10 @@ struct Marker {
 #[derive(Debug)]
 pub(crate) struct Excluder {
     patterns: Option<PathPatterns>,
+    /// The excluding patterns (not `!` ones) as given, to tell which matched nothing.
+    excluding: Vec<String>,
+    /// Those that excluded something in this walk.
+    used: HashSet<String>,
     markers: Vec<Marker>,
     pub one_file_system: bool,
     larger_than: Option<u64>,
@@ -73,12 +78,41 @@ impl Excluder {
                 String::from_utf8_lossy(&bad.name)
             )));
         }
-        Ok(Excluder { patterns, markers, one_file_system: opts.one_file_system, larger_than: opts.larger_than })
+        let excluding = opts
+            .patterns
+            .iter()
+            .map(|p| p.trim_end_matches(['\r', '\n']))
+            // As the gitignore parser keeps them: trailing blanks dropped unless escaped.
+            .map(|p| if p.ends_with("\\ ") { p.to_string() } else { p.trim_end().to_string() })
+            .filter(|p| !p.trim().is_empty() && !p.starts_with('#') && !p.starts_with('!'))
+            .collect();
+        Ok(Excluder {
+            patterns,
+            excluding,
+            used: HashSet::new(),
+            markers,
+            one_file_system: opts.one_file_system,
+            larger_than: opts.larger_than,
+        })
     }
 
     /// Whether the patterns exclude the absolute `path`.
-    pub fn excludes_path(&self, path: &Path, is_dir: bool) -> bool {
-        self.patterns.as_ref().is_some_and(|p| p.matches(path, is_dir))
+    pub fn excludes_path(&mut self, path: &Path, is_dir: bool) -> bool {
+        let Some(pattern) = self.patterns.as_ref().and_then(|p| p.excluding_pattern(path, is_dir)) else {
+            return false;
+        };
+        if !self.used.contains(pattern) {
+            self.used.insert(pattern.to_string());
+        }
+        true
+    }
+
+    /// The excluding patterns that left nothing out so far: usually a typo, or a relative path
+    /// where an absolute one (or a bare name) was meant.
+    pub fn unused_patterns(&self) -> Vec<String> {
+        let mut unused: Vec<String> = self.excluding.iter().filter(|p| !self.used.contains(*p)).cloned().collect();
+        unused.dedup();
+        unused
     }
 
     /// Whether a regular file of `size` bytes is left out.

@@ -21,6 +21,7 @@ pub use stream::{StreamSource, backup_stream};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -87,28 +88,22 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Sources that could not be read (exit code 3 in the CLI).
     pub errors: Vec<SourceError>,
+    /// Exclude patterns that left nothing out (worth a warning: often a typo).
+    pub unused_excludes: Vec<String>,
 }
 
 /// Absolute, lexically normalised path (no `.`/`..`), without resolving symlinks, so backing
 /// up a symlink stores the link.
 fn normalize(path: &Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(path).map_err(|e| Error::Source { path: path.to_path_buf(), source: e })?;
-    let mut out = PathBuf::from("/");
-    for c in abs.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    Ok(out)
+    crate::select::source_path(path).map_err(|e| Error::Source { path: path.to_path_buf(), source: e })
 }
 
 /// The directories leading to the source paths: a virtual tree whose leaves are sources.
 #[derive(Debug, Default)]
 struct VirtualDir {
+    /// The directory is itself a source (only the root can be: `/` was named), so it is walked
+    /// as a whole and sources below it add nothing to the tree.
+    whole: bool,
     children: BTreeMap<Vec<u8>, VirtualEntry>,
 }
 
@@ -124,8 +119,17 @@ impl VirtualDir {
     fn insert(&mut self, path: &Path) {
         let names: Vec<&OsStr> =
             path.components().filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None }).collect();
+        if names.is_empty() {
+            // `/`: everything is inside it.
+            self.whole = true;
+            self.children.clear();
+            return;
+        }
+        if self.whole {
+            return;
+        }
         let mut dir = self;
-        let last = names.len().saturating_sub(1);
+        let last = names.len() - 1;
         for (i, name) in names.iter().enumerate() {
             let key = name.as_bytes().to_vec();
             if i == last {
@@ -172,16 +176,26 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     let started_ns = now_ns();
     let mut root = VirtualDir::default();
     let mut paths = Vec::new();
+    // Devices of the sources: `--one-file-system` stays on these, so `-x / /home` stores both
+    // file systems even though /home is inside /.
+    let mut source_devs = Vec::new();
+    // A source that is missing or unreadable is skipped with a warning (exit 3, as restic):
+    // one missing path must not cost the nightly backup of the others.
+    let mut missing = Vec::new();
     for p in &opts.paths {
         let abs = normalize(p)?;
-        std::fs::symlink_metadata(&abs).map_err(|e| Error::Source { path: abs.clone(), source: e })?;
-        if abs == Path::new("/") {
-            return Err(Error::InvalidInput(
-                "backing up / as a whole is not supported yet; list its directories".into(),
-            ));
+        match std::fs::symlink_metadata(&abs) {
+            Ok(md) => {
+                source_devs.push(md.dev());
+                root.insert(&abs);
+                paths.push(abs.as_os_str().as_bytes().to_vec());
+            }
+            Err(e) => missing.push((abs, e)),
         }
-        root.insert(&abs);
-        paths.push(abs.as_os_str().as_bytes().to_vec());
+    }
+    if paths.is_empty() {
+        let (path, source) = missing.swap_remove(0);
+        return Err(Error::Source { path, source });
     }
     paths.sort();
     paths.dedup();
@@ -197,7 +211,10 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             .name("cairn-walk".into())
             .stack_size(WALK_STACK)
             .spawn_scoped(scope, || -> Result<_> {
-                let mut walker = Walker::new(repo, repo.blob_writer()?, excluder, progress, started_ns);
+                let mut walker = Walker::new(repo, repo.blob_writer()?, excluder, progress, started_ns, source_devs);
+                for (path, e) in missing {
+                    walker.source_error(&path, e);
+                }
                 let tree = walker.save_virtual(root, Path::new("/"), parent_root);
                 Ok((tree, walker))
             })
@@ -205,7 +222,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             .join()
             .map_err(|_| Error::InvalidInput("the walking thread panicked".into()))?
     })?;
-    let (tree, Walker { writer, mut summary, errors, .. }) = walked;
+    let (tree, Walker { writer, mut summary, errors, excluder, .. }) = walked;
     let tree = match tree {
         Ok(tree) => tree,
         Err(Error::Interrupted(what)) => {
@@ -238,5 +255,5 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     let (snapshot_id, size) = repo.save_snapshot(&snapshot)?;
     snapshot.summary.bytes_added_stored += size;
     progress.done();
-    Ok(BackupOutcome { snapshot_id, snapshot, errors })
+    Ok(BackupOutcome { snapshot_id, snapshot, errors, unused_excludes: excluder.unused_patterns() })
 }

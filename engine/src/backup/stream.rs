@@ -105,5 +105,5 @@ pub fn backup_stream(
     let (snapshot_id, stored) = repo.save_snapshot(&snapshot)?;
     snapshot.summary.bytes_added_stored += stored;
     progress.done();
-    Ok(BackupOutcome { snapshot_id, snapshot, errors: Vec::new() })
+    Ok(BackupOutcome { snapshot_id, snapshot, errors: Vec::new(), unused_excludes: Vec::new() })
 }

@@ -46,9 +46,9 @@ pub(super) struct Walker<'a, 'r> {
     owners: OwnerNames,
     /// (device, inode) of multiply linked files already stored in this run.
     hardlinks: HashMap<(u64, u64), StoredContent>,
-    excluder: Excluder,
-    /// Device of the source path being walked (for `--one-file-system`).
-    source_dev: u64,
+    pub excluder: Excluder,
+    /// Devices of the source paths (`--one-file-system` does not leave them).
+    source_devs: Vec<u64>,
     /// Parent trees read ahead on remote stores.
     prefetch: TreePrefetch<'r>,
     /// The chunker's read buffer, kept from file to file.
@@ -72,6 +72,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         excluder: Excluder,
         progress: &'a dyn Progress,
         started_ns: i64,
+        source_devs: Vec<u64>,
     ) -> Self {
         Walker {
             repo,
@@ -82,13 +83,13 @@ impl<'a, 'r> Walker<'a, 'r> {
             owners: OwnerNames::default(),
             hardlinks: HashMap::new(),
             excluder,
-            source_dev: 0,
+            source_devs,
             prefetch: TreePrefetch::new(repo),
             read_buf: Vec::new(),
         }
     }
 
-    fn source_error(&mut self, path: &Path, e: impl std::fmt::Display) {
+    pub fn source_error(&mut self, path: &Path, e: impl std::fmt::Display) {
         let message = e.to_string();
         self.progress.warn(&format!("{}: {message}", path.display()));
         self.summary.errors += 1;
@@ -120,12 +121,23 @@ impl<'a, 'r> Walker<'a, 'r> {
                 return self.save_tree(tree);
             }
         };
+        if dir.whole {
+            // `/` itself: its entries as any directory's (its own metadata has no node to go in).
+            let names = match hostfs::list_dir(parent_fd.as_fd()) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.source_error(path, e);
+                    Vec::new()
+                }
+            };
+            return self.save_entries(parent_fd.as_fd(), path, names, parent);
+        }
         for (name, entry) in dir.children {
             let child_path = path.join(OsStr::from_bytes(&name));
             let parent_node = find(&parent, &name);
             match entry {
                 VirtualEntry::Source => {
-                    if let Some(node) = self.save_entry(parent_fd.as_fd(), &child_path, name, parent_node, true)? {
+                    if let Some(node) = self.save_entry(parent_fd.as_fd(), &child_path, name, parent_node)? {
                         tree.nodes.push(node);
                     }
                 }
@@ -148,16 +160,46 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.save_tree(tree)
     }
 
+    /// Saves the entries `names` of the open directory `dir` and stores their tree.
+    fn save_entries(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        names: Vec<Vec<u8>>,
+        parent: ParentTree,
+    ) -> Result<ChunkId> {
+        let tree = self.walk_entries(dir, path, names, &parent)?;
+        self.prefetch.done(parent);
+        self.save_tree(tree)
+    }
+
+    /// The nodes of the entries `names` of the open directory `dir`, each saved.
+    fn walk_entries(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        names: Vec<Vec<u8>>,
+        parent: &ParentTree,
+    ) -> Result<Tree> {
+        let mut tree = Tree { nodes: Vec::with_capacity(names.len()) };
+        for child in names {
+            let child_path = path.join(OsStr::from_bytes(&child));
+            let child_parent = find(parent, &child);
+            if let Some(node) = self.save_entry(dir, &child_path, child, child_parent)? {
+                tree.nodes.push(node);
+            }
+        }
+        Ok(tree)
+    }
+
     /// Saves the entry `name` of the open directory `dir`; `Ok(None)` when it could not be read
-    /// (recorded as a source error), is excluded, or is not backed up (sockets). `is_source`
-    /// marks a path the user named (its device bounds `--one-file-system`).
+    /// (recorded as a source error), is excluded, or is not backed up (sockets).
     fn save_entry(
         &mut self,
         dir: BorrowedFd<'_>,
         path: &Path,
         name: Vec<u8>,
         parent: Option<&Node>,
-        is_source: bool,
     ) -> Result<Option<Node>> {
         self.repo.check_interrupted(STOPPED)?;
         self.progress.path(path);
@@ -173,9 +215,6 @@ impl<'a, 'r> Walker<'a, 'r> {
             || (ft == FileType::RegularFile && self.excluder.excludes_size(st.size))
         {
             return Ok(None);
-        }
-        if is_source {
-            self.source_dev = st.dev;
         }
         if ft == FileType::Directory {
             return self.save_dir(dir, path, name, &st, parent);
@@ -261,7 +300,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             }
         };
         // Another file system below a source: the mount point is stored, empty.
-        let foreign = self.excluder.one_file_system && st.dev != self.source_dev;
+        let foreign = self.excluder.one_file_system && !self.source_devs.contains(&st.dev);
         let names = if foreign {
             Vec::new()
         } else {
@@ -277,14 +316,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             return Ok(None);
         }
         let parent_tree = self.parent_subtree(parent);
-        let mut tree = Tree { nodes: Vec::with_capacity(names.len()) };
-        for child in names {
-            let child_path = path.join(OsStr::from_bytes(&child));
-            let child_parent = find(&parent_tree, &child);
-            if let Some(node) = self.save_entry(fd.as_fd(), &child_path, child, child_parent, false)? {
-                tree.nodes.push(node);
-            }
-        }
+        let tree = self.walk_entries(fd.as_fd(), path, names, &parent_tree)?;
         self.prefetch.done(parent_tree);
         // Stat after listing, through the handle: the metadata recorded is what the directory
         // looks like now that its entries were read.

@@ -12,7 +12,7 @@ use crate::format::snapshot::Snapshot;
 use crate::id::ObjectId;
 use crate::repo::{Repository, snapshot_name};
 
-pub use policy::{Bucket, Decision, GroupBy, GroupKey, KeepPolicy, SnapshotInfo};
+pub use policy::{Bucket, Decision, GroupBy, GroupKey, KeepPolicy, RetentionSpan, SnapshotInfo};
 
 /// What the policy needs from a stored snapshot (paths and tags sorted).
 pub fn info(id: ObjectId, s: &Snapshot) -> SnapshotInfo {

@@ -4,15 +4,17 @@
 //! Snapshots are grouped (by host and paths unless told otherwise) and each group is judged on
 //! its own, newest first. Bucket rules (`hourly` ... `yearly`) keep the newest snapshot of
 //! each of the N newest buckets (UTC calendar) that hold one; `within` keeps everything no
-//! older than the duration before the group's newest snapshot; `within_*` keep one per bucket
-//! within that duration; `tags` keep every snapshot carrying one of them. A group is never
-//! emptied when any rule is given: if no rule keeps anything, its newest snapshot stays.
+//! older than a calendar span (restic's `1y5m7d2h`: years, months, days, hours) before the
+//! group's newest snapshot; `within_*` keep one per bucket within that span; `tags` keep every
+//! snapshot carrying all tags of one of the tag lists. A group is never emptied when any rule
+//! is given: if no rule keeps anything, its newest snapshot stays.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::fmt;
+use std::str::FromStr;
 
-use crate::civil;
 use crate::id::ObjectId;
+use crate::utc;
 
 /// What the policy needs to know of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,16 +52,17 @@ impl Bucket {
 
     /// The bucket holding `ns`, as a number that is equal for equal buckets.
     pub fn of(self, ns: i64) -> i64 {
-        let day = civil::days(ns);
+        let date = utc::zoned(ns).date();
+        let (year, month) = (i64::from(date.year()), i64::from(date.month()));
         match self {
             Bucket::Hourly => ns.div_euclid(3_600 * 1_000_000_000),
-            Bucket::Daily => day,
-            Bucket::Weekly => civil::week_start(day),
-            Bucket::Monthly => {
-                let (y, m, _) = civil::civil_from_days(day);
-                y * 12 + i64::from(m)
+            Bucket::Daily => year * 10_000 + month * 100 + i64::from(date.day()),
+            Bucket::Weekly => {
+                let week = date.iso_week_date();
+                i64::from(week.year()) * 100 + i64::from(week.week())
             }
-            Bucket::Yearly => civil::civil_from_days(day).0,
+            Bucket::Monthly => year * 12 + month,
+            Bucket::Yearly => year,
         }
     }
 
@@ -81,12 +84,95 @@ pub struct KeepPolicy {
     pub last: Option<u32>,
     /// Keep the newest of each of the N newest buckets, per bucket kind.
     pub buckets: BTreeMap<Bucket, u32>,
-    /// Keep everything within this duration of the group's newest snapshot.
-    pub within: Option<Duration>,
-    /// Keep the newest of each bucket within this duration of the group's newest snapshot.
-    pub within_buckets: BTreeMap<Bucket, Duration>,
-    /// Keep snapshots carrying any of these tags.
-    pub tags: Vec<String>,
+    /// Keep everything within this span of the group's newest snapshot.
+    pub within: Option<RetentionSpan>,
+    /// Keep the newest of each bucket within this span of the group's newest snapshot.
+    pub within_buckets: BTreeMap<Bucket, RetentionSpan>,
+    /// Keep snapshots carrying every tag of one of these lists (restic's `--keep-tag a,b`:
+    /// repeated lists are alternatives, the tags of one list are all needed).
+    pub tags: Vec<Vec<String>>,
+}
+
+/// A retention span as restic writes it: a sequence of numbers with units `y` (years), `m`
+/// (months), `d` (days) and `h` (hours), e.g. `1y5m7d2h`. Calendar arithmetic in UTC: one
+/// month before 31 March is 28 or 29 February.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RetentionSpan {
+    /// Years.
+    pub years: u32,
+    /// Months.
+    pub months: u32,
+    /// Days.
+    pub days: u32,
+    /// Hours.
+    pub hours: u32,
+}
+
+impl RetentionSpan {
+    /// The earliest time (ns) within the span before `newest_ns`. Spans reaching before the
+    /// earliest representable time reach everything.
+    pub fn start(&self, newest_ns: i64) -> i64 {
+        let span = jiff::Span::new()
+            .try_years(i64::from(self.years))
+            .and_then(|s| s.try_months(i64::from(self.months)))
+            .and_then(|s| s.try_days(i64::from(self.days)))
+            .and_then(|s| s.try_hours(i64::from(self.hours)));
+        match span.and_then(|span| utc::zoned(newest_ns).checked_sub(span)) {
+            Ok(start) => utc::nanos(start.timestamp()),
+            Err(_) => i64::MIN,
+        }
+    }
+}
+
+impl FromStr for RetentionSpan {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "{why} in {s:?}: a span is numbers with units y (years), m (months), d (days), h (hours), e.g. 1y5m7d2h"
+            )
+        };
+        let mut span = RetentionSpan::default();
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err(bad("no span"));
+        }
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(bad("a unit without a number"));
+            }
+            let n: u32 = rest[..digits].parse().map_err(|_| bad("a number too large"))?;
+            let mut chars = rest[digits..].chars();
+            let field = match chars.next() {
+                Some('y') => &mut span.years,
+                Some('m') => &mut span.months,
+                Some('d') => &mut span.days,
+                Some('h') => &mut span.hours,
+                Some(_) => return Err(bad("an unknown unit")),
+                None => return Err(bad("a number without a unit")),
+            };
+            *field = field.checked_add(n).ok_or_else(|| bad("a number too large"))?;
+            rest = chars.as_str();
+        }
+        Ok(span)
+    }
+}
+
+impl fmt::Display for RetentionSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts = [(self.years, 'y'), (self.months, 'm'), (self.days, 'd'), (self.hours, 'h')];
+        let mut wrote = false;
+        for (n, unit) in parts.into_iter().filter(|(n, _)| *n > 0) {
+            write!(f, "{n}{unit}")?;
+            wrote = true;
+        }
+        if !wrote {
+            f.write_str("0h")?;
+        }
+        Ok(())
+    }
 }
 
 impl KeepPolicy {
@@ -149,16 +235,6 @@ fn group_key(s: &SnapshotInfo, by: GroupBy) -> GroupKey {
     }
 }
 
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
 /// Judges every snapshot. Decisions come group by group, newest first within a group.
 pub fn apply(snapshots: &[SnapshotInfo], policy: &KeepPolicy, by: GroupBy) -> Vec<Decision> {
     let mut groups: BTreeMap<GroupKey, Vec<&SnapshotInfo>> = BTreeMap::new();
@@ -188,21 +264,20 @@ pub fn apply(snapshots: &[SnapshotInfo], policy: &KeepPolicy, by: GroupBy) -> Ve
                     reasons.push(format!("{} {}", bucket.name(), policy.buckets.get(&bucket).copied().unwrap_or(0)));
                 }
             }
-            let age = Duration::from_nanos(u64::try_from(newest.saturating_sub(s.time_ns)).unwrap_or(u64::MAX));
             if let Some(w) = policy.within
-                && age <= w
+                && s.time_ns >= w.start(newest)
             {
-                reasons.push(format!("within {}", human(w)));
+                reasons.push(format!("within {w}"));
             }
             for (&bucket, &w) in &policy.within_buckets {
                 let b = bucket.of(s.time_ns);
-                if age <= w && last_within_bucket.get(&bucket) != Some(&b) {
+                if s.time_ns >= w.start(newest) && last_within_bucket.get(&bucket) != Some(&b) {
                     last_within_bucket.insert(bucket, b);
-                    reasons.push(format!("{} within {}", bucket.name(), human(w)));
+                    reasons.push(format!("{} within {w}", bucket.name()));
                 }
             }
-            if let Some(t) = s.tags.iter().find(|t| policy.tags.contains(t)) {
-                reasons.push(format!("tag {t}"));
+            if let Some(list) = policy.tags.iter().find(|list| list.iter().all(|t| s.tags.contains(t))) {
+                reasons.push(format!("tag {}", list.join(",")));
             }
             out.push(Decision { snapshot: (*s).clone(), group: key.clone(), keep: !reasons.is_empty(), reasons });
         }
@@ -267,8 +342,8 @@ mod tests {
         s[0].tags = vec!["keep".into()];
         let policy = KeepPolicy {
             last: Some(2),
-            within: Some(Duration::from_secs(2 * 86_400)),
-            tags: vec!["keep".into()],
+            within: Some(RetentionSpan { days: 2, ..Default::default() }),
+            tags: vec![vec!["keep".into()]],
             ..Default::default()
         };
         let d = apply(&s, &policy, GroupBy::default());
@@ -291,10 +366,78 @@ mod tests {
     #[test]
     fn a_rule_that_keeps_nothing_leaves_the_newest() {
         let s = vec![snap(1, DAY, "h", &[]), snap(2, 2 * DAY, "h", &[])];
-        let policy = KeepPolicy { tags: vec!["nothing-has-this".into()], ..Default::default() };
+        let policy = KeepPolicy { tags: vec![vec!["nothing-has-this".into()]], ..Default::default() };
         let d = apply(&s, &policy, GroupBy::default());
         assert_eq!(kept(&d), vec![2]);
         assert!(apply(&s, &KeepPolicy::default(), GroupBy::default()).iter().all(|d| !d.keep), "no rule, no keep");
+    }
+
+    /// ns of a UTC date and time.
+    fn at(date: &str) -> i64 {
+        let ts: jiff::Timestamp = format!("{date}Z").parse().unwrap();
+        utc::nanos(ts)
+    }
+
+    #[test]
+    fn spans_are_restics_years_months_days_hours() {
+        let span: RetentionSpan = "1y5m7d2h".parse().unwrap();
+        assert_eq!(span, RetentionSpan { years: 1, months: 5, days: 7, hours: 2 });
+        assert_eq!(span.to_string(), "1y5m7d2h");
+        // `m` is months, not minutes.
+        let six_months: RetentionSpan = "6m".parse().unwrap();
+        assert_eq!(six_months.start(at("2026-12-03T12:00:00")), at("2026-06-03T12:00:00"));
+        // Calendar arithmetic: a month before 31 March is the end of February.
+        let month: RetentionSpan = "1m".parse().unwrap();
+        assert_eq!(month.start(at("2024-03-31T00:00:00")), at("2024-02-29T00:00:00"));
+        let hours: RetentionSpan = "36h".parse().unwrap();
+        assert_eq!(hours.start(at("2026-01-02T12:00:00")), at("2026-01-01T00:00:00"));
+        for bad in ["", "6", "m", "6x", "6 m", "-1d", "1.5d", "99999999999y"] {
+            assert!(bad.parse::<RetentionSpan>().is_err(), "{bad:?} is refused");
+        }
+        // Spans past the calendar's start keep everything.
+        let huge = RetentionSpan { years: 4_000_000, ..Default::default() };
+        assert_eq!(huge.start(at("2026-01-01T00:00:00")), i64::MIN);
+    }
+
+    #[test]
+    fn keep_within_six_months_keeps_half_a_year() {
+        let newest = at("2026-12-03T02:30:00");
+        let s: Vec<SnapshotInfo> = (0..400u16)
+            .map(|d| snap((d % 250) as u8, newest - i64::from(d) * DAY, "h", &[]))
+            .enumerate()
+            .map(|(i, mut s)| {
+                s.id.0[1] = (i / 250) as u8;
+                s
+            })
+            .collect();
+        let policy = KeepPolicy { within: Some("6m".parse().unwrap()), ..Default::default() };
+        let kept = apply(&s, &policy, GroupBy::default()).iter().filter(|d| d.keep).count();
+        // 2026-06-03 02:30 to 2026-12-03 02:30: 183 days back, both ends kept.
+        assert_eq!(kept, 184);
+    }
+
+    #[test]
+    fn tag_lists_need_every_tag_of_one_list() {
+        let s = vec![
+            snap(1, DAY, "h", &["a"]),
+            snap(2, 2 * DAY, "h", &["a", "b"]),
+            snap(3, 3 * DAY, "h", &["c"]),
+            snap(4, 4 * DAY, "h", &[]),
+            snap(5, 5 * DAY, "h", &["b"]),
+        ];
+        let policy = KeepPolicy { tags: vec![vec!["a".into(), "b".into()], vec!["c".into()]], ..Default::default() };
+        let d = apply(&s, &policy, GroupBy::default());
+        assert_eq!(kept(&d), vec![2, 3]);
+        assert_eq!(d.iter().find(|d| d.snapshot.id.0[0] == 2).unwrap().reasons, vec!["tag a,b"]);
+    }
+
+    #[test]
+    fn weekly_buckets_are_iso_weeks_across_new_year() {
+        // 2026-12-31 is a Thursday: ISO week 53 of 2026 runs to Sunday 2027-01-03.
+        assert_eq!(Bucket::Weekly.of(at("2026-12-28T00:00:00")), Bucket::Weekly.of(at("2027-01-03T23:59:59")));
+        assert_ne!(Bucket::Weekly.of(at("2027-01-03T23:59:59")), Bucket::Weekly.of(at("2027-01-04T00:00:00")));
+        assert_ne!(Bucket::Daily.of(at("2026-12-31T23:59:59")), Bucket::Daily.of(at("2027-01-01T00:00:00")));
+        assert_eq!(Bucket::Monthly.of(at("2026-02-01T00:00:00")), Bucket::Monthly.of(at("2026-02-28T23:00:00")));
     }
 
     fn arb_snapshots() -> impl Strategy<Value = Vec<SnapshotInfo>> {
@@ -315,14 +458,14 @@ mod tests {
         (
             proptest::option::of(0u32..5),
             proptest::collection::btree_map(proptest::sample::select(Bucket::ALL.to_vec()), 0u32..6, 0..3),
-            proptest::option::of((0u64..400).prop_map(|d| Duration::from_secs(d * 86_400))),
+            proptest::option::of((0u32..400).prop_map(|days| RetentionSpan { days, ..Default::default() })),
             proptest::bool::ANY,
         )
             .prop_map(|(last, buckets, within, tag)| KeepPolicy {
                 last,
                 buckets,
                 within,
-                tags: if tag { vec!["x".into()] } else { Vec::new() },
+                tags: if tag { vec![vec!["x".into()]] } else { Vec::new() },
                 ..Default::default()
             })
     }

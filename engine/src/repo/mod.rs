@@ -193,10 +193,10 @@ fn parse_ids(names: &[String], prefix: &str) -> Vec<ObjectId> {
 }
 
 impl Repository {
-    /// Creates a repository in `storage`. Writes the keyring, then the slots, then the config:
-    /// the config's presence is what makes a repository exist, so an interrupted init leaves
-    /// nothing that can be opened and is reported as incomplete.
-    pub fn init(storage: Arc<dyn Storage>, opts: &InitOptions) -> Result<InitOutcome> {
+    /// Refuses a location that already holds a repository, or the key material of an
+    /// interrupted init: what [`Repository::init`] checks first, for a caller to check before it
+    /// asks for a password.
+    pub fn check_can_init(storage: &dyn Storage) -> Result<()> {
         if storage.stat(CONFIG_NAME)?.is_some() {
             return Err(Error::AlreadyExists(storage.location()));
         }
@@ -206,6 +206,14 @@ impl Repository {
                 storage.location()
             )));
         }
+        Ok(())
+    }
+
+    /// Creates a repository in `storage`. Writes the keyring, then the slots, then the config:
+    /// the config's presence is what makes a repository exist, so an interrupted init leaves
+    /// nothing that can be opened and is reported as incomplete.
+    pub fn init(storage: Arc<dyn Storage>, opts: &InitOptions) -> Result<InitOutcome> {
+        Self::check_can_init(storage.as_ref())?;
         let config = Config {
             format_version: FORMAT_VERSION,
             repository_id: ObjectId::random()?,
@@ -258,7 +266,8 @@ impl Repository {
         Ok(InitOutcome { repository_id, recovery_code })
     }
 
-    /// Opens a repository with `secret`; `cache_root` holds one index cache per repository.
+    /// Opens a repository with `secret`; `cache_root` holds one index cache per repository
+    /// (and is marked as a cache directory, so backups with `--exclude-caches` leave it out).
     /// Errors: [`Error::NoRepository`], [`Error::WrongKey`], [`Error::Corrupt`].
     pub fn open(storage: Arc<dyn Storage>, secret: &OpenSecret, cache_root: PathBuf) -> Result<Self> {
         let config_exists = storage.stat(CONFIG_NAME)?.is_some();
@@ -370,6 +379,7 @@ impl Repository {
         }
         let cache_dir = cache_root.join(slot.repository_id.to_hex());
         pins::check_and_pin(&cache_dir, &keyring)?;
+        mark_as_cache(&cache_root);
         let sealed = storage.get_bounded(CONFIG_NAME, MAX_SMALL_OBJECT)?;
         let plain = envelope::open(&sealed, ObjectKind::Config, CONFIG_NAME.as_bytes(), CONFIG_NAME, |e| {
             keyring.key_for(ObjectKind::Config, e, CONFIG_NAME)
@@ -906,5 +916,19 @@ impl Repository {
     /// Kind of blob for a location (helper for callers holding only ids).
     pub fn blob_kind(&self, id: &ChunkId) -> Result<BlobKind> {
         Ok(self.locate(id)?.kind)
+    }
+}
+
+/// Writes a CACHEDIR.TAG (https://bford.info/cachedir/) into the cache root, once: backing up a
+/// home directory or `/` with `--exclude-caches` then leaves the index caches out, as every
+/// other tool's caches. Best effort: a cache that cannot be tagged works the same.
+fn mark_as_cache(cache_root: &std::path::Path) {
+    let tag = cache_root.join("CACHEDIR.TAG");
+    if !tag.exists() {
+        let _ = std::fs::write(
+            &tag,
+            "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by cairn.\n# For \
+             information about cache directory tags, see https://bford.info/cachedir/\n",
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Leftover, OwnedParts, PutMode, Storage, validate_name};
@@ -48,14 +49,16 @@ impl LocalStorage {
         let path = self.path(name)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let err = |e| Error::storage("write", name, e);
-        fs::create_dir_all(&dir).map_err(err)?;
+        // Only the owner reads a repository it makes: directories 0700, files 0600 (the umask
+        // can only narrow that). Directories that exist keep their modes.
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(err)?;
         let tmp = dir.join(format!(
             "{TMP_PREFIX}{}-{}",
             std::process::id(),
             hex::encode(crate::crypto::random_array::<8>()?)
         ));
         let write = || -> std::io::Result<()> {
-            let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             let mut f = std::io::BufWriter::with_capacity(256 << 10, f);
             body(&mut f)?;
             let f = f.into_inner().map_err(std::io::IntoInnerError::into_error)?;
