@@ -11,6 +11,20 @@ pub trait Progress: Send + Sync {
     fn path(&self, _path: &Path) {}
     /// `n` more bytes processed.
     fn bytes(&self, _n: u64) {}
+    /// Whether a backup should count its sources first, in a second walk beside the backup,
+    /// to report [`Progress::totals`]: worth it when a person watches, not in a nightly job.
+    fn wants_totals(&self) -> bool {
+        false
+    }
+    /// The counting walk so far: `files` regular files holding `bytes` bytes; the figures
+    /// grow until `complete`.
+    fn totals(&self, _files: u64, _bytes: u64, _complete: bool) {}
+    /// A regular file is done; `bytes_not_read` of its size were not read (unchanged since
+    /// the parent snapshot, another link to a file read already, holes), so that
+    /// [`Progress::bytes`] plus these add up to the totals.
+    fn file_done(&self, _bytes_not_read: u64) {}
+    /// Packs handed to the uploads and not stored yet.
+    fn uploads_pending(&self, _packs: usize) {}
     /// A problem that does not stop the operation.
     fn warn(&self, _message: &str) {}
     /// The operation is over.

@@ -366,3 +366,89 @@ fn the_audit_log_names_the_user_of_the_uid_not_of_the_environment() {
         assert_eq!(e["host"], host.as_str(), "{e}");
     }
 }
+
+/// Records what a backup reports to a progress display that asks for totals.
+#[derive(Debug, Default)]
+struct Recorder {
+    /// (files, bytes, complete) of each totals report.
+    totals: std::sync::Mutex<Vec<(u64, u64, bool)>>,
+    read: std::sync::atomic::AtomicU64,
+    not_read: std::sync::atomic::AtomicU64,
+    files: std::sync::atomic::AtomicU64,
+    upload_reports: std::sync::atomic::AtomicU64,
+}
+
+impl cairn_engine::Progress for Recorder {
+    fn bytes(&self, n: u64) {
+        self.read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn wants_totals(&self) -> bool {
+        true
+    }
+    fn totals(&self, files: u64, bytes: u64, complete: bool) {
+        self.totals.lock().unwrap().push((files, bytes, complete));
+    }
+    fn file_done(&self, not_read: u64) {
+        self.files.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.not_read.fetch_add(not_read, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn uploads_pending(&self, _packs: usize) {
+        self.upload_reports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn snapshot_progress_counts_the_sources_first_and_adds_up_to_the_totals() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = TestRepo::new();
+    let repo = t.open();
+    let src = t.dir.path().join("src");
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    for d in 0..12 {
+        let dir = src.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..60 {
+            let data = random_bytes((d * 60 + f) * 97 % 5000, (d * 100 + f) as u64);
+            fs::write(dir.join(format!("f{f}")), &data).unwrap();
+            files += 1;
+            bytes += data.len() as u64;
+        }
+    }
+    fs::write(src.join("big"), random_bytes(3 << 20, 9)).unwrap();
+    files += 1;
+    bytes += 3 << 20;
+    // Left out, and not counted: an excluded file and a cache directory.
+    fs::write(src.join("skip.tmp"), random_bytes(50_000, 10)).unwrap();
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(src.join("cache/CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55").unwrap();
+    fs::write(src.join("cache/blob"), random_bytes(70_000, 11)).unwrap();
+    let opts = cairn_engine::backup::BackupOptions {
+        paths: vec![src.clone()],
+        hostname: this_host(),
+        excludes: cairn_engine::backup::ExcludeOptions {
+            patterns: vec!["*.tmp".into()],
+            caches: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for run in ["initial", "unchanged"] {
+        let progress = Recorder::default();
+        let out = cairn_engine::backup::backup(&repo, &opts, &progress).unwrap();
+        let totals = progress.totals.lock().unwrap().clone();
+        assert_eq!(totals.last(), Some(&(files, bytes, true)), "{run}: the counting walk's final figures");
+        assert!(totals.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1), "{run}: totals only grow");
+        assert_eq!(progress.files.load(Relaxed), files, "{run}: one file_done per file");
+        assert_eq!(
+            progress.read.load(Relaxed) + progress.not_read.load(Relaxed),
+            bytes,
+            "{run}: done adds up to the total"
+        );
+        assert!(progress.upload_reports.load(Relaxed) >= files, "{run}: the upload queue is reported");
+        assert_eq!(out.snapshot.summary.bytes_total, bytes);
+        if run == "unchanged" {
+            assert_eq!(progress.read.load(Relaxed), 0, "nothing is read again");
+        }
+    }
+}

@@ -12,6 +12,7 @@
 mod exclude;
 mod meta;
 mod prefetch;
+mod scan;
 mod stream;
 mod walker;
 
@@ -206,8 +207,18 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         None => None,
     };
     progress.phase("snapshot", None);
+    let scan_done = std::sync::atomic::AtomicBool::new(false);
+    let sources: Vec<PathBuf> = paths.iter().map(|p| PathBuf::from(OsStr::from_bytes(p))).collect();
+    let scan_devs = source_devs.clone();
     let walked = std::thread::scope(|scope| {
-        std::thread::Builder::new()
+        if progress.wants_totals() {
+            // Best effort: without the thread there are no totals, nothing else changes.
+            let _ = std::thread::Builder::new()
+                .name("cairn-count".into())
+                .stack_size(WALK_STACK)
+                .spawn_scoped(scope, || scan::count(&sources, &opts.excludes, &scan_devs, progress, &scan_done));
+        }
+        let walked = std::thread::Builder::new()
             .name("cairn-walk".into())
             .stack_size(WALK_STACK)
             .spawn_scoped(scope, || -> Result<_> {
@@ -218,10 +229,11 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
                 let tree = walker.save_virtual(root, Path::new("/"), parent_root);
                 Ok((tree, walker))
             })
-            .map_err(|e| Error::InvalidInput(format!("cannot start the walking thread: {e}")))?
-            .join()
-            .map_err(|_| Error::InvalidInput("the walking thread panicked".into()))?
-    })?;
+            .map_err(|e| Error::InvalidInput(format!("cannot start the walking thread: {e}")))
+            .and_then(|t| t.join().map_err(|_| Error::InvalidInput("the walking thread panicked".into())));
+        scan_done.store(true, std::sync::atomic::Ordering::Relaxed);
+        walked
+    })??;
     let (tree, Walker { writer, mut summary, errors, excluder, .. }) = walked;
     let tree = match tree {
         Ok(tree) => tree,

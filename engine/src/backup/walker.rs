@@ -369,6 +369,7 @@ impl<'a, 'r> Walker<'a, 'r> {
                 flags: p.flags,
             };
             self.summary.files_unchanged += 1;
+            self.file_done(content.size);
             return Ok(Some(self.file_node(name, st, group, content)));
         }
         if parent.is_some() {
@@ -378,15 +379,23 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
         // Another link to an inode stored earlier in this run: same content, read once.
         if let Some(content) = self.hardlinks.get(&(st.dev, st.ino)).cloned() {
+            self.file_done(content.size);
             return Ok(Some(self.file_node(name, st, group, content)));
         }
         let Some(content) = self.read_file(dir, path, &name, st)? else {
             return Ok(None);
         };
+        self.file_done(content.holes.iter().map(|h| h.1).sum());
         if group.is_some() {
             self.hardlinks.insert((st.dev, st.ino), content.clone());
         }
         Ok(Some(self.file_node(name, st, group, content)))
+    }
+
+    /// Tells the progress display that a file is done, `not_read` bytes of it unread.
+    fn file_done(&self, not_read: u64) {
+        self.progress.file_done(not_read);
+        self.progress.uploads_pending(self.writer.uploads_pending());
     }
 
     fn all_indexed(&self, chunks: &[ChunkId]) -> Result<bool> {

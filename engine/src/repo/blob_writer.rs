@@ -170,6 +170,11 @@ impl<'r> BlobWriter<'r> {
     }
 
     /// Adds a blob, returning its id; stores it only if the repository lacks it.
+    /// Packs handed to the uploads and not stored yet (for progress displays).
+    pub fn uploads_pending(&self) -> usize {
+        self.packer.uploads_pending()
+    }
+
     pub fn add(&self, kind: BlobKind, plaintext: Vec<u8>) -> Result<ChunkId> {
         let id = self.repo.chunk_id(&plaintext);
         self.add_with_id(kind, id, plaintext)?;

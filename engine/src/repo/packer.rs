@@ -114,6 +114,11 @@ impl Packer {
         })
     }
 
+    /// Packs handed to the uploads and not stored yet.
+    pub(crate) fn uploads_pending(&self) -> usize {
+        self.uploader.pending()
+    }
+
     /// Adds a sealed blob; hands the pack to the uploader when it is full (blocking while
     /// every upload connection is busy). Data packs fill pooled buffers, so a producer also
     /// waits while every buffer is being uploaded: that bounds the memory of data packs to

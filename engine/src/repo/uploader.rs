@@ -79,6 +79,11 @@ impl Uploader {
         self.take_error()
     }
 
+    /// Uploads queued or running.
+    pub(crate) fn pending(&self) -> usize {
+        *lock(&self.shared.pending)
+    }
+
     fn take_error(&self) -> Result<()> {
         match lock(&self.shared.error).take() {
             Some(e) => Err(e),
