@@ -452,3 +452,34 @@ fn snapshot_progress_counts_the_sources_first_and_adds_up_to_the_totals() {
         }
     }
 }
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_command_line_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("cairn").unwrap().args(["completion", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    fs::write(dir.path().join("cairn.bash"), &out.stdout).unwrap();
+    // bash completes `cairn sna` to the two commands that start so.
+    let script = format!(
+        "source {}; COMP_WORDS=(cairn sna); COMP_CWORD=1; _cairn cairn sna cairn; echo \"${{COMPREPLY[@]}}\"",
+        dir.path().join("cairn.bash").display()
+    );
+    let out = std::process::Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut words: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+    words.sort();
+    assert_eq!(words, ["snapshot", "snapshots"]);
+    for shell in ["zsh", "fish"] {
+        let out = Command::cargo_bin("cairn").unwrap().args(["completion", shell]).output().unwrap();
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("snapshot"), "{shell}");
+    }
+
+    let man = dir.path().join("man1");
+    Command::cargo_bin("cairn").unwrap().args(["man", "--out-dir"]).arg(&man).assert().success();
+    let page = fs::read_to_string(man.join("cairn-snapshot.1")).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH cairn-snapshot"), "a roff page");
+    assert!(page.contains("exclude\\-caches"), "{page}");
+    for name in ["cairn.1", "cairn-restore.1", "cairn-key-rotate.1", "cairn-forget.1"] {
+        assert!(man.join(name).is_file(), "{name}");
+    }
+}

@@ -4,6 +4,7 @@ mod audit;
 mod cat;
 mod check;
 mod diff;
+mod docs;
 mod dump;
 mod find;
 mod forget;
@@ -54,6 +55,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cat(a) => cat::run(g, a),
         Command::Key(a) => key::run(g, a),
         Command::Audit(a) => audit::run(g, a),
+        Command::Completion(a) => docs::completion(a),
+        Command::Man(a) => docs::man(a),
     }
 }
 
