@@ -129,10 +129,55 @@ pub enum Command {
     Key(KeyArgs),
     /// Read and verify the tamper-evident audit log.
     Audit(AuditArgs),
+    /// List the ids of the repository's objects of one kind.
+    List(ListArgs),
+    /// Add, remove or set the tags of snapshots (each is rewritten under a new id).
+    Tag(TagArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(CompletionArgs),
     /// Write man pages (cairn.1 and one per command) into a directory.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// What to list.
+    #[arg(value_enum)]
+    pub kind: ListKind,
+}
+
+/// `cairn list` kinds: object kinds in the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListKind {
+    /// Packs (data/).
+    Packs,
+    /// Index segments (index/).
+    Index,
+    /// Snapshots (snapshots/).
+    Snapshots,
+    /// Key slots (keys/).
+    Keys,
+    /// Locks (locks/).
+    Locks,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "tag_change", required = true, multiple = true)]
+pub struct TagArgs {
+    /// Snapshots to change (ids, prefixes or `latest`); without any, every snapshot that passes
+    /// the filters (at least one filter is then needed).
+    pub snapshots: Vec<String>,
+    /// Add these tags (repeatable; `a,b` is two).
+    #[arg(long, value_name = "TAG[,TAG...]", group = "tag_change")]
+    pub add: Vec<String>,
+    /// Remove these tags (repeatable).
+    #[arg(long, value_name = "TAG[,TAG...]", group = "tag_change")]
+    pub remove: Vec<String>,
+    /// Replace the tags with these (repeatable; `--set ''` removes every tag).
+    #[arg(long, value_name = "TAG[,TAG...]", group = "tag_change", conflicts_with_all = ["add", "remove"])]
+    pub set: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -477,8 +522,16 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
     /// Files and directories to back up.
-    #[arg(required_unless_present_any = ["stdin", "stdin_from_command"])]
+    #[arg(required_unless_present_any = ["stdin", "stdin_from_command", "files_from", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
+    /// Also back up the paths listed in this file, one per line (blank lines and `#` comments
+    /// skipped; repeatable).
+    #[arg(long = "files-from", value_name = "FILE", conflicts_with_all = ["stdin", "stdin_from_command"])]
+    pub files_from: Vec<PathBuf>,
+    /// Also back up the paths listed in this file, separated by NUL bytes (`find -print0`; any
+    /// byte but NUL may be in a name; repeatable).
+    #[arg(long = "files-from-raw", value_name = "FILE", conflicts_with_all = ["stdin", "stdin_from_command"])]
+    pub files_from_raw: Vec<PathBuf>,
     /// Leave out paths matching this gitignore-style pattern (repeatable; `!` re-includes,
     /// a leading `/` anchors at the file system root, a trailing `/` matches directories).
     #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
@@ -525,6 +578,9 @@ pub struct SnapshotArgs {
     /// Read every file again, even those unchanged since the parent snapshot.
     #[arg(long)]
     pub force: bool,
+    /// Read and chunk as a backup would, store nothing: shows what would be added.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

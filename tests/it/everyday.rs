@@ -483,3 +483,121 @@ fn completions_and_man_pages_are_generated_from_the_command_line_definition() {
         assert!(man.join(name).is_file(), "{name}");
     }
 }
+
+#[test]
+fn tag_rewrites_snapshots_and_the_audit_log_accounts_for_it() {
+    let env = Env::new();
+    env.init();
+    let data = env.source("data", b"tagged");
+    let first = env.snapshot(&["--tag", "old,keep"], &[&data]);
+    let second = env.snapshot(&[], &[&data]);
+    let tags_of = |id: &str| -> serde_json::Value {
+        let out = env.cairn().args(["--json", "cat", "snapshot", id]).output().unwrap();
+        json(&out.stdout)["snapshot"]["tags"].clone()
+    };
+    let out = env.cairn().args(["--json", "tag", &first, "--add", "new,x", "--remove", "old"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let changed = json(&out.stdout)["changed"].clone();
+    let new_id = changed[0]["new_id"].as_str().unwrap().to_string();
+    assert_eq!(changed[0]["old_id"], first.as_str());
+    assert_eq!(tags_of(&new_id), serde_json::json!(["keep", "new", "x"]));
+    let ids = env.listed(&[]);
+    assert!(ids.contains(&new_id) && !ids.contains(&first) && ids.contains(&second), "{ids:?}");
+    // The rewritten snapshot restores the same data.
+    env.cairn().args(["restore", &new_id, "--target"]).arg(env.p("r")).assert().success();
+    assert_same_tree(&data, &restored_path(&env.p("r"), &data));
+    // Selection by filter; --set replaces; nothing to change is no rewrite.
+    let out = env.cairn().args(["--json", "tag", "--tag", "keep", "--set", "only"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let newest = json(&out.stdout)["changed"][0]["new_id"].as_str().unwrap().to_string();
+    assert_eq!(tags_of(&newest), serde_json::json!(["only"]));
+    let out = env.cairn().args(["--json", "tag", &newest, "--add", "only"]).output().unwrap();
+    assert_eq!(json(&out.stdout)["changed"].as_array().unwrap().len(), 0);
+    // Neither ids nor filters: refused as a usage error; no change asked: clap refuses.
+    assert_eq!(env.cairn().args(["tag", "--add", "x"]).output().unwrap().status.code(), Some(2));
+    assert_eq!(env.cairn().args(["tag", &second]).output().unwrap().status.code(), Some(2));
+    // The audit log agrees with the repository after the rewrites.
+    env.cairn().args(["audit", "verify"]).assert().success();
+    env.cairn().args(["check"]).assert().success();
+}
+
+#[test]
+fn files_from_lists_the_sources() {
+    let env = Env::new();
+    env.init();
+    let a = env.source("a", b"first");
+    let b = env.source("b", b"second");
+    let c = env.source("c", b"third");
+    fs::write(env.p("list"), format!("# sources\n{}\n\n{}\n", a.display(), b.display())).unwrap();
+    fs::write(env.p("list0"), format!("{}\0", c.display())).unwrap();
+    let out = env
+        .cairn()
+        .args(["--json", "snapshot", "--files-from"])
+        .arg(env.p("list"))
+        .arg("--files-from-raw")
+        .arg(env.p("list0"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snaps = json(&env.cairn().args(["--json", "snapshots"]).output().unwrap().stdout);
+    let mut paths: Vec<String> =
+        snaps[0]["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    paths.sort();
+    assert_eq!(paths, [a.display().to_string(), b.display().to_string(), c.display().to_string()]);
+    fs::write(env.p("empty"), "# nothing\n").unwrap();
+    let out = env.cairn().args(["snapshot", "--files-from"]).arg(env.p("empty")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn a_dry_run_reads_everything_and_stores_nothing() {
+    let env = Env::new();
+    env.init();
+    let data = env.source("data", &random_bytes(2 << 20, 21));
+    let before = |env: &Env| -> Vec<String> {
+        let mut names: Vec<String> = walk_files(&env.p("repo"))
+            .iter()
+            .filter(|p| !p.to_string_lossy().contains("/locks/") && !p.to_string_lossy().contains("/audit/"))
+            .map(|p| p.display().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let objects = before(&env);
+    let out = env.cairn().args(["--json", "snapshot", "--dry-run"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = json(&out.stdout);
+    assert_eq!(doc["dry_run"], true);
+    assert!(doc["snapshot_id"].is_null());
+    assert_eq!(doc["files_new"], 1);
+    assert!(doc["bytes_added_raw"].as_u64().unwrap() >= 2 << 20, "{doc}");
+    assert_eq!(before(&env), objects, "nothing stored");
+    assert!(env.listed(&[]).is_empty());
+    // After a real snapshot, a dry run would add nothing.
+    env.snapshot(&[], &[&data]);
+    let doc = json(&env.cairn().args(["--json", "snapshot", "-n"]).arg(&data).output().unwrap().stdout);
+    assert_eq!(doc["blobs_added"], 0, "{doc}");
+    assert_eq!(doc["files_unchanged"], 1);
+}
+
+#[test]
+fn list_prints_the_ids_of_one_kind_of_object() {
+    let env = Env::new();
+    env.init();
+    let data = env.source("data", b"listed");
+    let id = env.snapshot(&[], &[&data]);
+    let ids = |kind: &str| -> Vec<String> {
+        let out = env.cairn().args(["list", kind]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+    };
+    assert_eq!(ids("snapshots"), vec![id]);
+    let packs = ids("packs");
+    assert!(!packs.is_empty() && packs.iter().all(|p| p.len() == 64), "{packs:?}");
+    assert_eq!(ids("index").len(), 1);
+    assert_eq!(ids("keys").len(), 1);
+    assert!(ids("locks").is_empty());
+    let doc = json(&env.cairn().args(["--json", "list", "packs"]).output().unwrap().stdout);
+    assert_eq!(doc.as_array().unwrap().len(), packs.len());
+    assert_eq!(env.cairn().args(["list", "chunks"]).output().unwrap().status.code(), Some(2));
+}

@@ -10,12 +10,14 @@ mod find;
 mod forget;
 mod init;
 mod key;
+mod list;
 mod ls;
 mod prune;
 mod repair;
 mod restore;
 mod snapshot;
 mod snapshots;
+mod tag;
 mod unlock;
 
 use std::path::PathBuf;
@@ -55,6 +57,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cat(a) => cat::run(g, a),
         Command::Key(a) => key::run(g, a),
         Command::Audit(a) => audit::run(g, a),
+        Command::List(a) => list::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
         Command::Completion(a) => docs::completion(a),
         Command::Man(a) => docs::man(a),
     }
@@ -264,6 +268,11 @@ pub fn snapshot_filter(a: &SnapshotFilterArgs) -> anyhow::Result<SnapshotFilter>
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(SnapshotFilter { hosts: a.hosts.clone(), tags: SnapshotFilter::tag_lists(&a.tags), paths })
+}
+
+/// Tags as typed: each argument a comma-separated list, blanks dropped (`--tag a,b` is two).
+pub fn tag_words(args: &[String]) -> Vec<String> {
+    args.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect()
 }
 
 /// Every readable snapshot that passes the filters, oldest first.

@@ -75,39 +75,76 @@ fn run_stream(
     }
 }
 
+/// The paths named on the command line and in `--files-from` / `--files-from-raw` files.
+fn source_paths(a: &SnapshotArgs) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut paths = a.paths.clone();
+    let read = |f: &std::path::Path| std::fs::read(f).with_context(|| format!("cannot read {}", f.display()));
+    for f in &a.files_from {
+        let text = read(f)?;
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) || line.starts_with(b"#") {
+                continue;
+            }
+            paths.push(std::ffi::OsStr::from_bytes(line).into());
+        }
+    }
+    for f in &a.files_from_raw {
+        let bytes = read(f)?;
+        paths.extend(bytes.split(|&b| b == 0).filter(|p| !p.is_empty()).map(|p| std::ffi::OsStr::from_bytes(p).into()));
+    }
+    if paths.is_empty() && !(a.stdin || a.stdin_from_command.is_some()) {
+        bail_usage!("no paths to back up: the --files-from files list none");
+    }
+    Ok(paths)
+}
+
 pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     let excludes = excludes(a)?;
     let repo = super::open(g)?;
+    if a.dry_run {
+        // Changes nothing, so it is not logged, and a shared lock will do.
+        let _lock = super::read_lock(g, &repo, "snapshot --dry-run")?;
+        return snapshot(g, a, &repo, excludes, &mut cairn_engine::audit::AuditRecord::new("snapshot"));
+    }
     super::audited(&repo, "snapshot", super::AuditNeed::Required, |rec| {
         let _lock = super::lock(g, &repo, false, "snapshot")?;
+        snapshot(g, a, &repo, excludes, rec)
+    })
+}
+
+/// The backup itself, and its report.
+fn snapshot(
+    g: &GlobalArgs,
+    a: &SnapshotArgs,
+    repo: &Repository,
+    excludes: ExcludeOptions,
+    rec: &mut cairn_engine::audit::AuditRecord,
+) -> anyhow::Result<i32> {
+    {
         let parent = match (&a.parent, a.force) {
-            (Some(spec), _) => ParentChoice::Snapshot(super::find_snapshot(&repo, spec, &Default::default())?.0),
+            (Some(spec), _) => ParentChoice::Snapshot(super::find_snapshot(repo, spec, &Default::default())?.0),
             (None, true) => ParentChoice::None,
             (None, false) => ParentChoice::Auto,
         };
         let opts = BackupOptions {
-            paths: a.paths.clone(),
-            tags: a
-                .tags
-                .iter()
-                .flat_map(|t| t.split(','))
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect(),
+            paths: source_paths(a)?,
+            tags: super::tag_words(&a.tags),
             hostname: a.host.clone().unwrap_or_else(super::hostname),
             username: super::username(),
             time_ns: a.time,
             program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
             parent,
             excludes,
+            dry_run: a.dry_run,
         };
         let start = Instant::now();
         let progress = TermProgress::new(g.quiet || g.json);
         let out = if a.stdin || a.stdin_from_command.is_some() {
-            run_stream(&repo, a, &opts, &progress)?
+            run_stream(repo, a, &opts, &progress)?
         } else {
-            backup(&repo, &opts, &progress)?
+            backup(repo, &opts, &progress)?
         };
         let secs = start.elapsed().as_secs_f64();
         // On stderr, with --json too: a pattern that excluded nothing is usually a typo.
@@ -117,7 +154,9 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
                  bare name anywhere: `*.tmp`)"
             );
         }
-        rec.snapshots_created.push(out.snapshot_id);
+        if !a.dry_run {
+            rec.snapshots_created.push(out.snapshot_id);
+        }
         rec.detail = format!("{} source error(s)", out.errors.len());
         let s = &out.snapshot.summary;
         let code = if out.errors.is_empty() { exit::OK } else { exit::PARTIAL };
@@ -134,7 +173,8 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
         }
         if g.json {
             output::json(&serde_json::json!({
-                "snapshot_id": out.snapshot_id.to_hex(),
+                "snapshot_id": (!a.dry_run).then(|| out.snapshot_id.to_hex()),
+                "dry_run": a.dry_run,
                 "parent": out.snapshot.parent.map(|p| p.to_hex()),
                 "files_new": s.files_new, "files_changed": s.files_changed, "files_unchanged": s.files_unchanged,
                 "dirs": s.dirs, "others": s.others,
@@ -145,6 +185,18 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
                 "excludes_unmatched": out.unused_excludes,
                 "exit_code": code,
             }))?;
+        } else if !g.quiet && a.dry_run {
+            println!(
+                "dry run, nothing stored: files {} new, {} changed, {} unchanged; {} read, {} would be added to the \
+                 repository ({} blobs) in {:.1}s",
+                s.files_new,
+                s.files_changed,
+                s.files_unchanged,
+                output::bytes(s.bytes_read),
+                output::bytes(s.bytes_added_raw),
+                s.blobs_added,
+                secs
+            );
         } else if !g.quiet {
             println!(
                 "snapshot {} saved: files {} new, {} changed, {} unchanged; {} read, {} added to the repository ({} stored) in {:.1}s",
@@ -165,5 +217,5 @@ pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
             }
         }
         Ok(code)
-    })
+    }
 }

@@ -69,6 +69,9 @@ pub struct BackupOptions {
     pub parent: ParentChoice,
     /// What to leave out.
     pub excludes: ExcludeOptions,
+    /// Read and chunk everything, store nothing: [`BackupOutcome::snapshot_id`] is then
+    /// all zeros and the summary says what a backup would add.
+    pub dry_run: bool,
 }
 
 /// A source that could not be read; the snapshot was written without it.
@@ -222,7 +225,8 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             .name("cairn-walk".into())
             .stack_size(WALK_STACK)
             .spawn_scoped(scope, || -> Result<_> {
-                let mut walker = Walker::new(repo, repo.blob_writer()?, excluder, progress, started_ns, source_devs);
+                let writer = if opts.dry_run { repo.dry_run_blob_writer()? } else { repo.blob_writer()? };
+                let mut walker = Walker::new(repo, writer, excluder, progress, started_ns, source_devs);
                 for (path, e) in missing {
                     walker.source_error(&path, e);
                 }
@@ -264,7 +268,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         program: opts.program.clone(),
         summary,
     };
-    let (snapshot_id, size) = repo.save_snapshot(&snapshot)?;
+    let (snapshot_id, size) = if opts.dry_run { (ObjectId([0; 32]), 0) } else { repo.save_snapshot(&snapshot)? };
     snapshot.summary.bytes_added_stored += size;
     progress.done();
     Ok(BackupOutcome { snapshot_id, snapshot, errors, unused_excludes: excluder.unused_patterns() })

@@ -50,7 +50,7 @@ pub fn backup_stream(
     let display = PathBuf::from(String::from_utf8_lossy(&source.name).into_owned());
     progress.phase("snapshot", None);
     progress.path(&display);
-    let writer = repo.blob_writer()?;
+    let writer = if opts.dry_run { repo.dry_run_blob_writer()? } else { repo.blob_writer()? };
     let mut stream = repo.chunker().stream(source.reader);
     let mut chunks = Vec::new();
     let mut size = 0u64;
@@ -102,7 +102,8 @@ pub fn backup_stream(
             ..SnapshotSummary::default()
         },
     };
-    let (snapshot_id, stored) = repo.save_snapshot(&snapshot)?;
+    let (snapshot_id, stored) =
+        if opts.dry_run { (crate::id::ObjectId([0; 32]), 0) } else { repo.save_snapshot(&snapshot)? };
     snapshot.summary.bytes_added_stored += stored;
     progress.done();
     Ok(BackupOutcome { snapshot_id, snapshot, errors: Vec::new(), unused_excludes: Vec::new() })

@@ -111,10 +111,12 @@ pub struct BlobWriter<'r> {
     packs: AtomicU64,
     /// The packs this writer stored and indexed.
     written: Mutex<Vec<PackId>>,
+    /// Count what would be stored, store nothing (`snapshot --dry-run`).
+    dry_run: bool,
 }
 
 impl<'r> BlobWriter<'r> {
-    pub(super) fn new(repo: &'r Repository) -> Result<Self> {
+    pub(super) fn new(repo: &'r Repository, dry_run: bool) -> Result<Self> {
         let (epoch, key) = repo.keyring().current();
         let packer = Packer::new(
             repo.storage().clone(),
@@ -144,6 +146,7 @@ impl<'r> BlobWriter<'r> {
             stored_index_bytes: AtomicU64::new(0),
             packs: AtomicU64::new(0),
             written: Mutex::default(),
+            dry_run,
         })
     }
 
@@ -192,6 +195,10 @@ impl<'r> BlobWriter<'r> {
         let raw_length =
             u32::try_from(plaintext.len()).map_err(|_| Error::InvalidInput("blob larger than 4 GiB".into()))?;
         self.blobs.fetch_add(1, Ordering::Relaxed);
+        if self.dry_run {
+            self.shared.raw_bytes.fetch_add(u64::from(raw_length), Ordering::Relaxed);
+            return Ok(());
+        }
         let item = Pending { kind, id, raw_length, plaintext };
         if item.plaintext.len() >= BATCH_BYTES {
             self.dispatch(vec![item]);
@@ -287,6 +294,15 @@ impl<'r> BlobWriter<'r> {
     /// [`crate::Error::LockLost`] before any segment is stored when a lock the repository
     /// handle holds was lost; [`crate::Error::PacksGone`] when a pack it needs is gone.
     pub fn finish(self) -> Result<WriteStats> {
+        if self.dry_run {
+            // Nothing was sealed or packed: the counts of what would have been.
+            return Ok(WriteStats {
+                blobs: self.blobs.load(Ordering::Relaxed),
+                raw_bytes: self.shared.raw_bytes.load(Ordering::Relaxed),
+                stored_bytes: 0,
+                packs: 0,
+            });
+        }
         let rest = std::mem::take(&mut *self.batch.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         self.dispatch(rest.items);
         self.shared.budget.wait_idle();

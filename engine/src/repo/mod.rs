@@ -769,7 +769,13 @@ impl Repository {
 
     /// A blob writer for this repository (see [`BlobWriter`]).
     pub fn blob_writer(&self) -> Result<BlobWriter<'_>> {
-        BlobWriter::new(self)
+        BlobWriter::new(self, false)
+    }
+
+    /// A writer that stores nothing and counts the blobs (and their bytes) the repository
+    /// lacks: what a backup would add (`snapshot --dry-run`).
+    pub fn dry_run_blob_writer(&self) -> Result<BlobWriter<'_>> {
+        BlobWriter::new(self, true)
     }
 
     /// Ids of all snapshots.
