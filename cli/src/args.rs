@@ -129,6 +129,8 @@ pub enum Command {
     Key(KeyArgs),
     /// Read and verify the tamper-evident audit log.
     Audit(AuditArgs),
+    /// How big snapshots are: restore size, or deduplicated data in the repository.
+    Stats(StatsArgs),
     /// List the ids of the repository's objects of one kind.
     List(ListArgs),
     /// Add, remove or set the tags of snapshots (each is rewritten under a new id).
@@ -137,6 +139,28 @@ pub enum Command {
     Completion(CompletionArgs),
     /// Write man pages (cairn.1 and one per command) into a directory.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Snapshots to count (ids, prefixes, `latest`); default: every one the filters pass.
+    pub snapshots: Vec<String>,
+    /// What to count.
+    #[arg(long, value_enum, default_value_t = StatsModeArg::RestoreSize)]
+    pub mode: StatsModeArg,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
+}
+
+/// `stats --mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsModeArg {
+    /// Files and bytes a restore of each snapshot writes.
+    RestoreSize,
+    /// Distinct blobs (file content and trees) the snapshots use: plaintext and stored bytes.
+    Raw,
+    /// Distinct file content the snapshots use.
+    Blobs,
 }
 
 #[derive(Debug, Args)]

@@ -46,6 +46,8 @@ pub mod repo;
 #[cfg(feature = "repository")]
 pub mod restore;
 pub mod select;
+#[cfg(feature = "repository")]
+pub mod stats;
 pub mod storage;
 pub mod utc;
 

@@ -601,3 +601,39 @@ fn list_prints_the_ids_of_one_kind_of_object() {
     assert_eq!(doc.as_array().unwrap().len(), packs.len());
     assert_eq!(env.cairn().args(["list", "chunks"]).output().unwrap().status.code(), Some(2));
 }
+
+#[test]
+fn stats_counts_restore_size_and_deduplicated_data() {
+    let env = Env::new();
+    env.init();
+    let data = env.p("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("a"), random_bytes(1 << 20, 31)).unwrap();
+    fs::write(data.join("sub/b"), random_bytes(300_000, 32)).unwrap();
+    // The same content twice in one snapshot: one copy of it in the repository.
+    fs::write(data.join("sub/a-copy"), random_bytes(1 << 20, 31)).unwrap();
+    let first = env.snapshot(&[], &[&data]);
+    let second = env.snapshot(&["--force"], &[&data]);
+    let stats = |args: &[&str]| -> serde_json::Value {
+        let out = env.cairn().args(["--json", "stats"]).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out.stdout)
+    };
+    let one = (1u64 << 20) * 2 + 300_000;
+    let s = stats(&[&first]);
+    assert_eq!(
+        (s["snapshots"].as_u64(), s["files"].as_u64(), s["restore_bytes"].as_u64()),
+        (Some(1), Some(3), Some(one))
+    );
+    let s = stats(&[]);
+    assert_eq!(
+        (s["snapshots"].as_u64(), s["files"].as_u64(), s["restore_bytes"].as_u64()),
+        (Some(2), Some(6), Some(2 * one))
+    );
+    let blobs = stats(&["--mode", "blobs"]);
+    assert_eq!(blobs["raw_bytes"].as_u64(), Some((1 << 20) + 300_000), "distinct content once: {blobs}");
+    assert_eq!(blobs["missing_blobs"], 0);
+    let raw = stats(&["--mode", "raw", &second]);
+    assert!(raw["blobs"].as_u64() > blobs["blobs"].as_u64(), "raw adds the trees: {raw}");
+    assert!(raw["stored_bytes"].as_u64().unwrap() > 0);
+}

@@ -17,6 +17,7 @@ mod repair;
 mod restore;
 mod snapshot;
 mod snapshots;
+mod stats;
 mod tag;
 mod unlock;
 
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cat(a) => cat::run(g, a),
         Command::Key(a) => key::run(g, a),
         Command::Audit(a) => audit::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
         Command::List(a) => list::run(g, a),
         Command::Tag(a) => tag::run(g, a),
         Command::Completion(a) => docs::completion(a),
