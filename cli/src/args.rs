@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Cairn: encrypted, deduplicating backups.
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about, long_about = None)]
+#[command(name = "cairn", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -19,6 +19,10 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
+    /// Read defaults from a profile: NAME.toml in ~/.config/cairn or /etc/cairn (or a path).
+    /// Flags given on the command line win over the profile's.
+    #[arg(long, env = "CAIRN_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Repository location: a local directory, s3:https://HOST[:PORT]/BUCKET[/PREFIX]
     /// (path-style, self-hosted stores) or s3://BUCKET[/PREFIX] (AWS, virtual-hosted style).
     /// S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN
@@ -605,6 +609,13 @@ pub struct SnapshotArgs {
     /// Read and chunk as a backup would, store nothing: shows what would be added.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Run this shell command first; if it fails, no snapshot is made (e.g. a database dump).
+    #[arg(long, value_name = "COMMAND")]
+    pub run_before: Option<String>,
+    /// Run this shell command afterwards, whatever the outcome, with CAIRN_EXIT_CODE and
+    /// CAIRN_SNAPSHOT_ID set; its failure is reported as a warning.
+    #[arg(long, value_name = "COMMAND")]
+    pub run_after: Option<String>,
 }
 
 #[derive(Debug, Args)]

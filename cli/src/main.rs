@@ -7,6 +7,7 @@ mod commands;
 mod metrics;
 mod output;
 mod output_node;
+mod profile;
 mod progress;
 mod secrets;
 mod signals;
@@ -64,7 +65,14 @@ fn first_line(e: &clap::Error) -> String {
 fn main() {
     forbid_core_dumps();
     raise_open_file_limit();
-    let cli = match args::Cli::try_parse() {
+    let argv = match profile::expand(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(e) => {
+            output::error(&e, json_asked());
+            std::process::exit(exit::USAGE);
+        }
+    };
+    let cli = match args::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => usage_error(e),
     };

@@ -637,3 +637,64 @@ fn stats_counts_restore_size_and_deduplicated_data() {
     assert!(raw["blobs"].as_u64() > blobs["blobs"].as_u64(), "raw adds the trees: {raw}");
     assert!(raw["stored_bytes"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_profile_gives_defaults_and_the_command_line_wins() {
+    let env = Env::new();
+    env.init();
+    let a = env.source("a", b"from the profile");
+    let b = env.source("b", b"from the command line");
+    let profile = env.p("p.toml");
+    fs::write(
+        &profile,
+        format!(
+            "repo = {repo:?}\npassword-file = {pw:?}\ncache-dir = {cache:?}\n\n[snapshot]\nsources = [{a:?}]\ntag = [\"profiled\"]\nrun-after = \"echo $CAIRN_EXIT_CODE $CAIRN_SNAPSHOT_ID > {after}\"\n\n[forget]\nkeep-last = 5\n",
+            repo = env.p("repo").display().to_string(),
+            pw = env.p("pw").display().to_string(),
+            cache = env.p("cache").display().to_string(),
+            a = a.display().to_string(),
+            after = env.p("after").display(),
+        ),
+    )
+    .unwrap();
+    let cairn = || {
+        let mut c = Command::cargo_bin("cairn").unwrap();
+        without_cairn_env(&mut c);
+        c.arg("--profile").arg(&profile);
+        c
+    };
+    // The profile's sources and tag; its run-after saw the outcome.
+    let out = cairn().args(["--json", "snapshot"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = json(&out.stdout)["snapshot_id"].as_str().unwrap().to_string();
+    assert_eq!(fs::read_to_string(env.p("after")).unwrap().trim(), format!("0 {id}"));
+    // Paths on the command line replace the profile's sources; list flags add up.
+    let out = cairn().args(["--json", "snapshot", "--tag", "extra"]).arg(&b).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = json(&env.cairn().args(["--json", "snapshots"]).output().unwrap().stdout);
+    assert_eq!(list[0]["paths"], serde_json::json!([a.display().to_string()]));
+    assert_eq!(list[1]["paths"], serde_json::json!([b.display().to_string()]));
+    assert_eq!(list[1]["tags"], serde_json::json!(["profiled", "extra"]));
+    // A scalar on the command line wins over the profile's.
+    let kept = |args: &[&str]| -> usize {
+        let out = cairn().args(["--json", "forget", "--dry-run"]).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out.stdout)["snapshots"].as_array().unwrap().iter().filter(|d| d["keep"] == true).count()
+    };
+    assert_eq!(kept(&["--group-by", ""]), 2);
+    assert_eq!(kept(&["--group-by", "", "--keep-last", "1"]), 1);
+    // A mistake in the profile names the flag; a missing profile says where it looked.
+    fs::write(env.p("bad.toml"), "[forget]\nkep-last = 3\n").unwrap();
+    let out =
+        Command::cargo_bin("cairn").unwrap().arg("--profile").arg(env.p("bad.toml")).arg("forget").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("kep-last"), "{}", stderr(&out));
+    let out = Command::cargo_bin("cairn")
+        .unwrap()
+        .env("HOME", env.p(""))
+        .args(["--profile", "nosuch", "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nosuch.toml"), "{}", stderr(&out));
+}

@@ -5,8 +5,7 @@
 //! named file systems in full, every other mount point stored empty, caches left out.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::*;
@@ -45,37 +44,47 @@ fn write_home(home: &Path) {
     fs::write(home.join("ann/empty"), b"").unwrap();
 }
 
-#[test]
-fn readme_nightly_job_backs_up_a_whole_root_and_home_in_another_file_system() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test mounts file systems in a private mount namespace: run the suite as root (as .ci/run does)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let w = dir.path();
-    let (src_root, src_home) = (w.join("src-root"), w.join("src-home"));
-    write_root(&src_root);
-    write_home(&src_home);
-    let repo = w.join("repo");
-    fs::create_dir_all(&repo).unwrap();
-    let logs = w.join("logs");
-    fs::create_dir_all(&logs).unwrap();
-    fs::write(w.join("password"), "nightly job password\n").unwrap();
-    fs::write(w.join("env"), readme_block("`/etc/cairn/env` (mode 0600):")).unwrap();
-    fs::write(w.join("cairn-nightly"), readme_block("`/usr/local/sbin/cairn-nightly`:")).unwrap();
-    fs::set_permissions(w.join("cairn-nightly"), fs::Permissions::from_mode(0o755)).unwrap();
+/// A machine to run the nightly job on: source trees, an initialised repository, the password.
+struct Machine {
+    dir: tempfile::TempDir,
+    src_root: PathBuf,
+    src_home: PathBuf,
+}
 
-    // The repository exists (init is not part of the nightly job): made with README's env.
-    let cache = w.join("cache");
-    let init = cairn_cmd(&repo, &cache, &w.join("password"))
-        .args(["init", "--no-recovery-code", "--kdf-memory", "8192", "--kdf-iterations", "1"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+impl Machine {
+    fn new() -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test mounts file systems in a private mount namespace: run the suite as root (as .ci/run does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path();
+        let (src_root, src_home) = (w.join("src-root"), w.join("src-home"));
+        write_root(&src_root);
+        write_home(&src_home);
+        fs::create_dir_all(w.join("repo")).unwrap();
+        fs::create_dir_all(w.join("logs")).unwrap();
+        fs::write(w.join("password"), "nightly job password\n").unwrap();
+        // The repository exists (init is not part of the nightly job).
+        let init = cairn_cmd(&w.join("repo"), &w.join("cache"), &w.join("password"))
+            .args(["init", "--no-recovery-code", "--kdf-memory", "8192", "--kdf-iterations", "1"])
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        Machine { dir, src_root, src_home }
+    }
 
-    let bin = assert_cmd::cargo::cargo_bin("cairn");
-    let script = format!(
-        r#"set -eu
+    fn w(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `job` (a shell command line) as root in the machine's root, after `setup` (shell,
+    /// outside the chroot, `$R` the root) put its files in place; returns the job's exit status
+    /// and stderr, and leaves the job's logs in `logs/`.
+    fn run(&self, setup: &str, job: &str) -> (Option<i32>, String) {
+        let bin = assert_cmd::cargo::cargo_bin("cairn");
+        let script = format!(
+            r#"set -eu
 W={w}
 R=$W/mnt-root
 mkdir -p "$R"
@@ -96,67 +105,108 @@ mount -t proc proc "$R/proc"
 mount --rbind /dev "$R/dev"
 mount --bind "$W/repo" "$R/srv/backup/repo"
 cp "$W/password" "$R/etc/cairn/password"
-cp "$W/env" "$R/etc/cairn/env"
-chmod 600 "$R/etc/cairn/env" "$R/etc/cairn/password"
-cp "$W/cairn-nightly" "$R/usr/local/sbin/cairn-nightly"
+chmod 600 "$R/etc/cairn/password"
+{setup}
 set +e
 chroot "$R" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  /bin/sh -c '. /etc/cairn/env; export CAIRN_REPOSITORY CAIRN_PASSWORD_FILE; /usr/local/sbin/cairn-nightly'
+  /bin/sh -c '{job}'
 rc=$?
 set -e
 cp -a "$R/var/log/cairn/." "$W/logs/" || true
 exit $rc
 "#,
-        w = w.display(),
-        bin = bin.display(),
-    );
-    let out =
-        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
-    let logs_text: Vec<String> = fs::read_dir(&logs)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            format!("{}: {}", e.file_name().to_string_lossy(), fs::read_to_string(e.path()).unwrap_or_default())
-        })
-        .collect();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "the nightly job failed\nstderr: {}\nlogs: {logs_text:#?}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let snapshot_log = fs::read_dir(&logs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".json.snapshot"))
-        .expect("the job writes its snapshot log");
-    let doc: serde_json::Value = serde_json::from_str(&fs::read_to_string(snapshot_log).unwrap()).unwrap();
-    assert_eq!(doc["exit_code"], 0, "{doc}");
+            w = self.w().display(),
+            bin = bin.display(),
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 
-    // What the snapshot holds, restored outside the namespace.
-    let target = w.join("restored");
-    let restore = cairn_cmd(&repo, &cache, &w.join("password"))
-        .args(["restore", "latest", "--target"])
-        .arg(&target)
+    /// The logs the job wrote, for failure messages.
+    fn logs(&self) -> Vec<String> {
+        fs::read_dir(self.w().join("logs"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                format!("{}: {}", e.file_name().to_string_lossy(), fs::read_to_string(e.path()).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Checks the job's snapshot log, then restores the latest snapshot outside the namespace
+    /// and checks what it holds; returns the restored tree.
+    fn check_backup(&self) -> PathBuf {
+        let w = self.w();
+        let snapshot_log = fs::read_dir(w.join("logs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".json.snapshot"))
+            .expect("the job writes its snapshot log");
+        let doc: serde_json::Value = serde_json::from_str(&fs::read_to_string(snapshot_log).unwrap()).unwrap();
+        assert_eq!(doc["exit_code"], 0, "{doc}");
+        let target = w.join("restored");
+        let restore = cairn_cmd(&w.join("repo"), &w.join("cache"), &w.join("password"))
+            .args(["restore", "latest", "--target"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+        // Both named file systems in full. (The mount points' own modes and times are the
+        // tmpfs's, so the trees are compared below them.)
+        assert_same_tree(&self.src_home.join("ann"), &target.join("home/ann"));
+        for sub in ["etc/app", "root/docs", "var/lib/db"] {
+            assert_same_tree(&self.src_root.join(sub), &target.join(sub));
+        }
+        // Other file systems below them are stored as empty mount points.
+        for mount_point in ["usr", "proc", "dev", "srv/backup/repo"] {
+            let p = target.join(mount_point);
+            assert!(p.is_dir(), "{mount_point} is kept as a directory");
+            assert_eq!(fs::read_dir(&p).unwrap().count(), 0, "{mount_point} is another file system: stored empty");
+        }
+        // The job's password file (on the root file system) is in the backup too.
+        assert_eq!(fs::read(target.join("etc/cairn/password")).unwrap(), fs::read(w.join("password")).unwrap());
+        // Caches are left out: the tagged directory, and cairn's own cache under /root/.cache.
+        assert!(!target.join("var/cache/thumbs").exists(), "a CACHEDIR.TAG directory is left out");
+        assert!(!target.join("root/.cache/cairn").exists(), "cairn's own cache is left out");
+        assert!(target.join("var/log/cairn").is_dir());
+        target
+    }
+}
+
+#[test]
+fn readme_nightly_job_backs_up_a_whole_root_and_home_in_another_file_system() {
+    let m = Machine::new();
+    fs::write(m.w().join("env"), readme_block("`/etc/cairn/env` (mode 0600):")).unwrap();
+    fs::write(m.w().join("cairn-nightly"), readme_block("`/usr/local/sbin/cairn-nightly`:")).unwrap();
+    let setup = r#"cp "$W/env" "$R/etc/cairn/env"; chmod 600 "$R/etc/cairn/env"
+cp "$W/cairn-nightly" "$R/usr/local/sbin/cairn-nightly"; chmod 755 "$R/usr/local/sbin/cairn-nightly""#;
+    let job = ". /etc/cairn/env; export CAIRN_REPOSITORY CAIRN_PASSWORD_FILE; /usr/local/sbin/cairn-nightly";
+    let (code, stderr) = m.run(setup, job);
+    assert_eq!(code, Some(0), "the nightly job failed\nstderr: {stderr}\nlogs: {:#?}", m.logs());
+    m.check_backup();
+}
+
+#[test]
+fn readme_nightly_job_from_a_profile_does_the_same() {
+    let m = Machine::new();
+    fs::write(m.w().join("nightly.toml"), readme_block("with a profile: `/etc/cairn/nightly.toml`")).unwrap();
+    fs::write(m.w().join("cairn-nightly-profile"), readme_block("and `/usr/local/sbin/cairn-nightly-profile`:"))
+        .unwrap();
+    let setup = r#"cp "$W/nightly.toml" "$R/etc/cairn/nightly.toml"
+cp "$W/cairn-nightly-profile" "$R/usr/local/sbin/cairn-nightly-profile"; chmod 755 "$R/usr/local/sbin/cairn-nightly-profile""#;
+    // No environment at all: the profile says everything.
+    let (code, stderr) = m.run(setup, "/usr/local/sbin/cairn-nightly-profile");
+    assert_eq!(code, Some(0), "the nightly job failed\nstderr: {stderr}\nlogs: {:#?}", m.logs());
+    let target = m.check_backup();
+    // The profile's tag, and the file its run-before command made before the backup.
+    let out = cairn_cmd(&m.w().join("repo"), &m.w().join("cache"), &m.w().join("password"))
+        .args(["--json", "snapshots", "--tag", "nightly"])
         .output()
         .unwrap();
-    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
-    // Both named file systems in full.
-    // (The mount points' own modes and times are the tmpfs's, so the trees are compared below them.)
-    assert_same_tree(&src_home.join("ann"), &target.join("home/ann"));
-    for sub in ["etc/app", "root/docs", "var/lib/db"] {
-        assert_same_tree(&src_root.join(sub), &target.join(sub));
-    }
-    // Other file systems below them are stored as empty mount points.
-    for mount_point in ["usr", "proc", "dev", "srv/backup/repo"] {
-        let p = target.join(mount_point);
-        assert!(p.is_dir(), "{mount_point} is kept as a directory");
-        assert_eq!(fs::read_dir(&p).unwrap().count(), 0, "{mount_point} is another file system: stored empty");
-    }
-    // The job's password and env files (on the root file system) are in the backup too.
-    assert_eq!(fs::read(target.join("etc/cairn/password")).unwrap(), fs::read(w.join("password")).unwrap());
-    // Caches are left out: the tagged directory, and cairn's own cache under /root/.cache.
-    assert!(!target.join("var/cache/thumbs").exists(), "a CACHEDIR.TAG directory is left out");
-    assert!(!target.join("root/.cache/cairn").exists(), "cairn's own cache is left out");
-    assert!(target.join("var/log/cairn").is_dir());
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert!(target.join("var/backups/etc-listing.txt").is_file(), "run-before ran before the backup");
 }

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
@@ -101,6 +102,40 @@ fn source_paths(a: &SnapshotArgs) -> anyhow::Result<Vec<std::path::PathBuf>> {
 }
 
 pub fn run(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
+    let result = run_hooked(g, a);
+    if let Some(command) = &a.run_after {
+        let code = match &result {
+            Ok(code) => *code,
+            Err(e) => exit::code_for(e),
+        };
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .env("CAIRN_EXIT_CODE", code.to_string())
+            .env("CAIRN_SNAPSHOT_ID", LAST_SNAPSHOT.get().map(|id| id.to_hex()).unwrap_or_default())
+            .stdout(hook_stdout(g.json))
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => eprintln!("cairn: warning: --run-after command {command:?} failed ({s})"),
+            Err(e) => eprintln!("cairn: warning: cannot run --run-after command {command:?}: {e}"),
+        }
+    }
+    result
+}
+
+/// Where a hook's output goes: with --json on stderr, so stdout stays one document.
+fn hook_stdout(json: bool) -> Stdio {
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) if json => Stdio::from(fd),
+        _ => Stdio::inherit(),
+    }
+}
+
+/// The snapshot this process wrote, for `--run-after`.
+static LAST_SNAPSHOT: std::sync::OnceLock<cairn_engine::ObjectId> = std::sync::OnceLock::new();
+
+fn run_hooked(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     let excludes = excludes(a)?;
     let repo = super::open(g)?;
     if a.dry_run {
@@ -128,6 +163,18 @@ fn snapshot(
             (None, true) => ParentChoice::None,
             (None, false) => ParentChoice::Auto,
         };
+        if let Some(command) = &a.run_before {
+            // Its output is the user's: on stderr with --json, so stdout stays one document.
+            let status = Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .stdout(hook_stdout(g.json))
+                .status()
+                .with_context(|| format!("cannot run --run-before command {command:?}"))?;
+            if !status.success() {
+                anyhow::bail!("--run-before command {command:?} failed ({status}); no snapshot was made");
+            }
+        }
         let opts = BackupOptions {
             paths: source_paths(a)?,
             tags: super::tag_words(&a.tags),
@@ -156,6 +203,7 @@ fn snapshot(
         }
         if !a.dry_run {
             rec.snapshots_created.push(out.snapshot_id);
+            let _ = LAST_SNAPSHOT.set(out.snapshot_id);
         }
         rec.detail = format!("{} source error(s)", out.errors.len());
         let s = &out.snapshot.summary;
