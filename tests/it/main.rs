@@ -16,6 +16,7 @@ mod keys;
 mod maintenance;
 mod metadata;
 mod nightly;
+mod readme;
 mod restore_options;
 mod robustness;
 mod roundtrip;

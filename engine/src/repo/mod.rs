@@ -904,6 +904,11 @@ impl Repository {
     /// With an actor set, an audit entry announcing the snapshot (outcome
     /// [`crate::audit::INTENT`]) is appended first, and nothing is written when it cannot be.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
+        // A stop asked for while the last data was stored (or while a stream sent nothing to
+        // check it on) still means no snapshot: the data is indexed, and the rerun reuses it.
+        self.check_interrupted(
+            "stopped before writing the snapshot; what was stored is indexed and the next run reuses it",
+        )?;
         self.check_locks()?;
         let id = ObjectId::random()?;
         if let Some(actor) = &self.actor {
