@@ -133,6 +133,9 @@ pub enum Command {
     Key(KeyArgs),
     /// Read and verify the tamper-evident audit log.
     Audit(AuditArgs),
+    /// Write snapshots again without the paths that match --exclude (the old ones stay unless
+    /// --forget).
+    Rewrite(RewriteArgs),
     /// How big snapshots are: restore size, or deduplicated data in the repository.
     Stats(StatsArgs),
     /// List the ids of the repository's objects of one kind.
@@ -143,6 +146,27 @@ pub enum Command {
     Completion(CompletionArgs),
     /// Write man pages (cairn.1 and one per command) into a directory.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RewriteArgs {
+    /// Snapshots to rewrite (ids, prefixes, `latest`); without any, every one the filters pass
+    /// (at least one filter is then needed).
+    pub snapshots: Vec<String>,
+    /// Leave out paths matching this pattern, as `snapshot --exclude` (repeatable).
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from this file, one per line (repeatable).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Remove the original snapshots once their rewrites are written.
+    #[arg(long)]
+    pub forget: bool,
+    /// Show what would be left out, write nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Args)]

@@ -45,6 +45,8 @@ pub mod repair;
 pub mod repo;
 #[cfg(feature = "repository")]
 pub mod restore;
+#[cfg(feature = "repository")]
+pub mod rewrite;
 pub mod select;
 #[cfg(feature = "repository")]
 pub mod stats;

@@ -698,3 +698,58 @@ fn a_profile_gives_defaults_and_the_command_line_wins() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("nosuch.toml"), "{}", stderr(&out));
 }
+
+#[test]
+fn rewrite_leaves_out_excluded_paths_and_keeps_or_forgets_the_original() {
+    let env = Env::new();
+    env.init();
+    let data = env.p("data");
+    fs::create_dir_all(data.join("secrets")).unwrap();
+    fs::create_dir_all(data.join("keep")).unwrap();
+    fs::write(data.join("secrets/token"), b"should never have been backed up").unwrap();
+    fs::write(data.join("keep/a.txt"), random_bytes(100_000, 51)).unwrap();
+    fs::write(data.join("keep/b.log"), b"a log").unwrap();
+    let old = env.snapshot(&["--tag", "daily"], &[&data]);
+    let secrets = format!("{}/secrets", data.display());
+    // A dry run writes nothing.
+    let out = env
+        .cairn()
+        .args(["--json", "rewrite", &old, "--exclude", &secrets, "--exclude", "*.log", "-n"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = json(&out.stdout);
+    assert!(doc["rewritten"][0]["new_id"].is_null());
+    assert_eq!(doc["rewritten"][0]["removed"].as_array().unwrap().len(), 2, "{doc}");
+    assert_eq!(env.listed(&[]), vec![old.clone()]);
+    // The rewrite: a new snapshot without them, the original kept.
+    let out =
+        env.cairn().args(["--json", "rewrite", &old, "--exclude", &secrets, "--exclude", "*.log"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new = json(&out.stdout)["rewritten"][0]["new_id"].as_str().unwrap().to_string();
+    let mut listed = env.listed(&[]);
+    listed.sort();
+    let mut want = vec![old.clone(), new.clone()];
+    want.sort();
+    assert_eq!(listed, want);
+    env.cairn().args(["restore", &new, "--target"]).arg(env.p("r")).assert().success();
+    let restored = restored_path(&env.p("r"), &data);
+    assert!(!restored.join("secrets").exists() && !restored.join("keep/b.log").exists());
+    assert_eq!(fs::read(restored.join("keep/a.txt")).unwrap(), fs::read(data.join("keep/a.txt")).unwrap());
+    let snap = json(&env.cairn().args(["--json", "cat", "snapshot", &new]).output().unwrap().stdout);
+    assert_eq!(snap["snapshot"]["tags"], serde_json::json!(["daily", "rewritten"]));
+    // With --forget the original goes; prune then drops the secret's data; check is clean.
+    let out = env
+        .cairn()
+        .args(["--json", "rewrite", "--tag", "rewritten", "--exclude", "*.txt", "--forget"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let newest = json(&out.stdout)["rewritten"][0]["new_id"].as_str().unwrap().to_string();
+    let listed = env.listed(&[]);
+    assert!(listed.contains(&newest) && !listed.contains(&new) && listed.contains(&old), "{listed:?}");
+    env.cairn().args(["audit", "verify"]).assert().success();
+    env.cairn().args(["check", "--read-data"]).assert().success();
+    // Nothing to leave out: usage error.
+    assert_eq!(env.cairn().args(["rewrite", &old]).output().unwrap().status.code(), Some(2));
+}

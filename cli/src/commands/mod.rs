@@ -15,6 +15,7 @@ mod ls;
 mod prune;
 mod repair;
 mod restore;
+mod rewrite;
 mod snapshot;
 mod snapshots;
 mod stats;
@@ -58,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cat(a) => cat::run(g, a),
         Command::Key(a) => key::run(g, a),
         Command::Audit(a) => audit::run(g, a),
+        Command::Rewrite(a) => rewrite::run(g, a),
         Command::Stats(a) => stats::run(g, a),
         Command::List(a) => list::run(g, a),
         Command::Tag(a) => tag::run(g, a),
