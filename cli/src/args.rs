@@ -16,7 +16,7 @@ pub struct Cli {
 }
 
 /// Options every command takes (listed under their own heading in each command's help).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Read defaults from a profile: NAME.toml in ~/.config/cairn or /etc/cairn (or a path).
@@ -133,6 +133,8 @@ pub enum Command {
     Key(KeyArgs),
     /// Read and verify the tamper-evident audit log.
     Audit(AuditArgs),
+    /// Copy snapshots from another repository (its own keys) into this one.
+    Copy(CopyArgs),
     /// Write snapshots again without the paths that match --exclude (the old ones stay unless
     /// --forget).
     Rewrite(RewriteArgs),
@@ -146,6 +148,28 @@ pub enum Command {
     Completion(CompletionArgs),
     /// Write man pages (cairn.1 and one per command) into a directory.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(id = "from_secret", required = true, multiple = false)]
+pub struct CopyArgs {
+    /// Snapshots of the source to copy (ids, prefixes, `latest`); default: every one the
+    /// filters pass. Those the destination has already are skipped.
+    pub snapshots: Vec<String>,
+    /// The repository to copy from (a directory or an s3: URL, as -r).
+    #[arg(long, value_name = "REPO")]
+    pub from_repo: PathBuf,
+    /// Read the source's password from this file (first line).
+    #[arg(long, value_name = "FILE", group = "from_secret")]
+    pub from_password_file: Option<PathBuf>,
+    /// Run this shell command for the source's password (first line printed).
+    #[arg(long, value_name = "COMMAND", group = "from_secret")]
+    pub from_password_command: Option<String>,
+    /// Open the source with the recovery code in this file.
+    #[arg(long, value_name = "FILE", group = "from_secret")]
+    pub from_recovery_code_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Args)]

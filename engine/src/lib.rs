@@ -16,6 +16,8 @@ pub mod check;
 pub mod chunker;
 pub mod codec;
 pub mod compress;
+#[cfg(feature = "repository")]
+pub mod copy;
 pub mod crypto;
 #[cfg(feature = "repository")]
 pub mod diff;

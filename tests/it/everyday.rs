@@ -753,3 +753,64 @@ fn rewrite_leaves_out_excluded_paths_and_keeps_or_forgets_the_original() {
     // Nothing to leave out: usage error.
     assert_eq!(env.cairn().args(["rewrite", &old]).output().unwrap().status.code(), Some(2));
 }
+
+#[test]
+fn copy_moves_snapshots_between_repositories_with_different_keys() {
+    let src_env = Env::new();
+    src_env.init();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("pw2"), "the destination's own password\n").unwrap();
+    let dest = |args: &[&str]| {
+        let mut c = cairn_cmd(&dir.path().join("dest"), &dir.path().join("cache"), &dir.path().join("pw2"));
+        c.args(args);
+        c
+    };
+    dest(&["init", "--no-recovery-code", "--kdf-memory", "8192", "--kdf-iterations", "1"]).assert().success();
+    let data = src_env.p("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("big"), random_bytes(3 << 20, 61)).unwrap();
+    fs::write(data.join("sub/small"), b"small file").unwrap();
+    fs::write(data.join("empty"), b"").unwrap();
+    std::os::unix::fs::symlink("big", data.join("link")).unwrap();
+    let first = src_env.snapshot(&["--tag", "one"], &[&data]);
+    let before = src_env.p("before");
+    src_env.cairn().args(["restore", &first, "--target"]).arg(&before).assert().success();
+    fs::write(data.join("sub/small"), b"changed").unwrap();
+    let second = src_env.snapshot(&[], &[&data]);
+
+    let copy = |extra: &[&str]| -> serde_json::Value {
+        let mut c = dest(&["--json", "copy", "--from-repo"]);
+        c.arg(src_env.p("repo")).arg("--from-password-file").arg(src_env.p("pw")).args(extra);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out.stdout)
+    };
+    let doc = copy(&[]);
+    assert_eq!(doc["copied"], 2, "{doc}");
+    // The destination's snapshots restore to what the source's do, byte for byte.
+    let copied: Vec<String> =
+        doc["snapshots"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    for (source_id, copied_id, expect) in [(&first, &copied[0], before.clone()), (&second, &copied[1], PathBuf::new())]
+    {
+        let target = dir.path().join(format!("r-{copied_id}"));
+        dest(&["restore", copied_id, "--target"]).arg(&target).assert().success();
+        let reference = if expect.as_os_str().is_empty() {
+            let t = dir.path().join(format!("s-{source_id}"));
+            src_env.cairn().args(["restore", source_id, "--target"]).arg(&t).assert().success();
+            t
+        } else {
+            expect
+        };
+        assert_same_tree(&restored_path(&reference, &data), &restored_path(&target, &data));
+    }
+    let list = json(&dest(&["--json", "snapshots"]).output().unwrap().stdout);
+    assert_eq!(list[0]["tags"], serde_json::json!(["one"]));
+    assert_ne!(list[0]["id"], first.as_str(), "ids are the destination's own");
+    // Copying again copies nothing; check and the audit log are clean.
+    assert_eq!(copy(&[])["copied"], 0);
+    dest(&["check", "--read-data"]).assert().success();
+    dest(&["audit", "verify"]).assert().success();
+    // A source secret is required (a usage error without one).
+    let mut c = dest(&["copy", "--from-repo"]);
+    assert_eq!(c.arg(src_env.p("repo")).output().unwrap().status.code(), Some(2));
+}

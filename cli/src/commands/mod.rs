@@ -3,6 +3,7 @@
 mod audit;
 mod cat;
 mod check;
+mod copy;
 mod diff;
 mod docs;
 mod dump;
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cat(a) => cat::run(g, a),
         Command::Key(a) => key::run(g, a),
         Command::Audit(a) => audit::run(g, a),
+        Command::Copy(a) => copy::run(g, a),
         Command::Rewrite(a) => rewrite::run(g, a),
         Command::Stats(a) => stats::run(g, a),
         Command::List(a) => list::run(g, a),
