@@ -22,11 +22,7 @@ pub fn run(g: &GlobalArgs, a: &CopyArgs) -> anyhow::Result<i32> {
     super::audited(&dest, "copy", super::AuditNeed::Required, |rec| {
         let _source_lock = super::read_lock(&source_args, &source, "copy (source)")?;
         let _lock = super::lock(g, &dest, false, "copy")?;
-        let chosen = if a.snapshots.is_empty() {
-            super::filtered_snapshots(&source, &a.filter)?
-        } else {
-            a.snapshots.iter().map(|s| super::find_snapshot(&source, s, &a.filter)).collect::<anyhow::Result<_>>()?
-        };
+        let chosen = super::chosen_snapshots(&source, &a.snapshots, &a.filter)?;
         let done = copy_snapshots(&source, &dest, &chosen)?;
         rec.snapshots_created.extend(done.iter().filter_map(|c| c.copied));
         let copied = done.iter().filter(|c| c.copied.is_some()).count();

@@ -12,11 +12,7 @@ pub fn run(g: &GlobalArgs, a: &FindArgs) -> anyhow::Result<i32> {
         bail_usage!("no pattern given");
     };
     let repo = super::open(g)?;
-    let snapshots = if a.snapshots.is_empty() {
-        super::filtered_snapshots(&repo, &a.filter)?
-    } else {
-        a.snapshots.iter().map(|s| super::find_snapshot(&repo, s, &a.filter)).collect::<anyhow::Result<Vec<_>>>()?
-    };
+    let snapshots = super::chosen_snapshots(&repo, &a.snapshots, &a.filter)?;
     let mut docs = Vec::new();
     let mut found = 0u64;
     for (id, snap) in &snapshots {

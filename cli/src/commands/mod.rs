@@ -290,6 +290,19 @@ pub fn filtered_snapshots(
     Ok(readable_snapshots(repo)?.into_iter().filter(|(_, s)| f.matches(s)).collect())
 }
 
+/// The snapshots named by `specs` (ids, prefixes, `latest`), or, when there are none, every
+/// readable snapshot that passes the filters; oldest first either way as given.
+pub fn chosen_snapshots(
+    repo: &Repository,
+    specs: &[String],
+    filter: &SnapshotFilterArgs,
+) -> anyhow::Result<Vec<(cairn_engine::ObjectId, cairn_engine::format::snapshot::Snapshot)>> {
+    if specs.is_empty() {
+        return filtered_snapshots(repo, filter);
+    }
+    specs.iter().map(|s| find_snapshot(repo, s, filter)).collect()
+}
+
 /// Resolves `latest`, an id or an id prefix and loads the snapshot. `latest` is the newest
 /// snapshot that can be read and passes the filters, of this machine unless `--host` is given;
 /// damaged ones are named in a warning, since one of them may be newer. An id names one

@@ -21,11 +21,7 @@ pub fn run(g: &GlobalArgs, a: &RewriteArgs) -> anyhow::Result<i32> {
     }
     let repo = super::open(g)?;
     let body = |rec: &mut cairn_engine::audit::AuditRecord| -> anyhow::Result<i32> {
-        let chosen = if a.snapshots.is_empty() {
-            super::filtered_snapshots(&repo, &a.filter)?
-        } else {
-            a.snapshots.iter().map(|s| super::find_snapshot(&repo, s, &a.filter)).collect::<anyhow::Result<_>>()?
-        };
+        let chosen = super::chosen_snapshots(&repo, &a.snapshots, &a.filter)?;
         let done = rewrite_snapshots(&repo, chosen, &patterns, a.dry_run)?;
         rec.snapshots_created.extend(done.iter().filter_map(|r| r.new));
         if a.forget && !a.dry_run {

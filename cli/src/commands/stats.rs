@@ -8,11 +8,7 @@ use crate::{exit, output};
 pub fn run(g: &GlobalArgs, a: &StatsArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     let _lock = super::read_lock(g, &repo, "stats")?;
-    let chosen = if a.snapshots.is_empty() {
-        super::filtered_snapshots(&repo, &a.filter)?
-    } else {
-        a.snapshots.iter().map(|s| super::find_snapshot(&repo, s, &a.filter)).collect::<anyhow::Result<_>>()?
-    };
+    let chosen = super::chosen_snapshots(&repo, &a.snapshots, &a.filter)?;
     let mode = match a.mode {
         StatsModeArg::RestoreSize => StatsMode::RestoreSize,
         StatsModeArg::Raw => StatsMode::Raw,

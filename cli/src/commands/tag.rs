@@ -28,11 +28,7 @@ pub fn run(g: &GlobalArgs, a: &TagArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     super::audited(&repo, "tag", super::AuditNeed::Required, |rec| {
         let _lock = super::lock(g, &repo, true, "tag")?;
-        let chosen: Vec<(ObjectId, Snapshot)> = if a.snapshots.is_empty() {
-            super::filtered_snapshots(&repo, &a.filter)?
-        } else {
-            a.snapshots.iter().map(|s| super::find_snapshot(&repo, s, &a.filter)).collect::<anyhow::Result<_>>()?
-        };
+        let chosen: Vec<(ObjectId, Snapshot)> = super::chosen_snapshots(&repo, &a.snapshots, &a.filter)?;
         let mut changed = Vec::new();
         for (old_id, snap) in chosen {
             let mut sorted_old = snap.tags.clone();
