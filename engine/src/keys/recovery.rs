@@ -53,65 +53,36 @@ impl RecoveryCode {
     /// The printable form, e.g. `7K3M-...` (8 groups of 4). Show it once and forget it: the
     /// string zeroizes when dropped.
     pub fn display(&self) -> zeroize::Zeroizing<String> {
+        let plain = zeroize::Zeroizing::new(crockford().encode(&self.0));
         let mut out = zeroize::Zeroizing::new(String::with_capacity(39));
-        let mut chars = Vec::with_capacity(32);
-        let mut acc: u64 = 0;
-        let mut bits = 0;
-        for &byte in &self.0 {
-            acc = (acc << 8) | u64::from(byte);
-            bits += 8;
-            while bits >= 5 {
-                bits -= 5;
-                let idx = ((acc >> bits) & 31) as usize;
-                chars.push(ALPHABET.get(idx).copied().unwrap_or(b'0'));
-            }
-        }
-        for (i, c) in chars.iter().enumerate() {
+        for (i, c) in plain.chars().enumerate() {
             if i > 0 && i % 4 == 0 {
                 out.push('-');
             }
-            out.push(char::from(*c));
+            out.push(c);
         }
-        chars.zeroize();
-        acc.zeroize();
         out
     }
 
     /// Parses a typed code; rejects wrong length, unknown characters and a bad checksum.
     pub fn parse(text: &str) -> Result<Self> {
-        let mut values = Vec::with_capacity(32);
-        for c in text.chars() {
-            let c = c.to_ascii_uppercase();
-            let c = match c {
-                '-' | ' ' | '\t' | '\n' | '\r' => continue,
-                'O' => '0',
-                'I' | 'L' => '1',
-                c => c,
-            };
-            let v = ALPHABET.iter().position(|&a| char::from(a) == c).ok_or_else(|| {
-                Error::InvalidInput(format!("recovery code contains {c:?}, which is not a code character"))
-            })?;
-            values.push(v as u64);
+        if let Some(c) = text.chars().find(|c| !c.is_ascii() || !typable(*c)) {
+            return Err(Error::InvalidInput(format!("recovery code contains {c:?}, which is not a code character")));
         }
-        if values.len() != 32 {
-            return Err(Error::InvalidInput(format!("a recovery code has 32 characters, this has {}", values.len())));
+        let significant = text.chars().filter(|c| !SEPARATORS.contains(*c)).count();
+        if significant != 32 {
+            return Err(Error::InvalidInput(format!("a recovery code has 32 characters, this has {significant}")));
         }
+        let bytes = zeroize::Zeroizing::new(
+            crockford()
+                .decode(text.as_bytes())
+                .map_err(|e| Error::InvalidInput(format!("recovery code does not decode: {e}")))?,
+        );
         let mut out = [0u8; LEN];
-        let mut acc: u64 = 0;
-        let mut bits = 0;
-        let mut i = 0;
-        for v in &values {
-            acc = (acc << 5) | v;
-            bits += 5;
-            if bits >= 8 {
-                bits -= 8;
-                if let Some(slot) = out.get_mut(i) {
-                    *slot = (acc >> bits) as u8;
-                }
-                i += 1;
-            }
+        if bytes.len() != LEN {
+            return Err(Error::InvalidInput(format!("a recovery code holds {LEN} bytes, this holds {}", bytes.len())));
         }
-        values.zeroize();
+        out.copy_from_slice(&bytes);
         let code = RecoveryCode(out);
         out.zeroize();
         let (entropy, sum) = code.0.split_at(ENTROPY);
@@ -120,6 +91,31 @@ impl RecoveryCode {
         }
         Ok(code)
     }
+}
+
+/// What a typed code may hold besides code characters: group separators and blanks.
+const SEPARATORS: &str = "- \t\n\r";
+
+/// Whether `c` may appear in a typed code: a code character in either case, a look-alike
+/// (O for 0, I and L for 1), or a separator.
+fn typable(c: char) -> bool {
+    let u = c.to_ascii_uppercase();
+    ALPHABET.contains(&(u as u8)) || matches!(u, 'O' | 'I' | 'L') || SEPARATORS.contains(c)
+}
+
+/// Crockford's base32 (data-encoding): upper case out; lower case, the look-alikes O, I and L,
+/// and separators accepted in.
+fn crockford() -> &'static data_encoding::Encoding {
+    static ENCODING: std::sync::OnceLock<data_encoding::Encoding> = std::sync::OnceLock::new();
+    ENCODING.get_or_init(|| {
+        let mut spec = data_encoding::Specification::new();
+        spec.symbols.push_str(std::str::from_utf8(ALPHABET).unwrap_or_default());
+        spec.translate.from.push_str("abcdefghjkmnpqrstvwxyzoOiIlL");
+        spec.translate.to.push_str("ABCDEFGHJKMNPQRSTVWXYZ001111");
+        spec.ignore.push_str(SEPARATORS);
+        // The alphabet is fixed and valid: this cannot fail, but must not panic either.
+        spec.encoding().unwrap_or_else(|_| data_encoding::BASE32_NOPAD.clone())
+    })
 }
 
 #[cfg(test)]
