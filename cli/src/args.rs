@@ -433,6 +433,10 @@ pub struct ForgetArgs {
     /// Keep snapshots with all of these tags (repeatable: any of the lists).
     #[arg(long = "keep-tag", value_name = "TAG[,TAG...]")]
     pub keep_tags: Vec<String>,
+    /// Days, weeks, months and years (and --keep-within spans) on this machine's local
+    /// calendar (TZ, /etc/localtime) instead of UTC.
+    #[arg(long)]
+    pub local_time: bool,
     /// Group snapshots by these (comma-separated: host, paths, tags; empty for one group).
     #[arg(long, value_delimiter = ',', default_value = "host,paths")]
     pub group_by: Vec<String>,

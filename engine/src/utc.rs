@@ -15,6 +15,14 @@ pub fn zoned(ns: i64) -> ZonedDateTime {
     timestamp(ns).to_zoned_datetime(TimeZone::UTC)
 }
 
+/// `ns` as a calendar time in `zone` (UTC when `None`).
+pub fn zoned_in(ns: i64, zone: Option<&TimeZone>) -> ZonedDateTime {
+    match zone {
+        Some(tz) => timestamp(ns).to_zoned_datetime(tz.clone()),
+        None => zoned(ns),
+    }
+}
+
 /// Nanoseconds since the epoch of `t`, saturated to the `i64` range.
 pub fn nanos(t: Timestamp) -> i64 {
     i64::try_from(t.as_nanosecond()).unwrap_or(if t.as_nanosecond() < 0 { i64::MIN } else { i64::MAX })

@@ -814,3 +814,26 @@ fn copy_moves_snapshots_between_repositories_with_different_keys() {
     let mut c = dest(&["copy", "--from-repo"]);
     assert_eq!(c.arg(src_env.p("repo")).output().unwrap().status.code(), Some(2));
 }
+
+#[test]
+fn local_time_buckets_follow_the_machines_time_zone() {
+    let env = Env::new();
+    env.init();
+    let data = env.source("data", b"x");
+    // 23:00 and 01:00 in Tokyo: one day in UTC, two there.
+    env.snapshot(&["--time", "2026-12-01 14:00:00"], &[&data]);
+    env.snapshot(&["--time", "2026-12-01 16:00:00"], &[&data]);
+    let kept = |extra: &[&str]| -> usize {
+        let out = env
+            .cairn()
+            .env("TZ", "Asia/Tokyo")
+            .args(["--json", "forget", "--dry-run", "--keep-daily", "2"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out.stdout)["snapshots"].as_array().unwrap().iter().filter(|d| d["keep"] == true).count()
+    };
+    assert_eq!(kept(&[]), 1, "UTC by default");
+    assert_eq!(kept(&["--local-time"]), 2);
+}

@@ -9,7 +9,7 @@ use cairn_engine::select::SnapshotFilter;
 use crate::args::{ForgetArgs, GlobalArgs};
 use crate::{exit, output};
 
-fn policy(a: &ForgetArgs) -> KeepPolicy {
+fn policy(a: &ForgetArgs) -> anyhow::Result<KeepPolicy> {
     let buckets: BTreeMap<Bucket, u32> = [
         (Bucket::Hourly, a.keep_hourly),
         (Bucket::Daily, a.keep_daily),
@@ -30,13 +30,22 @@ fn policy(a: &ForgetArgs) -> KeepPolicy {
     .into_iter()
     .filter_map(|(b, d)| d.map(|d| (b, d)))
     .collect();
-    KeepPolicy {
+    Ok(KeepPolicy {
         last: a.keep_last,
         buckets,
         within: a.keep_within,
         within_buckets,
         tags: SnapshotFilter::tag_lists(&a.keep_tags),
-    }
+        time_zone: if a.local_time {
+            Some(jiff::tz::TimeZone::try_system().map_err(|e| {
+                anyhow::anyhow!(
+                    "--local-time: cannot tell this machine's time zone ({e}); set TZ, e.g. TZ=Europe/Berlin"
+                )
+            })?)
+        } else {
+            None
+        },
+    })
 }
 
 fn group_by(a: &ForgetArgs) -> anyhow::Result<GroupBy> {
@@ -53,7 +62,7 @@ fn group_by(a: &ForgetArgs) -> anyhow::Result<GroupBy> {
 }
 
 pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
-    let policy = policy(a);
+    let policy = policy(a)?;
     if a.snapshots.is_empty() && policy.is_empty() {
         bail_usage!("name snapshots to remove, or give a policy (--keep-last, --keep-daily, ...)");
     }

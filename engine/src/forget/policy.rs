@@ -50,12 +50,20 @@ impl Bucket {
     /// Every bucket kind, finest first.
     pub const ALL: [Bucket; 5] = [Bucket::Hourly, Bucket::Daily, Bucket::Weekly, Bucket::Monthly, Bucket::Yearly];
 
-    /// The bucket holding `ns`, as a number that is equal for equal buckets.
+    /// The bucket holding `ns` on the UTC calendar, as a number equal for equal buckets.
     pub fn of(self, ns: i64) -> i64 {
-        let date = utc::zoned(ns).date();
+        self.of_in(ns, None)
+    }
+
+    /// The bucket holding `ns` on the calendar of `zone` (UTC when `None`).
+    pub fn of_in(self, ns: i64, zone: Option<&jiff::tz::TimeZone>) -> i64 {
+        let when = utc::zoned_in(ns, zone);
+        let date = when.date();
         let (year, month) = (i64::from(date.year()), i64::from(date.month()));
         match self {
-            Bucket::Hourly => ns.div_euclid(3_600 * 1_000_000_000),
+            Bucket::Hourly => {
+                (year * 10_000 + month * 100 + i64::from(date.day())) * 100 + i64::from(when.time().hour())
+            }
             Bucket::Daily => year * 10_000 + month * 100 + i64::from(date.day()),
             Bucket::Weekly => {
                 let week = date.iso_week_date();
@@ -91,6 +99,9 @@ pub struct KeepPolicy {
     /// Keep snapshots carrying every tag of one of these lists (restic's `--keep-tag a,b`:
     /// repeated lists are alternatives, the tags of one list are all needed).
     pub tags: Vec<Vec<String>>,
+    /// The calendar of buckets and spans: this time zone's (`forget --local-time`), UTC when
+    /// `None`. A machine that backs up at 00:30 local time wants its days to be local ones.
+    pub time_zone: Option<jiff::tz::TimeZone>,
 }
 
 /// A retention span as restic writes it: a sequence of numbers with units `y` (years), `m`
@@ -109,15 +120,20 @@ pub struct RetentionSpan {
 }
 
 impl RetentionSpan {
-    /// The earliest time (ns) within the span before `newest_ns`. Spans reaching before the
-    /// earliest representable time reach everything.
+    /// The earliest time (ns) within the span before `newest_ns`, on the UTC calendar. Spans
+    /// reaching before the earliest representable time reach everything.
     pub fn start(&self, newest_ns: i64) -> i64 {
+        self.start_in(newest_ns, None)
+    }
+
+    /// [`RetentionSpan::start`] on the calendar of `zone` (UTC when `None`).
+    pub fn start_in(&self, newest_ns: i64, zone: Option<&jiff::tz::TimeZone>) -> i64 {
         let span = jiff::Span::new()
             .try_years(i64::from(self.years))
             .and_then(|s| s.try_months(i64::from(self.months)))
             .and_then(|s| s.try_days(i64::from(self.days)))
             .and_then(|s| s.try_hours(i64::from(self.hours)));
-        match span.and_then(|span| utc::zoned(newest_ns).checked_sub(span)) {
+        match span.and_then(|span| utc::zoned_in(newest_ns, zone).checked_sub(span)) {
             Ok(start) => utc::nanos(start.timestamp()),
             Err(_) => i64::MIN,
         }
@@ -237,6 +253,7 @@ fn group_key(s: &SnapshotInfo, by: GroupBy) -> GroupKey {
 
 /// Judges every snapshot. Decisions come group by group, newest first within a group.
 pub fn apply(snapshots: &[SnapshotInfo], policy: &KeepPolicy, by: GroupBy) -> Vec<Decision> {
+    let zone = policy.time_zone.as_ref();
     let mut groups: BTreeMap<GroupKey, Vec<&SnapshotInfo>> = BTreeMap::new();
     for s in snapshots {
         groups.entry(group_key(s, by)).or_default().push(s);
@@ -257,7 +274,7 @@ pub fn apply(snapshots: &[SnapshotInfo], policy: &KeepPolicy, by: GroupBy) -> Ve
                 reasons.push(format!("last {n}"));
             }
             for (&bucket, n) in left.iter_mut() {
-                let b = bucket.of(s.time_ns);
+                let b = bucket.of_in(s.time_ns, zone);
                 if *n > 0 && last_bucket.get(&bucket) != Some(&b) {
                     *n -= 1;
                     last_bucket.insert(bucket, b);
@@ -265,13 +282,13 @@ pub fn apply(snapshots: &[SnapshotInfo], policy: &KeepPolicy, by: GroupBy) -> Ve
                 }
             }
             if let Some(w) = policy.within
-                && s.time_ns >= w.start(newest)
+                && s.time_ns >= w.start_in(newest, zone)
             {
                 reasons.push(format!("within {w}"));
             }
             for (&bucket, &w) in &policy.within_buckets {
-                let b = bucket.of(s.time_ns);
-                if s.time_ns >= w.start(newest) && last_within_bucket.get(&bucket) != Some(&b) {
+                let b = bucket.of_in(s.time_ns, zone);
+                if s.time_ns >= w.start_in(newest, zone) && last_within_bucket.get(&bucket) != Some(&b) {
                     last_within_bucket.insert(bucket, b);
                     reasons.push(format!("{} within {w}", bucket.name()));
                 }
@@ -429,6 +446,22 @@ mod tests {
         let d = apply(&s, &policy, GroupBy::default());
         assert_eq!(kept(&d), vec![2, 3]);
         assert_eq!(d.iter().find(|d| d.snapshot.id.0[0] == 2).unwrap().reasons, vec!["tag a,b"]);
+    }
+
+    #[test]
+    fn local_time_moves_bucket_boundaries_to_the_zones_midnight() {
+        // 23:00 and 01:00 in Tokyo (UTC+9): one UTC day, two local ones.
+        let s = vec![snap(1, at("2026-12-01T14:00:00"), "h", &[]), snap(2, at("2026-12-01T16:00:00"), "h", &[])];
+        let utc = KeepPolicy { buckets: [(Bucket::Daily, 2)].into(), ..Default::default() };
+        assert_eq!(kept(&apply(&s, &utc, GroupBy::default())), vec![2]);
+        let tokyo = KeepPolicy { time_zone: Some(jiff::tz::TimeZone::fixed(jiff::tz::offset(9))), ..utc };
+        assert_eq!(kept(&apply(&s, &tokyo, GroupBy::default())), vec![1, 2]);
+        // Spans count calendar months in the zone too.
+        let span: RetentionSpan = "1m".parse().unwrap();
+        let zone = jiff::tz::TimeZone::fixed(jiff::tz::offset(9));
+        // 2026-03-31 05:00 UTC is 14:00 on 31 March in Tokyo: a month earlier is 28 February there.
+        assert_eq!(span.start_in(at("2026-03-31T05:00:00"), Some(&zone)), at("2026-02-28T05:00:00"));
+        assert_eq!(span.start(at("2026-03-31T05:00:00")), at("2026-02-28T05:00:00"));
     }
 
     #[test]
