@@ -53,7 +53,7 @@ impl RecoveryCode {
     /// The printable form, e.g. `7K3M-...` (8 groups of 4). Show it once and forget it: the
     /// string zeroizes when dropped.
     pub fn display(&self) -> zeroize::Zeroizing<String> {
-        let plain = zeroize::Zeroizing::new(crockford().encode(&self.0));
+        let plain = zeroize::Zeroizing::new(crockford().map(|e| e.encode(&self.0)).unwrap_or_default());
         let mut out = zeroize::Zeroizing::new(String::with_capacity(39));
         for (i, c) in plain.chars().enumerate() {
             if i > 0 && i % 4 == 0 {
@@ -74,7 +74,7 @@ impl RecoveryCode {
             return Err(Error::InvalidInput(format!("a recovery code has 32 characters, this has {significant}")));
         }
         let bytes = zeroize::Zeroizing::new(
-            crockford()
+            crockford()?
                 .decode(text.as_bytes())
                 .map_err(|e| Error::InvalidInput(format!("recovery code does not decode: {e}")))?,
         );
@@ -104,18 +104,22 @@ fn typable(c: char) -> bool {
 }
 
 /// Crockford's base32 (data-encoding): upper case out; lower case, the look-alikes O, I and L,
-/// and separators accepted in.
-fn crockford() -> &'static data_encoding::Encoding {
-    static ENCODING: std::sync::OnceLock<data_encoding::Encoding> = std::sync::OnceLock::new();
-    ENCODING.get_or_init(|| {
-        let mut spec = data_encoding::Specification::new();
-        spec.symbols.push_str(std::str::from_utf8(ALPHABET).unwrap_or_default());
-        spec.translate.from.push_str("abcdefghjkmnpqrstvwxyzoOiIlL");
-        spec.translate.to.push_str("ABCDEFGHJKMNPQRSTVWXYZ001111");
-        spec.ignore.push_str(SEPARATORS);
-        // The alphabet is fixed and valid: this cannot fail, but must not panic either.
-        spec.encoding().unwrap_or_else(|_| data_encoding::BASE32_NOPAD.clone())
-    })
+/// and separators accepted in. The specification is a constant, so building it never fails in
+/// practice; if it did, no code would be shown or read (never one in another alphabet).
+fn crockford() -> Result<&'static data_encoding::Encoding> {
+    static ENCODING: std::sync::OnceLock<std::result::Result<data_encoding::Encoding, String>> =
+        std::sync::OnceLock::new();
+    ENCODING
+        .get_or_init(|| {
+            let mut spec = data_encoding::Specification::new();
+            spec.symbols.push_str(std::str::from_utf8(ALPHABET).map_err(|e| e.to_string())?);
+            spec.translate.from.push_str("abcdefghjkmnpqrstvwxyzoOiIlL");
+            spec.translate.to.push_str("ABCDEFGHJKMNPQRSTVWXYZ001111");
+            spec.ignore.push_str(SEPARATORS);
+            spec.encoding().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::InvalidInput(format!("the recovery code alphabet: {e}")))
 }
 
 #[cfg(test)]
