@@ -9,12 +9,15 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 { [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null 2>&1; } || need+=(softhsm2)
 # The soak test runs a pruning process whose clock is 31 minutes ahead (libfaketime).
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
+# `cairn mount` (and its tests) use FUSE: /dev/fuse, and fusermount3 for users other than root.
+command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+[ -e /dev/fuse ] || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"; $SUDO modprobe fuse 2>/dev/null || echo "setup: warning: no /dev/fuse; cairn mount cannot work here" >&2; }
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 # The S3 tests run against a real S3-compatible server (s3s-fs, tests/s3-server) on loopback.
 # It is its own small project; built once into the persistent target directory.

@@ -24,7 +24,7 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # The backup, restore, check, prune and damage tests once more with every repository in a
 # bucket of the test S3 server (plain http; the TLS path has tests of its own above).
 CAIRN_TEST_BACKEND=s3 cargo test --workspace --test it --locked -- \
-  roundtrip:: incremental:: check:: maintenance:: corruption:: dedup:: restore_options:: 2>&1 | tee -a "$log"
+  roundtrip:: incremental:: check:: maintenance:: corruption:: dedup:: restore_options:: mount:: 2>&1 | tee -a "$log"
 # One closing line over every test binary (cargo prints one summary per binary, the last
 # often being doc tests with 0 tests).
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -113,6 +113,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Write a file of a snapshot to standard output, or a directory as a tar archive.
     Dump(DumpArgs),
+    /// Serve snapshots as a read-only file system (FUSE) until Ctrl-C or umount.
+    Mount(MountArgs),
     /// Show what changed between two snapshots.
     Diff(DiffArgs),
     /// Find files and directories by pattern across snapshots.
@@ -520,6 +522,27 @@ pub struct UnlockArgs {
     /// Remove every lock, live ones too (only when you know no other cairn runs).
     #[arg(long)]
     pub remove_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// The snapshot to mount (id, unique prefix or `latest`) and the mount point; only the
+    /// mount point with --all.
+    #[arg(value_name = "[SNAPSHOT] MOUNTPOINT", num_args = 1..=2, required = true)]
+    pub targets: Vec<PathBuf>,
+    /// Mount every snapshot the filters pass: ids/ID, snapshots/TIME, hosts/HOST/TIME and
+    /// tags/TAG/TIME, each with a `latest` link.
+    #[arg(long)]
+    pub all: bool,
+    /// Let other users reach the mount (FUSE's allow_other; as a non-root user it needs
+    /// user_allow_other in /etc/fuse.conf). Permissions recorded in the snapshot still apply.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Memory for decrypted blobs kept for further reads (e.g. 64MiB, 1GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64MiB")]
+    pub cache_size: u64,
+    #[command(flatten)]
+    pub filter: SnapshotFilterArgs,
 }
 
 #[derive(Debug, Args)]

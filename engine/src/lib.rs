@@ -2,7 +2,7 @@
 //!
 //! Layers, each using only itself and the ones below (see ARCHITECTURE.md):
 //! L0 `error`, `id`, `codec`, `crypto`, `compress`, `chunker`, `civil`; L1 `format`, `storage`, `hostfs`;
-//! L2 `keys`, `index`, `repo`; L3 `backup`, `restore`, `ls`.
+//! L2 `keys`, `index`, `repo`; L3 `backup`, `restore`, `ls`, `snapfs`.
 //! The engine never prints, prompts, reads environment variables or exits.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
@@ -50,6 +50,8 @@ pub mod restore;
 #[cfg(feature = "repository")]
 pub mod rewrite;
 pub mod select;
+#[cfg(feature = "repository")]
+pub mod snapfs;
 #[cfg(feature = "repository")]
 pub mod stats;
 pub mod storage;

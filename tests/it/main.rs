@@ -15,6 +15,7 @@ mod incremental;
 mod keys;
 mod maintenance;
 mod metadata;
+mod mount;
 mod nightly;
 mod readme;
 mod restore_options;

@@ -13,6 +13,7 @@ mod init;
 mod key;
 mod list;
 mod ls;
+mod mount;
 mod prune;
 mod repair;
 mod restore;
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Ls(a) => ls::run(g, a),
         Command::Restore(a) => restore::run(g, a),
         Command::Dump(a) => dump::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Find(a) => find::run(g, a),
         Command::Forget(a) => forget::run(g, a),

@@ -7,6 +7,7 @@ pub(crate) struct Extents {
     /// (file offset, length, data position of its first byte)
     runs: Vec<(u64, u64, u64)>,
     data_len: u64,
+    size: u64,
 }
 
 impl Extents {
@@ -34,7 +35,7 @@ impl Extents {
             push(pos, size - pos, &mut runs);
         }
         let data_len = runs.last().map_or(0, |&(_, len, d)| d + len);
-        Some(Extents { runs, data_len })
+        Some(Extents { runs, data_len, size })
     }
 
     /// Total data bytes (the size minus the holes).
@@ -55,6 +56,29 @@ impl Extents {
             let within = pos - d;
             let take = (l - within).min(end - pos);
             out.push((off + within, take));
+            pos += take;
+        }
+        out
+    }
+
+    /// What file bytes `offset .. offset + len` hold, clipped to the file's size: in order,
+    /// `(length, Some(data position))` for a run of data and `(length, None)` for a run of a
+    /// hole. The inverse of [`Extents::pieces`], for reads at any offset (a mounted snapshot).
+    pub fn segments(&self, offset: u64, len: u64) -> Vec<(u64, Option<u64>)> {
+        let end = offset.saturating_add(len).min(self.size);
+        let mut out = Vec::new();
+        let mut pos = offset;
+        let mut runs = self.runs.get(self.runs.partition_point(|&(off, l, _)| off + l <= pos)..).unwrap_or_default();
+        while pos < end {
+            let (take, data) = match runs.first() {
+                Some(&(off, l, d)) if off <= pos => {
+                    runs = runs.get(1..).unwrap_or_default();
+                    ((off + l).min(end) - pos, Some(d + (pos - off)))
+                }
+                Some(&(off, _, _)) => (off.min(end) - pos, None),
+                None => (end - pos, None),
+            };
+            out.push((take, data));
             pos += take;
         }
         out
@@ -89,5 +113,20 @@ mod tests {
         assert_eq!(e.pieces(4, 10), vec![(7, 1)], "clipped at the end of the data");
         let dense = Extents::new(&[], 10).unwrap();
         assert_eq!(dense.pieces(3, 4), vec![(3, 4)]);
+    }
+
+    #[test]
+    fn file_ranges_map_to_data_and_holes() {
+        // File bytes: data 0-1 (data 0-1), hole 2, data 3 (data 2), hole 4-5, data 6-7 (data 3-4).
+        let e = Extents::new(&[(2, 1), (4, 2)], 8).unwrap();
+        assert_eq!(e.segments(0, 8), vec![(2, Some(0)), (1, None), (1, Some(2)), (2, None), (2, Some(3))]);
+        assert_eq!(e.segments(1, 3), vec![(1, Some(1)), (1, None), (1, Some(2))]);
+        assert_eq!(e.segments(5, 100), vec![(1, None), (2, Some(3))], "clipped at the end of the file");
+        assert_eq!(e.segments(7, 1), vec![(1, Some(4))]);
+        assert_eq!(e.segments(8, 4), vec![], "at the end");
+        let trailing_hole = Extents::new(&[(3, 5)], 8).unwrap();
+        assert_eq!(trailing_hole.segments(2, 10), vec![(1, Some(2)), (5, None)]);
+        let all_hole = Extents::new(&[(0, 4)], 4).unwrap();
+        assert_eq!(all_hole.segments(1, 2), vec![(2, None)]);
     }
 }

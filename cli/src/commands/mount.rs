@@ -1,0 +1,285 @@
+//! `cairn mount SNAPSHOT MOUNTPOINT`, `cairn mount --all MOUNTPOINT`: the engine's read-only
+//! snapshot file system (`cairn_engine::snapfs`) served through FUSE until Ctrl-C, SIGTERM or
+//! an unmount from outside (`umount`, `fusermount3 -u`).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use cairn_engine::snapfs::{Attr, FsError, FsOptions, Kind, SnapshotFs};
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, LockOwner, MountOption,
+    OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyXattr, Request,
+    SessionACL,
+};
+
+use crate::args::{GlobalArgs, MountArgs};
+use crate::{exit, output, signals};
+
+/// How long the kernel may keep attributes and names: nothing in a mounted snapshot changes.
+const TTL: Duration = Duration::from_secs(3600);
+
+pub fn run(g: &GlobalArgs, a: &MountArgs) -> anyhow::Result<i32> {
+    let (snapshot, mountpoint) = match (a.all, a.targets.as_slice()) {
+        (true, [mp]) => (None, mp.clone()),
+        (false, [snap, mp]) => (Some(snap.to_string_lossy().into_owned()), mp.clone()),
+        (true, _) => bail_usage!("with --all, give only the mount point"),
+        (false, _) => bail_usage!("give a snapshot (or --all) and a mount point"),
+    };
+    if !mountpoint.is_dir() {
+        bail_usage!("the mount point {} is not a directory", mountpoint.display());
+    }
+    let repo = Arc::new(super::open(g)?);
+    super::audited(&repo, "mount", super::AuditNeed::BestEffort, |rec| {
+        // Held while mounted (and refreshed): a prune elsewhere then deletes nothing being read.
+        let _lock = super::read_lock(g, &repo, "mount")?;
+        let options = FsOptions {
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            cache_bytes: a.cache_size,
+        };
+        let (fs, what) = match &snapshot {
+            Some(spec) => {
+                let (id, snap) = super::find_snapshot(&repo, spec, &a.filter)?;
+                (SnapshotFs::single(repo.clone(), &snap, options), format!("snapshot {}", id.short()))
+            }
+            None => {
+                let snaps = super::filtered_snapshots(&repo, &a.filter)?;
+                let what = format!("{} snapshots", snaps.len());
+                (SnapshotFs::all(repo.clone(), &snaps, options), what)
+            }
+        };
+        rec.detail = format!("{what} at {}", mountpoint.display());
+        serve(g, a, fs, &what, mountpoint.clone())
+    })
+}
+
+/// Mounts `fs` and waits for a signal (then unmounts) or an unmount from outside.
+fn serve(g: &GlobalArgs, a: &MountArgs, fs: SnapshotFs, what: &str, mountpoint: PathBuf) -> anyhow::Result<i32> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::DefaultPermissions,
+        MountOption::FSName("cairn".into()),
+        MountOption::Subtype("cairn".into()),
+    ];
+    config.acl = if a.allow_other { SessionACL::All } else { SessionACL::Owner };
+    // Reads of different files (and the blobs behind them) proceed at once.
+    config.n_threads = Some(4);
+    let stop = signals::stop_flag();
+    let session = fuser::spawn_mount(Fuse { fs }, &mountpoint, &config).with_context(|| {
+        format!(
+            "mounting at {} (needs /dev/fuse, and fusermount3 from the fuse3 package unless run as root)",
+            mountpoint.display()
+        )
+    })?;
+    if g.json {
+        output::json(&serde_json::json!({ "mounted": what, "mountpoint": mountpoint }))?;
+    } else if !g.quiet {
+        eprintln!("cairn: {what} mounted read-only at {}; Ctrl-C or `umount` to unmount", mountpoint.display());
+    }
+    while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if session.guard.is_finished() {
+        session.join().context("serving the mount")?;
+    } else if let Err(e) = session.umount_and_join() {
+        // Busy (a shell inside it): detach now, the kernel lets go when the last user leaves.
+        eprintln!("cairn: {} is busy ({e}); detaching it", mountpoint.display());
+        rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::DETACH)
+            .with_context(|| format!("unmounting {}", mountpoint.display()))?;
+    }
+    if !g.quiet && !g.json {
+        eprintln!("cairn: unmounted {}", mountpoint.display());
+    }
+    Ok(exit::OK)
+}
+
+/// The engine's file system in FUSE's terms.
+struct Fuse {
+    fs: SnapshotFs,
+}
+
+/// The errno for `e`; repository failures (a missing or damaged blob) are also reported on
+/// standard error, since the reader only sees EIO.
+fn errno(e: FsError) -> Errno {
+    match e {
+        FsError::NotFound => Errno::ENOENT,
+        FsError::NotDir => Errno::ENOTDIR,
+        FsError::NotFile | FsError::NotSymlink => Errno::EINVAL,
+        FsError::Repository(e) => {
+            eprintln!("cairn: error: {e}");
+            Errno::EIO
+        }
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+fn system_time(ns: i64) -> SystemTime {
+    let d = Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 { UNIX_EPOCH + d } else { UNIX_EPOCH - d }
+}
+
+/// A device number as glibc's `makedev` packs it, re-encoded as the 32 bits FUSE carries
+/// (the kernel's `new_encode_dev`: 12-bit major, 20-bit minor).
+fn fuse_rdev(rdev: u64) -> u32 {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)) as u32
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: system_time(a.atime_ns),
+        mtime: system_time(a.mtime_ns),
+        ctime: system_time(a.ctime_ns),
+        crtime: system_time(a.mtime_ns),
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: fuse_rdev(a.rdev),
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+/// Answers an xattr request for `value` of `len` bytes: its size when `size` is 0, the bytes
+/// when they fit, ERANGE when they do not.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+    if size == 0 {
+        reply.size(len);
+    } else if size < len {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
+impl fuser::Filesystem for Fuse {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(parent.0, name.as_bytes()) {
+            Ok(attr) => reply.entry(&TTL, &file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.attr(ino.0) {
+            Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self.fs.open(ino.0) {
+            // The content never changes: the kernel may keep what it read across opens.
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(FsError::NotFile) if self.fs.attr(ino.0).is_ok_and(|a| a.kind == Kind::Dir) => {
+                reply.error(Errno::EISDIR)
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(ino.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let (entries, parent) = match (self.fs.entries(ino.0), self.fs.parent(ino.0)) {
+            (Ok(entries), Ok(parent)) => (entries, parent),
+            (Err(e), _) | (_, Err(e)) => return reply.error(errno(e)),
+        };
+        let dots = [(b".".as_slice(), ino.0, Kind::Dir), (b"..".as_slice(), parent, Kind::Dir)];
+        let all = dots.into_iter().chain(entries.iter().map(|e| (e.name.as_slice(), e.ino, e.kind)));
+        for (i, (name, ino, kind)) in all.enumerate().skip(usize::try_from(offset).unwrap_or(usize::MAX)) {
+            // The offset given back is where the next call starts.
+            if reply.add(INodeNo(ino), i as u64 + 1, file_type(kind), OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.xattrs(ino.0) {
+            Ok(xattrs) => match xattrs.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
+                Some((_, value)) => reply_xattr(reply, size, value),
+                None => reply.error(Errno::NO_XATTR),
+            },
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.xattrs(ino.0) {
+            Ok(xattrs) => {
+                let names: Vec<u8> = xattrs.iter().flat_map(|(n, _)| n.iter().copied().chain([0])).collect();
+                reply_xattr(reply, size, &names);
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fuse_rdev;
+
+    #[test]
+    fn device_numbers_reencode_for_fuse() {
+        // makedev(8, 1) (sda1) and makedev(259, 70000) in glibc's layout.
+        let makedev = |major: u64, minor: u64| {
+            ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
+        };
+        assert_eq!(fuse_rdev(makedev(8, 1)), (8 << 8) | 1);
+        assert_eq!(fuse_rdev(makedev(259, 70000)), (70000 & 0xff) | (259 << 8) | ((70000 & !0xff) << 12));
+        assert_eq!(fuse_rdev(0), 0);
+    }
+}
