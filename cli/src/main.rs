@@ -11,6 +11,7 @@ mod profile;
 mod progress;
 mod secrets;
 mod signals;
+mod table;
 
 use clap::Parser;
 

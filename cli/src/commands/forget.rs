@@ -7,7 +7,7 @@ use cairn_engine::forget::{self, Bucket, GroupBy, KeepPolicy, SnapshotInfo};
 use cairn_engine::select::SnapshotFilter;
 
 use crate::args::{ForgetArgs, GlobalArgs};
-use crate::{exit, output};
+use crate::{exit, output, table};
 
 fn policy(a: &ForgetArgs) -> anyhow::Result<KeepPolicy> {
     let buckets: BTreeMap<Bucket, u32> = [
@@ -131,24 +131,40 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
             .collect();
             output::json(&serde_json::json!({ "dry_run": a.dry_run, "snapshots": docs, "removed": remove.len() }))?;
         } else if !g.quiet {
-            let mut last_group = None;
+            // One table per group (host and paths), as restic prints them.
+            let mut groups: Vec<(String, comfy_table::Table)> = Vec::new();
             for d in &decisions {
-                if last_group.as_ref() != Some(&d.group) && a.snapshots.is_empty() {
+                let title = if a.snapshots.is_empty() {
                     let paths: Vec<String> =
                         d.snapshot.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
-                    println!("group: host {} paths {}", d.snapshot.hostname, paths.join(" "));
-                    last_group = Some(d.group.clone());
+                    format!("group: host {} paths {}", d.snapshot.hostname, paths.join(" "))
+                } else {
+                    String::new()
+                };
+                if groups.last().is_none_or(|(t, _)| *t != title) {
+                    groups.push((title, table::new(&["ACTION", "ID", "TIME (UTC)", "REASONS"], &[])));
                 }
-                println!(
-                    "  {:<6} {}  {}  {}",
-                    if d.keep { "keep" } else { "remove" },
-                    &d.snapshot.id.to_hex()[..12],
-                    output::time(d.snapshot.time_ns),
-                    d.reasons.join(", ")
-                );
+                if let Some((_, t)) = groups.last_mut() {
+                    t.add_row(vec![
+                        (if d.keep { "keep" } else { "remove" }).to_string(),
+                        d.snapshot.id.short(),
+                        output::time(d.snapshot.time_ns),
+                        d.reasons.join(", "),
+                    ]);
+                }
             }
-            for (id, e) in &unreadable_removed {
-                println!("  remove {}  (cannot be read: {e})", &id.to_hex()[..12]);
+            if !unreadable_removed.is_empty() {
+                let mut t = table::new(&["ACTION", "ID", "TIME (UTC)", "REASONS"], &[]);
+                for (id, e) in &unreadable_removed {
+                    t.add_row(vec!["remove".to_string(), id.short(), "?".into(), format!("cannot be read: {e}")]);
+                }
+                groups.push(("unreadable snapshots".into(), t));
+            }
+            for (title, t) in &groups {
+                if !title.is_empty() {
+                    println!("{title}");
+                }
+                table::print(t);
             }
             println!("{} snapshot(s) {}", remove.len(), if a.dry_run { "would be removed" } else { "removed" });
         }

@@ -11,7 +11,7 @@ use cairn_engine::repo::calibrate_argon2;
 use cairn_engine::{NoProgress, ObjectId, Repository};
 
 use crate::args::{GlobalArgs, KeyAddArgs, KeyArgs, KeyCommand, NewPasswordArgs};
-use crate::{exit, output, secrets};
+use crate::{exit, output, secrets, table};
 
 pub fn run(g: &GlobalArgs, a: &KeyArgs) -> anyhow::Result<i32> {
     match &a.command {
@@ -113,24 +113,28 @@ fn list(g: &GlobalArgs) -> anyhow::Result<i32> {
         output::json(&docs)?;
         return Ok(exit::OK);
     }
-    println!("{:<13} {:<9} {:<20} {:<20} {:<20}", "ID", "KIND", "LABEL", "CREATED", "LAST USED");
+    let mut t = table::new(&["ID", "KIND", "LABEL", "CREATED", "LAST USED", "NOTE"], &[]);
     for s in &slots {
-        let mut label = s.label.clone();
+        let mut label = s.label.trim().to_string();
         if let (Some(t), Some(k)) = (&s.hsm_token, &s.hsm_key) {
             label = format!("{label} [{t}/{k}]");
         }
-        println!(
-            "{:<13} {:<9} {:<20} {:<20} {:<20}{}{}{}",
+        let notes = [
+            (s.in_use, "in use"),
+            (s.listed && !s.current, "not yet on the current key: rerun `cairn key rotate`"),
+            (!s.listed, "removed: not a valid slot of the repository; opens nothing"),
+        ];
+        let note: Vec<&str> = notes.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+        t.add_row(vec![
             s.id.short(),
-            s.kind,
-            label.trim(),
+            s.kind.to_string(),
+            label,
             s.created_ns.map(output::time).unwrap_or_else(|| "?".into()),
             used.get(&s.id).map(|t| output::time(*t)).unwrap_or_else(|| "-".into()),
-            if s.in_use { "  (in use)" } else { "" },
-            if s.current || !s.listed { "" } else { "  (not yet on the current key: rerun `cairn key rotate`)" },
-            if s.listed { "" } else { "  (removed: not a valid slot of the repository; opens nothing)" },
-        );
+            note.join("; "),
+        ]);
     }
+    table::print(&t);
     Ok(exit::OK)
 }
 
@@ -197,24 +201,25 @@ fn epochs(g: &GlobalArgs) -> anyhow::Result<i32> {
             .collect();
         output::json(&docs)?;
     } else {
-        println!("{:<6} {:<20} {:>8} {:>8}", "EPOCH", "CREATED", "PACKS", "OBJECTS");
+        let mut t = table::new(&["EPOCH", "CREATED", "PACKS", "OBJECTS", "NOTE"], &[0, 2, 3]);
         for (e, u) in &usage {
             let h = held.iter().find(|h| h.0 == *e);
-            println!(
-                "{:<6} {:<20} {:>8} {:>8}{}",
-                e,
+            let note = if Some(*e) == current {
+                "current"
+            } else if h.is_none() {
+                "key not held: these objects cannot be read"
+            } else {
+                ""
+            };
+            t.add_row(vec![
+                e.to_string(),
                 h.and_then(|h| h.1).map(output::time).unwrap_or_else(|| "?".into()),
-                u.packs,
-                u.objects,
-                if Some(*e) == current {
-                    "  (current)"
-                } else if h.is_none() {
-                    "  (key not held: these objects cannot be read)"
-                } else {
-                    ""
-                }
-            );
+                u.packs.to_string(),
+                u.objects.to_string(),
+                note.to_string(),
+            ]);
         }
+        table::print(&t);
     }
     Ok(exit::OK)
 }

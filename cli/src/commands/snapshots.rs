@@ -1,7 +1,7 @@
 //! `cairn snapshots`
 
 use crate::args::{GlobalArgs, SnapshotsArgs};
-use crate::{exit, output};
+use crate::{exit, output, table};
 
 pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
@@ -25,18 +25,18 @@ pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> anyhow::Result<i32> {
             .collect();
         output::json(&docs)?;
     } else if !g.quiet {
-        println!("{:<12}  {:<19}  {:<16}  {:<12}  paths", "id", "time (UTC)", "host", "tags");
+        let mut t = table::new(&["ID", "TIME (UTC)", "HOST", "TAGS", "PATHS"], &[]);
         for (id, s) in &all {
             let paths: Vec<String> = s.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
-            println!(
-                "{:<12}  {:<19}  {:<16}  {:<12}  {}",
-                &id.to_hex()[..12],
+            t.add_row(vec![
+                id.short(),
                 output::time(s.time_ns),
-                s.hostname,
+                s.hostname.clone(),
                 s.tags.join(","),
-                paths.join(" ")
-            );
+                paths.join("\n"),
+            ]);
         }
+        table::print(&t);
         println!("{} snapshot(s)", all.len());
     }
     Ok(exit::OK)
