@@ -34,6 +34,8 @@ use object_store::{
     PutOptions, PutPayload, RetryConfig,
 };
 
+use backon::{ExponentialBuilder, Retryable};
+
 use super::{PutMode, Storage, validate_name};
 use crate::error::{Error, Result};
 
@@ -343,6 +345,74 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// How one attempt at a put ended, when it did not succeed.
+enum PutFailure {
+    /// Nothing more to try: the answer is known.
+    Final(Error),
+    /// The transfer broke and the object is not there: worth another attempt.
+    Retry(object_store::Error),
+}
+
+/// Backoff between attempts at a put whose transfer broke: exponential from 200 ms, at most
+/// 5 s, jittered so clients that failed together do not retry together.
+fn put_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .with_max_times(AMBIGUOUS_PUT_ATTEMPTS - 1)
+}
+
+impl S3Storage {
+    /// One attempt at storing `parts` under `key`.
+    async fn put_attempt(
+        &self,
+        name: &str,
+        key: &ObjectPath,
+        parts: &[&[u8]],
+        size: usize,
+        mode: PutMode,
+    ) -> std::result::Result<(), PutFailure> {
+        let err = match self.put_once(key, parts, size, mode).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match err {
+            // A 404 on a write: the bucket is not there.
+            object_store::Error::NotFound { .. } => Err(PutFailure::Final(self.no_bucket("write", name))),
+            // A create-only put refused: an earlier attempt whose answer was lost (here or
+            // inside object_store's retries) may have landed. It did if the object holds these
+            // very bytes, and then the put succeeded.
+            e @ object_store::Error::AlreadyExists { .. } => {
+                if self.holds(key, parts, size).await {
+                    Ok(())
+                } else {
+                    Err(PutFailure::Final(map_err("write", name, e)))
+                }
+            }
+            e if is_definite(&e) => Err(PutFailure::Final(map_err("write", name, e))),
+            // Unknown outcome: the connection broke mid-request, or object_store gave up
+            // retrying. Some servers answer a refused create-only put early and reset the
+            // connection while the body is still being sent: look first.
+            e => {
+                if mode == PutMode::CreateNew && self.store.head(key).await.is_ok() {
+                    return if self.holds(key, parts, size).await {
+                        Ok(())
+                    } else {
+                        let exists = object_store::Error::AlreadyExists { path: key.to_string(), source: Box::new(e) };
+                        Err(PutFailure::Final(map_err("write", name, exists)))
+                    };
+                }
+                if is_transport(&e) {
+                    Err(PutFailure::Retry(e))
+                } else {
+                    Err(PutFailure::Final(map_err("write", name, e)))
+                }
+            }
+        }
+    }
+}
+
 impl Storage for S3Storage {
     fn location(&self) -> String {
         self.display.clone()
@@ -355,52 +425,15 @@ impl Storage for S3Storage {
     fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
         let key = self.key(name)?;
         let size = parts.iter().map(|p| p.len()).sum();
-        self.block_on(async {
-            let mut attempt = 0;
-            loop {
-                let err = match self.put_once(&key, parts, size, mode).await {
-                    Ok(()) => return Ok(()),
-                    Err(e) => e,
-                };
-                match err {
-                    // A 404 on a write: the bucket is not there.
-                    object_store::Error::NotFound { .. } => return Err(self.no_bucket("write", name)),
-                    // A create-only put refused: an earlier attempt whose answer was lost (here
-                    // or inside object_store's retries) may have landed. It did if the object
-                    // holds these very bytes, and then the put succeeded.
-                    e @ object_store::Error::AlreadyExists { .. } => {
-                        return if self.holds(&key, parts, size).await {
-                            Ok(())
-                        } else {
-                            Err(map_err("write", name, e))
-                        };
-                    }
-                    e if is_definite(&e) => return Err(map_err("write", name, e)),
-                    // Unknown outcome: the connection broke mid-request, or object_store gave up
-                    // retrying. Some servers answer a refused create-only put early and reset
-                    // the connection while the body is still being sent: look first.
-                    e => {
-                        if mode == PutMode::CreateNew && self.store.head(&key).await.is_ok() {
-                            return if self.holds(&key, parts, size).await {
-                                Ok(())
-                            } else {
-                                Err(map_err(
-                                    "write",
-                                    name,
-                                    object_store::Error::AlreadyExists { path: key.to_string(), source: Box::new(e) },
-                                ))
-                            };
-                        }
-                        // Status errors were retried by object_store already; only a broken
-                        // transfer, which it does not retry for create-only puts, is tried again.
-                        if !is_transport(&e) || attempt + 1 >= AMBIGUOUS_PUT_ATTEMPTS {
-                            return Err(map_err("write", name, e));
-                        }
-                        attempt += 1;
-                        tokio::time::sleep(jittered(attempt)).await;
-                    }
-                }
-            }
+        // Status errors were retried by object_store already; only a broken transfer, which it
+        // does not retry for create-only puts, is tried again here.
+        let attempt = || self.put_attempt(name, &key, parts, size, mode);
+        self.block_on(
+            attempt.retry(put_backoff()).sleep(tokio::time::sleep).when(|e| matches!(e, PutFailure::Retry(_))),
+        )
+        .map_err(|e| match e {
+            PutFailure::Final(e) => e,
+            PutFailure::Retry(e) => map_err("write", name, e),
         })
     }
 
@@ -545,13 +578,6 @@ fn is_transport(e: &object_store::Error) -> bool {
         source = err.source();
     }
     false
-}
-
-/// Exponential backoff with full jitter: 0..(200 ms * 2^attempt), at most 5 s.
-fn jittered(attempt: usize) -> Duration {
-    let cap = 200u64.saturating_mul(1 << attempt.min(5)).min(5_000);
-    let ms = crate::crypto::random_below(cap).unwrap_or(cap / 2);
-    Duration::from_millis(ms)
 }
 
 #[cfg(test)]
