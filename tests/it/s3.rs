@@ -117,6 +117,81 @@ fn cli_backup_restore_forget_prune_check_over_tls() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no S3 credentials"), "{out:?}");
 }
 
+/// `cairn` against the test server over plain http with no AWS variables at all, `HOME` in
+/// `work` and instance metadata off: only what `env` adds can give credentials.
+fn cairn_without_aws_env(url: &str, work: &Path, env: &[(&str, String)]) -> assert_cmd::Command {
+    let mut c = cairn_cmd(Path::new(url), &work.join("cache"), &work.join("pw"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", work).env("AWS_EC2_METADATA_DISABLED", "true").env("AWS_REGION", "us-east-1");
+    c.envs(env.iter().map(|(k, v)| (*k, v.as_str()))).arg("--insecure-http");
+    c
+}
+
+#[test]
+fn credentials_come_from_profiles_and_credential_process_as_the_aws_cli_finds_them() {
+    use crate::s3server::{ACCESS_KEY, SECRET_KEY};
+    let server = s3();
+    let bucket = server.bucket();
+    let url = server.url(&bucket, false);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    fs::write(w.join("pw"), PASSWORD).unwrap();
+    let src = w.join("src");
+    mixed_tree(&src, 2, 3);
+    cairn_without_aws_env(&url, w, &server.env()).arg("init").assert().success();
+
+    // Static keys in a named profile of the shared credentials file.
+    fs::create_dir(w.join(".aws")).unwrap();
+    fs::write(
+        w.join(".aws/credentials"),
+        format!("[default]\naws_access_key_id = AKIDWRONG\naws_secret_access_key = wrong\n\n[nightly]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"),
+    )
+    .unwrap();
+    let profile = |name: &str| vec![("AWS_PROFILE", name.to_string())];
+    cairn_without_aws_env(&url, w, &profile("nightly")).arg("snapshots").assert().success();
+    let wrong = cairn_without_aws_env(&url, w, &[]).arg("snapshots").output().unwrap();
+    assert!(!wrong.status.success(), "the default profile's keys are wrong");
+
+    // credential_process in the config file: run once per process however many requests.
+    let script = w.join("creds.sh");
+    let calls = w.join("calls");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho call >> {}\nprintf '{{\"Version\": 1, \"AccessKeyId\": \"{ACCESS_KEY}\", \"SecretAccessKey\": \"{SECRET_KEY}\"}}'\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::write(
+        w.join(".aws/config"),
+        format!(
+            "[profile proc]\ncredential_process = {}\n[profile broken]\ncredential_process = /bin/false\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    cairn_without_aws_env(&url, w, &profile("proc")).arg("snapshot").arg(&src).assert().success();
+    assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 1, "one run of the process per cairn run");
+
+    // A process that fails, and no credentials anywhere: clear errors, exit 1, quickly.
+    let start = Instant::now();
+    let broken = cairn_without_aws_env(&url, w, &profile("broken")).arg("snapshots").output().unwrap();
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert_eq!(broken.status.code(), Some(1), "{err}");
+    assert!(err.contains("no S3 credentials") && err.contains("credential_process"), "{err}");
+    fs::remove_dir_all(w.join(".aws")).unwrap();
+    let none = cairn_without_aws_env(&url, w, &[]).arg("snapshots").output().unwrap();
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(err.contains("no S3 credentials") && err.contains("AWS_PROFILE"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20), "took {:?}", start.elapsed());
+}
+
 #[test]
 fn a_snapshot_completes_through_a_server_that_fails_a_quarter_of_requests() {
     let server = s3();

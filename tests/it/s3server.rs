@@ -167,6 +167,7 @@ pub fn credentials() -> AwsSettings {
             secret_access_key: ACCESS_KEY_SECRET.clone(),
             session_token: None,
         }),
+        provider: None,
         region: Some("us-east-1".into()),
         source: "tests".into(),
     }

@@ -1,11 +1,24 @@
-//! AWS credentials and region, found the way the AWS CLI finds them: the environment first
-//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), then the profile named
-//! by `AWS_PROFILE` (or `default`) in the shared credentials and config files
-//! (`AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`, `~/.aws/credentials`, `~/.aws/config`).
+//! AWS credentials and region, found as the AWS CLI and SDKs find them, through the AWS SDK's
+//! own default chain: the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_SESSION_TOKEN`), the profile named by `AWS_PROFILE` (or `default`) in the shared files
+//! (static keys, `role_arn` with `source_profile` or `credential_source`, `credential_process`,
+//! SSO), web identity tokens (`AWS_WEB_IDENTITY_TOKEN_FILE`, as on EKS), the ECS container
+//! endpoint, and the EC2 instance metadata service (`AWS_EC2_METADATA_DISABLED=true` skips
+//! it). Temporary credentials are refreshed before they expire.
+//!
+//! The region comes from `AWS_REGION`, `AWS_DEFAULT_REGION` or the profile, never from instance
+//! metadata: a machine that is not on EC2 would wait seconds for an answer that never comes.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::profile::ProfileFileRegionProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use object_store::aws::AwsCredential;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -27,171 +40,182 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// What the environment and the profile files say.
+/// Where the S3 client's credentials and region come from.
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
-    /// Static credentials, if any were found.
+    /// Static credentials given directly (a program embedding the engine, tests). When set, the
+    /// provider is not asked.
     pub credentials: Option<Credentials>,
+    /// The SDK's default provider chain ([`AwsSettings::from_env`]).
+    pub provider: Option<SharedCredentialsProvider>,
     /// `AWS_REGION`, `AWS_DEFAULT_REGION` or the profile's `region`.
     pub region: Option<String>,
-    /// Where the credentials came from, for messages ("environment", "profile default").
+    /// Where the settings came from, for messages.
     pub source: String,
 }
 
+/// The region when nothing names one (S3-compatible stores mostly ignore it).
+const FALLBACK_REGION: &str = "us-east-1";
+
 impl AwsSettings {
-    /// Reads the process environment and the files it points to.
+    /// The SDK's default credential chain and the region from the environment or profile.
+    /// Nothing is fetched yet: the chain runs when the storage first needs credentials.
     pub fn from_env() -> Result<Self> {
-        Self::resolve(&|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("cannot start the AWS configuration runtime: {e}")))?;
+        runtime.block_on(async {
+            let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+                .or_else(ProfileFileRegionProvider::new())
+                .region()
+                .await;
+            // IMDS, STS (role_arn, web identity) and SSO are reached over rustls with ring, as
+            // object_store reaches S3; no other TLS stack is built in.
+            let http = aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                .build_https();
+            let config = ProviderConfig::default().with_http_client(http);
+            let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                .configure(config)
+                .region(region.clone().unwrap_or_else(|| aws_config::Region::new(FALLBACK_REGION)))
+                .build()
+                .await;
+            Ok(AwsSettings {
+                credentials: None,
+                provider: Some(SharedCredentialsProvider::new(chain)),
+                region: region.map(|r| r.to_string()),
+                source: "the AWS default credential chain".into(),
+            })
+        })
+    }
+}
+
+/// The credential object_store signs with, from the SDK's provider, kept until five minutes
+/// before it expires (the chain may run a process or ask a metadata service: not per request).
+#[derive(Debug)]
+pub(super) struct SdkCredentials {
+    provider: SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+/// How long before expiry a credential is replaced.
+const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
+
+impl SdkCredentials {
+    /// Asks `provider` once now, so that no credentials at all is an error when the
+    /// repository is opened, with a message that says where Cairn looked.
+    pub async fn new(provider: SharedCredentialsProvider) -> Result<Self> {
+        let this = SdkCredentials { provider, cached: tokio::sync::Mutex::new(None) };
+        this.fetch().await.map_err(|e| {
+            Error::InvalidInput(format!(
+                "no S3 credentials ({}). Cairn looks where the AWS CLI does: AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY; the profile AWS_PROFILE names (or default) in ~/.aws/credentials and \
+                 ~/.aws/config (static keys, role_arn, credential_process, SSO); a web identity token; the ECS \
+                 container endpoint; EC2 instance metadata",
+                super::error_chain(&e).trim_end_matches('.')
+            ))
+        })?;
+        Ok(this)
     }
 
-    /// Resolves with `env` standing in for the process environment (tests).
-    pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
-        let home = env("HOME").map(PathBuf::from);
-        let file = |var: &str, name: &str| {
-            env(var).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".aws").join(name)))
-        };
-        let creds_file = read_ini(file("AWS_SHARED_CREDENTIALS_FILE", "credentials"), &profile, false)?;
-        let config_file = read_ini(file("AWS_CONFIG_FILE", "config"), &profile, true)?;
-        let from_profile = |key: &str| creds_file.get(key).or_else(|| config_file.get(key)).cloned();
-
-        let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).or_else(|| from_profile("region"));
-        let (credentials, source) = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            (Some(id), Some(secret)) => (
-                Some(Credentials {
-                    access_key_id: id,
-                    secret_access_key: Zeroizing::new(secret),
-                    session_token: env("AWS_SESSION_TOKEN").map(Zeroizing::new),
-                }),
-                "environment".to_string(),
-            ),
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(Error::InvalidInput(
-                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together".into(),
-                ));
+    async fn fetch(
+        &self,
+    ) -> std::result::Result<Arc<AwsCredential>, aws_credential_types::provider::error::CredentialsError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((credential, expiry)) = cached.as_ref() {
+            let fresh = expiry.is_none_or(|at| SystemTime::now() + REFRESH_BEFORE < at);
+            if fresh {
+                return Ok(credential.clone());
             }
-            (None, None) => match (from_profile("aws_access_key_id"), from_profile("aws_secret_access_key")) {
-                (Some(id), Some(secret)) => (
-                    Some(Credentials {
-                        access_key_id: id,
-                        secret_access_key: Zeroizing::new(secret),
-                        session_token: from_profile("aws_session_token").map(Zeroizing::new),
-                    }),
-                    format!("profile {profile}"),
-                ),
-                _ if env("AWS_PROFILE").is_some() => {
-                    return Err(Error::InvalidInput(format!(
-                        "AWS_PROFILE={profile}: no aws_access_key_id/aws_secret_access_key for that profile in the shared credentials or config file"
-                    )));
-                }
-                _ => (None, "none".to_string()),
-            },
-        };
-        Ok(AwsSettings { credentials, region, source })
+        }
+        let got = self.provider.provide_credentials().await?;
+        let credential = Arc::new(AwsCredential {
+            key_id: got.access_key_id().to_string(),
+            secret_key: got.secret_access_key().to_string(),
+            token: got.session_token().map(str::to_string),
+        });
+        *cached = Some((credential.clone(), got.expiry()));
+        Ok(credential)
     }
 }
 
-/// The `key = value` pairs of one profile's section. In the config file, profiles other than
-/// `default` are written `[profile NAME]`. A missing file is an empty section.
-fn read_ini(path: Option<PathBuf>, profile: &str, config_style: bool) -> Result<HashMap<String, String>> {
-    let Some(path) = path else { return Ok(HashMap::new()) };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(Error::InvalidInput(format!("cannot read {}: {e}", path.display()))),
-    };
-    Ok(parse_ini_section(&text, profile, config_style))
-}
+#[async_trait::async_trait]
+impl object_store::CredentialProvider for SdkCredentials {
+    type Credential = AwsCredential;
 
-fn parse_ini_section(text: &str, profile: &str, config_style: bool) -> HashMap<String, String> {
-    let wanted = |section: &str| {
-        let section = section.trim();
-        if config_style && profile != "default" {
-            section.strip_prefix("profile").is_some_and(|s| s.starts_with(char::is_whitespace) && s.trim() == profile)
-        } else {
-            section == profile
-        }
-    };
-    let mut out = HashMap::new();
-    let mut inside = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            inside = wanted(section);
-        } else if inside && let Some((k, v)) = line.split_once('=') {
-            out.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        self.fetch().await.map_err(|e| object_store::Error::Generic { store: "S3", source: Box::new(e) })
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+
     use super::*;
 
-    fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        move |k| map.get(k).cloned()
+    #[test]
+    fn static_credentials_never_print_their_secrets() {
+        let c = Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Zeroizing::new("secret-value".into()),
+            session_token: Some(Zeroizing::new("token-value".into())),
+        };
+        let shown = format!("{c:?} {:?}", AwsSettings { credentials: Some(c.clone()), ..AwsSettings::default() });
+        assert!(shown.contains("AKIDEXAMPLE"));
+        assert!(!shown.contains("secret-value") && !shown.contains("token-value"), "{shown}");
     }
 
     #[test]
-    fn environment_wins_over_profiles() {
-        let env = env_of(&[
-            ("AWS_ACCESS_KEY_ID", "AKIDENV".into()),
-            ("AWS_SECRET_ACCESS_KEY", "secret-env".into()),
-            ("AWS_SESSION_TOKEN", "tok".into()),
-            ("AWS_DEFAULT_REGION", "eu-west-3".into()),
-            ("HOME", "/nonexistent".into()),
-        ]);
-        let s = AwsSettings::resolve(&env).unwrap();
-        let c = s.credentials.unwrap();
-        assert_eq!(c.access_key_id, "AKIDENV");
-        assert_eq!(c.secret_access_key.as_str(), "secret-env");
-        assert_eq!(c.session_token.as_deref().map(String::as_str), Some("tok"));
-        assert_eq!(s.region.as_deref(), Some("eu-west-3"));
-        assert!(!format!("{c:?}").contains("secret-env"));
+    fn credentials_are_reused_until_five_minutes_before_they_expire() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        #[derive(Debug)]
+        struct Counting(Arc<AtomicUsize>, Option<SystemTime>);
+        impl ProvideCredentials for Counting {
+            fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                let n = self.0.fetch_add(1, Ordering::SeqCst);
+                aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
+                    aws_credential_types::Credentials::new(format!("AKID{n}"), "s", None, self.1, "test"),
+                ))
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for (expiry, calls_after_three) in [
+            (None, 1),
+            (Some(SystemTime::now() + Duration::from_secs(3600)), 1),
+            (Some(SystemTime::now() + Duration::from_secs(60)), 3),
+        ] {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let provider = SharedCredentialsProvider::new(Counting(calls.clone(), expiry));
+            let creds = rt.block_on(SdkCredentials::new(provider)).unwrap();
+            for _ in 0..2 {
+                let c = rt.block_on(object_store::CredentialProvider::get_credential(&creds)).unwrap();
+                assert!(c.key_id.starts_with("AKID"));
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), calls_after_three, "expiry {expiry:?}");
+        }
     }
 
     #[test]
-    fn named_profile_from_the_shared_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path().join("credentials");
-        let config = dir.path().join("config");
-        std::fs::write(
-            &creds,
-            "[default]\naws_access_key_id = AKIDDEF\naws_secret_access_key = s-def\n\n[nightly]\n# comment\naws_access_key_id=AKIDNIGHT\naws_secret_access_key = s-night\n",
-        )
-        .unwrap();
-        std::fs::write(&config, "[default]\nregion = us-east-2\n[profile nightly]\nregion = ap-south-1\n").unwrap();
-        let base = vec![
-            ("AWS_SHARED_CREDENTIALS_FILE", creds.display().to_string()),
-            ("AWS_CONFIG_FILE", config.display().to_string()),
-        ];
-        let s = AwsSettings::resolve(&env_of(&base)).unwrap();
-        assert_eq!(s.credentials.unwrap().access_key_id, "AKIDDEF");
-        assert_eq!(s.region.as_deref(), Some("us-east-2"));
-
-        let mut named = base.clone();
-        named.push(("AWS_PROFILE", "nightly".into()));
-        let s = AwsSettings::resolve(&env_of(&named)).unwrap();
-        assert_eq!(s.credentials.as_ref().unwrap().access_key_id, "AKIDNIGHT");
-        assert_eq!(s.credentials.unwrap().secret_access_key.as_str(), "s-night");
-        assert_eq!((s.region.as_deref(), s.source.as_str()), (Some("ap-south-1"), "profile nightly"));
-
-        let mut missing = base;
-        missing.push(("AWS_PROFILE", "nope".into()));
-        let e = AwsSettings::resolve(&env_of(&missing)).unwrap_err().to_string();
-        assert!(e.contains("AWS_PROFILE=nope"), "{e}");
-    }
-
-    #[test]
-    fn half_set_environment_is_an_error_and_nothing_set_is_none() {
-        let e = AwsSettings::resolve(&env_of(&[("AWS_ACCESS_KEY_ID", "x".into())])).unwrap_err();
-        assert!(e.to_string().contains("set together"));
-        let s = AwsSettings::resolve(&env_of(&[("HOME", "/nonexistent".into())])).unwrap();
-        assert!(s.credentials.is_none() && s.region.is_none());
+    fn no_credentials_anywhere_says_where_to_put_them() {
+        #[derive(Debug)]
+        struct Nothing;
+        impl ProvideCredentials for Nothing {
+            fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+                    aws_credential_types::provider::error::CredentialsError::not_loaded("no providers in chain"),
+                ))
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let e = rt.block_on(SdkCredentials::new(SharedCredentialsProvider::new(Nothing))).unwrap_err().to_string();
+        assert!(e.contains("no S3 credentials") && e.contains("AWS_PROFILE"), "{e}");
     }
 }

@@ -23,6 +23,7 @@ pub use credentials::{AwsSettings, Credentials};
 pub use location::S3Location;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -101,12 +102,20 @@ impl S3Storage {
                 location.endpoint.as_deref().unwrap_or_default()
             )));
         }
-        let creds = aws.credentials.as_ref().ok_or_else(|| {
-            Error::InvalidInput(
-                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a shared credentials file".into(),
-            )
-        })?;
+        if aws.credentials.is_none() && aws.provider.is_none() {
+            return Err(Error::InvalidInput(
+                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in \
+                 ~/.aws/credentials or ~/.aws/config"
+                    .into(),
+            ));
+        }
         install_crypto_provider();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cairn-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("cannot start the S3 client runtime: {e}")))?;
         let mut client = ClientOptions::new()
             .with_allow_http(opts.insecure_http)
             .with_timeout(opts.request_timeout)
@@ -127,8 +136,6 @@ impl S3Storage {
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&location.bucket)
             .with_region(region)
-            .with_access_key_id(&creds.access_key_id)
-            .with_secret_access_key(creds.secret_access_key.as_str())
             .with_allow_http(opts.insecure_http)
             .with_client_options(client)
             .with_retry(RetryConfig {
@@ -141,9 +148,22 @@ impl S3Storage {
                 max_retries: opts.max_retries,
                 retry_timeout: Duration::from_secs(5 * 60),
             });
-        if let Some(token) = &creds.session_token {
-            builder = builder.with_token(token.as_str());
-        }
+        builder = match (&aws.credentials, &aws.provider) {
+            (Some(creds), _) => {
+                builder = builder
+                    .with_access_key_id(&creds.access_key_id)
+                    .with_secret_access_key(creds.secret_access_key.as_str());
+                match &creds.session_token {
+                    Some(token) => builder.with_token(token.as_str()),
+                    None => builder,
+                }
+            }
+            (None, Some(provider)) => {
+                let sdk = runtime.block_on(credentials::SdkCredentials::new(provider.clone()))?;
+                builder.with_credentials(Arc::new(sdk))
+            }
+            (None, None) => builder,
+        };
         builder = match (&location.endpoint, &opts.endpoint) {
             (Some(endpoint), _) => builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false),
             (None, Some(endpoint)) => {
@@ -157,12 +177,6 @@ impl S3Storage {
             (None, None) => builder.with_virtual_hosted_style_request(true),
         };
         let store = builder.build().map_err(|e| Error::InvalidInput(format!("S3 configuration: {e}")))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("cairn-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::InvalidInput(format!("cannot start the S3 client runtime: {e}")))?;
         let base = match &location.endpoint {
             Some(e) => format!("s3:{e}/{}", location.bucket),
             None => format!("s3://{}", location.bucket),
