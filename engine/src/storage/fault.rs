@@ -29,17 +29,19 @@ impl FaultStorage {
         self.mutations.load(Ordering::SeqCst)
     }
 
+    /// Takes one unit of the budget in a single atomic step: a check followed by a separate
+    /// decrement would let two writers take the last unit, leaving -1, which means no limit.
     fn allow(&self, op: &'static str, name: &str) -> Result<()> {
         self.mutations.fetch_add(1, Ordering::SeqCst);
-        let left = self.budget.load(Ordering::SeqCst);
-        if left < 0 {
-            return Ok(());
+        let taken = self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| match left {
+            0 => None,
+            unlimited if unlimited < 0 => Some(unlimited),
+            left => Some(left - 1),
+        });
+        match taken {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::storage(op, name, std::io::Error::other("injected fault: the process died here"))),
         }
-        if left == 0 {
-            return Err(Error::storage(op, name, std::io::Error::other("injected fault: the process died here")));
-        }
-        self.budget.fetch_sub(1, Ordering::SeqCst);
-        Ok(())
     }
 }
 
@@ -72,5 +74,43 @@ impl Storage for FaultStorage {
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
         self.inner.stat(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    use super::FaultStorage;
+    use crate::storage::{MemStorage, PutMode, Storage};
+
+    /// Writers released at once against the last unit of a budget, many times over: exactly
+    /// one passes each time. (A check followed by a separate decrement lets two writers take
+    /// the last unit, and the budget then reads as "no limit" for good.)
+    #[test]
+    fn concurrent_writers_never_overdraw_the_budget() {
+        const WRITERS: usize = 4;
+        for trial in 0..2_000 {
+            let fault = FaultStorage::new(Arc::new(MemStorage::new()), Some(1));
+            let passed = AtomicU64::new(0);
+            let start = Barrier::new(WRITERS);
+            std::thread::scope(|s| {
+                for t in 0..WRITERS {
+                    let (fault, passed, start) = (&fault, &passed, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        for i in 0..4 {
+                            if fault.put(&format!("locks/{t}-{i}"), b"x", PutMode::Overwrite).is_ok() {
+                                passed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    });
+                }
+            });
+            assert_eq!(passed.load(Ordering::SeqCst), 1, "trial {trial}: more writes passed than the budget");
+            assert_eq!(fault.mutations(), 4 * WRITERS as u64);
+            assert!(fault.delete("locks/0-0").is_err(), "trial {trial}: still failing after the budget is spent");
+        }
     }
 }
