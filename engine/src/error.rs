@@ -79,6 +79,11 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// A failure inside the engine, not caused by the input or the repository: a thread that
+    /// could not start (resources exhausted) or that panicked (a bug; please report it).
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// Another process holds a lock that conflicts with the one asked for (exit code 11).
     #[error(
         "the repository is locked: {holder}, since {} UTC. Wait for it (a lock whose process died turns stale 30 \

@@ -233,8 +233,8 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
                 let tree = walker.save_virtual(root, Path::new("/"), parent_root);
                 Ok((tree, walker))
             })
-            .map_err(|e| Error::InvalidInput(format!("cannot start the walking thread: {e}")))
-            .and_then(|t| t.join().map_err(|_| Error::InvalidInput("the walking thread panicked".into())));
+            .map_err(|e| Error::Internal(format!("cannot start the walking thread: {e}")))
+            .and_then(|t| t.join().map_err(|_| Error::Internal("the walking thread panicked".into())));
         scan_done.store(true, std::sync::atomic::Ordering::Relaxed);
         walked
     })??;

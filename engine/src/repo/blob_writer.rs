@@ -130,7 +130,7 @@ impl<'r> BlobWriter<'r> {
             .num_threads(threads)
             .thread_name(|i| format!("cairn-seal-{i}"))
             .build()
-            .map_err(|e| Error::InvalidInput(format!("cannot start worker threads: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
         // Chunks whose pack is gone (deleted by a prune that took a backup's lock for stale,
         // or lost) are stored again rather than referenced: one listing of the packs.
         repo.index().set_gone_packs(&stored_packs(repo)?)?;

@@ -51,7 +51,7 @@ impl Uploader {
             let handle = std::thread::Builder::new()
                 .name(format!("cairn-upload-{i}"))
                 .spawn(move || worker(&rx, &shared))
-                .map_err(|e| Error::InvalidInput(format!("cannot start upload threads: {e}")))?;
+                .map_err(|e| Error::Internal(format!("cannot start upload threads: {e}")))?;
             threads.push(handle);
         }
         Ok(Uploader { tx: Some(tx), threads, shared })
@@ -64,7 +64,7 @@ impl Uploader {
         let Some(tx) = &self.tx else { return job() };
         *lock(&self.shared.pending) += 1;
         if tx.send(job).is_err() {
-            finish(&self.shared, Err(Error::InvalidInput("the upload threads are gone".into())));
+            finish(&self.shared, Err(Error::Internal("the upload threads are gone".into())));
         }
         Ok(())
     }
@@ -103,7 +103,7 @@ fn worker(rx: &Mutex<Receiver<UploadJob>>, shared: &Shared) {
         // instead of leaving the producer waiting on a dead thread.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|p| {
             let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
-            Err(Error::InvalidInput(format!("pack upload panicked: {}", what.unwrap_or_default())))
+            Err(Error::Internal(format!("pack upload panicked: {}", what.unwrap_or_default())))
         });
         finish(shared, outcome);
     }

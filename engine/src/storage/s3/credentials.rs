@@ -64,7 +64,7 @@ impl AwsSettings {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::InvalidInput(format!("cannot start the AWS configuration runtime: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the AWS configuration runtime: {e}")))?;
         runtime.block_on(async {
             let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
                 .or_else(ProfileFileRegionProvider::new())

@@ -115,7 +115,7 @@ impl S3Storage {
             .thread_name("cairn-s3")
             .enable_all()
             .build()
-            .map_err(|e| Error::InvalidInput(format!("cannot start the S3 client runtime: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the S3 client runtime: {e}")))?;
         let mut client = ClientOptions::new()
             .with_allow_http(opts.insecure_http)
             .with_timeout(opts.request_timeout)
