@@ -2,22 +2,24 @@
 //! kind, one per line (or a JSON array), as the storage lists them: for scripts and debugging.
 //! Opening the repository first makes sure the listing is of a repository this key opens.
 
+use cairn_engine::format::names::Dir;
+
 use crate::args::{GlobalArgs, ListArgs, ListKind};
 use crate::{exit, output};
 
 pub fn run(g: &GlobalArgs, a: &ListArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    let prefix = match a.kind {
-        ListKind::Packs => "data/",
-        ListKind::Index => "index/",
-        ListKind::Snapshots => "snapshots/",
-        ListKind::Keys => "keys/",
-        ListKind::Locks => "locks/",
+    let dir = match a.kind {
+        ListKind::Packs => Dir::Data,
+        ListKind::Index => Dir::Index,
+        ListKind::Snapshots => Dir::Snapshots,
+        ListKind::Keys => Dir::Keys,
+        ListKind::Locks => Dir::Locks,
     };
     // Object names end in their id (packs sit one directory deeper, under their first byte).
     let mut ids: Vec<String> = repo
         .storage()
-        .list(prefix)?
+        .list(dir.prefix())?
         .iter()
         .filter_map(|name| name.rsplit('/').next())
         .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))

@@ -14,6 +14,7 @@ use crate::crypto::{context, derive};
 use crate::error::{Error, Result};
 use crate::format::audit::{AuditEntry, MAC_LEN, entry_name, parse_entry_name};
 use crate::format::envelope::{self, ObjectKind};
+use crate::format::names::Dir;
 use crate::format::now_ns;
 use crate::id::ObjectId;
 use crate::keys::Keyring;
@@ -124,7 +125,7 @@ const MAX_JUNK_AT_TOP: usize = 1000;
 /// sequence number (above [`MAX_SEQ`]) left out.
 fn list_entries(storage: &dyn Storage) -> Result<Vec<(u64, [u8; MAC_LEN], String)>> {
     let mut out: Vec<_> = storage
-        .list("audit/")?
+        .list(Dir::Audit.prefix())?
         .into_iter()
         .filter_map(|name| parse_entry_name(&name).map(|(seq, mac)| (seq, mac, name)))
         .filter(|(seq, _, _)| *seq <= MAX_SEQ)
@@ -171,7 +172,7 @@ fn authentic_top(
                     skipped += 1;
                     if skipped > MAX_JUNK_AT_TOP {
                         return Err(Error::corrupt(
-                            "audit/",
+                            Dir::Audit.prefix(),
                             format!(
                                 "more than {MAX_JUNK_AT_TOP} entries at the top of the audit log do not authenticate \
                                  (planted or damaged); `cairn audit verify` lists them"
@@ -350,7 +351,7 @@ pub fn read_entry(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Resul
 /// Reads every entry; failures are collected, not fatal.
 pub fn read_log(storage: &dyn Storage, keyring: &Keyring) -> Result<AuditLog> {
     let mut log = AuditLog::default();
-    for name in storage.list("audit/")? {
+    for name in storage.list(Dir::Audit.prefix())? {
         let Some((seq, _)) = parse_entry_name(&name) else {
             log.problems.push(format!("{name}: not an audit entry name (a foreign or renamed object)"));
             continue;

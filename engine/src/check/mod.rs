@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::format::envelope::ObjectKind;
 use crate::format::index::IndexSegment;
+use crate::format::names::Dir;
 use crate::format::pack::BlobEntry;
 use crate::format::slot::SlotDoc;
 use crate::format::tree::NodeKind;
@@ -165,7 +166,7 @@ impl Checker<'_> {
 
     fn check_slots(&mut self) -> Result<()> {
         let id = self.repo.config().repository_id;
-        for name in self.repo.storage().list("keys/")? {
+        for name in self.repo.storage().list(Dir::Keys.prefix())? {
             match self
                 .repo
                 .storage()
@@ -183,21 +184,21 @@ impl Checker<'_> {
     /// The audit chain must be whole; `cairn audit verify` also cross-checks snapshots.
     fn check_audit(&mut self) -> Result<()> {
         for problem in self.repo.audit_chain_problems()? {
-            self.error("audit/", format!("{problem}; run `cairn audit verify` for the whole picture"));
+            self.error(Dir::Audit.prefix(), format!("{problem}; run `cairn audit verify` for the whole picture"));
         }
         Ok(())
     }
 
     fn load_index(&mut self) -> Result<()> {
         let mut segments = Vec::new();
-        for name in self.repo.storage().list("index/")? {
+        for name in self.repo.storage().list(Dir::Index.prefix())? {
             match self.repo.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name)) {
                 Ok(s) => segments.push((name, s)),
                 Err(e) => self.error(&name, format!("{e}; the blobs it lists look missing until `cairn repair index`")),
             }
         }
         let superseded: HashSet<String> =
-            segments.iter().flat_map(|(_, s)| s.supersedes.iter().map(|id| format!("index/{id}"))).collect();
+            segments.iter().flat_map(|(_, s)| s.supersedes.iter().map(|id| Dir::Index.object(id))).collect();
         for (name, seg) in segments {
             if superseded.contains(&name) {
                 continue;
@@ -253,7 +254,7 @@ impl Checker<'_> {
             let extra: u64 = self.index.copies.values().map(|n| u64::from(n.saturating_sub(1))).sum();
             self.report.findings.push(finding(
                 Severity::Notice,
-                "index/",
+                Dir::Index.prefix(),
                 format!(
                     "{} blob(s) are stored in more than one pack ({extra} extra copies; backups that ran at once each \
                      stored the same new data): not damage, restore falls back from one copy to another",
@@ -265,11 +266,7 @@ impl Checker<'_> {
 
     fn check_packs(&mut self) -> Result<()> {
         let mut stored: HashMap<PackId, String> = HashMap::new();
-        for name in self.repo.storage().list("data/")? {
-            if let Some(id) = name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()) {
-                stored.insert(id, name);
-            }
-        }
+        stored.extend(self.repo.list_packs()?);
         let mut packs: Vec<(PackId, u64)> = self.index.packs.iter().map(|(p, s)| (*p, *s)).collect();
         packs.sort();
         for (pack, size) in packs {
@@ -553,8 +550,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     // blobs in the index read next, and in the client's index synced again. The other order
     // would take its blobs for missing.
     let mut roots = Vec::new();
-    for name in repo.storage().list("snapshots/")? {
-        let Some(id) = name.strip_prefix("snapshots/").and_then(|h| ObjectId::from_hex(h).ok()) else { continue };
+    for name in repo.storage().list(Dir::Snapshots.prefix())? {
+        let Some(id) = Dir::Snapshots.id_of(&name) else { continue };
         match repo.load_snapshot(&id) {
             Ok(s) => roots.push((id, s.tree)),
             Err(e) => c.error(snapshot_name(&id), e.to_string()),

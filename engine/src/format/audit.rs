@@ -77,12 +77,12 @@ impl AuditEntry {
 
 /// Object name of an entry: `audit/<seq, zero-padded to 12 digits>-<mac hex>`.
 pub fn entry_name(seq: u64, mac: &[u8; MAC_LEN]) -> String {
-    format!("audit/{seq:012}-{}", hex::encode(mac))
+    super::names::Dir::Audit.join(&format!("{seq:012}-{}", hex::encode(mac)))
 }
 
 /// Parses an entry name into (seq, mac); `None` for other names.
 pub fn parse_entry_name(name: &str) -> Option<(u64, [u8; MAC_LEN])> {
-    let rest = name.strip_prefix("audit/")?;
+    let rest = super::names::Dir::Audit.file_of(name)?;
     let (seq, mac) = rest.split_once('-')?;
     if !seq.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -13,7 +13,7 @@ use crate::id::ObjectId;
 /// Payload version of the config.
 pub const CONFIG_VERSION: u8 = 1;
 /// Object name of the config.
-pub const CONFIG_NAME: &str = "config";
+pub const CONFIG_NAME: &str = super::names::CONFIG;
 
 /// Repository-wide settings fixed at `init`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

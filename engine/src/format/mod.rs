@@ -9,6 +9,7 @@ pub mod index;
 pub mod keyring;
 pub mod lock;
 pub mod marks;
+pub mod names;
 pub mod pack;
 pub mod padding;
 pub mod slot;

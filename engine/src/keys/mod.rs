@@ -17,6 +17,7 @@ pub use recovery::RecoveryCode;
 pub use slots::{NewSlotSecret, OpenSecret, OpenedSlot, create_slot, open_slot, reseal_slot, slot_info};
 
 use crate::crypto::{Key32, context, derive};
+use crate::format::names::Dir;
 
 /// What a repository is, as only holders of its K_id can say: the hash of K_id and the
 /// repository id ([`Keyring::identity`]). Every slot's wrapped secret carries it, authenticated
@@ -42,7 +43,7 @@ impl std::fmt::Debug for RepoIdentity {
 /// Deriving the name from K lets a slot find its keyring without storing the name in clear.
 pub fn keyring_name(k: &Key32) -> String {
     let d = derive(context::KEYRING_NAME, k.expose());
-    format!("keyring/{}", hex::encode(d.expose().get(..16).unwrap_or_default()))
+    Dir::Keyring.join(&hex::encode(d.expose().get(..16).unwrap_or_default()))
 }
 
 /// The key that seals the keyring.

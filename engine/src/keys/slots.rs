@@ -17,6 +17,7 @@ use crate::crypto::{
     seal_detached,
 };
 use crate::error::{Error, Result};
+use crate::format::names::Dir;
 use crate::format::now_ns;
 use crate::format::slot::{SEALED_KEY_LEN, SLOT_SECRET_LEN, SLOT_VERSION, SlotDoc, SlotInfo, SlotKind};
 use crate::id::ObjectId;
@@ -60,7 +61,7 @@ pub enum NewSlotSecret<'a> {
 
 /// The hex part of the keyring name K opens.
 fn keyring_id(k: &Key32) -> String {
-    super::keyring_name(k).trim_start_matches("keyring/").to_string()
+    Dir::Keyring.file_of(&super::keyring_name(k)).unwrap_or_default().to_string()
 }
 
 fn secret_key_of(kind: &SlotKind, salt: &[u8], secret: &OpenSecret) -> Result<Option<Key32>> {
@@ -131,7 +132,7 @@ fn seal_repository_key(slot: &mut SlotDoc, k: &Key32) -> Result<()> {
     let eph = StaticSecret::from(random_array::<32>()?);
     let epk = PublicKey::from(&eph).to_bytes();
     let wk = x25519_shared_key(&eph, &pk, &epk, &pk)
-        .ok_or_else(|| Error::corrupt(format!("keys/{}", slot.id), "slot public key is a low-order point"))?;
+        .ok_or_else(|| Error::corrupt(Dir::Keys.object(&slot.id), "slot public key is a low-order point"))?;
     let mut out = epk.to_vec();
     out.extend(seal_with(&wk, &slot.sealed_key_ad(), k.expose())?);
     slot.sealed_key = out;
@@ -146,7 +147,7 @@ fn seal_info(slot: &mut SlotDoc, info_key: &Key32, info: &SlotInfo) -> Result<()
 /// The slot's label, creation time and HSM labels, opened with the keyring's
 /// [`super::Keyring::slot_info_key`].
 pub fn slot_info(slot: &SlotDoc, info_key: &Key32) -> Result<SlotInfo> {
-    let object = format!("keys/{}", slot.id);
+    let object = Dir::Keys.object(&slot.id);
     let plain = open_with(info_key, &slot.associated_data(), &slot.info)
         .ok_or_else(|| Error::corrupt(&object, "slot info does not authenticate"))?;
     SlotInfo::decode(&plain, &object)
@@ -274,7 +275,7 @@ pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) 
             }
         }
     };
-    let object = format!("keys/{}", slot.id);
+    let object = Dir::Keys.object(&slot.id);
     let (sk_part, identity_part) = sk_bytes
         .expose()
         .split_at_checked(32)

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::format::envelope::ObjectKind;
 use crate::format::marks::{MarkedPack, PruneMarks};
+use crate::format::names::Dir;
 use crate::format::now_ns;
 use crate::id::{ObjectId, PackId};
 use crate::repo::Repository;
@@ -59,7 +60,7 @@ pub(super) fn remember(dir: &Path, generation: u64) {
 }
 
 fn name(id: &ObjectId) -> String {
-    format!("marks/{id}")
+    Dir::Marks.object(id)
 }
 
 /// Reads the marks objects. Storage errors are returned; an object that does not open or
@@ -67,8 +68,8 @@ fn name(id: &ObjectId) -> String {
 pub(super) fn read(repo: &Repository) -> Result<Marks> {
     let mut out = Marks::default();
     let mut docs = Vec::new();
-    for object in repo.storage().list("marks/")? {
-        let Some(id) = object.strip_prefix("marks/").and_then(|h| ObjectId::from_hex(h).ok()) else { continue };
+    for object in repo.storage().list(Dir::Marks.prefix())? {
+        let Some(id) = Dir::Marks.id_of(&object) else { continue };
         out.objects.push(id);
         match repo.load_object(ObjectKind::PruneMarks, &object).and_then(|b| PruneMarks::decode(&b, &object)) {
             Ok(doc) => docs.push((id, doc)),

@@ -33,6 +33,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::error::{Error, Result};
 use crate::format::envelope::ObjectKind;
 use crate::format::index::{IndexSegment, IndexedPack};
+use crate::format::names::Dir;
 use crate::format::now_ns;
 use crate::format::tree::NodeKind;
 use crate::id::{ChunkId, ObjectId, PackId};
@@ -132,7 +133,7 @@ fn segments(repo: &Repository) -> Result<(Vec<ObjectId>, HashSet<ObjectId>)> {
 }
 
 fn load_segment(repo: &Repository, id: &ObjectId) -> Result<IndexSegment> {
-    let name = format!("index/{id}");
+    let name = Dir::Index.object(id);
     IndexSegment::decode(&repo.load_object(ObjectKind::IndexSegment, &name)?, &name)
 }
 
@@ -229,8 +230,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         Ok(())
     })?;
     let mut orphans = Vec::new();
-    for name in repo.storage().list("data/")? {
-        let Some(id) = name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()) else { continue };
+    for (id, name) in repo.list_packs()? {
         if !indexed.contains(&id) {
             orphans.push((id, repo.storage().stat(&name)?.unwrap_or(0)));
         }
@@ -359,7 +359,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     repo.check_locks()?;
     repo.storage().delete_many(&packs)?;
     if rewrite_index {
-        let segments: Vec<String> = all_segments.iter().map(|id| format!("index/{id}")).collect();
+        let segments: Vec<String> = all_segments.iter().map(|id| Dir::Index.object(id)).collect();
         repo.storage().delete_many(&segments)?;
         out.segments_deleted += segments.len() as u64;
     }

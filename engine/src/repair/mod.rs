@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
-use crate::id::PackId;
+use crate::format::names::Dir;
 use crate::progress::Progress;
 use crate::repo::{IndexRewrite, Repository};
 
@@ -38,11 +38,7 @@ pub struct RepairIndexOutcome {
 /// the blobs before it (SPEC §10), so a header moved from another pack is refused here, and
 /// so are bytes that do not hash to the pack's name.
 fn read_header(repo: &Repository, name: &str) -> Result<IndexedPack> {
-    let id = name
-        .rsplit('/')
-        .next()
-        .and_then(|h| PackId::from_hex(h).ok())
-        .ok_or_else(|| Error::corrupt(name, "not a pack name"))?;
+    let id = crate::format::names::pack_id(name).ok_or_else(|| Error::corrupt(name, "not a pack name"))?;
     // The storage says how large the pack is: one larger than the config allows is not read.
     let bytes = repo.storage().get_bounded(name, repo.config().max_pack_size())?;
     let opened = repo.open_pack(name, &bytes)?;
@@ -56,7 +52,7 @@ fn read_header(repo: &Repository, name: &str) -> Result<IndexedPack> {
 pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<RepairIndexOutcome> {
     let mut out = RepairIndexOutcome::default();
     let old = repo.segment_ids()?;
-    let mut packs = repo.storage().list("data/")?;
+    let mut packs = repo.storage().list(Dir::Data.prefix())?;
     packs.sort();
     progress.phase("repair: reading pack headers", Some(packs.len() as u64));
     let mut rewrite = IndexRewrite::new(repo);
@@ -82,7 +78,7 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
     }
     out.segments_written = rewrite.finish(old.clone())?;
     for id in &old {
-        repo.storage().delete(&format!("index/{id}"))?;
+        repo.storage().delete(&Dir::Index.object(id))?;
         out.segments_deleted += 1;
     }
     repo.sync_index()?;

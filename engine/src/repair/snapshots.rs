@@ -125,13 +125,7 @@ impl Repairer<'_, '_> {
 /// Rewrites every snapshot that uses unavailable data (the caller holds the exclusive lock).
 pub fn repair_snapshots(repo: &Repository, progress: &dyn Progress) -> Result<RepairSnapshotsOutcome> {
     repo.sync_index()?;
-    let packs: HashSet<PackId> = repo
-        .storage()
-        .list("data/")?
-        .iter()
-        .filter_map(|n| n.rsplit('/').next())
-        .filter_map(|h| PackId::from_hex(h).ok())
-        .collect();
+    let packs: HashSet<PackId> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
     let writer = repo.blob_writer()?;
     let mut r = Repairer { repo, packs, writer: &writer, done: HashMap::new() };
     let mut out = RepairSnapshotsOutcome::default();

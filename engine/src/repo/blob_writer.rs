@@ -328,10 +328,5 @@ impl<'r> BlobWriter<'r> {
 
 /// The packs in the storage (one listing of `data/`).
 fn stored_packs(repo: &Repository) -> Result<HashSet<PackId>> {
-    Ok(repo
-        .storage()
-        .list("data/")?
-        .iter()
-        .filter_map(|name| name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()))
-        .collect())
+    Ok(repo.list_packs()?.into_iter().map(|(id, _)| id).collect())
 }

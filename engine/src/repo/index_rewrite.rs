@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::format::envelope::ObjectKind;
 use crate::format::index::{IndexSegment, IndexedPack};
+use crate::format::names::Dir;
 use crate::id::ObjectId;
 
 use super::Repository;
@@ -30,7 +31,7 @@ impl<'r> IndexRewrite<'r> {
     fn write(&mut self, supersedes: Vec<ObjectId>) -> Result<()> {
         let segment = IndexSegment { packs: std::mem::take(&mut self.batch), supersedes };
         self.blobs = 0;
-        let name = format!("index/{}", ObjectId::random()?);
+        let name = Dir::Index.object(&ObjectId::random()?);
         self.repo.save_object(ObjectKind::IndexSegment, &name, &segment.encode())?;
         self.written += 1;
         Ok(())

@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::format::MAX_SMALL_OBJECT;
 use crate::format::config::CONFIG_NAME;
 use crate::format::envelope::{self, ObjectKind};
+use crate::format::names::Dir;
 use crate::format::slot::{SlotDoc, SlotKind};
 use crate::id::{ObjectId, PackId};
 use crate::keys::{self, HsmConfig, HsmSession, Keyring, NewSlotSecret, RecoveryCode};
@@ -96,19 +97,19 @@ impl EpochUsage {
     }
 }
 
-/// The lasting small sealed objects besides `config`, by prefix. Locks are left out: they live
+/// The lasting small sealed objects besides `config`, by directory. Locks are left out: they live
 /// for one command, and the command retiring an epoch holds one sealed under it.
-const SEALED_OBJECTS: [(&str, ObjectKind); 4] = [
-    ("snapshots/", ObjectKind::Snapshot),
-    ("index/", ObjectKind::IndexSegment),
-    ("audit/", ObjectKind::Audit),
-    ("marks/", ObjectKind::PruneMarks),
+const SEALED_OBJECTS: [(Dir, ObjectKind); 4] = [
+    (Dir::Snapshots, ObjectKind::Snapshot),
+    (Dir::Index, ObjectKind::IndexSegment),
+    (Dir::Audit, ObjectKind::Audit),
+    (Dir::Marks, ObjectKind::PruneMarks),
 ];
 
 impl Repository {
     fn slot_docs(&self) -> Result<Vec<SlotDoc>> {
         let mut out = Vec::new();
-        for name in self.storage.list("keys/")? {
+        for name in self.storage.list(Dir::Keys.prefix())? {
             out.push(SlotDoc::decode(&self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?, &name)?);
         }
         out.sort_by_key(|s| s.id);
@@ -116,7 +117,7 @@ impl Repository {
     }
 
     fn keyring_id(&self) -> String {
-        keys::keyring_name(&self.master).trim_start_matches("keyring/").to_string()
+        Dir::Keyring.file_of(&keys::keyring_name(&self.master)).unwrap_or_default().to_string()
     }
 
     /// The keyring as stored now (another command may have changed its slot list since this
@@ -154,7 +155,7 @@ impl Repository {
     /// Slot changes rewrite the keyring's slot list, which only works while there is one
     /// keyring: an unfinished rotation is finished first.
     fn refuse_unfinished_rotation(&self) -> Result<()> {
-        if self.storage.list("keyring/")?.len() > 1 {
+        if self.storage.list(Dir::Keyring.prefix())?.len() > 1 {
             return Err(Error::InvalidInput(
                 "a key rotation did not finish (more than one keyring); run `cairn key rotate` first".into(),
             ));
@@ -341,8 +342,13 @@ impl Repository {
         // A keyring that some slot names, other than ours and other than those the rotation
         // that made ours replaced, comes from a rotation that moved that slot and not ours:
         // starting another from here would drop the epoch it made.
-        let keyrings: Vec<String> =
-            self.storage.list("keyring/")?.iter().map(|n| n.trim_start_matches("keyring/").to_string()).collect();
+        let keyrings: Vec<String> = self
+            .storage
+            .list(Dir::Keyring.prefix())?
+            .iter()
+            .filter_map(|n| Dir::Keyring.file_of(n))
+            .map(str::to_string)
+            .collect();
         if let Some(moved) = docs.iter().find(|s| {
             s.keyring != own_keyring
                 && !ring.replaces(&s.keyring)
@@ -395,7 +401,7 @@ impl Repository {
         }
         // 4. Every other keyring.
         let mut deleted = 0;
-        for name in self.storage.list("keyring/")? {
+        for name in self.storage.list(Dir::Keyring.prefix())? {
             if name != new_name {
                 self.storage.delete(&name)?;
                 deleted += 1;
@@ -511,15 +517,14 @@ impl Repository {
     pub fn epoch_usage(&self, verify: bool) -> Result<BTreeMap<u32, EpochUsage>> {
         let mut usage: BTreeMap<u32, EpochUsage> =
             self.keyring.epochs().into_iter().map(|e| (e, EpochUsage::default())).collect();
-        for name in self.storage.list("data/")? {
-            let Some(id) = name.rsplit('/').next().and_then(|h| PackId::from_hex(h).ok()) else { continue };
+        for (id, name) in self.list_packs()? {
             let size = self.storage.stat(&name)?.unwrap_or(0);
             let epoch = if verify { self.verified_pack_epoch(&id, size)? } else { self.pack_epoch(&id, size)? };
             usage.entry(epoch).or_default().packs += 1;
         }
         let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
-        for (prefix, kind) in SEALED_OBJECTS {
-            names.extend(self.storage.list(prefix)?.into_iter().map(|n| (n, kind)));
+        for (dir, kind) in SEALED_OBJECTS {
+            names.extend(self.storage.list(dir.prefix())?.into_iter().map(|n| (n, kind)));
         }
         for (name, kind) in names {
             if let Some(epoch) = self.object_epoch(&name, kind, verify)? {
@@ -531,7 +536,7 @@ impl Repository {
 
     /// Drops `epoch` from the keyring once nothing is sealed under it.
     pub fn retire_epoch(&self, epoch: u32) -> Result<()> {
-        let keyrings = self.storage.list("keyring/")?;
+        let keyrings = self.storage.list(Dir::Keyring.prefix())?;
         if keyrings.len() > 1 {
             return Err(Error::InvalidInput(
                 "a key rotation did not finish (more than one keyring); run `cairn key rotate` first".into(),
@@ -561,7 +566,7 @@ impl Repository {
     fn reseal_locks(&self, epoch: u32) -> Result<u64> {
         let (current, key) = self.keyring.current();
         let mut count = 0;
-        for name in self.storage.list("locks/")? {
+        for name in self.storage.list(Dir::Locks.prefix())? {
             let sealed = match self.storage.get_bounded(&name, MAX_SMALL_OBJECT) {
                 Ok(b) => b,
                 Err(Error::Missing(_)) => continue,
@@ -593,8 +598,8 @@ impl Repository {
     fn reseal_objects_where(&self, sealed_under: impl Fn(u32) -> bool) -> Result<u64> {
         let (current, key) = self.keyring.current();
         let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
-        for (prefix, kind) in SEALED_OBJECTS {
-            names.extend(self.storage.list(prefix)?.into_iter().map(|n| (n, kind)));
+        for (dir, kind) in SEALED_OBJECTS {
+            names.extend(self.storage.list(dir.prefix())?.into_iter().map(|n| (n, kind)));
         }
         let mut count = 0;
         for (name, kind) in names {

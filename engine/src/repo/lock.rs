@@ -18,6 +18,7 @@ use crate::crypto::{Key32, context, derive, random_array, random_below};
 use crate::error::{Error, Result};
 use crate::format::envelope::{self, ObjectKind};
 use crate::format::lock::LockDoc;
+use crate::format::names::Dir;
 use crate::format::now_ns;
 use crate::id::ObjectId;
 use crate::storage::{PutMode, Storage};
@@ -224,7 +225,7 @@ impl Repository {
         let now = now_ns();
         let machine = self.machine_identity()?;
         let mut out = Vec::new();
-        for name in self.storage().list("locks/")? {
+        for name in self.storage().list(Dir::Locks.prefix())? {
             let doc = self
                 .load_object(ObjectKind::Lock, &name)
                 .and_then(|plain| LockDoc::decode(&plain, &name))
@@ -358,7 +359,7 @@ impl Repository {
     }
 
     fn write_lock(&self, opts: &LockOptions) -> Result<LockGuard> {
-        let name = format!("locks/{}", ObjectId::random()?);
+        let name = Dir::Locks.object(&ObjectId::random()?);
         let now = now_ns();
         let mut doc = LockDoc {
             exclusive: opts.exclusive,

@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::format::config::{CONFIG_NAME, Config};
 use crate::format::envelope::{self, ObjectKind};
 use crate::format::index::IndexSegment;
+use crate::format::names::{self, Dir};
 use crate::format::slot::SlotDoc;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
@@ -153,18 +154,17 @@ pub(crate) const NOT_INDEXED: &str = "(not in the index)";
 
 /// Object name of a pack.
 pub fn pack_name(id: &PackId) -> String {
-    let hex = id.to_hex();
-    format!("data/{}/{}", hex.get(..2).unwrap_or("00"), hex)
+    names::pack(id)
 }
 
 /// Object name of a key slot.
 pub fn slot_name(id: &ObjectId) -> String {
-    format!("keys/{}", id.to_hex())
+    Dir::Keys.object(id)
 }
 
 /// Object name of a snapshot.
 pub fn snapshot_name(id: &ObjectId) -> String {
-    format!("snapshots/{}", id.to_hex())
+    Dir::Snapshots.object(id)
 }
 
 /// Why a slot that opens with the secret opens nothing here: its keyring is not in the
@@ -188,10 +188,6 @@ fn keyring_gone(slot: &SlotDoc, slot_repos: &[ObjectId]) -> Error {
     }
 }
 
-fn parse_ids(names: &[String], prefix: &str) -> Vec<ObjectId> {
-    names.iter().filter_map(|n| n.strip_prefix(prefix)).filter_map(|h| ObjectId::from_hex(h).ok()).collect()
-}
-
 impl Repository {
     /// Refuses a location that already holds a repository, or the key material of an
     /// interrupted init: what [`Repository::init`] checks first, for a caller to check before it
@@ -200,7 +196,7 @@ impl Repository {
         if storage.stat(CONFIG_NAME)?.is_some() {
             return Err(Error::AlreadyExists(storage.location()));
         }
-        if !storage.list("keys/")?.is_empty() || !storage.list("keyring/")?.is_empty() {
+        if !storage.list(Dir::Keys.prefix())?.is_empty() || !storage.list(Dir::Keyring.prefix())?.is_empty() {
             return Err(Error::InvalidInput(format!(
                 "{} holds key material but no config (an interrupted init?); remove it or pick another location",
                 storage.location()
@@ -271,7 +267,7 @@ impl Repository {
     /// Errors: [`Error::NoRepository`], [`Error::WrongKey`], [`Error::Corrupt`].
     pub fn open(storage: Arc<dyn Storage>, secret: &OpenSecret, cache_root: PathBuf) -> Result<Self> {
         let config_exists = storage.stat(CONFIG_NAME)?.is_some();
-        let mut slot_names = storage.list("keys/")?;
+        let mut slot_names = storage.list(Dir::Keys.prefix())?;
         slot_names.sort();
         if !config_exists {
             return Err(Error::NoRepository(storage.location()));
@@ -352,7 +348,7 @@ impl Repository {
             return Err(Error::WrongKey(format!("{what}{also}")));
         };
         let ring_name = keys::keyring_name(&k);
-        if ring_name != format!("keyring/{}", slot.keyring) {
+        if ring_name != Dir::Keyring.join(&slot.keyring) {
             return Err(Error::corrupt(slot_name(&slot.id), "the slot names another keyring than its key opens"));
         }
         let ring_bytes = storage.get_bounded(&ring_name, MAX_SMALL_OBJECT).map_err(|e| match e {
@@ -533,11 +529,11 @@ impl Repository {
     /// reported by [`Repository::index_problems`]: the blobs it lists look missing, which
     /// backup survives (it stores them again) and `check` reports.
     pub fn sync_index(&self) -> Result<()> {
-        let names = self.storage.list("index/")?;
-        let present: HashSet<ObjectId> = parse_ids(&names, "index/").into_iter().collect();
+        let names = self.storage.list(Dir::Index.prefix())?;
+        let present: HashSet<ObjectId> = Dir::Index.ids(&names).into_iter().collect();
         let applied = self.index.applied_segments()?;
         let load = |id: &ObjectId| -> (ObjectId, Result<IndexSegment>) {
-            let name = format!("index/{id}");
+            let name = Dir::Index.object(id);
             let seg = self.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name));
             (*id, seg)
         };
@@ -588,7 +584,7 @@ impl Repository {
             for id in batch {
                 let seg = match kept.remove(id) {
                     Some(seg) => Ok(seg),
-                    None => loaded.remove(id).unwrap_or_else(|| Err(Error::Missing(format!("index/{id}")))),
+                    None => loaded.remove(id).unwrap_or_else(|| Err(Error::Missing(Dir::Index.object(id)))),
                 };
                 match seg {
                     Ok(seg) => self.index.apply_segment(*id, &seg)?,
@@ -618,7 +614,7 @@ impl Repository {
 
     /// Ids of the index segments in the repository, sorted.
     pub fn segment_ids(&self) -> Result<Vec<ObjectId>> {
-        let mut ids = parse_ids(&self.storage.list("index/")?, "index/");
+        let mut ids = Dir::Index.ids(&self.storage.list(Dir::Index.prefix())?);
         ids.sort();
         Ok(ids)
     }
@@ -638,9 +634,20 @@ impl Repository {
     pub fn save_index_segment(&self, segment: &IndexSegment) -> Result<u64> {
         self.check_locks()?;
         let id = ObjectId::random()?;
-        let size = self.save_object(ObjectKind::IndexSegment, &format!("index/{id}"), &segment.encode())?;
+        let size = self.save_object(ObjectKind::IndexSegment, &Dir::Index.object(&id), &segment.encode())?;
         self.index.apply_segment(id, segment)?;
         Ok(size)
+    }
+
+    /// Every pack in the storage (one listing of `data/`), with its object name. Objects there
+    /// whose name is not a pack's (strays, temporary files) are not packs and are left out.
+    pub fn list_packs(&self) -> Result<Vec<(PackId, String)>> {
+        Ok(self
+            .storage
+            .list(Dir::Data.prefix())?
+            .into_iter()
+            .filter_map(|n| names::pack_id(&n).map(|id| (id, n)))
+            .collect())
     }
 
     /// Where a blob lives.
@@ -679,7 +686,7 @@ impl Repository {
     /// memory stays bounded): for that rare path only. Segments that cannot be read are
     /// skipped.
     pub fn blob_copies(&self, ids: &HashSet<ChunkId>) -> Result<HashMap<ChunkId, Vec<BlobLocation>>> {
-        let mut names = self.storage.list("index/")?;
+        let mut names = self.storage.list(Dir::Index.prefix())?;
         names.sort();
         let mut superseded: HashSet<ObjectId> = HashSet::new();
         let mut found: Vec<(String, ChunkId, BlobLocation)> = Vec::new();
@@ -706,10 +713,7 @@ impl Repository {
         }
         let mut out: HashMap<ChunkId, Vec<BlobLocation>> = HashMap::new();
         for (name, id, loc) in found {
-            let live = name
-                .strip_prefix("index/")
-                .and_then(|h| ObjectId::from_hex(h).ok())
-                .is_some_and(|s| !superseded.contains(&s));
+            let live = Dir::Index.id_of(&name).is_some_and(|s| !superseded.contains(&s));
             let copies = out.entry(id).or_default();
             if live && !copies.contains(&loc) {
                 copies.push(loc);
@@ -780,7 +784,7 @@ impl Repository {
 
     /// Ids of all snapshots.
     pub fn snapshot_ids(&self) -> Result<Vec<ObjectId>> {
-        Ok(parse_ids(&self.storage.list("snapshots/")?, "snapshots/"))
+        Ok(Dir::Snapshots.ids(&self.storage.list(Dir::Snapshots.prefix())?))
     }
 
     /// Says who runs this handle's operations: from then on every snapshot is announced in the
