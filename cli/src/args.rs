@@ -535,10 +535,11 @@ pub struct MountArgs {
     #[arg(long)]
     pub all: bool,
     /// Let other users reach the mount (FUSE's allow_other; as a non-root user it needs
-    /// user_allow_other in /etc/fuse.conf). Permissions recorded in the snapshot still apply.
+    /// user_allow_other in /etc/fuse.conf), under the owners and modes recorded. Without it
+    /// only the user who mounted can enter, and reads every file.
     #[arg(long)]
     pub allow_other: bool,
-    /// Memory for decrypted blobs kept for further reads (e.g. 64MiB, 1GiB).
+    /// Memory for decrypted blobs kept for further reads (e.g. 64MiB, 1GiB; at least 24MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64MiB")]
     pub cache_size: u64,
     #[command(flatten)]

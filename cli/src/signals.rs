@@ -6,7 +6,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// Exit code of a process stopped by a signal (128 + SIGINT), as shells report it.
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -30,4 +30,28 @@ pub fn stop_flag() -> Arc<AtomicBool> {
         flag
     })
     .clone()
+}
+
+/// Makes SIGHUP (the terminal closed) a stop request like SIGINT, for a command that would
+/// otherwise leave something behind when its terminal goes: a mount. Not when SIGHUP is
+/// ignored (started under `nohup` to outlive the terminal): a handler would undo that.
+pub fn stop_also_on_hangup(flag: &Arc<AtomicBool>) {
+    if hangup_ignored() {
+        return;
+    }
+    let installed = signal_hook::flag::register_conditional_shutdown(SIGHUP, EXIT_INTERRUPTED, flag.clone())
+        .and_then(|_| signal_hook::flag::register(SIGHUP, flag.clone()));
+    if let Err(e) = installed {
+        eprintln!("cairn: warning: cannot handle SIGHUP: {e}");
+    }
+}
+
+/// Whether this process ignores SIGHUP, from the `SigIgn` mask of `/proc/self/status`.
+fn hangup_ignored() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (SIGHUP - 1)) != 0)
 }

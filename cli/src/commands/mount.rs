@@ -2,23 +2,27 @@
 //! snapshot file system (`cairn_engine::snapfs`) served through FUSE until Ctrl-C, SIGTERM or
 //! an unmount from outside (`umount`, `fusermount3 -u`).
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use cairn_engine::Repository;
+use cairn_engine::repo::LockGuard;
 use cairn_engine::snapfs::{Attr, FsError, FsOptions, Kind, SnapshotFs};
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, LockOwner, MountOption,
-    OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyXattr, Request,
-    SessionACL,
+    BackgroundSession, Config, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, LockOwner,
+    MountOption, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyXattr,
+    Request, SessionACL,
 };
 
 use crate::args::{GlobalArgs, MountArgs};
-use crate::{exit, output, signals};
+use crate::{exit, signals};
 
 /// How long the kernel may keep attributes and names: nothing in a mounted snapshot changes.
 const TTL: Duration = Duration::from_secs(3600);
@@ -30,13 +34,23 @@ pub fn run(g: &GlobalArgs, a: &MountArgs) -> anyhow::Result<i32> {
         (true, _) => bail_usage!("with --all, give only the mount point"),
         (false, _) => bail_usage!("give a snapshot (or --all) and a mount point"),
     };
+    let mountpoint = std::path::absolute(&mountpoint).with_context(|| format!("{}", mountpoint.display()))?;
+    // Mounting over a mount would hide it, and unmounting by path later would take the
+    // wrong one down; a dead mount left by a process that was killed looks the same.
+    if is_mount_point(&mountpoint) {
+        bail_usage!(
+            "{} is already a mount point (left by a mount whose process ended? `umount {}` first)",
+            mountpoint.display(),
+            mountpoint.display()
+        );
+    }
     if !mountpoint.is_dir() {
         bail_usage!("the mount point {} is not a directory", mountpoint.display());
     }
     let repo = Arc::new(super::open(g)?);
     super::audited(&repo, "mount", super::AuditNeed::BestEffort, |rec| {
         // Held while mounted (and refreshed): a prune elsewhere then deletes nothing being read.
-        let _lock = super::read_lock(g, &repo, "mount")?;
+        let lock = super::read_lock(g, &repo, "mount")?;
         let options = FsOptions {
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
@@ -54,68 +68,180 @@ pub fn run(g: &GlobalArgs, a: &MountArgs) -> anyhow::Result<i32> {
             }
         };
         rec.detail = format!("{what} at {}", mountpoint.display());
-        serve(g, a, fs, &what, mountpoint.clone())
+        serve(g, a, &repo, lock, fs, &what, &mountpoint)
     })
 }
 
+/// Whether `path` (absolute) is a mount point now, by `/proc/self/mountinfo`.
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else { return false };
+    info.split(|&b| b == b'\n')
+        .any(|line| line.split(|&b| b == b' ').nth(4).is_some_and(|m| unescape(m) == path.as_os_str().as_bytes()))
+}
+
+/// A mountinfo field with its octal escapes (`\040` for a space...) decoded.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while let Some(&b) = field.get(i) {
+        let octal = field.get(i + 1..i + 4).filter(|d| b == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// A line on standard error that cannot panic (a closed terminal must not bring a mount down).
+fn say(msg: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{msg}");
+}
+
+/// How often the lock is checked while mounted.
+const LOCK_CHECK_EVERY: Duration = Duration::from_secs(10);
+
 /// Mounts `fs` and waits for a signal (then unmounts) or an unmount from outside.
-fn serve(g: &GlobalArgs, a: &MountArgs, fs: SnapshotFs, what: &str, mountpoint: PathBuf) -> anyhow::Result<i32> {
+fn serve(
+    g: &GlobalArgs,
+    a: &MountArgs,
+    repo: &Repository,
+    mut lock: Option<LockGuard>,
+    fs: SnapshotFs,
+    what: &str,
+    mountpoint: &Path,
+) -> anyhow::Result<i32> {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
         MountOption::NoDev,
         MountOption::NoSuid,
-        MountOption::DefaultPermissions,
         MountOption::FSName("cairn".into()),
         MountOption::Subtype("cairn".into()),
     ];
-    config.acl = if a.allow_other { SessionACL::All } else { SessionACL::Owner };
+    if a.allow_other {
+        // Other users see files under the owners and modes recorded; the one who mounted holds
+        // the key and could read everything anyway, so without --allow-other nothing is checked.
+        config.mount_options.push(MountOption::DefaultPermissions);
+        config.acl = SessionACL::All;
+    }
     // Reads of different files (and the blobs behind them) proceed at once.
     config.n_threads = Some(4);
     let stop = signals::stop_flag();
-    let session = fuser::spawn_mount(Fuse { fs }, &mountpoint, &config).with_context(|| {
+    // Closing the terminal of a mount stops it cleanly too (unmounted, lock released).
+    signals::stop_also_on_hangup(&stop);
+    let session = fuser::spawn_mount(Fuse::new(fs), mountpoint, &config).with_context(|| {
         format!(
             "mounting at {} (needs /dev/fuse, and fusermount3 from the fuse3 package unless run as root)",
             mountpoint.display()
         )
     })?;
     if g.json {
-        output::json(&serde_json::json!({ "mounted": what, "mountpoint": mountpoint }))?;
+        let doc = serde_json::json!({ "mounted": what, "mountpoint": mountpoint });
+        let _ = writeln!(std::io::stdout().lock(), "{doc}");
     } else if !g.quiet {
-        eprintln!("cairn: {what} mounted read-only at {}; Ctrl-C or `umount` to unmount", mountpoint.display());
+        say(format_args!("cairn: {what} mounted read-only at {}; Ctrl-C or `umount` to unmount", mountpoint.display()));
     }
+    let mut checked = Instant::now();
     while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
+        if checked.elapsed() >= LOCK_CHECK_EVERY {
+            checked = Instant::now();
+            if let Some(Err(e)) = lock.as_ref().map(LockGuard::check) {
+                say(format_args!(
+                    "cairn: warning: {e}; taking a new lock (a prune meanwhile may have removed data this mount reads)"
+                ));
+                lock = None;
+                match super::read_lock(g, repo, "mount") {
+                    Ok(new) => lock = new,
+                    Err(e) => say(format_args!("cairn: warning: no new lock: {e:#}")),
+                }
+            }
+        }
     }
     if session.guard.is_finished() {
-        session.join().context("serving the mount")?;
-    } else if let Err(e) = session.umount_and_join() {
-        // Busy (a shell inside it): detach now, the kernel lets go when the last user leaves.
-        eprintln!("cairn: {} is busy ({e}); detaching it", mountpoint.display());
-        rustix::mount::unmount(&mountpoint, rustix::mount::UnmountFlags::DETACH)
-            .with_context(|| format!("unmounting {}", mountpoint.display()))?;
+        // Unmounted from outside: the connection is gone. Dropping the session would unmount
+        // its path once more, taking down whatever is mounted there now.
+        std::mem::forget(session);
+    } else {
+        unmount(session, mountpoint)?;
     }
+    drop(lock);
     if !g.quiet && !g.json {
-        eprintln!("cairn: unmounted {}", mountpoint.display());
+        say(format_args!("cairn: unmounted {}", mountpoint.display()));
     }
     Ok(exit::OK)
+}
+
+/// Unmounts after Ctrl-C or SIGTERM. A mount in use (a shell inside it) is detached: it stays
+/// readable for the programs using it, and the process ends once they leave.
+fn unmount(session: BackgroundSession, mountpoint: &Path) -> anyhow::Result<()> {
+    use rustix::mount::UnmountFlags;
+    match rustix::mount::unmount(mountpoint, UnmountFlags::empty()) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::BUSY) => {
+            say(format_args!(
+                "cairn: {} is in use; detached: the programs using it can still read it, and cairn ends when they \
+                 leave it",
+                mountpoint.display()
+            ));
+            rustix::mount::unmount(mountpoint, UnmountFlags::DETACH)
+                .with_context(|| format!("unmounting {}", mountpoint.display()))?;
+        }
+        // Not root: fuser goes through fusermount3 (lazily when busy) and waits.
+        Err(rustix::io::Errno::PERM) => {
+            return session.umount_and_join().with_context(|| format!("unmounting {}", mountpoint.display()));
+        }
+        Err(e) => return Err(e).with_context(|| format!("unmounting {}", mountpoint.display())),
+    }
+    // The kernel ends the connection once unmounted (or, detached, once the last user left).
+    while !session.guard.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Unmounted already: dropping the session would unmount the path again.
+    std::mem::forget(session);
+    Ok(())
 }
 
 /// The engine's file system in FUSE's terms.
 struct Fuse {
     fs: SnapshotFs,
+    /// Repository errors already reported (each once: the kernel retries and reads ahead).
+    reported: Mutex<HashSet<String>>,
 }
 
-/// The errno for `e`; repository failures (a missing or damaged blob) are also reported on
-/// standard error, since the reader only sees EIO.
-fn errno(e: FsError) -> Errno {
-    match e {
-        FsError::NotFound => Errno::ENOENT,
-        FsError::NotDir => Errno::ENOTDIR,
-        FsError::NotFile | FsError::NotSymlink => Errno::EINVAL,
-        FsError::Repository(e) => {
-            eprintln!("cairn: error: {e}");
-            Errno::EIO
+/// Distinct errors remembered as reported; past it, the set starts over.
+const MAX_REPORTED: usize = 10_000;
+
+impl Fuse {
+    fn new(fs: SnapshotFs) -> Self {
+        Fuse { fs, reported: Mutex::new(HashSet::new()) }
+    }
+
+    /// The errno for `e`; a repository failure (a missing or damaged blob) is also reported on
+    /// standard error, once, since the reader only sees EIO.
+    fn errno(&self, e: FsError) -> Errno {
+        match e {
+            FsError::NotFound => Errno::ENOENT,
+            FsError::NotDir => Errno::ENOTDIR,
+            FsError::NotFile | FsError::NotSymlink => Errno::EINVAL,
+            FsError::Repository(e) => {
+                let message = e.to_string();
+                let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+                if reported.len() >= MAX_REPORTED {
+                    reported.clear();
+                }
+                if reported.insert(message.clone()) {
+                    say(format_args!("cairn: error: {message}"));
+                }
+                Errno::EIO
+            }
         }
     }
 }
@@ -149,7 +275,7 @@ fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
-        blocks: a.size.div_ceil(512),
+        blocks: a.allocated.div_ceil(512),
         atime: system_time(a.atime_ns),
         mtime: system_time(a.mtime_ns),
         ctime: system_time(a.ctime_ns),
@@ -182,21 +308,21 @@ impl fuser::Filesystem for Fuse {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup(parent.0, name.as_bytes()) {
             Ok(attr) => reply.entry(&TTL, &file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(self.errno(e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.attr(ino.0) {
             Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(self.errno(e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(self.errno(e)),
         }
     }
 
@@ -210,7 +336,7 @@ impl fuser::Filesystem for Fuse {
             Err(FsError::NotFile) if self.fs.attr(ino.0).is_ok_and(|a| a.kind == Kind::Dir) => {
                 reply.error(Errno::EISDIR)
             }
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(self.errno(e)),
         }
     }
 
@@ -227,14 +353,14 @@ impl fuser::Filesystem for Fuse {
     ) {
         match self.fs.read(ino.0, offset, size) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(self.errno(e)),
         }
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let (entries, parent) = match (self.fs.entries(ino.0), self.fs.parent(ino.0)) {
             (Ok(entries), Ok(parent)) => (entries, parent),
-            (Err(e), _) | (_, Err(e)) => return reply.error(errno(e)),
+            (Err(e), _) | (_, Err(e)) => return reply.error(self.errno(e)),
         };
         let dots = [(b".".as_slice(), ino.0, Kind::Dir), (b"..".as_slice(), parent, Kind::Dir)];
         let all = dots.into_iter().chain(entries.iter().map(|e| (e.name.as_slice(), e.ino, e.kind)));
@@ -253,7 +379,7 @@ impl fuser::Filesystem for Fuse {
                 Some((_, value)) => reply_xattr(reply, size, value),
                 None => reply.error(Errno::NO_XATTR),
             },
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(self.errno(e)),
         }
     }
 
@@ -263,7 +389,7 @@ impl fuser::Filesystem for Fuse {
                 let names: Vec<u8> = xattrs.iter().flat_map(|(n, _)| n.iter().copied().chain([0])).collect();
                 reply_xattr(reply, size, &names);
             }
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(self.errno(e)),
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Attr {
     pub kind: Kind,
     /// Size in bytes.
     pub size: u64,
+    /// Bytes of data (a sparse file's size without its holes), for `st_blocks`.
+    pub allocated: u64,
     /// Permission bits (including setuid, setgid and sticky).
     pub perm: u16,
     /// Hard link count.
@@ -98,8 +100,16 @@ pub enum FsError {
     #[error("not a symbolic link")]
     NotSymlink,
     /// The repository could not give what was asked (missing or damaged object, storage error).
+    /// Shared: a blob that failed is not asked for again for a minute, and every read of it
+    /// meanwhile gets this same error.
     #[error(transparent)]
-    Repository(#[from] Error),
+    Repository(Arc<Error>),
+}
+
+impl From<Error> for FsError {
+    fn from(e: Error) -> Self {
+        FsError::Repository(Arc::new(e))
+    }
 }
 
 /// Result of a file system operation.
@@ -229,6 +239,7 @@ impl SnapshotFs {
             ino,
             kind,
             size,
+            allocated: size,
             perm,
             nlink: if kind == Kind::Dir { 2 } else { 1 },
             uid: self.options.uid,
@@ -343,7 +354,7 @@ impl SnapshotFs {
     /// every blob read is verified against its id, so these are the bytes backed up.
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let layout = self.layout(ino)?;
-        Ok(layout.read(&self.repo, &self.blobs, offset, u64::from(size))?)
+        layout.read(&self.repo, &self.blobs, offset, u64::from(size))
     }
 
     fn layout(&self, ino: u64) -> FsResult<Arc<content::FileLayout>> {
@@ -370,10 +381,15 @@ fn node_attr(ino: u64, node: &Node) -> Attr {
         _ => 0,
     };
     let kind = kind_of(&node.kind);
+    let holes: u64 = match &node.kind {
+        NodeKind::File { holes, .. } => holes.iter().fold(0u64, |sum, &(_, len)| sum.saturating_add(len)),
+        _ => 0,
+    };
     Attr {
         ino,
         kind,
         size,
+        allocated: size.saturating_sub(holes),
         perm: (node.mode & 0o7777) as u16,
         nlink: if kind == Kind::Dir { 2 } else { u32::try_from(node.links.max(1)).unwrap_or(u32::MAX) },
         uid: node.uid,
