@@ -3,6 +3,13 @@
 
 use serde::Serialize;
 
+/// A line on standard error that cannot panic: a warning from a long-running command (a mount)
+/// whose terminal may be gone.
+pub fn warn(msg: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{msg}");
+}
+
 /// Prints `value` as the command's one JSON document.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -39,9 +39,9 @@ pub fn stop_also_on_hangup(flag: &Arc<AtomicBool>) {
     if hangup_ignored() {
         return;
     }
-    let installed = signal_hook::flag::register_conditional_shutdown(SIGHUP, EXIT_INTERRUPTED, flag.clone())
-        .and_then(|_| signal_hook::flag::register(SIGHUP, flag.clone()));
-    if let Err(e) = installed {
+    // Only a stop request, never "exit at once" on a second one: a closing terminal often
+    // sends two (the shell forwards one, the kernel sends another when the shell exits).
+    if let Err(e) = signal_hook::flag::register(SIGHUP, flag.clone()) {
         eprintln!("cairn: warning: cannot handle SIGHUP: {e}");
     }
 }

@@ -5,8 +5,8 @@
 use crate::error::Result;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::ChunkId;
-use crate::ls::walk;
 use crate::repo::Repository;
+use crate::trees::walk;
 
 /// How an entry changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

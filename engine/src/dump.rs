@@ -9,11 +9,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::format::extents::Extents;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::ChunkId;
-use crate::ls::walk;
 use crate::repo::Repository;
-use crate::restore::Extents;
+use crate::trees::walk;
 
 /// Reads the content of a file node: its chunks laid out around its holes.
 pub struct ContentReader<'r> {

@@ -1,8 +1,9 @@
 //! Cairn's engine: an end-to-end-encrypted, content-addressed, deduplicating backup library.
 //!
 //! Layers, each using only itself and the ones below (see ARCHITECTURE.md):
-//! L0 `error`, `id`, `codec`, `crypto`, `compress`, `chunker`, `civil`; L1 `format`, `storage`, `hostfs`;
-//! L2 `keys`, `index`, `repo`; L3 `backup`, `restore`, `ls`, `snapfs`.
+//! L0 `error`, `id`, `codec`, `crypto`, `compress`, `chunker`, `utc`; L1 `format`, `storage`, `hostfs`;
+//! L2 `keys`, `index`, `repo`, `trees`; L3 `backup`, `restore`, `dump`, `diff`, `snapfs` and the
+//! other operations.
 //! The engine never prints, prompts, reads environment variables or exits.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
@@ -35,8 +36,6 @@ pub mod id;
 pub mod index;
 pub mod keys;
 #[cfg(feature = "repository")]
-pub mod ls;
-#[cfg(feature = "repository")]
 pub mod pattern;
 pub mod progress;
 #[cfg(feature = "repository")]
@@ -55,6 +54,8 @@ pub mod snapfs;
 #[cfg(feature = "repository")]
 pub mod stats;
 pub mod storage;
+#[cfg(feature = "repository")]
+pub mod trees;
 pub mod utc;
 
 pub use error::{Error, Result};

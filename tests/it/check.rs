@@ -49,7 +49,8 @@ impl Fixture {
     fn blob_of(&self, repo: &Repository, file: &str) -> (PathBuf, usize) {
         let path = format!("{}/{file}", self.src.display());
         let tree = repo.load_snapshot(&self.second).unwrap().tree;
-        let cairn_engine::ls::Resolved::Node(_, node) = cairn_engine::ls::resolve(repo, tree, path.as_bytes()).unwrap()
+        let cairn_engine::trees::Resolved::Node(_, node) =
+            cairn_engine::trees::resolve(repo, tree, path.as_bytes()).unwrap()
         else {
             panic!()
         };
@@ -284,8 +285,8 @@ fn every_copy_of_a_blob_stored_twice_is_read_and_restore_falls_back_to_an_intact
     let _ = fs::remove_dir_all(t.cache());
     let repo = t.open();
     let path = format!("{}/data", src.display());
-    let cairn_engine::ls::Resolved::Node(_, node) =
-        cairn_engine::ls::resolve(&repo, second.snapshot.tree, path.as_bytes()).unwrap()
+    let cairn_engine::trees::Resolved::Node(_, node) =
+        cairn_engine::trees::resolve(&repo, second.snapshot.tree, path.as_bytes()).unwrap()
     else {
         panic!("data resolves to the root")
     };

@@ -87,8 +87,8 @@ fn two_repositories_cut_the_same_file_at_different_boundaries() {
         let repo = t.open();
         let out = snapshot(&repo, &[&src]);
         let path = format!("{}/f", src.display());
-        let cairn_engine::ls::Resolved::Node(_, node) =
-            cairn_engine::ls::resolve(&repo, out.snapshot.tree, path.as_bytes()).unwrap()
+        let cairn_engine::trees::Resolved::Node(_, node) =
+            cairn_engine::trees::resolve(&repo, out.snapshot.tree, path.as_bytes()).unwrap()
         else {
             panic!("file not found")
         };

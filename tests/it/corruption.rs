@@ -58,8 +58,8 @@ fn flipped_byte_in_a_pack_fails_restore_and_leaves_no_wrong_file() {
     let f = fixture();
     let repo = f.t.open();
     let path = format!("{}/data", f.src.display());
-    let cairn_engine::ls::Resolved::Node(_, node) =
-        cairn_engine::ls::resolve(&repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
+    let cairn_engine::trees::Resolved::Node(_, node) =
+        cairn_engine::trees::resolve(&repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
     else {
         panic!()
     };
@@ -126,8 +126,8 @@ fn flipped_byte_in_the_config_fails_open() {
 /// The pack files holding the content of `file` in the fixture's snapshot.
 fn data_packs(f: &Fixture, repo: &Repository, file: &str) -> Vec<PathBuf> {
     let path = format!("{}/{file}", f.src.display());
-    let cairn_engine::ls::Resolved::Node(_, node) =
-        cairn_engine::ls::resolve(repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
+    let cairn_engine::trees::Resolved::Node(_, node) =
+        cairn_engine::trees::resolve(repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
     else {
         panic!()
     };
@@ -171,8 +171,8 @@ fn a_damaged_tree_fails_the_directory_it_lists_naming_its_pack() {
     // The tree of the source directory (where in the pack depends on how the writer's
     // threads interleaved: locate it).
     let path = f.src.display().to_string();
-    let cairn_engine::ls::Resolved::Node(_, node) =
-        cairn_engine::ls::resolve(&repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
+    let cairn_engine::trees::Resolved::Node(_, node) =
+        cairn_engine::trees::resolve(&repo, f.out.snapshot.tree, path.as_bytes()).unwrap()
     else {
         panic!()
     };

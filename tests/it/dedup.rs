@@ -25,8 +25,8 @@ fn second_snapshot_of_an_unchanged_tree_adds_under_one_percent() {
     // time) may get new tree blobs.
     let subtree = |out: &cairn_engine::backup::BackupOutcome| {
         let p = src.as_os_str().to_str().unwrap().as_bytes().to_vec();
-        match cairn_engine::ls::resolve(&repo, out.snapshot.tree, &p).unwrap() {
-            cairn_engine::ls::Resolved::Node(_, n) => n,
+        match cairn_engine::trees::resolve(&repo, out.snapshot.tree, &p).unwrap() {
+            cairn_engine::trees::Resolved::Node(_, n) => n,
             other => panic!("{other:?}"),
         }
     };

@@ -488,8 +488,9 @@ fn a_later_snapshot_does_not_reuse_chunks_whose_pack_is_gone() {
     let first = snapshot(&t.open(), &[&src]);
     // What a prune that ran beside that backup left: its index names a pack that is gone.
     let repo = t.open();
-    let cairn_engine::ls::Resolved::Node(_, node) =
-        cairn_engine::ls::resolve(&repo, first.snapshot.tree, src.join("big").as_os_str().as_encoded_bytes()).unwrap()
+    let cairn_engine::trees::Resolved::Node(_, node) =
+        cairn_engine::trees::resolve(&repo, first.snapshot.tree, src.join("big").as_os_str().as_encoded_bytes())
+            .unwrap()
     else {
         panic!("big resolves to the root")
     };

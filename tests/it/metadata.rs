@@ -190,7 +190,7 @@ fn non_utf8_names_and_long_paths_list_in_the_snapshot() {
     let repo = t.open();
     let out = snapshot(&repo, &[&src]);
     let mut seen = Vec::new();
-    cairn_engine::ls::walk(&repo, out.snapshot.tree, b"", &mut |p, _| {
+    cairn_engine::trees::walk(&repo, out.snapshot.tree, b"", &mut |p, _| {
         seen.push(p.to_vec());
         Ok(())
     })

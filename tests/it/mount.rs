@@ -204,8 +204,8 @@ fn a_damaged_blob_is_reported_never_read_as_other_bytes() {
     fs::write(src.join("file"), &content).unwrap();
     let repo = Arc::new(t.open());
     let out = snapshot(&repo, &[&src]);
-    let node = match cairn_engine::ls::resolve(&repo, out.snapshot.tree, src.join("file").as_os_str().as_bytes()) {
-        Ok(cairn_engine::ls::Resolved::Node(_, node)) => node,
+    let node = match cairn_engine::trees::resolve(&repo, out.snapshot.tree, src.join("file").as_os_str().as_bytes()) {
+        Ok(cairn_engine::trees::Resolved::Node(_, node)) => node,
         other => panic!("{other:?}"),
     };
     let NodeKind::File { chunks, .. } = &node.kind else { panic!("not a file") };
@@ -377,12 +377,19 @@ fn fuse_mount_ends_cleanly_when_its_terminal_closes_and_refuses_a_mount_point_in
     assert_eq!(locks(), 1, "a mount holds a shared lock");
 
     // A second mount on the same point would hide the first (and unmount the wrong one later).
-    let out = cairn().arg("mount").arg("latest").arg(&mp).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already a mount point"));
+    std::os::unix::fs::symlink(&mp, dir.path().join("link")).unwrap();
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    for other_name in [mp.clone(), dir.path().join("link"), dir.path().join("sub/../mnt")] {
+        let out = cairn().arg("mount").arg("latest").arg(&other_name).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}: {}", other_name.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already a mount point"));
+    }
 
-    let hup = std::process::Command::new("kill").args(["-s", "HUP"]).arg(mounted.child.id().to_string()).status();
-    assert!(hup.unwrap().success());
+    // A closing terminal often sends two: the shell forwards one, the kernel sends another.
+    for _ in 0..2 {
+        let hup = std::process::Command::new("kill").args(["-s", "HUP"]).arg(mounted.child.id().to_string()).status();
+        assert!(hup.unwrap().success());
+    }
     let mountpoint = mounted.mountpoint.clone();
     let (code, err) = mounted.wait();
     assert_eq!(code, Some(0), "SIGHUP unmounts and exits 0: {err}");

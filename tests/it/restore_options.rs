@@ -329,8 +329,8 @@ fn blobs_missing_from_the_index_fail_only_their_files_and_the_cli_says_how_to_me
     let repo = f.t.open();
     let sub_tree = subtree(&repo, &f.out, &f.src.join("docs/sub"));
     let top = format!("{}/top.log", f.src.display());
-    let cairn_engine::ls::Resolved::Node(_, node) =
-        cairn_engine::ls::resolve(&repo, f.out.snapshot.tree, top.as_bytes()).unwrap()
+    let cairn_engine::trees::Resolved::Node(_, node) =
+        cairn_engine::trees::resolve(&repo, f.out.snapshot.tree, top.as_bytes()).unwrap()
     else {
         panic!("top.log resolves to the root")
     };

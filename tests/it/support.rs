@@ -135,12 +135,12 @@ pub fn snapshot(repo: &Repository, paths: &[&Path]) -> BackupOutcome {
 /// the root also holds the metadata of the directories leading to the source (/tmp's mtime
 /// and atime among them), which other tests running at the same time change.
 pub fn subtree(repo: &Repository, out: &BackupOutcome, dir: &Path) -> cairn_engine::ChunkId {
-    match cairn_engine::ls::resolve(repo, out.snapshot.tree, dir.as_os_str().as_bytes()).unwrap() {
-        cairn_engine::ls::Resolved::Node(_, node) => match node.kind {
+    match cairn_engine::trees::resolve(repo, out.snapshot.tree, dir.as_os_str().as_bytes()).unwrap() {
+        cairn_engine::trees::Resolved::Node(_, node) => match node.kind {
             cairn_engine::format::tree::NodeKind::Dir { subtree } => subtree,
             other => panic!("{} is a {other:?}", dir.display()),
         },
-        cairn_engine::ls::Resolved::Root(_) => panic!("resolved to the root"),
+        cairn_engine::trees::Resolved::Root(_) => panic!("resolved to the root"),
     }
 }
 

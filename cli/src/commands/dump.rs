@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use anyhow::Context;
 use cairn_engine::dump::{write_content, write_tar};
 use cairn_engine::format::tree::NodeKind;
-use cairn_engine::ls::{Resolved, resolve};
+use cairn_engine::trees::{Resolved, resolve};
 
 use crate::args::{ArchiveArg, DumpArgs, GlobalArgs};
 use crate::exit;

@@ -1,8 +1,8 @@
 //! `cairn find PATTERN... [--snapshot ID]... [--host H] [--tag T] [--path P]`: matching paths in each snapshot.
 
 use cairn_engine::format::tree::Node;
-use cairn_engine::ls::walk;
 use cairn_engine::pattern::PathPatterns;
+use cairn_engine::trees::walk;
 
 use crate::args::{FindArgs, GlobalArgs};
 use crate::{exit, output, output_node};

@@ -1,7 +1,7 @@
 //! `cairn ls SNAPSHOT [PATH] [--long]`
 
 use cairn_engine::format::tree::{Node, NodeKind};
-use cairn_engine::ls::{Resolved, resolve, walk};
+use cairn_engine::trees::{Resolved, resolve, walk};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::args::{GlobalArgs, LsArgs};

@@ -219,7 +219,7 @@ pub fn audited(
             return Err(anyhow::Error::new(e)
                 .context(format!("{operation} finished, but its audit entry could not be written")));
         }
-        eprintln!("cairn: warning: could not append to the audit log: {e}");
+        crate::output::warn(format_args!("cairn: warning: could not append to the audit log: {e}"));
     }
     result
 }
@@ -381,7 +381,9 @@ pub fn read_lock(g: &GlobalArgs, repo: &Repository, operation: &str) -> anyhow::
     match repo.read_lock(&opts)? {
         ReadLock::Held(guard) => Ok(Some(guard)),
         ReadLock::Unwritable(e) => {
-            eprintln!("cairn: warning: no lock taken, the repository cannot be written ({e}); going on without one");
+            crate::output::warn(format_args!(
+                "cairn: warning: no lock taken, the repository cannot be written ({e}); going on without one"
+            ));
             Ok(None)
         }
     }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,14 +34,14 @@ pub fn run(g: &GlobalArgs, a: &MountArgs) -> anyhow::Result<i32> {
         (true, _) => bail_usage!("with --all, give only the mount point"),
         (false, _) => bail_usage!("give a snapshot (or --all) and a mount point"),
     };
-    let mountpoint = std::path::absolute(&mountpoint).with_context(|| format!("{}", mountpoint.display()))?;
+    let mountpoint = resolved(&mountpoint).with_context(|| format!("{}", mountpoint.display()))?;
     // Mounting over a mount would hide it, and unmounting by path later would take the
     // wrong one down; a dead mount left by a process that was killed looks the same.
     if is_mount_point(&mountpoint) {
         bail_usage!(
             "{} is already a mount point (left by a mount whose process ended? `umount {}` first)",
             mountpoint.display(),
-            mountpoint.display()
+            shell_quoted(&mountpoint)
         );
     }
     if !mountpoint.is_dir() {
@@ -72,11 +72,49 @@ pub fn run(g: &GlobalArgs, a: &MountArgs) -> anyhow::Result<i32> {
     })
 }
 
-/// Whether `path` (absolute) is a mount point now, by `/proc/self/mountinfo`.
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(info) = std::fs::read("/proc/self/mountinfo") else { return false };
+/// `path` absolute, with symlinks and `..` resolved, as mountinfo names mount points. A dead
+/// mount (its process killed) cannot be looked into: then its parent is resolved and its
+/// name kept.
+fn resolved(path: &Path) -> std::io::Result<PathBuf> {
+    let path = std::path::absolute(path)?;
+    std::fs::canonicalize(&path).or_else(|e| match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Ok(std::fs::canonicalize(parent)?.join(name)),
+        _ => Err(e),
+    })
+}
+
+/// `path` as a shell word (for a command to paste).
+fn shell_quoted(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%".contains(&b)) {
+        return s.into_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The mounts on `path` (resolved), bottom first: each one's source and file system type.
+fn mounts_at(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else { return Vec::new() };
     info.split(|&b| b == b'\n')
-        .any(|line| line.split(|&b| b == b' ').nth(4).is_some_and(|m| unescape(m) == path.as_os_str().as_bytes()))
+        .filter_map(|line| {
+            let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            let at = unescape(fields.get(4)?);
+            // After the optional fields: "-", the file system type, the source.
+            let dash = fields.iter().position(|f| *f == b"-")?;
+            let (fstype, source) = (fields.get(dash + 1)?, fields.get(dash + 2)?);
+            (at == path.as_os_str().as_bytes()).then(|| (unescape(source), fstype.to_vec()))
+        })
+        .collect()
+}
+
+/// Whether `path` (resolved) is a mount point now.
+fn is_mount_point(path: &Path) -> bool {
+    !mounts_at(path).is_empty()
+}
+
+/// Whether the topmost mount on `path` is a cairn mount (unmounting by path takes the top one).
+fn cairn_on_top(path: &Path) -> bool {
+    mounts_at(path).last().is_some_and(|(source, fstype)| source == b"cairn" && fstype.starts_with(b"fuse"))
 }
 
 /// A mountinfo field with its octal escapes (`\040` for a space...) decoded.
@@ -149,6 +187,8 @@ fn serve(
         say(format_args!("cairn: {what} mounted read-only at {}; Ctrl-C or `umount` to unmount", mountpoint.display()));
     }
     let mut checked = Instant::now();
+    // A lock lost is taken again, at every check until that works.
+    let mut want_lock = lock.is_some();
     while !stop.load(Ordering::Relaxed) && !session.guard.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
         if checked.elapsed() >= LOCK_CHECK_EVERY {
@@ -158,9 +198,13 @@ fn serve(
                     "cairn: warning: {e}; taking a new lock (a prune meanwhile may have removed data this mount reads)"
                 ));
                 lock = None;
+            }
+            if want_lock && lock.is_none() {
                 match super::read_lock(g, repo, "mount") {
-                    Ok(new) => lock = new,
-                    Err(e) => say(format_args!("cairn: warning: no new lock: {e:#}")),
+                    Ok(Some(new)) => lock = Some(new),
+                    // The storage refuses writes now: nothing can prune it either.
+                    Ok(None) => want_lock = false,
+                    Err(e) => say(format_args!("cairn: warning: no new lock yet (trying again in 10 s): {e:#}")),
                 }
             }
         }
@@ -169,6 +213,14 @@ fn serve(
         // Unmounted from outside: the connection is gone. Dropping the session would unmount
         // its path once more, taking down whatever is mounted there now.
         std::mem::forget(session);
+    } else if !cairn_on_top(mountpoint) {
+        // Unmounting by path would take down what was mounted over this one.
+        std::mem::forget(session);
+        anyhow::bail!(
+            "something else is mounted over {}: this mount stops serving; unmount both (`umount {}` twice)",
+            mountpoint.display(),
+            shell_quoted(mountpoint)
+        );
     } else {
         unmount(session, mountpoint)?;
     }
@@ -196,6 +248,11 @@ fn unmount(session: BackgroundSession, mountpoint: &Path) -> anyhow::Result<()> 
         }
         // Not root: fuser goes through fusermount3 (lazily when busy) and waits.
         Err(rustix::io::Errno::PERM) => {
+            say(format_args!(
+                "cairn: unmounting {} (if it is in use, the programs using it can still read it, and cairn ends \
+                 when they leave it)",
+                mountpoint.display()
+            ));
             return session.umount_and_join().with_context(|| format!("unmounting {}", mountpoint.display()));
         }
         Err(e) => return Err(e).with_context(|| format!("unmounting {}", mountpoint.display())),

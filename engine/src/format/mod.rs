@@ -5,6 +5,8 @@ pub mod audit;
 pub mod blob;
 pub mod config;
 pub mod envelope;
+#[cfg(feature = "repository")]
+pub(crate) mod extents;
 pub mod index;
 pub mod keyring;
 pub mod lock;

@@ -32,9 +32,9 @@ use crate::id::{ChunkId, PackId};
 use crate::index::BlobLocation;
 use crate::repo::pack_name;
 
-use super::extents::Extents;
 use super::recycle::Recycler;
 use super::{Restorer, temp_name};
+use crate::format::extents::Extents;
 
 /// Blobs of one pack closer than this share one ranged read.
 const GAP: u64 = 256 * 1024;

@@ -18,12 +18,9 @@
 //! restore too.
 
 mod content;
-mod extents;
 mod plan;
 mod recycle;
 mod verify;
-
-pub(crate) use extents::Extents;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::hostfs::{self, Special, Stat};
 use crate::id::ChunkId;
-use crate::ls::{Resolved, resolve};
+use crate::trees::{Resolved, resolve};
 
 use super::content::FileJob;
 use super::{Overwrite, RestoreFailure, RestoreOutcome, Restorer, is_temp_name};

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::format::tree::{Node, NodeKind};
 use crate::repo::Repository;
 
-use super::extents::Extents;
+use crate::format::extents::Extents;
 
 /// Whether `file` holds exactly the content of `node` (a file node). `Ok(false)` for a
 /// mismatch; errors are I/O or index failures.

@@ -11,10 +11,10 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::error::{Error, Result};
+use crate::format::extents::Extents;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::ChunkId;
 use crate::repo::Repository;
-use crate::restore::Extents;
 
 use super::{FsError, FsResult};
 

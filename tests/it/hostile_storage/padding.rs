@@ -46,8 +46,8 @@ fn back_up(sizes: &[usize], seed: u64) -> (TestRepo, Vec<(ChunkId, u32, u32)>, u
 }
 
 fn only_chunk(repo: &Repository, root: ChunkId, path: &Path) -> ChunkId {
-    let cairn_engine::ls::Resolved::Node(_, node) =
-        cairn_engine::ls::resolve(repo, root, path.as_os_str().as_encoded_bytes()).unwrap()
+    let cairn_engine::trees::Resolved::Node(_, node) =
+        cairn_engine::trees::resolve(repo, root, path.as_os_str().as_encoded_bytes()).unwrap()
     else {
         panic!("{} not found", path.display())
     };

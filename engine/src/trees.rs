@@ -1,4 +1,5 @@
-//! Browsing snapshots: resolve a path inside a snapshot and walk trees depth-first.
+//! Snapshot trees as a service every operation may use (ls, restore, dump, diff, find, mount):
+//! resolve a path inside a snapshot and walk trees depth-first.
 
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
