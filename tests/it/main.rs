@@ -29,4 +29,5 @@ mod soak;
 mod source_errors;
 mod storage_conformance;
 mod support;
+mod tidy;
 mod vectors;

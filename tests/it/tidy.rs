@@ -1,0 +1,171 @@
+//! The conventions ARCHITECTURE.md and shared/STYLE.md state, checked on the source tree (as
+//! rust-analyzer's tidy.rs does): no source file over 600 lines; every file opens with a
+//! comment saying what it is for; no repository object name spelled outside the namespace
+//! module (engine/src/format/names.rs); no sleep in a test and no assertion on wall-clock time,
+//! except where listed below with the reason. Each list entry must still be needed: one that
+//! no longer is fails too, so the lists only shrink.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The most lines a source file may have.
+const MAX_LINES: usize = 600;
+
+/// Files over [`MAX_LINES`], each with what is to become of it.
+const LONG_FILES: &[(&str, &str)] = &[
+    ("engine/src/index/cache.rs", "to split into its schema, the shared-cache claim, the id-file state and the facade"),
+    ("engine/src/repo/mod.rs", "to split into open and keys, blobs, index sync, snapshots"),
+    ("engine/src/repo/keyslots.rs", "to split: slot management, rotation, epoch usage"),
+    ("engine/src/audit/mod.rs", "to split: append, read, verify"),
+    ("cli/src/args.rs", "to split per command group"),
+    ("tests/it/everyday.rs", "to split per area (filters, retention, progress, new commands)"),
+    ("tests/it/crash_matrix.rs", "to split: the scenario table, the runner"),
+];
+
+/// Test files that sleep, and why.
+const SLEEPS: &[(&str, &str)] = &[
+    ("tests/it/keys.rs", "polls /proc for a child process to reach a point"),
+    ("tests/it/readme.rs", "polls for a lock file; lets a slow stdin command start before SIGTERM"),
+    ("tests/it/signals.rs", "polls for a child process to be ready to interrupt"),
+    ("tests/it/soak.rs", "paces the random workload of the soak test"),
+    ("tests/it/mount.rs", "polls /proc/self/mountinfo for the kernel to show or drop the mount"),
+];
+
+/// Test files that assert on elapsed time, and why.
+const WALL_CLOCK: &[(&str, &str)] =
+    &[("tests/it/s3.rs", "bandwidth limits are slowness: only a lower bound on time, which noise cannot break")];
+
+/// Files that may spell object names: the namespace itself, and fixtures of the fuzz targets
+/// (names bound into sealed test objects).
+const NAME_SPELLERS: &[&str] = &["engine/src/format/names.rs", "engine/src/fuzzing.rs"];
+
+/// Directory prefixes of the object namespace, as a string literal opens them.
+const OBJECT_DIRS: [&str; 8] =
+    ["\"data/", "\"index/", "\"snapshots/", "\"keys/", "\"keyring/", "\"locks/", "\"audit/", "\"marks/"];
+
+/// A source file: its path from the workspace root and its text.
+struct Source {
+    path: String,
+    text: String,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Every `.rs` file below the checked directories, by path from the workspace root.
+fn sources() -> Vec<Source> {
+    let root = workspace();
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> =
+        ["engine/src", "cli/src", "tests/it", "tests/src", "benches/benches"].iter().map(|d| root.join(d)).collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                out.push(Source { path: rel, text: fs::read_to_string(&path).unwrap() });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// The text before a file's unit tests (`#[cfg(test)]`): what ships.
+fn shipped(text: &str) -> &str {
+    text.find("#[cfg(test)]").map_or(text, |i| &text[..i])
+}
+
+/// Every breach of the conventions in `files`, one line each.
+fn violations(files: &[Source]) -> Vec<String> {
+    let mut out = Vec::new();
+    let listed = |list: &[(&str, &str)], path: &str| list.iter().any(|(p, _)| *p == path);
+    let mut needed: Vec<&str> = Vec::new();
+    for f in files {
+        let lines = f.text.lines().count();
+        if lines > MAX_LINES {
+            if listed(LONG_FILES, &f.path) {
+                needed.push(&f.path);
+            } else {
+                out.push(format!("{}: {lines} lines, more than {MAX_LINES}: split it by concern", f.path));
+            }
+        }
+        if !f.text.starts_with("//!") {
+            out.push(format!("{}: does not open with a //! comment saying what it is for", f.path));
+        }
+        let engine_or_cli = f.path.starts_with("engine/src/") || f.path.starts_with("cli/src/");
+        if engine_or_cli && !NAME_SPELLERS.contains(&f.path.as_str()) {
+            for (n, line) in shipped(&f.text).lines().enumerate() {
+                if let Some(dir) = OBJECT_DIRS.iter().find(|d| line.contains(*d)) {
+                    out.push(format!(
+                        "{}:{}: object name spelled by hand ({dir}...): use format::names",
+                        f.path,
+                        n + 1
+                    ));
+                }
+            }
+        }
+        // This file spells the patterns it looks for.
+        if f.path.starts_with("tests/") && f.path != "tests/it/tidy.rs" {
+            if f.text.contains("sleep(") {
+                if listed(SLEEPS, &f.path) {
+                    needed.push(&f.path);
+                } else {
+                    out.push(format!("{}: sleeps: wait for the condition instead, or list it with a reason", f.path));
+                }
+            }
+            let timed = f.text.lines().any(|l| l.contains("assert") && l.contains("elapsed()"));
+            if timed {
+                if listed(WALL_CLOCK, &f.path) {
+                    needed.push(&f.path);
+                } else {
+                    out.push(format!("{}: asserts on wall-clock time: shared machines are noisy", f.path));
+                }
+            }
+        }
+    }
+    for (list, what) in [(LONG_FILES, "LONG_FILES"), (SLEEPS, "SLEEPS"), (WALL_CLOCK, "WALL_CLOCK")] {
+        for (path, _) in list {
+            if files.iter().any(|f| f.path == *path) && !needed.contains(path) {
+                out.push(format!("{path}: listed in {what} but no longer needs to be: remove the entry"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_source_tree_follows_the_conventions() {
+    let files = sources();
+    assert!(files.len() > 100, "found only {} source files", files.len());
+    let found = violations(&files);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn each_rule_catches_a_planted_violation() {
+    let file = |path: &str, text: String| Source { path: path.into(), text };
+    let doc = "//! A module.\n".to_string();
+    let cases = [
+        (file("engine/src/planted.rs", doc.clone() + &"let x = 1;\n".repeat(MAX_LINES)), "lines, more than"),
+        (file("engine/src/planted.rs", "fn main() {}\n".into()), "does not open with"),
+        (file("cli/src/planted.rs", doc.clone() + "let n = format!(\"index/{id}\");\n"), "spelled by hand"),
+        (file("tests/it/planted.rs", doc.clone() + "std::thread::sleep(d);\n"), "sleeps"),
+        (file("tests/it/planted.rs", doc.clone() + "assert!(t.elapsed() < d);\n"), "wall-clock"),
+    ];
+    for (planted, expected) in cases {
+        let found = violations(std::slice::from_ref(&planted));
+        assert!(found.iter().any(|v| v.contains(expected)), "{expected:?} not caught: {found:?}");
+    }
+    // Names in unit tests are fine; a listed file that is now short must leave the list.
+    let in_tests =
+        file("engine/src/planted.rs", doc.clone() + "#[cfg(test)]\nmod t { const N: &str = \"locks/x\"; }\n");
+    assert!(violations(&[in_tests]).is_empty());
+    let now_short = file("engine/src/repo/mod.rs", doc);
+    let found = violations(&[now_short]);
+    assert!(found.iter().any(|v| v.contains("no longer needs to be")), "{found:?}");
+}
