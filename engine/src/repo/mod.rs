@@ -3,6 +3,7 @@
 //! Operations (`backup`, `restore`, ...) use this and nothing below it directly.
 
 mod blob_writer;
+mod epochs;
 mod index_rewrite;
 mod keyslots;
 mod lock;
@@ -13,8 +14,9 @@ mod repack;
 mod uploader;
 
 pub use blob_writer::{BlobWriter, WriteStats};
+pub use epochs::EpochUsage;
 pub use index_rewrite::IndexRewrite;
-pub use keyslots::{EpochUsage, RotateOutcome, SlotSummary};
+pub use keyslots::{RotateOutcome, SlotSummary};
 pub use lock::{LockGuard, LockInfo, LockOptions, REFRESH_EVERY, ReadLock, STALE_AFTER, is_stale};
 pub use repack::RepackWriter;
 

@@ -1,0 +1,208 @@
+//! Data-key epochs on an open repository: which epochs are still in use (packs and sealed
+//! objects), retiring an epoch nothing uses, and re-sealing objects and locks under the current
+//! epoch (the last steps of a key rotation). The caller holds the exclusive lock for everything
+//! that writes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Repository, pack_name};
+use crate::error::{Error, Result};
+use crate::format::MAX_SMALL_OBJECT;
+use crate::format::config::CONFIG_NAME;
+use crate::format::envelope::{self, ObjectKind};
+use crate::format::names::Dir;
+use crate::id::PackId;
+use crate::keys::Keyring;
+use crate::storage::PutMode;
+
+/// Where each data-key epoch is still used.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EpochUsage {
+    /// Packs sealed under the epoch.
+    pub packs: u64,
+    /// Other sealed objects (config, snapshots, index segments, audit entries, deletion marks).
+    pub objects: u64,
+}
+
+impl EpochUsage {
+    /// Whether nothing uses the epoch.
+    pub fn is_unused(&self) -> bool {
+        self.packs == 0 && self.objects == 0
+    }
+}
+
+/// The lasting small sealed objects besides `config`, by directory. Locks are left out: they live
+/// for one command, and the command retiring an epoch holds one sealed under it.
+const SEALED_OBJECTS: [(Dir, ObjectKind); 4] = [
+    (Dir::Snapshots, ObjectKind::Snapshot),
+    (Dir::Index, ObjectKind::IndexSegment),
+    (Dir::Audit, ObjectKind::Audit),
+    (Dir::Marks, ObjectKind::PruneMarks),
+];
+
+impl Repository {
+    /// The data-key epochs the keyring holds, current last.
+    pub fn key_epochs(&self) -> Vec<(u32, Option<i64>)> {
+        self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()
+    }
+
+    /// The epoch of the pack `id` of `size` bytes as its locator claims it in clear: enough to
+    /// pick packs to re-encrypt and to show usage, not to drop a key (see
+    /// [`Self::verified_pack_epoch`]).
+    pub fn pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
+        let name = pack_name(id);
+        let at = size
+            .checked_sub(crate::format::pack::LOCATOR_LEN as u64)
+            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
+        let head = self.storage.get_range(&name, at, 5)?;
+        envelope::epoch_of(&head, &name)
+    }
+
+    /// The epoch of the pack `id`, on authenticated bytes: the whole pack is read, its header
+    /// opened over its blob area under the locator's epoch, and its bytes checked against its
+    /// name. The clear epoch field alone could be edited by the storage (or a locator moved from
+    /// another pack) to make a key in use look unused. An epoch the keyring does not hold
+    /// cannot be checked and is an error.
+    pub fn verified_pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
+        let name = pack_name(id);
+        if size > self.config.max_pack_size() {
+            return Err(crate::storage::too_large(&name, size, self.config.max_pack_size()));
+        }
+        let bytes = self.storage.get_bounded(&name, self.config.max_pack_size())?;
+        let at = bytes
+            .len()
+            .checked_sub(crate::format::pack::LOCATOR_LEN)
+            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
+        let epoch = envelope::epoch_of(bytes.get(at..).unwrap_or_default(), &name)?;
+        self.keyring.data_key(epoch, &name)?;
+        let opened = self.open_pack(&name, &bytes)?;
+        if opened.id != *id {
+            return Err(Error::corrupt(&name, "the pack's bytes do not hash to its name"));
+        }
+        Ok(epoch)
+    }
+
+    /// The epoch a small sealed object is sealed under, authenticated like
+    /// [`Self::verified_pack_epoch`] when `verify`. `None` when the object is gone.
+    fn object_epoch(&self, name: &str, kind: ObjectKind, verify: bool) -> Result<Option<u32>> {
+        let sealed = match self.storage.get_bounded(name, MAX_SMALL_OBJECT) {
+            Ok(b) => b,
+            Err(Error::Missing(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let epoch = envelope::epoch_of(&sealed, name)?;
+        if verify {
+            envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.data_key(e, name))?;
+        }
+        Ok(Some(epoch))
+    }
+
+    /// Counts, per epoch the objects sealed under it: every pack and every other sealed object.
+    /// Epochs the keyring no longer holds show up too. With `verify` (before a key is dropped)
+    /// every object is read whole and opened, so the counts rest on authenticated bytes, and an
+    /// object that does not open, or claims an epoch the keyring lacks, is an error; without,
+    /// the clear epoch fields are read (what `key epochs` shows).
+    pub fn epoch_usage(&self, verify: bool) -> Result<BTreeMap<u32, EpochUsage>> {
+        let mut usage: BTreeMap<u32, EpochUsage> =
+            self.keyring.epochs().into_iter().map(|e| (e, EpochUsage::default())).collect();
+        for (id, name) in self.list_packs()? {
+            let size = self.storage.stat(&name)?.unwrap_or(0);
+            let epoch = if verify { self.verified_pack_epoch(&id, size)? } else { self.pack_epoch(&id, size)? };
+            usage.entry(epoch).or_default().packs += 1;
+        }
+        let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
+        for (dir, kind) in SEALED_OBJECTS {
+            names.extend(self.storage.list(dir.prefix())?.into_iter().map(|n| (n, kind)));
+        }
+        for (name, kind) in names {
+            if let Some(epoch) = self.object_epoch(&name, kind, verify)? {
+                usage.entry(epoch).or_default().objects += 1;
+            }
+        }
+        Ok(usage)
+    }
+
+    /// Drops `epoch` from the keyring once nothing is sealed under it.
+    pub fn retire_epoch(&self, epoch: u32) -> Result<()> {
+        let keyrings = self.storage.list(Dir::Keyring.prefix())?;
+        if keyrings.len() > 1 {
+            return Err(Error::InvalidInput(
+                "a key rotation did not finish (more than one keyring); run `cairn key rotate` first".into(),
+            ));
+        }
+        // Validates first: the current epoch and unknown epochs are refused before any scan.
+        let ring: Keyring = self.stored_keyring()?.without_epoch(epoch)?;
+        let usage = self.epoch_usage(true)?;
+        if let Some(u) = usage.get(&epoch)
+            && !u.is_unused()
+        {
+            return Err(Error::InvalidInput(format!(
+                "epoch {epoch} still seals {} packs and {} other objects; run `cairn prune --reencrypt-epoch {epoch}` first",
+                u.packs, u.objects
+            )));
+        }
+        self.reseal_locks(epoch)?;
+        self.store_keyring(&ring)
+    }
+
+    /// Re-seals the locks sealed under `epoch` under the current epoch, before `epoch` is
+    /// retired: a lock nobody can read blocks exclusive work until it turns stale by age, and
+    /// a stale lock must stay recognisable as one. A live holder's next refresh seals its lock
+    /// under its own key again; it is live then, and it turns stale by age once it stops. A
+    /// lock its holder deletes between the read and the write comes back, as the lock of a
+    /// finished process: stale at once on its machine, after [`super::STALE_AFTER`] elsewhere.
+    pub(super) fn reseal_locks(&self, epoch: u32) -> Result<u64> {
+        let (current, key) = self.keyring.current();
+        let mut count = 0;
+        for name in self.storage.list(Dir::Locks.prefix())? {
+            let sealed = match self.storage.get_bounded(&name, MAX_SMALL_OBJECT) {
+                Ok(b) => b,
+                Err(Error::Missing(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if envelope::epoch_of(&sealed, &name).ok() != Some(epoch) {
+                continue;
+            }
+            // A lock that does not open is damaged already; it turns stale by age.
+            let Ok(plain) =
+                envelope::open(&sealed, ObjectKind::Lock, name.as_bytes(), &name, |e| self.keyring.data_key(e, &name))
+            else {
+                continue;
+            };
+            let resealed = envelope::seal(key, current, ObjectKind::Lock, name.as_bytes(), &plain)?;
+            self.storage.put(&name, &resealed, PutMode::Overwrite)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Re-seals every small object (config, snapshots, index segments, audit entries, deletion
+    /// marks) sealed under `epoch` under the current epoch, in place (each an atomic overwrite
+    /// of the same plaintext under the same name). Returns how many were re-sealed.
+    pub fn reseal_objects(&self, epoch: u32) -> Result<u64> {
+        self.reseal_objects_where(|e| e == epoch)
+    }
+
+    pub(super) fn reseal_objects_where(&self, sealed_under: impl Fn(u32) -> bool) -> Result<u64> {
+        let (current, key) = self.keyring.current();
+        let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
+        for (dir, kind) in SEALED_OBJECTS {
+            names.extend(self.storage.list(dir.prefix())?.into_iter().map(|n| (n, kind)));
+        }
+        let mut count = 0;
+        for (name, kind) in names {
+            let sealed = self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?;
+            let epoch = envelope::epoch_of(&sealed, &name)?;
+            if epoch == current || !sealed_under(epoch) {
+                continue;
+            }
+            let plain = envelope::open(&sealed, kind, name.as_bytes(), &name, |e| self.keyring.data_key(e, &name))?;
+            let resealed = envelope::seal(key, current, kind, name.as_bytes(), &plain)?;
+            self.storage.put(&name, &resealed, PutMode::Overwrite)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
