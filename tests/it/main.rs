@@ -3,6 +3,7 @@
 mod audit;
 mod check;
 mod cli;
+mod commands;
 mod confidentiality;
 mod corruption;
 mod crash_matrix;

@@ -15,7 +15,6 @@ const MAX_LINES: usize = 600;
 const LONG_FILES: &[(&str, &str)] = &[
     ("engine/src/index/cache.rs", "to split into its schema, the shared-cache claim, the id-file state and the facade"),
     ("engine/src/repo/mod.rs", "to split into open and keys, blobs, index sync, snapshots"),
-    ("tests/it/everyday.rs", "to split per area (filters, retention, progress, new commands)"),
     ("tests/it/crash_matrix.rs", "to split: the scenario table, the runner"),
 ];
 
