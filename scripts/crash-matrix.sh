@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole crash-point matrix (tests/it/crash_matrix.rs): every command that changes the
+# The whole crash-point matrix (tests/it/crash_matrix/): every command that changes the
 # repository killed with SIGKILL at each of its storage writes, and its rerun killed too, each
 # crash followed by the checks (every slot opens, check --read-data, every snapshot restores
 # byte for byte, the rerun completes). `.ci/run` runs a sample of it with the suite; this runs
