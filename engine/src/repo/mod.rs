@@ -1,16 +1,21 @@
-//! The repository service: init and open (slots -> K -> keyring -> config), sealed objects by
-//! name, blobs by id through the index cache, snapshots, and the parallel blob writer.
+//! The repository service: init and open (slots -> K -> keyring -> config) and sealed objects
+//! by name here; blobs by id through the index cache (`blobs`), the index cache kept in step
+//! (`index_sync`), snapshots (`snapshots`), key slots and epochs (`keyslots`, `epochs`), locks,
+//! and the parallel blob writer.
 //! Operations (`backup`, `restore`, ...) use this and nothing below it directly.
 
 mod blob_writer;
+mod blobs;
 mod epochs;
 mod index_rewrite;
+mod index_sync;
 mod keyslots;
 mod lock;
 mod pack_buffers;
 mod packer;
 mod pins;
 mod repack;
+mod snapshots;
 mod uploader;
 
 pub use blob_writer::{BlobWriter, WriteStats};
@@ -47,14 +52,6 @@ use crate::storage::{PutMode, Storage};
 /// Blob entries per index segment at most (besides the pack limits): a segment is decoded and
 /// applied whole, so this bounds the memory of reading the index, whatever the chunk size.
 pub(crate) const BLOBS_PER_SEGMENT: usize = 65_536;
-/// Index segments read at once while syncing the cache (memory: this many decoded segments).
-const SYNC_BATCH: usize = 8;
-/// Entries of decoded segments a sync keeps between its two passes (about 100 MiB).
-#[cfg(not(feature = "test-vectors"))]
-const SYNC_KEEP_ENTRIES: usize = 1 << 20;
-/// Test builds keep almost nothing, so the integration tests exercise the re-reading path.
-#[cfg(feature = "test-vectors")]
-const SYNC_KEEP_ENTRIES: usize = 64;
 
 /// What `init` creates.
 #[derive(Debug, Clone)]
@@ -524,255 +521,6 @@ impl Repository {
         envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.key_for(kind, e, name))
     }
 
-    /// Brings the index cache up to the repository's segments: applies segments it has not
-    /// seen, ignores segments another segment supersedes (prune writes its new index before
-    /// deleting the old one), and rebuilds the cache when a segment it applied is gone or
-    /// superseded (the repository is the truth). A segment that cannot be read is skipped and
-    /// reported by [`Repository::index_problems`]: the blobs it lists look missing, which
-    /// backup survives (it stores them again) and `check` reports.
-    pub fn sync_index(&self) -> Result<()> {
-        let names = self.storage.list(Dir::Index.prefix())?;
-        let present: HashSet<ObjectId> = Dir::Index.ids(&names).into_iter().collect();
-        let applied = self.index.applied_segments()?;
-        let load = |id: &ObjectId| -> (ObjectId, Result<IndexSegment>) {
-            let name = Dir::Index.object(id);
-            let seg = self.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name));
-            (*id, seg)
-        };
-        let mut fresh_ids: Vec<ObjectId> = present.iter().filter(|id| !applied.contains_key(id)).copied().collect();
-        fresh_ids.sort();
-        // Pass 1, in bounded batches: learn what the fresh segments supersede. Decoded segments
-        // are kept for pass 2 up to a budget of entries; beyond it they are read again, so a
-        // first sync of a huge repository does not hold its whole index in memory.
-        let mut superseded: HashSet<ObjectId> = applied.values().flatten().copied().collect();
-        let mut kept: HashMap<ObjectId, IndexSegment> = HashMap::new();
-        let mut kept_entries = 0usize;
-        let mut problems = Vec::new();
-        let mut failed: HashSet<ObjectId> = HashSet::new();
-        for batch in fresh_ids.chunks(SYNC_BATCH) {
-            for (id, seg) in self.with_io_pool(|| batch.par_iter().map(load).collect::<Vec<_>>()) {
-                match seg {
-                    Ok(seg) => {
-                        superseded.extend(seg.supersedes.iter().copied());
-                        let n: usize = seg.packs.iter().map(|p| p.blobs.len()).sum();
-                        if kept_entries + n <= SYNC_KEEP_ENTRIES {
-                            kept_entries += n;
-                            kept.insert(id, seg);
-                        }
-                    }
-                    Err(e) => {
-                        failed.insert(id);
-                        problems.push(e);
-                    }
-                }
-            }
-        }
-        let rebuild = applied.keys().any(|id| !present.contains(id) || superseded.contains(id));
-        let mut to_apply: Vec<ObjectId> = Vec::new();
-        if rebuild {
-            self.index.clear()?;
-            to_apply.extend(applied.keys().filter(|id| present.contains(id)));
-        }
-        to_apply.extend(fresh_ids.iter().filter(|id| !failed.contains(id)));
-        to_apply.retain(|id| !superseded.contains(id));
-        // Many segments: applied with background compactions off, then compacted once.
-        let compact = rebuild || to_apply.len() >= SYNC_BATCH;
-        let bulk = compact.then(|| self.index.bulk_load());
-        // Pass 2: apply, reading again what pass 1 did not keep, again in bounded batches.
-        for batch in to_apply.chunks(SYNC_BATCH) {
-            let missing: Vec<ObjectId> = batch.iter().filter(|id| !kept.contains_key(id)).copied().collect();
-            let mut loaded: HashMap<ObjectId, Result<IndexSegment>> =
-                self.with_io_pool(|| missing.par_iter().map(load).collect());
-            for id in batch {
-                let seg = match kept.remove(id) {
-                    Some(seg) => Ok(seg),
-                    None => loaded.remove(id).unwrap_or_else(|| Err(Error::Missing(Dir::Index.object(id)))),
-                };
-                match seg {
-                    Ok(seg) => self.index.apply_segment(*id, &seg)?,
-                    Err(e) => problems.push(e),
-                }
-            }
-        }
-        if compact {
-            // Before compactions are back on, so none starts on part of level 0 first.
-            self.index.compact();
-        }
-        drop(bulk);
-        // After compacting: the fold then reads few tables. Not fatal, as at the end of a
-        // backup: lookups stay right without a new id file.
-        let _ = self.index.fold_new_ids();
-        *self.index_problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
-        Ok(())
-    }
-
-    /// A new, empty scratch table in this repository's cache directory (deleted when dropped).
-    pub fn scratch_table(&self, purpose: &str) -> Result<crate::index::ScratchTable> {
-        let unique = hex::encode(crate::crypto::random_array::<6>()?);
-        crate::index::ScratchTable::create(
-            &self.cache_dir.join(format!("scratch-{purpose}-{}-{unique}", std::process::id())),
-        )
-    }
-
-    /// Ids of the index segments in the repository, sorted.
-    pub fn segment_ids(&self) -> Result<Vec<ObjectId>> {
-        let mut ids = Dir::Index.ids(&self.storage.list(Dir::Index.prefix())?);
-        ids.sort();
-        Ok(ids)
-    }
-
-    /// Index segments the last [`Repository::sync_index`] could not read, as errors naming them.
-    pub fn index_problems(&self) -> Vec<String> {
-        self.index_problems
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    /// Writes an index segment and applies it to the cache. Returns its stored size.
-    /// [`Error::LockLost`] (nothing written) when a lock this handle holds was lost.
-    pub fn save_index_segment(&self, segment: &IndexSegment) -> Result<u64> {
-        self.check_locks()?;
-        let id = ObjectId::random()?;
-        let size = self.save_object(ObjectKind::IndexSegment, &Dir::Index.object(&id), &segment.encode())?;
-        self.index.apply_segment(id, segment)?;
-        Ok(size)
-    }
-
-    /// Every pack in the storage (one listing of `data/`), with its object name. Objects there
-    /// whose name is not a pack's (strays, temporary files) are not packs and are left out.
-    pub fn list_packs(&self) -> Result<Vec<(PackId, String)>> {
-        Ok(self
-            .storage
-            .list(Dir::Data.prefix())?
-            .into_iter()
-            .filter_map(|n| names::pack_id(&n).map(|id| (id, n)))
-            .collect())
-    }
-
-    /// Where a blob lives.
-    pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
-        self.index.get(id)?.ok_or_else(|| Error::Missing(format!("blob {id} {NOT_INDEXED}")))
-    }
-
-    /// Reads, opens, decompresses and verifies a blob: its keyed hash must equal `id`, so a
-    /// restore can never write bytes other than the ones backed up. When the copy the index
-    /// cache names is missing or damaged, other copies the index segments list are tried.
-    pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
-        let loc = self.locate(id)?;
-        match self.read_blob_at(id, &loc) {
-            Err(e @ (Error::Corrupt { .. } | Error::Missing(_))) => {
-                let copies = self.blob_copies(&HashSet::from([*id]))?.remove(id).unwrap_or_default();
-                copies
-                    .iter()
-                    .filter(|other| other.pack != loc.pack)
-                    .find_map(|other| self.read_blob_at(id, other).ok())
-                    .ok_or(e)
-            }
-            other => other,
-        }
-    }
-
-    fn read_blob_at(&self, id: &ChunkId, loc: &BlobLocation) -> Result<Vec<u8>> {
-        let pack = pack_name(&loc.pack);
-        let sealed = self.storage.get_range(&pack, u64::from(loc.offset), u64::from(loc.length))?;
-        self.open_blob(id, loc, &pack, &sealed)
-    }
-
-    /// Every location the repository's index segments give for `ids`, superseded segments
-    /// aside. The cache keeps one location per blob; a blob stored more than once (backups
-    /// that ran at once each store the same new data) has more, and a reader falls back on
-    /// them when the one it read is missing or damaged. Reads every segment (in batches, so
-    /// memory stays bounded): for that rare path only. Segments that cannot be read are
-    /// skipped.
-    pub fn blob_copies(&self, ids: &HashSet<ChunkId>) -> Result<HashMap<ChunkId, Vec<BlobLocation>>> {
-        let mut names = self.storage.list(Dir::Index.prefix())?;
-        names.sort();
-        let mut superseded: HashSet<ObjectId> = HashSet::new();
-        let mut found: Vec<(String, ChunkId, BlobLocation)> = Vec::new();
-        for batch in names.chunks(SYNC_BATCH) {
-            let segments: Vec<Option<IndexSegment>> = self.with_io_pool(|| {
-                batch
-                    .par_iter()
-                    .map(|name| {
-                        self.load_object(ObjectKind::IndexSegment, name)
-                            .and_then(|b| IndexSegment::decode(&b, name))
-                            .ok()
-                    })
-                    .collect()
-            });
-            for (name, seg) in batch.iter().zip(segments) {
-                let Some(seg) = seg else { continue };
-                superseded.extend(seg.supersedes.iter().copied());
-                for pack in &seg.packs {
-                    for b in pack.blobs.iter().filter(|b| ids.contains(&b.id)) {
-                        found.push((name.clone(), b.id, BlobLocation::of(pack.pack, b)));
-                    }
-                }
-            }
-        }
-        let mut out: HashMap<ChunkId, Vec<BlobLocation>> = HashMap::new();
-        for (name, id, loc) in found {
-            let live = Dir::Index.id_of(&name).is_some_and(|s| !superseded.contains(&s));
-            let copies = out.entry(id).or_default();
-            if live && !copies.contains(&loc) {
-                copies.push(loc);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Opens a blob's sealed bytes read from `pack` and verifies them against `id`.
-    pub fn open_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-        Ok(self.open_blob_parts(id, loc, pack, sealed)?.1)
-    }
-
-    /// The opened plaintext (padded, compressed or raw) and the verified content of a sealed
-    /// blob.
-    fn open_blob_parts(
-        &self,
-        id: &ChunkId,
-        loc: &BlobLocation,
-        pack: &str,
-        sealed: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let object = format!("{pack} (blob {id})");
-        let opened = envelope::open(sealed, loc.kind.object_kind(), id.as_bytes(), &object, |e| {
-            self.keyring.data_key(e, &object)
-        })?;
-        let plain = blob::decode(&opened, loc.raw_length as usize, &object)?;
-        if plain.len() != loc.raw_length as usize || self.keyring.chunk_id(&plain) != *id {
-            return Err(Error::corrupt(object, "content does not match its id"));
-        }
-        Ok((opened, plain))
-    }
-
-    /// Opens and verifies a blob like [`Repository::open_blob`], then seals its plaintext
-    /// (padded, compressed or raw, as it was) again under the current epoch: re-encryption
-    /// without recompressing, and the same size.
-    pub fn reseal_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-        let (opened, _) = self.open_blob_parts(id, loc, pack, sealed)?;
-        let (epoch, key) = self.keyring.current();
-        envelope::seal(key, epoch, loc.kind.object_kind(), id.as_bytes(), &opened)
-    }
-
-    /// Opens and verifies the header of the whole pack `bytes` stored as `name` (SPEC §10):
-    /// the header must be bound to the blobs before it. The result also holds the BLAKE3 of
-    /// the bytes, which the caller compares with the pack's name.
-    pub fn open_pack(&self, name: &str, bytes: &[u8]) -> Result<crate::format::pack::OpenedPack> {
-        crate::format::pack::open(bytes, name, |kind, ad_name, sealed| {
-            envelope::open(sealed, kind, ad_name, name, |e| self.keyring.data_key(e, name))
-        })
-    }
-
-    /// Loads a tree blob.
-    pub fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
-        let bytes = self.read_blob(id)?;
-        Tree::decode(&bytes, &format!("tree {id}"))
-    }
-
     /// A blob writer for this repository (see [`BlobWriter`]).
     pub fn blob_writer(&self) -> Result<BlobWriter<'_>> {
         BlobWriter::new(self, false)
@@ -782,11 +530,6 @@ impl Repository {
     /// lacks: what a backup would add (`snapshot --dry-run`).
     pub fn dry_run_blob_writer(&self) -> Result<BlobWriter<'_>> {
         BlobWriter::new(self, true)
-    }
-
-    /// Ids of all snapshots.
-    pub fn snapshot_ids(&self) -> Result<Vec<ObjectId>> {
-        Ok(Dir::Snapshots.ids(&self.storage.list(Dir::Snapshots.prefix())?))
     }
 
     /// Says who runs this handle's operations: from then on every snapshot is announced in the
@@ -813,126 +556,6 @@ impl Repository {
     /// Whether a stop was requested.
     pub fn stop_requested(&self) -> bool {
         self.stop.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Loads one snapshot.
-    pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
-        let name = snapshot_name(id);
-        Snapshot::decode(&self.load_object(ObjectKind::Snapshot, &name)?, &name)
-    }
-
-    /// All snapshots, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<(ObjectId, Snapshot)>> {
-        Ok(self.load_snapshots(false)?.0)
-    }
-
-    /// Every snapshot that can be read, oldest first, and those that could not, each with why
-    /// (damaged, or sealed under an epoch this client's keyring lacks during an unfinished
-    /// rotation). For the commands that can do without some snapshots: listing, browsing,
-    /// a backup's parent, forget, repair. Storage errors still fail.
-    pub fn readable_snapshots(&self) -> Result<SnapshotsRead> {
-        self.load_snapshots(true)
-    }
-
-    /// Loads every snapshot in parallel, oldest first; with `skip_unreadable`, snapshots that
-    /// are damaged or cannot be opened are returned apart instead of failing the whole load.
-    fn load_snapshots(&self, skip_unreadable: bool) -> Result<SnapshotsRead> {
-        let ids = self.snapshot_ids()?;
-        let loaded: Vec<std::result::Result<(ObjectId, Snapshot), (ObjectId, Error)>> = self.with_io_pool(|| {
-            ids.par_iter()
-                .map(|id| match self.load_snapshot(id) {
-                    Ok(s) => Ok(Ok((*id, s))),
-                    Err(e @ (Error::Corrupt { .. } | Error::Missing(_) | Error::UnsupportedVersion { .. }))
-                        if skip_unreadable =>
-                    {
-                        Ok(Err((*id, e)))
-                    }
-                    Err(e) => Err(e),
-                })
-                .collect::<Result<_>>()
-        })?;
-        let mut all = Vec::new();
-        let mut unreadable = Vec::new();
-        for l in loaded {
-            match l {
-                Ok(s) => all.push(s),
-                // Listed, then gone before it was read (forgotten meanwhile): not damage.
-                Err((_, Error::Missing(_))) => {}
-                Err(u) => unreadable.push(u),
-            }
-        }
-        all.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
-        unreadable.sort_by_key(|u| u.0);
-        Ok((all, unreadable))
-    }
-
-    /// Resolves `latest` (the newest snapshot that can be read), a full id, or a unique id
-    /// prefix, and loads it.
-    pub fn find_snapshot(&self, spec: &str) -> Result<(ObjectId, Snapshot)> {
-        if spec == "latest" {
-            return self
-                .readable_snapshots()?
-                .0
-                .pop()
-                .ok_or_else(|| Error::SnapshotNotFound("the repository has no snapshots that can be read".into()));
-        }
-        let id = self.resolve_snapshot_id(spec)?;
-        Ok((id, self.load_snapshot(&id)?))
-    }
-
-    /// The id `spec` names (`latest`, a full id or a unique prefix of at least one character),
-    /// without reading the snapshot unless it is `latest`: a damaged snapshot can be named
-    /// (to remove it).
-    pub fn resolve_snapshot_id(&self, spec: &str) -> Result<ObjectId> {
-        if spec == "latest" {
-            return Ok(self.find_snapshot(spec)?.0);
-        }
-        if spec.is_empty() {
-            return Err(Error::SnapshotNotFound(
-                "no snapshot named: give an id (a prefix is enough) or `latest`".into(),
-            ));
-        }
-        let spec_lc = spec.to_ascii_lowercase();
-        let matches: Vec<ObjectId> =
-            self.snapshot_ids()?.into_iter().filter(|id| id.to_hex().starts_with(&spec_lc)).collect();
-        match matches.as_slice() {
-            [id] => Ok(*id),
-            [] => Err(Error::SnapshotNotFound(format!("no snapshot matches {spec:?}"))),
-            _ => Err(Error::SnapshotNotFound(format!(
-                "{} snapshots match {spec:?}; give more characters",
-                matches.len()
-            ))),
-        }
-    }
-
-    /// Stores a snapshot; returns its id and stored size. [`Error::LockLost`] (nothing
-    /// written) when a lock this handle holds was lost: a prune may have run meanwhile.
-    /// With an actor set, an audit entry announcing the snapshot (outcome
-    /// [`crate::audit::INTENT`]) is appended first, and nothing is written when it cannot be.
-    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
-        // A stop asked for while the last data was stored (or while a stream sent nothing to
-        // check it on) still means no snapshot: the data is indexed, and the rerun reuses it.
-        self.check_interrupted(
-            "stopped before writing the snapshot; what was stored is indexed and the next run reuses it",
-        )?;
-        self.check_locks()?;
-        let id = ObjectId::random()?;
-        if let Some(actor) = &self.actor {
-            let intent = crate::audit::AuditRecord {
-                outcome: crate::audit::INTENT.into(),
-                snapshots_created: vec![id],
-                detail: "about to write this snapshot".into(),
-                ..crate::audit::AuditRecord::new("save snapshot")
-            };
-            self.audit(actor, &intent)?;
-        }
-        let size = self.save_object(ObjectKind::Snapshot, &snapshot_name(&id), &snapshot.encode())?;
-        Ok((id, size))
-    }
-
-    /// Kind of blob for a location (helper for callers holding only ids).
-    pub fn blob_kind(&self, id: &ChunkId) -> Result<BlobKind> {
-        Ok(self.locate(id)?.kind)
     }
 }
 

@@ -1,0 +1,144 @@
+//! Blobs by id: where the index says they are, read and verified against their keyed id (other
+//! copies tried when one is missing or damaged), packs listed and opened, trees loaded.
+
+use super::index_sync::SYNC_BATCH;
+use super::*;
+
+impl Repository {
+    /// Every pack in the storage (one listing of `data/`), with its object name. Objects there
+    /// whose name is not a pack's (strays, temporary files) are not packs and are left out.
+    pub fn list_packs(&self) -> Result<Vec<(PackId, String)>> {
+        Ok(self
+            .storage
+            .list(Dir::Data.prefix())?
+            .into_iter()
+            .filter_map(|n| names::pack_id(&n).map(|id| (id, n)))
+            .collect())
+    }
+
+    /// Where a blob lives.
+    pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
+        self.index.get(id)?.ok_or_else(|| Error::Missing(format!("blob {id} {NOT_INDEXED}")))
+    }
+
+    /// Reads, opens, decompresses and verifies a blob: its keyed hash must equal `id`, so a
+    /// restore can never write bytes other than the ones backed up. When the copy the index
+    /// cache names is missing or damaged, other copies the index segments list are tried.
+    pub fn read_blob(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        match self.read_blob_at(id, &loc) {
+            Err(e @ (Error::Corrupt { .. } | Error::Missing(_))) => {
+                let copies = self.blob_copies(&HashSet::from([*id]))?.remove(id).unwrap_or_default();
+                copies
+                    .iter()
+                    .filter(|other| other.pack != loc.pack)
+                    .find_map(|other| self.read_blob_at(id, other).ok())
+                    .ok_or(e)
+            }
+            other => other,
+        }
+    }
+
+    fn read_blob_at(&self, id: &ChunkId, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let pack = pack_name(&loc.pack);
+        let sealed = self.storage.get_range(&pack, u64::from(loc.offset), u64::from(loc.length))?;
+        self.open_blob(id, loc, &pack, &sealed)
+    }
+
+    /// Every location the repository's index segments give for `ids`, superseded segments
+    /// aside. The cache keeps one location per blob; a blob stored more than once (backups
+    /// that ran at once each store the same new data) has more, and a reader falls back on
+    /// them when the one it read is missing or damaged. Reads every segment (in batches, so
+    /// memory stays bounded): for that rare path only. Segments that cannot be read are
+    /// skipped.
+    pub fn blob_copies(&self, ids: &HashSet<ChunkId>) -> Result<HashMap<ChunkId, Vec<BlobLocation>>> {
+        let mut names = self.storage.list(Dir::Index.prefix())?;
+        names.sort();
+        let mut superseded: HashSet<ObjectId> = HashSet::new();
+        let mut found: Vec<(String, ChunkId, BlobLocation)> = Vec::new();
+        for batch in names.chunks(SYNC_BATCH) {
+            let segments: Vec<Option<IndexSegment>> = self.with_io_pool(|| {
+                batch
+                    .par_iter()
+                    .map(|name| {
+                        self.load_object(ObjectKind::IndexSegment, name)
+                            .and_then(|b| IndexSegment::decode(&b, name))
+                            .ok()
+                    })
+                    .collect()
+            });
+            for (name, seg) in batch.iter().zip(segments) {
+                let Some(seg) = seg else { continue };
+                superseded.extend(seg.supersedes.iter().copied());
+                for pack in &seg.packs {
+                    for b in pack.blobs.iter().filter(|b| ids.contains(&b.id)) {
+                        found.push((name.clone(), b.id, BlobLocation::of(pack.pack, b)));
+                    }
+                }
+            }
+        }
+        let mut out: HashMap<ChunkId, Vec<BlobLocation>> = HashMap::new();
+        for (name, id, loc) in found {
+            let live = Dir::Index.id_of(&name).is_some_and(|s| !superseded.contains(&s));
+            let copies = out.entry(id).or_default();
+            if live && !copies.contains(&loc) {
+                copies.push(loc);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens a blob's sealed bytes read from `pack` and verifies them against `id`.
+    pub fn open_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.open_blob_parts(id, loc, pack, sealed)?.1)
+    }
+
+    /// The opened plaintext (padded, compressed or raw) and the verified content of a sealed
+    /// blob.
+    fn open_blob_parts(
+        &self,
+        id: &ChunkId,
+        loc: &BlobLocation,
+        pack: &str,
+        sealed: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let object = format!("{pack} (blob {id})");
+        let opened = envelope::open(sealed, loc.kind.object_kind(), id.as_bytes(), &object, |e| {
+            self.keyring.data_key(e, &object)
+        })?;
+        let plain = blob::decode(&opened, loc.raw_length as usize, &object)?;
+        if plain.len() != loc.raw_length as usize || self.keyring.chunk_id(&plain) != *id {
+            return Err(Error::corrupt(object, "content does not match its id"));
+        }
+        Ok((opened, plain))
+    }
+
+    /// Opens and verifies a blob like [`Repository::open_blob`], then seals its plaintext
+    /// (padded, compressed or raw, as it was) again under the current epoch: re-encryption
+    /// without recompressing, and the same size.
+    pub fn reseal_blob(&self, id: &ChunkId, loc: &BlobLocation, pack: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+        let (opened, _) = self.open_blob_parts(id, loc, pack, sealed)?;
+        let (epoch, key) = self.keyring.current();
+        envelope::seal(key, epoch, loc.kind.object_kind(), id.as_bytes(), &opened)
+    }
+
+    /// Opens and verifies the header of the whole pack `bytes` stored as `name` (SPEC §10):
+    /// the header must be bound to the blobs before it. The result also holds the BLAKE3 of
+    /// the bytes, which the caller compares with the pack's name.
+    pub fn open_pack(&self, name: &str, bytes: &[u8]) -> Result<crate::format::pack::OpenedPack> {
+        crate::format::pack::open(bytes, name, |kind, ad_name, sealed| {
+            envelope::open(sealed, kind, ad_name, name, |e| self.keyring.data_key(e, name))
+        })
+    }
+
+    /// Loads a tree blob.
+    pub fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::decode(&bytes, &format!("tree {id}"))
+    }
+
+    /// Kind of blob for a location (helper for callers holding only ids).
+    pub fn blob_kind(&self, id: &ChunkId) -> Result<BlobKind> {
+        Ok(self.locate(id)?.kind)
+    }
+}

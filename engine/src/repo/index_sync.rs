@@ -1,0 +1,133 @@
+//! The index cache kept in step with the repository's index segments: new segments applied,
+//! superseded ones dropped, memory bounded by reading segments in batches; new segments
+//! stored.
+
+use super::*;
+
+/// Index segments read at once while syncing the cache (memory: this many decoded segments).
+pub(super) const SYNC_BATCH: usize = 8;
+/// Entries of decoded segments a sync keeps between its two passes (about 100 MiB).
+#[cfg(not(feature = "test-vectors"))]
+const SYNC_KEEP_ENTRIES: usize = 1 << 20;
+/// Test builds keep almost nothing, so the integration tests exercise the re-reading path.
+#[cfg(feature = "test-vectors")]
+const SYNC_KEEP_ENTRIES: usize = 64;
+
+impl Repository {
+    /// Brings the index cache up to the repository's segments: applies segments it has not
+    /// seen, ignores segments another segment supersedes (prune writes its new index before
+    /// deleting the old one), and rebuilds the cache when a segment it applied is gone or
+    /// superseded (the repository is the truth). A segment that cannot be read is skipped and
+    /// reported by [`Repository::index_problems`]: the blobs it lists look missing, which
+    /// backup survives (it stores them again) and `check` reports.
+    pub fn sync_index(&self) -> Result<()> {
+        let names = self.storage.list(Dir::Index.prefix())?;
+        let present: HashSet<ObjectId> = Dir::Index.ids(&names).into_iter().collect();
+        let applied = self.index.applied_segments()?;
+        let load = |id: &ObjectId| -> (ObjectId, Result<IndexSegment>) {
+            let name = Dir::Index.object(id);
+            let seg = self.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name));
+            (*id, seg)
+        };
+        let mut fresh_ids: Vec<ObjectId> = present.iter().filter(|id| !applied.contains_key(id)).copied().collect();
+        fresh_ids.sort();
+        // Pass 1, in bounded batches: learn what the fresh segments supersede. Decoded segments
+        // are kept for pass 2 up to a budget of entries; beyond it they are read again, so a
+        // first sync of a huge repository does not hold its whole index in memory.
+        let mut superseded: HashSet<ObjectId> = applied.values().flatten().copied().collect();
+        let mut kept: HashMap<ObjectId, IndexSegment> = HashMap::new();
+        let mut kept_entries = 0usize;
+        let mut problems = Vec::new();
+        let mut failed: HashSet<ObjectId> = HashSet::new();
+        for batch in fresh_ids.chunks(SYNC_BATCH) {
+            for (id, seg) in self.with_io_pool(|| batch.par_iter().map(load).collect::<Vec<_>>()) {
+                match seg {
+                    Ok(seg) => {
+                        superseded.extend(seg.supersedes.iter().copied());
+                        let n: usize = seg.packs.iter().map(|p| p.blobs.len()).sum();
+                        if kept_entries + n <= SYNC_KEEP_ENTRIES {
+                            kept_entries += n;
+                            kept.insert(id, seg);
+                        }
+                    }
+                    Err(e) => {
+                        failed.insert(id);
+                        problems.push(e);
+                    }
+                }
+            }
+        }
+        let rebuild = applied.keys().any(|id| !present.contains(id) || superseded.contains(id));
+        let mut to_apply: Vec<ObjectId> = Vec::new();
+        if rebuild {
+            self.index.clear()?;
+            to_apply.extend(applied.keys().filter(|id| present.contains(id)));
+        }
+        to_apply.extend(fresh_ids.iter().filter(|id| !failed.contains(id)));
+        to_apply.retain(|id| !superseded.contains(id));
+        // Many segments: applied with background compactions off, then compacted once.
+        let compact = rebuild || to_apply.len() >= SYNC_BATCH;
+        let bulk = compact.then(|| self.index.bulk_load());
+        // Pass 2: apply, reading again what pass 1 did not keep, again in bounded batches.
+        for batch in to_apply.chunks(SYNC_BATCH) {
+            let missing: Vec<ObjectId> = batch.iter().filter(|id| !kept.contains_key(id)).copied().collect();
+            let mut loaded: HashMap<ObjectId, Result<IndexSegment>> =
+                self.with_io_pool(|| missing.par_iter().map(load).collect());
+            for id in batch {
+                let seg = match kept.remove(id) {
+                    Some(seg) => Ok(seg),
+                    None => loaded.remove(id).unwrap_or_else(|| Err(Error::Missing(Dir::Index.object(id)))),
+                };
+                match seg {
+                    Ok(seg) => self.index.apply_segment(*id, &seg)?,
+                    Err(e) => problems.push(e),
+                }
+            }
+        }
+        if compact {
+            // Before compactions are back on, so none starts on part of level 0 first.
+            self.index.compact();
+        }
+        drop(bulk);
+        // After compacting: the fold then reads few tables. Not fatal, as at the end of a
+        // backup: lookups stay right without a new id file.
+        let _ = self.index.fold_new_ids();
+        *self.index_problems.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problems;
+        Ok(())
+    }
+
+    /// A new, empty scratch table in this repository's cache directory (deleted when dropped).
+    pub fn scratch_table(&self, purpose: &str) -> Result<crate::index::ScratchTable> {
+        let unique = hex::encode(crate::crypto::random_array::<6>()?);
+        crate::index::ScratchTable::create(
+            &self.cache_dir.join(format!("scratch-{purpose}-{}-{unique}", std::process::id())),
+        )
+    }
+
+    /// Ids of the index segments in the repository, sorted.
+    pub fn segment_ids(&self) -> Result<Vec<ObjectId>> {
+        let mut ids = Dir::Index.ids(&self.storage.list(Dir::Index.prefix())?);
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Index segments the last [`Repository::sync_index`] could not read, as errors naming them.
+    pub fn index_problems(&self) -> Vec<String> {
+        self.index_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    /// Writes an index segment and applies it to the cache. Returns its stored size.
+    /// [`Error::LockLost`] (nothing written) when a lock this handle holds was lost.
+    pub fn save_index_segment(&self, segment: &IndexSegment) -> Result<u64> {
+        self.check_locks()?;
+        let id = ObjectId::random()?;
+        let size = self.save_object(ObjectKind::IndexSegment, &Dir::Index.object(&id), &segment.encode())?;
+        self.index.apply_segment(id, segment)?;
+        Ok(size)
+    }
+}
