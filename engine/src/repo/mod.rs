@@ -16,6 +16,10 @@ mod packer;
 mod pins;
 mod repack;
 mod snapshots;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 mod uploader;
 
 pub use blob_writer::{BlobWriter, WriteStats};
