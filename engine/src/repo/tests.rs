@@ -122,3 +122,43 @@ fn snapshots_are_listed_named_by_prefix_and_unreadable_ones_told_apart() {
     assert_eq!(t.repo.find_snapshot("latest").unwrap().0, old);
     assert!(t.repo.snapshots().is_err(), "listing all of them fails on the damaged one");
 }
+
+#[test]
+fn the_audit_log_appends_a_chain_and_verify_reports_an_entry_removed() {
+    use crate::audit::{Actor, AuditRecord};
+    let t = TestRepository::new(64 << 10);
+    let actor = Actor { host: "host".into(), user: "user".into() };
+    for op in ["snapshot", "forget", "prune", "check"] {
+        t.repo.audit(&actor, &AuditRecord::new(op)).unwrap();
+    }
+    let report = t.repo.audit_verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let before = report.entries;
+    assert!(before >= 4, "init's entry and the four appended: {before}");
+
+    // An entry in the middle deleted: the chain shows the gap.
+    let mut names = t.storage.list(Dir::Audit.prefix()).unwrap();
+    names.sort();
+    t.storage.delete(&names[names.len() / 2]).unwrap();
+    let report = t.repo.audit_verify().unwrap();
+    assert!(!report.is_ok(), "a removed entry must be reported");
+}
+
+#[test]
+fn a_password_slot_added_opens_the_repository_and_once_removed_opens_nothing() {
+    use crate::crypto::{Argon2Params, SecretBytes};
+    use crate::keys::OpenSecret;
+    let t = TestRepository::new(64 << 10);
+    let second = SecretBytes::from("a second password".to_string());
+    let id = t.repo.add_password_slot(&second, Argon2Params::MIN, "second").unwrap();
+    assert!(t.repo.list_slots().unwrap().iter().any(|s| s.id == id));
+    let open = |secret: &SecretBytes| {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: std::sync::Arc<dyn Storage> = t.storage.clone();
+        super::Repository::open(storage, &OpenSecret::Password(secret.clone()), dir.path().to_path_buf()).map(|_| ())
+    };
+    open(&second).unwrap();
+    t.repo.remove_slot(id, false).unwrap();
+    assert!(matches!(open(&second), Err(Error::WrongKey(_))), "a removed slot opens nothing");
+    open(&SecretBytes::from(super::testing::PASSWORD.to_string())).unwrap();
+}
