@@ -232,17 +232,7 @@ mod tests {
         ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 }
     }
 
-    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::test_util::pseudo_random;
 
     fn stream_all(c: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
         let mut s = c.stream(data);

@@ -54,6 +54,8 @@ pub mod snapfs;
 #[cfg(feature = "repository")]
 pub mod stats;
 pub mod storage;
+#[cfg(test)]
+mod test_util;
 #[cfg(feature = "repository")]
 pub mod trees;
 pub mod utc;

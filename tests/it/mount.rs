@@ -310,6 +310,24 @@ fn cli_env() -> (tempfile::TempDir, impl Fn() -> std::process::Command) {
     (dir, cairn)
 }
 
+/// `dir/src` holding `files` (name, content), and a snapshot of it taken with `args`.
+fn snapshot_of(
+    dir: &Path,
+    cairn: &impl Fn() -> std::process::Command,
+    files: &[(&str, &[u8])],
+    args: &[&str],
+) -> PathBuf {
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    for (name, content) in files {
+        fs::write(src.join(name), content).unwrap();
+    }
+    let mut snap = cairn();
+    snap.arg("snapshot").args(args).arg(&src);
+    run_ok(snap);
+    src
+}
+
 fn run_ok(mut cmd: std::process::Command) {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{:?}: {}", cmd, String::from_utf8_lossy(&out.stderr));
@@ -353,12 +371,7 @@ fn fuse_mount_serves_a_snapshot_byte_for_byte_until_sigterm() {
 #[test]
 fn fuse_mount_ends_cleanly_when_its_terminal_closes_and_refuses_a_mount_point_in_use() {
     let (dir, cairn) = cli_env();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("file"), b"content").unwrap();
-    let mut snap = cairn();
-    snap.arg("snapshot").arg(&src);
-    run_ok(snap);
+    snapshot_of(dir.path(), &cairn, &[("file", b"content")], &[]);
     let mp = dir.path().join("mnt");
     fs::create_dir(&mp).unwrap();
     // SIGHUP as a terminal sends it: not ignored, whatever the test runner inherited.
@@ -400,13 +413,7 @@ fn fuse_mount_ends_cleanly_when_its_terminal_closes_and_refuses_a_mount_point_in
 #[test]
 fn fuse_mount_survives_a_closed_stderr_and_repeated_reads_of_a_damaged_blob() {
     let (dir, cairn) = cli_env();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("good"), b"readable").unwrap();
-    fs::write(src.join("bad"), random_bytes(600 * 1024, 5)).unwrap();
-    let mut snap = cairn();
-    snap.arg("snapshot").arg(&src);
-    run_ok(snap);
+    let src = snapshot_of(dir.path(), &cairn, &[("good", b"readable"), ("bad", &random_bytes(600 * 1024, 5))], &[]);
     // The largest pack holds the large file's data: damage the middle of it.
     let pack =
         walk_files(&dir.path().join("repo/data")).into_iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
@@ -438,16 +445,9 @@ fn fuse_mount_survives_a_closed_stderr_and_repeated_reads_of_a_damaged_blob() {
 #[test]
 fn fuse_mount_all_shows_every_snapshot_until_umount() {
     let (dir, cairn) = cli_env();
-    let src = dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("file"), b"from this host").unwrap();
-    let mut snap = cairn();
-    snap.arg("snapshot").arg(&src);
-    run_ok(snap);
-    fs::write(src.join("file"), b"from the other host").unwrap();
-    let mut snap = cairn();
-    snap.args(["snapshot", "--host", "other", "--tag", "nightly"]).arg(&src);
-    run_ok(snap);
+    snapshot_of(dir.path(), &cairn, &[("file", b"from this host")], &[]);
+    let src =
+        snapshot_of(dir.path(), &cairn, &[("file", b"from the other host")], &["--host", "other", "--tag", "nightly"]);
     let mp = dir.path().join("mnt");
     fs::create_dir(&mp).unwrap();
     let mut cmd = cairn();

@@ -11,19 +11,7 @@ use crate::format::names::Dir;
 use crate::format::snapshot::{Snapshot, SnapshotSummary};
 use crate::id::ChunkId;
 use crate::storage::{PutMode, Storage};
-
-/// Deterministic incompressible bytes.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::test_util::pseudo_random as noise;
 
 fn store_blobs(t: &TestRepository, blobs: &[Vec<u8>]) -> (Vec<ChunkId>, super::WriteStats) {
     let writer = t.repo.blob_writer().unwrap();
