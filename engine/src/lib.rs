@@ -1,67 +1,40 @@
 //! Cairn's engine: an end-to-end-encrypted, content-addressed, deduplicating backup library.
 //!
-//! Layers, each using only itself and the ones below (see ARCHITECTURE.md):
-//! L0 `error`, `id`, `codec`, `crypto`, `compress`, `chunker`, `utc`; L1 `format`, `storage`, `hostfs`;
-//! L2 `keys`, `index`, `repo`, `trees`; L3 `backup`, `restore`, `dump`, `diff`, `snapfs` and the
-//! other operations.
+//! The top of the crate chain `cairn-format -> cairn-storage -> cairn-repository ->
+//! cairn-engine` (see ARCHITECTURE.md): the operations (`backup`, `restore`, `dump`, `diff`,
+//! `snapfs`, `forget`, `prune`, `check`, `repair`, ...) and what only they need (`hostfs`,
+//! `pattern`, `select`, `progress`). The layers below are re-exported under their module names,
+//! so a program using the engine sees one namespace.
 //! The engine never prints, prompts, reads environment variables or exits.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
-#[cfg(feature = "repository")]
-pub mod audit;
-#[cfg(feature = "repository")]
 pub mod backup;
-#[cfg(feature = "repository")]
 pub mod check;
-pub mod chunker;
-pub mod codec;
-pub mod compress;
-#[cfg(feature = "repository")]
 pub mod copy;
-pub mod crypto;
-#[cfg(feature = "repository")]
 pub mod diff;
-#[cfg(feature = "repository")]
 pub mod dump;
-pub mod error;
-#[cfg(feature = "repository")]
 pub mod forget;
-pub mod format;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 pub mod hostfs;
-pub mod id;
-#[cfg(feature = "repository")]
-pub mod index;
-pub mod keys;
-#[cfg(feature = "repository")]
+#[cfg(test)]
+mod orchestration_tests;
 pub mod pattern;
 pub mod progress;
-#[cfg(feature = "repository")]
 pub mod prune;
-#[cfg(feature = "repository")]
 pub mod repair;
-#[cfg(feature = "repository")]
-pub mod repo;
-#[cfg(feature = "repository")]
 pub mod restore;
-#[cfg(feature = "repository")]
 pub mod rewrite;
 pub mod select;
-#[cfg(feature = "repository")]
 pub mod snapfs;
-#[cfg(feature = "repository")]
 pub mod stats;
-pub mod storage;
-#[cfg(test)]
-mod test_util;
-#[cfg(feature = "repository")]
-pub mod trees;
-pub mod utc;
+
+#[cfg(feature = "fuzzing")]
+pub use cairn_format::fuzzing;
+pub use cairn_format::{self as format, chunker, codec, compress, crypto, error, id, keys, utc};
+pub use cairn_repository::{audit, index, repo, trees};
+pub use cairn_storage as storage;
 
 pub use error::{Error, Result};
 pub use id::{ChunkId, ObjectId, PackId};
 pub use progress::{NoProgress, Progress};
-#[cfg(feature = "repository")]
 pub use repo::{InitOptions, InitOutcome, Repository};

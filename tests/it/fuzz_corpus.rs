@@ -1,6 +1,6 @@
 //! The fuzz corpus on stable: every input under `engine/fuzz/corpus/<target>/` and
 //! `engine/fuzz/artifacts/<target>/` goes through the same body the fuzz target runs
-//! (`cairn_engine::fuzzing`), so an input that once crashed a decoder stays a test. The seed
+//! (`cairn_format::fuzzing`, re-exported as `cairn_engine::fuzzing`), so an input that once crashed a decoder stays a test. The seed
 //! corpus comes from a real repository (`write_seed_corpus`, run by hand with `--ignored`).
 
 use std::fs;

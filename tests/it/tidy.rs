@@ -1,9 +1,12 @@
 //! The conventions ARCHITECTURE.md and shared/STYLE.md state, checked on the source tree (as
 //! rust-analyzer's tidy.rs does): no source file over 600 lines; every file opens with a
 //! comment saying what it is for; no repository object name spelled outside the namespace
-//! module (engine/src/format/names.rs); no sleep in a test and no assertion on wall-clock time,
+//! module (engine/format/src/names.rs); no sleep in a test and no assertion on wall-clock time,
 //! except where listed below with the reason. Each list entry must still be needed: one that
-//! no longer is fails too, so the lists only shrink.
+//! no longer is fails too, so the lists only shrink. And the layering the compiler cannot see:
+//! each crate of the chain depends only on crates below it (dev-dependencies included, which
+//! cargo would let reach up), and the storage crate takes only the error type from the format
+//! crate, never its keys, crypto or layouts.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,7 +33,7 @@ const WALL_CLOCK: &[(&str, &str)] =
 
 /// Files that may spell object names: the namespace itself, and fixtures of the fuzz targets
 /// (names bound into sealed test objects).
-const NAME_SPELLERS: &[&str] = &["engine/src/format/names.rs", "engine/src/fuzzing.rs"];
+const NAME_SPELLERS: &[&str] = &["engine/format/src/names.rs", "engine/format/src/fuzzing.rs"];
 
 /// Directory prefixes of the object namespace, as a string literal opens them.
 const OBJECT_DIRS: [&str; 8] =
@@ -50,8 +53,19 @@ fn workspace() -> PathBuf {
 fn sources() -> Vec<Source> {
     let root = workspace();
     let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> =
-        ["engine/src", "cli/src", "tests/it", "tests/src", "benches/benches"].iter().map(|d| root.join(d)).collect();
+    let mut stack: Vec<PathBuf> = [
+        "engine/format/src",
+        "engine/storage/src",
+        "engine/repository/src",
+        "engine/src",
+        "cli/src",
+        "tests/it",
+        "tests/src",
+        "benches/benches",
+    ]
+    .iter()
+    .map(|d| root.join(d))
+    .collect();
     while let Some(dir) = stack.pop() {
         let Ok(entries) = fs::read_dir(&dir) else { continue };
         for entry in entries {
@@ -101,7 +115,7 @@ fn violations(files: &[Source], allowed: &Allowed<'_>, whole_tree: bool) -> Vec<
         if !f.text.starts_with("//!") {
             out.push(format!("{}: does not open with a //! comment saying what it is for", f.path));
         }
-        let engine_or_cli = f.path.starts_with("engine/src/") || f.path.starts_with("cli/src/");
+        let engine_or_cli = f.path.starts_with("engine/") || f.path.starts_with("cli/src/");
         if engine_or_cli && !NAME_SPELLERS.contains(&f.path.as_str()) {
             for (n, line) in shipped(&f.text).lines().enumerate() {
                 if let Some(dir) = OBJECT_DIRS.iter().find(|d| line.contains(*d)) {
@@ -110,6 +124,22 @@ fn violations(files: &[Source], allowed: &Allowed<'_>, whole_tree: bool) -> Vec<
                         f.path,
                         n + 1
                     ));
+                }
+            }
+        }
+        if f.path.starts_with("engine/storage/") {
+            for (n, line) in f.text.lines().enumerate() {
+                let mut rest = line;
+                while let Some(i) = rest.find("cairn_format::") {
+                    rest = &rest[i + "cairn_format::".len()..];
+                    if !["error::", "Error", "Result"].iter().any(|allowed| rest.starts_with(allowed)) {
+                        out.push(format!(
+                            "{}:{}: storage uses the format crate beyond its error type: storage sees names and \
+                             opaque bytes only",
+                            f.path,
+                            n + 1
+                        ));
+                    }
                 }
             }
         }
@@ -145,6 +175,51 @@ fn violations(files: &[Source], allowed: &Allowed<'_>, whole_tree: bool) -> Vec<
     out
 }
 
+/// The crate chain, lowest first: each crate's manifest (by directory) and its package name.
+const CHAIN: [(&str, &str); 5] = [
+    ("engine/format", "cairn-format"),
+    ("engine/storage", "cairn-storage"),
+    ("engine/repository", "cairn-repository"),
+    ("engine", "cairn-engine"),
+    ("cli", "cairn-cli"),
+];
+
+/// Every dependency of a chain crate on a crate at its level or above, one line each.
+/// `manifests` holds each chain crate's Cargo.toml text, in [`CHAIN`] order.
+fn upward_edges(manifests: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (level, text) in manifests.iter().enumerate() {
+        let (_, name) = CHAIN[level];
+        for line in text.lines() {
+            // A dependency line opens with the crate's name: `name.workspace = true`, `name = ...`.
+            let dep = line.split(['=', '.']).next().unwrap_or("").trim();
+            if CHAIN.iter().skip(level).any(|(_, n)| *n == dep) {
+                out.push(format!("{name} depends on {dep}, at its level or above: the chain only goes down"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn each_crate_depends_only_on_crates_below_it() {
+    let root = workspace();
+    let manifests: Vec<String> =
+        CHAIN.iter().map(|(dir, _)| fs::read_to_string(root.join(dir).join("Cargo.toml")).unwrap()).collect();
+    // The chain is there at all: each crate above the bottom names the one below it.
+    for (level, text) in manifests.iter().enumerate().skip(1) {
+        let below = CHAIN[level - 1].1;
+        assert!(text.contains(&format!("{below}.workspace = true")), "{} does not depend on {below}", CHAIN[level].1);
+    }
+    let found = upward_edges(&manifests);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // A planted edge up is caught.
+    let mut planted = manifests.clone();
+    planted[1].push_str("\n[dev-dependencies]\ncairn-repository.workspace = true\n");
+    let found = upward_edges(&planted);
+    assert!(found.iter().any(|v| v.contains("cairn-storage depends on cairn-repository")), "{found:?}");
+}
+
 #[test]
 fn the_source_tree_follows_the_conventions() {
     let files = sources();
@@ -158,10 +233,11 @@ fn each_rule_catches_a_planted_violation() {
     let file = |path: &str, text: String| Source { path: path.into(), text };
     let doc = "//! A module.\n".to_string();
     let cases = [
-        (file("engine/src/planted.rs", doc.clone() + &"let x = 1;\n".repeat(MAX_LINES)), "lines, more than"),
+        (file("engine/repository/src/planted.rs", doc.clone() + &"let x = 1;\n".repeat(MAX_LINES)), "lines, more than"),
         (file("engine/src/planted.rs", "fn main() {}\n".into()), "does not open with"),
         (file("cli/src/planted.rs", doc.clone() + "let n = format!(\"index/{id}\");\n"), "spelled by hand"),
         (file("tests/it/planted.rs", doc.clone() + "std::thread::sleep(d);\n"), "sleeps"),
+        (file("engine/storage/src/planted.rs", doc.clone() + "use cairn_format::crypto::Key32;\n"), "beyond its error"),
         (file("tests/it/planted.rs", doc.clone() + "assert!(t.elapsed() < d);\n"), "wall-clock"),
     ];
     for (planted, expected) in cases {

@@ -1,5 +1,5 @@
 //! The config's plaintext.
-//! Body: `cairn_engine::fuzzing::config`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
+//! Body: `cairn_format::fuzzing::config`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_format::fuzzing::config(data));

@@ -1,5 +1,5 @@
 //! A lock's plaintext.
-//! Body: `cairn_engine::fuzzing::lock`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
+//! Body: `cairn_format::fuzzing::lock`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::lock(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_format::fuzzing::lock(data));

@@ -1,5 +1,5 @@
 //! A deletion marks object's plaintext.
-//! Body: `cairn_engine::fuzzing::marks`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
+//! Body: `cairn_format::fuzzing::marks`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::marks(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_format::fuzzing::marks(data));

@@ -1,5 +1,5 @@
 //! A recovery code as typed.
-//! Body: `cairn_engine::fuzzing::recovery_code`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
+//! Body: `cairn_format::fuzzing::recovery_code`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::recovery_code(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_format::fuzzing::recovery_code(data));

@@ -1,5 +1,5 @@
 //! A key slot's JSON and its sealed slot info.
-//! Body: `cairn_engine::fuzzing::slot`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
+//! Body: `cairn_format::fuzzing::slot`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::slot(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_format::fuzzing::slot(data));

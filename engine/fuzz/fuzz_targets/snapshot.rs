@@ -1,5 +1,5 @@
 //! A snapshot's plaintext.
-//! Body: `cairn_engine::fuzzing::snapshot`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
+//! Body: `cairn_format::fuzzing::snapshot`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::snapshot(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_format::fuzzing::snapshot(data));

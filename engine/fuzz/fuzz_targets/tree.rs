@@ -1,5 +1,5 @@
 //! A tree blob's plaintext.
-//! Body: `cairn_engine::fuzzing::tree`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
+//! Body: `cairn_format::fuzzing::tree`, shared with the corpus replay test (tests/it/fuzz_corpus.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_engine::fuzzing::tree(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_format::fuzzing::tree(data));

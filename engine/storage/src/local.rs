@@ -1,0 +1,264 @@
+//! Local filesystem backend. Writes go to a temporary file in the target directory, are
+//! fsynced, then linked (create-only) or renamed (overwrite) into place, and the directory is
+//! fsynced: a crash leaves either the whole object or none, never half of one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{Leftover, OwnedParts, PutMode, Storage, validate_name};
+use cairn_format::error::{Error, Result};
+
+/// How the names of temporary files begin (objects' names never do).
+const TMP_PREFIX: &str = ".tmp-";
+
+/// A repository in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// Uses `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf> {
+        validate_name(name)?;
+        Ok(self.root.join(name))
+    }
+}
+
+impl LocalStorage {
+    /// Writes an object through a temporary file: `body` writes the bytes, then the file is
+    /// synced and linked (create-only) or renamed (overwrite) into place, and the directory
+    /// synced. On failure the temporary file is removed.
+    fn write_object(
+        &self,
+        name: &str,
+        mode: PutMode,
+        body: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let path = self.path(name)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let err = |e| Error::storage("write", name, e);
+        // Only the owner reads a repository it makes: directories 0700, files 0600 (the umask
+        // can only narrow that). Directories that exist keep their modes.
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(err)?;
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| Error::Internal(format!("operating system random source failed: {e}")))?;
+        let tmp = dir.join(format!("{TMP_PREFIX}{}-{}", std::process::id(), hex::encode(nonce)));
+        let write = || -> std::io::Result<()> {
+            let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            let mut f = std::io::BufWriter::with_capacity(256 << 10, f);
+            body(&mut f)?;
+            let f = f.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+            f.sync_all()?;
+            // Synced, so its pages are clean: let the kernel drop them now. A backup writes
+            // the repository once and reads it rarely; keeping gigabytes of packs cached would
+            // evict what the machine's own work (and the next files to back up) needs, and
+            // costs reclaim later. Advice only: an error changes nothing.
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+            match mode {
+                PutMode::CreateNew => {
+                    fs::hard_link(&tmp, &path)?;
+                    fs::remove_file(&tmp)?;
+                }
+                PutMode::Overwrite => fs::rename(&tmp, &path)?,
+            }
+            fsync_dir(&dir)
+        };
+        let result = write();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(err)
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Storage for LocalStorage {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()> {
+        self.put_parts(name, &[data], mode)
+    }
+
+    fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
+        self.write_object(name, mode, |f| parts.iter().try_for_each(|p| f.write_all(p)))
+    }
+
+    fn holds_bytes_until_stored(&self) -> bool {
+        false
+    }
+
+    fn put_owned(&self, name: &str, data: Box<dyn OwnedParts>, mode: PutMode) -> Result<()> {
+        self.write_object(name, mode, |f| {
+            data.parts().iter().try_for_each(|p| f.write_all(p))?;
+            // Written to the page cache: the buffer is free before the fsync.
+            drop(data);
+            Ok(())
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        fs::read(&path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::Missing(name.to_string()),
+            _ => Error::storage("read", name, e),
+        })
+    }
+
+    fn get_bounded(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        let err = |e: std::io::Error| match e.kind() {
+            ErrorKind::NotFound => Error::Missing(name.to_string()),
+            _ => Error::storage("read", name, e),
+        };
+        let f = File::open(&path).map_err(err)?;
+        let size = f.metadata().map_err(err)?.len();
+        if size > max {
+            return Err(super::too_large(name, size, max));
+        }
+        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // The file may grow between the stat and the read: never read past `max`.
+        f.take(max.saturating_add(1)).read_to_end(&mut buf).map_err(err)?;
+        if buf.len() as u64 > max {
+            return Err(super::too_large(name, buf.len() as u64, max));
+        }
+        Ok(buf)
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.path(name)?;
+        let err = |e: std::io::Error| match e.kind() {
+            ErrorKind::NotFound => Error::Missing(name.to_string()),
+            _ => Error::storage("read", name, e),
+        };
+        let mut f = File::open(&path).map_err(err)?;
+        let size = f.metadata().map_err(err)?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::corrupt(name, format!("range {offset}+{len} beyond the object's {size} bytes")));
+        }
+        f.seek(SeekFrom::Start(offset)).map_err(err)?;
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| Error::InvalidInput("range too large".into()))?];
+        f.read_exact(&mut buf).map_err(err)?;
+        Ok(buf)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let dir = self.root.join(prefix.trim_end_matches('/'));
+        let mut out = Vec::new();
+        let mut stack = vec![(dir, prefix.trim_end_matches('/').to_string())];
+        while let Some((dir, name)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::storage("list", prefix, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::storage("list", prefix, e))?;
+                let file_name = entry.file_name();
+                let Some(file_name) = file_name.to_str() else {
+                    continue;
+                };
+                if file_name.starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let child = if name.is_empty() { file_name.to_string() } else { format!("{name}/{file_name}") };
+                let ft = entry.file_type().map_err(|e| Error::storage("list", prefix, e))?;
+                if ft.is_dir() {
+                    stack.push((entry.path(), child));
+                } else if ft.is_file() {
+                    out.push(child);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::storage("delete", name, e)),
+        }
+    }
+
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let path = self.path(name)?;
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage("stat", name, e)),
+        }
+    }
+
+    fn modified(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        let path = self.path(name)?;
+        match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage("stat", name, e)),
+        }
+    }
+
+    fn leftovers(&self) -> Result<Vec<Leftover>> {
+        let mut out = Vec::new();
+        let mut stack = vec![(self.root.clone(), String::new())];
+        while let Some((dir, name)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::storage("list", name, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::storage("list", &name, e))?;
+                let Some(file_name) = entry.file_name().to_str().map(str::to_string) else { continue };
+                let child = if name.is_empty() { file_name.clone() } else { format!("{name}/{file_name}") };
+                let ft = entry.file_type().map_err(|e| Error::storage("list", &child, e))?;
+                if ft.is_dir() {
+                    stack.push((entry.path(), child));
+                } else if ft.is_file() && file_name.starts_with(TMP_PREFIX) {
+                    // A writer at work renames its temporary file into place: gone by now, it
+                    // was no leftover.
+                    let meta = match entry.metadata() {
+                        Ok(meta) => meta,
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                        Err(e) => return Err(Error::storage("stat", &child, e)),
+                    };
+                    out.push(Leftover { name: child, size: meta.len(), modified: meta.modified().ok() });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn remove_leftover(&self, name: &str) -> Result<()> {
+        // Invariant: only a temporary file goes this way, never an object.
+        if !name.rsplit('/').next().is_some_and(|f| f.starts_with(TMP_PREFIX)) {
+            return Err(Error::InvalidInput(format!("{name} is not a temporary file")));
+        }
+        let path = self.path(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::storage("delete", name, e)),
+        }
+    }
+}
