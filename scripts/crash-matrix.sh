@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 export CARGO_TERM_COLOR=never
-# The kill points are compiled into the `cairn` binary only with the engine's
-# `fault-injection` feature, which the tests crate turns on: build the binary with the tests.
+# The matrix runs `cairn-killable` (`cairn` with kill points, a binary of the tests crate)
+# and checks with the shipped `cairn`, built on its own last (see scripts/test.sh).
 cargo build --workspace --all-targets --locked
+cargo build -p cairn-cli --locked
 CAIRN_CRASH_POINTS=all cargo test -p cairn-tests --test it --locked -- \
   crash_matrix:: --nocapture --test-threads 1

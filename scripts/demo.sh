@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 # ciphers) are optimised there too, and building them once serves both scripts, where a
 # release build would compile the bundled RocksDB a second time (about 20 minutes on 2 cores).
 # Only cairn-cli, so the binary has none of the test-only engine features the workspace build
-# turns on (test-vectors, fault-injection); that costs a rebuild of the engine, not of RocksDB.
+# turns on (test-vectors, fuzzing); that costs a rebuild of the engine, not of RocksDB.
 # `cargo install --path cli` makes the stripped release binary users run.
 cargo build --locked -p cairn-cli
 cairn="$CARGO_TARGET_DIR/debug/cairn"

@@ -11,12 +11,15 @@ start=$(date +%s)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fuzz targets live in their own workspace (running them needs nightly); they must at least
-# compile. Without the engine's `repository` feature they need no RocksDB.
+# compile. They depend on cairn-format alone, so they need no RocksDB.
 cargo check --manifest-path engine/fuzz/Cargo.toml --locked --bins
 # The CLI tests in tests/ drive the `cairn` binary, which `cargo test` does not rebuild (it
-# builds bins only for integration tests of their own package): build every target first,
-# with the same feature set as the tests.
+# builds bins only for integration tests of their own package): build every target first
+# (the crash matrix's `cairn-killable` with them), then `cairn` once more on its own, as
+# shipped: the workspace build unified the tests' engine features (test-vectors, fuzzing)
+# into it. A test refuses a `cairn` that says it is a test build.
 cargo build --workspace --all-targets --locked
+cargo build -p cairn-cli --locked
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 export CAIRN_S3_SERVER="$CARGO_TARGET_DIR/release/cairn-s3-server"

@@ -10,6 +10,25 @@ use assert_cmd::Command;
 use crate::everyday::{Env, json, stderr};
 use crate::support::*;
 
+/// The binary these tests drive is the one shipped: a workspace build unifies the suite's
+/// test-only engine features into it, and `cairn --version` says so; scripts/test.sh builds it
+/// on its own last.
+#[test]
+fn the_cairn_binary_under_test_is_the_shipped_build() {
+    let out = Command::cargo_bin("cairn").unwrap().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.starts_with("cairn "), "{version}");
+    assert!(
+        !version.contains("test build"),
+        "{version}: target/debug/cairn carries test-only features; rebuild it on its own with \
+         `cargo build -p cairn-cli` after the workspace build (scripts/test.sh does)"
+    );
+    // The crash matrix runs the other one, built with the suite.
+    let killable = Command::cargo_bin("cairn-killable").unwrap().arg("--version").output().unwrap();
+    assert!(killable.status.success(), "{killable:?}");
+}
+
 #[test]
 fn completions_and_man_pages_are_generated_from_the_command_line_definition() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@ pub use maintenance::*;
 
 /// Cairn: encrypted, deduplicating backups.
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about, long_about = None, args_override_self = true)]
+#[command(name = "cairn", version = crate::version(), about, long_about = None, args_override_self = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -35,9 +35,7 @@ use cairn_engine::audit::{Actor, AuditRecord};
 use cairn_engine::repo::{LockGuard, LockOptions, ReadLock};
 use cairn_engine::select::SnapshotFilter;
 use cairn_engine::storage::s3::AwsSettings;
-use cairn_engine::storage::{
-    KillPlan, LocalStorage, S3Location, S3Options, S3Storage, Storage, Throttled, with_kill_points,
-};
+use cairn_engine::storage::{LocalStorage, S3Location, S3Options, S3Storage, Storage, Throttled};
 
 use crate::args::{Cli, Command, GlobalArgs, SnapshotFilterArgs};
 
@@ -90,7 +88,7 @@ pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
         }
         None => Arc::new(LocalStorage::new(repo.clone())),
     };
-    let backend = kill_points(backend)?;
+    let backend = hooked(backend)?;
     let kib = |v: Option<u64>| v.map(|k| k.saturating_mul(1024));
     Ok(match (g.limit_upload, g.limit_download) {
         (None, None) => backend,
@@ -98,23 +96,22 @@ pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
     })
 }
 
-/// In test builds only (the engine's `fault-injection` feature): `CAIRN_TEST_KILL_AT=N[:after]`
-/// kills the process with SIGKILL at the n-th storage write (before it, or right after it),
-/// and `CAIRN_TEST_STORAGE_LOG=FILE` appends one line per storage write to FILE. The
-/// crash-point matrix (tests/it/crash_matrix.rs) drives them. Other builds ignore both.
-fn kill_points(backend: Arc<dyn Storage>) -> anyhow::Result<Arc<dyn Storage>> {
-    if !cairn_engine::storage::KILL_POINTS {
-        return Ok(backend);
+/// What a binary built on this library may wrap every storage in before a command uses it.
+pub type StorageHook = fn(Arc<dyn Storage>) -> anyhow::Result<Arc<dyn Storage>>;
+
+/// The hook [`crate::main_with`] was given; none in the shipped binary.
+static STORAGE_HOOK: std::sync::OnceLock<StorageHook> = std::sync::OnceLock::new();
+
+pub(crate) fn set_storage_hook(hook: StorageHook) {
+    let _ = STORAGE_HOOK.set(hook);
+}
+
+/// `backend` through the storage hook, if the binary set one.
+fn hooked(backend: Arc<dyn Storage>) -> anyhow::Result<Arc<dyn Storage>> {
+    match STORAGE_HOOK.get() {
+        Some(hook) => hook(backend),
+        None => Ok(backend),
     }
-    let kill_at = match std::env::var("CAIRN_TEST_KILL_AT") {
-        Ok(spec) => Some(
-            KillPlan::parse_kill_at(&spec)
-                .with_context(|| format!("CAIRN_TEST_KILL_AT={spec:?}: expected N, N:before or N:after"))?,
-        ),
-        Err(_) => None,
-    };
-    let log_to = std::env::var_os("CAIRN_TEST_STORAGE_LOG").map(PathBuf::from);
-    Ok(with_kill_points(backend, KillPlan { kill_at, log_to }))
 }
 
 /// Whether -r/--repo names an S3 repository.

@@ -26,6 +26,14 @@ pub mod utc;
 pub use error::{Error, Result};
 pub use id::{ChunkId, ObjectId, PackId};
 
+/// The test-only features this build carries (`test-vectors`, `fuzzing`): none in a shipped
+/// build. A workspace build unifies the test suite's features into every crate it builds, so the
+/// `cairn` binary says it carries them (`cairn --version`) and the suite refuses to test it.
+pub fn test_only_features() -> Vec<&'static str> {
+    let features = [("test-vectors", cfg!(feature = "test-vectors")), ("fuzzing", cfg!(feature = "fuzzing"))];
+    features.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect()
+}
+
 pub mod audit;
 pub mod blob;
 pub mod config;

@@ -2,16 +2,13 @@
 //! operations (put, delete) and, at the n-th, sends SIGKILL to its own process, before the
 //! operation or right after it. Nothing is cleaned up, no destructor runs: the repository (and
 //! the client's cache) are left exactly as a power cut or an OOM kill would leave them there.
-//! Compiled only with the `fault-injection` feature, which test builds enable and release
-//! builds do not; without it [`with_kill_points`] returns the storage unchanged.
+//! Only the test suite's `cairn-killable` binary wraps a storage in it; the shipped `cairn`
+//! never does.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Storage;
-
-/// Whether this build honours kill points (the `fault-injection` feature).
-pub const KILL_POINTS: bool = cfg!(feature = "fault-injection");
 
 /// Whether the process dies before the n-th operation reaches the storage or right after it
 /// returned.
@@ -44,24 +41,14 @@ impl KillPlan {
     }
 }
 
-/// `inner` with the kill points of `plan` (in builds with the `fault-injection` feature; other
-/// builds return `inner` as it is).
+/// `inner` with the kill points of `plan` (`inner` itself when the plan has none).
 pub fn with_kill_points(inner: Arc<dyn Storage>, plan: KillPlan) -> Arc<dyn Storage> {
-    #[cfg(feature = "fault-injection")]
-    {
-        if plan.kill_at.is_none() && plan.log_to.is_none() {
-            return inner;
-        }
-        Arc::new(imp::KillSwitch::new(inner, plan))
+    if plan.kill_at.is_none() && plan.log_to.is_none() {
+        return inner;
     }
-    #[cfg(not(feature = "fault-injection"))]
-    {
-        let _ = plan;
-        inner
-    }
+    Arc::new(imp::KillSwitch::new(inner, plan))
 }
 
-#[cfg(feature = "fault-injection")]
 mod imp {
     use std::io::Write;
     use std::sync::Arc;

@@ -13,7 +13,7 @@ pub mod s3;
 mod throttle;
 
 pub use fault::FaultStorage;
-pub use kill::{KILL_POINTS, KillPlan, KillWhen, with_kill_points};
+pub use kill::{KillPlan, KillWhen, with_kill_points};
 pub use local::LocalStorage;
 pub use mem::MemStorage;
 pub use s3::{S3Location, S3Options, S3Storage};

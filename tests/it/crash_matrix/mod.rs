@@ -1,5 +1,5 @@
 //! The crash-point matrix: every command that changes the repository is killed (SIGKILL, in a
-//! child process: the `cairn` binary of the test build honours `CAIRN_TEST_KILL_AT`) at each of
+//! child process: the suite's `cairn-killable`, `cairn` with kill points, honours `CAIRN_TEST_KILL_AT`) at each of
 //! its storage writes in turn, and the rerun is killed too (double crashes, from another slot
 //! kind). After each crash: every slot opens and lists every snapshot, `check --read-data` finds
 //! nothing worse than before (notices about orphaned packs are fine), every snapshot finished
@@ -257,8 +257,7 @@ impl Matrix {
         let n = fs::read_to_string(&log).unwrap_or_default().lines().count() as u64;
         assert!(
             n > 0,
-            "{}: no storage write logged: the cairn binary was built without the engine's fault-injection \
-             feature; build it with `cargo build --workspace --all-targets`",
+            "{}: no storage write logged: build cairn-killable with `cargo build --workspace --all-targets`",
             sc.name
         );
         fs::remove_dir_all(&root).unwrap();

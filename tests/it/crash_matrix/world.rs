@@ -46,7 +46,7 @@ impl World {
     /// that saw the newer keys of an unfinished rotation, a slot not moved yet is refused
     /// (exit 12, the rollback pin) until the rotation is finished, by design.
     pub(super) fn cairn(&self, root: &Path, slot: Slot) -> Command {
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("cairn"));
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("cairn-killable"));
         for (k, _) in std::env::vars() {
             if k.starts_with("CAIRN_") {
                 c.env_remove(k);
