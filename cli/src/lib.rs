@@ -6,6 +6,7 @@
 #[macro_use]
 mod exit;
 mod args;
+mod aws;
 mod commands;
 #[doc(hidden)]
 pub use commands::StorageHook;

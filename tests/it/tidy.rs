@@ -5,8 +5,9 @@
 //! except where listed below with the reason. Each list entry must still be needed: one that
 //! no longer is fails too, so the lists only shrink. And the layering the compiler cannot see:
 //! each crate of the chain depends only on crates below it (dev-dependencies included, which
-//! cargo would let reach up), and the storage crate takes only the error type from the format
-//! crate, never its keys, crypto or layouts.
+//! cargo would let reach up); the storage crate takes only the error type from the format
+//! crate, never its keys, crypto or layouts; no engine crate reads the environment; and the
+//! engine's operations never use each other.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,17 @@ const NAME_SPELLERS: &[&str] = &["engine/format/src/names.rs", "engine/format/sr
 /// Directory prefixes of the object namespace, as a string literal opens them.
 const OBJECT_DIRS: [&str; 8] =
     ["\"data/", "\"index/", "\"snapshots/", "\"keys/", "\"keyring/", "\"locks/", "\"audit/", "\"marks/"];
+
+/// The engine's operations (modules of engine/src), which never use each other.
+const OPERATIONS: [&str; 12] =
+    ["backup", "restore", "dump", "diff", "snapfs", "forget", "prune", "check", "repair", "copy", "rewrite", "stats"];
+
+/// The operation a file of the engine crate belongs to, if any.
+fn operation_of(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("engine/src/")?;
+    let module = rest.split(['/', '.']).next()?;
+    OPERATIONS.iter().find(|o| **o == module).copied()
+}
 
 /// A source file: its path from the workspace root and its text.
 struct Source {
@@ -124,6 +136,35 @@ fn violations(files: &[Source], allowed: &Allowed<'_>, whole_tree: bool) -> Vec<
                         f.path,
                         n + 1
                     ));
+                }
+            }
+        }
+        if f.path.starts_with("engine/") {
+            for (n, line) in shipped(&f.text).lines().enumerate() {
+                if ["env::var", "env::vars"].iter().any(|read| line.contains(read)) {
+                    out.push(format!(
+                        "{}:{}: the engine reads the environment: take it as a parameter (the CLI reads it)",
+                        f.path,
+                        n + 1
+                    ));
+                }
+            }
+        }
+        if let Some(op) = operation_of(&f.path) {
+            for (n, line) in shipped(&f.text).lines().enumerate() {
+                for other in OPERATIONS.iter().filter(|o| **o != op) {
+                    let path = format!("crate::{other}");
+                    if line
+                        .match_indices(&path)
+                        .any(|(i, _)| !line[i + path.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+                    {
+                        out.push(format!(
+                            "{}:{}: operation {op} uses operation {other}: move what both need down into \
+                             the repository crate or an engine helper",
+                            f.path,
+                            n + 1
+                        ));
+                    }
                 }
             }
         }
@@ -238,6 +279,11 @@ fn each_rule_catches_a_planted_violation() {
         (file("cli/src/planted.rs", doc.clone() + "let n = format!(\"index/{id}\");\n"), "spelled by hand"),
         (file("tests/it/planted.rs", doc.clone() + "std::thread::sleep(d);\n"), "sleeps"),
         (file("engine/storage/src/planted.rs", doc.clone() + "use cairn_format::crypto::Key32;\n"), "beyond its error"),
+        (
+            file("engine/storage/src/planted.rs", doc.clone() + "let r = std::env::var(\"AWS_REGION\");\n"),
+            "environment",
+        ),
+        (file("engine/src/dump.rs", doc.clone() + "use crate::restore::Extents;\n"), "uses operation restore"),
         (file("tests/it/planted.rs", doc.clone() + "assert!(t.elapsed() < d);\n"), "wall-clock"),
     ];
     for (planted, expected) in cases {

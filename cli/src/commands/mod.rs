@@ -34,7 +34,6 @@ use cairn_engine::Repository;
 use cairn_engine::audit::{Actor, AuditRecord};
 use cairn_engine::repo::{LockGuard, LockOptions, ReadLock};
 use cairn_engine::select::SnapshotFilter;
-use cairn_engine::storage::s3::AwsSettings;
 use cairn_engine::storage::{LocalStorage, S3Location, S3Options, S3Storage, Storage, Throttled};
 
 use crate::args::{Cli, Command, GlobalArgs, SnapshotFilterArgs};
@@ -83,7 +82,7 @@ pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
                 insecure_http: g.insecure_http,
                 ..S3Options::default()
             };
-            let aws = AwsSettings::from_env()?;
+            let aws = crate::aws::settings_from_environment()?;
             Arc::new(S3Storage::open(location, &opts, &aws)?)
         }
         None => Arc::new(LocalStorage::new(repo.clone())),

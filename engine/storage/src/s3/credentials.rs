@@ -1,23 +1,12 @@
-//! AWS credentials and region, found as the AWS CLI and SDKs find them, through the AWS SDK's
-//! own default chain: the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//! `AWS_SESSION_TOKEN`), the profile named by `AWS_PROFILE` (or `default`) in the shared files
-//! (static keys, `role_arn` with `source_profile` or `credential_source`, `credential_process`,
-//! SSO), web identity tokens (`AWS_WEB_IDENTITY_TOKEN_FILE`, as on EKS), the ECS container
-//! endpoint, and the EC2 instance metadata service (`AWS_EC2_METADATA_DISABLED=true` skips
-//! it). Temporary credentials are refreshed before they expire.
-//!
-//! The region comes from `AWS_REGION`, `AWS_DEFAULT_REGION` or the profile, never from instance
-//! metadata: a machine that is not on EC2 would wait seconds for an answer that never comes.
+//! The S3 backend's credentials: static ones, or an AWS SDK credentials provider the caller
+//! built (the CLI builds the SDK's default chain, as the AWS CLI finds credentials: the storage
+//! layer reads no environment). A provider's temporary credentials are refreshed before they
+//! expire.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_config::environment::region::EnvironmentVariableRegionProvider;
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::profile::ProfileFileRegionProvider;
-use aws_config::provider_config::ProviderConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use object_store::aws::AwsCredential;
 use zeroize::Zeroizing;
 
@@ -46,49 +35,12 @@ pub struct AwsSettings {
     /// Static credentials given directly (a program embedding the engine, tests). When set, the
     /// provider is not asked.
     pub credentials: Option<Credentials>,
-    /// The SDK's default provider chain ([`AwsSettings::from_env`]).
+    /// An SDK credentials provider (the CLI's: the SDK's default chain).
     pub provider: Option<SharedCredentialsProvider>,
     /// `AWS_REGION`, `AWS_DEFAULT_REGION` or the profile's `region`.
     pub region: Option<String>,
     /// Where the settings came from, for messages.
     pub source: String,
-}
-
-/// The region when nothing names one (S3-compatible stores mostly ignore it).
-const FALLBACK_REGION: &str = "us-east-1";
-
-impl AwsSettings {
-    /// The SDK's default credential chain and the region from the environment or profile.
-    /// Nothing is fetched yet: the chain runs when the storage first needs credentials.
-    pub fn from_env() -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot start the AWS configuration runtime: {e}")))?;
-        runtime.block_on(async {
-            let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
-                .or_else(ProfileFileRegionProvider::new())
-                .region()
-                .await;
-            // IMDS, STS (role_arn, web identity) and SSO are reached over rustls with ring, as
-            // object_store reaches S3; no other TLS stack is built in.
-            let http = aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-                .build_https();
-            let config = ProviderConfig::default().with_http_client(http);
-            let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-                .configure(config)
-                .region(region.clone().unwrap_or_else(|| aws_config::Region::new(FALLBACK_REGION)))
-                .build()
-                .await;
-            Ok(AwsSettings {
-                credentials: None,
-                provider: Some(SharedCredentialsProvider::new(chain)),
-                region: region.map(|r| r.to_string()),
-                source: "the AWS default credential chain".into(),
-            })
-        })
-    }
 }
 
 /// The credential object_store signs with, from the SDK's provider, kept until five minutes
