@@ -93,7 +93,7 @@ fn flipped_byte_in_an_index_segment_is_reported_not_trusted() {
     assert!(problems[0].contains(&name) && problems[0].contains("damaged"), "{problems:?}");
     // Nothing the segment listed is trusted: the snapshot's trees are not found.
     let err = restore_all(&repo, &f.out, &f.work.path().join("out")).unwrap_err();
-    assert!(matches!(err, Error::Missing(_)), "{err:?}");
+    assert!(matches!(err, Error::NotIndexed(_)), "{err:?}");
 }
 
 #[test]

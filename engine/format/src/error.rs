@@ -29,6 +29,11 @@ pub enum Error {
     #[error("repository object {0} is missing")]
     Missing(String),
 
+    /// A blob is not in the index: never stored, or listed only by an index segment that is
+    /// missing or damaged (`cairn repair index` rebuilds the index from the packs).
+    #[error("blob {0} is not in the index (a missing or damaged index segment? `cairn check` tells)")]
+    NotIndexed(crate::id::ChunkId),
+
     /// A path asked for is not in the snapshot.
     #[error("{0} is not in the snapshot")]
     NotInSnapshot(String),

@@ -74,7 +74,11 @@ impl Repairer<'_, '_> {
         }
         let tree = match self.repo.load_tree(&id) {
             Ok(t) => t,
-            Err(crate::error::Error::Corrupt { .. } | crate::error::Error::Missing(_)) => return Ok(None),
+            Err(
+                crate::error::Error::Corrupt { .. }
+                | crate::error::Error::Missing(_)
+                | crate::error::Error::NotIndexed(_),
+            ) => return Ok(None),
             Err(e) => return Err(e),
         };
         let mut nodes = Vec::with_capacity(tree.nodes.len());

@@ -156,7 +156,7 @@ fn is_temp_name(name: &[u8]) -> bool {
 
 /// Whether `e` says a blob is not in the index (which `cairn repair index` may mend).
 fn not_indexed(e: &Error) -> bool {
-    matches!(e, Error::Missing(what) if what.ends_with(crate::repo::NOT_INDEXED))
+    matches!(e, Error::NotIndexed(_))
 }
 
 fn display(target: &Path, rel: &[u8]) -> PathBuf {

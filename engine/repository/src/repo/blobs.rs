@@ -18,7 +18,7 @@ impl Repository {
 
     /// Where a blob lives.
     pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
-        self.index.get(id)?.ok_or_else(|| Error::Missing(format!("blob {id} {NOT_INDEXED}")))
+        self.index.get(id)?.ok_or(Error::NotIndexed(*id))
     }
 
     /// Reads, opens, decompresses and verifies a blob: its keyed hash must equal `id`, so a

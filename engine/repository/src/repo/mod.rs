@@ -153,9 +153,6 @@ pub type SnapshotsRead = (Vec<(ObjectId, Snapshot)>, Vec<(ObjectId, Error)>);
 /// disk; remote stores want more to hide latency (the CLI sets 4 for S3).
 pub const DEFAULT_STORAGE_CONNECTIONS: usize = 2;
 
-/// How [`Repository::locate`]'s error ends for a blob the index does not list.
-pub const NOT_INDEXED: &str = "(not in the index)";
-
 /// Object name of a pack.
 pub fn pack_name(id: &PackId) -> String {
     names::pack(id)
