@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use cairn_engine::storage::Storage;
 use cairn_engine::storage::s3::{AwsSettings, Credentials, S3Location, S3Options, S3Storage};
+use cairn_engine::storage::{RetryPolicy, Retrying};
 use tempfile::TempDir;
 
 pub const ACCESS_KEY: &str = "AKIDCAIRNTEST";
@@ -144,9 +145,10 @@ impl S3Server {
         self.storage_with(&self.url(bucket, tls), &self.options(tls))
     }
 
-    /// A storage for `url` with `opts`.
+    /// A storage for `url` with `opts`, with retries as the CLI has them.
     pub fn storage_with(&self, url: &str, opts: &S3Options) -> Arc<dyn Storage> {
-        Arc::new(S3Storage::open(S3Location::parse(url).unwrap(), opts, &credentials()).unwrap())
+        let s3 = Arc::new(S3Storage::open(S3Location::parse(url).unwrap(), opts, &credentials()).unwrap());
+        Arc::new(Retrying::new(s3, RetryPolicy::default()))
     }
 
     /// The environment a `cairn` process needs to reach this server.

@@ -34,7 +34,9 @@ use cairn_engine::Repository;
 use cairn_engine::audit::{Actor, AuditRecord};
 use cairn_engine::repo::{LockGuard, LockOptions, ReadLock};
 use cairn_engine::select::SnapshotFilter;
-use cairn_engine::storage::{LocalStorage, S3Location, S3Options, S3Storage, Storage, Throttled};
+use cairn_engine::storage::{
+    LocalStorage, RetryPolicy, Retrying, S3Location, S3Options, S3Storage, Storage, Throttled,
+};
 
 use crate::args::{Cli, Command, GlobalArgs, SnapshotFilterArgs};
 
@@ -83,7 +85,7 @@ pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
                 ..S3Options::default()
             };
             let aws = crate::aws::settings_from_environment()?;
-            Arc::new(S3Storage::open(location, &opts, &aws)?)
+            Arc::new(Retrying::new(Arc::new(S3Storage::open(location, &opts, &aws)?), RetryPolicy::default()))
         }
         None => Arc::new(LocalStorage::new(repo.clone())),
     };

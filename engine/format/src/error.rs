@@ -213,6 +213,17 @@ impl Error {
             ))
     }
 
+    /// Whether the storage failed in a way another attempt may not (a connection that broke,
+    /// an answer that was lost): what `storage::Retrying` tries again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Storage { retryable: true, .. })
+    }
+
+    /// Whether this is a create-only put refused because the name exists.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Error::Storage { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+    }
+
     /// A storage error for `op` on `object`.
     pub fn storage(op: &'static str, object: impl Into<String>, source: std::io::Error) -> Self {
         let retryable = matches!(

@@ -1,6 +1,6 @@
 //! Cairn's storage layer: a small trait over names and opaque bytes, its backends (a local
-//! disk, memory, S3) and the decorators any backend can wear (throttling, fault injection, kill
-//! points). Storage never sees keys, plaintext or the format (it uses only the format crate's
+//! disk, memory, S3) and the decorators any backend can wear (retries, throttling, fault
+//! injection, kill points). Storage never sees keys, plaintext or the format (it uses only the format crate's
 //! error type); it is untrusted for confidentiality and integrity.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
@@ -9,6 +9,7 @@ mod fault;
 mod kill;
 mod local;
 mod mem;
+mod retry;
 pub mod s3;
 mod throttle;
 
@@ -16,6 +17,7 @@ pub use fault::FaultStorage;
 pub use kill::{KillPlan, KillWhen, with_kill_points};
 pub use local::LocalStorage;
 pub use mem::MemStorage;
+pub use retry::{RetryPolicy, Retrying};
 pub use s3::{S3Location, S3Options, S3Storage};
 pub use throttle::{RateLimit, Throttled};
 

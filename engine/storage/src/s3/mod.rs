@@ -9,10 +9,12 @@
 //!   are that large, and a pack's name is the hash of its bytes, so the remaining race can
 //!   only ever write the same bytes.
 //! - Throttling, 5xx and timeouts are retried by `object_store` with exponential backoff and
-//!   jitter; authentication errors never are. A put whose answer was lost is retried here. A
+//!   jitter; authentication errors never are. A put whose transfer broke is reported as
+//!   retryable, for the [`crate::Retrying`] decorator the CLI puts on this backend. A
 //!   create-only put refused because the name exists succeeded if the object holds the very
-//!   bytes sent: an earlier attempt landed (names are content hashes or random, so no other
-//!   writer produces the same bytes under the same name by accident).
+//!   bytes sent: an earlier attempt (inside object_store's retries) landed (names are content
+//!   hashes or random, so no other writer produces the same bytes under the same name by
+//!   accident).
 //!
 //! The engine is synchronous; each call blocks on a small private tokio runtime.
 
@@ -20,7 +22,7 @@ mod credentials;
 mod location;
 mod put;
 
-use put::{PutFailure, put_backoff};
+use put::PutFailure;
 
 pub use credentials::{AwsSettings, Credentials};
 pub use location::S3Location;
@@ -35,8 +37,6 @@ use object_store::path::Path as ObjectPath;
 use object_store::{
     BackoffConfig, Certificate, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
 };
-
-use backon::Retryable;
 
 use super::{PutMode, Storage, validate_name};
 use cairn_format::error::{Error, Result};
@@ -285,15 +285,16 @@ impl Storage for S3Storage {
     fn put_parts(&self, name: &str, parts: &[&[u8]], mode: PutMode) -> Result<()> {
         let key = self.key(name)?;
         let size = parts.iter().map(|p| p.len()).sum();
-        // Status errors were retried by object_store already; only a broken transfer, which it
-        // does not retry for create-only puts, is tried again here.
-        let attempt = || self.put_attempt(name, &key, parts, size, mode);
-        self.block_on(
-            attempt.retry(put_backoff()).sleep(tokio::time::sleep).when(|e| matches!(e, PutFailure::Retry(_))),
-        )
-        .map_err(|e| match e {
+        // Status errors were retried by object_store already; a broken transfer, which it
+        // does not retry for create-only puts, is left to the Retrying decorator.
+        self.block_on(self.put_attempt(name, &key, parts, size, mode)).map_err(|e| match e {
             PutFailure::Final(e) => e,
-            PutFailure::Retry(e) => map_err("write", name, e),
+            PutFailure::Retry(e) => Error::Storage {
+                op: "write",
+                object: name.to_string(),
+                retryable: true,
+                source: std::io::Error::new(std::io::ErrorKind::ConnectionReset, error_chain(&e)),
+            },
         })
     }
 

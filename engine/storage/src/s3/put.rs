@@ -1,21 +1,16 @@
 //! Puts to S3: one attempt (single or multipart), and what to make of an attempt whose answer
 //! was lost. A create-only put refused because the name exists succeeded if the object holds
-//! the very bytes sent (an earlier attempt landed); a transfer that broke is tried again with
-//! backoff, after looking whether it landed.
+//! the very bytes sent (an earlier attempt landed); a transfer that broke is reported as worth
+//! another attempt, after looking whether it landed.
 
-use backon::ExponentialBuilder;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload};
-use std::time::Duration;
 
 use super::{S3Storage, is_definite, is_transport, map_err};
 use crate::PutMode;
 use cairn_format::error::Error;
-
-/// Attempts at a put whose answer was lost (the connection broke) before giving up.
-const AMBIGUOUS_PUT_ATTEMPTS: usize = 4;
 
 impl S3Storage {
     /// One attempt at storing the object.
@@ -110,16 +105,6 @@ pub(super) enum PutFailure {
     Final(Error),
     /// The transfer broke and the object is not there: worth another attempt.
     Retry(object_store::Error),
-}
-
-/// Backoff between attempts at a put whose transfer broke: exponential from 200 ms, at most
-/// 5 s, jittered so clients that failed together do not retry together.
-pub(super) fn put_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .with_max_times(AMBIGUOUS_PUT_ATTEMPTS - 1)
 }
 
 impl S3Storage {
