@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 pub const ENVELOPE_VERSION: u8 = 1;
 /// Bytes before an envelope's ciphertext: version, epoch, nonce.
 pub const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
+/// The clear bytes an envelope opens with that name its key epoch: the version byte and the
+/// epoch ([`epoch_of`] reads them).
+pub const EPOCH_PREFIX_LEN: usize = 1 + 4;
 /// Bytes an envelope adds to its plaintext.
 pub const OVERHEAD: usize = 1 + 4 + NONCE_LEN + TAG_LEN;
 

@@ -16,8 +16,6 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::format::envelope::ObjectKind;
-use crate::format::index::IndexSegment;
 use crate::format::names::Dir;
 use crate::format::pack::BlobEntry;
 use crate::format::slot::SlotDoc;
@@ -192,7 +190,7 @@ impl Checker<'_> {
     fn load_index(&mut self) -> Result<()> {
         let mut segments = Vec::new();
         for name in self.repo.storage().list(Dir::Index.prefix())? {
-            match self.repo.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name)) {
+            match self.repo.load_segment_named(&name) {
                 Ok(s) => segments.push((name, s)),
                 Err(e) => self.error(&name, format!("{e}; the blobs it lists look missing until `cairn repair index`")),
             }
@@ -469,7 +467,7 @@ struct PackResult {
 fn verify_pack(repo: &Repository, pack: PackId, entries: &[(ChunkId, BlobEntry)]) -> PackResult {
     let name = pack_name(&pack);
     let mut r = PackResult { pack, name, bytes: 0, blobs: 0, unreadable: None, errors: Vec::new(), bad: Vec::new() };
-    let bytes = match repo.storage().get_bounded(&r.name, repo.config().max_pack_size()) {
+    let bytes = match repo.read_pack(&pack) {
         Ok(b) => b,
         Err(e) => {
             r.unreadable = Some(e.to_string());

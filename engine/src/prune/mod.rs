@@ -31,9 +31,7 @@ pub use plan::{DEFAULT_GRACE_PERIOD, PackUsage, PruneOptions, PrunePlan, Sweep, 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::format::envelope::ObjectKind;
-use crate::format::index::{IndexSegment, IndexedPack};
-use crate::format::names::Dir;
+use crate::format::index::IndexedPack;
 use crate::format::now_ns;
 use crate::format::tree::NodeKind;
 use crate::id::{ChunkId, ObjectId, PackId};
@@ -122,21 +120,6 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<(ScratchTabl
     Ok((used, unreadable))
 }
 
-/// The present index segments and which of them are superseded.
-fn segments(repo: &Repository) -> Result<(Vec<ObjectId>, HashSet<ObjectId>)> {
-    let ids = repo.segment_ids()?;
-    let mut superseded = HashSet::new();
-    for id in &ids {
-        superseded.extend(load_segment(repo, id)?.supersedes);
-    }
-    Ok((ids, superseded))
-}
-
-fn load_segment(repo: &Repository, id: &ObjectId) -> Result<IndexSegment> {
-    let name = Dir::Index.object(id);
-    IndexSegment::decode(&repo.load_object(ObjectKind::IndexSegment, &name)?, &name)
-}
-
 /// Calls `f` with every pack of the live (not superseded) segments, each pack once.
 fn for_each_pack(
     repo: &Repository,
@@ -145,7 +128,7 @@ fn for_each_pack(
 ) -> Result<()> {
     let mut seen = HashSet::new();
     for id in live {
-        for pack in load_segment(repo, id)?.packs {
+        for pack in repo.load_segment(id)?.packs {
             if seen.insert(pack.pack) {
                 f(Some(*id), pack)?;
             }
@@ -190,7 +173,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     check_snapshots_against_log(repo)?;
     progress.phase("prune: finding used blobs", None);
     let (mut used, unreadable_snapshots) = used_blobs(repo, progress)?;
-    let (all_segments, superseded) = segments(repo)?;
+    let (all_segments, superseded) = repo.segments_and_superseded()?;
     let live: Vec<ObjectId> = all_segments.iter().filter(|id| !superseded.contains(id)).copied().collect();
     // Per-pack usage; each used blob is claimed by the first pack that holds it.
     let mut usage = Vec::new();
@@ -307,7 +290,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
                  prune removes them)",
             )?;
             let name = pack_name(&pack.pack);
-            let bytes = repo.storage().get_bounded(&name, repo.config().max_pack_size())?;
+            let bytes = repo.read_pack(&pack.pack)?;
             for b in &pack.blobs {
                 if used.get(b.id.as_bytes())?.as_deref() != Some(pack.pack.as_bytes().as_slice()) {
                     continue;
@@ -355,13 +338,11 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         marks::write(repo, generation, &earlier.objects, &out.sweep.marks)?;
     }
     // 4. Packs, then 5. the old segments and the old marks.
-    let packs: Vec<String> = out.sweep.delete_now.iter().map(pack_name).collect();
     repo.check_locks()?;
-    repo.storage().delete_many(&packs)?;
+    repo.delete_packs(&out.sweep.delete_now)?;
     if rewrite_index {
-        let segments: Vec<String> = all_segments.iter().map(|id| Dir::Index.object(id)).collect();
-        repo.storage().delete_many(&segments)?;
-        out.segments_deleted += segments.len() as u64;
+        repo.delete_segments(&all_segments)?;
+        out.segments_deleted += all_segments.len() as u64;
     }
     if !marks_unchanged {
         marks::delete(repo, &earlier.objects)?;

@@ -39,12 +39,7 @@ pub struct RepairIndexOutcome {
 /// so are bytes that do not hash to the pack's name.
 fn read_header(repo: &Repository, name: &str) -> Result<IndexedPack> {
     let id = crate::format::names::pack_id(name).ok_or_else(|| Error::corrupt(name, "not a pack name"))?;
-    // The storage says how large the pack is: one larger than the config allows is not read.
-    let bytes = repo.storage().get_bounded(name, repo.config().max_pack_size())?;
-    let opened = repo.open_pack(name, &bytes)?;
-    if opened.id != id {
-        return Err(Error::corrupt(name, "pack content does not match its name (BLAKE3 of the bytes)"));
-    }
+    let (bytes, opened) = repo.read_verified_pack(&id)?;
     Ok(IndexedPack { pack: id, size: bytes.len() as u64, blobs: opened.header.blobs })
 }
 
@@ -77,10 +72,8 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
         }
     }
     out.segments_written = rewrite.finish(old.clone())?;
-    for id in &old {
-        repo.storage().delete(&Dir::Index.object(id))?;
-        out.segments_deleted += 1;
-    }
+    repo.delete_segments(&old)?;
+    out.segments_deleted += old.len() as u64;
     repo.sync_index()?;
     progress.done();
     Ok(out)

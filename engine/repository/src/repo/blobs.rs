@@ -1,21 +1,10 @@
 //! Blobs by id: where the index says they are, read and verified against their keyed id (other
-//! copies tried when one is missing or damaged), packs listed and opened, trees loaded.
+//! copies tried when one is missing or damaged), trees loaded.
 
 use super::index_sync::SYNC_BATCH;
 use super::*;
 
 impl Repository {
-    /// Every pack in the storage (one listing of `data/`), with its object name. Objects there
-    /// whose name is not a pack's (strays, temporary files) are not packs and are left out.
-    pub fn list_packs(&self) -> Result<Vec<(PackId, String)>> {
-        Ok(self
-            .storage
-            .list(Dir::Data.prefix())?
-            .into_iter()
-            .filter_map(|n| names::pack_id(&n).map(|id| (id, n)))
-            .collect())
-    }
-
     /// Where a blob lives.
     pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
         self.index.get(id)?.ok_or(Error::NotIndexed(*id))
@@ -57,16 +46,8 @@ impl Repository {
         let mut superseded: HashSet<ObjectId> = HashSet::new();
         let mut found: Vec<(String, ChunkId, BlobLocation)> = Vec::new();
         for batch in names.chunks(SYNC_BATCH) {
-            let segments: Vec<Option<IndexSegment>> = self.with_io_pool(|| {
-                batch
-                    .par_iter()
-                    .map(|name| {
-                        self.load_object(ObjectKind::IndexSegment, name)
-                            .and_then(|b| IndexSegment::decode(&b, name))
-                            .ok()
-                    })
-                    .collect()
-            });
+            let segments: Vec<Option<IndexSegment>> =
+                self.with_io_pool(|| batch.par_iter().map(|name| self.load_segment_named(name).ok()).collect());
             for (name, seg) in batch.iter().zip(segments) {
                 let Some(seg) = seg else { continue };
                 superseded.extend(seg.supersedes.iter().copied());
@@ -120,15 +101,6 @@ impl Repository {
         let (opened, _) = self.open_blob_parts(id, loc, pack, sealed)?;
         let (epoch, key) = self.keyring.current();
         envelope::seal(key, epoch, loc.kind.object_kind(), id.as_bytes(), &opened)
-    }
-
-    /// Opens and verifies the header of the whole pack `bytes` stored as `name` (SPEC §10):
-    /// the header must be bound to the blobs before it. The result also holds the BLAKE3 of
-    /// the bytes, which the caller compares with the pack's name.
-    pub fn open_pack(&self, name: &str, bytes: &[u8]) -> Result<crate::format::pack::OpenedPack> {
-        crate::format::pack::open(bytes, name, |kind, ad_name, sealed| {
-            envelope::open(sealed, kind, ad_name, name, |e| self.keyring.data_key(e, name))
-        })
     }
 
     /// Loads a tree blob.

@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Repository, pack_name};
+use super::Repository;
 use crate::error::{Error, Result};
 use crate::format::MAX_SMALL_OBJECT;
 use crate::format::config::CONFIG_NAME;
 use crate::format::envelope::{self, ObjectKind};
 use crate::format::names::Dir;
-use crate::id::PackId;
 use crate::keys::Keyring;
 use crate::storage::PutMode;
 
@@ -46,42 +45,6 @@ impl Repository {
     /// The data-key epochs the keyring holds, current last.
     pub fn key_epochs(&self) -> Vec<(u32, Option<i64>)> {
         self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()
-    }
-
-    /// The epoch of the pack `id` of `size` bytes as its locator claims it in clear: enough to
-    /// pick packs to re-encrypt and to show usage, not to drop a key (see
-    /// [`Self::verified_pack_epoch`]).
-    pub fn pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
-        let name = pack_name(id);
-        let at = size
-            .checked_sub(crate::format::pack::LOCATOR_LEN as u64)
-            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
-        let head = self.storage.get_range(&name, at, 5)?;
-        envelope::epoch_of(&head, &name)
-    }
-
-    /// The epoch of the pack `id`, on authenticated bytes: the whole pack is read, its header
-    /// opened over its blob area under the locator's epoch, and its bytes checked against its
-    /// name. The clear epoch field alone could be edited by the storage (or a locator moved from
-    /// another pack) to make a key in use look unused. An epoch the keyring does not hold
-    /// cannot be checked and is an error.
-    pub fn verified_pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
-        let name = pack_name(id);
-        if size > self.config.max_pack_size() {
-            return Err(crate::storage::too_large(&name, size, self.config.max_pack_size()));
-        }
-        let bytes = self.storage.get_bounded(&name, self.config.max_pack_size())?;
-        let at = bytes
-            .len()
-            .checked_sub(crate::format::pack::LOCATOR_LEN)
-            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
-        let epoch = envelope::epoch_of(bytes.get(at..).unwrap_or_default(), &name)?;
-        self.keyring.data_key(epoch, &name)?;
-        let opened = self.open_pack(&name, &bytes)?;
-        if opened.id != *id {
-            return Err(Error::corrupt(&name, "the pack's bytes do not hash to its name"));
-        }
-        Ok(epoch)
     }
 
     /// The epoch a small sealed object is sealed under, authenticated like

@@ -24,11 +24,7 @@ impl Repository {
         let names = self.storage.list(Dir::Index.prefix())?;
         let present: HashSet<ObjectId> = Dir::Index.ids(&names).into_iter().collect();
         let applied = self.index.applied_segments()?;
-        let load = |id: &ObjectId| -> (ObjectId, Result<IndexSegment>) {
-            let name = Dir::Index.object(id);
-            let seg = self.load_object(ObjectKind::IndexSegment, &name).and_then(|b| IndexSegment::decode(&b, &name));
-            (*id, seg)
-        };
+        let load = |id: &ObjectId| -> (ObjectId, Result<IndexSegment>) { (*id, self.load_segment(id)) };
         let mut fresh_ids: Vec<ObjectId> = present.iter().filter(|id| !applied.contains_key(id)).copied().collect();
         fresh_ids.sort();
         // Pass 1, in bounded batches: learn what the fresh segments supersede. Decoded segments
@@ -102,13 +98,6 @@ impl Repository {
         crate::index::ScratchTable::create(
             &self.cache_dir.join(format!("scratch-{purpose}-{}-{unique}", std::process::id())),
         )
-    }
-
-    /// Ids of the index segments in the repository, sorted.
-    pub fn segment_ids(&self) -> Result<Vec<ObjectId>> {
-        let mut ids = Dir::Index.ids(&self.storage.list(Dir::Index.prefix())?);
-        ids.sort();
-        Ok(ids)
     }
 
     /// Index segments the last [`Repository::sync_index`] could not read, as errors naming them.

@@ -13,8 +13,10 @@ mod keyslots;
 mod lock;
 mod pack_buffers;
 mod packer;
+mod packs;
 mod pins;
 mod repack;
+mod segments;
 mod snapshots;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

@@ -1,0 +1,40 @@
+//! The index segments service: which segments exist, one read and opened, which are
+//! superseded, and their deletion. Operations reach index segments only through it.
+
+use super::*;
+
+impl Repository {
+    /// Ids of the index segments in the repository, sorted.
+    pub fn segment_ids(&self) -> Result<Vec<ObjectId>> {
+        let mut ids = Dir::Index.ids(&self.storage.list(Dir::Index.prefix())?);
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The index segment `id`, read, opened and decoded.
+    pub fn load_segment(&self, id: &ObjectId) -> Result<IndexSegment> {
+        self.load_segment_named(&Dir::Index.object(id))
+    }
+
+    /// The index segment stored as `name` (a name from a listing of `index/`).
+    pub fn load_segment_named(&self, name: &str) -> Result<IndexSegment> {
+        IndexSegment::decode(&self.load_object(ObjectKind::IndexSegment, name)?, name)
+    }
+
+    /// The present segments, sorted, and those of them a present segment supersedes. Every
+    /// segment is read (one at a time; only their `supersedes` lists are kept); one that
+    /// cannot be read is an error, since what it supersedes is then unknown.
+    pub fn segments_and_superseded(&self) -> Result<(Vec<ObjectId>, HashSet<ObjectId>)> {
+        let ids = self.segment_ids()?;
+        let mut superseded = HashSet::new();
+        for id in &ids {
+            superseded.extend(self.load_segment(id)?.supersedes);
+        }
+        Ok((ids, superseded))
+    }
+
+    /// Deletes the index segments `ids` (prune and repair, once a new index supersedes them).
+    pub fn delete_segments(&self, ids: &[ObjectId]) -> Result<()> {
+        self.storage.delete_many(&ids.iter().map(|id| Dir::Index.object(id)).collect::<Vec<_>>())
+    }
+}
