@@ -4,6 +4,9 @@
 # figure as a ratio to the best peer. Release build; warm page cache for every tool alike.
 #
 # Usage: benches/compare.sh [MIXED_DIR]
+#   With CAIRN_BASELINE=PATH, the `cairn` binary at PATH (an earlier build, a release build of
+#   another commit) runs every step too, as the tool "cairn-baseline": a before/after comparison
+#   in one run. PEERS=0 leaves the other tools out.
 #   MIXED_DIR  the mixed data set (default: built under $WORK: /usr/include, /usr/share/doc,
 #              shared libraries, 200 MiB of random bytes, 150 MiB of text)
 # Environment: WORK (scratch directory, default a temp dir), SMALL_FILES (default 100000),
@@ -64,10 +67,14 @@ mixed_bytes=$(du -sb "$mixed" | cut -f1)
 echo "data: mixed $(du -sh "$mixed" | cut -f1) ($(find "$mixed" -type f | wc -l) files), small $SMALL_FILES files" >&2
 
 # --- tools ---------------------------------------------------------------------------------
+export cairn_baseline="${CAIRN_BASELINE:-}"
 tools=(cairn)
-command -v restic >/dev/null && tools+=(restic)
-command -v borg >/dev/null && tools+=(borg)
-command -v rustic >/dev/null && tools+=(rustic)
+[ -n "$cairn_baseline" ] && tools+=(cairn-baseline)
+if [ "${PEERS:-1}" = 1 ]; then
+  command -v restic >/dev/null && tools+=(restic)
+  command -v borg >/dev/null && tools+=(borg)
+  command -v rustic >/dev/null && tools+=(rustic)
+fi
 echo "tools: ${tools[*]}" >&2
 
 # run TOOL STEP CMD...: times CMD, records seconds and peak RSS (KiB).
@@ -89,6 +96,7 @@ run() {
 tool_env() {
   case $1 in
     cairn) export CAIRN_REPOSITORY="$WORK/repo-cairn-$2" CAIRN_CACHE_DIR="$WORK/cache-cairn" CAIRN_PASSWORD="$PASSWORD" ;;
+    cairn-baseline) export CAIRN_REPOSITORY="$WORK/repo-cairn-baseline-$2" CAIRN_CACHE_DIR="$WORK/cache-cairn-baseline" CAIRN_PASSWORD="$PASSWORD" ;;
     restic) export RESTIC_REPOSITORY="$WORK/repo-restic-$2" RESTIC_PASSWORD="$PASSWORD" RESTIC_CACHE_DIR="$WORK/cache-restic" ;;
     borg) export BORG_REPO="$WORK/repo-borg-$2" BORG_PASSPHRASE="$PASSWORD" BORG_CACHE_DIR="$WORK/cache-borg" BORG_BASE_DIR="$WORK/borg-base" ;;
     rustic) export RUSTIC_REPOSITORY="$WORK/repo-rustic-$2" RUSTIC_PASSWORD="$PASSWORD" ;;
@@ -98,6 +106,7 @@ tool_env() {
 init() {
   case $1 in
     cairn) "$cairn" -q init --no-recovery-code ;;
+    cairn-baseline) "$cairn_baseline" -q init --no-recovery-code ;;
     restic) restic -q init --repository-version 2 ;;
     borg) borg init -e repokey-blake2 ;;
     rustic) rustic init ;;
@@ -107,6 +116,7 @@ init() {
 backup() { # tool path
   case $1 in
     cairn) "$cairn" -q snapshot "$2" ;;
+    cairn-baseline) "$cairn_baseline" -q snapshot "$2" ;;
     restic) restic -q backup "$2" ;;
     borg) borg create --compression zstd,3 "::s$(date +%s%N)" "$2" ;;
     rustic) rustic backup "$2" ;;
@@ -116,6 +126,7 @@ backup() { # tool path
 restore() { # tool target
   case $1 in
     cairn) "$cairn" -q restore latest --target "$2" ;;
+    cairn-baseline) "$cairn_baseline" -q restore latest --target "$2" ;;
     restic) restic -q restore latest --target "$2" ;;
     borg) (mkdir -p "$2" && cd "$2" && borg extract "::$(borg list --last 1 --short)") ;;
     rustic) rustic restore latest "$2" ;;
@@ -125,6 +136,7 @@ restore() { # tool target
 verify() {
   case $1 in
     cairn) "$cairn" -q check --read-data ;;
+    cairn-baseline) "$cairn_baseline" -q check --read-data ;;
     restic) restic -q check --read-data ;;
     borg) borg check --verify-data ;;
     rustic) rustic check --read-data ;;

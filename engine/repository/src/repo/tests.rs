@@ -1,7 +1,8 @@
 //! The repository service on an in-memory repository, without the CLI: the blob writer packs
 //! and indexes what it is given, another client's index sync finds it, damage is reported as
 //! damage, snapshots are listed, named and told apart when unreadable, the audit chain and key
-//! slots hold, check attributes damage, and prune after forget deletes only what is unused.
+//! slots hold, and a writer whose uploads fail says so and leaves no index entry pointing at a
+//! pack it lost.
 
 use std::collections::HashSet;
 
@@ -150,4 +151,65 @@ fn a_password_slot_added_opens_the_repository_and_once_removed_opens_nothing() {
     t.repo.remove_slot(id, false).unwrap();
     assert!(matches!(open(&second), Err(Error::WrongKey(_))), "a removed slot opens nothing");
     open(&SecretBytes::from(super::testing::PASSWORD.to_string())).unwrap();
+}
+
+/// Uploads that fail at every point of a writer's run, in turn (the storage refuses every write
+/// after the first `budget`): the writer reports the failure, never a success, and whatever it
+/// left indexed names only packs that are stored whole. A rerun through a working storage
+/// stores everything and reads back byte for byte.
+#[test]
+fn a_blob_writer_whose_uploads_fail_reports_it_and_indexes_no_pack_it_lost() {
+    use std::sync::Arc;
+
+    use crate::keys::OpenSecret;
+    use crate::storage::FaultStorage;
+
+    let blobs: Vec<Vec<u8>> = (0..24).map(|i| noise(9_000 + i * 7, 300 + i as u64)).collect();
+    let full_run = {
+        let t = TestRepository::new(64 << 10);
+        let fault = Arc::new(FaultStorage::new(t.storage.clone(), None));
+        let secret = OpenSecret::Password(crate::crypto::SecretBytes::from(super::testing::PASSWORD.to_string()));
+        let cache = tempfile::tempdir().unwrap();
+        let repo = super::Repository::open(fault.clone(), &secret, cache.path().to_path_buf()).unwrap();
+        let before = fault.mutations();
+        let writer = repo.blob_writer().unwrap();
+        for b in &blobs {
+            writer.add(BlobKind::Data, b.clone()).unwrap();
+        }
+        writer.finish().unwrap();
+        fault.mutations() - before
+    };
+    assert!(full_run >= 4, "{full_run} writes: several packs and a segment");
+    for budget in 0..full_run {
+        let t = TestRepository::new(64 << 10);
+        let secret = OpenSecret::Password(crate::crypto::SecretBytes::from(super::testing::PASSWORD.to_string()));
+        let cache = tempfile::tempdir().unwrap();
+        let fault = Arc::new(FaultStorage::new(t.storage.clone(), Some(budget)));
+        let repo = super::Repository::open(fault.clone(), &secret, cache.path().to_path_buf()).unwrap();
+        let outcome = repo.blob_writer().and_then(|writer| {
+            for b in &blobs {
+                writer.add(BlobKind::Data, b.clone())?;
+            }
+            writer.finish()
+        });
+        let e = outcome.expect_err("a writer whose writes failed must not report success");
+        assert!(matches!(e, Error::Storage { .. }), "budget {budget}: {e}");
+        // What another client sees: every indexed pack is there, and its blobs read back.
+        let other_cache = tempfile::tempdir().unwrap();
+        let other = TestRepository::open_at(&t.storage, other_cache.path());
+        let stored: HashSet<_> = other.list_packs().unwrap().into_iter().map(|(id, _)| id).collect();
+        for (blob, id) in blobs.iter().map(|b| (b, other.chunk_id(b))) {
+            if let Ok(loc) = other.locate(&id) {
+                assert!(stored.contains(&loc.pack), "budget {budget}: blob indexed in a pack not stored");
+                assert_eq!(&other.read_blob(&id).unwrap(), blob, "budget {budget}");
+            }
+        }
+        // The rerun, through the plain storage, completes.
+        let writer = other.blob_writer().unwrap();
+        let ids: Vec<ChunkId> = blobs.iter().map(|b| writer.add(BlobKind::Data, b.clone()).unwrap()).collect();
+        writer.finish().unwrap();
+        for (id, blob) in ids.iter().zip(&blobs) {
+            assert_eq!(&other.read_blob(id).unwrap(), blob, "budget {budget}: after the rerun");
+        }
+    }
 }
