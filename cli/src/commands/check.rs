@@ -33,7 +33,7 @@ fn subset(a: &CheckArgs) -> anyhow::Result<Option<Subset>> {
 pub fn run(g: &GlobalArgs, a: &CheckArgs) -> anyhow::Result<i32> {
     let opts = CheckOptions { read_data: subset(a)? };
     let repo = super::open(g)?;
-    super::audited(&repo, "check", super::AuditNeed::BestEffort, |rec| {
+    super::audited(&repo, super::Operation::Check, |rec| {
         let _lock = super::read_lock(g, &repo, "check")?;
         let progress = TermProgress::new(g.quiet || g.json);
         let r = check(&repo, &opts, &progress)?;

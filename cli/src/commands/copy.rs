@@ -19,7 +19,7 @@ pub fn run(g: &GlobalArgs, a: &CopyArgs) -> anyhow::Result<i32> {
     if source.config().repository_id == dest.config().repository_id {
         bail_usage!("--from-repo is the repository being copied into");
     }
-    super::audited(&dest, "copy", super::AuditNeed::Required, |rec| {
+    super::audited(&dest, super::Operation::Copy, |rec| {
         let _source_lock = super::read_lock(&source_args, &source, "copy (source)")?;
         let _lock = super::lock(g, &dest, false, "copy")?;
         let chosen = super::chosen_snapshots(&source, &a.snapshots, &a.filter)?;

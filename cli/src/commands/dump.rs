@@ -13,7 +13,7 @@ use crate::exit;
 
 pub fn run(g: &GlobalArgs, a: &DumpArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    super::audited(&repo, "dump", super::AuditNeed::BestEffort, |rec| {
+    super::audited(&repo, super::Operation::Dump, |rec| {
         let (id, snap) = super::find_snapshot(&repo, &a.snapshot, &a.filter)?;
         rec.detail = format!("snapshot {}", id.to_hex());
         let path = a.path.as_os_str().as_bytes();

@@ -71,7 +71,7 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
     }
     let by = group_by(a)?;
     let repo = super::open(g)?;
-    super::audited(&repo, "forget", super::AuditNeed::Required, |rec| {
+    super::audited(&repo, super::Operation::Forget, |rec| {
         let _lock = if a.dry_run { None } else { Some(super::lock(g, &repo, true, "forget")?) };
         let (readable, unreadable) = repo.readable_snapshots()?;
         let filter = super::snapshot_filter(&a.filter)?;

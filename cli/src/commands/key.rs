@@ -19,11 +19,11 @@ pub fn run(g: &GlobalArgs, a: &KeyArgs) -> anyhow::Result<i32> {
         KeyCommand::Epochs => epochs(g),
         KeyCommand::Add(add_args) => {
             let repo = super::open(g)?;
-            super::audited(&repo, "key add", super::AuditNeed::Required, |rec| add(g, &repo, add_args, rec))
+            super::audited(&repo, super::Operation::KeyAdd, |rec| add(g, &repo, add_args, rec))
         }
         KeyCommand::Remove(r) => {
             let repo = super::open(g)?;
-            super::audited(&repo, "key remove", super::AuditNeed::Required, |rec| {
+            super::audited(&repo, super::Operation::KeyRemove, |rec| {
                 let _lock = super::lock(g, &repo, true, "key remove")?;
                 let id = repo.resolve_slot(&r.id)?;
                 repo.remove_slot(id, r.force)?;
@@ -33,7 +33,7 @@ pub fn run(g: &GlobalArgs, a: &KeyArgs) -> anyhow::Result<i32> {
         }
         KeyCommand::Passwd(p) => {
             let repo = super::open(g)?;
-            super::audited(&repo, "key passwd", super::AuditNeed::Required, |rec| {
+            super::audited(&repo, super::Operation::KeyPasswd, |rec| {
                 let _lock = super::lock(g, &repo, true, "key passwd")?;
                 let password = secrets::new_password(p.new_password_file.as_deref())?;
                 let id = repo.change_password(&password, kdf(p)?)?;
@@ -51,7 +51,7 @@ pub fn run(g: &GlobalArgs, a: &KeyArgs) -> anyhow::Result<i32> {
         KeyCommand::Rotate(r) => rotate(g, r.reencrypt),
         KeyCommand::RetireEpoch(r) => {
             let repo = super::open(g)?;
-            super::audited(&repo, "key retire-epoch", super::AuditNeed::Required, |rec| {
+            super::audited(&repo, super::Operation::KeyRetireEpoch, |rec| {
                 let _lock = super::lock(g, &repo, true, "key retire-epoch")?;
                 repo.retire_epoch(r.epoch)?;
                 rec.detail = format!("epoch {} retired", r.epoch);
@@ -243,7 +243,7 @@ fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
     let mut retired = Vec::new();
     if reencrypt {
         for epoch in old_epochs {
-            let code = super::audited(&repo, "prune", super::AuditNeed::Required, |rec| {
+            let code = super::audited(&repo, super::Operation::Prune, |rec| {
                 let opts = PruneOptions { reencrypt_epoch: Some(epoch), ..PruneOptions::default() };
                 let p = prune(&repo, opts, false, &NoProgress)?;
                 rec.packs_created = p.packs_written;
@@ -257,7 +257,7 @@ fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
             if code != exit::OK {
                 return Ok(code);
             }
-            super::audited(&repo, "key retire-epoch", super::AuditNeed::Required, |rec| {
+            super::audited(&repo, super::Operation::KeyRetireEpoch, |rec| {
                 repo.retire_epoch(epoch)?;
                 rec.detail = format!("epoch {epoch} retired");
                 Ok(exit::OK)

@@ -32,6 +32,8 @@ use std::os::unix::ffi::OsStringExt;
 
 use cairn_engine::Repository;
 use cairn_engine::audit::{Actor, AuditRecord};
+pub use cairn_engine::audited::Operation;
+use cairn_engine::audited::{AuditFailure, Ending};
 use cairn_engine::repo::{LockGuard, LockOptions, ReadLock};
 use cairn_engine::select::SnapshotFilter;
 use cairn_engine::storage::{
@@ -181,45 +183,32 @@ pub fn actor() -> Actor {
     Actor { host: hostname(), user: username() }
 }
 
-/// Whether a command fails when its audit entry cannot be written. Commands that only read
-/// (restore, dump, check) must keep working on read-only media, so they warn instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditNeed {
-    Required,
-    BestEffort,
-}
-
-/// Runs `f` and appends an audit entry with what it recorded and how it ended. An operation
-/// refused because the repository is locked did nothing and is not logged.
+/// Runs `f` under the engine's audit policy ([`cairn_engine::audited`]): the entry's outcome
+/// comes from the exit code, a command refused because the repository is locked is not logged,
+/// and a reading command whose entry could not be written warns.
 pub fn audited(
     repo: &Repository,
-    operation: &str,
-    need: AuditNeed,
+    operation: Operation,
     f: impl FnOnce(&mut AuditRecord) -> anyhow::Result<i32>,
 ) -> anyhow::Result<i32> {
-    // A command that changes the repository refuses a log rolled back from what this client saw
-    // before changing anything: its own entry would otherwise paper over the rollback. Reading
-    // commands (restore, dump, check) go on; their entry is refused and they warn.
-    if need == AuditNeed::Required {
-        repo.check_not_rolled_back()?;
-    }
-    let mut rec = AuditRecord::new(operation);
-    let result = f(&mut rec);
-    match &result {
-        Err(e) if crate::exit::code_for(e) == crate::exit::LOCKED => return result,
-        Err(e) => rec.outcome = format!("failed: {e:#}"),
-        Ok(code) if *code == crate::exit::PARTIAL => rec.outcome = "partial".into(),
-        Ok(code) if *code != crate::exit::OK && rec.outcome == "ok" => rec.outcome = format!("exit {code}"),
-        Ok(_) => {}
-    }
-    if let Err(e) = repo.audit(&actor(), &rec) {
-        if need == AuditNeed::Required && result.is_ok() {
-            return Err(anyhow::Error::new(e)
-                .context(format!("{operation} finished, but its audit entry could not be written")));
+    let ending = |result: &anyhow::Result<i32>| match result {
+        Err(e) if crate::exit::code_for(e) == crate::exit::LOCKED => Ending::Refused,
+        Err(e) => Ending::Failed(format!("{e:#}")),
+        Ok(code) if *code == crate::exit::PARTIAL => Ending::Partial,
+        Ok(code) if *code != crate::exit::OK => Ending::Status(*code),
+        Ok(_) => Ending::Done,
+    };
+    match cairn_engine::audited::run(repo, &actor(), operation, f, ending) {
+        Ok(done) => {
+            if let Some(e) = done.entry_missing {
+                crate::output::warn(format_args!("cairn: warning: could not append to the audit log: {e}"));
+            }
+            done.result
         }
-        crate::output::warn(format_args!("cairn: warning: could not append to the audit log: {e}"));
+        Err(AuditFailure::NotStarted(e)) => Err(e.into()),
+        Err(AuditFailure::EntryLost { operation, source }) => Err(anyhow::Error::new(source)
+            .context(format!("{operation} finished, but its audit entry could not be written"))),
     }
-    result
 }
 
 /// Takes a repository lock for `operation`, waiting up to `--retry-lock`.

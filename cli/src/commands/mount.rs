@@ -48,7 +48,7 @@ pub fn run(g: &GlobalArgs, a: &MountArgs) -> anyhow::Result<i32> {
         bail_usage!("the mount point {} is not a directory", mountpoint.display());
     }
     let repo = Arc::new(super::open(g)?);
-    super::audited(&repo, "mount", super::AuditNeed::BestEffort, |rec| {
+    super::audited(&repo, super::Operation::Mount, |rec| {
         // Held while mounted (and refreshed): a prune elsewhere then deletes nothing being read.
         let lock = super::read_lock(g, &repo, "mount")?;
         let options = FsOptions {

@@ -14,9 +14,7 @@ use crate::{exit, output};
 pub fn run(g: &GlobalArgs, a: &PruneArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     let progress = TermProgress::new(g.quiet || g.json);
-    super::audited(&repo, "prune", super::AuditNeed::Required, |rec| {
-        run_with(g, &a.opts, a.dry_run, &repo, &progress, rec)
-    })
+    super::audited(&repo, super::Operation::Prune, |rec| run_with(g, &a.opts, a.dry_run, &repo, &progress, rec))
 }
 
 /// Prune with an exclusive lock (shared with `forget --prune`).

@@ -9,10 +9,10 @@ use crate::{exit, output};
 pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     let op = match a.what {
-        RepairWhat::Index => "repair index",
-        RepairWhat::Snapshots => "repair snapshots",
+        RepairWhat::Index => super::Operation::RepairIndex,
+        RepairWhat::Snapshots => super::Operation::RepairSnapshots,
     };
-    super::audited(&repo, op, super::AuditNeed::Required, |rec| match a.what {
+    super::audited(&repo, op, |rec| match a.what {
         RepairWhat::Index => {
             let _lock = super::lock(g, &repo, true, "repair index")?;
             let progress = TermProgress::new(g.quiet || g.json);

@@ -10,7 +10,7 @@ use crate::{exit, output};
 
 pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    super::audited(&repo, "restore", super::AuditNeed::BestEffort, |rec| {
+    super::audited(&repo, super::Operation::Restore, |rec| {
         let _lock = super::read_lock(g, &repo, "restore")?;
         let (spec, subpath) = super::split_snapshot_path(&a.snapshot);
         let (id, snap) = super::find_snapshot(&repo, spec, &a.filter)?;

@@ -57,7 +57,7 @@ pub fn run(g: &GlobalArgs, a: &RewriteArgs) -> anyhow::Result<i32> {
         let _lock = super::read_lock(g, &repo, "rewrite --dry-run")?;
         return body(&mut cairn_engine::audit::AuditRecord::new("rewrite"));
     }
-    super::audited(&repo, "rewrite", super::AuditNeed::Required, |rec| {
+    super::audited(&repo, super::Operation::Rewrite, |rec| {
         let _lock = super::lock(g, &repo, true, "rewrite")?;
         body(rec)
     })

@@ -143,7 +143,7 @@ fn run_hooked(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
         let _lock = super::read_lock(g, &repo, "snapshot --dry-run")?;
         return snapshot(g, a, &repo, excludes, &mut cairn_engine::audit::AuditRecord::new("snapshot"));
     }
-    super::audited(&repo, "snapshot", super::AuditNeed::Required, |rec| {
+    super::audited(&repo, super::Operation::Snapshot, |rec| {
         let _lock = super::lock(g, &repo, false, "snapshot")?;
         snapshot(g, a, &repo, excludes, rec)
     })

@@ -26,7 +26,7 @@ pub fn run(g: &GlobalArgs, a: &TagArgs) -> anyhow::Result<i32> {
         bail_usage!("name the snapshots to tag, or select them with --host, --tag or --path");
     }
     let repo = super::open(g)?;
-    super::audited(&repo, "tag", super::AuditNeed::Required, |rec| {
+    super::audited(&repo, super::Operation::Tag, |rec| {
         let _lock = super::lock(g, &repo, true, "tag")?;
         let chosen: Vec<(ObjectId, Snapshot)> = super::chosen_snapshots(&repo, &a.snapshots, &a.filter)?;
         let mut changed = Vec::new();

@@ -5,7 +5,7 @@ use crate::{exit, output};
 
 pub fn run(g: &GlobalArgs, a: &UnlockArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
-    super::audited(&repo, "unlock", super::AuditNeed::Required, |rec| {
+    super::audited(&repo, super::Operation::Unlock, |rec| {
         let removed = repo.unlock(a.remove_all)?;
         rec.detail = format!("{removed} lock(s) removed");
         if g.json {
