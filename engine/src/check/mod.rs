@@ -274,7 +274,7 @@ impl Checker<'_> {
                 self.pack_bad(&pack, "its pack is missing");
                 continue;
             }
-            match self.repo.storage().stat(&name)? {
+            match self.repo.pack_size(&pack)? {
                 Some(actual) if actual == size => {}
                 Some(actual) => {
                     self.error(&name, format!("pack is {actual} bytes, the index says {size}"));

@@ -10,7 +10,7 @@ use crate::audit::{Actor, AuditRecord, INTENT};
 use crate::error::Result;
 use crate::format::snapshot::Snapshot;
 use crate::id::ObjectId;
-use crate::repo::{Repository, snapshot_name};
+use crate::repo::Repository;
 
 pub use policy::{Bucket, Decision, GroupBy, GroupKey, KeepPolicy, RetentionSpan, SnapshotInfo};
 
@@ -39,7 +39,7 @@ pub fn remove(repo: &Repository, ids: &[ObjectId], actor: &Actor) -> Result<()> 
     repo.audit(actor, &intent)?;
     // Invariant: the intent is in the log before the first snapshot goes.
     for id in ids {
-        repo.storage().delete(&snapshot_name(id))?;
+        repo.delete_snapshot(id)?;
     }
     Ok(())
 }

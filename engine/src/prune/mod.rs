@@ -213,9 +213,9 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         Ok(())
     })?;
     let mut orphans = Vec::new();
-    for (id, name) in repo.list_packs()? {
+    for (id, _) in repo.list_packs()? {
         if !indexed.contains(&id) {
-            orphans.push((id, repo.storage().stat(&name)?.unwrap_or(0)));
+            orphans.push((id, repo.pack_size(&id)?.unwrap_or(0)));
         }
     }
     orphans.sort();

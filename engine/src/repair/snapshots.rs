@@ -13,7 +13,7 @@ use crate::format::BlobKind;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::{ChunkId, ObjectId, PackId};
 use crate::progress::Progress;
-use crate::repo::{BlobWriter, Repository, snapshot_name};
+use crate::repo::{BlobWriter, Repository};
 
 /// Suffix of the marker that replaces a damaged entry.
 pub const DAMAGED_SUFFIX: &[u8] = b".cairn-damaged";
@@ -170,7 +170,7 @@ pub fn repair_snapshots(repo: &Repository, progress: &dyn Progress) -> Result<Re
             snap.tags.push("repaired".into());
         }
         let (new, _) = repo.save_snapshot(&snap)?;
-        repo.storage().delete(&snapshot_name(&old))?;
+        repo.delete_snapshot(&old)?;
         out.repaired.push(RepairedSnapshot { old, new, replaced });
     }
     progress.done();

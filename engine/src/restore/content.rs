@@ -315,7 +315,7 @@ fn write_pack(
         let (Some(first), Some(last)) = (range.first(), range.last()) else { return Ok(()) };
         let start = u64::from(first.loc.offset);
         let end = u64::from(last.loc.offset) + u64::from(last.loc.length);
-        let bytes = match r.repo.storage().get_range(&name, start, end - start) {
+        let bytes = match r.repo.read_pack_range(&work.pack, start, end - start) {
             Ok(b) => b,
             Err(e) => {
                 for b in range.iter() {

@@ -23,6 +23,16 @@ impl Repository {
         self.storage.get_bounded(&pack_name(id), self.config.max_pack_size())
     }
 
+    /// `len` bytes of the pack `id` from `offset` (a run of blobs restore or mount reads).
+    pub fn read_pack_range(&self, id: &PackId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.storage.get_range(&pack_name(id), offset, len)
+    }
+
+    /// The stored size of the pack `id`; `None` when it is not there.
+    pub fn pack_size(&self, id: &PackId) -> Result<Option<u64>> {
+        self.storage.stat(&pack_name(id))
+    }
+
     /// Opens and verifies the header of the whole pack `bytes` stored as `name` (SPEC §10):
     /// the header must be bound to the blobs before it. The result also holds the BLAKE3 of
     /// the bytes, which the caller compares with the pack's name ([`Self::read_verified_pack`]

@@ -1,5 +1,5 @@
 //! Snapshots: listed, loaded (damaged ones told apart), named by id prefix or `latest`, and
-//! stored (announced in the audit log first when an actor is set).
+//! stored (announced in the audit log first when an actor is set), deleted.
 
 use super::*;
 
@@ -122,5 +122,11 @@ impl Repository {
         }
         let size = self.save_object(ObjectKind::Snapshot, &snapshot_name(&id), &snapshot.encode())?;
         Ok((id, size))
+    }
+
+    /// Deletes the snapshot `id` (forget, after logging its intent; repair, once the repaired
+    /// snapshot is saved). Deleting one that is gone is not an error.
+    pub fn delete_snapshot(&self, id: &ObjectId) -> Result<()> {
+        self.storage.delete(&snapshot_name(id))
     }
 }
