@@ -6,7 +6,9 @@
 # Usage: benches/compare.sh [MIXED_DIR]
 #   With CAIRN_BASELINE=PATH, the `cairn` binary at PATH (an earlier build, a release build of
 #   another commit) runs every step too, as the tool "cairn-baseline": a before/after comparison
-#   in one run. PEERS=0 leaves the other tools out.
+#   in one run; BASELINE_FIRST=1 runs it before the current build (run both orders: a later
+#   tool finds the file system and page cache as the earlier one left them). PEERS=0 leaves
+#   the other tools out.
 #   MIXED_DIR  the mixed data set (default: built under $WORK: /usr/include, /usr/share/doc,
 #              shared libraries, 200 MiB of random bytes, 150 MiB of text)
 # Environment: WORK (scratch directory, default a temp dir), SMALL_FILES (default 100000),
@@ -70,6 +72,7 @@ echo "data: mixed $(du -sh "$mixed" | cut -f1) ($(find "$mixed" -type f | wc -l)
 export cairn_baseline="${CAIRN_BASELINE:-}"
 tools=(cairn)
 [ -n "$cairn_baseline" ] && tools+=(cairn-baseline)
+[ -n "$cairn_baseline" ] && [ "${BASELINE_FIRST:-0}" = 1 ] && tools=(cairn-baseline cairn)
 if [ "${PEERS:-1}" = 1 ]; then
   command -v restic >/dev/null && tools+=(restic)
   command -v borg >/dev/null && tools+=(borg)

@@ -85,7 +85,8 @@ pub enum Ending {
 pub struct Audited<T> {
     /// What the operation returned.
     pub result: T,
-    /// Why its entry is missing, when it is (only ever for an operation that only reads).
+    /// Why its entry is missing, when it is: an operation that only reads, or one that failed
+    /// anyway (the caller reports its own error and warns about the entry).
     pub entry_missing: Option<Error>,
 }
 

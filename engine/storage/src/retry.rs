@@ -3,10 +3,14 @@
 //! (`Error::Storage { retryable: true, .. }`: the connection broke, the answer was lost) and
 //! leaves the rest (a refusal, a missing object, damage) to fail at once.
 //!
-//! Every operation the trait has is idempotent except a create-only put, and that one is made
-//! so here: when an attempt's answer was lost, the object may have landed, so a later attempt
-//! refused because the name exists succeeded if the object holds the very bytes sent. Names are
-//! content hashes or random, so no other writer produces the same bytes under the same name.
+//! A retried operation may take effect twice. For a read that is harmless; for a create-only
+//! put it is made harmless here: when an attempt's answer was lost, the object may have
+//! landed, so a later attempt refused because the name exists succeeded if the object holds
+//! the very bytes sent (names are content hashes or random, so no other writer produces the
+//! same bytes under the same name). An overwriting put or a delete retried while another client
+//! changes the same name can undo that change (a lock refresh retried just after another
+//! client removed the lock brings it back); the lock protocol tolerates that, since a refresh
+//! stores the holder's own current lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,15 +23,17 @@ use cairn_format::error::Result;
 pub struct RetryPolicy {
     /// Attempts in all, the first included (at least 1).
     pub attempts: u32,
-    /// The wait before the second attempt; each later wait doubles, up to `max_delay`.
+    /// The wait before the second attempt; each later wait doubles, up to `max_delay`. Each
+    /// wait is jittered to between one and two times its value.
     pub first_delay: Duration,
     /// The longest wait between two attempts.
     pub max_delay: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// Four attempts, 200 ms to 5 s apart: a dropped connection or a restarting server is
-    /// ridden out; a store that stays down fails the command within seconds.
+    /// Four attempts, waiting 0.2-0.4 s, 0.4-0.8 s and 0.8-1.6 s between them: a dropped
+    /// connection or a restarting server is ridden out; a store that stays down fails the
+    /// command within seconds.
     fn default() -> Self {
         RetryPolicy { attempts: 4, first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) }
     }
@@ -63,25 +69,31 @@ impl Retrying {
         }
     }
 
-    /// Whether `name` holds exactly the concatenation of `parts`.
+    /// Whether `name` holds exactly the concatenation of `parts`. The read is bounded by what
+    /// was sent: a storage that answers with more is not read further.
     fn holds(&self, name: &str, parts: &[&[u8]]) -> bool {
         let size: usize = parts.iter().map(|p| p.len()).sum();
-        match self.inner.stat(name) {
-            Ok(Some(stored)) if stored == size as u64 => {}
-            _ => return false,
+        let Ok(stored) = self.inner.get_bounded(name, size as u64) else { return false };
+        if stored.len() != size {
+            return false;
         }
-        self.inner.get(name).is_ok_and(|bytes| bytes == parts.concat())
+        let mut at = 0;
+        parts.iter().all(|p| {
+            let same = stored.get(at..at + p.len()) == Some(*p);
+            at += p.len();
+            same
+        })
     }
 }
 
-/// Between half and all of `delay`, at random.
+/// Between one and two times `delay`, at random.
 fn jittered(delay: Duration) -> Duration {
     let mut byte = [0u8; 1];
-    let fraction = match getrandom::fill(&mut byte) {
-        Ok(()) => 0.5 + f64::from(byte[0]) / 510.0,
-        Err(_) => 1.0,
+    let factor = match getrandom::fill(&mut byte) {
+        Ok(()) => 1.0 + f64::from(byte[0]) / 255.0,
+        Err(_) => 1.5,
     };
-    delay.mul_f64(fraction)
+    delay.mul_f64(factor)
 }
 
 impl Storage for Retrying {

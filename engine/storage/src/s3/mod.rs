@@ -91,9 +91,10 @@ pub struct S3Storage {
     part_size: usize,
 }
 
-/// How many times a create-only put whose outcome is unknown is tried again here.
 impl S3Storage {
-    /// Connects lazily: nothing is sent until the first request.
+    /// Connects lazily: nothing is sent until the first request. A put whose transfer broke
+    /// is tried once and fails as retryable: wrap the storage in [`crate::Retrying`] (as the
+    /// CLI does) to ride out dropped connections.
     pub fn open(location: S3Location, opts: &S3Options, aws: &AwsSettings) -> Result<Self> {
         if location.is_plain_http() && !opts.insecure_http {
             return Err(Error::InvalidInput(format!(
