@@ -150,20 +150,33 @@ mod tests {
         assert_eq!(limit.book(100, later), later + Duration::from_millis(100));
     }
 
+    /// How far ahead of `from` a limit's clock has booked transfers.
+    fn booked(limit: &RateLimit, from: Instant) -> Duration {
+        lock_busy(limit).map_or(Duration::ZERO, |busy| busy.saturating_duration_since(from))
+    }
+
+    fn lock_busy(limit: &RateLimit) -> Option<Instant> {
+        *limit.busy_until.lock().unwrap()
+    }
+
+    /// Every transfer through the storage is booked on its direction's clock (so the caller
+    /// waited for it): 200 kB each way at 400 kB/s books half a second past the start. Read
+    /// from the clocks, not from elapsed time, so a slow machine cannot pass or fail it.
     #[test]
-    fn throttled_storage_keeps_the_average_rate() {
+    fn throttled_storage_books_every_transfer_on_its_clock() {
         let s = Throttled::new(Arc::new(MemStorage::new()), Some(400_000), Some(400_000));
         let data = vec![7u8; 50_000];
         let start = Instant::now();
         for i in 0..4 {
             s.put(&format!("o/{i}"), &data, PutMode::CreateNew).unwrap();
         }
-        // 200 kB at 400 kB/s: at least half a second.
-        assert!(start.elapsed() >= Duration::from_millis(450), "{:?}", start.elapsed());
+        let (up, down) = (s.upload.as_ref().unwrap(), s.download.as_ref().unwrap());
+        assert!(booked(up, start) >= Duration::from_millis(500), "{:?}", booked(up, start));
+        assert_eq!(lock_busy(down), None, "no download yet");
         let start = Instant::now();
         for i in 0..4 {
             assert_eq!(s.get(&format!("o/{i}")).unwrap(), data);
         }
-        assert!(start.elapsed() >= Duration::from_millis(450), "{:?}", start.elapsed());
+        assert!(booked(down, start) >= Duration::from_millis(500), "{:?}", booked(down, start));
     }
 }

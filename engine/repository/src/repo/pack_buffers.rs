@@ -12,6 +12,8 @@ struct Slots {
     free: Vec<Vec<u8>>,
     /// Buffers allocated so far (free or in use); never more than `limit`.
     allocated: usize,
+    /// Callers of `take` waiting for a buffer to come back.
+    waiting: usize,
 }
 
 /// The pool. Buffers are allocated on first need, up to `limit`.
@@ -33,7 +35,7 @@ impl PackBuffers {
         Arc::new(PackBuffers {
             limit: limit.max(1),
             capacity,
-            slots: Mutex::new(Slots { free: Vec::new(), allocated: 0 }),
+            slots: Mutex::new(Slots { free: Vec::new(), allocated: 0, waiting: 0 }),
             freed: Condvar::new(),
         })
     }
@@ -51,7 +53,9 @@ impl PackBuffers {
                 slots.allocated += 1;
                 break Vec::with_capacity(self.capacity);
             }
+            slots.waiting += 1;
             slots = self.freed.wait(slots).unwrap_or_else(std::sync::PoisonError::into_inner);
+            slots.waiting -= 1;
         };
         PackBuf { buf, pool: Some(Arc::clone(self)) }
     }
@@ -95,7 +99,6 @@ impl Drop for PackBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn bounds_the_buffers_and_reuses_them() {
@@ -124,8 +127,12 @@ mod tests {
             let pool = Arc::clone(&pool);
             std::thread::spawn(move || pool.take().as_ptr() as usize)
         };
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(!waiter.is_finished(), "waited while every buffer was in use");
+        // The waiter blocks in `take` (no buffer is free and none may be made) until one comes
+        // back: wait until it is seen waiting, then give the buffer back.
+        while lock(&pool.slots).waiting == 0 {
+            assert!(!waiter.is_finished(), "took a buffer while every buffer was in use");
+            std::thread::yield_now();
+        }
         drop(held);
         assert_eq!(waiter.join().unwrap(), ptr, "the waiter got the buffer given back");
     }
