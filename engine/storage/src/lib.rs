@@ -125,12 +125,24 @@ pub struct Leftover {
     pub modified: Option<std::time::SystemTime>,
 }
 
-/// Rejects names that could escape the repository or collide across backends.
+/// Whether `bytes` are exactly the concatenation of `parts` (a put whose answer was lost: did
+/// these very bytes land?), compared without joining the parts.
+pub(crate) fn is_concatenation(bytes: &[u8], parts: &[&[u8]]) -> bool {
+    let mut at = 0;
+    let same = parts.iter().all(|p| {
+        let same = bytes.get(at..at + p.len()) == Some(*p);
+        at += p.len();
+        same
+    });
+    same && at == bytes.len()
+}
+
 /// The error for an object larger than its kind may be.
 pub fn too_large(name: &str, size: u64, max: u64) -> Error {
     Error::corrupt(name, format!("{size} bytes, more than the {max} such an object may have; not read"))
 }
 
+/// Rejects names that could escape the repository or collide across backends.
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.split('/').all(|c| {

@@ -73,16 +73,7 @@ impl Retrying {
     /// was sent: a storage that answers with more is not read further.
     fn holds(&self, name: &str, parts: &[&[u8]]) -> bool {
         let size: usize = parts.iter().map(|p| p.len()).sum();
-        let Ok(stored) = self.inner.get_bounded(name, size as u64) else { return false };
-        if stored.len() != size {
-            return false;
-        }
-        let mut at = 0;
-        parts.iter().all(|p| {
-            let same = stored.get(at..at + p.len()) == Some(*p);
-            at += p.len();
-            same
-        })
+        self.inner.get_bounded(name, size as u64).is_ok_and(|stored| crate::is_concatenation(&stored, parts))
     }
 }
 

@@ -66,12 +66,7 @@ impl S3Storage {
             return false;
         }
         let Ok(bytes) = got.bytes().await else { return false };
-        let mut at = 0;
-        parts.iter().all(|p| {
-            let same = bytes.get(at..at + p.len()) == Some(*p);
-            at += p.len();
-            same
-        })
+        crate::is_concatenation(&bytes, parts)
     }
 }
 
