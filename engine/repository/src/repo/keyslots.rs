@@ -167,8 +167,9 @@ impl Repository {
             .collect())
     }
 
-    fn store_new_slot(&self, secret: NewSlotSecret<'_>, label: &str) -> Result<ObjectId> {
-        let slot = keys::create_slot(
+    /// A new slot, with a fresh id, wrapping this repository's key under `secret`.
+    fn new_slot(&self, secret: NewSlotSecret<'_>, label: &str) -> Result<SlotDoc> {
+        keys::create_slot(
             self.config.repository_id,
             ObjectId::random()?,
             &self.master,
@@ -176,7 +177,11 @@ impl Repository {
             &self.keyring.slot_info_key(),
             secret,
             label,
-        )?;
+        )
+    }
+
+    fn store_new_slot(&self, secret: NewSlotSecret<'_>, label: &str) -> Result<ObjectId> {
+        let slot = self.new_slot(secret, label)?;
         self.list_and_store_slot(&slot)?;
         Ok(slot.id)
     }
@@ -197,15 +202,7 @@ impl Repository {
     /// stored, it is opened again through the token, so a slot that cannot open is never kept.
     pub fn add_hsm_slot(&self, cfg: &HsmConfig, label: &str) -> Result<ObjectId> {
         let session = HsmSession::open(cfg, true)?;
-        let slot = keys::create_slot(
-            self.config.repository_id,
-            ObjectId::random()?,
-            &self.master,
-            &self.keyring.identity(),
-            &self.keyring.slot_info_key(),
-            NewSlotSecret::Hsm(&session, cfg),
-            label,
-        )?;
+        let slot = self.new_slot(NewSlotSecret::Hsm(&session, cfg), label)?;
         let back = keys::open_slot(&slot, &keys::OpenSecret::Hsm(cfg.clone()), Some(&session))?;
         if back.as_ref().map(|o| (&o.key, o.identity)) != Some((&self.master, self.keyring.identity())) {
             return Err(Error::Hsm("the new slot does not open again through the token; not stored".into()));
