@@ -6,8 +6,9 @@
 //! no longer is fails too, so the lists only shrink. And the layering the compiler cannot see:
 //! each crate of the chain depends only on crates below it (dev-dependencies included, which
 //! cargo would let reach up); the storage crate takes only the error type from the format
-//! crate, never its keys, crypto or layouts; no engine crate reads the environment; and the
-//! engine's operations never use each other.
+//! crate, never its keys, crypto or layouts; no engine crate reads the environment; the
+//! engine's operations never use each other; and neither they nor the CLI reach the storage
+//! past the repository's services (packs, segments, snapshots, the rest of the namespace).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -133,6 +134,17 @@ fn violations(files: &[Source], allowed: &Allowed<'_>, whole_tree: bool) -> Vec<
                 if let Some(dir) = OBJECT_DIRS.iter().find(|d| line.contains(*d)) {
                     out.push(format!(
                         "{}:{}: object name spelled by hand ({dir}...): use format::names",
+                        f.path,
+                        n + 1
+                    ));
+                }
+            }
+        }
+        if f.path.starts_with("engine/src/") || f.path.starts_with("cli/src/") {
+            for (n, line) in shipped(&f.text).lines().enumerate() {
+                if line.contains(".storage()") {
+                    out.push(format!(
+                        "{}:{}: reaches the storage past the repository: use (or add) a repository service",
                         f.path,
                         n + 1
                     ));
@@ -284,6 +296,8 @@ fn each_rule_catches_a_planted_violation() {
             "environment",
         ),
         (file("engine/src/dump.rs", doc.clone() + "use crate::restore::Extents;\n"), "uses operation restore"),
+        (file("engine/src/prune/planted.rs", doc.clone() + "repo.storage().list(\"x\")?;\n"), "past the repository"),
+        (file("cli/src/planted.rs", doc.clone() + "let s = repo.storage().clone();\n"), "past the repository"),
         (file("tests/it/planted.rs", doc.clone() + "assert!(t.elapsed() < d);\n"), "wall-clock"),
     ];
     for (planted, expected) in cases {

@@ -15,7 +15,7 @@ pub fn run(g: &GlobalArgs, a: &CatArgs) -> anyhow::Result<i32> {
         }
         ("tree", Some(id)) => serde_json::to_value(repo.load_tree(&ChunkId::from_hex(id)?)?)?,
         ("keys", _) => {
-            let names = repo.storage().list(cairn_engine::format::names::Dir::Keys.prefix())?;
+            let names = repo.list_names(cairn_engine::format::names::Dir::Keys)?;
             serde_json::json!({ "slots": names, "opened_with": repo.opened_with().to_hex() })
         }
         ("snapshot" | "tree", None) => bail_usage!("cat {} needs an id", a.what),

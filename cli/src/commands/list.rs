@@ -18,8 +18,7 @@ pub fn run(g: &GlobalArgs, a: &ListArgs) -> anyhow::Result<i32> {
     };
     // Object names end in their id (packs sit one directory deeper, under their first byte).
     let mut ids: Vec<String> = repo
-        .storage()
-        .list(dir.prefix())?
+        .list_names(dir)?
         .iter()
         .filter_map(|name| name.rsplit('/').next())
         .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))

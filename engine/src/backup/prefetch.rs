@@ -56,10 +56,9 @@ impl<'r> TreePrefetch<'r> {
             }
             let Ok(loc) = self.repo.locate(subtree) else { continue };
             let slot = Arc::new(Slot::default());
-            let (storage, pack, task_slot) = (self.repo.storage().clone(), pack_name(&loc.pack), Arc::clone(&slot));
-            let (offset, length) = (u64::from(loc.offset), u64::from(loc.length));
+            let (reader, task_slot) = (self.repo.sealed_blob_reader(), Arc::clone(&slot));
             let spawned = self.repo.spawn_io(move || {
-                let sealed = storage.get_range(&pack, offset, length);
+                let sealed = reader.read(&loc);
                 *lock(&task_slot.sealed) = Some(sealed);
                 task_slot.ready.notify_all();
             });

@@ -9,7 +9,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::format::envelope::ObjectKind;
 use crate::format::marks::{MarkedPack, PruneMarks};
 use crate::format::names::Dir;
 use crate::format::now_ns;
@@ -59,25 +58,19 @@ pub(super) fn remember(dir: &Path, generation: u64) {
     }
 }
 
-fn name(id: &ObjectId) -> String {
-    Dir::Marks.object(id)
-}
-
 /// Reads the marks objects. Storage errors are returned; an object that does not open or
 /// decode distrusts every mark.
 pub(super) fn read(repo: &Repository) -> Result<Marks> {
     let mut out = Marks::default();
     let mut docs = Vec::new();
-    for object in repo.storage().list(Dir::Marks.prefix())? {
-        let Some(id) = Dir::Marks.id_of(&object) else { continue };
+    for id in repo.marks_ids()? {
         out.objects.push(id);
-        match repo.load_object(ObjectKind::PruneMarks, &object).and_then(|b| PruneMarks::decode(&b, &object)) {
+        match repo.load_marks(&id) {
             Ok(doc) => docs.push((id, doc)),
             Err(e @ crate::error::Error::Storage { .. }) => return Err(e),
-            Err(e) => out.distrusted = Some(format!("{object} cannot be read ({e})")),
+            Err(e) => out.distrusted = Some(format!("{} cannot be read ({e})", Dir::Marks.object(&id))),
         }
     }
-    out.objects.sort();
     let remembered = seen(repo.cache_dir());
     let superseded: Vec<ObjectId> = docs.iter().flat_map(|(_, d)| d.supersedes.iter().copied()).collect();
     let heads: Vec<&PruneMarks> = docs.iter().filter(|(id, _)| !superseded.contains(id)).map(|(_, d)| d).collect();
@@ -109,18 +102,16 @@ pub(super) fn write(
     supersedes: &[ObjectId],
     packs: &BTreeMap<PackId, MarkedPack>,
 ) -> Result<ObjectId> {
-    let id = ObjectId::random()?;
     let doc = PruneMarks {
         generation,
         created_ns: now_ns(),
         supersedes: supersedes.to_vec(),
         packs: packs.values().copied().collect(),
     };
-    repo.save_object(ObjectKind::PruneMarks, &name(&id), &doc.encode())?;
-    Ok(id)
+    repo.save_marks(&doc)
 }
 
 /// Deletes the marks objects `ids`.
 pub(super) fn delete(repo: &Repository, ids: &[ObjectId]) -> Result<()> {
-    repo.storage().delete_many(&ids.iter().map(name).collect::<Vec<_>>())
+    repo.delete_marks(ids)
 }

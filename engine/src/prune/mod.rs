@@ -142,10 +142,10 @@ fn for_each_pack(
 fn remove_leftovers(repo: &Repository, age: std::time::Duration) -> Result<(u64, u64)> {
     let now = std::time::SystemTime::now();
     let mut removed = (0, 0);
-    for l in repo.storage().leftovers()? {
+    for l in repo.leftovers()? {
         let old = l.modified.and_then(|m| now.duration_since(m).ok()).is_some_and(|a| a > age);
         if old {
-            repo.storage().remove_leftover(&l.name)?;
+            repo.remove_leftover(&l)?;
             removed.0 += 1;
             removed.1 += l.size;
         }

@@ -47,8 +47,7 @@ fn read_header(repo: &Repository, name: &str) -> Result<IndexedPack> {
 pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<RepairIndexOutcome> {
     let mut out = RepairIndexOutcome::default();
     let old = repo.segment_ids()?;
-    let mut packs = repo.storage().list(Dir::Data.prefix())?;
-    packs.sort();
+    let packs = repo.list_names(Dir::Data)?;
     progress.phase("repair: reading pack headers", Some(packs.len() as u64));
     let mut rewrite = IndexRewrite::new(repo);
     // Packs are read whole, as many at once as there are storage connections: that bounds

@@ -29,9 +29,8 @@ impl Repository {
     }
 
     fn read_blob_at(&self, id: &ChunkId, loc: &BlobLocation) -> Result<Vec<u8>> {
-        let pack = pack_name(&loc.pack);
-        let sealed = self.storage.get_range(&pack, u64::from(loc.offset), u64::from(loc.length))?;
-        self.open_blob(id, loc, &pack, &sealed)
+        let sealed = self.sealed_blob_reader().read(loc)?;
+        self.open_blob(id, loc, &pack_name(&loc.pack), &sealed)
     }
 
     /// Every location the repository's index segments give for `ids`, superseded segments

@@ -386,6 +386,7 @@ impl Repository {
             index: self.index,
             opened_with: self.opened_with,
             storage_connections: self.storage_connections,
+            sort_memory: self.sort_memory,
             io_pool: std::sync::OnceLock::new(),
             master: new_k,
             index_problems: Default::default(),

@@ -11,6 +11,7 @@ mod index_rewrite;
 mod index_sync;
 mod keyslots;
 mod lock;
+mod objects;
 mod pack_buffers;
 mod packer;
 mod packs;
@@ -30,6 +31,7 @@ pub use epochs::EpochUsage;
 pub use index_rewrite::IndexRewrite;
 pub use keyslots::{RotateOutcome, SlotSummary};
 pub use lock::{LockGuard, LockInfo, LockOptions, REFRESH_EVERY, ReadLock, STALE_AFTER, is_stale};
+pub use objects::SealedBlobReader;
 pub use repack::RepackWriter;
 
 use std::collections::{HashMap, HashSet};
@@ -135,6 +137,9 @@ pub struct Repository {
     /// Requests to storage at once (`--storage-connections`): packs uploaded in the
     /// background, and packs read in parallel by restore and check.
     storage_connections: usize,
+    /// Memory a working set sorted on the client may take before it goes to disk
+    /// ([`Repository::sorted_records`]).
+    sort_memory: usize,
     /// A wider pool for reading from storage, when connections outnumber the cores.
     io_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
     /// The locks taken through this handle and not yet released.
@@ -154,6 +159,10 @@ pub type SnapshotsRead = (Vec<(ObjectId, Snapshot)>, Vec<(ObjectId, Error)>);
 /// Default for [`Repository::set_storage_connections`]: as many requests as cores suit a local
 /// disk; remote stores want more to hide latency (the CLI sets 4 for S3).
 pub const DEFAULT_STORAGE_CONNECTIONS: usize = 2;
+
+/// Default for [`Repository::set_sort_memory`]: 32 MiB per sorted working set (check keeps two
+/// while it reads the index).
+pub const DEFAULT_SORT_MEMORY: usize = 32 << 20;
 
 /// Object name of a pack.
 pub fn pack_name(id: &PackId) -> String {
@@ -404,6 +413,7 @@ impl Repository {
             index,
             opened_with: slot.id,
             storage_connections: DEFAULT_STORAGE_CONNECTIONS,
+            sort_memory: DEFAULT_SORT_MEMORY,
             io_pool: std::sync::OnceLock::new(),
             master: k,
             index_problems: Default::default(),
@@ -452,6 +462,12 @@ impl Repository {
     pub fn set_storage_connections(&mut self, n: usize) {
         self.storage_connections = n.max(1);
         self.io_pool = std::sync::OnceLock::new();
+    }
+
+    /// Sets how much memory a sorted working set may take before it spills to the cache
+    /// directory (tests set a few bytes to exercise the spilling path).
+    pub fn set_sort_memory(&mut self, bytes: usize) {
+        self.sort_memory = bytes;
     }
 
     /// Whether a wider I/O pool is in use (more storage connections than cores: a remote store).
