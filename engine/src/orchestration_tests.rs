@@ -1,11 +1,12 @@
 //! The operations on an in-memory repository, without the CLI: check passes a whole repository
-//! and attributes a damaged pack to its snapshot and paths, and prune after forget deletes only
-//! what no snapshot uses.
+//! and attributes a damaged pack to its snapshot and paths (the same whether its working sets
+//! fit in memory or spill to disk), and prune after forget deletes only what no snapshot uses.
 
 use cairn_repository::repo::testing::TestRepository;
 
 use cairn_format::test_util::pseudo_random as noise;
 
+use crate::repo::pack_name;
 use crate::storage::{PutMode, Storage};
 
 /// A source tree of `files` incompressible files of `size` bytes, backed up; its snapshot id.
@@ -62,6 +63,55 @@ fn check_passes_a_whole_repository_and_attributes_a_damaged_pack_to_its_snapshot
         "{:?}",
         structural.findings
     );
+}
+
+#[test]
+fn check_finds_the_same_whether_the_index_fits_in_memory_or_spills_to_disk() {
+    let t = TestRepository::new(64 << 10);
+    let src = tempfile::tempdir().unwrap();
+    back_up(&t, &src.path().join("a"), 6, 50_000, 10);
+    back_up(&t, &src.path().join("b"), 3, 80_000, 20);
+    // Clients whose caches hold the whole index (the damaged segment too), and one with none:
+    // holding the index in memory or spilling it, all find the same.
+    let cache = tempfile::tempdir().unwrap();
+    let mut clients = Vec::new();
+    for (n, sort_memory) in [cairn_repository::repo::DEFAULT_SORT_MEMORY, 1].into_iter().enumerate() {
+        let mut repo = TestRepository::open_at(&t.storage, &cache.path().join(n.to_string()));
+        repo.set_sort_memory(sort_memory);
+        repo.sync_index().unwrap();
+        clients.push(repo);
+    }
+    // Damage: one segment unreadable, and of the packs another segment lists, one pack's
+    // bytes changed and another pack gone.
+    let segments = t.repo.segment_ids().unwrap();
+    assert!(segments.len() >= 2, "a segment per backup at least");
+    let packs: Vec<String> =
+        t.repo.load_segment(&segments[1]).unwrap().packs.iter().map(|p| pack_name(&p.pack)).collect();
+    assert!(packs.len() >= 2, "{packs:?}");
+    let (damaged, gone) = (&packs[0], &packs[packs.len() - 1]);
+    let mut bytes = t.storage.get(damaged).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 1;
+    t.storage.put(damaged, &bytes, PutMode::Overwrite).unwrap();
+    t.storage.delete(gone).unwrap();
+    let segment = crate::format::names::Dir::Index.object(&segments[0]);
+    t.storage.put(&segment, b"not a segment", PutMode::Overwrite).unwrap();
+
+    clients.push(TestRepository::open_at(&t.storage, &cache.path().join("fresh")));
+    let opts = crate::check::CheckOptions { read_data: Some(crate::check::Subset::All) };
+    let reports: Vec<_> =
+        clients.iter().map(|repo| crate::check::check(repo, &opts, &crate::NoProgress).unwrap()).collect();
+    let (fits, spills, fresh) = (&reports[0], &reports[1], &reports[2]);
+    assert!(fits.has_errors());
+    for object in [damaged, gone, &segment] {
+        assert!(fits.findings.iter().any(|f| f.object == *object), "{object} is reported: {:#?}", fits.findings);
+    }
+    assert!(fits.findings.iter().any(|f| !f.snapshots.is_empty()), "{:#?}", fits.findings);
+    let counts = |r: &crate::check::CheckReport| (r.packs, r.packs_read, r.blobs_read, r.bytes_read, r.trees);
+    for other in [spills, fresh] {
+        assert_eq!(fits.findings, other.findings);
+        assert_eq!(counts(fits), counts(other));
+    }
 }
 
 #[test]

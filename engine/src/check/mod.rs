@@ -9,19 +9,21 @@
 //!
 //! Findings name the object, what is wrong, and which snapshots and paths it affects: a first
 //! pass marks the trees that lead to damage, a second walks each snapshot into those trees
-//! only, so the cost stays with the damage, not with the number of snapshots.
+//! only, so the cost stays with the damage, not with the number of snapshots. Memory does not grow
+//! with the number of blobs: the index's entries are sorted on the client's disk
+//! ([`index_view`]) and read back once, pack by pack ([`read_data`]).
 
-use std::collections::{HashMap, HashSet};
+mod index_view;
+mod read_data;
 
-use rayon::prelude::*;
+use std::collections::HashMap;
 
+use self::index_view::IndexView;
 use crate::error::Result;
 use crate::format::names::Dir;
-use crate::format::pack::BlobEntry;
 use crate::format::slot::SlotDoc;
 use crate::format::tree::NodeKind;
 use crate::id::{ChunkId, ObjectId, PackId};
-use crate::index::BlobLocation;
 use crate::progress::Progress;
 use crate::repo::{Repository, pack_name, snapshot_name};
 
@@ -125,18 +127,6 @@ fn finding(severity: Severity, object: impl Into<String>, problem: impl Into<Str
     }
 }
 
-/// The index as the segments say: blob -> (pack, entry) of its first copy, every copy of
-/// each blob by pack, and pack -> size.
-#[derive(Default)]
-struct IndexView {
-    blobs: HashMap<ChunkId, (PackId, BlobEntry)>,
-    /// Every entry of every pack, duplicates included: `--read-data` reads each copy.
-    entries: HashMap<PackId, Vec<(ChunkId, BlobEntry)>>,
-    /// How many packs hold each blob stored more than once.
-    copies: HashMap<ChunkId, u32>,
-    packs: HashMap<PackId, u64>,
-}
-
 /// A blob that is missing or damaged: (the object to blame, why).
 type Bad = HashMap<ChunkId, (String, String)>;
 
@@ -145,7 +135,11 @@ type Hits = HashMap<(String, String), Finding>;
 
 struct Checker<'a> {
     repo: &'a Repository,
-    index: IndexView,
+    /// Pack sizes and the blobs stored more than once; the entries themselves stay on disk.
+    packs: HashMap<PackId, u64>,
+    copies: HashMap<ChunkId, u32>,
+    /// Packs found missing or of the wrong size, with what that does to their blobs.
+    bad_packs: HashMap<PackId, &'static str>,
     /// Packs in storage that no index names.
     orphans: Vec<PackId>,
     /// Copies found missing or damaged, by (blob, pack): (the object to blame, why). A blob
@@ -162,15 +156,16 @@ impl Checker<'_> {
         self.report.findings.push(finding(Severity::Error, object, problem));
     }
 
+    /// Whether a live index segment lists `id`: asked of the index cache, which holds exactly
+    /// what the readable segments say ([`index_view::load`]).
+    fn indexed(&self, id: &ChunkId) -> Result<bool> {
+        self.repo.index().contains(id)
+    }
+
     fn check_slots(&mut self) -> Result<()> {
         let id = self.repo.config().repository_id;
-        for name in self.repo.storage().list(Dir::Keys.prefix())? {
-            match self
-                .repo
-                .storage()
-                .get_bounded(&name, crate::format::MAX_SMALL_OBJECT)
-                .and_then(|b| SlotDoc::decode(&b, &name))
-            {
+        for name in self.repo.list_names(Dir::Keys)? {
+            match self.repo.read_raw(&name).and_then(|b| SlotDoc::decode(&b, &name)) {
                 Ok(slot) if slot.repository_id == id => {}
                 Ok(_) => self.error(&name, "key slot belongs to another repository"),
                 Err(e) => self.error(&name, e.to_string()),
@@ -187,50 +182,20 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn load_index(&mut self) -> Result<()> {
-        let mut segments = Vec::new();
-        for name in self.repo.storage().list(Dir::Index.prefix())? {
-            match self.repo.load_segment_named(&name) {
-                Ok(s) => segments.push((name, s)),
-                Err(e) => self.error(&name, format!("{e}; the blobs it lists look missing until `cairn repair index`")),
-            }
+    /// Reads the index segments; the entries are kept on disk for [`Checker::read_entries`].
+    fn load_index(&mut self) -> Result<IndexView> {
+        let mut problems = Vec::new();
+        let mut view = index_view::load(self.repo, &mut problems)?;
+        for (object, problem) in problems {
+            self.error(object, problem);
         }
-        let superseded: HashSet<String> =
-            segments.iter().flat_map(|(_, s)| s.supersedes.iter().map(|id| Dir::Index.object(id))).collect();
-        for (name, seg) in segments {
-            if superseded.contains(&name) {
-                continue;
-            }
-            for pack in seg.packs {
-                self.index.packs.insert(pack.pack, pack.size);
-                for b in pack.blobs {
-                    if u64::from(b.offset) + u64::from(b.length) > pack.size {
-                        self.error(&name, format!("entry for blob {} lies outside pack {}", b.id, pack.pack));
-                        continue;
-                    }
-                    self.index.entries.entry(pack.pack).or_default().push((b.id, b));
-                    match self.index.blobs.entry(b.id) {
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert((pack.pack, b));
-                        }
-                        std::collections::hash_map::Entry::Occupied(o) if o.get().0 != pack.pack => {
-                            *self.index.copies.entry(b.id).or_insert(1) += 1;
-                        }
-                        std::collections::hash_map::Entry::Occupied(_) => {}
-                    }
-                }
-            }
+        for (pack, id, segment) in std::mem::take(&mut view.outside) {
+            self.bad_copies.insert((id, pack), (segment, "its index entry lies outside its pack".into()));
         }
-        self.report.packs = self.index.packs.len() as u64;
-        Ok(())
-    }
-
-    /// Marks every blob copy in `pack` bad.
-    fn pack_bad(&mut self, pack: &PackId, why: &str) {
-        let name = pack_name(pack);
-        for (id, _) in self.index.entries.get(pack).map_or(&[][..], Vec::as_slice) {
-            self.bad_copies.insert((*id, *pack), (name.clone(), why.to_string()));
-        }
+        self.packs = std::mem::take(&mut view.packs);
+        self.copies = std::mem::take(&mut view.copies);
+        self.report.packs = self.packs.len() as u64;
+        Ok(view)
     }
 
     /// A blob is bad when no copy of it is intact: restore falls back from a damaged copy to
@@ -241,22 +206,22 @@ impl Checker<'_> {
             per_blob.entry(*id).or_default().push(why);
         }
         for (id, whys) in per_blob {
-            let copies = self.index.copies.get(&id).copied().unwrap_or(1) as usize;
+            let copies = self.copies.get(&id).copied().unwrap_or(1) as usize;
             if whys.len() >= copies
                 && let Some(first) = whys.into_iter().min()
             {
                 self.bad.insert(id, first.clone());
             }
         }
-        if !self.index.copies.is_empty() {
-            let extra: u64 = self.index.copies.values().map(|n| u64::from(n.saturating_sub(1))).sum();
+        if !self.copies.is_empty() {
+            let extra: u64 = self.copies.values().map(|n| u64::from(n.saturating_sub(1))).sum();
             self.report.findings.push(finding(
                 Severity::Notice,
                 Dir::Index.prefix(),
                 format!(
                     "{} blob(s) are stored in more than one pack ({extra} extra copies; backups that ran at once each \
                      stored the same new data): not damage, restore falls back from one copy to another",
-                    self.index.copies.len()
+                    self.copies.len()
                 ),
             ));
         }
@@ -265,29 +230,29 @@ impl Checker<'_> {
     fn check_packs(&mut self) -> Result<()> {
         let mut stored: HashMap<PackId, String> = HashMap::new();
         stored.extend(self.repo.list_packs()?);
-        let mut packs: Vec<(PackId, u64)> = self.index.packs.iter().map(|(p, s)| (*p, *s)).collect();
+        let mut packs: Vec<(PackId, u64)> = self.packs.iter().map(|(p, s)| (*p, *s)).collect();
         packs.sort();
         for (pack, size) in packs {
             let name = pack_name(&pack);
             if !stored.contains_key(&pack) {
                 self.error(&name, "pack is missing");
-                self.pack_bad(&pack, "its pack is missing");
+                self.bad_packs.insert(pack, "its pack is missing");
                 continue;
             }
             match self.repo.pack_size(&pack)? {
                 Some(actual) if actual == size => {}
                 Some(actual) => {
                     self.error(&name, format!("pack is {actual} bytes, the index says {size}"));
-                    self.pack_bad(&pack, "its pack has the wrong size");
+                    self.bad_packs.insert(pack, "its pack has the wrong size");
                 }
                 None => {
                     self.error(&name, "pack is missing");
-                    self.pack_bad(&pack, "its pack is missing");
+                    self.bad_packs.insert(pack, "its pack is missing");
                 }
             }
         }
         let mut orphans: Vec<(&PackId, &String)> =
-            stored.iter().filter(|(id, _)| !self.index.packs.contains_key(id)).collect();
+            stored.iter().filter(|(id, _)| !self.packs.contains_key(id)).collect();
         orphans.sort();
         self.orphans = orphans.iter().map(|(id, _)| **id).collect();
         for (_, name) in orphans {
@@ -300,95 +265,14 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Reads every selected pack of the index, each copy of a blob stored twice included, and
-    /// verifies every blob in it.
-    fn read_data(&mut self, subset: Subset, progress: &dyn Progress) -> Result<()> {
-        let by_pack = &self.index.entries;
-        let already_bad: HashSet<PackId> = self.bad_copies.keys().map(|(_, p)| *p).collect();
-        let mut selected = Vec::new();
-        for pack in self.index.packs.keys().chain(&self.orphans) {
-            if subset.selects(pack)? && !already_bad.contains(pack) {
-                selected.push(*pack);
-            }
-        }
-        selected.sort();
-        let total: u64 = selected.iter().filter_map(|p| self.index.packs.get(p)).sum();
-        progress.phase("check: reading packs", Some(total));
-        // Packs are verified in parallel, each read once; the results merge in pack order.
-        let results: Vec<PackResult> = self.repo.with_io_pool(|| {
-            selected
-                .par_iter()
-                .map(|pack| {
-                    let r = verify_pack(self.repo, *pack, by_pack.get(pack).map_or(&[][..], Vec::as_slice));
-                    progress.bytes(r.bytes);
-                    r
-                })
-                .collect()
-        });
-        for r in results {
-            if !self.index.packs.contains_key(&r.pack) {
-                // A pack in no index: nothing uses it, so its damage loses nothing.
-                if let Some(why) = r
-                    .unreadable
-                    .into_iter()
-                    .chain(r.errors)
-                    .chain(r.bad.into_iter().map(|(id, why)| format!("blob {id}: {why}")))
-                    .next()
-                {
-                    self.report.findings.push(finding(
-                        Severity::Notice,
-                        &r.name,
-                        format!("pack is in no index and damaged: {why}"),
-                    ));
-                } else {
-                    self.report.packs_read += 1;
-                    self.report.bytes_read += r.bytes;
-                    self.report.blobs_read += r.blobs;
-                }
-                continue;
-            }
-            if let Some(why) = r.unreadable {
-                self.error(&r.name, why);
-                self.pack_bad(&r.pack, "its pack cannot be read");
-                continue;
-            }
-            self.report.packs_read += 1;
-            self.report.bytes_read += r.bytes;
-            self.report.blobs_read += r.blobs;
-            for e in r.errors {
-                self.error(&r.name, e);
-            }
-            let mut damaged = 0u64;
-            let mut with_copy = 0u64;
-            for (id, why) in r.bad {
-                damaged += 1;
-                if self.index.copies.contains_key(&id) {
-                    with_copy += 1;
-                }
-                self.bad_copies.insert((id, r.pack), (r.name.clone(), why));
-            }
-            if damaged > 0 {
-                let copies = if with_copy > 0 {
-                    format!(
-                        " ({with_copy} of them also stored in another pack, which restore reads instead if it is intact)"
-                    )
-                } else {
-                    String::new()
-                };
-                self.error(&r.name, format!("{damaged} blob(s) fail to decrypt or do not match their id{copies}"));
-            }
-        }
-        Ok(())
-    }
-
     /// Whether `id` (a tree) or anything below it is bad; every tree is read once.
-    fn scan(&mut self, id: ChunkId) -> bool {
+    fn scan(&mut self, id: ChunkId) -> Result<bool> {
         if let Some(&d) = self.damaged_below.get(&id) {
-            return d;
+            return Ok(d);
         }
         self.damaged_below.insert(id, false);
         self.report.trees += 1;
-        if !self.index.blobs.contains_key(&id) {
+        if !self.indexed(&id)? {
             self.bad.entry(id).or_insert_with(|| (format!("tree {id}"), "not in the index".into()));
         }
         let mut damaged = self.bad.contains_key(&id);
@@ -397,10 +281,10 @@ impl Checker<'_> {
                 Ok(tree) => {
                     for node in tree.nodes {
                         match node.kind {
-                            NodeKind::Dir { subtree } => damaged |= self.scan(subtree),
+                            NodeKind::Dir { subtree } => damaged |= self.scan(subtree)?,
                             NodeKind::File { chunks, .. } => {
                                 for c in chunks {
-                                    if !self.index.blobs.contains_key(&c) {
+                                    if !self.indexed(&c)? {
                                         self.bad
                                             .entry(c)
                                             .or_insert_with(|| (format!("blob {c}"), "not in the index".into()));
@@ -419,7 +303,7 @@ impl Checker<'_> {
             }
         }
         self.damaged_below.insert(id, damaged);
-        damaged
+        Ok(damaged)
     }
 
     /// Records which snapshots and paths use bad blobs, walking only into damaged trees. A
@@ -448,64 +332,6 @@ impl Checker<'_> {
     }
 }
 
-/// What reading one pack found.
-struct PackResult {
-    pack: PackId,
-    name: String,
-    bytes: u64,
-    blobs: u64,
-    /// Why the pack could not be read at all.
-    unreadable: Option<String>,
-    /// Problems of the pack as a whole.
-    errors: Vec<String>,
-    /// Blobs that fail to open or to match their id, and why.
-    bad: Vec<(ChunkId, String)>,
-}
-
-/// Reads one pack: its id must hash its bytes, its header must hold the index's entries, and
-/// every indexed blob must open and match its id.
-fn verify_pack(repo: &Repository, pack: PackId, entries: &[(ChunkId, BlobEntry)]) -> PackResult {
-    let name = pack_name(&pack);
-    let mut r = PackResult { pack, name, bytes: 0, blobs: 0, unreadable: None, errors: Vec::new(), bad: Vec::new() };
-    let bytes = match repo.read_pack(&pack) {
-        Ok(b) => b,
-        Err(e) => {
-            r.unreadable = Some(e.to_string());
-            return r;
-        }
-    };
-    r.bytes = bytes.len() as u64;
-    // Opening the header hashes the whole pack once (its binding to the blobs, and the id).
-    let opened = repo.open_pack(&r.name, &bytes);
-    let id = opened.as_ref().map_or_else(|_| PackId::of(&bytes), |o| o.id);
-    if id != pack {
-        r.errors.push("pack content does not match its name (BLAKE3 of the bytes)".into());
-    }
-    // A pack in no index (`entries` empty) is verified by its header's entries.
-    let mut from_header = Vec::new();
-    match opened {
-        Ok(o) if entries.is_empty() => from_header = o.header.blobs.iter().map(|b| (b.id, *b)).collect(),
-        Ok(o) => {
-            let header: HashSet<(ChunkId, u32, u32)> =
-                o.header.blobs.iter().map(|b| (b.id, b.offset, b.length)).collect();
-            let missing = entries.iter().filter(|(id, e)| !header.contains(&(*id, e.offset, e.length))).count();
-            if missing > 0 {
-                r.errors.push(format!("{missing} of {} index entries are not in the pack header", entries.len()));
-            }
-        }
-        Err(e) => r.errors.push(e.to_string()),
-    }
-    for (id, entry) in entries.iter().chain(&from_header) {
-        let start = entry.offset as usize;
-        let sealed = bytes.get(start..start + entry.length as usize).unwrap_or_default();
-        r.blobs += 1;
-        if let Err(e) = repo.open_blob(id, &BlobLocation::of(pack, entry), &r.name, sealed) {
-            r.bad.push((*id, e.to_string()));
-        }
-    }
-    r
-}
-
 /// Adds `snap` and `path` to the finding for the bad `blob`.
 fn note(hits: &mut Hits, bad: &Bad, snap: ObjectId, blob: ChunkId, path: &str) {
     let (obj, why) = bad.get(&blob).cloned().unwrap_or_default();
@@ -523,7 +349,9 @@ fn note(hits: &mut Hits, bad: &Bad, snap: ObjectId, blob: ChunkId, path: &str) {
 pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let mut c = Checker {
         repo,
-        index: IndexView::default(),
+        packs: HashMap::new(),
+        copies: HashMap::new(),
+        bad_packs: HashMap::new(),
         orphans: Vec::new(),
         bad_copies: HashMap::new(),
         bad: Bad::new(),
@@ -533,7 +361,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     progress.phase("check: structure", None);
     c.check_slots()?;
     c.check_audit()?;
-    for l in repo.storage().leftovers()? {
+    for l in repo.leftovers()? {
         c.report.findings.push(finding(
             Severity::Notice,
             &l.name,
@@ -548,7 +376,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     // blobs in the index read next, and in the client's index synced again. The other order
     // would take its blobs for missing.
     let mut roots = Vec::new();
-    for name in repo.storage().list(Dir::Snapshots.prefix())? {
+    for name in repo.list_names(Dir::Snapshots)? {
         let Some(id) = Dir::Snapshots.id_of(&name) else { continue };
         match repo.load_snapshot(&id) {
             Ok(s) => roots.push((id, s.tree)),
@@ -556,16 +384,14 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
         }
     }
     repo.sync_index()?;
-    c.load_index()?;
+    let view = c.load_index()?;
     c.check_packs()?;
-    if let Some(subset) = opts.read_data {
-        c.read_data(subset, progress)?;
-    }
+    c.read_entries(view, opts.read_data, progress)?;
     c.settle_copies();
     progress.phase("check: snapshots", None);
     c.report.snapshots = roots.len() as u64;
     for (_, tree) in &roots {
-        c.scan(*tree);
+        c.scan(*tree)?;
     }
     let mut hits = Hits::new();
     for (snap, tree) in &roots {

@@ -1,5 +1,5 @@
 //! A scratch table on disk for working sets that grow with the repository (prune's set of used
-//! blobs): RocksDB without a write-ahead log, in the client's cache directory, removed when
+//! blobs, check's index entries once they outgrow memory): RocksDB without a write-ahead log, in the client's cache directory, removed when
 //! dropped. Memory stays at its write buffer and block cache, whatever the number of blobs.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 /// Entries collected before a batch is written.
 const BATCH: usize = 16_384;
 
-/// A 32-byte-key table on disk.
+/// A table on disk, keys in byte order.
 pub struct ScratchTable {
     db: Option<DB>,
     path: PathBuf,
@@ -65,7 +65,7 @@ impl ScratchTable {
     }
 
     /// Sets `key` to `value` (batched; visible to [`ScratchTable::get`] at once).
-    pub fn put(&mut self, key: &[u8; 32], value: &[u8]) -> Result<()> {
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.batch.put(key, value);
         self.pending += 1;
         if self.pending >= BATCH {
@@ -85,7 +85,7 @@ impl ScratchTable {
     }
 
     /// The value of `key`.
-    pub fn get(&mut self, key: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.flush()?;
         self.db()?.get(key).map_err(|e| self.err(e))
     }

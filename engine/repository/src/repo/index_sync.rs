@@ -100,6 +100,25 @@ impl Repository {
         )
     }
 
+    /// A new, empty set of sorted records whose spill table goes into this repository's cache
+    /// directory; it keeps up to [`Repository::set_sort_memory`] bytes in memory.
+    pub fn sorted_records<const N: usize>(&self, purpose: &str) -> Result<crate::index::SortedRecords<N>> {
+        let budget = self.sort_memory / N.max(1);
+        let unique = hex::encode(crate::crypto::random_array::<6>()?);
+        Ok(crate::index::SortedRecords::new(
+            budget,
+            self.cache_dir.join(format!("sorted-{purpose}-{}-{unique}", std::process::id())),
+        ))
+    }
+
+    /// Clears the index cache and reads every index segment again: after a segment the cache
+    /// applied turns out unreadable, so that the cache holds exactly what the readable
+    /// segments say (what a client with no cache would see).
+    pub fn rebuild_index_cache(&self) -> Result<()> {
+        self.index.clear()?;
+        self.sync_index()
+    }
+
     /// Index segments the last [`Repository::sync_index`] could not read, as errors naming them.
     pub fn index_problems(&self) -> Vec<String> {
         self.index_problems
