@@ -149,10 +149,11 @@ fn a_dry_run_reads_everything_and_stores_nothing() {
     assert!(doc["bytes_added_raw"].as_u64().unwrap() >= 2 << 20, "{doc}");
     assert_eq!(before(&env), objects, "nothing stored");
     assert!(env.listed(&[]).is_empty());
-    // After a real snapshot, a dry run would add nothing.
+    // After a real snapshot, a dry run would add no file data. (A directory's tree, at most:
+    // the snapshot records the source's ancestors, and other tests change /tmp meanwhile.)
     env.snapshot(&[], &[&data]);
     let doc = json(&env.cairn().args(["--json", "snapshot", "-n"]).arg(&data).output().unwrap().stdout);
-    assert_eq!(doc["blobs_added"], 0, "{doc}");
+    assert!(doc["bytes_added_raw"].as_u64().unwrap() < 4096, "{doc}");
     assert_eq!(doc["files_unchanged"], 1);
 }
 
