@@ -71,6 +71,7 @@ fn sources() -> Vec<Source> {
         "engine/storage/src",
         "engine/repository/src",
         "engine/src",
+        "server/src",
         "cli/src",
         "tests/it",
         "tests/src",
@@ -128,7 +129,7 @@ fn violations(files: &[Source], allowed: &Allowed<'_>, whole_tree: bool) -> Vec<
         if !f.text.starts_with("//!") {
             out.push(format!("{}: does not open with a //! comment saying what it is for", f.path));
         }
-        let engine_or_cli = f.path.starts_with("engine/") || f.path.starts_with("cli/src/");
+        let engine_or_cli = ["engine/", "server/", "cli/src/"].iter().any(|d| f.path.starts_with(d));
         if engine_or_cli && !NAME_SPELLERS.contains(&f.path.as_str()) {
             for (n, line) in shipped(&f.text).lines().enumerate() {
                 if let Some(dir) = OBJECT_DIRS.iter().find(|d| line.contains(*d)) {
@@ -151,7 +152,7 @@ fn violations(files: &[Source], allowed: &Allowed<'_>, whole_tree: bool) -> Vec<
                 }
             }
         }
-        if f.path.starts_with("engine/") {
+        if f.path.starts_with("engine/") || f.path.starts_with("server/") {
             for (n, line) in shipped(&f.text).lines().enumerate() {
                 if ["env::var", "env::vars"].iter().any(|read| line.contains(read)) {
                     out.push(format!(
@@ -252,6 +253,32 @@ fn upward_edges(manifests: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// The server stands on the storage layer beside the repository: it sees names and sealed
+/// bytes, as the storage does, and nothing that needs a key.
+const SERVER: (&str, &str) = ("server", "cairn-server");
+/// How many crates of [`CHAIN`], from the bottom, the server may use.
+const SERVER_USES: usize = 2;
+
+/// Every dependency of the server's manifest on a chain crate it must not use.
+fn server_edges(manifest: &str) -> Vec<String> {
+    manifest
+        .lines()
+        .map(|line| line.split(['=', '.']).next().unwrap_or("").trim())
+        .filter(|dep| CHAIN.iter().skip(SERVER_USES).any(|(_, n)| n == dep))
+        .map(|dep| format!("{} depends on {dep}: the server stands on the storage layer only", SERVER.1))
+        .collect()
+}
+
+#[test]
+fn the_server_stands_on_the_storage_layer_only() {
+    let manifest = fs::read_to_string(workspace().join(SERVER.0).join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("cairn-storage.workspace = true"));
+    let found = server_edges(&manifest);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    let planted = manifest + "\n[dev-dependencies]\ncairn-repository.workspace = true\n";
+    assert!(server_edges(&planted).iter().any(|v| v.contains("depends on cairn-repository")));
 }
 
 #[test]

@@ -1,0 +1,17 @@
+//! `cairn serve`: repositories served over HTTPS to clients that authenticate as identities,
+//! each with permissions per repository (read, append, delete, keys, admin), and a server log
+//! in which an edit, a deletion or a reordering of lines is evident. The server sees what the
+//! storage sees, names and sealed bytes, and holds no state beyond its configuration and its
+//! log, so several instances can serve one bucket.
+//!
+//! `identities`: who may do what (tokens shown once, only their hashes stored). `log`: the
+//! chained server log and its verifier.
+
+// Request bytes are the input of an adversary: no panics on them.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+pub mod error;
+pub mod identities;
+pub mod log;
+
+pub use error::{Error, Result};
