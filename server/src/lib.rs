@@ -4,12 +4,13 @@
 //! storage sees, names and sealed bytes, and holds no state beyond its configuration and its
 //! log, so several instances can serve one bucket.
 //!
-//! `identities`: who may do what (tokens shown once, only their hashes stored). `log`: the
-//! chained server log and its verifier.
+//! `identities`: who is who and may do what (tokens shown once, only their hashes stored).
+//! `access`: which permission a request needs. `log`: the chained server log and its verifier.
 
 // Request bytes are the input of an adversary: no panics on them.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+pub mod access;
 pub mod error;
 pub mod identities;
 pub mod log;
