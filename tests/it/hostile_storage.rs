@@ -7,6 +7,7 @@
 
 mod adversary;
 mod audit;
+mod check;
 mod keys;
 mod padding;
 mod prune;

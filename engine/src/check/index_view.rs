@@ -2,8 +2,7 @@
 //! entry goes into two sorted record sets on the client's disk (by pack, to read each pack
 //! with its entries; by blob, to count the copies of each blob). Only pack sizes and the blobs
 //! stored more than once stay in memory. Whether a blob is indexed at all is asked of the
-//! index cache, rebuilt first when a segment it applied cannot be read any more, so that it
-//! holds exactly what the readable segments say.
+//! index cache, made first to hold exactly the live segments read here.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +12,7 @@ use crate::error::Result;
 use crate::format::BlobKind;
 use crate::format::names::Dir;
 use crate::format::pack::BlobEntry;
-use crate::id::{ChunkId, PackId};
+use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::SortedRecords;
 use crate::repo::Repository;
 
@@ -126,11 +125,11 @@ pub(super) fn load(repo: &Repository, problems: &mut Vec<Problem>) -> Result<Ind
         problems.push((segment.clone(), format!("entry for blob {id} lies outside pack {pack}")));
     }
     let copies = count_copies(by_blob, &is_live)?;
-    if read.contains(&false) {
-        // The cache may hold what an unreadable segment listed; blobs only it lists must look
-        // missing, as to a client with no cache.
-        repo.rebuild_index_cache()?;
-    }
+    // The cache answers "is this blob indexed?" for the snapshots' walk: it must hold exactly
+    // the live segments read here (not those of another listing, nor one unreadable now).
+    let live_ids: HashSet<ObjectId> =
+        names.iter().zip(&live).filter(|(_, live)| **live).filter_map(|(name, _)| Dir::Index.id_of(name)).collect();
+    repo.align_index_cache(&live_ids)?;
     Ok(IndexView { packs, copies, outside, by_pack, live })
 }
 

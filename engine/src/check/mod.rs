@@ -157,7 +157,7 @@ impl Checker<'_> {
     }
 
     /// Whether a live index segment lists `id`: asked of the index cache, which holds exactly
-    /// what the readable segments say ([`index_view::load`]).
+    /// the live segments check read ([`index_view::load`]).
     fn indexed(&self, id: &ChunkId) -> Result<bool> {
         self.repo.index().contains(id)
     }

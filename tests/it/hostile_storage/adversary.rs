@@ -8,15 +8,24 @@ use cairn_engine::storage::{PutMode, Storage};
 
 /// A storage that can hide objects: hidden names vanish from `list`, `get` and `stat` (as if
 /// deleted) but stay stored, so the attack can be undone to show what the client destroyed.
+/// It can also answer listings differently: a name shown to the next few listings only.
 #[derive(Debug)]
 pub struct Hiding {
     inner: Arc<dyn Storage>,
     hidden: Mutex<BTreeSet<String>>,
+    /// Names listed only while their count lasts (each listing showing one uses one up).
+    fading: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Hiding {
     pub fn new(inner: Arc<dyn Storage>) -> Arc<Self> {
-        Arc::new(Hiding { inner, hidden: Mutex::new(BTreeSet::new()) })
+        Arc::new(Hiding { inner, hidden: Mutex::new(BTreeSet::new()), fading: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// Shows `name` in the next `shown` listings that include it, and in none after them; it
+    /// stays readable: two listings, two views.
+    pub fn list_only_the_next(&self, name: &str, shown: usize) {
+        self.fading.lock().unwrap().insert(name.to_string(), shown);
     }
 
     pub fn hide(&self, name: &str) {
@@ -56,7 +65,16 @@ impl Storage for Hiding {
         self.inner.get_range(name, offset, len)
     }
     fn list(&self, prefix: &str) -> cairn_engine::Result<Vec<String>> {
-        Ok(self.inner.list(prefix)?.into_iter().filter(|n| !self.is_hidden(n)).collect())
+        let mut fading = self.fading.lock().unwrap();
+        let shown = |n: &String| match fading.get_mut(n) {
+            Some(0) => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+            None => true,
+        };
+        Ok(self.inner.list(prefix)?.into_iter().filter(|n| !self.is_hidden(n)).filter(shown).collect())
     }
     fn delete(&self, name: &str) -> cairn_engine::Result<()> {
         self.inner.delete(name)

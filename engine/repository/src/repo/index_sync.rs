@@ -30,7 +30,9 @@ impl Repository {
         // Pass 1, in bounded batches: learn what the fresh segments supersede. Decoded segments
         // are kept for pass 2 up to a budget of entries; beyond it they are read again, so a
         // first sync of a huge repository does not hold its whole index in memory.
-        let mut superseded: HashSet<ObjectId> = applied.values().flatten().copied().collect();
+        // What the present applied segments supersede (one gone no longer supersedes anything).
+        let mut superseded: HashSet<ObjectId> =
+            applied.iter().filter(|(id, _)| present.contains(id)).flat_map(|(_, s)| s.iter().copied()).collect();
         let mut kept: HashMap<ObjectId, IndexSegment> = HashMap::new();
         let mut kept_entries = 0usize;
         let mut problems = Vec::new();
@@ -111,12 +113,33 @@ impl Repository {
         ))
     }
 
-    /// Clears the index cache and reads every index segment again: after a segment the cache
-    /// applied turns out unreadable, so that the cache holds exactly what the readable
-    /// segments say (what a client with no cache would see).
-    pub fn rebuild_index_cache(&self) -> Result<()> {
+    /// Makes the index cache hold exactly the segments `live` (a caller's own reading of the
+    /// index: check's), rebuilding it from them when the segments it applied differ, so that
+    /// a storage that answers two listings differently cannot make the cache vouch for a
+    /// segment the caller did not see. A segment that cannot be read now is left out: its
+    /// blobs then look missing, never present. Returns whether the cache was rebuilt.
+    pub fn align_index_cache(&self, live: &HashSet<ObjectId>) -> Result<bool> {
+        let applied = self.index.applied_segments()?;
+        if applied.len() == live.len() && applied.keys().all(|id| live.contains(id)) {
+            return Ok(false);
+        }
         self.index.clear()?;
-        self.sync_index()
+        let mut ids: Vec<ObjectId> = live.iter().copied().collect();
+        ids.sort();
+        let bulk = self.index.bulk_load();
+        for batch in ids.chunks(SYNC_BATCH) {
+            let loaded: Vec<(ObjectId, Result<IndexSegment>)> =
+                self.with_io_pool(|| batch.par_iter().map(|id| (*id, self.load_segment(id))).collect());
+            for (id, segment) in loaded {
+                if let Ok(segment) = segment {
+                    self.index.apply_segment(id, &segment)?;
+                }
+            }
+        }
+        self.index.compact();
+        drop(bulk);
+        let _ = self.index.fold_new_ids();
+        Ok(true)
     }
 
     /// Index segments the last [`Repository::sync_index`] could not read, as errors naming them.
