@@ -157,10 +157,14 @@ fn pid_alive(pid: u32) -> bool {
     !matches!(rustix::process::test_kill_process(pid), Err(rustix::io::Errno::SRCH))
 }
 
-/// Whether `doc` is stale at `now` for a client whose machine identity is `machine`.
+/// Whether `doc` is stale at `now` for a client whose machine identity is `machine`. A lock
+/// refreshed further in the future than [`STALE_AFTER`] is stale too: no honest clock runs
+/// that far ahead, and such a lock would otherwise never age (a lock written to block the
+/// repository for good).
 pub fn is_stale(doc: &LockDoc, now: i64, machine: &[u8; 16]) -> bool {
     let age = Duration::from_nanos(u64::try_from(now.saturating_sub(doc.refreshed_ns)).unwrap_or(0));
-    age > STALE_AFTER || (doc.machine == *machine && !pid_alive(doc.pid))
+    let ahead = Duration::from_nanos(u64::try_from(doc.refreshed_ns.saturating_sub(now)).unwrap_or(0));
+    age > STALE_AFTER || ahead > STALE_AFTER || (doc.machine == *machine && !pid_alive(doc.pid))
 }
 
 /// File in the client cache holding a random machine id, where `/etc/machine-id` is missing.
@@ -464,6 +468,9 @@ mod tests {
         let here = [1u8; 16];
         assert!(!is_stale(&doc(here, me, now), now, &here));
         assert!(is_stale(&doc(here, me, now - 31 * 60 * 1_000_000_000), now, &here), "too old");
+        assert!(!is_stale(&doc([2u8; 16], 0, now + 5 * 60 * 1_000_000_000), now, &here), "a clock a little ahead");
+        assert!(is_stale(&doc([2u8; 16], 0, now + 31 * 60 * 1_000_000_000), now, &here), "refreshed in the far future");
+        assert!(is_stale(&doc([2u8; 16], 0, i64::MAX), now, &here), "never to age");
         // pid 0 is never a live process; elsewhere (another machine, or a container with the
         // same host name but its own pids) the pid means nothing here.
         assert!(is_stale(&doc(here, 0, now), now, &here));
