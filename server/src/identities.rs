@@ -74,7 +74,16 @@ impl Identities {
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let ids: Identities = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         let mut names = std::collections::HashSet::new();
+        let mut credentials = std::collections::HashSet::new();
         for id in &ids.identities {
+            for credential in id.token_blake3.iter().chain(&id.certificate_sha256) {
+                if !credentials.insert(credential.to_ascii_lowercase()) {
+                    return Err(Error::Config(format!(
+                        "{origin}: identity {}: its token or certificate is another identity's too",
+                        id.name
+                    )));
+                }
+            }
             if id.name.is_empty() || !names.insert(id.name.as_str()) {
                 return Err(Error::Config(format!(
                     "{origin}: identity names must be unique and not empty: {:?}",
@@ -197,9 +206,14 @@ mod tests {
 
     #[test]
     fn a_malformed_file_is_refused_with_its_name() {
+        let shared_token = format!(
+            "[[identity]]\nname = \"a\"\ntoken_blake3 = \"{0}\"\n[[identity]]\nname = \"b\"\ntoken_blake3 = \"{0}\"\n",
+            "ab".repeat(32)
+        );
         for bad in [
             "[[identity]]\nname = \"a\"\ntoken_blake3 = \"abc\"\n",
             "[[identity]]\nname = \"a\"\n[[identity]]\nname = \"a\"\n",
+            shared_token.as_str(),
             "[[identity]]\nname = \"a\"\n[identity.repositories]\nmain = [\"everything\"]\n",
             "[[identity]]\nname = \"a\"\ntoken = \"cairn_in_clear\"\n",
             "not toml at all [",

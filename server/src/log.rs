@@ -144,6 +144,7 @@ impl ServerLog {
     /// Opens the log at `path` for appending, creating it if need be. An existing log must
     /// verify: a server does not extend a chain someone has broken.
     pub fn open(path: &Path, key: LogKey) -> Result<Self> {
+        cut_torn_tail(path)?;
         let report = if path.exists() { verify(path, &key)? } else { Verified::default() };
         if let Some(problem) = report.problems.first() {
             return Err(Error::Config(format!(
@@ -184,6 +185,24 @@ impl ServerLog {
         let head = self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         head.file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// Cuts a last line that has no newline: a write the server did not finish (killed, disk
+/// full). It never joined the chain (no line after it names its MAC), so nothing verified is
+/// lost, and the next line would otherwise be glued onto it.
+fn cut_torn_tail(path: &Path) -> Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+    file.set_len(whole as u64).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
 }
 
 /// What [`verify`] found.
@@ -335,7 +354,18 @@ mod tests {
         rewrite(&path, &last);
         assert_eq!(verify(&path, &key).unwrap().problems, ["line 6: edited (its MAC does not match)"]);
 
+        // A torn last line (a write the server did not finish) is cut when the log is opened.
+        let mut torn: String = original.iter().map(|l| format!("{l}\n")).collect();
+        torn.push_str("{\"seq\":7,\"time\":");
+        std::fs::write(&path, &torn).unwrap();
+        let log = ServerLog::open(&path, key.clone()).unwrap();
+        log.append(record(6)).unwrap();
+        drop(log);
+        let report = verify(&path, &key).unwrap();
+        assert_eq!((report.lines, report.problems.len()), (7, 0), "{:?}", report.problems);
+
         // And a server refuses to extend a broken log.
+        rewrite(&path, &last);
         let e = ServerLog::open(&path, key.clone()).unwrap_err();
         assert!(e.to_string().contains("does not verify"), "{e}");
     }
