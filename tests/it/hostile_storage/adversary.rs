@@ -1,10 +1,23 @@
-//! Tools of a hostile storage: a wrapper that hides objects from listings and reads, and
-//! captures of a repository's objects that can be served back later (a rollback).
+//! Tools of a hostile storage: a wrapper that hides objects from listings and reads (or lists
+//! them to some listings only), captures of a repository's objects that can be served back
+//! later (a rollback), and the test repository opened through such a wrapper.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use cairn_engine::Repository;
+use cairn_engine::crypto::SecretBytes;
+use cairn_engine::keys::OpenSecret;
 use cairn_engine::storage::{PutMode, Storage};
+
+use crate::support::PASSWORD;
+
+/// The test repository opened through `storage` (a wrapper of the test's own), with its cache
+/// in `cache`.
+pub fn open_on(storage: Arc<dyn Storage>, cache: &std::path::Path) -> Repository {
+    Repository::open(storage, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string())), cache.to_path_buf())
+        .unwrap()
+}
 
 /// A storage that can hide objects: hidden names vanish from `list`, `get` and `stat` (as if
 /// deleted) but stay stored, so the attack can be undone to show what the client destroyed.

@@ -4,23 +4,13 @@
 //! index: the lost data is reported against its snapshot.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::sync::Arc;
 
+use cairn_engine::NoProgress;
 use cairn_engine::check::{CheckOptions, Subset, check};
-use cairn_engine::crypto::SecretBytes;
 use cairn_engine::format::names::Dir;
-use cairn_engine::keys::OpenSecret;
-use cairn_engine::storage::Storage;
-use cairn_engine::{NoProgress, Repository};
 
-use super::adversary::Hiding;
+use super::adversary::{Hiding, open_on};
 use crate::support::*;
-
-fn open_on(storage: Arc<dyn Storage>, cache: &Path) -> Repository {
-    Repository::open(storage, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string())), cache.to_path_buf())
-        .unwrap()
-}
 
 #[test]
 fn a_segment_shown_to_the_sync_and_hidden_from_check_does_not_hide_lost_data() {

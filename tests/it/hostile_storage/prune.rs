@@ -13,20 +13,13 @@ use std::time::Duration;
 use cairn_engine::audit::{Actor, AuditRecord};
 use cairn_engine::backup::{BackupOptions, BackupOutcome, backup};
 use cairn_engine::check::{CheckOptions, Subset, check};
-use cairn_engine::crypto::SecretBytes;
-use cairn_engine::keys::OpenSecret;
 use cairn_engine::prune::{PruneOptions, prune};
 use cairn_engine::repo::LockOptions;
 use cairn_engine::storage::{PutMode, Storage};
 use cairn_engine::{Error, NoProgress, Repository};
 
-use super::adversary::Hiding;
+use super::adversary::{Hiding, open_on};
 use crate::support::*;
-
-fn open_on(storage: Arc<dyn Storage>, cache: &Path) -> Repository {
-    Repository::open(storage, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string())), cache.to_path_buf())
-        .unwrap()
-}
 
 fn actor() -> Actor {
     Actor { host: "test-host".into(), user: "tester".into() }
