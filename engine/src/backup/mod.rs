@@ -213,14 +213,18 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     let scan_done = std::sync::atomic::AtomicBool::new(false);
     let sources: Vec<PathBuf> = paths.iter().map(|p| PathBuf::from(OsStr::from_bytes(p))).collect();
     let scan_devs = source_devs.clone();
-    let walked = std::thread::scope(|scope| {
-        if progress.wants_totals() {
-            // Best effort: without the thread there are no totals, nothing else changes.
-            let _ = std::thread::Builder::new()
-                .name("cairn-count".into())
-                .stack_size(WALK_STACK)
-                .spawn_scoped(scope, || scan::count(&sources, &opts.excludes, &scan_devs, progress, &scan_done));
-        }
+    let (walked, counted) = std::thread::scope(|scope| {
+        // Best effort: without the thread there are no totals, nothing else changes.
+        let counter = progress
+            .wants_totals()
+            .then(|| {
+                std::thread::Builder::new()
+                    .name("cairn-count".into())
+                    .stack_size(WALK_STACK)
+                    .spawn_scoped(scope, || scan::count(&sources, &opts.excludes, &scan_devs, progress, &scan_done))
+                    .ok()
+            })
+            .flatten();
         let walked = std::thread::Builder::new()
             .name("cairn-walk".into())
             .stack_size(WALK_STACK)
@@ -236,9 +240,16 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             .map_err(|e| Error::Internal(format!("cannot start the walking thread: {e}")))
             .and_then(|t| t.join().map_err(|_| Error::Internal("the walking thread panicked".into())));
         scan_done.store(true, std::sync::atomic::Ordering::Relaxed);
-        walked
-    })??;
-    let (tree, Walker { writer, mut summary, errors, excluder, .. }) = walked;
+        // Whether the counting walk ended before the backup (or there was none).
+        let counted = counter.is_none_or(|c| c.join().unwrap_or(false));
+        Ok::<_, Error>((walked, counted))
+    })?;
+    let (tree, Walker { writer, mut summary, errors, excluder, .. }) = walked??;
+    if !counted {
+        // The backup ended first (an unchanged tree goes fast): its own figures are the totals.
+        let files = summary.files_new + summary.files_changed + summary.files_unchanged;
+        progress.totals(files, summary.bytes_total, true);
+    }
     let tree = match tree {
         Ok(tree) => tree,
         Err(Error::Interrupted(what)) => {

@@ -28,15 +28,16 @@ struct Scan<'a> {
 }
 
 /// Counts what a backup of `sources` (absolute, normalised) stores, reporting through
-/// `progress.totals` as it goes and once complete. Returns early when `stop` is set.
+/// `progress.totals` as it goes and once complete. Returns early when `stop` is set; returns
+/// whether it reported complete totals.
 pub(crate) fn count(
     sources: &[PathBuf],
     excludes: &ExcludeOptions,
     source_devs: &[u64],
     progress: &dyn Progress,
     stop: &AtomicBool,
-) {
-    let Ok(excluder) = Excluder::new(excludes) else { return };
+) -> bool {
+    let Ok(excluder) = Excluder::new(excludes) else { return false };
     let mut scan = Scan { excluder, source_devs, progress, stop, files: 0, bytes: 0 };
     // A source inside another is counted with it.
     let mut roots: Vec<&PathBuf> = sources.iter().collect();
@@ -46,7 +47,7 @@ pub(crate) fn count(
         roots.iter().filter(|p| !roots.iter().any(|q| q != *p && p.starts_with(q))).copied().collect();
     for root in roots {
         if scan.stopped() {
-            return;
+            return false;
         }
         match (root.parent(), root.file_name()) {
             (Some(parent), Some(name)) => {
@@ -64,9 +65,11 @@ pub(crate) fn count(
             }
         }
     }
-    if !scan.stopped() {
-        progress.totals(scan.files, scan.bytes, true);
+    if scan.stopped() {
+        return false;
     }
+    progress.totals(scan.files, scan.bytes, true);
+    true
 }
 
 impl Scan<'_> {
