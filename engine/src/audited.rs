@@ -11,6 +11,7 @@
 use crate::audit::{Actor, AuditRecord};
 use crate::error::Error;
 use crate::repo::Repository;
+use crate::storage::Access;
 
 /// Every operation the audit log records, by the name its entries carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,22 @@ impl Operation {
             Operation::KeyRemove => "key remove",
             Operation::KeyPasswd => "key passwd",
             Operation::KeyRetireEpoch => "key retire-epoch",
+        }
+    }
+
+    /// What it needs the storage to allow (a `cairn serve` identity's permission).
+    pub fn needs(self) -> Access {
+        match self {
+            Operation::Restore | Operation::Dump | Operation::Mount | Operation::Check => Access::Read,
+            Operation::Snapshot | Operation::Rewrite | Operation::Copy => Access::Append,
+            Operation::Forget
+            | Operation::Prune
+            | Operation::Tag
+            | Operation::Unlock
+            | Operation::RepairIndex
+            | Operation::RepairSnapshots => Access::Delete,
+            Operation::KeyAdd | Operation::KeyRemove | Operation::KeyPasswd => Access::Keys,
+            Operation::KeyRetireEpoch => Access::Admin,
         }
     }
 
@@ -114,6 +131,9 @@ pub fn run<T>(
     f: impl FnOnce(&mut AuditRecord) -> T,
     ending: impl FnOnce(&T) -> Ending,
 ) -> std::result::Result<Audited<T>, AuditFailure> {
+    // Before anything is written: a server that would refuse the operation half-way refuses
+    // it here, and the repository stays as it was.
+    repo.permits(operation.needs()).map_err(AuditFailure::NotStarted)?;
     if !operation.only_reads() {
         repo.check_not_rolled_back().map_err(AuditFailure::NotStarted)?;
     }

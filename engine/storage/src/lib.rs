@@ -9,6 +9,7 @@ mod fault;
 mod kill;
 mod local;
 mod mem;
+pub mod rest;
 mod retry;
 pub mod s3;
 mod throttle;
@@ -17,6 +18,7 @@ pub use fault::FaultStorage;
 pub use kill::{KillPlan, KillWhen, with_kill_points};
 pub use local::LocalStorage;
 pub use mem::MemStorage;
+pub use rest::{RestOptions, RestStorage};
 pub use retry::{RetryPolicy, Retrying};
 pub use s3::{S3Location, S3Options, S3Storage};
 pub use throttle::{RateLimit, Throttled};
@@ -36,6 +38,35 @@ pub enum PutMode {
 pub trait OwnedParts: Send {
     /// The parts, concatenated in this order.
     fn parts(&self) -> Vec<&[u8]>;
+}
+
+/// What a command is about to do with a repository, for storages that grant some clients less
+/// than everything (a `cairn serve` identity): see [`Storage::permits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and list objects.
+    Read,
+    /// Create objects (a backup).
+    Append,
+    /// Delete packs, index segments and snapshots (forget, prune).
+    Delete,
+    /// Change key slots and keyrings.
+    Keys,
+    /// Everything (init, key rotation).
+    Admin,
+}
+
+impl Access {
+    /// The permission's name, as `cairn serve` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Append => "append",
+            Access::Delete => "delete",
+            Access::Keys => "keys",
+            Access::Admin => "admin",
+        }
+    }
 }
 
 /// A place that stores named objects. Names are `/`-separated, lower-case ASCII.
@@ -107,6 +138,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// upload is never visible). Names are relative to the repository.
     fn leftovers(&self) -> Result<Vec<Leftover>> {
         Ok(Vec::new())
+    }
+    /// Whether the client may do `access` here, asked before a command starts so that one the
+    /// storage would refuse half-way fails before it changes anything. Only storages that
+    /// grant less than everything answer no (a `cairn serve` identity); the rest say yes.
+    fn permits(&self, access: Access) -> Result<()> {
+        let _ = access;
+        Ok(())
     }
     /// Removes a leftover [`Storage::leftovers`] named; never anything else.
     fn remove_leftover(&self, name: &str) -> Result<()> {

@@ -153,6 +153,10 @@ impl Storage for Retrying {
         self.run(|_| self.inner.leftovers())
     }
 
+    fn permits(&self, access: super::Access) -> Result<()> {
+        self.run(|_| self.inner.permits(access))
+    }
+
     fn remove_leftover(&self, name: &str) -> Result<()> {
         self.run(|_| self.inner.remove_leftover(name))
     }

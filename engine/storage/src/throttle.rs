@@ -128,6 +128,10 @@ impl Storage for Throttled {
         self.inner.leftovers()
     }
 
+    fn permits(&self, access: super::Access) -> Result<()> {
+        self.inner.permits(access)
+    }
+
     fn remove_leftover(&self, name: &str) -> Result<()> {
         self.inner.remove_leftover(name)
     }

@@ -205,6 +205,7 @@ impl Repository {
     /// interrupted init: what [`Repository::init`] checks first, for a caller to check before it
     /// asks for a password.
     pub fn check_can_init(storage: &dyn Storage) -> Result<()> {
+        storage.permits(cairn_storage::Access::Admin)?;
         if storage.stat(CONFIG_NAME)?.is_some() {
             return Err(Error::AlreadyExists(storage.location()));
         }
@@ -434,6 +435,13 @@ impl Repository {
     /// The storage backend.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Whether the storage lets this client do `access` (a `cairn serve` identity may hold
+    /// less than everything): asked before an operation starts, so that one the server would
+    /// refuse half-way changes nothing.
+    pub fn permits(&self, access: cairn_storage::Access) -> Result<()> {
+        self.storage.permits(access)
     }
 
     /// The config.

@@ -218,7 +218,7 @@ impl S3Storage {
 }
 
 /// rustls needs one process-wide crypto provider; ring, as the rest of the build uses.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Fails only when another provider is installed already, which is as good.
