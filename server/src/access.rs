@@ -7,7 +7,8 @@
 //! `append` therefore reads too (an incremental backup reads its parent snapshot, the index
 //! and the locks), creates objects that do not exist, and deletes only locks it created; it
 //! never deletes or overwrites anything else. `read` also takes and drops its own locks, since
-//! check and restore lock the repository. Overwrites are for key management (`keys`: slots and
+//! check and restore lock the repository, and every identity appends audit entries (each
+//! command logs itself). `delete` holds `append` as well: prune writes what it repacks. Overwrites are for key management (`keys`: slots and
 //! keyrings) and `admin` (key rotation re-seals every metadata object); deletions of data are
 //! `delete`'s.
 
@@ -112,7 +113,15 @@ pub fn decide(identity: &Identity, repository: &str, op: Operation, name: &str) 
         (Operation::List, _) => Decision::BadName,
         (_, Kind::Config) => need(Permission::Admin),
         (Operation::Create | Operation::Overwrite | Operation::Delete, Kind::Key) => need(Permission::Keys),
-        (Operation::Create, Kind::Pack | Kind::Index | Kind::Snapshot | Kind::Audit) => need(Permission::Append),
+        (Operation::Create, Kind::Pack | Kind::Index | Kind::Snapshot) => need(Permission::Append),
+        // Every command logs itself, key changes and reads included; the log only grows.
+        (Operation::Create, Kind::Audit) => {
+            if any(&[Permission::Read, Permission::Append, Permission::Keys]).is_some() {
+                Decision::Allow
+            } else {
+                Decision::Refuse(Permission::Append)
+            }
+        }
         (Operation::Create, Kind::Lock) => {
             if any(&readers).is_some() {
                 Decision::Allow
@@ -212,7 +221,9 @@ mod tests {
         assert_eq!(decide(&reader, "main", List, "snapshots/"), Allow);
         assert_eq!(decide(&reader, "main", Create, PACK), Refuse(Append));
         assert_eq!(decide(&reader, "main", Create, &format!("locks/{ID}")), Allow, "check and restore lock");
+        assert_eq!(decide(&reader, "main", Create, &format!("audit/000000000009-{ID}")), Allow, "reads log themselves");
         let pruner = identity(&[Permission::Read, Permission::Delete]);
+        assert_eq!(decide(&pruner, "main", Create, PACK), Allow, "prune stores what it repacks");
         assert_eq!(decide(&pruner, "main", Operation::Delete, PACK), Allow);
         assert_eq!(decide(&pruner, "main", Operation::Delete, &format!("locks/{ID}")), Allow, "unlock another's lock");
         assert_eq!(decide(&pruner, "main", Create, &format!("marks/{ID}")), Allow);

@@ -20,13 +20,17 @@ pub enum Permission {
     /// Create objects that do not exist yet (packs, index segments, snapshots, locks, audit
     /// entries) and delete its own locks: back up, never delete or overwrite.
     Append,
-    /// Delete packs, segments and snapshots, as forget and prune do.
+    /// Delete packs, segments and snapshots, as forget and prune do; holds `append` too
+    /// (prune writes repacked packs and index segments).
     Delete,
     /// Change key slots and keyrings.
     Keys,
     /// Everything, `init` included.
     Admin,
 }
+
+/// The repositories entry that stands for every repository not named.
+pub const ANY_REPOSITORY: &str = "*";
 
 /// The prefix of every token, so a leaked one is recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "cairn_";
@@ -49,9 +53,17 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Whether it holds `permission` in `repository` (admin holds every permission).
+    /// Whether it holds `permission` in `repository` (admin holds every permission, delete
+    /// holds append). The
+    /// entry `*` holds for every repository the identity has no entry of its own for.
     pub fn may(&self, repository: &str, permission: Permission) -> bool {
-        self.repositories.get(repository).is_some_and(|p| p.contains(&permission) || p.contains(&Permission::Admin))
+        self.repositories.get(repository).or_else(|| self.repositories.get(ANY_REPOSITORY)).is_some_and(|p| {
+            p.contains(&permission)
+                    || p.contains(&Permission::Admin)
+                    // Maintenance writes too: prune stores repacked packs and new index
+                    // segments, forget and prune their audit entries.
+                    || (permission == Permission::Append && p.contains(&Permission::Delete))
+        })
     }
 }
 
@@ -148,6 +160,24 @@ impl Identities {
         Ok(token)
     }
 
+    /// Adds an identity `name` authenticated by the client certificate with this SHA-256
+    /// fingerprint (hex), with no permissions yet.
+    pub fn add_certificate(&mut self, name: &str, sha256_hex: &str) -> Result<()> {
+        if name.is_empty() || self.identities.iter().any(|i| i.name == name) {
+            return Err(Error::Config(format!("an identity named {name:?} exists already, or the name is empty")));
+        }
+        if self.by_certificate(sha256_hex).is_some() {
+            return Err(Error::Config("that certificate is another identity's already".into()));
+        }
+        self.identities.push(Identity {
+            name: name.to_string(),
+            token_blake3: None,
+            certificate_sha256: Some(sha256_hex.to_ascii_lowercase()),
+            repositories: BTreeMap::new(),
+        });
+        Ok(())
+    }
+
     /// The identity whose token this is. Every identity's hash is compared, each in constant
     /// time, so the answer's timing tells nothing about which hash came close.
     pub fn by_token(&self, token: &str) -> Option<&Identity> {
@@ -176,6 +206,23 @@ impl Identities {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_star_entry_holds_for_repositories_not_named() {
+        let id = Identity {
+            name: "ops".into(),
+            token_blake3: None,
+            certificate_sha256: None,
+            repositories: BTreeMap::from([
+                ("*".to_string(), vec![Permission::Read]),
+                ("web".to_string(), vec![Permission::Append]),
+            ]),
+        };
+        assert!(id.may("any", Permission::Read));
+        assert!(!id.may("any", Permission::Append));
+        assert!(id.may("web", Permission::Append));
+        assert!(!id.may("web", Permission::Read), "a repository's own entry replaces the star");
+    }
 
     #[test]
     fn a_new_identity_logs_in_with_its_token_and_the_file_holds_only_its_hash() {

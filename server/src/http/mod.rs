@@ -1,0 +1,149 @@
+//! The HTTP protocol of `cairn serve` (HTTP/1.1 over TLS), one request per storage operation:
+//!
+//! | request | storage operation | answers |
+//! |---|---|---|
+//! | `GET /REPO/NAME` (`Range: bytes=A-B` for a part) | get, get_range | 200, 206, 404, 416 |
+//! | `HEAD /REPO/NAME` | stat (`Content-Length`), modified (`X-Cairn-Modified`, Unix ns) | 200, 404 |
+//! | `GET /REPO/DIR/` | list: the names under `DIR/`, one per line | 200 |
+//! | `PUT /REPO/NAME` with `If-None-Match: *` | put, create-only | 201, 412 (exists) |
+//! | `PUT /REPO/NAME` without it | put, overwriting | 201 |
+//! | `DELETE /REPO/NAME` | delete (a missing object is no error) | 204 |
+//! | `GET /REPO/?permissions` | the caller's permissions on REPO, one per line | 200 |
+//! | `GET /healthz`, `GET /metrics` | liveness, Prometheus metrics | 200 |
+//!
+//! Every request but the last two carries `Authorization: Bearer TOKEN` or comes over a
+//! connection with a client certificate; 401 without, 403 (with `X-Cairn-Missing-Permission`)
+//! when the identity lacks what [`crate::access::decide`] asks, 400 for a name outside SPEC §3,
+//! 411 for a PUT without `Content-Length`, 413 for a body over the limit, 422 for a pack whose
+//! bytes do not hash to its name, 429 over the identity's rate, 408 for a body that stalls,
+//! 503 when the storage behind fails (clients retry it).
+
+mod body;
+mod request;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use crate::backends::Backends;
+use crate::identities::Identities;
+use crate::log::{Record, ServerLog};
+use crate::metrics::Metrics;
+use crate::rate::RateLimits;
+
+pub use request::Answer;
+
+/// Limits on what a request may ask of the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest body a PUT may have (a pack of the largest size a writer makes).
+    pub max_body: u64,
+    /// Request bodies held in memory at once, in bytes: uploads beyond it wait their turn.
+    pub upload_memory: u64,
+    /// How long a body may go without sending a byte.
+    pub body_timeout: Duration,
+    /// Requests per second per identity (0: no limit).
+    pub rate_per_second: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 512 << 20,
+            upload_memory: 1 << 30,
+            body_timeout: Duration::from_secs(30),
+            rate_per_second: 0,
+        }
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct State {
+    /// The repositories.
+    pub backends: Backends,
+    /// Who is who: replaced when the identities file is read again (SIGHUP).
+    pub identities: RwLock<Arc<Identities>>,
+    /// The server log.
+    pub log: ServerLog,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// The limits.
+    pub limits: Limits,
+    rates: RateLimits,
+    upload_memory: tokio::sync::Semaphore,
+}
+
+/// Memory permits are counted in KiB, so a u32 of them covers 4 TiB.
+const PERMIT_BYTES: u64 = 1024;
+
+impl State {
+    /// A server's state.
+    pub fn new(backends: Backends, identities: Identities, log: ServerLog, limits: Limits) -> Self {
+        let permits = (limits.upload_memory.max(limits.max_body) / PERMIT_BYTES).min(u64::from(u32::MAX >> 3));
+        State {
+            backends,
+            identities: RwLock::new(Arc::new(identities)),
+            log,
+            metrics: Metrics::default(),
+            rates: RateLimits::new(limits.rate_per_second),
+            upload_memory: tokio::sync::Semaphore::new(usize::try_from(permits).unwrap_or(usize::MAX >> 4)),
+            limits,
+        }
+    }
+
+    /// The identities now in force.
+    pub fn identities(&self) -> Arc<Identities> {
+        self.identities.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// What the connection says about the client.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its address.
+    pub remote: SocketAddr,
+    /// SHA-256 of its client certificate, when it presented one the CA signed.
+    pub certificate_sha256: Option<String>,
+}
+
+/// Answers one request and records it (metrics; the server log for every request that
+/// changes state and every refusal).
+pub async fn handle(state: Arc<State>, peer: Arc<Peer>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_string();
+    let answer = match req.uri().path() {
+        "/healthz" => Answer::text(StatusCode::OK, "ok\n"),
+        "/metrics" => Answer::text(StatusCode::OK, state.metrics.render()),
+        _ => request::answer(&state, &peer, req).await,
+    };
+    let elapsed = started.elapsed();
+    let status = answer.status.as_u16();
+    state.metrics.request(&method, status, answer.received, answer.body.len() as u64, elapsed);
+    let refused = matches!(status, 400..=499) && status != 404 && status != 416;
+    if let Some(target) = &answer.target
+        && (method != "GET" && method != "HEAD" || refused)
+    {
+        let record = Record {
+            time: Record::time_of(SystemTime::now()),
+            identity: answer.identity.clone(),
+            remote: peer.remote.to_string(),
+            repository: target.repository.clone(),
+            method: method.clone(),
+            object: target.object.clone(),
+            size: answer.received,
+            status,
+            latency_us: Record::latency_of(elapsed),
+        };
+        if let Err(e) = state.log.append(record) {
+            eprintln!("cairn serve: cannot write the server log: {e}");
+            return answer.into_response_with(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
+    answer.into_response()
+}
