@@ -18,6 +18,10 @@ pub const LOCKED: i32 = 11;
 /// Wrong password or key, or keys that changed under the client (substituted or rolled back).
 pub const WRONG_KEY: i32 = 12;
 
+/// The storage refused: a `cairn serve` identity lacks the permission the command needs (or
+/// the token or certificate is not the server's), or the file system denied access.
+pub const DENIED: i32 = 13;
+
 /// A mistake in the command line found by Cairn's own checks (clap finds the others): exit
 /// code 2 either way, so a script tells "I typed it wrong" from "the backup failed".
 #[derive(Debug)]
@@ -50,6 +54,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
                 Error::WrongKey(_) | Error::Hsm(_) | Error::KeysChanged(_) => WRONG_KEY,
                 Error::Locked { .. } => LOCKED,
                 Error::Interrupted(_) => crate::signals::EXIT_INTERRUPTED,
+                Error::Storage { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => DENIED,
                 _ => ERROR,
             };
         }

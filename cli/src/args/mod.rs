@@ -8,11 +8,13 @@ mod data;
 mod extra;
 mod keys;
 mod maintenance;
+mod serve;
 
 pub use data::*;
 pub use extra::*;
 pub use keys::*;
 pub use maintenance::*;
+pub use serve::*;
 
 /// Cairn: encrypted, deduplicating backups.
 #[derive(Debug, Parser)]
@@ -33,7 +35,8 @@ pub struct GlobalArgs {
     #[arg(long, env = "CAIRN_PROFILE", global = true, value_name = "NAME")]
     pub profile: Option<String>,
     /// Repository location: a local directory, s3:https://HOST[:PORT]/BUCKET[/PREFIX]
-    /// (path-style, self-hosted stores) or s3://BUCKET[/PREFIX] (AWS, virtual-hosted style).
+    /// (path-style, self-hosted stores), s3://BUCKET[/PREFIX] (AWS, virtual-hosted style) or
+    /// rest:https://HOST[:PORT]/REPO (a `cairn serve` server).
     /// S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN
     /// or AWS_PROFILE.
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
@@ -47,6 +50,16 @@ pub struct GlobalArgs {
     /// Also trust the CA certificates in this PEM file (a private CA of the S3 server).
     #[arg(long, env = "CAIRN_CACERT", global = true, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
+    /// Bearer token for a rest: repository, from this file (first line); or set
+    /// CAIRN_SERVER_TOKEN.
+    #[arg(long, env = "CAIRN_SERVER_TOKEN_FILE", global = true, value_name = "FILE")]
+    pub server_token_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a rest: repository that authenticates by mutual TLS.
+    #[arg(long, env = "CAIRN_TLS_CLIENT_CERT", global = true, value_name = "FILE")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "CAIRN_TLS_CLIENT_KEY", global = true, value_name = "FILE")]
+    pub tls_client_key: Option<PathBuf>,
     /// Allow plain http to the S3 endpoint: no transport encryption or server authentication.
     /// Repository contents stay encrypted, but credentials signatures and sizes are exposed.
     #[arg(long, global = true)]
@@ -155,6 +168,8 @@ pub enum Command {
     List(ListArgs),
     /// Add, remove or set the tags of snapshots (each is rewritten under a new id).
     Tag(TagArgs),
+    /// Serve repositories over HTTPS to identities with per-repository permissions.
+    Serve(ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(CompletionArgs),
     /// Write man pages (cairn.1 and one per command) into a directory.

@@ -18,6 +18,7 @@ mod prune;
 mod repair;
 mod restore;
 mod rewrite;
+mod serve;
 mod snapshot;
 mod snapshots;
 mod stats;
@@ -37,7 +38,7 @@ use cairn_engine::audited::{AuditFailure, Ending};
 use cairn_engine::repo::{LockGuard, LockOptions, ReadLock};
 use cairn_engine::select::SnapshotFilter;
 use cairn_engine::storage::{
-    LocalStorage, RetryPolicy, Retrying, S3Location, S3Options, S3Storage, Storage, Throttled,
+    LocalStorage, RestOptions, RestStorage, RetryPolicy, Retrying, S3Location, S3Options, S3Storage, Storage, Throttled,
 };
 
 use crate::args::{Cli, Command, GlobalArgs, SnapshotFilterArgs};
@@ -68,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Stats(a) => stats::run(g, a),
         Command::List(a) => list::run(g, a),
         Command::Tag(a) => tag::run(g, a),
+        Command::Serve(a) => serve::run(g, a),
         Command::Completion(a) => docs::completion(a),
         Command::Man(a) => docs::man(a),
     }
@@ -76,6 +78,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 /// The storage backend named by -r/--repo, with the rate limits asked for.
 pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
     let repo = g.repo.as_ref().context("no repository given: use -r/--repo or CAIRN_REPOSITORY")?;
+    if let Some(url) = repo.to_str().filter(|r| cairn_engine::storage::rest::is_rest(r)) {
+        let rest: Arc<dyn Storage> = Arc::new(RestStorage::open(url, &rest_options(g)?)?);
+        return wrapped(g, Arc::new(Retrying::new(rest, RetryPolicy::default())));
+    }
     let backend: Arc<dyn Storage> = match repo.to_str().filter(|r| S3Location::is_s3(r)) {
         Some(url) => {
             let location = S3Location::parse(url)?;
@@ -91,6 +97,35 @@ pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
         }
         None => Arc::new(LocalStorage::new(repo.clone())),
     };
+    wrapped(g, backend)
+}
+
+/// How to reach a `cairn serve` server: the token from --server-token-file or
+/// CAIRN_SERVER_TOKEN, the client certificate, the CA.
+fn rest_options(g: &GlobalArgs) -> anyhow::Result<RestOptions> {
+    let token = match (&g.server_token_file, std::env::var("CAIRN_SERVER_TOKEN")) {
+        (Some(file), _) => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read --server-token-file {}", file.display()))?,
+            );
+            Some(zeroize::Zeroizing::new(text.lines().next().unwrap_or_default().trim().to_string()))
+        }
+        (None, Ok(token)) => Some(zeroize::Zeroizing::new(token.trim().to_string())),
+        (None, Err(_)) => None,
+    };
+    Ok(RestOptions {
+        token,
+        cacert: g.cacert.clone(),
+        client_cert: g.tls_client_cert.clone(),
+        client_key: g.tls_client_key.clone(),
+        insecure_http: g.insecure_http,
+        request_timeout: None,
+    })
+}
+
+/// `backend` with the test hook and the rate limits asked for.
+fn wrapped(g: &GlobalArgs, backend: Arc<dyn Storage>) -> anyhow::Result<Arc<dyn Storage>> {
     let backend = hooked(backend)?;
     let kib = |v: Option<u64>| v.map(|k| k.saturating_mul(1024));
     Ok(match (g.limit_upload, g.limit_download) {
@@ -117,9 +152,12 @@ fn hooked(backend: Arc<dyn Storage>) -> anyhow::Result<Arc<dyn Storage>> {
     }
 }
 
-/// Whether -r/--repo names an S3 repository.
+/// Whether -r/--repo names a repository over the network (S3 or a `cairn serve` server).
 fn is_s3(g: &GlobalArgs) -> bool {
-    g.repo.as_ref().and_then(|r| r.to_str()).is_some_and(S3Location::is_s3)
+    g.repo
+        .as_ref()
+        .and_then(|r| r.to_str())
+        .is_some_and(|r| S3Location::is_s3(r) || cairn_engine::storage::rest::is_rest(r))
 }
 
 fn cache_root(g: &GlobalArgs) -> PathBuf {
