@@ -28,6 +28,12 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # bucket of the test S3 server (plain http; the TLS path has tests of its own above).
 CAIRN_TEST_BACKEND=s3 cargo test --workspace --test it --locked -- \
   roundtrip:: incremental:: check:: maintenance:: corruption:: dedup:: restore_options:: mount:: 2>&1 | tee -a "$log"
+# The same through `cairn serve` (TLS on loopback) in front of a directory, and in front of a
+# bucket of the test S3 server.
+for backend in rest rest-s3; do
+  CAIRN_TEST_BACKEND=$backend cargo test --workspace --test it --locked -- \
+    roundtrip:: incremental:: check:: maintenance:: dedup:: 2>&1 | tee -a "$log"
+done
 # One closing line over every test binary (cargo prints one summary per binary, the last
 # often being doc tests with 0 tests).
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

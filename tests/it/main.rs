@@ -25,6 +25,7 @@ mod roundtrip;
 mod s3;
 mod s3server;
 mod selection;
+mod serve;
 mod signals;
 mod soak;
 mod source_errors;

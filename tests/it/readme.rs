@@ -154,5 +154,20 @@ fn every_documented_exit_code_comes_from_the_situation_the_table_names() {
     let snapshots = cairn().args(["--json", "snapshots"]).output().unwrap();
     let list: serde_json::Value = serde_json::from_slice(&snapshots.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2, "the stopped snapshot was not written: {list}");
+    // A `cairn serve` identity that may only append, asked to forget.
+    let server = crate::serve::server::Served::local(&[("admin", &["main=admin"]), ("host", &["main=append"])], &[]);
+    let init = server
+        .cairn_as("admin", "main", &w.join("cache-s"), &w.join("pw"))
+        .args(["init", "--no-recovery-code", "--kdf-memory", "8192", "--kdf-iterations", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "init through the server: {}", String::from_utf8_lossy(&init.stderr));
+    let forget = server
+        .cairn_as("host", "main", &w.join("cache-s"), &w.join("pw"))
+        .args(["forget", "--keep-last", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(forget.status.code(), Some(13), "{}", String::from_utf8_lossy(&forget.stderr));
+    seen.insert(13);
     assert_eq!(seen, documented_codes(), "the codes README documents are exactly those produced here");
 }

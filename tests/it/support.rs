@@ -21,7 +21,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// A repository in a temporary directory, with its own cache directory. With
 /// `CAIRN_TEST_BACKEND=s3` the repository lives in a fresh bucket of the test S3 server
 /// instead; its objects are still files under [`TestRepo::repo_path`] (s3s-fs keeps them so),
-/// so tests that inspect or damage objects work on both.
+/// so tests that inspect or damage objects work on both. With `rest` it is reached through a
+/// `cairn serve` in front of a directory, with `rest-s3` through one in front of a bucket.
 pub struct TestRepo {
     pub dir: TempDir,
     pub storage: Arc<dyn Storage>,
@@ -32,6 +33,21 @@ pub struct TestRepo {
 /// Whether this test run puts repositories on the S3 server (`CAIRN_TEST_BACKEND=s3`).
 pub fn on_s3() -> bool {
     std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "s3")
+}
+
+/// Whether this test run reaches repositories through `cairn serve` (`rest`, `rest-s3`).
+pub fn through_server() -> bool {
+    std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "rest" || b == "rest-s3")
+}
+
+/// The server every test of this process shares under `CAIRN_TEST_BACKEND=rest` or `rest-s3`,
+/// with an identity `admin` that may do everything in every repository.
+fn shared_server() -> &'static crate::serve::server::Served {
+    static SERVER: std::sync::OnceLock<crate::serve::server::Served> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let ids: &[(&str, &[&str])] = &[("admin", &["*=admin"])];
+        crate::serve::server::Served::shared(std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "rest-s3"), ids)
+    })
 }
 
 impl TestRepo {
@@ -50,7 +66,12 @@ impl TestRepo {
     /// over many).
     pub fn with_options(chunker: ChunkerParams, pack_target_size: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (storage, repo_dir): (Arc<dyn Storage>, PathBuf) = if on_s3() {
+        let (storage, repo_dir): (Arc<dyn Storage>, PathBuf) = if through_server() {
+            static REPOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let server = shared_server();
+            let name = format!("t{}", REPOS.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+            (server.storage(&name, "admin"), server.repo_dir(&name))
+        } else if on_s3() {
             let server = crate::s3server::s3();
             let bucket = server.bucket();
             (server.storage(&bucket, false), server.bucket_dir(&bucket))
@@ -81,7 +102,7 @@ impl TestRepo {
     /// and parent-tree reads then run on the wider I/O pool.
     pub fn open_with(&self, secret: &OpenSecret) -> cairn_engine::Result<Repository> {
         let mut repo = Repository::open(self.storage.clone(), secret, self.cache())?;
-        if on_s3() {
+        if on_s3() || through_server() {
             repo.set_storage_connections(4);
         }
         Ok(repo)

@@ -1,0 +1,265 @@
+//! Hostile clients: names that try to escape, packs that lie about their hash, bodies over the
+//! limit, clients that stall, many clients at once, a server killed mid-upload, and the
+//! server log's tamper evidence.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_engine::Error;
+use cairn_engine::format::names;
+use cairn_engine::storage::PutMode;
+
+use super::server::{Served, cairn};
+use super::{name_in, pack};
+use crate::support::random_bytes;
+
+/// A TLS connection to the server that speaks raw HTTP.
+fn connect(server: &Served) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&server.certs.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Sends `head` (and `body`) and reads the answer's status and text (the connection closes).
+fn raw(server: &Served, head: &str, body: &[u8]) -> (u16, String) {
+    let mut s = connect(server);
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    s.flush().unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+fn request(server: &Served, method: &str, path: &str, token: &str, extra: &str, body: &[u8]) -> (u16, String) {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    );
+    raw(server, &head, body)
+}
+
+/// Every file under `dir`, relative, with its content hash.
+fn tree(dir: &std::path::Path) -> Vec<(String, String)> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let mut out: Vec<(String, String)> = crate::support::walk_files(dir)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            (rel, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn names_that_escape_and_packs_that_lie_are_refused_and_nothing_lands() {
+    let server = Served::local(&[("admin", &["main=admin"])], &[]);
+    let admin = server.storage("main", "admin");
+    admin.put("config", b"config", PutMode::CreateNew).unwrap();
+    let token = server.tokens["admin"].clone();
+    let before = tree(&server.repo_dir("main"));
+    for path in [
+        "/main/../main/config",
+        "/main/data/../config",
+        "/main/%2e%2e/config",
+        "/main/keys/../../etc/passwd",
+        "/main//config",
+        "/main/CONFIG",
+        "/main/server/lock-owners/x",
+        "/../etc/passwd",
+        "/Main/config",
+    ] {
+        for method in ["GET", "PUT", "DELETE"] {
+            let (status, text) = request(&server, method, path, &token, "", b"x");
+            assert!(status == 400 || status == 404, "{method} {path}: {text}");
+        }
+    }
+    // A pack whose bytes do not hash to its name: refused (422), not stored.
+    let (name, _) = pack(10_000, 1);
+    let e = admin.put(&name, &random_bytes(10_000, 2), PutMode::CreateNew).unwrap_err();
+    assert!(e.to_string().contains("422"), "{e}");
+    assert_eq!(admin.stat(&name).unwrap(), None);
+    assert_eq!(tree(&server.repo_dir("main")), before, "nothing changed");
+}
+
+#[test]
+fn bodies_over_the_limit_are_refused_before_they_are_read() {
+    let server = Served::local(&[("admin", &["main=admin"])], &["--max-body", "1MiB"]);
+    let admin = server.storage("main", "admin");
+    let (name, bytes) = pack(2 << 20, 3);
+    let e = admin.put(&name, &bytes, PutMode::CreateNew).unwrap_err();
+    assert!(e.to_string().contains("413"), "{e}");
+    // A huge announced length is answered at once, without waiting for the body.
+    let started = Instant::now();
+    let (status, _) = raw(
+        &server,
+        &format!(
+            "PUT /main/{name} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Length: 1000000000000\r\n\r\n",
+            server.tokens["admin"]
+        ),
+        b"",
+    );
+    assert_eq!(status, 413);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A snapshot is not a pack: over 64 MiB it is refused whatever --max-body says.
+    let (status, _) = request(&server, "PUT", "/main/config", &server.tokens["admin"], "", &[0; 100]);
+    assert_eq!(status, 201);
+}
+
+#[test]
+fn a_slow_client_is_dropped_after_the_timeout_while_others_are_served() {
+    let server = Served::local(&[("admin", &["main=admin"])], &["--header-timeout", "1s", "--body-timeout", "1s"]);
+    let admin = server.storage("main", "admin");
+    // Headers that never end.
+    let mut slow_headers = connect(&server);
+    slow_headers.write_all(b"GET /main/config HTTP/1.1\r\nHost: loc").unwrap();
+    slow_headers.flush().unwrap();
+    // A body that stalls.
+    let mut slow_body = connect(&server);
+    let snap = name_in(names::Dir::Snapshots, 9);
+    slow_body
+        .write_all(
+            format!(
+                "PUT /main/{snap} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\n0123456789",
+                server.tokens["admin"]
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    slow_body.flush().unwrap();
+    // Others are served meanwhile.
+    admin.put("config", b"c", PutMode::CreateNew).unwrap();
+    assert_eq!(admin.get("config").unwrap(), b"c");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow_headers.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(10), "the stalled headers were not cut off");
+    let mut answer = Vec::new();
+    let _ = slow_body.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(admin.stat(&snap).unwrap(), None, "a stalled upload stores nothing");
+}
+
+#[test]
+fn two_hundred_clients_at_once_lose_nothing_in_bounded_memory() {
+    let server = Served::local(&[("admin", &["main=admin"])], &[]);
+    let names: Vec<String> = (0..200).map(|i| name_in(names::Dir::Snapshots, 5000 + i)).collect();
+    std::thread::scope(|scope| {
+        for (i, name) in names.iter().enumerate() {
+            let server = &server;
+            scope.spawn(move || {
+                // A client (and connection) each.
+                let s = server.storage("main", "admin");
+                let body = random_bytes(64 << 10, 9000 + i as u64);
+                s.put(name, &body, PutMode::CreateNew).unwrap();
+                assert!(s.get(name).unwrap() == body);
+            });
+        }
+    });
+    let mut listed = server.storage("main", "admin").list("snapshots/").unwrap();
+    listed.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(peak_kib < 256 * 1024, "server peak RSS {peak_kib} KiB");
+}
+
+#[test]
+fn a_server_killed_during_an_upload_leaves_no_partial_object() {
+    let mut server = Served::local(&[("admin", &["main=admin"])], &[]);
+    let (name, bytes) = pack(8 << 20, 11);
+    let mut upload = connect(&server);
+    upload
+        .write_all(
+            format!(
+                "PUT /main/{name} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nIf-None-Match: *\r\nContent-Length: {}\r\n\r\n",
+                server.tokens["admin"],
+                bytes.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    upload.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    upload.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(upload);
+    server.restart();
+    let admin = server.storage("main", "admin");
+    assert_eq!(admin.stat(&name).unwrap(), None);
+    assert_eq!(admin.list("data/").unwrap(), Vec::<String>::new());
+    let files = tree(&server.repo_dir("main"));
+    assert!(files.iter().all(|(f, _)| !f.contains("data/")), "{files:?}");
+    // The whole upload, after the restart, lands.
+    admin.put(&name, &bytes, PutMode::CreateNew).unwrap();
+    assert!(admin.get(&name).unwrap() == bytes);
+}
+
+#[test]
+fn the_server_log_reports_edited_deleted_and_reordered_lines_and_holds_no_token() {
+    let mut server = Served::local(&[("admin", &["main=admin"]), ("reader", &["main=read"])], &[]);
+    let admin = server.storage("main", "admin");
+    admin.put("config", b"c", PutMode::CreateNew).unwrap();
+    for i in 0..4 {
+        admin.put(&name_in(names::Dir::Snapshots, 70 + i), b"s", PutMode::CreateNew).unwrap();
+    }
+    let reader = server.storage("main", "reader");
+    assert!(matches!(reader.delete("config"), Err(Error::Storage { .. })));
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let text = std::fs::read_to_string(&server.log).unwrap();
+    for token in server.tokens.values() {
+        assert!(!text.contains(token.as_str()), "a token is in the log");
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 6, "{text}");
+    assert!(lines.iter().any(|l| l.contains("\"identity\":\"reader\"") && l.contains("\"status\":403")), "{text}");
+    let verify = |content: &str| {
+        std::fs::write(&server.log, content).unwrap();
+        let out = cairn().args(["serve", "verify-log"]).arg(&server.log).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let whole = format!("{}\n", lines.join("\n"));
+    assert_eq!(verify(&whole).0, Some(0));
+    let edited = whole.replacen("\"status\":403", "\"status\":204", 1);
+    let (code, out) = verify(&edited);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("edited"), "{out}");
+    let mut deleted = lines.clone();
+    deleted.remove(2);
+    let (code, out) = verify(&format!("{}\n", deleted.join("\n")));
+    assert_eq!(code, Some(1));
+    assert!(out.contains("line 3"), "{out}");
+    let mut reordered = lines.clone();
+    reordered.swap(1, 2);
+    let (code, out) = verify(&format!("{}\n", reordered.join("\n")));
+    assert_eq!(code, Some(1));
+    assert!(out.contains("does not follow"), "{out}");
+}
