@@ -85,19 +85,23 @@ pub fn storage(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Storage>> {
     let backend: Arc<dyn Storage> = match repo.to_str().filter(|r| S3Location::is_s3(r)) {
         Some(url) => {
             let location = S3Location::parse(url)?;
-            let opts = S3Options {
-                region: g.s3_region.clone(),
-                endpoint: g.s3_endpoint.clone(),
-                cacert: g.cacert.clone(),
-                insecure_http: g.insecure_http,
-                ..S3Options::default()
-            };
             let aws = crate::aws::settings_from_environment()?;
-            Arc::new(Retrying::new(Arc::new(S3Storage::open(location, &opts, &aws)?), RetryPolicy::default()))
+            Arc::new(Retrying::new(Arc::new(S3Storage::open(location, &s3_options(g), &aws)?), RetryPolicy::default()))
         }
         None => Arc::new(LocalStorage::new(repo.clone())),
     };
     wrapped(g, backend)
+}
+
+/// How to reach S3: what the global flags say.
+pub fn s3_options(g: &GlobalArgs) -> S3Options {
+    S3Options {
+        region: g.s3_region.clone(),
+        endpoint: g.s3_endpoint.clone(),
+        cacert: g.cacert.clone(),
+        insecure_http: g.insecure_http,
+        ..S3Options::default()
+    }
 }
 
 /// How to reach a `cairn serve` server: the token from --server-token-file or

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use cairn_engine::storage::{LocalStorage, RetryPolicy, Retrying, S3Location, S3Options, S3Storage, Storage};
+use cairn_engine::storage::{LocalStorage, RetryPolicy, Retrying, S3Location, S3Storage, Storage};
 use cairn_server::identities::{Identities, Permission};
 use cairn_server::log::{LogKey, verify};
 use cairn_server::{Backends, ServeOptions};
@@ -28,13 +28,7 @@ fn opener(g: &GlobalArgs, root: &Path) -> anyhow::Result<Box<cairn_server::backe
         Some(url) => {
             let url = url.trim_end_matches('/').to_string();
             S3Location::parse(&url)?;
-            let opts = S3Options {
-                region: g.s3_region.clone(),
-                endpoint: g.s3_endpoint.clone(),
-                cacert: g.cacert.clone(),
-                insecure_http: g.insecure_http,
-                ..S3Options::default()
-            };
+            let opts = super::s3_options(g);
             let aws = crate::aws::settings_from_environment()?;
             Ok(Box::new(move |repo: &str| {
                 let location = S3Location::parse(&format!("{url}/{repo}"))?;

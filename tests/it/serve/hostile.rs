@@ -12,7 +12,7 @@ use cairn_engine::format::names;
 use cairn_engine::storage::PutMode;
 
 use super::server::{Served, cairn};
-use super::{name_in, pack};
+use super::{name_in, pack, tree};
 use crate::support::random_bytes;
 
 /// A TLS connection to the server that speaks raw HTTP.
@@ -53,22 +53,6 @@ fn request(server: &Served, method: &str, path: &str, token: &str, extra: &str, 
         body.len()
     );
     raw(server, &head, body)
-}
-
-/// Every file under `dir`, relative, with its content hash.
-fn tree(dir: &std::path::Path) -> Vec<(String, String)> {
-    if !dir.exists() {
-        return Vec::new();
-    }
-    let mut out: Vec<(String, String)> = crate::support::walk_files(dir)
-        .into_iter()
-        .map(|p| {
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            (rel, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string())
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[test]

@@ -28,6 +28,22 @@ fn pack(len: usize, seed: u64) -> (String, Vec<u8>) {
     (names::pack(&PackId::of(&bytes)), bytes)
 }
 
+/// Every file under `dir`, relative, with its content hash (none when `dir` does not exist).
+fn tree(dir: &std::path::Path) -> Vec<(String, String)> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    let mut out: Vec<(String, String)> = crate::support::walk_files(dir)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            (rel, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn is_conflict(e: &Error) -> bool {
     matches!(e, Error::Storage { source, .. } if source.kind() == ErrorKind::AlreadyExists)
 }

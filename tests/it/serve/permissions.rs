@@ -2,13 +2,11 @@
 //! binary and raw requests. Every refused operation leaves the repository byte for byte as it
 //! was, and says which permission is missing.
 
-use std::path::Path;
-
 use cairn_engine::format::names;
 use cairn_engine::storage::{PutMode, RestOptions};
 
-use super::name_in;
 use super::server::Served;
+use super::{name_in, tree};
 
 const IDENTITIES: &[(&str, &[&str])] = &[
     ("admin", &["main=admin"]),
@@ -19,22 +17,6 @@ const IDENTITIES: &[(&str, &[&str])] = &[
     ("keys", &["main=read,keys"]),
     ("other-repo", &["other=admin"]),
 ];
-
-/// Every file under `dir`, relative, with its content hash.
-fn tree(dir: &Path) -> Vec<(String, String)> {
-    if !dir.exists() {
-        return Vec::new();
-    }
-    let mut out: Vec<(String, String)> = crate::support::walk_files(dir)
-        .into_iter()
-        .map(|p| {
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            (rel, blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string())
-        })
-        .collect();
-    out.sort();
-    out
-}
 
 struct Matrix {
     server: Served,
