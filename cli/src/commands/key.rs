@@ -226,6 +226,8 @@ fn epochs(g: &GlobalArgs) -> anyhow::Result<i32> {
 
 fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
+    // Rotation re-seals every metadata object: a server grants that to `admin` only.
+    repo.permits(cairn_engine::storage::Access::Admin)?;
     repo.check_not_rolled_back()?;
     let lock = super::lock(g, &repo, true, "key rotate")?;
     let old_epochs: Vec<u32> = repo.key_epochs().into_iter().map(|e| e.0).collect();

@@ -158,6 +158,32 @@ fn each_identity_does_what_its_permissions_allow_and_a_refusal_changes_nothing()
         }
     }
 
+    // Key removal and rotation.
+    let added = m
+        .cairn("keys")
+        .args(["--json", "key", "add", "--password", "--label", "to-remove", "--new-password-file"])
+        .arg(m.work.path().join("pw"))
+        .args(["--kdf-memory", "8192", "--kdf-iterations", "1"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let slot: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
+    let slot = slot["slot"].as_str().unwrap().to_string();
+    for (args, allowed, refused) in [
+        (vec!["key", "remove", slot.as_str()], "keys", &["read", "append", "delete"][..]),
+        (vec!["key", "rotate"], "admin", &["read", "append", "delete", "keys"][..]),
+    ] {
+        for who in refused.iter().chain(&strangers) {
+            let before = tree(&m.server.repo_dir("main"));
+            let (code, err) = m.run(who, &args).expect_err(&format!("{who} may not {args:?}"));
+            assert_eq!(code, Some(13), "{who} {args:?}: {err}");
+            assert_eq!(tree(&m.server.repo_dir("main")), before, "{who} {args:?} changed the repository");
+        }
+        if let Err((code, err)) = m.run(allowed, &args) {
+            panic!("{allowed} may {args:?}, but it exited {code:?}: {err}");
+        }
+    }
+
     // Raw requests: an overwrite of what exists, a delete, another's lock.
     let snapshots = m.server.storage("main", "admin").list("snapshots/").unwrap();
     let existing = snapshots.first().unwrap().clone();
