@@ -14,15 +14,32 @@ fn record_name(lock: &str) -> Option<String> {
     Dir::Locks.file_of(lock).map(|id| format!("server/lock-owners/{id}"))
 }
 
+/// How a claim was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This request wrote the record (and removes it if creating the lock fails).
+    New,
+    /// The record was there already, naming the same identity (an earlier attempt of the
+    /// same create whose answer was lost): left alone whatever happens.
+    Earlier,
+}
+
 /// Records `identity` as the creator of `lock`, before the lock is created: a lock never
 /// exists without its owner, so a server killed between the two leaves at most a record of a
-/// lock that never was. Refused when the lock exists already (its owner is someone else).
-pub fn claim(storage: &Arc<dyn Storage>, lock: &str, identity: &str) -> Result<()> {
+/// lock that never was. The record is written create-only, so two creates racing cannot both
+/// own it; refused when the lock exists already or another identity holds the record.
+pub fn claim(storage: &Arc<dyn Storage>, lock: &str, identity: &str) -> Result<Claim> {
     let record = record_name(lock).ok_or_else(|| Error::InvalidInput(format!("{lock} is not a lock")))?;
     if storage.stat(lock)?.is_some() {
         return Err(exists(lock));
     }
-    storage.put(&record, identity.as_bytes(), PutMode::Overwrite)
+    match storage.put(&record, identity.as_bytes(), PutMode::CreateNew) {
+        Ok(()) => Ok(Claim::New),
+        Err(Error::Storage { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            if owns(storage, lock, identity)? { Ok(Claim::Earlier) } else { Err(exists(lock)) }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes the record of `lock` (after the lock is gone, or when creating it failed).
@@ -61,7 +78,10 @@ mod tests {
     #[test]
     fn the_creator_owns_its_lock_and_no_one_claims_an_existing_one() {
         let storage: Arc<dyn Storage> = Arc::new(cairn_storage::MemStorage::new());
-        claim(&storage, LOCK, "web1").unwrap();
+        assert_eq!(claim(&storage, LOCK, "web1").unwrap(), Claim::New);
+        assert_eq!(claim(&storage, LOCK, "web1").unwrap(), Claim::Earlier, "a retry of the same create");
+        let racing = claim(&storage, LOCK, "web2");
+        assert!(racing.is_err(), "another identity cannot take over a claim in progress");
         storage.put(LOCK, b"lock", PutMode::CreateNew).unwrap();
         assert!(owns(&storage, LOCK, "web1").unwrap());
         assert!(!owns(&storage, LOCK, "web2").unwrap());

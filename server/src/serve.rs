@@ -179,7 +179,14 @@ async fn connection<S>(
 {
     let service = service_fn(move |req| {
         let (state, peer) = (state.clone(), peer.clone());
-        async move { Ok::<_, Infallible>(handle(state, peer, req).await) }
+        // Its own task: a client that hangs up mid-request makes hyper drop this future, and
+        // a write already handed to the storage must still be answered in the log.
+        async move {
+            let answered = tokio::spawn(handle(state, peer, req)).await;
+            Ok::<_, Infallible>(answered.unwrap_or_else(|_| {
+                crate::http::Answer::text(hyper::StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+            }))
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);

@@ -86,6 +86,8 @@ impl RestStorage {
             .timeout(opts.request_timeout.unwrap_or(Duration::from_secs(120)))
             .connect_timeout(Duration::from_secs(15))
             .pool_idle_timeout(Duration::from_secs(30))
+            // A redirect would turn a PUT into a GET whose 200 looks like success.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &opts.cacert {
             let certs = reqwest::Certificate::from_pem_bundle(&read_file(path, "--cacert")?)
@@ -254,7 +256,7 @@ impl Storage for RestStorage {
             req = req.header(reqwest::header::IF_NONE_MATCH, "*");
         }
         let a = self.send("write", name, req)?;
-        if a.status.is_success() { Ok(()) } else { Err(self.failed("write", name, &a)) }
+        if a.status == StatusCode::CREATED { Ok(()) } else { Err(self.failed("write", name, &a)) }
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>> {
@@ -298,7 +300,7 @@ impl Storage for RestStorage {
     fn delete(&self, name: &str) -> Result<()> {
         validate_name(name)?;
         let a = self.send("delete", name, self.request(reqwest::Method::DELETE, name))?;
-        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
+        if a.status == StatusCode::NO_CONTENT || a.status == StatusCode::NOT_FOUND {
             Ok(())
         } else {
             Err(self.failed("delete", name, &a))
@@ -319,7 +321,7 @@ impl Storage for RestStorage {
                 let status = resp.status();
                 let headers = resp.headers().clone();
                 let body = resp.bytes().await.map_err(|e| transport("delete", name, &e))?.to_vec();
-                if status.is_success() || status == StatusCode::NOT_FOUND {
+                if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_FOUND {
                     Ok(())
                 } else {
                     Err(self.failed("delete", name, &Answer { status, headers, body }))

@@ -161,7 +161,9 @@ fn refused(identity: &Identity, repository: &str, missing: Permission) -> Answer
 fn parse_range(value: &HeaderValue) -> Option<(u64, u64)> {
     let (a, b) = value.to_str().ok()?.strip_prefix("bytes=")?.split_once('-')?;
     let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-    (b >= a).then(|| (a, b - a + 1))
+    // At most what a body may hold; never an overflow.
+    let len = b.checked_sub(a)?.checked_add(1)?;
+    (len <= cairn_format::MAX_SMALL_OBJECT.max(1 << 32)).then_some((a, len))
 }
 
 /// Answers a request addressed to `/REPO/...`.
@@ -336,7 +338,7 @@ async fn read(state: &State, storage: Arc<dyn Storage>, name: &str, range: Optio
             };
             match blocking(move || storage.get_range(&object, offset, len)).await {
                 Some(Ok(bytes)) => Answer::bytes(StatusCode::PARTIAL_CONTENT, bytes)
-                    .header("content-range", format!("bytes {offset}-{}/*", offset + len - 1)),
+                    .header("content-range", format!("bytes {offset}-{}/*", offset.saturating_add(len - 1))),
                 Some(Err(StorageError::Corrupt { why, .. })) => {
                     Answer::text(StatusCode::RANGE_NOT_SATISFIABLE, format!("{why}\n"))
                 }
@@ -387,7 +389,16 @@ async fn put(
     }
     // The body is held in memory until stored: wait for room under the upload budget.
     let permits = u32::try_from(len.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
-    let Ok(_room) = state.upload_memory.acquire_many(permits).await else { return internal() };
+    // Not forever: a server whose budget is held (by slow uploads) says so, and clients retry.
+    let _room = match tokio::time::timeout(state.limits.body_timeout, state.upload_memory.acquire_many(permits)).await {
+        Ok(Ok(room)) => room,
+        Ok(Err(_)) => return internal(),
+        Err(_) => {
+            return Answer::text(StatusCode::SERVICE_UNAVAILABLE, "too many uploads in flight; try again\n")
+                .header("retry-after", "1")
+                .closing();
+        }
+    };
     let bytes = match read_exact(body, len, state.limits.body_timeout).await {
         Ok(b) => b,
         Err(BodyError::Stalled) => {
@@ -427,9 +438,9 @@ async fn stored(
     let is_lock = names::Dir::Locks.file_of(name).is_some();
     let done = blocking(move || {
         if is_lock && mode == PutMode::CreateNew {
-            owners::claim(&storage, &object, &who)?;
+            let claimed = owners::claim(&storage, &object, &who)?;
             let created = storage.put(&object, &bytes, mode);
-            if created.is_err() {
+            if created.is_err() && claimed == owners::Claim::New {
                 owners::release(&storage, &object)?;
             }
             return created;

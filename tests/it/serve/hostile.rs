@@ -84,6 +84,11 @@ fn names_that_escape_and_packs_that_lie_are_refused_and_nothing_lands() {
     assert!(e.to_string().contains("422"), "{e}");
     assert_eq!(admin.stat(&name).unwrap(), None);
     assert_eq!(tree(&server.repo_dir("main")), before, "nothing changed");
+    // Ranges that overflow or ask for more than any object holds.
+    for range in ["bytes=0-18446744073709551615", "bytes=18446744073709551615-1", "bytes=5-", "bytes=-5"] {
+        let (status, text) = request(&server, "GET", "/main/config", &token, &format!("Range: {range}\r\n"), b"");
+        assert_eq!(status, 400, "{range}: {text}");
+    }
 }
 
 #[test]
