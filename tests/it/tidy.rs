@@ -27,6 +27,8 @@ const SLEEPS: &[(&str, &str)] = &[
     ("tests/it/signals.rs", "polls for a child process to be ready to interrupt"),
     ("tests/it/soak.rs", "paces the random workload of the soak test"),
     ("tests/it/mount.rs", "polls /proc/self/mountinfo for the kernel to show or drop the mount"),
+    ("tests/it/serve/mod.rs", "polls for the server to take up its identities file again after SIGHUP"),
+    ("tests/it/serve/hostile.rs", "lets the server take in half an upload before it is killed mid-upload"),
 ];
 
 /// Test files that assert on elapsed time, and why.

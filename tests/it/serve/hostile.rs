@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_engine::Error;
 use cairn_engine::format::names;
@@ -99,7 +99,7 @@ fn bodies_over_the_limit_are_refused_before_they_are_read() {
     let e = admin.put(&name, &bytes, PutMode::CreateNew).unwrap_err();
     assert!(e.to_string().contains("413"), "{e}");
     // A huge announced length is answered at once, without waiting for the body.
-    let started = Instant::now();
+    // Had it waited for the body, the read would time out with no answer at all.
     let (status, _) = raw(
         &server,
         &format!(
@@ -109,7 +109,6 @@ fn bodies_over_the_limit_are_refused_before_they_are_read() {
         b"",
     );
     assert_eq!(status, 413);
-    assert!(started.elapsed() < Duration::from_secs(5));
     // A snapshot is not a pack: over 64 MiB it is refused whatever --max-body says.
     let (status, _) = request(&server, "PUT", "/main/config", &server.tokens["admin"], "", &[0; 100]);
     assert_eq!(status, 201);
@@ -139,15 +138,18 @@ fn a_slow_client_is_dropped_after_the_timeout_while_others_are_served() {
     // Others are served meanwhile.
     admin.put("config", b"c", PutMode::CreateNew).unwrap();
     assert_eq!(admin.get("config").unwrap(), b"c");
-    let started = Instant::now();
+    // The reads give up after 20 s (the socket's timeout): ending before that, the server cut
+    // the connection off, after its 1 s timeouts.
     let mut rest = Vec::new();
-    let _ = slow_headers.read_to_end(&mut rest);
-    assert!(started.elapsed() < Duration::from_secs(10), "the stalled headers were not cut off");
+    let ended = slow_headers.read_to_end(&mut rest);
+    assert!(
+        !matches!(&ended, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the stalled headers were not cut off: {ended:?}"
+    );
     let mut answer = Vec::new();
     let _ = slow_body.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(admin.stat(&snap).unwrap(), None, "a stalled upload stores nothing");
 }
 

@@ -437,9 +437,7 @@ impl Repository {
         &self.storage
     }
 
-    /// Whether the storage lets this client do `access` (a `cairn serve` identity may hold
-    /// less than everything): asked before an operation starts, so that one the server would
-    /// refuse half-way changes nothing.
+    /// Whether the storage lets this client do `access` (asked before an operation starts).
     pub fn permits(&self, access: cairn_storage::Access) -> Result<()> {
         self.storage.permits(access)
     }
