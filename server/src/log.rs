@@ -125,6 +125,8 @@ struct Head {
     file: File,
     seq: u64,
     mac: [u8; 32],
+    /// The log's length after its last whole line.
+    len: u64,
 }
 
 /// The log a server appends to.
@@ -153,7 +155,8 @@ impl ServerLog {
             )));
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        let head = Head { file, seq: report.lines, mac: report.head };
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let head = Head { file, seq: report.lines, mac: report.head, len };
         Ok(ServerLog { path: path.to_path_buf(), key, head: Mutex::new(head) })
     }
 
@@ -168,7 +171,13 @@ impl ServerLog {
         text.push_str(MAC_FIELD);
         text.push_str(&hex::encode(mac));
         text.push_str("\"}\n");
-        head.file.write_all(text.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
+        if let Err(e) = head.file.write_all(text.as_bytes()) {
+            // A disk that filled up mid-line: cut the part written, so the next line does not
+            // glue onto it and break the chain for good.
+            let _ = head.file.set_len(head.len);
+            return Err(Error::io(&self.path, e));
+        }
+        head.len += text.len() as u64;
         head.seq += 1;
         head.mac = mac;
         Ok(())

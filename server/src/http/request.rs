@@ -173,11 +173,8 @@ pub async fn answer(state: &Arc<State>, peer: &Peer, req: Request<Incoming>) -> 
     let Some((repository, name)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Answer::text(StatusCode::NOT_FOUND, "not a repository path: /REPO/NAME\n");
     };
-    let target = Target { repository: repository.to_string(), object: name.to_string() };
     let mut answer = answer_for(state, peer, &parts, body, repository, name).await;
-    if answer.target.is_none() {
-        answer.target = Some(target);
-    }
+    answer.target = Some(Target { repository: repository.to_string(), object: name.to_string() });
     answer
 }
 
