@@ -22,6 +22,10 @@ pub const WRONG_KEY: i32 = 12;
 /// the token or certificate is not the server's), or the file system denied access.
 pub const DENIED: i32 = 13;
 
+/// The storage is full: no space left on its disk, or the repository is over its quota on a
+/// `cairn serve`. Nothing half-written is visible; forget and prune, or make room.
+pub const FULL: i32 = 14;
+
 /// A mistake in the command line found by Cairn's own checks (clap finds the others): exit
 /// code 2 either way, so a script tells "I typed it wrong" from "the backup failed".
 #[derive(Debug)]
@@ -55,6 +59,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
                 Error::Locked { .. } => LOCKED,
                 Error::Interrupted(_) => crate::signals::EXIT_INTERRUPTED,
                 Error::Storage { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => DENIED,
+                Error::Storage { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => FULL,
                 _ => ERROR,
             };
         }

@@ -74,6 +74,32 @@ pub struct Identities {
     /// Every identity, by order in the file.
     #[serde(default, rename = "identity")]
     pub identities: Vec<Identity>,
+    /// The most each repository may hold, in bytes, by repository name (`*`: every one not
+    /// named). Writes of identities that may not delete are refused beyond it; see
+    /// [`crate::quota`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "sizes")]
+    pub quotas: BTreeMap<String, u64>,
+}
+
+/// Quotas as bytes or as sizes with a unit (`"500GiB"`, `"2T"`: powers of 1024).
+fn sizes<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BTreeMap<String, u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    let raw = BTreeMap::<String, Size>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(repo, size)| match size {
+            Size::Bytes(b) => Ok((repo, b)),
+            Size::Text(t) => parse_size::Config::new()
+                .with_binary()
+                .parse_size(t.trim())
+                .map(|b| (repo.clone(), b))
+                .map_err(|e| serde::de::Error::custom(format!("quota of {repo}: not a size: {t:?} ({e})"))),
+        })
+        .collect()
 }
 
 fn token_hash(token: &str) -> blake3::Hash {
@@ -112,6 +138,11 @@ impl Identities {
             }
         }
         Ok(ids)
+    }
+
+    /// The quota of `repository`: its own entry, else the `*` entry, else none.
+    pub fn quota(&self, repository: &str) -> Option<u64> {
+        self.quotas.get(repository).or_else(|| self.quotas.get(ANY_REPOSITORY)).copied()
     }
 
     /// Reads the identities file at `path`; a missing file holds no identities.

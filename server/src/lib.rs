@@ -7,7 +7,8 @@
 //! `identities`: who is who and may do what (tokens shown once, only their hashes stored).
 //! `access`: which permission a request needs. `log`: the chained server log and its verifier.
 //! `backends`: the storage of each repository. `owners`: who created each lock. `http`: the
-//! protocol. `serve`: the listener, TLS, limits and shutdown. `tls`, `metrics`, `rate`.
+//! protocol. `quota`: what each repository may hold. `serve`: the listener, TLS, limits and
+//! shutdown. `tls`, `metrics`, `rate`.
 
 // Request bytes are the input of an adversary: no panics on them.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
@@ -20,6 +21,7 @@ pub mod identities;
 pub mod log;
 pub mod metrics;
 mod owners;
+pub mod quota;
 pub mod rate;
 pub mod serve;
 pub mod tls;

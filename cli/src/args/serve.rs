@@ -24,6 +24,9 @@ pub enum ServeAction {
     AddIdentity(AddIdentityArgs),
     /// Give an identity permissions on a repository (replacing what it had there).
     Grant(GrantArgs),
+    /// Set how many bytes a repository may hold (`*`: every repository without its own
+    /// quota); `none` removes the quota. Identities that may not delete are refused beyond it.
+    SetQuota(SetQuotaArgs),
     /// Verify the server log's chain: report every edited, deleted, reordered or cut line.
     VerifyLog(VerifyLogArgs),
 }
@@ -98,6 +101,17 @@ pub struct GrantArgs {
     /// REPO=PERM[,PERM...]; an empty list (REPO=) takes every permission on REPO away.
     pub grant: String,
     /// The identities file.
+    #[arg(long, value_name = "FILE")]
+    pub identities: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SetQuotaArgs {
+    /// The repository, or `*`.
+    pub repository: String,
+    /// A size (bytes, or K, M, G, T: powers of 1024), or `none`.
+    pub size: String,
+    /// The identities file (the quotas live in it, read again on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub identities: PathBuf,
 }

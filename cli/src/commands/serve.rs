@@ -10,13 +10,16 @@ use cairn_server::identities::{Identities, Permission};
 use cairn_server::log::{LogKey, verify};
 use cairn_server::{Backends, ServeOptions};
 
-use crate::args::{AddIdentityArgs, GlobalArgs, GrantArgs, ServeAction, ServeArgs, ServeRunArgs, VerifyLogArgs};
+use crate::args::{
+    AddIdentityArgs, GlobalArgs, GrantArgs, ServeAction, ServeArgs, ServeRunArgs, SetQuotaArgs, VerifyLogArgs,
+};
 
 pub fn run(g: &GlobalArgs, a: &ServeArgs) -> anyhow::Result<i32> {
     match &a.action {
         None => serve(g, &a.run),
         Some(ServeAction::AddIdentity(a)) => add_identity(g, a),
         Some(ServeAction::Grant(a)) => grant(a),
+        Some(ServeAction::SetQuota(a)) => set_quota(a),
         Some(ServeAction::VerifyLog(a)) => verify_log(g, a),
     }
 }
@@ -146,6 +149,27 @@ fn grant(a: &GrantArgs) -> anyhow::Result<i32> {
         identity.repositories.insert(repo, perms);
     }
     ids.save(&a.identities)?;
+    Ok(crate::exit::OK)
+}
+
+fn set_quota(a: &SetQuotaArgs) -> anyhow::Result<i32> {
+    if a.repository != cairn_server::identities::ANY_REPOSITORY
+        && !cairn_server::backends::is_repository_name(&a.repository)
+    {
+        bail_usage!("{:?} is not a repository name (nor `*`)", a.repository);
+    }
+    let mut ids = Identities::load(&a.identities)?;
+    if a.size.trim().eq_ignore_ascii_case("none") {
+        ids.quotas.remove(&a.repository);
+    } else {
+        let size = match crate::args::parse_size(&a.size) {
+            Ok(s) => s,
+            Err(why) => bail_usage!("{why}, or none"),
+        };
+        ids.quotas.insert(a.repository.clone(), size);
+    }
+    ids.save(&a.identities)?;
+    eprintln!("cairn: quotas saved; a running server takes them up on SIGHUP");
     Ok(crate::exit::OK)
 }
 

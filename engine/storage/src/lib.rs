@@ -117,6 +117,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     }
     /// Every name starting with `prefix` (a directory such as `snapshots/`), in any order.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Every name starting with `prefix` with its size: what a quota counts. Backends whose
+    /// listing carries sizes (object stores, directories) override it; the default stats
+    /// each object (one that goes while listed is left out).
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for name in self.list(prefix)? {
+            if let Some(size) = self.stat(&name)? {
+                out.push((name, size));
+            }
+        }
+        Ok(out)
+    }
     /// Removes an object; removing a missing one is not an error.
     fn delete(&self, name: &str) -> Result<()>;
     /// Removes several objects, in no particular order, as `delete` would each. Object stores

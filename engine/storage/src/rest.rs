@@ -4,7 +4,8 @@
 //!
 //! Answers map onto the engine's errors as the other backends' do: 404 is a missing object,
 //! 412 a create-only put whose name exists, 416 a range beyond the end (damage). A refusal
-//! (401, 403) is final and says which permission is missing; 408, 429 and 5xx, and a broken
+//! (401, 403) is final and says which permission is missing, as is 507 (over the quota, a full
+//! disk to the engine); 408, 429 and other 5xx, and a broken
 //! connection, are marked retryable for the [`crate::Retrying`] decorator the CLI puts on every
 //! remote backend.
 
@@ -155,6 +156,8 @@ impl RestStorage {
             StatusCode::BAD_REQUEST => return Error::InvalidInput(format!("{name}: the server refused it: {text}")),
             StatusCode::PRECONDITION_FAILED => (ErrorKind::AlreadyExists, false),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (ErrorKind::PermissionDenied, false),
+            // Over the repository's quota: final, as a full disk is.
+            StatusCode::INSUFFICIENT_STORAGE => (ErrorKind::StorageFull, false),
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::LENGTH_REQUIRED => {
                 (ErrorKind::InvalidData, false)
             }

@@ -133,6 +133,10 @@ impl Storage for Retrying {
         self.run(|_| self.inner.list(prefix))
     }
 
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.run(|_| self.inner.list_sized(prefix))
+    }
+
     fn delete(&self, name: &str) -> Result<()> {
         self.run(|_| self.inner.delete(name))
     }

@@ -108,6 +108,10 @@ impl Storage for Throttled {
         self.inner.list(prefix)
     }
 
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.inner.list_sized(prefix)
+    }
+
     fn delete(&self, name: &str) -> Result<()> {
         self.inner.delete(name)
     }

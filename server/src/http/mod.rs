@@ -34,6 +34,7 @@ use crate::backends::Backends;
 use crate::identities::Identities;
 use crate::log::{Record, ServerLog};
 use crate::metrics::Metrics;
+use crate::quota::Usage;
 use crate::rate::RateLimits;
 
 pub use request::Answer;
@@ -75,6 +76,8 @@ pub struct State {
     pub metrics: Metrics,
     /// The limits.
     pub limits: Limits,
+    /// What each repository with a quota holds.
+    pub usage: Usage,
     rates: RateLimits,
     upload_memory: tokio::sync::Semaphore,
 }
@@ -94,6 +97,7 @@ impl State {
             identities: RwLock::new(Arc::new(identities)),
             log,
             metrics: Metrics::default(),
+            usage: Usage::default(),
             rates: RateLimits::new(limits.rate_per_second),
             upload_memory: tokio::sync::Semaphore::new(usize::try_from(permits).unwrap_or(usize::MAX >> 4)),
             limits,

@@ -21,6 +21,7 @@ use crate::access::{Decision, Operation, decide};
 use crate::backends::is_repository_name;
 use crate::identities::{Identity, Permission};
 use crate::owners;
+use crate::quota::Admission;
 
 /// The repository and object a request addressed, for the log.
 #[derive(Debug, Clone)]
@@ -278,9 +279,12 @@ async fn authenticated(
         Operation::Read => read(state, storage, name, parts.headers.get(header::RANGE)).await,
         Operation::Create | Operation::Overwrite => {
             let mode = if op == Operation::Create { PutMode::CreateNew } else { PutMode::Overwrite };
-            put(state, storage, identity, name, mode, &parts.headers, body).await
+            put(state, storage, identity, (repository, name), mode, &parts.headers, body).await
         }
-        Operation::Delete => delete(state, storage, name).await,
+        Operation::Delete => {
+            state.usage.changed(repository);
+            delete(state, storage, name).await
+        }
     }
 }
 
@@ -367,10 +371,10 @@ async fn delete(state: &State, storage: Arc<dyn Storage>, name: &str) -> Answer 
 const MAX_SMALL_OBJECT: u64 = cairn_format::MAX_SMALL_OBJECT;
 
 async fn put(
-    state: &State,
+    state: &Arc<State>,
     storage: Arc<dyn Storage>,
     identity: &Identity,
-    name: &str,
+    (repository, name): (&str, &str),
     mode: PutMode,
     headers: &HeaderMap,
     body: Incoming,
@@ -384,6 +388,13 @@ async fn put(
         return Answer::text(StatusCode::PAYLOAD_TOO_LARGE, format!("{len} bytes; at most {max} are taken\n"))
             .closing();
     }
+    if mode == PutMode::Overwrite {
+        state.usage.changed(repository);
+    }
+    let reserved = match reserve(state, &storage, identity, repository, len).await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
     // The body is held in memory until stored: wait for room under the upload budget.
     let permits = u32::try_from(len.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
     // Not forever: a server whose budget is held (by slow uploads) says so, and clients retry.
@@ -404,8 +415,65 @@ async fn put(
         Err(BodyError::Malformed(why)) => return Answer::text(StatusCode::BAD_REQUEST, format!("{why}\n")).closing(),
     };
     let mut answer = stored(state, storage, identity, name, mode, bytes, pack).await;
+    if let Some(mut r) = reserved
+        && answer.status == StatusCode::CREATED
+    {
+        r.landed = true;
+    }
     answer.received = len;
     answer
+}
+
+/// Bytes reserved under a repository's quota: counted as stored when the write landed, given
+/// back when it did not.
+struct Reserved<'a> {
+    state: &'a State,
+    repository: String,
+    len: u64,
+    landed: bool,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.landed {
+            self.state.usage.landed(&self.repository, self.len);
+        } else {
+            self.state.usage.release(&self.repository, self.len);
+        }
+    }
+}
+
+/// Reserves `len` bytes under `repository`'s quota, when it has one and the identity may not
+/// delete (see [`crate::quota`]); the answer is 507 when they do not fit.
+async fn reserve<'a>(
+    state: &'a Arc<State>,
+    storage: &Arc<dyn Storage>,
+    identity: &Identity,
+    repository: &str,
+    len: u64,
+) -> Result<Option<Reserved<'a>>, Answer> {
+    let Some(quota) = state.identities().quota(repository) else { return Ok(None) };
+    if identity.may(repository, Permission::Delete) {
+        return Ok(None);
+    }
+    let (shared, storage, repo) = (state.clone(), storage.clone(), repository.to_string());
+    let Some(admitted) = blocking(move || shared.usage.admit(storage.as_ref(), &repo, quota, len)).await else {
+        return Err(internal());
+    };
+    let repo = repository.to_string();
+    match admitted {
+        Ok(Admission::Reserved) => Ok(Some(Reserved { state, repository: repo, len, landed: false })),
+        Ok(Admission::Over { held, quota }) => Err(Answer::text(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "repository {repository} is over its quota: it holds {held} of {quota} bytes, and {len} more do not \
+                 fit; forget and prune (an identity that may delete), or raise the quota\n"
+            ),
+        )
+        .header("x-cairn-quota", quota.to_string())
+        .closing()),
+        Err(e) => Err(storage_failed(state, &e)),
+    }
 }
 
 async fn stored(

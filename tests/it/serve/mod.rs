@@ -5,6 +5,7 @@ pub mod server;
 
 mod hostile;
 mod permissions;
+mod quota;
 
 use std::io::ErrorKind;
 

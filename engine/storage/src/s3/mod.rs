@@ -345,6 +345,10 @@ impl Storage for S3Storage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.list_sized(prefix)?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let dir = prefix.trim_matches('/');
         let full = match (self.location.prefix.is_empty(), dir.is_empty()) {
             (true, true) => None,
@@ -369,7 +373,7 @@ impl Storage for S3Storage {
                 };
                 let key = meta.location.to_string();
                 if let Some(name) = key.strip_prefix(&strip) {
-                    names.push(name.to_string());
+                    names.push((name.to_string(), meta.size));
                 }
             }
             Ok(names)
