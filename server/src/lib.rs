@@ -8,7 +8,8 @@
 //! `access`: which permission a request needs. `log`: the chained server log and its verifier.
 //! `backends`: the storage of each repository. `owners`: who created each lock. `http`: the
 //! protocol. `quota`: what each repository may hold. `serve`: the listener, TLS, limits and
-//! shutdown. `tls`, `metrics`, `rate`.
+//! shutdown; `stall`: connections that give up on clients that stop reading. `tls`,
+//! `metrics`, `rate`.
 
 // Request bytes are the input of an adversary: no panics on them.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
@@ -24,6 +25,7 @@ mod owners;
 pub mod quota;
 pub mod rate;
 pub mod serve;
+pub mod stall;
 pub mod tls;
 
 pub use backends::Backends;

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::http::{Limits, Peer, State, handle};
 use crate::identities::Identities;
 use crate::log::{LogKey, ServerLog};
+use crate::stall::Stalling;
 use crate::tls::{TlsFiles, fingerprint};
 
 /// How to serve.
@@ -135,6 +136,7 @@ async fn serve(
             _ = interrupt.recv() => break,
         };
         let _ = tcp.set_nodelay(true);
+        let tcp = Stalling::new(tcp, opts.limits.body_timeout);
         let acceptor = tls.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let (state, watcher, header_timeout) = (state.clone(), graceful.watcher(), opts.header_timeout);
         tokio::spawn(async move {

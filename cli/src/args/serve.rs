@@ -61,16 +61,17 @@ pub struct ServeRunArgs {
     /// The largest request body (a pack): larger uploads are refused with 413.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "512MiB")]
     pub max_body: u64,
-    /// Request bodies held in memory at once; uploads beyond it wait.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1GiB")]
-    pub upload_memory: u64,
+    /// Request and response bodies held in memory at once; transfers beyond it wait.
+    #[arg(long, alias = "upload-memory", value_name = "SIZE", value_parser = parse_size, default_value = "1GiB")]
+    pub body_memory: u64,
     /// Connections served at once; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub max_connections: usize,
     /// Time a client has for the TLS handshake and a request's headers.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub header_timeout: std::time::Duration,
-    /// Time a request body may go without sending a byte.
+    /// Time a request body may go without sending a byte, and an answer without the client
+    /// taking one.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub body_timeout: std::time::Duration,
     /// Requests per second per identity (0: no limit); bursts of two seconds' worth pass.

@@ -62,7 +62,7 @@ fn serve(g: &GlobalArgs, a: &ServeRunArgs) -> anyhow::Result<i32> {
         opts.log_key = key.clone();
     }
     opts.limits.max_body = a.max_body;
-    opts.limits.upload_memory = a.upload_memory;
+    opts.limits.body_memory = a.body_memory;
     opts.limits.body_timeout = a.body_timeout;
     opts.limits.rate_per_second = a.rate_limit;
     opts.max_connections = a.max_connections;

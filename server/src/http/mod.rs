@@ -26,7 +26,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
@@ -44,9 +43,10 @@ pub use request::Answer;
 pub struct Limits {
     /// The largest body a PUT may have (a pack of the largest size a writer makes).
     pub max_body: u64,
-    /// Request bodies held in memory at once, in bytes: uploads beyond it wait their turn.
-    pub upload_memory: u64,
-    /// How long a body may go without sending a byte.
+    /// Request and response bodies held in memory at once, in bytes: uploads and downloads
+    /// beyond it wait their turn.
+    pub body_memory: u64,
+    /// How long a body may go without a byte sent, and an answer without a byte taken.
     pub body_timeout: Duration,
     /// Requests per second per identity (0: no limit).
     pub rate_per_second: u32,
@@ -54,12 +54,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_body: 512 << 20,
-            upload_memory: 1 << 30,
-            body_timeout: Duration::from_secs(30),
-            rate_per_second: 0,
-        }
+        Limits { max_body: 512 << 20, body_memory: 1 << 30, body_timeout: Duration::from_secs(30), rate_per_second: 0 }
     }
 }
 
@@ -79,7 +74,7 @@ pub struct State {
     /// What each repository with a quota holds.
     pub usage: Usage,
     rates: RateLimits,
-    upload_memory: tokio::sync::Semaphore,
+    memory: Arc<tokio::sync::Semaphore>,
 }
 
 /// The longest object name the log records (SPEC §3 names are far shorter).
@@ -91,7 +86,7 @@ const PERMIT_BYTES: u64 = 1024;
 impl State {
     /// A server's state.
     pub fn new(backends: Backends, identities: Identities, log: ServerLog, limits: Limits) -> Self {
-        let permits = (limits.upload_memory.max(limits.max_body) / PERMIT_BYTES).min(u64::from(u32::MAX >> 3));
+        let permits = (limits.body_memory.max(limits.max_body) / PERMIT_BYTES).min(u64::from(u32::MAX >> 3));
         State {
             backends,
             identities: RwLock::new(Arc::new(identities)),
@@ -99,7 +94,7 @@ impl State {
             metrics: Metrics::default(),
             usage: Usage::default(),
             rates: RateLimits::new(limits.rate_per_second),
-            upload_memory: tokio::sync::Semaphore::new(usize::try_from(permits).unwrap_or(usize::MAX >> 4)),
+            memory: Arc::new(tokio::sync::Semaphore::new(usize::try_from(permits).unwrap_or(usize::MAX >> 4))),
             limits,
         }
     }
@@ -107,6 +102,42 @@ impl State {
     /// The identities now in force.
     pub fn identities(&self) -> Arc<Identities> {
         self.identities.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// A response body: bytes, handed to hyper a part at a time so that they stay counted in the
+/// memory budget until the client has taken all but the last (hyper asks for the next part
+/// only once its buffer has room).
+#[derive(Debug)]
+pub struct Body {
+    rest: Bytes,
+    _room: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The part of a body hyper is handed at a time.
+const BODY_PART: usize = 256 << 10;
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.rest.len().min(BODY_PART);
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(self.rest.split_to(n)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
     }
 }
 
@@ -121,7 +152,7 @@ pub struct Peer {
 
 /// Answers one request and records it (metrics; the server log for every request that
 /// changes state and every refusal).
-pub async fn handle(state: Arc<State>, peer: Arc<Peer>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(state: Arc<State>, peer: Arc<Peer>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().as_str().to_string();
     let answer = match req.uri().path() {

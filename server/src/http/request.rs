@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -16,7 +15,7 @@ use cairn_format::names;
 use cairn_storage::{PutMode, Storage};
 
 use super::body::{BodyError, read_exact};
-use super::{PERMIT_BYTES, Peer, State};
+use super::{Body, PERMIT_BYTES, Peer, State};
 use crate::access::{Decision, Operation, decide};
 use crate::backends::is_repository_name;
 use crate::identities::{Identity, Permission};
@@ -44,6 +43,8 @@ pub struct Answer {
     pub received: u64,
     /// Whether to close the connection after answering (a body left unread).
     close: bool,
+    /// The body's share of the memory budget.
+    room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Answer {
@@ -57,6 +58,7 @@ impl Answer {
             target: None,
             received: 0,
             close: false,
+            room: None,
         }
     }
 
@@ -69,22 +71,27 @@ impl Answer {
         self
     }
 
+    fn holding(mut self, room: tokio::sync::OwnedSemaphorePermit) -> Self {
+        self.room = Some(room);
+        self
+    }
+
     fn closing(mut self) -> Self {
         self.close = true;
         self
     }
 
     /// The HTTP response.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub fn into_response(self) -> Response<Body> {
         let status = self.status;
         self.into_response_with(status)
     }
 
     /// The HTTP response, with another status (the log could not be written).
-    pub fn into_response_with(self, status: StatusCode) -> Response<Full<Bytes>> {
+    pub fn into_response_with(self, status: StatusCode) -> Response<Body> {
         let body =
             if status == self.status { self.body } else { Bytes::from_static(b"the server log cannot be written\n") };
-        let mut response = Response::new(Full::new(body));
+        let mut response = Response::new(Body { rest: body, _room: self.room });
         *response.status_mut() = status;
         let headers = response.headers_mut();
         for (name, value) in self.headers {
@@ -96,6 +103,19 @@ impl Answer {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+/// Waits for `bytes` of room under the memory budget for bodies; not forever: a server whose
+/// budget is held (by slow clients) says so with 503, and clients retry.
+async fn room(state: &State, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Answer> {
+    let permits = u32::try_from(bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
+    match tokio::time::timeout(state.limits.body_timeout, state.memory.clone().acquire_many_owned(permits)).await {
+        Ok(Ok(room)) => Ok(room),
+        Ok(Err(_)) => Err(internal()),
+        Err(_) => Err(Answer::text(StatusCode::SERVICE_UNAVAILABLE, "too many transfers in flight; try again\n")
+            .header("retry-after", "1")
+            .closing()),
     }
 }
 
@@ -327,26 +347,46 @@ async fn head(state: &State, storage: Arc<dyn Storage>, name: &str) -> Answer {
 
 async fn read(state: &State, storage: Arc<dyn Storage>, name: &str, range: Option<&HeaderValue>) -> Answer {
     let object = name.to_string();
+    let range = match range.map(parse_range) {
+        None => None,
+        Some(Some(r)) => Some(r),
+        Some(None) => return Answer::text(StatusCode::BAD_REQUEST, "Range must be bytes=FIRST-LAST\n"),
+    };
+    // The answer is held in memory until sent: room for it first (a whole object's size
+    // asked of the storage; a missing one needs none).
+    let size = match range {
+        Some((_, len)) => len,
+        None => {
+            let s = storage.clone();
+            match blocking(move || s.stat(&object)).await {
+                Some(Ok(Some(size))) => size,
+                Some(Ok(None)) => return Answer::text(StatusCode::NOT_FOUND, format!("{name} does not exist\n")),
+                Some(Err(e)) => return storage_failed(state, &e),
+                None => return internal(),
+            }
+        }
+    };
+    let room = match room(state, size).await {
+        Ok(r) => r,
+        Err(busy) => return busy,
+    };
+    let object = name.to_string();
     match range {
         None => match blocking(move || storage.get(&object)).await {
-            Some(Ok(bytes)) => Answer::bytes(StatusCode::OK, bytes),
+            Some(Ok(bytes)) => Answer::bytes(StatusCode::OK, bytes).holding(room),
             Some(Err(e)) => storage_failed(state, &e),
             None => internal(),
         },
-        Some(value) => {
-            let Some((offset, len)) = parse_range(value) else {
-                return Answer::text(StatusCode::BAD_REQUEST, "Range must be bytes=FIRST-LAST\n");
-            };
-            match blocking(move || storage.get_range(&object, offset, len)).await {
-                Some(Ok(bytes)) => Answer::bytes(StatusCode::PARTIAL_CONTENT, bytes)
-                    .header("content-range", format!("bytes {offset}-{}/*", offset.saturating_add(len - 1))),
-                Some(Err(StorageError::Corrupt { why, .. })) => {
-                    Answer::text(StatusCode::RANGE_NOT_SATISFIABLE, format!("{why}\n"))
-                }
-                Some(Err(e)) => storage_failed(state, &e),
-                None => internal(),
+        Some((offset, len)) => match blocking(move || storage.get_range(&object, offset, len)).await {
+            Some(Ok(bytes)) => Answer::bytes(StatusCode::PARTIAL_CONTENT, bytes)
+                .header("content-range", format!("bytes {offset}-{}/*", offset.saturating_add(len - 1)))
+                .holding(room),
+            Some(Err(StorageError::Corrupt { why, .. })) => {
+                Answer::text(StatusCode::RANGE_NOT_SATISFIABLE, format!("{why}\n"))
             }
-        }
+            Some(Err(e)) => storage_failed(state, &e),
+            None => internal(),
+        },
     }
 }
 
@@ -395,17 +435,10 @@ async fn put(
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
-    // The body is held in memory until stored: wait for room under the upload budget.
-    let permits = u32::try_from(len.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
-    // Not forever: a server whose budget is held (by slow uploads) says so, and clients retry.
-    let _room = match tokio::time::timeout(state.limits.body_timeout, state.upload_memory.acquire_many(permits)).await {
-        Ok(Ok(room)) => room,
-        Ok(Err(_)) => return internal(),
-        Err(_) => {
-            return Answer::text(StatusCode::SERVICE_UNAVAILABLE, "too many uploads in flight; try again\n")
-                .header("retry-after", "1")
-                .closing();
-        }
+    // The body is held in memory until stored.
+    let _room = match room(state, len).await {
+        Ok(r) => r,
+        Err(busy) => return busy,
     };
     let bytes = match read_exact(body, len, state.limits.body_timeout).await {
         Ok(b) => b,

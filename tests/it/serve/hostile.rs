@@ -116,8 +116,26 @@ fn bodies_over_the_limit_are_refused_before_they_are_read() {
 
 #[test]
 fn a_slow_client_is_dropped_after_the_timeout_while_others_are_served() {
-    let server = Served::local(&[("admin", &["main=admin"])], &["--header-timeout", "1s", "--body-timeout", "1s"]);
+    let server = Served::local(
+        &[("admin", &["main=admin"])],
+        &["--header-timeout", "1s", "--body-timeout", "1s", "--max-body", "64MiB", "--body-memory", "64MiB"],
+    );
     let admin = server.storage("main", "admin");
+    // An answer never taken: a 48 MiB pack asked for and not read, holding most of the
+    // memory budget until the server gives up on it.
+    let (big, bytes) = pack(48 << 20, 77);
+    admin.put(&big, &bytes, PutMode::CreateNew).unwrap();
+    let mut not_reading = connect(&server);
+    let ask = format!(
+        "GET /main/{big} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.tokens["admin"]
+    );
+    not_reading.write_all(ask.as_bytes()).unwrap();
+    not_reading.flush().unwrap();
+    // A connection left idle after its answer.
+    let mut idle = connect(&server);
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    idle.flush().unwrap();
     // Headers that never end.
     let mut slow_headers = connect(&server);
     slow_headers.write_all(b"GET /main/config HTTP/1.1\r\nHost: loc").unwrap();
@@ -151,6 +169,23 @@ fn a_slow_client_is_dropped_after_the_timeout_while_others_are_served() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(admin.stat(&snap).unwrap(), None, "a stalled upload stores nothing");
+    // The pack comes whole to a client that reads, once the one that did not is cut off (the
+    // budget has room for one answer of its size).
+    assert!(admin.get(&big).unwrap() == bytes);
+    let mut taken = Vec::new();
+    let ended = not_reading.read_to_end(&mut taken);
+    assert!(
+        !matches!(&ended, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the client that did not read was not cut off: {ended:?}"
+    );
+    assert!(taken.len() < bytes.len(), "the whole answer was sent ({} bytes)", taken.len());
+    let mut answer = Vec::new();
+    let ended = idle.read_to_end(&mut answer);
+    assert!(
+        !matches!(&ended, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the idle connection was not closed: {ended:?}"
+    );
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
 }
 
 #[test]
