@@ -6,6 +6,9 @@
 //! chain cannot show is the loss of the newest lines with nothing after them: the server states
 //! its head (line count and last MAC) when it stops, for monitoring to keep elsewhere.
 //!
+//! A change is answered only once its line is on the disk (syncs shared between concurrent
+//! requests), and while lines cannot be written the server makes no change at all.
+//!
 //! A record names the identity, never its token: no secret enters the log.
 
 use std::fs::{File, OpenOptions};
@@ -134,6 +137,12 @@ pub struct ServerLog {
     path: PathBuf,
     key: LogKey,
     head: Mutex<Head>,
+    /// A second handle on the file for `sync_data`, so lines go on being appended while a
+    /// sync runs; under its lock, the last line known to be on the disk.
+    durable: Mutex<(File, u64)>,
+    /// Whether the last append failed (a full disk): state-changing requests wait for a line
+    /// to be written again.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ServerLog {
@@ -156,13 +165,50 @@ impl ServerLog {
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let syncing = file.try_clone().map_err(|e| Error::io(path, e))?;
         let head = Head { file, seq: report.lines, mac: report.head, len };
-        Ok(ServerLog { path: path.to_path_buf(), key, head: Mutex::new(head) })
+        Ok(ServerLog {
+            path: path.to_path_buf(),
+            key,
+            durable: Mutex::new((syncing, report.lines)),
+            head: Mutex::new(head),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
-    /// Appends `record` as the next line; written before this returns (one write call, so a
-    /// killed server leaves whole lines).
-    pub fn append(&self, record: Record) -> Result<()> {
+    /// Whether the last append failed: the server then refuses changes (503) until a line
+    /// can be written again, so nothing it stores goes unrecorded for long.
+    pub fn failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Appends `record` as the next line and makes it durable: on the disk when this returns.
+    /// Syncs are shared: a request that finds its line already synced by another's sync does
+    /// not sync again, so concurrent requests cost one `fdatasync` between them.
+    pub fn append_durably(&self, record: Record) -> Result<()> {
+        let seq = self.append(record)?;
+        let mut durable = self.durable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if durable.1 >= seq {
+            return Ok(());
+        }
+        let written = self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner).seq;
+        if let Err(e) = durable.0.sync_data() {
+            self.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(Error::io(&self.path, e));
+        }
+        durable.1 = written;
+        Ok(())
+    }
+
+    /// Appends `record` as the next line; written (not synced) before this returns, in one
+    /// write call, so a killed server leaves whole lines. Returns its sequence number.
+    pub fn append(&self, record: Record) -> Result<u64> {
+        let appended = self.append_line(record);
+        self.failing.store(appended.is_err(), std::sync::atomic::Ordering::Relaxed);
+        appended
+    }
+
+    fn append_line(&self, record: Record) -> Result<u64> {
         let mut head = self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let line = Line { seq: head.seq + 1, record, prev: hex::encode(head.mac) };
         let mut text = serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?;
@@ -180,7 +226,7 @@ impl ServerLog {
         head.len += text.len() as u64;
         head.seq += 1;
         head.mac = mac;
-        Ok(())
+        Ok(head.seq)
     }
 
     /// Lines written so far and the MAC of the last: what the server states when it stops.
@@ -313,6 +359,25 @@ mod tests {
 
     fn rewrite(path: &Path, lines: &[String]) {
         std::fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    }
+
+    #[test]
+    fn lines_appended_durably_from_many_threads_form_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.log");
+        let key = LogKey::create(&dir.path().join("serve.log.key")).unwrap();
+        let log = ServerLog::open(&path, key.clone()).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let log = &log;
+                s.spawn(move || (0..25).for_each(|i| log.append_durably(record(t * 100 + i)).unwrap()));
+            }
+        });
+        assert!(!log.failing());
+        assert_eq!(log.head().0, 200);
+        assert_eq!(log.durable.lock().unwrap().1, 200, "every line was synced");
+        let report = verify(&path, &key).unwrap();
+        assert_eq!((report.lines, report.problems.len()), (200, 0), "{:?}", report.problems);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
     connections: AtomicU64,
+    log_lines_skipped: AtomicU64,
 }
 
 impl Metrics {
@@ -53,6 +54,11 @@ impl Metrics {
         self.storage_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An unauthenticated refusal went unrecorded (over its address's rate).
+    pub fn log_line_skipped(&self) {
+        self.log_lines_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connection(&self, opened: bool) {
         if opened {
@@ -80,6 +86,12 @@ impl Metrics {
             "cairn_server_storage_errors_total",
             "Failures of the storage behind the server.",
             &self.storage_errors,
+        );
+        counter(
+            &mut out,
+            "cairn_server_log_lines_skipped_total",
+            "Unauthenticated refusals not written to the server log (over an address's rate).",
+            &self.log_lines_skipped,
         );
         let _ = writeln!(
             out,

@@ -71,6 +71,8 @@ pub struct State {
     pub metrics: Metrics,
     /// The limits.
     pub limits: Limits,
+    /// Log lines of unauthenticated refusals, per client address.
+    unauthenticated: RateLimits,
     /// What each repository with a quota holds.
     pub usage: Usage,
     rates: RateLimits,
@@ -79,6 +81,10 @@ pub struct State {
 
 /// The longest object name the log records (SPEC §3 names are far shorter).
 const MAX_LOGGED_NAME: usize = 200;
+
+/// Lines a second the log takes of one address's unauthenticated refusals (bursts of twice
+/// that pass).
+const UNAUTHENTICATED_LINES_PER_SECOND: u32 = 5;
 
 /// Memory permits are counted in KiB, so a u32 of them covers 4 TiB.
 const PERMIT_BYTES: u64 = 1024;
@@ -93,6 +99,7 @@ impl State {
             log,
             metrics: Metrics::default(),
             usage: Usage::default(),
+            unauthenticated: RateLimits::new(UNAUTHENTICATED_LINES_PER_SECOND),
             rates: RateLimits::new(limits.rate_per_second),
             memory: Arc::new(tokio::sync::Semaphore::new(usize::try_from(permits).unwrap_or(usize::MAX >> 4))),
             limits,
@@ -164,25 +171,41 @@ pub async fn handle(state: Arc<State>, peer: Arc<Peer>, req: Request<Incoming>) 
     let status = answer.status.as_u16();
     state.metrics.request(&method, status, answer.received, answer.body.len() as u64, elapsed);
     let refused = matches!(status, 400..=499) && status != 404 && status != 416;
-    if let Some(target) = &answer.target
-        && (method != "GET" && method != "HEAD" || refused)
-    {
-        let record = Record {
-            time: Record::time_of(SystemTime::now()),
-            identity: answer.identity.clone(),
-            remote: peer.remote.to_string(),
-            repository: target.repository.clone(),
-            method: method.clone(),
-            // What a client sent, cut short: a refused request can carry a path of any length.
-            object: target.object.chars().take(MAX_LOGGED_NAME).collect(),
-            size: answer.received,
-            status,
-            latency_us: Record::latency_of(elapsed),
-        };
-        if let Err(e) = state.log.append(record) {
-            eprintln!("cairn serve: cannot write the server log: {e}");
-            return answer.into_response_with(StatusCode::INTERNAL_SERVER_ERROR);
-        }
+    let Some(target) = &answer.target else { return answer.into_response() };
+    if (method == "GET" || method == "HEAD") && !refused {
+        return answer.into_response();
     }
-    answer.into_response()
+    // Refusals of clients that did not authenticate are whatever anyone on the network sends:
+    // a few a second per address are recorded, the rest only counted.
+    if answer.identity.is_none() && !state.unauthenticated.admit(&peer.remote.ip().to_string()) {
+        state.metrics.log_line_skipped();
+        return answer.into_response();
+    }
+    let record = Record {
+        time: Record::time_of(SystemTime::now()),
+        identity: answer.identity.clone(),
+        remote: peer.remote.to_string(),
+        repository: target.repository.clone(),
+        method: method.clone(),
+        // What a client sent, cut short: a refused request can carry a path of any length.
+        object: target.object.chars().take(MAX_LOGGED_NAME).collect(),
+        size: answer.received,
+        status,
+        latency_us: Record::latency_of(elapsed),
+    };
+    // A change is answered once its line is on the disk; a refusal once written.
+    let changed = answer.status.is_success();
+    let shared = state.clone();
+    let logged = tokio::task::spawn_blocking(move || {
+        if changed { shared.log.append_durably(record) } else { shared.log.append(record).map(|_| ()) }
+    })
+    .await;
+    match logged {
+        Ok(Ok(())) => answer.into_response(),
+        Ok(Err(e)) => {
+            eprintln!("cairn serve: cannot write the server log: {e}");
+            answer.into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        Err(_) => answer.into_response_with(StatusCode::INTERNAL_SERVER_ERROR),
+    }
 }

@@ -266,6 +266,16 @@ async fn authenticated(
     if let Decision::Refuse(missing) = decision {
         return refused(identity, repository, missing).closing();
     }
+    if matches!(op, Operation::Create | Operation::Overwrite | Operation::Delete) && state.log.failing() {
+        // Nothing changes that the log cannot record; this refusal's own line, once it can be
+        // written, lets changes through again.
+        return Answer::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server log cannot be written; no change is made until it can\n",
+        )
+        .header("retry-after", "5")
+        .closing();
+    }
     let storage = {
         let (shared, repo) = (state.clone(), repository.to_string());
         match blocking(move || shared.backends.get(&repo)).await {

@@ -259,7 +259,21 @@ fn the_server_log_reports_edited_deleted_and_reordered_lines_and_holds_no_token(
     }
     let reader = server.storage("main", "reader");
     assert!(matches!(reader.delete("config"), Err(Error::Storage { .. })));
+    // A flood of requests with a wrong token: a few recorded, the rest counted.
+    let wrong = "cairn_0000000000000000000000000000000000000000000000000000000000000000";
+    for _ in 0..60 {
+        assert_eq!(request(&server, "DELETE", "/main/config", wrong, "", b"").0, 401);
+    }
+    let (_, metrics) = raw(&server, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", b"");
+    let skipped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_server_log_lines_skipped_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
     server.signal(nix::sys::signal::Signal::SIGTERM);
+    let unauthenticated = std::fs::read_to_string(&server.log).unwrap().matches("\"status\":401").count() as u64;
+    assert!(unauthenticated < 40 && unauthenticated >= 10, "{unauthenticated} refusals recorded of 60");
+    assert_eq!(unauthenticated + skipped, 60);
     let text = std::fs::read_to_string(&server.log).unwrap();
     for token in server.tokens.values() {
         assert!(!text.contains(token.as_str()), "a token is in the log");
