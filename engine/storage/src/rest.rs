@@ -158,9 +158,10 @@ impl RestStorage {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (ErrorKind::PermissionDenied, false),
             // Over the repository's quota: final, as a full disk is.
             StatusCode::INSUFFICIENT_STORAGE => (ErrorKind::StorageFull, false),
-            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::LENGTH_REQUIRED => {
-                (ErrorKind::InvalidData, false)
-            }
+            StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNPROCESSABLE_ENTITY
+            | StatusCode::LENGTH_REQUIRED
+            | StatusCode::CONFLICT => (ErrorKind::InvalidData, false),
             s if s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
                 (ErrorKind::Other, true)
             }

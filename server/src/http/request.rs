@@ -441,6 +441,27 @@ async fn put(
     if mode == PutMode::Overwrite {
         state.usage.changed(repository);
     }
+    if mode == PutMode::CreateNew
+        && !identity.may(repository, Permission::Delete)
+        && let Some((seq, _)) = cairn_format::audit::parse_entry_name(name)
+    {
+        let s = storage.clone();
+        match blocking(move || follows_the_log(s.as_ref(), seq)).await {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => {
+                return Answer::text(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "audit entry {seq} does not follow the log: {}\n",
+                        if seq == 0 { "the log has begun already" } else { "there is no entry before it" }
+                    ),
+                )
+                .closing();
+            }
+            Some(Err(e)) => return storage_failed(state, &e),
+            None => return internal(),
+        }
+    }
     let reserved = match reserve(state, &storage, identity, repository, len).await {
         Ok(r) => r,
         Err(refusal) => return refusal,
@@ -465,6 +486,20 @@ async fn put(
     }
     answer.received = len;
     answer
+}
+
+/// Whether an audit entry at `seq` would follow the repository's log: the first entry of an
+/// empty log, or one above an entry at `seq - 1`. A host that may only add objects cannot
+/// plant an entry far above the log (which would leave a gap that every later `audit verify`
+/// reports, and push every later entry above it); the chain's MACs it could forge anyway
+/// holding the key, so what the server enforces is the shape.
+fn follows_the_log(storage: &dyn Storage, seq: u64) -> cairn_format::error::Result<bool> {
+    let entries = storage.list(names::Dir::Audit.prefix())?;
+    let mut seqs = entries.iter().filter_map(|n| cairn_format::audit::parse_entry_name(n)).map(|(s, _)| s);
+    Ok(match seq.checked_sub(1) {
+        None => seqs.next().is_none(),
+        Some(below) => seqs.any(|s| s == below),
+    })
 }
 
 /// Bytes reserved under a repository's quota: counted as stored when the write landed, given

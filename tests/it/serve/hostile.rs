@@ -303,3 +303,27 @@ fn the_server_log_reports_edited_deleted_and_reordered_lines_and_holds_no_token(
     assert_eq!(code, Some(1));
     assert!(out.contains("does not follow"), "{out}");
 }
+
+#[test]
+fn an_append_host_adds_audit_entries_only_just_above_the_log() {
+    use cairn_engine::format::audit::entry_name;
+    let server = Served::local(&[("admin", &["main=admin"]), ("append", &["main=append"])], &[]);
+    let (admin, append) = (server.storage("main", "admin"), server.storage("main", "append"));
+    let before =
+        |e: Error| matches!(e, Error::Storage { source, .. } if source.to_string().contains("does not follow the log"));
+    // Nothing may start a log but the first entry.
+    assert!(before(append.put(&entry_name(1, &[1; 32]), b"e", PutMode::CreateNew).unwrap_err()));
+    admin.put(&entry_name(0, &[0; 32]), b"init", PutMode::CreateNew).unwrap();
+    // A second beginning, and an entry far above the log, are refused; the next level is not,
+    // nor a concurrent writer's entry beside it.
+    assert!(before(append.put(&entry_name(0, &[2; 32]), b"e", PutMode::CreateNew).unwrap_err()));
+    assert!(before(append.put(&entry_name(999_999_999, &[3; 32]), b"e", PutMode::CreateNew).unwrap_err()));
+    append.put(&entry_name(1, &[4; 32]), b"e", PutMode::CreateNew).unwrap();
+    append.put(&entry_name(1, &[5; 32]), b"e", PutMode::CreateNew).unwrap();
+    append.put(&entry_name(2, &[6; 32]), b"e", PutMode::CreateNew).unwrap();
+    let mut listed = admin.list("audit/").unwrap();
+    listed.sort();
+    let expected =
+        vec![entry_name(0, &[0; 32]), entry_name(1, &[4; 32]), entry_name(1, &[5; 32]), entry_name(2, &[6; 32])];
+    assert_eq!(listed, expected);
+}
