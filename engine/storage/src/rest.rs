@@ -17,6 +17,12 @@ use reqwest::StatusCode;
 use zeroize::Zeroizing;
 
 use super::{Access, PutMode, Storage, validate_name};
+
+/// The most any answer may hold: more than the largest pack or listing a server sends.
+const MAX_ANSWER: u64 = 4 << 30;
+
+/// The most the text of a refusal or failure may hold.
+const MAX_ERROR_TEXT: u64 = 64 << 10;
 use cairn_format::error::{Error, Result};
 
 /// How to reach the server; everything the URL does not say.
@@ -135,14 +141,33 @@ impl RestStorage {
         }
     }
 
-    /// Sends a request and reads the whole answer; transport failures are retryable.
+    /// Sends a request and reads the whole answer, of at most [`MAX_ANSWER`] bytes; transport
+    /// failures are retryable.
     fn send(&self, op: &'static str, name: &str, req: reqwest::RequestBuilder) -> Result<Answer> {
+        self.send_capped(op, name, req, MAX_ANSWER)
+    }
+
+    /// [`RestStorage::send`] for an answer of at most `max` bytes (an error text may have
+    /// [`MAX_ERROR_TEXT`]): a server that sends more is refused before it fills the memory.
+    fn send_capped(&self, op: &'static str, name: &str, req: reqwest::RequestBuilder, max: u64) -> Result<Answer> {
         self.runtime.block_on(async {
-            let resp = req.send().await.map_err(|e| transport(op, name, &e))?;
+            let mut resp = req.send().await.map_err(|e| transport(op, name, &e))?;
             let status = resp.status();
+            let max = if status.is_success() { max } else { MAX_ERROR_TEXT };
+            let too_much =
+                || Error::corrupt(name, format!("the server's answer is larger than the {max} bytes asked for"));
+            if resp.content_length().is_some_and(|n| n > max) {
+                return Err(too_much());
+            }
             let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(|e| transport(op, name, &e))?;
-            Ok(Answer { status, headers, body: body.to_vec() })
+            let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n as usize));
+            while let Some(chunk) = resp.chunk().await.map_err(|e| transport(op, name, &e))? {
+                if (body.len() + chunk.len()) as u64 > max {
+                    return Err(too_much());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Answer { status, headers, body })
         })
     }
 
@@ -281,7 +306,7 @@ impl Storage for RestStorage {
         let last = offset.checked_add(len - 1).ok_or_else(|| invalid("range too large".into()))?;
         let req =
             self.request(reqwest::Method::GET, name).header(reqwest::header::RANGE, format!("bytes={offset}-{last}"));
-        let a = self.send("read", name, req)?;
+        let a = self.send_capped("read", name, req, len)?;
         match a.status {
             StatusCode::PARTIAL_CONTENT if a.body.len() as u64 == len => Ok(a.body),
             StatusCode::PARTIAL_CONTENT => {
@@ -384,5 +409,51 @@ impl Storage for RestStorage {
                 ),
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A server on loopback that answers every request with `answer`, as many times as asked.
+    fn lying_server(answer: Vec<u8>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request);
+                let _ = conn.write_all(&answer);
+            }
+        });
+        format!("rest:http://{addr}/main")
+    }
+
+    fn open(url: &str) -> RestStorage {
+        RestStorage::open(url, &RestOptions { insecure_http: true, ..RestOptions::default() }).unwrap()
+    }
+
+    #[test]
+    fn an_answer_larger_than_asked_for_is_refused_before_it_is_read() {
+        let name = "data/00/0000000000000000000000000000000000000000000000000000000000000000";
+        // Announced too large: refused on the header.
+        let mut announced = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 1000000000\r\n\r\n".to_vec();
+        announced.extend_from_slice(&[0; 1000]);
+        let err = open(&lying_server(announced)).get_range(name, 0, 10).unwrap_err();
+        assert!(matches!(&err, Error::Corrupt { why, .. } if why.contains("larger than the 10 bytes")), "{err:?}");
+        // Not announced: cut off once past the range.
+        let mut streamed = b"HTTP/1.1 206 Partial Content\r\nConnection: close\r\n\r\n".to_vec();
+        streamed.extend_from_slice(&[0; 100_000]);
+        let err = open(&lying_server(streamed)).get_range(name, 0, 10).unwrap_err();
+        assert!(matches!(&err, Error::Corrupt { why, .. } if why.contains("larger than the 10 bytes")), "{err:?}");
+        // A refusal's text is bounded too.
+        let mut refusal = b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n".to_vec();
+        refusal.extend_from_slice(&vec![b'x'; 1 << 20]);
+        let err = open(&lying_server(refusal)).get(name).unwrap_err();
+        assert!(matches!(&err, Error::Corrupt { .. }), "{err:?}");
     }
 }

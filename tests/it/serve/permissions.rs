@@ -158,11 +158,13 @@ fn each_identity_does_what_its_permissions_allow_and_a_refusal_changes_nothing()
         }
     }
 
-    // Key removal and rotation.
+    // Key removal and rotation. The slot removed has a password of its own: with the
+    // repository's, a command could open the repository with it and refuse to remove it.
+    std::fs::write(m.work.path().join("pw-removed"), "another password\n").unwrap();
     let added = m
         .cairn("keys")
         .args(["--json", "key", "add", "--password", "--label", "to-remove", "--new-password-file"])
-        .arg(m.work.path().join("pw"))
+        .arg(m.work.path().join("pw-removed"))
         .args(["--kdf-memory", "8192", "--kdf-iterations", "1"])
         .output()
         .unwrap();
