@@ -20,6 +20,8 @@
 
 mod body;
 mod request;
+mod shares;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -44,9 +46,11 @@ pub struct Limits {
     /// The largest body a PUT may have (a pack of the largest size a writer makes).
     pub max_body: u64,
     /// Request and response bodies held in memory at once, in bytes: uploads and downloads
-    /// beyond it wait their turn.
+    /// beyond it wait their turn. One identity's uploads hold at most a quarter of it (or one
+    /// body of any size).
     pub body_memory: u64,
-    /// How long a body may go without a byte sent, and an answer without a byte taken.
+    /// How long a body may go without a byte sent, and an answer without a byte taken; a body
+    /// must also come at [`MIN_BODY_RATE`] on average once this much time has passed.
     pub body_timeout: Duration,
     /// Requests per second per identity (0: no limit).
     pub rate_per_second: u32,
@@ -71,6 +75,8 @@ pub struct State {
     pub metrics: Metrics,
     /// The limits.
     pub limits: Limits,
+    /// Upload bytes in flight per identity.
+    uploads: shares::Shares,
     /// Log lines of unauthenticated refusals, per client address.
     unauthenticated: RateLimits,
     /// What each repository with a quota holds.
@@ -81,6 +87,10 @@ pub struct State {
 
 /// The longest object name the log records (SPEC §3 names are far shorter).
 const MAX_LOGGED_NAME: usize = 200;
+
+/// The slowest a request body may come on average (bytes a second), after the body timeout's
+/// grace: a client dripping a body cannot hold its memory for long.
+pub const MIN_BODY_RATE: u64 = 16 << 10;
 
 /// Lines a second the log takes of one address's unauthenticated refusals (bursts of twice
 /// that pass).
@@ -99,6 +109,7 @@ impl State {
             log,
             metrics: Metrics::default(),
             usage: Usage::default(),
+            uploads: shares::Shares::default(),
             unauthenticated: RateLimits::new(UNAUTHENTICATED_LINES_PER_SECOND),
             rates: RateLimits::new(limits.rate_per_second),
             memory: Arc::new(tokio::sync::Semaphore::new(usize::try_from(permits).unwrap_or(usize::MAX >> 4))),

@@ -14,13 +14,11 @@ use cairn_format::error::Error as StorageError;
 use cairn_format::names;
 use cairn_storage::{PutMode, Storage};
 
-use super::body::{BodyError, read_exact};
-use super::{Body, PERMIT_BYTES, Peer, State};
+use super::{Body, PERMIT_BYTES, Peer, State, upload};
 use crate::access::{Decision, Operation, decide};
 use crate::backends::is_repository_name;
 use crate::identities::{Identity, Permission};
 use crate::owners;
-use crate::quota::Admission;
 
 /// The repository and object a request addressed, for the log.
 #[derive(Debug, Clone)]
@@ -62,21 +60,21 @@ impl Answer {
         }
     }
 
-    fn bytes(status: StatusCode, body: Vec<u8>) -> Self {
+    pub(super) fn bytes(status: StatusCode, body: Vec<u8>) -> Self {
         Answer { body: Bytes::from(body), ..Answer::text(status, "") }
     }
 
-    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub(super) fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
 
-    fn holding(mut self, room: tokio::sync::OwnedSemaphorePermit) -> Self {
+    pub(super) fn holding(mut self, room: tokio::sync::OwnedSemaphorePermit) -> Self {
         self.room = Some(room);
         self
     }
 
-    fn closing(mut self) -> Self {
+    pub(super) fn closing(mut self) -> Self {
         self.close = true;
         self
     }
@@ -108,7 +106,7 @@ impl Answer {
 
 /// Waits for `bytes` of room under the memory budget for bodies; not forever: a server whose
 /// budget is held (by slow clients) says so with 503, and clients retry.
-async fn room(state: &State, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Answer> {
+pub(super) async fn room(state: &State, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Answer> {
     let permits = u32::try_from(bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
     match tokio::time::timeout(state.limits.body_timeout, state.memory.clone().acquire_many_owned(permits)).await {
         Ok(Ok(room)) => Ok(room),
@@ -120,16 +118,16 @@ async fn room(state: &State, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePe
 }
 
 /// Runs `f` on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     tokio::task::spawn_blocking(f).await.ok()
 }
 
-fn internal() -> Answer {
+pub(super) fn internal() -> Answer {
     Answer::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
 }
 
 /// The answer for a storage failure.
-fn storage_failed(state: &State, e: &StorageError) -> Answer {
+pub(super) fn storage_failed(state: &State, e: &StorageError) -> Answer {
     match e {
         StorageError::Missing(name) => Answer::text(StatusCode::NOT_FOUND, format!("{name} does not exist\n")),
         StorageError::Storage { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -309,7 +307,7 @@ async fn authenticated(
         Operation::Read => read(state, storage, name, parts.headers.get(header::RANGE)).await,
         Operation::Create | Operation::Overwrite => {
             let mode = if op == Operation::Create { PutMode::CreateNew } else { PutMode::Overwrite };
-            put(state, storage, identity, (repository, name), mode, &parts.headers, body).await
+            upload::put(state, storage, identity, (repository, name), mode, &parts.headers, body).await
         }
         Operation::Delete => {
             state.usage.changed(repository);
@@ -412,187 +410,6 @@ async fn delete(state: &State, storage: Arc<dyn Storage>, name: &str) -> Answer 
     .await;
     match done {
         Some(Ok(())) => Answer::text(StatusCode::NO_CONTENT, ""),
-        Some(Err(e)) => storage_failed(state, &e),
-        None => internal(),
-    }
-}
-
-/// The most a non-pack object may hold (as readers bound them).
-const MAX_SMALL_OBJECT: u64 = cairn_format::MAX_SMALL_OBJECT;
-
-async fn put(
-    state: &Arc<State>,
-    storage: Arc<dyn Storage>,
-    identity: &Identity,
-    (repository, name): (&str, &str),
-    mode: PutMode,
-    headers: &HeaderMap,
-    body: Incoming,
-) -> Answer {
-    let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) else {
-        return Answer::text(StatusCode::LENGTH_REQUIRED, "a PUT needs Content-Length\n").closing();
-    };
-    let pack = names::pack_id(name);
-    let max = if pack.is_some() { state.limits.max_body } else { state.limits.max_body.min(MAX_SMALL_OBJECT) };
-    if len > max {
-        return Answer::text(StatusCode::PAYLOAD_TOO_LARGE, format!("{len} bytes; at most {max} are taken\n"))
-            .closing();
-    }
-    if mode == PutMode::Overwrite {
-        state.usage.changed(repository);
-    }
-    if mode == PutMode::CreateNew
-        && !identity.may(repository, Permission::Delete)
-        && let Some((seq, _)) = cairn_format::audit::parse_entry_name(name)
-    {
-        let s = storage.clone();
-        match blocking(move || follows_the_log(s.as_ref(), seq)).await {
-            Some(Ok(true)) => {}
-            Some(Ok(false)) => {
-                return Answer::text(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "audit entry {seq} does not follow the log: {}\n",
-                        if seq == 0 { "the log has begun already" } else { "there is no entry before it" }
-                    ),
-                )
-                .closing();
-            }
-            Some(Err(e)) => return storage_failed(state, &e),
-            None => return internal(),
-        }
-    }
-    let reserved = match reserve(state, &storage, identity, repository, len).await {
-        Ok(r) => r,
-        Err(refusal) => return refusal,
-    };
-    // The body is held in memory until stored.
-    let _room = match room(state, len).await {
-        Ok(r) => r,
-        Err(busy) => return busy,
-    };
-    let bytes = match read_exact(body, len, state.limits.body_timeout).await {
-        Ok(b) => b,
-        Err(BodyError::Stalled) => {
-            return Answer::text(StatusCode::REQUEST_TIMEOUT, "the body stalled\n").closing();
-        }
-        Err(BodyError::Malformed(why)) => return Answer::text(StatusCode::BAD_REQUEST, format!("{why}\n")).closing(),
-    };
-    let mut answer = stored(state, storage, identity, name, mode, bytes, pack).await;
-    if let Some(mut r) = reserved
-        && answer.status == StatusCode::CREATED
-    {
-        r.landed = true;
-    }
-    answer.received = len;
-    answer
-}
-
-/// Whether an audit entry at `seq` would follow the repository's log: the first entry of an
-/// empty log, or one above an entry at `seq - 1`. A host that may only add objects cannot
-/// plant an entry far above the log (which would leave a gap that every later `audit verify`
-/// reports, and push every later entry above it); the chain's MACs it could forge anyway
-/// holding the key, so what the server enforces is the shape.
-fn follows_the_log(storage: &dyn Storage, seq: u64) -> cairn_format::error::Result<bool> {
-    let entries = storage.list(names::Dir::Audit.prefix())?;
-    let mut seqs = entries.iter().filter_map(|n| cairn_format::audit::parse_entry_name(n)).map(|(s, _)| s);
-    Ok(match seq.checked_sub(1) {
-        None => seqs.next().is_none(),
-        Some(below) => seqs.any(|s| s == below),
-    })
-}
-
-/// Bytes reserved under a repository's quota: counted as stored when the write landed, given
-/// back when it did not.
-struct Reserved<'a> {
-    state: &'a State,
-    repository: String,
-    len: u64,
-    landed: bool,
-}
-
-impl Drop for Reserved<'_> {
-    fn drop(&mut self) {
-        if self.landed {
-            self.state.usage.landed(&self.repository, self.len);
-        } else {
-            self.state.usage.release(&self.repository, self.len);
-        }
-    }
-}
-
-/// Reserves `len` bytes under `repository`'s quota, when it has one and the identity may not
-/// delete (see [`crate::quota`]); the answer is 507 when they do not fit.
-async fn reserve<'a>(
-    state: &'a Arc<State>,
-    storage: &Arc<dyn Storage>,
-    identity: &Identity,
-    repository: &str,
-    len: u64,
-) -> Result<Option<Reserved<'a>>, Answer> {
-    let Some(quota) = state.identities().quota(repository) else { return Ok(None) };
-    if identity.may(repository, Permission::Delete) {
-        return Ok(None);
-    }
-    let (shared, storage, repo) = (state.clone(), storage.clone(), repository.to_string());
-    let Some(admitted) = blocking(move || shared.usage.admit(storage.as_ref(), &repo, quota, len)).await else {
-        return Err(internal());
-    };
-    let repo = repository.to_string();
-    match admitted {
-        Ok(Admission::Reserved) => Ok(Some(Reserved { state, repository: repo, len, landed: false })),
-        Ok(Admission::Over { held, quota }) => Err(Answer::text(
-            StatusCode::INSUFFICIENT_STORAGE,
-            format!(
-                "repository {repository} is over its quota: it holds {held} of {quota} bytes, and {len} more do not \
-                 fit; forget and prune (an identity that may delete), or raise the quota\n"
-            ),
-        )
-        .header("x-cairn-quota", quota.to_string())
-        .closing()),
-        Err(e) => Err(storage_failed(state, &e)),
-    }
-}
-
-async fn stored(
-    state: &State,
-    storage: Arc<dyn Storage>,
-    identity: &Identity,
-    name: &str,
-    mode: PutMode,
-    bytes: Vec<u8>,
-    pack: Option<cairn_format::id::PackId>,
-) -> Answer {
-    // A pack is named by the BLAKE3 of its bytes: what does not match never lands.
-    let bytes = match pack {
-        Some(id) => match blocking(move || (cairn_format::id::PackId::of(&bytes) == id, bytes)).await {
-            Some((true, bytes)) => bytes,
-            Some((false, _)) => {
-                return Answer::text(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "the pack's bytes do not hash to its name: refused (damaged in transit or a faulty client)\n",
-                );
-            }
-            None => return internal(),
-        },
-        None => bytes,
-    };
-    let (object, who) = (name.to_string(), identity.name.clone());
-    let is_lock = names::Dir::Locks.file_of(name).is_some();
-    let done = blocking(move || {
-        if is_lock && mode == PutMode::CreateNew {
-            let claimed = owners::claim(&storage, &object, &who)?;
-            let created = storage.put(&object, &bytes, mode);
-            if created.is_err() && claimed == owners::Claim::New {
-                owners::release(&storage, &object)?;
-            }
-            return created;
-        }
-        storage.put(&object, &bytes, mode)
-    })
-    .await;
-    match done {
-        Some(Ok(())) => Answer::text(StatusCode::CREATED, ""),
         Some(Err(e)) => storage_failed(state, &e),
         None => internal(),
     }

@@ -327,3 +327,47 @@ fn an_append_host_adds_audit_entries_only_just_above_the_log() {
         vec![entry_name(0, &[0; 32]), entry_name(1, &[4; 32]), entry_name(1, &[5; 32]), entry_name(2, &[6; 32])];
     assert_eq!(listed, expected);
 }
+
+#[test]
+fn one_identity_cannot_hold_the_whole_upload_budget() {
+    // 8 MiB of budget: an identity's share is 2 MiB.
+    let server =
+        Served::local(&[("host-a", &["main=append"]), ("host-b", &["main=append"])], &["--body-memory", "8MiB"]);
+    let (name, bytes) = pack(2 << 20, 31);
+    // host-a starts an upload and drips it: with `Expect: 100-continue`, the server's go-ahead
+    // says the body is being read, its share taken.
+    let mut dripping = connect(&server);
+    let head = format!(
+        "PUT /main/{name} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nIf-None-Match: *\r\nExpect: 100-continue\r\n\r\n",
+        server.tokens["host-a"],
+        bytes.len()
+    );
+    dripping.write_all(head.as_bytes()).unwrap();
+    dripping.flush().unwrap();
+    let mut go = [0u8; 25];
+    dripping.read_exact(&mut go).unwrap();
+    assert!(go.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&go));
+    dripping.write_all(&bytes[..10]).unwrap();
+    dripping.flush().unwrap();
+    // Another upload of host-a's waits for its share; host-b's goes through.
+    let (other, other_bytes) = pack(1 << 20, 32);
+    let (status, text) = request(
+        &server,
+        "PUT",
+        &format!("/main/{other}"),
+        &server.tokens["host-a"],
+        "If-None-Match: *\r\n",
+        &other_bytes,
+    );
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("share"), "{text}");
+    server.storage("main", "host-b").put(&other, &other_bytes, PutMode::CreateNew).unwrap();
+    // Once host-a's upload ends, its share is back.
+    dripping.write_all(&bytes[10..]).unwrap();
+    dripping.flush().unwrap();
+    let mut answer = [0u8; 12];
+    dripping.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 201");
+    let (third, third_bytes) = pack(1 << 20, 33);
+    server.storage("main", "host-a").put(&third, &third_bytes, PutMode::CreateNew).unwrap();
+}
