@@ -23,6 +23,7 @@ pub struct Metrics {
     latency_sum_us: AtomicU64,
     connections: AtomicU64,
     log_lines_skipped: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -59,6 +60,11 @@ impl Metrics {
         self.log_lines_skipped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A connection closed unserved: its address had its share of connections.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A connection opened (`+1`) or closed (`-1`).
     pub fn connection(&self, opened: bool) {
         if opened {
@@ -92,6 +98,12 @@ impl Metrics {
             "cairn_server_log_lines_skipped_total",
             "Unauthenticated refusals not written to the server log (over an address's rate).",
             &self.log_lines_skipped,
+        );
+        counter(
+            &mut out,
+            "cairn_server_connections_refused_total",
+            "Connections closed unserved: their address had its share (--max-connections-per-address).",
+            &self.connections_refused,
         );
         let _ = writeln!(
             out,

@@ -42,6 +42,9 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections served at once from one client address (0: no limit); more are closed
+    /// at once. Not for a server behind a load balancer, whose address all share.
+    pub max_connections_per_address: usize,
     /// How long a client may take to send a request's headers (and the TLS handshake).
     pub header_timeout: Duration,
     /// How long requests in flight may take to finish after SIGTERM.
@@ -60,6 +63,7 @@ impl ServeOptions {
             log_key,
             limits: Limits::default(),
             max_connections: 512,
+            max_connections_per_address: 0,
             header_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
         }
@@ -111,6 +115,7 @@ async fn serve(
     let tls = RwLock::new(tls.map(tokio_rustls::TlsAcceptor::from));
     let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    let per_address = crate::http::shares::Shares::default();
     ready(listener.local_addr().map_err(io)?, opts.tls.is_some());
     loop {
         let slot = tokio::select! {
@@ -135,12 +140,23 @@ async fn serve(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         };
+        let address_share = match opts.max_connections_per_address {
+            0 => None,
+            max => match per_address.take(&remote.ip().to_string(), 1, max as u64) {
+                Some(share) => Some(share),
+                None => {
+                    state.metrics.connection_refused();
+                    continue;
+                }
+            },
+        };
         let _ = tcp.set_nodelay(true);
         let tcp = Stalling::new(tcp, opts.limits.body_timeout);
         let acceptor = tls.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let (state, watcher, header_timeout) = (state.clone(), graceful.watcher(), opts.header_timeout);
         tokio::spawn(async move {
             let _slot = slot;
+            let _address_share = address_share;
             state.metrics.connection(true);
             match acceptor {
                 Some(acceptor) => {

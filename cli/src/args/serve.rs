@@ -67,6 +67,10 @@ pub struct ServeRunArgs {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = 512)]
     pub max_connections: usize,
+    /// Connections served at once from one client address (0: no limit); more are closed.
+    /// Leave it at 0 behind a load balancer, whose address every client shares.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_connections_per_address: usize,
     /// Time a client has for the TLS handshake and a request's headers.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub header_timeout: std::time::Duration,

@@ -66,6 +66,7 @@ fn serve(g: &GlobalArgs, a: &ServeRunArgs) -> anyhow::Result<i32> {
     opts.limits.body_timeout = a.body_timeout;
     opts.limits.rate_per_second = a.rate_limit;
     opts.max_connections = a.max_connections;
+    opts.max_connections_per_address = a.max_connections_per_address;
     opts.header_timeout = a.header_timeout;
     let backends = Backends::new(opener(g, storage)?);
     let quiet = g.quiet;

@@ -20,7 +20,7 @@
 
 mod body;
 mod request;
-mod shares;
+pub(crate) mod shares;
 mod upload;
 
 use std::net::SocketAddr;

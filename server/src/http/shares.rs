@@ -1,20 +1,21 @@
-//! Each identity's share of the memory budget for uploads: bodies are held in memory until
-//! stored, and the budget is shared, so one identity (a host taken over, dripping bodies
-//! slowly) could otherwise hold all of it and stall every other host's backup.
+//! Shares of what the server has, per holder: each identity's share of the memory budget for
+//! uploads (bodies are held in memory until stored, and one identity, a host taken over
+//! dripping bodies slowly, could otherwise hold all of it and stall every other host's
+//! backup), and each client address's share of the connections.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-/// Upload bytes in flight, per identity.
-#[derive(Debug, Default)]
+/// What each holder holds (clones share it).
+#[derive(Debug, Default, Clone)]
 pub struct Shares {
-    held: Mutex<HashMap<String, u64>>,
+    held: Arc<Mutex<HashMap<String, u64>>>,
 }
 
-/// Bytes one identity holds until dropped.
+/// What one holder holds until dropped.
 #[derive(Debug)]
-pub struct Share<'a> {
-    shares: &'a Shares,
+pub struct Share {
+    shares: Shares,
     who: String,
     len: u64,
 }
@@ -26,18 +27,18 @@ impl Shares {
 
     /// `len` more bytes for `who`, unless that takes it past `max` (one upload of any size
     /// is let through when it holds nothing).
-    pub fn take(&self, who: &str, len: u64, max: u64) -> Option<Share<'_>> {
+    pub fn take(&self, who: &str, len: u64, max: u64) -> Option<Share> {
         let mut held = self.held();
         let now = held.entry(who.to_string()).or_default();
         if *now > 0 && now.saturating_add(len) > max {
             return None;
         }
         *now = now.saturating_add(len);
-        Some(Share { shares: self, who: who.to_string(), len })
+        Some(Share { shares: self.clone(), who: who.to_string(), len })
     }
 }
 
-impl Drop for Share<'_> {
+impl Drop for Share {
     fn drop(&mut self) {
         let mut held = self.shares.held();
         if let Some(n) = held.get_mut(&self.who) {

@@ -371,3 +371,32 @@ fn one_identity_cannot_hold_the_whole_upload_budget() {
     let (third, third_bytes) = pack(1 << 20, 33);
     server.storage("main", "host-a").put(&third, &third_bytes, PutMode::CreateNew).unwrap();
 }
+
+#[test]
+fn one_address_holds_at_most_its_share_of_connections() {
+    let server = Served::local(&[("admin", &["main=admin"])], &["--max-connections-per-address", "2"]);
+    // Two connections held open (TLS done, no request yet) take 127.0.0.1's share.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = connect(&server);
+            c.conn.complete_io(&mut c.sock).unwrap();
+            c
+        })
+        .collect();
+    // A third is closed unserved: its handshake fails.
+    let mut third = connect(&server);
+    assert!(third.conn.complete_io(&mut third.sock).is_err(), "a third connection was served");
+    drop(held);
+    // Once they close, the address is served again (the close may take a moment to be seen:
+    // the client retries).
+    let admin = server.storage("main", "admin");
+    admin.put("config", b"c", PutMode::CreateNew).unwrap();
+    assert_eq!(admin.get("config").unwrap(), b"c");
+    let (_, metrics) = raw(&server, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", b"");
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_server_connections_refused_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(refused >= 1, "{metrics}");
+}
