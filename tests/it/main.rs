@@ -18,6 +18,7 @@ mod maintenance;
 mod metadata;
 mod mount;
 mod nightly;
+mod planted;
 mod readme;
 mod restore_options;
 mod robustness;

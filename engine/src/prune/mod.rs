@@ -13,9 +13,13 @@
 //! run when any tree or index segment cannot be read, when a snapshot cannot be read and the
 //! plan would change anything, when a used blob is in no
 //! pack, or when a snapshot the audit log says exists is not in the listing: it must see every
-//! reference before it deletes anything. Only trees, index segments and the packs being
-//! repacked are read; data blobs of kept packs never are. The set of used blobs lives in an
-//! on-disk scratch table, so memory does not grow with the repository.
+//! reference before it deletes anything. The index itself is not taken on trust (`claims`): a
+//! used blob listed more than once keeps a copy only once that copy is read and verified, a
+//! pack listed twice must be listed the same, and a pack no live segment lists is read whole
+//! before it is marked or deleted; prune refuses when that finds data snapshots use that the
+//! index does not hold. Otherwise only trees, index segments and the packs being repacked are
+//! read; data blobs of kept packs never are. The set of used blobs lives in an on-disk scratch
+//! table, so memory does not grow with the repository.
 //!
 //! Deletion is two-phase, because the storage may hide a snapshot or an index segment from a
 //! listing, and a backup may be storing packs whose index is not written yet: a pack the plan
@@ -23,6 +27,7 @@
 //! orphan packs are out of it), and only a later prune that still finds it unreferenced once
 //! the mark is older than the grace period deletes it. `instant_delete` skips the marks.
 
+mod claims;
 mod marks;
 pub mod plan;
 
@@ -84,8 +89,9 @@ impl PruneOutcome {
     }
 }
 
-/// Blobs reachable from every snapshot that can be read, on disk: id -> the pack whose copy is
-/// kept (empty until the index scan claims one); and the snapshots that cannot be read.
+/// Blobs reachable from every snapshot that can be read, on disk: id -> the copy kept (a
+/// [`claims::Claim`], empty until the index scan claims one); and the snapshots that cannot be
+/// read.
 fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<(ScratchTable, Vec<(ObjectId, String)>)> {
     let mut used = repo.scratch_table("prune-used")?;
     // Trees are about one blob in a hundred: their visited set stays in memory.
@@ -175,43 +181,10 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     let (mut used, unreadable_snapshots) = used_blobs(repo, progress)?;
     let (all_segments, superseded) = repo.segments_and_superseded()?;
     let live: Vec<ObjectId> = all_segments.iter().filter(|id| !superseded.contains(id)).copied().collect();
-    // Per-pack usage; each used blob is claimed by the first pack that holds it.
-    let mut usage = Vec::new();
-    let mut indexed: HashSet<PackId> = HashSet::new();
-    for_each_pack(repo, &live, |_, pack| {
-        indexed.insert(pack.pack);
-        let mut u = PackUsage {
-            pack: pack.pack,
-            size: pack.size,
-            kind: pack.blobs.first().map_or(crate::format::BlobKind::Data, |b| b.kind),
-            blobs: pack.blobs.len() as u32,
-            used_blobs: 0,
-            used_bytes: 0,
-            unused_bytes: 0,
-        };
-        for b in &pack.blobs {
-            if used.get(b.id.as_bytes())?.is_some_and(|claim| claim.is_empty()) {
-                used.put(b.id.as_bytes(), pack.pack.as_bytes())?;
-                u.used_blobs += 1;
-                u.used_bytes += u64::from(b.length);
-            } else {
-                u.unused_bytes += u64::from(b.length);
-            }
-        }
-        usage.push(u);
-        Ok(())
-    })?;
-    let mut used_count = 0u64;
-    used.for_each(|id, claim| {
-        used_count += 1;
-        if claim.is_empty() {
-            return Err(Error::Missing(format!(
-                "blob {} (a snapshot uses it, no pack holds it; prune deletes nothing until `cairn check` and `cairn repair` have run)",
-                hex::encode(id)
-            )));
-        }
-        Ok(())
-    })?;
+    // Per-pack usage; each used blob is claimed by one copy, verified when it has others
+    // (`claims`: the index may have been written to make real packs look unused).
+    let replaced: Vec<ObjectId> = all_segments.iter().filter(|id| superseded.contains(id)).copied().collect();
+    let claims::Claimed { usage, indexed } = claims::claim_copies(repo, &live, &replaced, &mut used)?;
     let mut orphans = Vec::new();
     for (id, _) in repo.list_packs()? {
         if !indexed.contains(&id) {
@@ -219,6 +192,9 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         }
     }
     orphans.sort();
+    // An orphan holding data snapshots use that the index does not hold is never deleted.
+    claims::check_orphans(repo, &orphans, &mut used, progress)?;
+    let used_count = claims::check_claims(&mut used)?;
     let mut the_plan = plan::plan(&usage, &orphans, opts);
     let mut stale: HashSet<PackId> = HashSet::new();
     if let Some(epoch) = opts.reencrypt_epoch {
@@ -292,7 +268,8 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             let name = pack_name(&pack.pack);
             let bytes = repo.read_pack(&pack.pack)?;
             for b in &pack.blobs {
-                if used.get(b.id.as_bytes())?.as_deref() != Some(pack.pack.as_bytes().as_slice()) {
+                let kept = used.get(b.id.as_bytes())?.map(|v| claims::Claim::decode(&v)).transpose()?.flatten();
+                if !kept.is_some_and(|claim| claim.is(&pack.pack, b)) {
                     continue;
                 }
                 let start = b.offset as usize;
