@@ -155,7 +155,8 @@ fn every_documented_exit_code_comes_from_the_situation_the_table_names() {
     let list: serde_json::Value = serde_json::from_slice(&snapshots.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2, "the stopped snapshot was not written: {list}");
     // A `cairn serve` identity that may only append, asked to forget.
-    let server = crate::serve::server::Served::local(&[("admin", &["main=admin"]), ("host", &["main=append"])], &[]);
+    let mut server =
+        crate::serve::server::Served::local(&[("admin", &["main=admin"]), ("host", &["main=append"])], &[]);
     let init = server
         .cairn_as("admin", "main", &w.join("cache-s"), &w.join("pw"))
         .args(["init", "--no-recovery-code", "--kdf-memory", "8192", "--kdf-iterations", "1"])
@@ -169,5 +170,17 @@ fn every_documented_exit_code_comes_from_the_situation_the_table_names() {
         .unwrap();
     assert_eq!(forget.status.code(), Some(13), "{}", String::from_utf8_lossy(&forget.stderr));
     seen.insert(13);
+    // The same host backing up into a repository over its quota.
+    let quota = crate::serve::server::cairn()
+        .args(["serve", "set-quota", "main", "1KiB", "--identities"])
+        .arg(&server.identities)
+        .output()
+        .unwrap();
+    assert!(quota.status.success(), "{}", String::from_utf8_lossy(&quota.stderr));
+    server.restart();
+    let full =
+        server.cairn_as("host", "main", &w.join("cache-s"), &w.join("pw")).arg("snapshot").arg(&src).output().unwrap();
+    assert_eq!(full.status.code(), Some(14), "{}", String::from_utf8_lossy(&full.stderr));
+    seen.insert(14);
     assert_eq!(seen, documented_codes(), "the codes README documents are exactly those produced here");
 }
