@@ -1,13 +1,14 @@
 //! Objects planted by an identity that may only add them (an append-only `cairn serve` host,
 //! SPEC §15.4). Such a host holds the repository key, so what it stores is validly sealed: packs
-//! whose blobs carry the ids of used blobs but other content, and index segments that list them
-//! first, list a real pack short, or supersede the real segments. None of it may make an
-//! admin's prune delete data snapshots use. Each attack is planted, then prune runs twice with
-//! no grace period (a pack the first one marks, the second deletes): it refuses, naming what to
-//! run, or keeps the real pack; either way the snapshot restores byte for byte afterwards. And
-//! what prune must still clean, it cleans: a crashed backup's packs, readable or cut short.
+//! whose blobs carry the ids of used blobs but other content, or exact copies of used blobs that
+//! their own headers do not list, and index segments that list them first, list a real pack
+//! short, or supersede the real segments. None of it may make an admin's prune delete data
+//! snapshots use. Each attack is planted, then prune runs twice with no grace period (a pack the
+//! first one marks, the second deletes): it refuses, naming what to run, or keeps the real pack;
+//! either way the snapshot restores byte for byte afterwards. And what prune must still clean,
+//! it cleans: a crashed backup's packs, readable or cut short.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use cairn_engine::prune::{PruneOptions, PruneOutcome, prune};
 use cairn_engine::repair::repair_index;
 use cairn_engine::repo::pack_name;
 use cairn_engine::storage::{PutMode, Storage};
-use cairn_engine::{Error, NoProgress, ObjectId, PackId, Repository};
+use cairn_engine::{ChunkId, Error, NoProgress, ObjectId, PackId, Repository};
 
 use crate::support::*;
 
@@ -73,6 +74,17 @@ impl Storage for HostView {
     fn stat(&self, name: &str) -> cairn_engine::Result<Option<u64>> {
         self.inner.stat(name)
     }
+}
+
+/// How the host lays out a pack holding an exact copy of each sealed blob of a real pack, a
+/// copy its own header does not list where the planted segment places it.
+#[derive(Debug, Clone, Copy)]
+enum Copies {
+    /// The real pack's blob area, then bytes that are no header: `repair index` leaves it out.
+    GarbageHeader,
+    /// A valid pack whose header lists other ids at the copies, and the blobs' ids at garbage
+    /// of the same lengths: `repair index` points the blobs at the garbage.
+    ListedElsewhere,
 }
 
 /// A repository with one snapshot of a small tree (small chunks: a pack of many data blobs).
@@ -134,6 +146,51 @@ impl Fixture {
             .collect();
         assert!(!planted.is_empty());
         planted
+    }
+
+    /// The host stores, for `packs`, packs holding exact copies of their sealed blobs laid out
+    /// as `how` says. Returns listings that place each blob on its copy (what a planted segment
+    /// says, not what the packs' headers say).
+    fn plant_copies(&self, packs: &[IndexedPack], how: Copies) -> Vec<IndexedPack> {
+        let real = |p: &IndexedPack| self.t.storage.get(&pack_name(&p.pack)).unwrap();
+        match how {
+            Copies::GarbageHeader => packs
+                .iter()
+                .enumerate()
+                .map(|(n, p)| {
+                    let area: u32 = p.blobs.iter().map(|b| b.length).sum();
+                    let copy = [&real(p)[..area as usize], &random_bytes(20_000, 2000 + n as u64)[..]].concat();
+                    let id = PackId(*blake3::hash(&copy).as_bytes());
+                    self.t.storage.put(&pack_name(&id), &copy, PutMode::CreateNew).unwrap();
+                    IndexedPack { pack: id, size: copy.len() as u64, blobs: p.blobs.clone() }
+                })
+                .collect(),
+            Copies::ListedElsewhere => {
+                let host = HostView::open(&self.t, &self.work.path().join("host-cache"), false);
+                let w = host.repack_writer().unwrap();
+                let mut decoys = HashMap::new();
+                for p in packs {
+                    let bytes = real(p);
+                    for b in &p.blobs {
+                        let sealed = bytes[b.offset as usize..(b.offset + b.length) as usize].to_vec();
+                        let decoy = ChunkId(*blake3::hash(b.id.as_bytes()).as_bytes());
+                        decoys.insert(decoy, b.id);
+                        w.add(b.kind, decoy, b.raw_length, sealed).unwrap();
+                        let garbage = random_bytes(b.length as usize, 3000 + u64::from(b.offset));
+                        w.add(b.kind, b.id, b.raw_length, garbage).unwrap();
+                    }
+                }
+                let written = w.finish().unwrap();
+                written
+                    .into_iter()
+                    .map(|mut p| {
+                        p.blobs.retain(|b| decoys.contains_key(&b.id));
+                        p.blobs.iter_mut().for_each(|b| b.id = decoys[&b.id]);
+                        p
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Stores `segment` as the host would, under `index/00…00`: the name every listing sorts
@@ -320,4 +377,56 @@ fn duplicates_of_backups_that_ran_at_once_are_still_pruned() {
     let r = restore_all(&f.t.open(), &again, &target).unwrap();
     assert!(r.damaged.is_empty(), "{r:?}");
     assert_same_tree(&f.src, &restored_path(&target, &f.src));
+}
+
+#[test]
+fn a_copy_its_own_pack_header_does_not_list_does_not_make_the_real_pack_unused() {
+    for how in [Copies::GarbageHeader, Copies::ListedElsewhere] {
+        // Beside the real segments (listed first), and replacing them (the real pack orphaned).
+        for supersede in [false, true] {
+            let label = format!("{how:?}, superseding: {supersede}");
+            let f = fixture();
+            let (data, trees) = f.real_packs();
+            let planted = f.plant_copies(&data, how);
+            // Every copy opens and holds its blob where the planted segment says; only the
+            // packs' own headers tell that `repair index` would not find it there.
+            let repo = f.t.open();
+            for p in &planted {
+                for b in &p.blobs {
+                    let loc = cairn_engine::index::BlobLocation::of(p.pack, b);
+                    let sealed = repo.sealed_blob_reader().read(&loc).unwrap();
+                    repo.open_blob(&b.id, &loc, &pack_name(&p.pack), &sealed).unwrap();
+                }
+            }
+            drop(repo);
+            let mut packs = planted.clone();
+            let supersedes = if supersede {
+                packs.extend(trees.iter().cloned());
+                f.segments().into_iter().map(|(id, _)| id).collect()
+            } else {
+                Vec::new()
+            };
+            f.plant_segment(IndexSegment { packs, supersedes });
+            if supersede {
+                let before = f.stored_packs();
+                let msg = f.prune_twice().expect_err("prune refuses").to_string();
+                let named = data.iter().any(|p| msg.contains(&pack_name(&p.pack)));
+                let why = msg.contains("snapshots use that the index does not list");
+                assert!(named && why && msg.contains("cairn repair index"), "{label}: {msg}");
+                assert_eq!(f.stored_packs(), before, "{label}: nothing deleted");
+            } else {
+                let [first, second] = f.prune_twice().unwrap();
+                for p in &data {
+                    let discarded = first.plan.delete.contains(&p.pack) || second.plan.delete.contains(&p.pack);
+                    assert!(!discarded, "{label}: real pack discarded");
+                }
+                let stored = f.stored_packs();
+                assert!(data.iter().all(|p| stored.contains(&p.pack)), "{label}: the real pack is kept");
+                assert!(planted.iter().all(|p| !stored.contains(&p.pack)), "{label}: the planted pack is deleted");
+                f.assert_whole(&label);
+            }
+            f.repair_and_prune(&data, &planted);
+            f.assert_whole(&format!("{label}, after repair"));
+        }
+    }
 }

@@ -5,8 +5,9 @@
 //! real segments. Prune must then not take the real packs for unused or orphaned. So:
 //!
 //! - a used blob listed in more than one place keeps one copy only once that copy has been read
-//!   and verified (opened, its content hashing to its id); a copy that fails gives way to the
-//!   next, and a used blob none of whose listed copies verifies stops the prune;
+//!   and verified (`verify`: its own pack's header lists it there, and it opens, its content
+//!   hashing to its id); a copy that fails gives way to the next, and a used blob none of whose
+//!   listed copies verifies stops the prune;
 //! - a pack listed by two present segments (live, or superseded but not yet deleted) must be
 //!   listed the same by both: otherwise one of them lies about what the pack holds;
 //! - a pack no live segment lists (an orphan) is read whole and its own header opened before it
@@ -15,7 +16,8 @@
 //!   leftover and goes as before.
 //!
 //! Duplicates are rare (backups that ran at once), so verifying them costs little; the claims
-//! live in prune's on-disk table of used blobs, one ranged read per copy verified.
+//! live in prune's on-disk table of used blobs, one ranged read per copy verified and one whole
+//! read per pack holding such a copy (its header).
 
 use std::collections::{HashMap, HashSet};
 
@@ -30,16 +32,17 @@ use crate::progress::Progress;
 use crate::repo::{Repository, pack_name};
 
 use super::PackUsage;
+use super::verify::Verifier;
 
 /// Whether a claimed copy was read and verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Checked {
     /// Not read: the only copy seen so far.
     Not,
-    /// Read, opened, and its content hashes to its id.
+    /// Listed so by its own pack's header, read, opened, and its content hashes to its id.
     Good,
-    /// Read and found wanting (missing, does not open, or another content), as every other
-    /// copy seen so far.
+    /// Read and found wanting (missing, not listed there by its pack's header, does not open,
+    /// or another content), as every other copy seen so far.
     Bad,
 }
 
@@ -98,32 +101,17 @@ impl Claim {
         Ok(Some(Claim { loc, checked }))
     }
 
-    /// Whether this is the copy `entry` of `pack` (the one prune keeps, copied when repacking).
+    /// Whether this is the copy `entry` of `pack` (the one prune keeps, copied when repacking):
+    /// the whole location, so another entry at the same offset (of a listing that lies) is not.
     pub(super) fn is(&self, pack: &PackId, entry: &BlobEntry) -> bool {
-        self.loc.pack == *pack && self.loc.offset == entry.offset
-    }
-}
-
-/// Whether the copy of `id` at `loc` is there, opens and holds `id`'s content: read alone (a
-/// ranged read), opened, decompressed and hashed. Damage is `false`; a storage failure is an
-/// error (nothing can be decided on it).
-fn verifies(repo: &Repository, id: &ChunkId, loc: &BlobLocation) -> Result<bool> {
-    // No blob of a pack the config allows is larger: a listing claiming more lies.
-    if u64::from(loc.length) > repo.config().max_pack_size() {
-        return Ok(false);
-    }
-    let read = repo.sealed_blob_reader().read(loc);
-    match read.and_then(|sealed| repo.open_blob(id, loc, &pack_name(&loc.pack), &sealed)) {
-        Ok(_) => Ok(true),
-        Err(Error::Corrupt { .. } | Error::Missing(_) | Error::UnsupportedVersion { .. }) => Ok(false),
-        Err(e) => Err(e),
+        self.loc == BlobLocation::of(*pack, entry)
     }
 }
 
 /// `claim` once its copy has been read (verified now if it was not yet).
-fn checked(repo: &Repository, id: &ChunkId, mut claim: Claim) -> Result<Claim> {
+fn checked(verifier: &mut Verifier<'_>, id: &ChunkId, mut claim: Claim) -> Result<Claim> {
     if claim.checked == Checked::Not {
-        claim.checked = if verifies(repo, id, &claim.loc)? { Checked::Good } else { Checked::Bad };
+        claim.checked = if verifier.verifies(id, &claim.loc)? { Checked::Good } else { Checked::Bad };
     }
     Ok(claim)
 }
@@ -183,6 +171,7 @@ fn listed_twice(pack: &PackId, first: &ObjectId, second: &ObjectId) -> Error {
 /// listed the same wherever it is listed.
 pub(super) fn claim_copies(
     repo: &Repository,
+    verifier: &mut Verifier<'_>,
     live: &[ObjectId],
     superseded: &[ObjectId],
     used: &mut ScratchTable,
@@ -210,7 +199,7 @@ pub(super) fn claim_copies(
                 unused_bytes: 0,
             });
             for b in &pack.blobs {
-                claim_blob(repo, used, &mut out.usage, &listed, &pack.pack, b)?;
+                claim_blob(verifier, used, &mut out.usage, &listed, &pack.pack, b)?;
             }
         }
     }
@@ -258,7 +247,7 @@ fn tally(usage: &mut [PackUsage], listed: &HashMap<PackId, Listed>, pack: &PackI
 /// Counts the copy `b` of `pack` as used or not, moving a used blob's claim to it when the
 /// claimed copy fails and this one verifies.
 fn claim_blob(
-    repo: &Repository,
+    verifier: &mut Verifier<'_>,
     used: &mut ScratchTable,
     usage: &mut [PackUsage],
     listed: &HashMap<PackId, Listed>,
@@ -277,8 +266,8 @@ fn claim_blob(
     };
     // Another copy of a used blob: the claimed one must verify before this one counts as
     // unused (its pack may go); when it does not, this one takes the claim if it verifies.
-    let mut claim = checked(repo, &b.id, claim)?;
-    if claim.checked == Checked::Bad && claim.loc != here && verifies(repo, &b.id, &here)? {
+    let mut claim = checked(verifier, &b.id, claim)?;
+    if claim.checked == Checked::Bad && claim.loc != here && verifier.verifies(&b.id, &here)? {
         tally(usage, listed, &claim.loc.pack, claim.loc.length, Tally::Released);
         claim = Claim { loc: here, checked: Checked::Good };
         tally(usage, listed, pack, b.length, Tally::Used);
@@ -296,6 +285,7 @@ fn claim_blob(
 /// (a crashed backup whose data a later one stored again, a crashed prune's new packs).
 pub(super) fn check_orphans(
     repo: &Repository,
+    verifier: &mut Verifier<'_>,
     orphans: &[(PackId, u64)],
     used: &mut ScratchTable,
     progress: &dyn Progress,
@@ -317,7 +307,7 @@ pub(super) fn check_orphans(
             let good = match Claim::decode(&value)? {
                 None => false,
                 Some(claim) => {
-                    let claim = checked(repo, &b.id, claim)?;
+                    let claim = checked(verifier, &b.id, claim)?;
                     used.put(b.id.as_bytes(), &claim.encode())?;
                     claim.checked == Checked::Good
                 }
@@ -329,9 +319,9 @@ pub(super) fn check_orphans(
                 "index",
                 format!(
                     "pack {} holds {unlisted} blob(s) snapshots use that the index does not list (the index lists no \
-                     copy of them, or copies that do not open or do not match their ids: a damaged index, or one \
-                     planted to make this pack look orphaned); prune deletes nothing until `cairn check` and `cairn \
-                     repair index` have run",
+                     copy of them, or copies that do not open, do not match their ids or that their packs' headers \
+                     do not list: a damaged index, or one planted to make this pack look orphaned); prune deletes \
+                     nothing until `cairn check` and `cairn repair index` have run",
                     pack_name(pack)
                 ),
             ));
@@ -353,9 +343,9 @@ pub(super) fn check_claims(used: &mut ScratchTable) -> Result<u64> {
             ))),
             Some(claim) if claim.checked == Checked::Bad => Err(Error::corrupt(
                 format!("blob {}", hex::encode(id)),
-                "a snapshot uses it, and no copy of it the index lists opens and matches its id (a damaged pack, or \
-                 one planted under its id); prune deletes nothing until `cairn check --read-data` and `cairn repair` \
-                 have run",
+                "a snapshot uses it, and no copy of it the index lists opens, matches its id and is listed there by \
+                 its own pack's header (a damaged pack, or one planted under its id); prune deletes nothing until \
+                 `cairn check --read-data` and `cairn repair` have run",
             )),
             Some(_) => Ok(()),
         }

@@ -14,12 +14,13 @@
 //! plan would change anything, when a used blob is in no
 //! pack, or when a snapshot the audit log says exists is not in the listing: it must see every
 //! reference before it deletes anything. The index itself is not taken on trust (`claims`): a
-//! used blob listed more than once keeps a copy only once that copy is read and verified, a
-//! pack listed twice must be listed the same, and a pack no live segment lists is read whole
-//! before it is marked or deleted; prune refuses when that finds data snapshots use that the
-//! index does not hold. Otherwise only trees, index segments and the packs being repacked are
-//! read; data blobs of kept packs never are. The set of used blobs lives in an on-disk scratch
-//! table, so memory does not grow with the repository.
+//! used blob listed more than once keeps a copy only once that copy is read and verified, its
+//! own pack's header listing it there (`verify`), a pack listed twice must be listed the same,
+//! and a pack no live segment lists is read whole before it is marked or deleted; prune refuses
+//! when that finds data snapshots use that the index does not hold. Otherwise only trees, index
+//! segments, the packs being repacked and those holding a copy being verified are read. The
+//! set of used blobs lives in an on-disk scratch table, so memory does not grow with the
+//! repository.
 //!
 //! Deletion is two-phase, because the storage may hide a snapshot or an index segment from a
 //! listing, and a backup may be storing packs whose index is not written yet: a pack the plan
@@ -30,6 +31,7 @@
 mod claims;
 mod marks;
 pub mod plan;
+mod verify;
 
 pub use plan::{DEFAULT_GRACE_PERIOD, PackUsage, PruneOptions, PrunePlan, Sweep, plan, sweep};
 
@@ -38,7 +40,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
 use crate::format::now_ns;
-use crate::format::tree::NodeKind;
+use crate::format::tree::{NodeKind, Tree};
 use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::{BlobLocation, ScratchTable};
 use crate::progress::Progress;
@@ -89,13 +91,23 @@ impl PruneOutcome {
     }
 }
 
-/// Blobs reachable from every snapshot that can be read, on disk: id -> the copy kept (a
-/// [`claims::Claim`], empty until the index scan claims one); and the snapshots that cannot be
-/// read.
-fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<(ScratchTable, Vec<(ObjectId, String)>)> {
+/// What [`used_blobs`] finds.
+struct Used {
+    /// Blobs reachable from every snapshot that can be read, on disk: id -> the copy kept (a
+    /// [`claims::Claim`], empty until the index scan claims one).
+    blobs: ScratchTable,
+    /// The raw length of every tree among them (as read: its id fixes it).
+    tree_lengths: HashMap<ChunkId, u32>,
+    /// The snapshots that cannot be read.
+    unreadable: Vec<(ObjectId, String)>,
+}
+
+/// The blobs every snapshot that can be read uses.
+fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
     let mut used = repo.scratch_table("prune-used")?;
-    // Trees are about one blob in a hundred: their visited set stays in memory.
-    let mut seen_trees: HashSet<ChunkId> = HashSet::new();
+    // Trees are about one blob in a hundred: their visited set (with their lengths, which
+    // bound what a copy of one may decompress to) stays in memory.
+    let mut seen_trees: HashMap<ChunkId, u32> = HashMap::new();
     let (readable, unreadable) = repo.readable_snapshots()?;
     let unreadable = unreadable.into_iter().map(|(id, e)| (id, e.to_string())).collect();
     let mut trees: Vec<ChunkId> = readable.into_iter().map(|(_, s)| s.tree).collect();
@@ -105,12 +117,15 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<(ScratchTabl
     // for stale, can have stored one.)
     repo.sync_index()?;
     while let Some(id) = trees.pop() {
-        if !seen_trees.insert(id) {
+        if seen_trees.contains_key(&id) {
             continue;
         }
         used.put(id.as_bytes(), b"")?;
         progress.bytes(1);
-        for node in repo.load_tree(&id)?.nodes {
+        let bytes = repo.read_blob(&id)?;
+        let tree = Tree::decode(&bytes, &format!("tree {id}"))?;
+        seen_trees.insert(id, u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+        for node in tree.nodes {
             match node.kind {
                 NodeKind::Dir { subtree } => trees.push(subtree),
                 NodeKind::File { chunks, .. } => {
@@ -123,7 +138,7 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<(ScratchTabl
         }
     }
     used.flush()?;
-    Ok((used, unreadable))
+    Ok(Used { blobs: used, tree_lengths: seen_trees, unreadable })
 }
 
 /// Calls `f` with every pack of the live (not superseded) segments, each pack once.
@@ -178,13 +193,14 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     // Before the snapshots are read: what the log says exists must be listed.
     check_snapshots_against_log(repo)?;
     progress.phase("prune: finding used blobs", None);
-    let (mut used, unreadable_snapshots) = used_blobs(repo, progress)?;
+    let Used { blobs: mut used, tree_lengths, unreadable: unreadable_snapshots } = used_blobs(repo, progress)?;
+    let mut verifier = verify::Verifier::new(repo, tree_lengths);
     let (all_segments, superseded) = repo.segments_and_superseded()?;
     let live: Vec<ObjectId> = all_segments.iter().filter(|id| !superseded.contains(id)).copied().collect();
     // Per-pack usage; each used blob is claimed by one copy, verified when it has others
     // (`claims`: the index may have been written to make real packs look unused).
     let replaced: Vec<ObjectId> = all_segments.iter().filter(|id| superseded.contains(id)).copied().collect();
-    let claims::Claimed { usage, indexed } = claims::claim_copies(repo, &live, &replaced, &mut used)?;
+    let claims::Claimed { usage, indexed } = claims::claim_copies(repo, &mut verifier, &live, &replaced, &mut used)?;
     let mut orphans = Vec::new();
     for (id, _) in repo.list_packs()? {
         if !indexed.contains(&id) {
@@ -193,7 +209,8 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     }
     orphans.sort();
     // An orphan holding data snapshots use that the index does not hold is never deleted.
-    claims::check_orphans(repo, &orphans, &mut used, progress)?;
+    claims::check_orphans(repo, &mut verifier, &orphans, &mut used, progress)?;
+    drop(verifier);
     let used_count = claims::check_claims(&mut used)?;
     let mut the_plan = plan::plan(&usage, &orphans, opts);
     let mut stale: HashSet<PackId> = HashSet::new();
@@ -267,9 +284,11 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             )?;
             let name = pack_name(&pack.pack);
             let bytes = repo.read_pack(&pack.pack)?;
+            // A listing may name one entry twice: it is copied once.
+            let mut copied = HashSet::new();
             for b in &pack.blobs {
                 let kept = used.get(b.id.as_bytes())?.map(|v| claims::Claim::decode(&v)).transpose()?.flatten();
-                if !kept.is_some_and(|claim| claim.is(&pack.pack, b)) {
+                if !kept.is_some_and(|claim| claim.is(&pack.pack, b)) || !copied.insert(b.id) {
                     continue;
                 }
                 let start = b.offset as usize;
