@@ -7,7 +7,8 @@
 //! its head (line count and last MAC) when it stops, for monitoring to keep elsewhere.
 //!
 //! A change is answered only once its line is on the disk (syncs shared between concurrent
-//! requests), and while lines cannot be written the server makes no change at all.
+//! requests), and while lines cannot be written (or once a sync has failed, until a restart)
+//! the server makes no change at all.
 //!
 //! A record names the identity, never its token: no secret enters the log.
 
@@ -143,6 +144,10 @@ pub struct ServerLog {
     /// Whether the last append failed (a full disk): state-changing requests wait for a line
     /// to be written again.
     failing: std::sync::atomic::AtomicBool,
+    /// Whether a sync ever failed: lines written before it may never reach the disk, and
+    /// Linux reports such a failure once, so nothing later can show them safe. Until the
+    /// server restarts (and verifies the log), it makes no change.
+    sync_failed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ServerLog {
@@ -173,6 +178,7 @@ impl ServerLog {
             durable: Mutex::new((syncing, report.lines)),
             head: Mutex::new(head),
             failing: std::sync::atomic::AtomicBool::new(false),
+            sync_failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -180,6 +186,7 @@ impl ServerLog {
     /// can be written again, so nothing it stores goes unrecorded for long.
     pub fn failing(&self) -> bool {
         self.failing.load(std::sync::atomic::Ordering::Relaxed)
+            || self.sync_failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Appends `record` as the next line and makes it durable: on the disk when this returns.
@@ -188,12 +195,15 @@ impl ServerLog {
     pub fn append_durably(&self, record: Record) -> Result<()> {
         let seq = self.append(record)?;
         let mut durable = self.durable.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.sync_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::io(&self.path, std::io::Error::other("an earlier sync of the log failed")));
+        }
         if durable.1 >= seq {
             return Ok(());
         }
         let written = self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner).seq;
         if let Err(e) = durable.0.sync_data() {
-            self.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.sync_failed.store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(Error::io(&self.path, e));
         }
         durable.1 = written;

@@ -1,9 +1,9 @@
 //! Quotas: how many bytes a repository may hold. The server keeps no state of its own, so
 //! what a repository holds is counted from the storage's listing (names with sizes, one
 //! listing per repository) and kept in memory with what this instance has stored since.
-//! A count is taken again when it is older than [`RECOUNT_AFTER`], when anything was deleted
+//! A count is taken again when it is older than [`RECOUNT_AFTER`], after anything was deleted
 //! (forget and prune free space), and before a write is refused (another instance's prune may
-//! have freed room), at most once per [`RECOUNT_AT_MOST_EVERY`].
+//! have freed room), but never more than once per [`RECOUNT_AT_MOST_EVERY`].
 //!
 //! Several instances over one bucket each add only what they stored themselves, so together
 //! they may overshoot a quota by what the others stored since this one's last count: a quota
@@ -76,14 +76,26 @@ impl Usage {
         quota: u64,
         len: u64,
     ) -> cairn_format::error::Result<Admission> {
-        let now = Instant::now();
+        self.admit_at(storage, repository, quota, len, Instant::now())
+    }
+
+    fn admit_at(
+        &self,
+        storage: &dyn Storage,
+        repository: &str,
+        quota: u64,
+        len: u64,
+        now: Instant,
+    ) -> cairn_format::error::Result<Admission> {
+        // Never more often than RECOUNT_AT_MOST_EVERY, whatever asks for it: a client cannot
+        // make the server list the repository on every request.
         let needs_count = match self.counts().get(repository) {
             None => true,
             Some(c) => {
-                c.stale
-                    || now.duration_since(c.at) >= RECOUNT_AFTER
-                    || (c.listed.saturating_add(c.added).saturating_add(len) > quota
-                        && now.duration_since(c.at) >= RECOUNT_AT_MOST_EVERY)
+                let age = now.duration_since(c.at);
+                age >= RECOUNT_AFTER
+                    || (age >= RECOUNT_AT_MOST_EVERY
+                        && (c.stale || c.listed.saturating_add(c.added).saturating_add(len) > quota))
             }
         };
         if needs_count {
@@ -139,18 +151,22 @@ mod tests {
         let storage = MemStorage::new();
         storage.put("data/aa/x", &[0; 600], PutMode::CreateNew).unwrap();
         let usage = Usage::default();
-        assert_eq!(usage.admit(&storage, "r", 1000, 300).unwrap(), Admission::Reserved);
+        let t0 = Instant::now();
+        assert_eq!(usage.admit_at(&storage, "r", 1000, 300, t0).unwrap(), Admission::Reserved);
         storage.put("data/aa/y", &[0; 300], PutMode::CreateNew).unwrap();
         usage.landed("r", 300);
         // 900 held: 101 more do not fit, 100 do.
-        assert_eq!(usage.admit(&storage, "r", 1000, 101).unwrap(), Admission::Over { held: 900, quota: 1000 });
-        assert_eq!(usage.admit(&storage, "r", 1000, 100).unwrap(), Admission::Reserved);
+        assert_eq!(usage.admit_at(&storage, "r", 1000, 101, t0).unwrap(), Admission::Over { held: 900, quota: 1000 });
+        assert_eq!(usage.admit_at(&storage, "r", 1000, 100, t0).unwrap(), Admission::Reserved);
         // That write failed: its bytes are free again.
         usage.release("r", 100);
         storage.delete("data/aa/x").unwrap();
         usage.changed("r");
-        assert_eq!(usage.admit(&storage, "r", 1000, 700).unwrap(), Admission::Reserved);
-        assert_eq!(usage.admit(&storage, "r", 1000, 1).unwrap(), Admission::Over { held: 1000, quota: 1000 });
+        // A deletion is counted at the next count, which comes no sooner than the interval.
+        assert!(matches!(usage.admit_at(&storage, "r", 1000, 700, t0).unwrap(), Admission::Over { .. }));
+        let later = t0 + RECOUNT_AT_MOST_EVERY;
+        assert_eq!(usage.admit_at(&storage, "r", 1000, 700, later).unwrap(), Admission::Reserved);
+        assert_eq!(usage.admit_at(&storage, "r", 1000, 1, later).unwrap(), Admission::Over { held: 1000, quota: 1000 });
     }
 
     #[test]

@@ -6,6 +6,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// The most buckets kept; beyond, full ones are forgotten, and while none is full, newcomers
+/// wait.
+const MAX_BUCKETS: usize = 100_000;
+
 /// The buckets of every identity seen.
 #[derive(Debug)]
 pub struct RateLimits {
@@ -30,6 +34,17 @@ impl RateLimits {
         }
         let capacity = 2.0 * self.per_second;
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= MAX_BUCKETS {
+            // Buckets full again are no different from new ones: forget them, so clients with
+            // ever new names (addresses) cannot grow the table.
+            let per_second = self.per_second;
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * per_second < capacity
+            });
+            if buckets.len() >= MAX_BUCKETS {
+                return false;
+            }
+        }
         let (tokens, at) = buckets.entry(identity.to_string()).or_insert((capacity, now));
         let elapsed = now.saturating_duration_since(*at).as_secs_f64();
         *tokens = (*tokens + elapsed * self.per_second).min(capacity);

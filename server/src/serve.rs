@@ -142,7 +142,7 @@ async fn serve(
         };
         let address_share = match opts.max_connections_per_address {
             0 => None,
-            max => match per_address.take(&remote.ip().to_string(), 1, max as u64) {
+            max => match per_address.take(&crate::http::address_key(remote.ip()), 1, max as u64) {
                 Some(share) => Some(share),
                 None => {
                     state.metrics.connection_refused();
@@ -197,9 +197,14 @@ async fn connection<S>(
 {
     let service = service_fn(move |req| {
         let (state, peer) = (state.clone(), peer.clone());
-        // Its own task: a client that hangs up mid-request makes hyper drop this future, and
-        // a write already handed to the storage must still be answered in the log.
+        // A change runs in its own task: a client that hangs up mid-request makes hyper drop
+        // this future, and a write already handed to the storage must still be answered in the
+        // log. A read is dropped with its client: nothing is left to record, and work for
+        // clients gone must not pile up.
         async move {
+            if matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD) {
+                return Ok::<_, Infallible>(handle(state, peer, req).await);
+            }
             let answered = tokio::spawn(handle(state, peer, req)).await;
             Ok::<_, Infallible>(answered.unwrap_or_else(|_| {
                 crate::http::Answer::text(hyper::StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()

@@ -30,6 +30,49 @@ impl LocalStorage {
         &self.root
     }
 
+    /// Every object under `prefix`, with its size when `sized` (0 otherwise); temporary files
+    /// of unfinished writes left out.
+    fn walk(&self, prefix: &str, sized: bool) -> Result<Vec<(String, u64)>> {
+        let dir = self.root.join(prefix.trim_end_matches('/'));
+        let mut out = Vec::new();
+        let mut stack = vec![(dir, prefix.trim_end_matches('/').to_string())];
+        while let Some((dir, name)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::storage("list", prefix, e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::storage("list", prefix, e))?;
+                let file_name = entry.file_name();
+                let Some(file_name) = file_name.to_str() else {
+                    continue;
+                };
+                if file_name.starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let child = if name.is_empty() { file_name.to_string() } else { format!("{name}/{file_name}") };
+                let ft = entry.file_type().map_err(|e| Error::storage("list", prefix, e))?;
+                if ft.is_dir() {
+                    stack.push((entry.path(), child));
+                } else if ft.is_file() {
+                    let size = if sized {
+                        match entry.metadata() {
+                            Ok(m) => m.len(),
+                            // Deleted while listed: not there.
+                            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                            Err(e) => return Err(Error::storage("list", prefix, e)),
+                        }
+                    } else {
+                        0
+                    };
+                    out.push((child, size));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn path(&self, name: &str) -> Result<PathBuf> {
         validate_name(name)?;
         Ok(self.root.join(name))
@@ -160,34 +203,11 @@ impl Storage for LocalStorage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let dir = self.root.join(prefix.trim_end_matches('/'));
-        let mut out = Vec::new();
-        let mut stack = vec![(dir, prefix.trim_end_matches('/').to_string())];
-        while let Some((dir, name)) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::storage("list", prefix, e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::storage("list", prefix, e))?;
-                let file_name = entry.file_name();
-                let Some(file_name) = file_name.to_str() else {
-                    continue;
-                };
-                if file_name.starts_with(TMP_PREFIX) {
-                    continue;
-                }
-                let child = if name.is_empty() { file_name.to_string() } else { format!("{name}/{file_name}") };
-                let ft = entry.file_type().map_err(|e| Error::storage("list", prefix, e))?;
-                if ft.is_dir() {
-                    stack.push((entry.path(), child));
-                } else if ft.is_file() {
-                    out.push(child);
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.walk(prefix, false)?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.walk(prefix, true)
     }
 
     fn delete(&self, name: &str) -> Result<()> {

@@ -151,23 +151,8 @@ impl RestStorage {
     /// [`MAX_ERROR_TEXT`]): a server that sends more is refused before it fills the memory.
     fn send_capped(&self, op: &'static str, name: &str, req: reqwest::RequestBuilder, max: u64) -> Result<Answer> {
         self.runtime.block_on(async {
-            let mut resp = req.send().await.map_err(|e| transport(op, name, &e))?;
-            let status = resp.status();
-            let max = if status.is_success() { max } else { MAX_ERROR_TEXT };
-            let too_much =
-                || Error::corrupt(name, format!("the server's answer is larger than the {max} bytes asked for"));
-            if resp.content_length().is_some_and(|n| n > max) {
-                return Err(too_much());
-            }
-            let headers = resp.headers().clone();
-            let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n as usize));
-            while let Some(chunk) = resp.chunk().await.map_err(|e| transport(op, name, &e))? {
-                if (body.len() + chunk.len()) as u64 > max {
-                    return Err(too_much());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(Answer { status, headers, body })
+            let resp = req.send().await.map_err(|e| transport(op, name, &e))?;
+            read_answer(resp, max, op, name).await
         })
     }
 
@@ -269,6 +254,27 @@ fn transport(op: &'static str, name: &str, e: &reqwest::Error) -> Error {
     }
 }
 
+/// Reads an answer of at most `max` bytes (an error text may have [`MAX_ERROR_TEXT`]): a
+/// server that sends more is refused before it fills the memory.
+async fn read_answer(mut resp: reqwest::Response, max: u64, op: &'static str, name: &str) -> Result<Answer> {
+    let status = resp.status();
+    let max = if status.is_success() { max } else { MAX_ERROR_TEXT };
+    let too_much = || Error::corrupt(name, format!("the server's answer is larger than the {max} bytes asked for"));
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_much());
+    }
+    let headers = resp.headers().clone();
+    // What was announced, up to 1 MiB: the rest grows as it comes.
+    let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n.min(1 << 20) as usize));
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(op, name, &e))? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(too_much());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer { status, headers, body })
+}
+
 impl Storage for RestStorage {
     fn location(&self) -> String {
         self.display.clone()
@@ -291,6 +297,12 @@ impl Storage for RestStorage {
     fn get(&self, name: &str) -> Result<Vec<u8>> {
         validate_name(name)?;
         let a = self.send("read", name, self.request(reqwest::Method::GET, name))?;
+        if a.status == StatusCode::OK { Ok(a.body) } else { Err(self.failed("read", name, &a)) }
+    }
+
+    fn get_bounded(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        validate_name(name)?;
+        let a = self.send_capped("read", name, self.request(reqwest::Method::GET, name), max)?;
         if a.status == StatusCode::OK { Ok(a.body) } else { Err(self.failed("read", name, &a)) }
     }
 
@@ -347,13 +359,11 @@ impl Storage for RestStorage {
                     .send()
                     .await
                     .map_err(|e| transport("delete", name, &e))?;
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let body = resp.bytes().await.map_err(|e| transport("delete", name, &e))?.to_vec();
-                if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_FOUND {
+                let a = read_answer(resp, 0, "delete", name).await?;
+                if a.status == StatusCode::NO_CONTENT || a.status == StatusCode::NOT_FOUND {
                     Ok(())
                 } else {
-                    Err(self.failed("delete", name, &Answer { status, headers, body }))
+                    Err(self.failed("delete", name, &a))
                 }
             }))
             .buffer_unordered(8);

@@ -77,8 +77,14 @@ pub struct State {
     pub limits: Limits,
     /// Upload bytes in flight per identity.
     uploads: shares::Shares,
+    /// Answer bytes in flight per identity.
+    downloads: shares::Shares,
+    /// Permits the memory budget has in all.
+    memory_permits: u64,
     /// Log lines of unauthenticated refusals, per client address.
     unauthenticated: RateLimits,
+    /// Log lines of refusals, per identity.
+    refusals: RateLimits,
     /// What each repository with a quota holds.
     pub usage: Usage,
     rates: RateLimits,
@@ -96,13 +102,32 @@ pub const MIN_BODY_RATE: u64 = 16 << 10;
 /// that pass).
 const UNAUTHENTICATED_LINES_PER_SECOND: u32 = 5;
 
+/// Lines a second the log takes of one identity's refusals: a host taken over cannot fill the
+/// log's disk (which would stop every change) with requests it knows will be refused.
+const REFUSAL_LINES_PER_SECOND: u32 = 20;
+
+/// What a client address is counted as: itself (IPv4), or its /64 (IPv6, where one client
+/// holds a whole /64).
+pub(crate) fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
+    }
+}
+
 /// Memory permits are counted in KiB, so a u32 of them covers 4 TiB.
 const PERMIT_BYTES: u64 = 1024;
 
 impl State {
     /// A server's state.
     pub fn new(backends: Backends, identities: Identities, log: ServerLog, limits: Limits) -> Self {
-        let permits = (limits.body_memory.max(limits.max_body) / PERMIT_BYTES).min(u64::from(u32::MAX >> 3));
+        let permits = limits.body_memory.max(limits.max_body).div_ceil(PERMIT_BYTES).min(u64::from(u32::MAX >> 3));
         State {
             backends,
             identities: RwLock::new(Arc::new(identities)),
@@ -110,7 +135,10 @@ impl State {
             metrics: Metrics::default(),
             usage: Usage::default(),
             uploads: shares::Shares::default(),
+            downloads: shares::Shares::default(),
+            memory_permits: permits,
             unauthenticated: RateLimits::new(UNAUTHENTICATED_LINES_PER_SECOND),
+            refusals: RateLimits::new(REFUSAL_LINES_PER_SECOND),
             rates: RateLimits::new(limits.rate_per_second),
             memory: Arc::new(tokio::sync::Semaphore::new(usize::try_from(permits).unwrap_or(usize::MAX >> 4))),
             limits,
@@ -129,7 +157,7 @@ impl State {
 #[derive(Debug)]
 pub struct Body {
     rest: Bytes,
-    _room: Option<tokio::sync::OwnedSemaphorePermit>,
+    _room: Option<request::Room>,
 }
 
 /// The part of a body hyper is handed at a time.
@@ -188,7 +216,12 @@ pub async fn handle(state: Arc<State>, peer: Arc<Peer>, req: Request<Incoming>) 
     }
     // Refusals of clients that did not authenticate are whatever anyone on the network sends:
     // a few a second per address are recorded, the rest only counted.
-    if answer.identity.is_none() && !state.unauthenticated.admit(&peer.remote.ip().to_string()) {
+    let admitted = match &answer.identity {
+        None => state.unauthenticated.admit(&address_key(peer.remote.ip())),
+        Some(who) if !answer.status.is_success() => state.refusals.admit(who),
+        Some(_) => true,
+    };
+    if !admitted {
         state.metrics.log_line_skipped();
         return answer.into_response();
     }

@@ -42,7 +42,7 @@ pub struct Answer {
     /// Whether to close the connection after answering (a body left unread).
     close: bool,
     /// The body's share of the memory budget.
-    room: Option<tokio::sync::OwnedSemaphorePermit>,
+    room: Option<Room>,
 }
 
 impl Answer {
@@ -69,7 +69,7 @@ impl Answer {
         self
     }
 
-    pub(super) fn holding(mut self, room: tokio::sync::OwnedSemaphorePermit) -> Self {
+    pub(super) fn holding(mut self, room: Room) -> Self {
         self.room = Some(room);
         self
     }
@@ -104,12 +104,33 @@ impl Answer {
     }
 }
 
+/// Room for a body in the memory budget, and the holder's share of it, until dropped.
+#[derive(Debug)]
+pub struct Room {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _share: Option<super::shares::Share>,
+}
+
+impl Room {
+    fn with_share(self, share: super::shares::Share) -> Self {
+        Room { _share: Some(share), ..self }
+    }
+}
+
 /// Waits for `bytes` of room under the memory budget for bodies; not forever: a server whose
 /// budget is held (by slow clients) says so with 503, and clients retry.
-pub(super) async fn room(state: &State, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, Answer> {
+pub(super) async fn room(state: &State, bytes: u64) -> Result<Room, Answer> {
     let permits = u32::try_from(bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
+    if u64::from(permits) > state.memory_permits {
+        // It would never fit, and waiting for it would hold up everyone queued behind it.
+        return Err(Answer::text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{bytes} bytes are more than the server holds in memory at once\n"),
+        )
+        .closing());
+    }
     match tokio::time::timeout(state.limits.body_timeout, state.memory.clone().acquire_many_owned(permits)).await {
-        Ok(Ok(room)) => Ok(room),
+        Ok(Ok(permit)) => Ok(Room { _permit: permit, _share: None }),
         Ok(Err(_)) => Err(internal()),
         Err(_) => Err(Answer::text(StatusCode::SERVICE_UNAVAILABLE, "too many transfers in flight; try again\n")
             .header("retry-after", "1")
@@ -304,7 +325,7 @@ async fn authenticated(
     match op {
         Operation::List => list(state, storage, name).await,
         Operation::Read if parts.method == Method::HEAD => head(state, storage, name).await,
-        Operation::Read => read(state, storage, name, parts.headers.get(header::RANGE)).await,
+        Operation::Read => read(state, storage, identity, name, parts.headers.get(header::RANGE)).await,
         Operation::Create | Operation::Overwrite => {
             let mode = if op == Operation::Create { PutMode::CreateNew } else { PutMode::Overwrite };
             upload::put(state, storage, identity, (repository, name), mode, &parts.headers, body).await
@@ -325,7 +346,11 @@ async fn list(state: &State, storage: Arc<dyn Storage>, dir: &str) -> Answer {
             if !text.is_empty() {
                 text.push('\n');
             }
-            Answer::text(StatusCode::OK, text)
+            drop(names);
+            match room(state, text.len() as u64).await {
+                Ok(r) => Answer::text(StatusCode::OK, text).holding(r),
+                Err(busy) => busy,
+            }
         }
         Some(Err(e)) => storage_failed(state, &e),
         None => internal(),
@@ -353,7 +378,13 @@ async fn head(state: &State, storage: Arc<dyn Storage>, name: &str) -> Answer {
     }
 }
 
-async fn read(state: &State, storage: Arc<dyn Storage>, name: &str, range: Option<&HeaderValue>) -> Answer {
+async fn read(
+    state: &State,
+    storage: Arc<dyn Storage>,
+    identity: &Identity,
+    name: &str,
+    range: Option<&HeaderValue>,
+) -> Answer {
     let object = name.to_string();
     let range = match range.map(parse_range) {
         None => None,
@@ -374,8 +405,18 @@ async fn read(state: &State, storage: Arc<dyn Storage>, name: &str, range: Optio
             }
         }
     };
+    // One identity's answers hold at most a quarter of the budget (or one answer of any
+    // size that fits it), so a host reading slowly cannot hold all of it.
+    let Some(share) = state.downloads.take(&identity.name, size, state.limits.body_memory / 4) else {
+        return Answer::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this identity has its share of answers in flight; try again\n",
+        )
+        .header("retry-after", "1")
+        .closing();
+    };
     let room = match room(state, size).await {
-        Ok(r) => r,
+        Ok(r) => r.with_share(share),
         Err(busy) => return busy,
     };
     let object = name.to_string();

@@ -39,7 +39,10 @@ pub(super) async fn put(
         return Answer::text(StatusCode::PAYLOAD_TOO_LARGE, format!("{len} bytes; at most {max} are taken\n"))
             .closing();
     }
-    if mode == PutMode::Overwrite {
+    // Locks and audit entries are small and every command needs them, restore and check
+    // included: they are not held to the quota, and a lock's refresh changes nothing it counts.
+    let bookkeeping = names::Dir::Locks.file_of(name).is_some() || names::Dir::Audit.file_of(name).is_some();
+    if mode == PutMode::Overwrite && !bookkeeping {
         state.usage.changed(repository);
     }
     if mode == PutMode::CreateNew
@@ -48,14 +51,11 @@ pub(super) async fn put(
     {
         let s = storage.clone();
         match blocking(move || follows_the_log(s.as_ref(), seq)).await {
-            Some(Ok(true)) => {}
-            Some(Ok(false)) => {
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(why))) => {
                 return Answer::text(
                     StatusCode::CONFLICT,
-                    format!(
-                        "audit entry {seq} does not follow the log: {}\n",
-                        if seq == 0 { "the log has begun already" } else { "there is no entry before it" }
-                    ),
+                    format!("audit entry {seq} does not follow the log: {why}\n"),
                 )
                 .closing();
             }
@@ -63,9 +63,12 @@ pub(super) async fn put(
             None => return internal(),
         }
     }
-    let reserved = match reserve(state, &storage, identity, repository, len).await {
-        Ok(r) => r,
-        Err(refusal) => return refusal,
+    let reserved = match bookkeeping {
+        true => None,
+        false => match reserve(state, &storage, identity, repository, len).await {
+            Ok(r) => r,
+            Err(refusal) => return refusal,
+        },
     };
     // The body is held in memory until stored: within the identity's share, then the budget.
     let Some(_share) = state.uploads.take(&identity.name, len, state.limits.body_memory / 4) else {
@@ -98,18 +101,38 @@ pub(super) async fn put(
     answer
 }
 
+/// How far below the log's top an identity that may not delete may add an audit entry: a
+/// writer that listed the log just before others appended writes a level or two below the
+/// new top.
+const AUDIT_LEVELS_BELOW_TOP: u64 = 4;
+
+/// The most entries one level of the audit log takes from identities that may not delete
+/// (concurrent writers fork a level; more than this many at once is no backup schedule).
+const AUDIT_ENTRIES_PER_LEVEL: usize = 16;
+
 /// Whether an audit entry at `seq` would follow the repository's log: the first entry of an
-/// empty log, or one above an entry at `seq - 1`. A host that may only add objects cannot
-/// plant an entry far above the log (which would leave a gap that every later `audit verify`
-/// reports, and push every later entry above it); the chain's MACs it could forge anyway
-/// holding the key, so what the server enforces is the shape.
-fn follows_the_log(storage: &dyn Storage, seq: u64) -> cairn_format::error::Result<bool> {
+/// empty log, or one at most [`AUDIT_LEVELS_BELOW_TOP`] levels below its top or one above it,
+/// on a level with an entry below it and fewer than [`AUDIT_ENTRIES_PER_LEVEL`] entries. A
+/// host that may only add objects cannot plant an entry far above the log (a gap every later
+/// `audit verify` reports, and every later entry pushed above it) or crowd one level; the
+/// chain's MACs it could forge anyway, holding the key, so the server enforces the shape.
+fn follows_the_log(storage: &dyn Storage, seq: u64) -> cairn_format::error::Result<Result<(), String>> {
     let entries = storage.list(names::Dir::Audit.prefix())?;
-    let mut seqs = entries.iter().filter_map(|n| cairn_format::audit::parse_entry_name(n)).map(|(s, _)| s);
-    Ok(match seq.checked_sub(1) {
-        None => seqs.next().is_none(),
-        Some(below) => seqs.any(|s| s == below),
-    })
+    let seqs: Vec<u64> =
+        entries.iter().filter_map(|n| cairn_format::audit::parse_entry_name(n)).map(|(s, _)| s).collect();
+    let Some(top) = seqs.iter().copied().max() else {
+        return Ok(if seq == 0 { Ok(()) } else { Err("the log is empty: its first entry is 0".into()) });
+    };
+    if seq > top.saturating_add(1) || seq.saturating_add(AUDIT_LEVELS_BELOW_TOP) < top {
+        return Ok(Err(format!("the log's top is entry {top}")));
+    }
+    if seq == 0 || !seqs.contains(&(seq - 1)) {
+        return Ok(Err(format!("there is no entry {} before it", seq.saturating_sub(1))));
+    }
+    if seqs.iter().filter(|s| **s == seq).count() >= AUDIT_ENTRIES_PER_LEVEL {
+        return Ok(Err(format!("level {seq} holds {AUDIT_ENTRIES_PER_LEVEL} entries already")));
+    }
+    Ok(Ok(()))
 }
 
 /// Bytes reserved under a repository's quota: counted as stored when the write landed, given

@@ -305,7 +305,7 @@ fn the_server_log_reports_edited_deleted_and_reordered_lines_and_holds_no_token(
 }
 
 #[test]
-fn an_append_host_adds_audit_entries_only_just_above_the_log() {
+fn an_append_host_adds_audit_entries_only_near_the_top_of_the_log() {
     use cairn_engine::format::audit::entry_name;
     let server = Served::local(&[("admin", &["main=admin"]), ("append", &["main=append"])], &[]);
     let (admin, append) = (server.storage("main", "admin"), server.storage("main", "append"));
@@ -326,6 +326,17 @@ fn an_append_host_adds_audit_entries_only_just_above_the_log() {
     let expected =
         vec![entry_name(0, &[0; 32]), entry_name(1, &[4; 32]), entry_name(1, &[5; 32]), entry_name(2, &[6; 32])];
     assert_eq!(listed, expected);
+    // Up to level 7: a writer a few levels behind the top still lands, one far behind does not.
+    for seq in 3..=7u8 {
+        append.put(&entry_name(u64::from(seq), &[seq; 32]), b"e", PutMode::CreateNew).unwrap();
+    }
+    append.put(&entry_name(3, &[33; 32]), b"e", PutMode::CreateNew).unwrap();
+    assert!(before(append.put(&entry_name(2, &[32; 32]), b"e", PutMode::CreateNew).unwrap_err()));
+    // One level takes sixteen entries, not a seventeenth.
+    for i in 0..16u8 {
+        append.put(&entry_name(8, &[100 + i; 32]), b"e", PutMode::CreateNew).unwrap();
+    }
+    assert!(before(append.put(&entry_name(8, &[200; 32]), b"e", PutMode::CreateNew).unwrap_err()));
 }
 
 #[test]
