@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Snapshot, unchanged snapshot and restore of one data set, in one run, release build, into:
+#   local        a repository directory
+#   serve-local  `cairn serve` over TLS on loopback, in front of a directory
+#   s3           the test S3 server (s3s-fs on loopback, over TLS)
+#   serve-s3     `cairn serve` over TLS on loopback, in front of that S3 server
+# then 8 clients backing up at once through one `cairn serve`, with the server's peak RSS.
+# Prints seconds per step and the ratio to local storage. Every restore is compared with the
+# data.
+#
+# Usage: benches/serve-compare.sh [DIR]
+#   DIR  the data (default: built under $WORK: /usr/include, /usr/share/doc, 200 MiB random,
+#        shared libraries; about 600 MiB)
+# Environment: WORK (scratch, default a temp dir), KEEP=1 keeps it, CONNECTIONS (default 4).
+# The servers run on the same machine and share its cores with cairn.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
+cargo build --release --locked -p cairn-cli >&2
+cairn="$CARGO_TARGET_DIR/release/cairn"
+s3_bin="$CARGO_TARGET_DIR/release/cairn-s3-server"
+WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-servecmp.XXXXXX")}"
+CONNECTIONS="${CONNECTIONS:-4}"
+mkdir -p "$WORK"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+data="${1:-}"
+if [ -z "$data" ]; then
+  data="$WORK/data"
+  mkdir -p "$data/random" "$data/lib"
+  cp -a /usr/include "$data/include" 2>/dev/null || true
+  cp -a /usr/share/doc "$data/doc" 2>/dev/null || true
+  for i in $(seq 1 20); do head -c 10M /dev/urandom > "$data/random/r$i"; done
+  # `head` closes the pipe early: find's SIGPIPE is expected here.
+  (set +o pipefail; find /usr/lib -name '*.so*' -type f -size +100k 2>/dev/null | head -300 | while read -r f; do
+    cp "$f" "$data/lib/$(echo "$f" | tr / _)"
+  done)
+fi
+data=$(realpath "$data")
+bytes=$(du -sb "$data" | cut -f1)
+echo "data: $(du -sh "$data" | cut -f1) in $(find "$data" -type f | wc -l) files" >&2
+
+# A private CA and a certificate for 127.0.0.1 / localhost, for both servers.
+tls="$WORK/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$tls/ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+  -days 2 -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null
+openssl pkcs8 -topk8 -nocrypt -in "$tls/server.key" -out "$tls/server.p8"
+
+# The test S3 server.
+mkdir -p "$WORK/s3/bench"
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret-key AWS_EC2_METADATA_DISABLED=true
+coproc S3 { exec "$s3_bin" "$WORK/s3" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$tls/server.pem" "$tls/server.p8"; }
+pids+=("$S3_PID")
+s3_url=""
+while read -r kind url <&"${S3[0]}"; do
+  [ "$kind" = https ] && s3_url=$url
+  [ "$kind" = ready ] && break
+done
+[ -n "$s3_url" ] || { echo "the test S3 server did not start" >&2; exit 1; }
+s3_port=${s3_url##*:}
+
+# An admin identity for every repository.
+"$cairn" serve add-identity bench --identities "$WORK/identities.toml" --repository '*=admin' > "$WORK/token"
+
+# Starts `cairn serve` in front of $1 (a directory or an s3: URL); sets serve_port, serve_pid.
+start_serve() {
+  local log="$WORK/serve-$2.out"
+  "$cairn" --cacert "$tls/ca.pem" serve --storage "$1" --listen 127.0.0.1:0 \
+    --identities "$WORK/identities.toml" --log "$WORK/serve-$2.log" \
+    --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" > "$log" 2>&1 &
+  serve_pid=$!
+  pids+=("$serve_pid")
+  for _ in $(seq 1 100); do
+    grep -q "listening on" "$log" 2>/dev/null && break
+    sleep 0.1
+  done
+  serve_port=$(sed -n 's|.*listening on https://127.0.0.1:\([0-9]*\).*|\1|p' "$log")
+  [ -n "$serve_port" ] || { cat "$log" >&2; exit 1; }
+}
+
+mkdir -p "$WORK/served"
+start_serve "$WORK/served" local
+local_serve_port=$serve_port
+start_serve "s3:https://localhost:$s3_port/bench/served" s3
+s3_serve_port=$serve_port
+
+echo bench-password > "$WORK/pw"
+export CAIRN_PASSWORD_FILE="$WORK/pw"
+settle() { sync; sleep 1; }
+secs() { /usr/bin/time -f %e -o "$WORK/t" "$@" > "$WORK/out" 2>&1 || { cat "$WORK/out" >&2; exit 1; }; cat "$WORK/t"; }
+
+declare -A T
+targets=(local serve-local s3 serve-s3)
+for where in "${targets[@]}"; do
+  case $where in
+    local) repo=(-r "$WORK/local") ;;
+    serve-local) repo=(-r "rest:https://localhost:$local_serve_port/repo" --server-token-file "$WORK/token") ;;
+    s3) repo=(-r "s3:https://localhost:$s3_port/bench/repo") ;;
+    serve-s3) repo=(-r "rest:https://localhost:$s3_serve_port/repo" --server-token-file "$WORK/token") ;;
+  esac
+  c=("$cairn" "${repo[@]}" --cacert "$tls/ca.pem" --cache-dir "$WORK/cache-$where" --storage-connections "$CONNECTIONS")
+  "${c[@]}" init > /dev/null
+  settle; T[$where,snapshot]=$(secs "${c[@]}" snapshot "$data")
+  settle; T[$where,unchanged]=$(secs "${c[@]}" snapshot "$data")
+  settle; T[$where,restore]=$(secs "${c[@]}" restore latest --target "$WORK/restore-$where")
+  diff -r --no-dereference "$data" "$WORK/restore-$where/${data#/}" > /dev/null || { echo "$where: the restore differs" >&2; exit 1; }
+  rm -rf "$WORK/restore-$where"
+done
+
+# 8 clients at once through one server, each into its own repository, of an eighth of the data
+# each (whole top-level entries, dealt round-robin).
+start_serve "$WORK/served" eight
+mapfile -t entries < <(find "$data" -mindepth 2 -maxdepth 2 | sort)
+for i in $(seq 0 7); do mkdir -p "$WORK/eighth-$i"; done
+for n in "${!entries[@]}"; do echo "${entries[$n]}" >> "$WORK/eighth-$((n % 8))/list"; done
+start=$(date +%s.%N)
+clients=()
+for i in $(seq 0 7); do
+  (
+    c=("$cairn" -r "rest:https://localhost:$serve_port/eight-$i" --server-token-file "$WORK/token" \
+      --cacert "$tls/ca.pem" --cache-dir "$WORK/cache-eight-$i")
+    "${c[@]}" init > /dev/null 2>&1
+    mapfile -t mine < "$WORK/eighth-$i/list"
+    "${c[@]}" snapshot "${mine[@]}" > "$WORK/eight-$i.out" 2>&1
+  ) &
+  clients+=("$!")
+done
+for job in "${clients[@]}"; do
+  wait "$job" || { cat "$WORK"/eight-*.out >&2; exit 1; }
+done
+eight_secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
+peak_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$serve_pid/status")
+
+mib=$(awk -v b="$bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
+echo
+echo "| step ($mib MiB) | local | cairn serve, local | S3 | cairn serve, S3 | serve-local / local | serve-S3 / S3 |"
+echo "|---|---|---|---|---|---|---|"
+for step in snapshot unchanged restore; do
+  awk -v step="$step" -v l="${T[local,$step]}" -v sl="${T[serve-local,$step]}" -v s="${T[s3,$step]}" \
+    -v ss="${T[serve-s3,$step]}" 'BEGIN {
+    printf "| %s | %.2f s | %.2f s | %.2f s | %.2f s | %.2fx | %.2fx |\n", step, l, sl, s, ss, sl / l, ss / s }'
+done
+echo
+echo "8 clients at once through one cairn serve (an eighth of the data each): ${eight_secs} s; the server's peak RSS $((peak_kib / 1024)) MiB"
