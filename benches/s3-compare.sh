@@ -25,34 +25,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-data="${1:-}"
-if [ -z "$data" ]; then
-  data="$WORK/data"
-  if [ ! -d "$data" ]; then
-    mkdir -p "$data/random" "$data/lib"
-    cp -a /usr/include "$data/include" 2>/dev/null || true
-    cp -a /usr/share/doc "$data/doc" 2>/dev/null || true
-    for i in $(seq 1 20); do head -c 10M /dev/urandom > "$data/random/r$i"; done
-    # `head` closes the pipe early: find's SIGPIPE is expected here.
-    (set +o pipefail; find /usr/lib -name '*.so*' -type f -size +100k 2>/dev/null | head -300 | while read -r f; do
-      cp "$f" "$data/lib/$(echo "$f" | tr / _)"
-    done)
-  fi
-fi
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+data="${1:-$WORK/data}"
+mixed_data "$data"
+data=$(realpath "$data")
 bytes=$(du -sb "$data" | cut -f1)
 echo "data: $(du -sh "$data" | cut -f1) in $(find "$data" -type f | wc -l) files" >&2
 
-# A private CA and a server certificate for 127.0.0.1 / localhost.
+# A private CA and a certificate for 127.0.0.1 / localhost.
 tls="$WORK/tls"
-mkdir -p "$tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
-  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$tls/ext"
-openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
-  -days 2 -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null
-openssl pkcs8 -topk8 -nocrypt -in "$tls/server.key" -out "$tls/server.p8"
+loopback_tls "$tls"
 
 mkdir -p "$WORK/s3/bench"
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret-key
