@@ -173,6 +173,8 @@ pub(super) struct Restorer<'a> {
     root_user: bool,
     include: Option<PathPatterns>,
     exclude: Option<PathPatterns>,
+    /// Trees read ahead of the walk (`plan::prefetch_trees`), until it takes them.
+    trees: std::sync::Mutex<HashMap<ChunkId, Result<crate::format::tree::Tree>>>,
 }
 
 impl Restorer<'_> {
@@ -428,6 +430,7 @@ pub fn restore(
         root_user: hostfs::is_root(),
         include,
         exclude,
+        trees: std::sync::Mutex::default(),
     };
     let mut plan = r.plan(tree)?;
     let total: u64 = plan.writes.iter().map(|j| j.node.size).sum();

@@ -9,13 +9,19 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::fs::FileType;
 
 use crate::error::{Error, Result};
-use crate::format::tree::{Node, NodeKind};
+use rayon::prelude::*;
+
+use crate::format::tree::{Node, NodeKind, Tree};
 use crate::hostfs::{self, Special, Stat};
 use crate::id::ChunkId;
 use crate::trees::{Resolved, resolve};
 
 use super::content::FileJob;
 use super::{Overwrite, RestoreFailure, RestoreOutcome, Restorer, is_temp_name};
+
+/// Subdirectories whose trees are read ahead of the walk at once: enough to keep every
+/// storage connection busy, few enough that the trees held stay small.
+const PREFETCHED_TREES: usize = 64;
 
 /// What the plan leaves for the later passes.
 #[derive(Debug, Default)]
@@ -112,7 +118,7 @@ impl Restorer<'_> {
         place: Place,
         plan: &mut Plan,
     ) -> Result<bool> {
-        let t = match self.repo.load_tree(&tree) {
+        let t = match self.take_tree(&tree) {
             Ok(t) => t,
             // A storage that cannot be reached fails everything after this too, and without
             // the root's tree there is nothing to restore: stop.
@@ -132,7 +138,24 @@ impl Restorer<'_> {
         let existing = if place.fresh { Vec::new() } else { hostfs::list_dir(dir).map_err(self.err(rel))? };
         self.remove_leftovers(dir, rel, &existing)?;
         let mut any = false;
-        for node in &t.nodes {
+        // The subdirectories' trees, a window at a time, ahead of the walk.
+        let subtrees: Vec<(usize, ChunkId)> = t
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| match &n.kind {
+                NodeKind::Dir { subtree } => Some((i, *subtree)),
+                _ => None,
+            })
+            .collect();
+        let mut fetched = 0;
+        for (i, node) in t.nodes.iter().enumerate() {
+            if subtrees.get(fetched).is_some_and(|(at, _)| *at <= i) {
+                let window: Vec<ChunkId> =
+                    subtrees.iter().skip(fetched).take(PREFETCHED_TREES).map(|(_, id)| *id).collect();
+                fetched += window.len();
+                self.prefetch_trees(&window);
+            }
             // Invariant: names were validated when the tree was decoded (no `/`, `.`, `..`), so
             // a joined path cannot escape the target.
             let child = join(rel, &node.name);
@@ -148,6 +171,26 @@ impl Restorer<'_> {
             }
         }
         Ok(any)
+    }
+
+    /// Reads `ids`' trees at once (over as many connections as the storage has), for
+    /// [`Restorer::take_tree`] to hand out: the walk waits on one directory at a time, and a
+    /// remote storage would make that a round trip per directory.
+    fn prefetch_trees(&self, ids: &[ChunkId]) {
+        if ids.len() < 2 {
+            return;
+        }
+        let repo = self.repo;
+        let loaded: Vec<(ChunkId, Result<Tree>)> =
+            repo.with_io_pool(|| ids.par_iter().map(|id| (*id, repo.load_tree(id))).collect());
+        let mut trees = self.trees.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        trees.extend(loaded);
+    }
+
+    /// A tree [`Restorer::prefetch_trees`] read, else read now.
+    fn take_tree(&self, id: &ChunkId) -> Result<Tree> {
+        let prefetched = self.trees.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+        prefetched.unwrap_or_else(|| self.repo.load_tree(id))
     }
 
     /// Plans one entry of the directory `dir`.
