@@ -111,15 +111,31 @@ pub struct Room {
     _share: Option<super::shares::Share>,
 }
 
-impl Room {
-    fn with_share(self, share: super::shares::Share) -> Self {
-        Room { _share: Some(share), ..self }
-    }
+/// Room for `bytes` of `identity`'s uploads or answers (`what`): within its share of the
+/// budget (a quarter, or one body of any size that fits), so one host moving bodies slowly
+/// cannot hold all of it, then in the budget.
+pub(super) async fn room_for(
+    state: &State,
+    shares: &super::shares::Shares,
+    identity: &Identity,
+    bytes: u64,
+    what: &str,
+) -> Result<Room, Answer> {
+    let Some(share) = shares.take(&identity.name, bytes, state.limits.body_memory / 4) else {
+        return Err(Answer::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this identity has its share of {what} in flight; try again\n"),
+        )
+        .header("retry-after", "1")
+        .closing());
+    };
+    let room = room(state, bytes).await?;
+    Ok(Room { _share: Some(share), ..room })
 }
 
 /// Waits for `bytes` of room under the memory budget for bodies; not forever: a server whose
 /// budget is held (by slow clients) says so with 503, and clients retry.
-pub(super) async fn room(state: &State, bytes: u64) -> Result<Room, Answer> {
+async fn room(state: &State, bytes: u64) -> Result<Room, Answer> {
     let permits = u32::try_from(bytes.div_ceil(PERMIT_BYTES).max(1)).unwrap_or(u32::MAX);
     if u64::from(permits) > state.memory_permits {
         // It would never fit, and waiting for it would hold up everyone queued behind it.
@@ -405,18 +421,8 @@ async fn read(
             }
         }
     };
-    // One identity's answers hold at most a quarter of the budget (or one answer of any
-    // size that fits it), so a host reading slowly cannot hold all of it.
-    let Some(share) = state.downloads.take(&identity.name, size, state.limits.body_memory / 4) else {
-        return Answer::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this identity has its share of answers in flight; try again\n",
-        )
-        .header("retry-after", "1")
-        .closing();
-    };
-    let room = match room(state, size).await {
-        Ok(r) => r.with_share(share),
+    let room = match room_for(state, &state.downloads, identity, size, "answers").await {
+        Ok(r) => r,
         Err(busy) => return busy,
     };
     let object = name.to_string();

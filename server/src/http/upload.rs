@@ -13,7 +13,7 @@ use cairn_storage::{PutMode, Storage};
 
 use super::State;
 use super::body::{BodyError, read_exact};
-use super::request::{Answer, blocking, internal, room, storage_failed};
+use super::request::{Answer, blocking, internal, room_for, storage_failed};
 use crate::identities::{Identity, Permission};
 use crate::owners;
 use crate::quota::Admission;
@@ -70,16 +70,8 @@ pub(super) async fn put(
             Err(refusal) => return refusal,
         },
     };
-    // The body is held in memory until stored: within the identity's share, then the budget.
-    let Some(_share) = state.uploads.take(&identity.name, len, state.limits.body_memory / 4) else {
-        return Answer::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this identity has its share of uploads in flight; try again\n",
-        )
-        .header("retry-after", "1")
-        .closing();
-    };
-    let _room = match room(state, len).await {
+    // The body is held in memory until stored.
+    let _room = match room_for(state, &state.uploads, identity, len, "uploads").await {
         Ok(r) => r,
         Err(busy) => return busy,
     };
