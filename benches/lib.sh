@@ -29,3 +29,16 @@ loopback_tls() {
     -days 2 -extfile "$tls/ext" -out "$tls/server.pem" 2>/dev/null
   openssl pkcs8 -topk8 -nocrypt -in "$tls/server.key" -out "$tls/server.p8"
 }
+
+# bench_inputs [DIR]: what a loopback bench starts from, in $WORK: the data (DIR, else the mixed
+# data set made in $WORK/data) as `data` (absolute) and its size as `bytes`, and the TLS files
+# (`loopback_tls`) in `tls`.
+bench_inputs() {
+  data="${1:-$WORK/data}"
+  mixed_data "$data"
+  data=$(realpath "$data")
+  bytes=$(du -sb "$data" | cut -f1)
+  echo "data: $(du -sh "$data" | cut -f1) in $(find "$data" -type f | wc -l) files" >&2
+  tls="$WORK/tls"
+  loopback_tls "$tls"
+}

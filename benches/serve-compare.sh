@@ -32,15 +32,7 @@ trap cleanup EXIT
 
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
-data="${1:-$WORK/data}"
-mixed_data "$data"
-data=$(realpath "$data")
-bytes=$(du -sb "$data" | cut -f1)
-echo "data: $(du -sh "$data" | cut -f1) in $(find "$data" -type f | wc -l) files" >&2
-
-# A private CA and a certificate for 127.0.0.1 / localhost.
-tls="$WORK/tls"
-loopback_tls "$tls"
+bench_inputs "${1:-}"
 
 # The test S3 server.
 mkdir -p "$WORK/s3/bench"
