@@ -21,6 +21,10 @@ use super::{Access, PutMode, Storage, validate_name};
 /// The most any answer may hold: more than the largest pack or listing a server sends.
 const MAX_ANSWER: u64 = 4 << 30;
 
+/// The most reserved for an answer before its bytes arrive: more than any pack or range a
+/// restore asks for.
+const MAX_PREALLOCATION: u64 = 256 << 20;
+
 /// The most the text of a refusal or failure may hold.
 const MAX_ERROR_TEXT: u64 = 64 << 10;
 use cairn_format::error::{Error, Result};
@@ -264,8 +268,9 @@ async fn read_answer(mut resp: reqwest::Response, max: u64, op: &'static str, na
         return Err(too_much());
     }
     let headers = resp.headers().clone();
-    // What was announced, up to 1 MiB: the rest grows as it comes.
-    let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n.min(1 << 20) as usize));
+    // What was announced, within what was asked for: one allocation and no copies as a pack
+    // arrives. Capped, so a lying announcement reserves no more than a pack's worth.
+    let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n.min(max).min(MAX_PREALLOCATION) as usize));
     while let Some(chunk) = resp.chunk().await.map_err(|e| transport(op, name, &e))? {
         if (body.len() + chunk.len()) as u64 > max {
             return Err(too_much());
