@@ -6,7 +6,9 @@
 #   serve-s3     `cairn serve` over TLS on loopback, in front of that S3 server
 # then 8 clients backing up at once through one `cairn serve`, with the server's peak RSS.
 # Prints seconds per step and the ratio to local storage. Every restore is compared with the
-# data.
+# data. Restored trees are kept until the end: on ext4 without a journal (this machine's
+# disk), files created soon after many were deleted take a slow path (the inode allocator
+# skips recently deleted inodes), which would slow whichever restore followed a deletion.
 #
 # Usage: benches/serve-compare.sh [DIR]
 #   DIR  the data (default: built under $WORK: /usr/include, /usr/share/doc, 200 MiB random,
@@ -92,7 +94,6 @@ for where in "${targets[@]}"; do
   settle; T[$where,unchanged]=$(secs "${c[@]}" snapshot "$data")
   settle; T[$where,restore]=$(secs "${c[@]}" restore latest --target "$WORK/restore-$where")
   diff -r --no-dereference "$data" "$WORK/restore-$where/${data#/}" > /dev/null || { echo "$where: the restore differs" >&2; exit 1; }
-  rm -rf "$WORK/restore-$where"
 done
 
 # 8 clients at once through one server, each into its own repository, of an eighth of the data
