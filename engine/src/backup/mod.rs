@@ -206,9 +206,13 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     let excluder = exclude::Excluder::new(&opts.excludes)?;
     let parent = choose_parent(repo, opts.parent, &opts.hostname, &paths)?;
     let parent_root = match &parent {
-        Some((_, snap)) => repo.load_tree(&snap.tree).ok(),
+        Some((_, snap)) => repo.load_tree(&snap.tree).ok().map(std::sync::Arc::new),
         None => None,
     };
+    let prefetch = prefetch::TreePrefetch::new(repo);
+    if let Some(root) = &parent_root {
+        prefetch.ahead(root);
+    }
     progress.phase("snapshot", None);
     let scan_done = std::sync::atomic::AtomicBool::new(false);
     let sources: Vec<PathBuf> = paths.iter().map(|p| PathBuf::from(OsStr::from_bytes(p))).collect();
@@ -225,12 +229,19 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
                     .ok()
             })
             .flatten();
+        let finishing = prefetch.finishing();
+        for n in 0..prefetch.readers() {
+            // Best effort too: without readers, every parent tree is read when wanted.
+            let _ = std::thread::Builder::new()
+                .name(format!("cairn-tree-{n}"))
+                .spawn_scoped(scope, || prefetch.read_ahead());
+        }
         let walked = std::thread::Builder::new()
             .name("cairn-walk".into())
             .stack_size(WALK_STACK)
             .spawn_scoped(scope, || -> Result<_> {
                 let writer = if opts.dry_run { repo.dry_run_blob_writer()? } else { repo.blob_writer()? };
-                let mut walker = Walker::new(repo, writer, excluder, progress, started_ns, source_devs);
+                let mut walker = Walker::new(repo, writer, excluder, progress, &prefetch, started_ns, source_devs);
                 for (path, e) in missing {
                     walker.source_error(&path, e);
                 }
@@ -239,6 +250,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             })
             .map_err(|e| Error::Internal(format!("cannot start the walking thread: {e}")))
             .and_then(|t| t.join().map_err(|_| Error::Internal("the walking thread panicked".into())));
+        drop(finishing);
         scan_done.store(true, std::sync::atomic::Ordering::Relaxed);
         // Whether the counting walk ended before the backup (or there was none).
         let counted = counter.is_none_or(|c| c.join().unwrap_or(false));

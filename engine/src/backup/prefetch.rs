@@ -1,104 +1,296 @@
-//! Parent trees fetched ahead of the walk. An unchanged snapshot reads one parent tree per
-//! directory, one after the other; on a remote store each read is a round trip, so a tree of
-//! ten thousand directories would wait ten thousand round trips. When the walker enters a
-//! directory, the parent subtrees of its subdirectories are requested in the background
-//! (storage reads only: they are opened and verified on the walker's thread when used).
+//! Parent trees read ahead of the walk. An unchanged snapshot reads one parent tree per
+//! directory; on a remote store each read is a round trip, so a tree of ten thousand
+//! directories would wait ten thousand round trips one after the other.
 //!
-//! Only with a remote store's I/O pool (more storage connections than cores); at most
-//! [`MAX_AHEAD`] reads are outstanding or waiting, so memory stays bounded.
+//! Reader threads (as many as storage connections) load parent trees in the order the walk
+//! will want them: depth first, from a stack. A tree loaded puts its subdirectories' trees on
+//! top of the stack, so the readers run ahead of the walker down the parent snapshot without
+//! waiting for it. The walker takes a tree when it enters the directory: ready, or being read
+//! (it waits), or not started (it reads it itself, ahead of the queue). A directory's entries
+//! are dropped once its walk is done, with whatever was read below a subdirectory that was
+//! never walked (gone from the source, or excluded).
+//!
+//! Only with a remote store's I/O pool (more storage connections than cores). At most
+//! [`MAX_AHEAD`] trees and [`MAX_AHEAD_BYTES`] of them are queued, being read or held, so
+//! memory stays bounded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::error::Result;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::ChunkId;
-use crate::index::BlobLocation;
-use crate::repo::{Repository, pack_name};
+use crate::repo::Repository;
 
-/// Reads started but not yet taken, at most.
+/// Trees queued, being read or read and not yet dropped, at most.
 const MAX_AHEAD: usize = 512;
 
+/// Their plaintext, at most.
+const MAX_AHEAD_BYTES: u64 = 64 << 20;
+
+/// A parent tree as the walk holds it (shared: one tree can stand for several directories).
+pub(super) type SharedTree = Arc<Tree>;
+
+#[derive(Debug)]
+enum Loading {
+    Queued,
+    Reading,
+    /// Read; `None` when it could not be (the backup re-reads the files instead).
+    Ready(Option<SharedTree>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    bytes: u64,
+    loading: Loading,
+}
+
 #[derive(Debug, Default)]
-struct Slot {
-    sealed: Mutex<Option<Result<Vec<u8>>>>,
-    ready: Condvar,
+struct State {
+    entries: HashMap<ChunkId, Entry>,
+    bytes: u64,
+    /// Trees to read, the next on top.
+    stack: Vec<ChunkId>,
+    finished: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+fn subdirectories(tree: &Tree) -> impl DoubleEndedIterator<Item = &ChunkId> {
+    tree.nodes.iter().filter_map(|n| match &n.kind {
+        NodeKind::Dir { subtree } => Some(subtree),
+        _ => None,
+    })
+}
+
 #[derive(Debug)]
 pub(super) struct TreePrefetch<'r> {
     repo: &'r Repository,
-    slots: Mutex<HashMap<ChunkId, (BlobLocation, Arc<Slot>)>>,
+    /// Whether readers run (a remote store); without them every tree is read when wanted.
+    enabled: bool,
+    state: Mutex<State>,
+    /// Work queued, or the walk finished.
+    work: Condvar,
+    /// A tree was read.
+    ready: Condvar,
 }
 
 impl<'r> TreePrefetch<'r> {
     pub(super) fn new(repo: &'r Repository) -> Self {
-        TreePrefetch { repo, slots: Mutex::default() }
+        TreePrefetch {
+            repo,
+            enabled: repo.has_io_pool(),
+            state: Mutex::default(),
+            work: Condvar::new(),
+            ready: Condvar::new(),
+        }
     }
 
-    /// Starts reading the subtrees of `tree`'s directories, if the store is remote.
-    pub(super) fn ahead(&self, tree: &Tree) {
-        if !self.repo.has_io_pool() {
-            return;
-        }
-        let mut slots = lock(&self.slots);
-        for node in &tree.nodes {
-            let NodeKind::Dir { subtree } = &node.kind else { continue };
-            if slots.len() >= MAX_AHEAD {
-                break;
-            }
-            if slots.contains_key(subtree) {
-                continue;
-            }
-            let Ok(loc) = self.repo.locate(subtree) else { continue };
-            let slot = Arc::new(Slot::default());
-            let (reader, task_slot) = (self.repo.sealed_blob_reader(), Arc::clone(&slot));
-            let spawned = self.repo.spawn_io(move || {
-                let sealed = reader.read(&loc);
-                *lock(&task_slot.sealed) = Some(sealed);
-                task_slot.ready.notify_all();
-            });
-            if !spawned {
+    /// How many reader threads to start: none for a local store.
+    pub(super) fn readers(&self) -> usize {
+        if self.enabled { self.repo.storage_connections() } else { 0 }
+    }
+
+    /// A reader thread's loop, until [`TreePrefetch::finish`].
+    pub(super) fn read_ahead(&self) {
+        let mut state = lock(&self.state);
+        loop {
+            if state.finished {
                 return;
             }
-            slots.insert(*subtree, (loc, slot));
+            let Some(id) = state.stack.pop() else {
+                state = self.work.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            };
+            match state.entries.get_mut(&id) {
+                Some(e) if matches!(e.loading, Loading::Queued) => e.loading = Loading::Reading,
+                // Dropped, or taken by the walker, since it was queued.
+                _ => continue,
+            }
+            drop(state);
+            let tree = self.repo.load_tree(&id).ok().map(Arc::new);
+            state = lock(&self.state);
+            self.loaded(&mut state, id, tree);
         }
     }
 
-    /// Drops what was read ahead for `tree`'s subdirectories and never taken (directories
-    /// gone from the source, or excluded since), once the walk of `tree`'s directory is done:
-    /// otherwise they would fill the [`MAX_AHEAD`] budget and stop all reading ahead.
-    pub(super) fn done(&self, tree: Option<Tree>) {
-        let Some(tree) = tree else { return };
-        let mut slots = lock(&self.slots);
-        if slots.is_empty() {
+    /// Records a tree read (unless dropped meanwhile) and queues its subdirectories' trees.
+    fn loaded(&self, state: &mut State, id: ChunkId, tree: Option<SharedTree>) {
+        let Some(entry) = state.entries.get_mut(&id) else { return };
+        entry.loading = Loading::Ready(tree.clone());
+        self.ready.notify_all();
+        if let Some(tree) = tree {
+            // Reversed onto the stack: the first subdirectory is read first, as the walk
+            // takes them.
+            self.queue(state, subdirectories(&tree).rev());
+        }
+    }
+
+    /// Queues the trees `ids` that are not yet, while the budget holds.
+    fn queue<'t>(&self, state: &mut State, ids: impl Iterator<Item = &'t ChunkId>) {
+        let before = state.stack.len();
+        for id in ids {
+            if state.entries.len() >= MAX_AHEAD {
+                break;
+            }
+            if state.entries.contains_key(id) {
+                continue;
+            }
+            let Ok(loc) = self.repo.locate(id) else { continue };
+            let bytes = u64::from(loc.raw_length);
+            if state.bytes + bytes > MAX_AHEAD_BYTES {
+                break;
+            }
+            state.bytes += bytes;
+            state.entries.insert(*id, Entry { bytes, loading: Loading::Queued });
+            state.stack.push(*id);
+        }
+        if state.stack.len() > before {
+            self.work.notify_all();
+        }
+    }
+
+    /// Queues the subdirectories' trees of `tree` that are not yet (the readers queue them as
+    /// they read; this catches up on those the budget left out).
+    pub(super) fn ahead(&self, tree: &Tree) {
+        if !self.enabled {
             return;
         }
-        for node in &tree.nodes {
-            if let NodeKind::Dir { subtree } = &node.kind {
-                slots.remove(subtree);
+        let mut state = lock(&self.state);
+        self.queue(&mut state, subdirectories(tree).rev());
+    }
+
+    /// The parent subtree below `node` when it is a directory: read ahead if it was, read now
+    /// otherwise. A tree that cannot be read is `None` (the backup re-reads the files instead).
+    pub(super) fn subtree(&self, node: Option<&Node>) -> Option<SharedTree> {
+        let Some(NodeKind::Dir { subtree }) = node.map(|n| &n.kind) else { return None };
+        let mut state = lock(&self.state);
+        loop {
+            match state.entries.get_mut(subtree).map(|e| &mut e.loading) {
+                None => {
+                    drop(state);
+                    return self.repo.load_tree(subtree).ok().map(Arc::new);
+                }
+                Some(Loading::Ready(tree)) => return tree.clone(),
+                Some(Loading::Reading) => {
+                    state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                Some(loading @ Loading::Queued) => {
+                    // Wanted now: read here rather than wait for the readers to reach it.
+                    *loading = Loading::Reading;
+                    drop(state);
+                    let tree = self.repo.load_tree(subtree).ok().map(Arc::new);
+                    let mut state = lock(&self.state);
+                    self.loaded(&mut state, *subtree, tree.clone());
+                    return tree;
+                }
             }
         }
     }
 
-    /// The parent subtree below `node` when it is a directory: prefetched if it was, read now
-    /// otherwise. A tree that cannot be read is `None` (the backup re-reads the files instead).
-    pub(super) fn subtree(&self, node: Option<&Node>) -> Option<Tree> {
-        let Some(NodeKind::Dir { subtree }) = node.map(|n| &n.kind) else { return None };
-        let Some((loc, slot)) = lock(&self.slots).remove(subtree) else {
-            return self.repo.load_tree(subtree).ok();
-        };
-        let mut sealed = lock(&slot.sealed);
-        while sealed.is_none() {
-            sealed = slot.ready.wait(sealed).unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// Drops what was read ahead for `tree`'s subdirectories, and below them, once the walk of
+    /// `tree`'s directory is done: otherwise what was never walked would fill the budget and
+    /// stop all reading ahead.
+    pub(super) fn done(&self, tree: Option<SharedTree>) {
+        let Some(tree) = tree else { return };
+        if !self.enabled {
+            return;
         }
-        let sealed = sealed.take()?.ok()?;
-        let pack = pack_name(&loc.pack);
-        let bytes = self.repo.open_blob(subtree, &loc, &pack, &sealed).ok()?;
-        Tree::decode(&bytes, &format!("tree {subtree}")).ok()
+        let mut state = lock(&self.state);
+        let mut drop_below: Vec<SharedTree> = vec![tree];
+        while let Some(tree) = drop_below.pop() {
+            for id in subdirectories(&tree) {
+                let Some(entry) = state.entries.remove(id) else { continue };
+                state.bytes -= entry.bytes;
+                if let Loading::Ready(Some(below)) = entry.loading {
+                    drop_below.push(below);
+                }
+            }
+        }
+        if state.entries.is_empty() {
+            state.stack.clear();
+        }
+    }
+
+    /// Ends the readers' loops when dropped: held by the scope that runs them, so they end
+    /// however the walk does (a scope waits for its threads, even while unwinding).
+    pub(super) fn finishing(&self) -> Finishing<'_, 'r> {
+        Finishing(self)
+    }
+}
+
+/// See [`TreePrefetch::finishing`].
+#[derive(Debug)]
+pub(super) struct Finishing<'p, 'r>(&'p TreePrefetch<'r>);
+
+impl Drop for Finishing<'_, '_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).finished = true;
+        self.0.work.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use cairn_repository::repo::testing::TestRepository;
+
+    use super::*;
+
+    /// Every directory tree below `tree`, counted through the repository.
+    fn dirs_below(repo: &Repository, tree: &Tree) -> usize {
+        subdirectories(tree).map(|id| 1 + dirs_below(repo, &repo.load_tree(id).unwrap())).sum()
+    }
+
+    #[test]
+    fn readers_go_down_the_whole_parent_tree_alone_and_done_drops_all_of_it() {
+        let mut t = TestRepository::new(1 << 20);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        t.repo.set_storage_connections(cores + 2);
+        assert!(t.repo.has_io_pool());
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("src");
+        for path in ["a0/b0/c0", "a0/b0/c1", "a0/b1/c0", "a1/b0/c0", "a1/b2/c3/d4", "a2"] {
+            std::fs::create_dir_all(src.join(path)).unwrap();
+            std::fs::write(src.join(path).join("f"), path).unwrap();
+        }
+        let opts = crate::backup::BackupOptions {
+            paths: vec![src.clone()],
+            hostname: "host".into(),
+            username: "user".into(),
+            program: "unit tests".into(),
+            ..crate::backup::BackupOptions::default()
+        };
+        let snapshot = crate::backup::backup(&t.repo, &opts, &crate::NoProgress).unwrap().snapshot;
+        let root = t.repo.load_tree(&snapshot.tree).unwrap();
+        let all = dirs_below(&t.repo, &root);
+        assert!(all > 12, "{all}");
+        let prefetch = TreePrefetch::new(&t.repo);
+        std::thread::scope(|scope| {
+            let finishing = prefetch.finishing();
+            for _ in 0..prefetch.readers() {
+                scope.spawn(|| prefetch.read_ahead());
+            }
+            // The walker asks for the root's subdirectories only; the readers go on below.
+            prefetch.ahead(&root);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let ready = {
+                    let state = lock(&prefetch.state);
+                    state.entries.values().filter(|e| matches!(e.loading, Loading::Ready(Some(_)))).count()
+                };
+                if ready == all {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{ready} of {all} trees read ahead");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            prefetch.done(Some(Arc::new(root.clone())));
+            let state = lock(&prefetch.state);
+            assert!(state.entries.is_empty() && state.bytes == 0, "{} left", state.entries.len());
+            drop((state, finishing));
+        });
     }
 }

@@ -24,7 +24,7 @@ use crate::repo::{BlobWriter, Repository};
 
 use super::exclude::Excluder;
 use super::meta::{hardlink_group, node_from_stat, unchanged_since};
-use super::prefetch::TreePrefetch;
+use super::prefetch::{SharedTree, TreePrefetch};
 use super::{SourceError, VirtualDir, VirtualEntry};
 
 /// Content of a file already stored in this run, for the other links to its inode.
@@ -50,7 +50,7 @@ pub(super) struct Walker<'a, 'r> {
     /// Devices of the source paths (`--one-file-system` does not leave them).
     source_devs: Vec<u64>,
     /// Parent trees read ahead on remote stores.
-    prefetch: TreePrefetch<'r>,
+    prefetch: &'a TreePrefetch<'r>,
     /// The chunker's read buffer, kept from file to file.
     read_buf: Vec<u8>,
     /// A person watches the progress (a terminal): worth asking the uploads how many packs
@@ -59,7 +59,7 @@ pub(super) struct Walker<'a, 'r> {
 }
 
 /// The parent snapshot's directory at the path being walked, if it had one.
-type ParentTree = Option<Tree>;
+pub(super) type ParentTree = Option<SharedTree>;
 
 /// Where a stopped walk stopped: no snapshot was written.
 const STOPPED: &str = "the backup stopped before writing its snapshot";
@@ -74,6 +74,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         writer: BlobWriter<'r>,
         excluder: Excluder,
         progress: &'a dyn Progress,
+        prefetch: &'a TreePrefetch<'r>,
         started_ns: i64,
         source_devs: Vec<u64>,
     ) -> Self {
@@ -87,7 +88,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             hardlinks: HashMap::new(),
             excluder,
             source_devs,
-            prefetch: TreePrefetch::new(repo),
+            prefetch,
             read_buf: Vec::new(),
             watched: progress.wants_totals(),
         }
