@@ -6,14 +6,17 @@
 #   serve-s3     `cairn serve` over TLS on loopback, in front of that S3 server
 # then 8 clients backing up at once through one `cairn serve`, with the server's peak RSS.
 # Prints seconds per step and the ratio to local storage. Every restore is compared with the
-# data. Restored trees are kept until the end: on ext4 without a journal (this machine's
-# disk), files created soon after many were deleted take a slow path (the inode allocator
-# skips recently deleted inodes), which would slow whichever restore followed a deletion.
+# data. The unchanged snapshot and the restore run in rounds over all four (best round counts).
+# Restores are written to a tmpfs when there is one (RESTORE_DIR): what is compared is the way to
+# the repository, and a disk's own noise would swamp it (on ext4 without a journal, as on this
+# machine, creating files soon after many were deleted takes a slow path in the inode
+# allocator, so whichever restore followed a deletion would be slower).
 #
 # Usage: benches/serve-compare.sh [DIR]
 #   DIR  the data (default: built under $WORK: /usr/include, /usr/share/doc, 200 MiB random,
 #        shared libraries; about 600 MiB)
-# Environment: WORK (scratch, default a temp dir), KEEP=1 keeps it, CONNECTIONS (default 4).
+# Environment: WORK (scratch, default a temp dir), KEEP=1 keeps it, CONNECTIONS (default 4),
+# ROUNDS (default 3), RESTORE_DIR (default a directory in /dev/shm if writable, else in WORK).
 # The servers run on the same machine and share its cores with cairn.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,11 +27,19 @@ cairn="$CARGO_TARGET_DIR/release/cairn"
 s3_bin="$CARGO_TARGET_DIR/release/cairn-s3-server"
 WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-servecmp.XXXXXX")}"
 CONNECTIONS="${CONNECTIONS:-4}"
+ROUNDS="${ROUNDS:-3}"
 mkdir -p "$WORK"
+own_restore_dir=""
+if [ -z "${RESTORE_DIR:-}" ]; then
+  RESTORE_DIR=$(mktemp -d /dev/shm/cairn-servecmp.XXXXXX 2>/dev/null || echo "$WORK/restores")
+  own_restore_dir=$RESTORE_DIR
+fi
+mkdir -p "$RESTORE_DIR"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
+  [ -z "$own_restore_dir" ] || rm -rf "$own_restore_dir"
 }
 trap cleanup EXIT
 
@@ -81,19 +92,35 @@ secs() { /usr/bin/time -f %e -o "$WORK/t" "$@" > "$WORK/out" 2>&1 || { cat "$WOR
 
 declare -A T
 targets=(local serve-local s3 serve-s3)
-for where in "${targets[@]}"; do
-  case $where in
+# The command line of cairn for target $1, in array `c`.
+client() {
+  local repo
+  case $1 in
     local) repo=(-r "$WORK/local") ;;
     serve-local) repo=(-r "rest:https://localhost:$local_serve_port/repo" --server-token-file "$WORK/token") ;;
     s3) repo=(-r "s3:https://localhost:$s3_port/bench/repo") ;;
     serve-s3) repo=(-r "rest:https://localhost:$s3_serve_port/repo" --server-token-file "$WORK/token") ;;
   esac
-  c=("$cairn" "${repo[@]}" --cacert "$tls/ca.pem" --cache-dir "$WORK/cache-$where" --storage-connections "$CONNECTIONS")
+  c=("$cairn" "${repo[@]}" --cacert "$tls/ca.pem" --cache-dir "$WORK/cache-$1" --storage-connections "$CONNECTIONS")
+}
+# Keeps the lower of T[$1] and $2.
+best() { if [ -z "${T[$1]:-}" ] || awk -v a="$2" -v b="${T[$1]}" 'BEGIN { exit !(a < b) }'; then T[$1]=$2; fi; }
+for where in "${targets[@]}"; do
+  client "$where"
   "${c[@]}" init > /dev/null
   settle; T[$where,snapshot]=$(secs "${c[@]}" snapshot "$data")
-  settle; T[$where,unchanged]=$(secs "${c[@]}" snapshot "$data")
-  settle; T[$where,restore]=$(secs "${c[@]}" restore latest --target "$WORK/restore-$where")
-  diff -r --no-dereference "$data" "$WORK/restore-$where/${data#/}" > /dev/null || { echo "$where: the restore differs" >&2; exit 1; }
+done
+# The steps that can be repeated run in rounds, each round over every target in turn, and the
+# best round counts: the machine is shared and noisy.
+for _ in $(seq 1 "$ROUNDS"); do
+  for where in "${targets[@]}"; do
+    client "$where"
+    settle; best "$where,unchanged" "$(secs "${c[@]}" snapshot "$data")"
+    target="$RESTORE_DIR/restore-$where"
+    settle; best "$where,restore" "$(secs "${c[@]}" restore latest --target "$target")"
+    diff -r --no-dereference "$data" "$target/${data#/}" > /dev/null || { echo "$where: the restore differs" >&2; exit 1; }
+    rm -rf "$target"
+  done
 done
 
 # 8 clients at once through one server, each into its own repository, of an eighth of the data
