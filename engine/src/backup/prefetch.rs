@@ -6,9 +6,9 @@
 //! will want them: depth first, from a stack. A tree loaded puts its subdirectories' trees on
 //! top of the stack, so the readers run ahead of the walker down the parent snapshot without
 //! waiting for it. The walker takes a tree when it enters the directory: ready, or being read
-//! (it waits), or not started (it reads it itself, ahead of the queue). A directory's entries
-//! are dropped once its walk is done, with whatever was read below a subdirectory that was
-//! never walked (gone from the source, or excluded).
+//! (it waits), or not started (it reads it itself, ahead of the queue); taking frees its room.
+//! Once a directory's walk is done, what was read for its subdirectories and never taken is
+//! dropped, with everything read below it (directories gone from the source, or excluded).
 //!
 //! Only with a remote store's I/O pool (more storage connections than cores). At most
 //! [`MAX_AHEAD`] trees and [`MAX_AHEAD_BYTES`] of them are queued, being read or held, so
@@ -41,6 +41,9 @@ enum Loading {
 #[derive(Debug)]
 struct Entry {
     bytes: u64,
+    /// Directories of the parent that queued it still to take it (identical subdirectories,
+    /// such as empty ones, share a tree).
+    wanted: u32,
     loading: Loading,
 }
 
@@ -127,15 +130,20 @@ impl<'r> TreePrefetch<'r> {
         }
     }
 
-    /// Queues the trees `ids` that are not yet, while the budget holds.
+    /// Queues the trees `ids` (a directory's subdirectories) that are not yet, while the budget
+    /// holds.
     fn queue<'t>(&self, state: &mut State, ids: impl Iterator<Item = &'t ChunkId>) {
         let before = state.stack.len();
+        let mut queued = std::collections::HashSet::new();
         for id in ids {
+            if let Some(entry) = state.entries.get_mut(id) {
+                if queued.contains(id) {
+                    entry.wanted += 1;
+                }
+                continue;
+            }
             if state.entries.len() >= MAX_AHEAD {
                 break;
-            }
-            if state.entries.contains_key(id) {
-                continue;
             }
             let Ok(loc) = self.repo.locate(id) else { continue };
             let bytes = u64::from(loc.raw_length);
@@ -143,11 +151,22 @@ impl<'r> TreePrefetch<'r> {
                 break;
             }
             state.bytes += bytes;
-            state.entries.insert(*id, Entry { bytes, loading: Loading::Queued });
+            state.entries.insert(*id, Entry { bytes, wanted: 1, loading: Loading::Queued });
             state.stack.push(*id);
+            queued.insert(*id);
         }
         if state.stack.len() > before {
             self.work.notify_all();
+        }
+    }
+
+    /// Takes one want of `id`'s entry: the last frees its room in the budget.
+    fn take(state: &mut State, id: &ChunkId) {
+        let Some(entry) = state.entries.get_mut(id) else { return };
+        entry.wanted = entry.wanted.saturating_sub(1);
+        if entry.wanted == 0 {
+            state.bytes -= entry.bytes;
+            state.entries.remove(id);
         }
     }
 
@@ -172,7 +191,11 @@ impl<'r> TreePrefetch<'r> {
                     drop(state);
                     return self.repo.load_tree(subtree).ok().map(Arc::new);
                 }
-                Some(Loading::Ready(tree)) => return tree.clone(),
+                Some(Loading::Ready(tree)) => {
+                    let tree = tree.clone();
+                    Self::take(&mut state, subtree);
+                    return tree;
+                }
                 Some(Loading::Reading) => {
                     state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
@@ -183,6 +206,7 @@ impl<'r> TreePrefetch<'r> {
                     let tree = self.repo.load_tree(subtree).ok().map(Arc::new);
                     let mut state = lock(&self.state);
                     self.loaded(&mut state, *subtree, tree.clone());
+                    Self::take(&mut state, subtree);
                     return tree;
                 }
             }
@@ -287,6 +311,13 @@ mod tests {
                 assert!(Instant::now() < deadline, "{ready} of {all} trees read ahead");
                 std::thread::sleep(Duration::from_millis(5));
             }
+            // Taking a tree frees its room and leaves what was read below it.
+            let first = root.nodes.iter().find(|n| matches!(n.kind, NodeKind::Dir { .. })).unwrap();
+            let NodeKind::Dir { subtree: first_id } = first.kind else { unreachable!() };
+            let taken = prefetch.subtree(Some(first)).unwrap();
+            assert!(!lock(&prefetch.state).entries.contains_key(&first_id));
+            assert_eq!(lock(&prefetch.state).entries.len(), all - 1);
+            prefetch.done(Some(taken));
             prefetch.done(Some(Arc::new(root.clone())));
             let state = lock(&prefetch.state);
             assert!(state.entries.is_empty() && state.bytes == 0, "{} left", state.entries.len());
