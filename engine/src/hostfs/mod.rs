@@ -180,14 +180,14 @@ const PATH_PIECE: usize = 2048;
 /// Opens the directory at `rel` (`/`-separated, relative, may be empty) below `root`, in pieces
 /// short enough for the kernel, so it works for paths longer than PATH_MAX.
 pub fn open_dir_path(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
-    let mut current =
-        rustix::fs::openat(root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(ioerr)?;
+    // Opened from `root` itself: no handle of `root` (an `openat(root, ".")` per call, which
+    // restore makes for every file) unless `rel` is empty.
+    let mut current: Option<OwnedFd> = None;
     let mut piece: Vec<u8> = Vec::new();
     let components = rel.split(|&b| b == b'/').filter(|c| !c.is_empty());
     for component in components {
         if !piece.is_empty() && piece.len() + 1 + component.len() > PATH_PIECE {
-            current = open_dir_piece(current.as_fd(), &piece)?;
+            current = Some(open_dir_piece(current.as_ref().map_or(root, |c| c.as_fd()), &piece)?);
             piece.clear();
         }
         if !piece.is_empty() {
@@ -196,9 +196,13 @@ pub fn open_dir_path(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
         piece.extend_from_slice(component);
     }
     if !piece.is_empty() {
-        current = open_dir_piece(current.as_fd(), &piece)?;
+        current = Some(open_dir_piece(current.as_ref().map_or(root, |c| c.as_fd()), &piece)?);
     }
-    Ok(current)
+    match current {
+        Some(fd) => Ok(fd),
+        None => rustix::fs::openat(root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(ioerr),
+    }
 }
 
 fn open_dir_piece(dir: BorrowedFd<'_>, piece: &[u8]) -> io::Result<OwnedFd> {
