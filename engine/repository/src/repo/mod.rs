@@ -493,9 +493,10 @@ impl Repository {
     }
 
     fn io_pool(&self) -> Option<&rayon::ThreadPool> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         self.io_pool
             .get_or_init(|| {
+                // Asked once: the answer reads the cgroup's CPU quota, three files.
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
                 (self.storage_connections > cores)
                     .then(|| {
                         rayon::ThreadPoolBuilder::new()
