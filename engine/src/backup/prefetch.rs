@@ -9,12 +9,14 @@
 //! (it waits), or not started (it reads it itself, ahead of the queue); taking frees its room.
 //! Once a directory's walk is done, what was read for its subdirectories and never taken is
 //! dropped, with everything read below it (directories gone from the source, or excluded).
+//! The last few small trees taken are kept: identical directories (empty ones above all) share
+//! one tree, and would otherwise be read again.
 //!
 //! Only with a remote store's I/O pool (more storage connections than cores). At most
-//! [`MAX_AHEAD`] trees and [`MAX_AHEAD_BYTES`] of them are queued, being read or held, so
-//! memory stays bounded.
+//! [`MAX_AHEAD`] trees of at most [`MAX_AHEAD_BYTES`] stored bytes are queued, being read or
+//! held, so memory stays bounded (decoded trees take a few times their stored size).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::format::tree::{Node, NodeKind, Tree};
@@ -24,8 +26,13 @@ use crate::repo::Repository;
 /// Trees queued, being read or read and not yet dropped, at most.
 const MAX_AHEAD: usize = 512;
 
-/// Their plaintext, at most.
+/// Their plaintext as stored, at most.
 const MAX_AHEAD_BYTES: u64 = 64 << 20;
+
+/// Trees taken last that are kept for directories identical to theirs, at most; and the
+/// largest kept.
+const RECENT: usize = 16;
+const MAX_RECENT_BYTES: u64 = 64 << 10;
 
 /// A parent tree as the walk holds it (shared: one tree can stand for several directories).
 pub(super) type SharedTree = Arc<Tree>;
@@ -41,9 +48,6 @@ enum Loading {
 #[derive(Debug)]
 struct Entry {
     bytes: u64,
-    /// Directories of the parent that queued it still to take it (identical subdirectories,
-    /// such as empty ones, share a tree).
-    wanted: u32,
     loading: Loading,
 }
 
@@ -51,8 +55,10 @@ struct Entry {
 struct State {
     entries: HashMap<ChunkId, Entry>,
     bytes: u64,
-    /// Trees to read, the next on top.
+    /// Trees to read, the next on top (ids dropped since are skipped).
     stack: Vec<ChunkId>,
+    /// Small trees taken last, newest at the back.
+    recent: VecDeque<(ChunkId, SharedTree)>,
     finished: bool,
 }
 
@@ -60,7 +66,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn subdirectories(tree: &Tree) -> impl DoubleEndedIterator<Item = &ChunkId> {
+fn subdirectories(tree: &Tree) -> impl Iterator<Item = &ChunkId> {
     tree.nodes.iter().filter_map(|n| match &n.kind {
         NodeKind::Dir { subtree } => Some(subtree),
         _ => None,
@@ -95,7 +101,7 @@ impl<'r> TreePrefetch<'r> {
         if self.enabled { self.repo.storage_connections() } else { 0 }
     }
 
-    /// A reader thread's loop, until [`TreePrefetch::finish`].
+    /// A reader thread's loop, until the [`Finishing`] guard is dropped.
     pub(super) fn read_ahead(&self) {
         let mut state = lock(&self.state);
         loop {
@@ -112,62 +118,80 @@ impl<'r> TreePrefetch<'r> {
                 _ => continue,
             }
             drop(state);
-            let tree = self.repo.load_tree(&id).ok().map(Arc::new);
+            let (tree, below) = self.load(&id);
             state = lock(&self.state);
-            self.loaded(&mut state, id, tree);
+            self.loaded(&mut state, id, tree, &below);
         }
     }
 
-    /// Records a tree read (unless dropped meanwhile) and queues its subdirectories' trees.
-    fn loaded(&self, state: &mut State, id: ChunkId, tree: Option<SharedTree>) {
+    /// Reads tree `id`, and sizes its subdirectories' trees (outside the lock: an index
+    /// lookup each). A failure, even a panic, is a tree that could not be read: the walker
+    /// waiting for it must hear of it.
+    fn load(&self, id: &ChunkId) -> (Option<SharedTree>, Vec<(ChunkId, u64)>) {
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let tree = self.repo.load_tree(id).ok().map(Arc::new);
+            let below = tree.as_deref().map(|t| self.sized(t)).unwrap_or_default();
+            (tree, below)
+        }));
+        loaded.unwrap_or_default()
+    }
+
+    /// The subdirectories' trees of `tree` in walk order, with their stored sizes; as many as
+    /// could fit the budget.
+    fn sized(&self, tree: &Tree) -> Vec<(ChunkId, u64)> {
+        subdirectories(tree)
+            .take(MAX_AHEAD)
+            .filter_map(|id| Some((*id, u64::from(self.repo.locate(id).ok()?.raw_length))))
+            .collect()
+    }
+
+    /// Records tree `id` read (unless dropped meanwhile, or read already by another) and
+    /// queues its subdirectories' trees, `below`.
+    fn loaded(&self, state: &mut State, id: ChunkId, tree: Option<SharedTree>, below: &[(ChunkId, u64)]) {
         let Some(entry) = state.entries.get_mut(&id) else { return };
-        entry.loading = Loading::Ready(tree.clone());
+        if matches!(entry.loading, Loading::Ready(Some(_))) {
+            return;
+        }
+        let read = tree.is_some();
+        entry.loading = Loading::Ready(tree);
         self.ready.notify_all();
-        if let Some(tree) = tree {
-            // Reversed onto the stack: the first subdirectory is read first, as the walk
-            // takes them.
-            self.queue(state, subdirectories(&tree).rev());
+        if read {
+            self.queue(state, below);
         }
     }
 
-    /// Queues the trees `ids` (a directory's subdirectories) that are not yet, while the budget
-    /// holds.
-    fn queue<'t>(&self, state: &mut State, ids: impl Iterator<Item = &'t ChunkId>) {
-        let before = state.stack.len();
-        let mut queued = std::collections::HashSet::new();
-        for id in ids {
-            if let Some(entry) = state.entries.get_mut(id) {
-                if queued.contains(id) {
-                    entry.wanted += 1;
-                }
+    /// Queues the trees `ids` (a directory's subdirectories, in walk order, with their sizes)
+    /// that are not yet: the first ones that fit the budget, read first.
+    fn queue(&self, state: &mut State, ids: &[(ChunkId, u64)]) {
+        let mut admitted = Vec::new();
+        for (id, bytes) in ids {
+            if state.entries.contains_key(id) {
                 continue;
             }
-            if state.entries.len() >= MAX_AHEAD {
-                break;
-            }
-            let Ok(loc) = self.repo.locate(id) else { continue };
-            let bytes = u64::from(loc.raw_length);
-            if state.bytes + bytes > MAX_AHEAD_BYTES {
+            if state.entries.len() >= MAX_AHEAD || state.bytes + bytes > MAX_AHEAD_BYTES {
                 break;
             }
             state.bytes += bytes;
-            state.entries.insert(*id, Entry { bytes, wanted: 1, loading: Loading::Queued });
-            state.stack.push(*id);
-            queued.insert(*id);
+            state.entries.insert(*id, Entry { bytes: *bytes, loading: Loading::Queued });
+            admitted.push(*id);
         }
-        if state.stack.len() > before {
-            self.work.notify_all();
+        if admitted.is_empty() {
+            return;
         }
-    }
-
-    /// Takes one want of `id`'s entry: the last frees its room in the budget.
-    fn take(state: &mut State, id: &ChunkId) {
-        let Some(entry) = state.entries.get_mut(id) else { return };
-        entry.wanted = entry.wanted.saturating_sub(1);
-        if entry.wanted == 0 {
-            state.bytes -= entry.bytes;
-            state.entries.remove(id);
+        // Stale ids (dropped before a reader got to them) are skipped when popped; bounded here.
+        if state.stack.len() > 4 * MAX_AHEAD {
+            let entries = &state.entries;
+            let live: Vec<ChunkId> = state
+                .stack
+                .iter()
+                .filter(|id| entries.get(id).is_some_and(|e| matches!(e.loading, Loading::Queued)))
+                .copied()
+                .collect();
+            state.stack = live;
         }
+        // Reversed onto the stack: the first subdirectory is read first, as the walk takes them.
+        state.stack.extend(admitted.iter().rev());
+        self.work.notify_all();
     }
 
     /// Queues the subdirectories' trees of `tree` that are not yet (the readers queue them as
@@ -176,26 +200,29 @@ impl<'r> TreePrefetch<'r> {
         if !self.enabled {
             return;
         }
+        let below = self.sized(tree);
         let mut state = lock(&self.state);
-        self.queue(&mut state, subdirectories(tree).rev());
+        self.queue(&mut state, &below);
     }
 
     /// The parent subtree below `node` when it is a directory: read ahead if it was, read now
     /// otherwise. A tree that cannot be read is `None` (the backup re-reads the files instead).
     pub(super) fn subtree(&self, node: Option<&Node>) -> Option<SharedTree> {
         let Some(NodeKind::Dir { subtree }) = node.map(|n| &n.kind) else { return None };
+        if !self.enabled {
+            return self.repo.load_tree(subtree).ok().map(Arc::new);
+        }
         let mut state = lock(&self.state);
         loop {
             match state.entries.get_mut(subtree).map(|e| &mut e.loading) {
                 None => {
+                    if let Some((_, tree)) = state.recent.iter().rev().find(|(id, _)| id == subtree) {
+                        return Some(Arc::clone(tree));
+                    }
                     drop(state);
                     return self.repo.load_tree(subtree).ok().map(Arc::new);
                 }
-                Some(Loading::Ready(tree)) => {
-                    let tree = tree.clone();
-                    Self::take(&mut state, subtree);
-                    return tree;
-                }
+                Some(Loading::Ready(_)) => return Self::take(&mut state, subtree),
                 Some(Loading::Reading) => {
                     state = self.ready.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
@@ -203,14 +230,28 @@ impl<'r> TreePrefetch<'r> {
                     // Wanted now: read here rather than wait for the readers to reach it.
                     *loading = Loading::Reading;
                     drop(state);
-                    let tree = self.repo.load_tree(subtree).ok().map(Arc::new);
-                    let mut state = lock(&self.state);
-                    self.loaded(&mut state, *subtree, tree.clone());
-                    Self::take(&mut state, subtree);
-                    return tree;
+                    let (tree, below) = self.load(subtree);
+                    state = lock(&self.state);
+                    self.loaded(&mut state, *subtree, tree, &below);
                 }
             }
         }
+    }
+
+    /// Takes the read tree `id` out of the budget (keeping it among the recent if small).
+    fn take(state: &mut State, id: &ChunkId) -> Option<SharedTree> {
+        let entry = state.entries.remove(id)?;
+        state.bytes -= entry.bytes;
+        let Loading::Ready(tree) = entry.loading else { return None };
+        if let Some(tree) = &tree
+            && entry.bytes <= MAX_RECENT_BYTES
+        {
+            if state.recent.len() >= RECENT {
+                state.recent.pop_front();
+            }
+            state.recent.push_back((*id, Arc::clone(tree)));
+        }
+        tree
     }
 
     /// Drops what was read ahead for `tree`'s subdirectories, and below them, once the walk of
