@@ -495,8 +495,7 @@ impl Repository {
     fn io_pool(&self) -> Option<&rayon::ThreadPool> {
         self.io_pool
             .get_or_init(|| {
-                // Asked once: the answer reads the cgroup's CPU quota, three files.
-                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get()); // once: reads cgroups
                 (self.storage_connections > cores)
                     .then(|| {
                         rayon::ThreadPoolBuilder::new()
