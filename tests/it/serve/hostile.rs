@@ -360,16 +360,16 @@ fn one_identity_cannot_hold_the_whole_upload_budget() {
     assert!(go.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&go));
     dripping.write_all(&bytes[..10]).unwrap();
     dripping.flush().unwrap();
-    // Another upload of host-a's waits for its share; host-b's goes through.
+    // Another upload of host-a's waits for its share; host-b's goes through. Asked with
+    // `Expect: 100-continue` and no body sent: the server refuses before it reads one, and
+    // closes, which would break a body being written.
     let (other, other_bytes) = pack(1 << 20, 32);
-    let (status, text) = request(
-        &server,
-        "PUT",
-        &format!("/main/{other}"),
-        &server.tokens["host-a"],
-        "If-None-Match: *\r\n",
-        &other_bytes,
+    let head = format!(
+        "PUT /main/{other} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nIf-None-Match: *\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        server.tokens["host-a"],
+        other_bytes.len()
     );
+    let (status, text) = raw(&server, &head, &[]);
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("share"), "{text}");
     server.storage("main", "host-b").put(&other, &other_bytes, PutMode::CreateNew).unwrap();
