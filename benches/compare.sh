@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs one workload through Cairn and every peer installed (restic, borg, rustic; missing ones are
-# skipped) in a single run and prints a table of times, peak RSS and repository sizes, with each
-# figure as a ratio to the best peer. Release build; warm page cache for every tool alike.
+# Runs one workload through Cairn and every peer installed (restic, borg, rustic, bupstash; missing
+# ones are skipped) in a single run and prints a table of times, peak RSS and repository sizes,
+# with each figure as a ratio to the best peer. Release build; warm page cache for every tool
+# alike, or with --cold a cold one: the page cache dropped before every step (as root), as a
+# nightly job finds it.
 #
-# Usage: benches/compare.sh [MIXED_DIR]
+# Usage: benches/compare.sh [--cold] [MIXED_DIR]
 #   With CAIRN_BASELINE=PATH, the `cairn` binary at PATH (an earlier build, a release build of
 #   another commit) runs every step too, as the tool "cairn-baseline": a before/after comparison
 #   in one run; BASELINE_FIRST=1 runs it before the current build (run both orders: a later
@@ -20,6 +22,15 @@
 # highest peak RSS of those runs: on a shared machine noise only adds time, and one slow outlier
 # (the first heavy run after the data set was written, say) should not decide a ratio.
 set -euo pipefail
+COLD=0
+if [ "${1:-}" = --cold ]; then
+  COLD=1
+  shift
+  if ! { sync && echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
+    echo "--cold drops the page cache before every step: run as root" >&2
+    exit 2
+  fi
+fi
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 cargo build --release --locked -p cairn-cli -p cairn-benches --bins >&2
@@ -77,6 +88,7 @@ if [ "${PEERS:-1}" = 1 ]; then
   command -v restic >/dev/null && tools+=(restic)
   command -v borg >/dev/null && tools+=(borg)
   command -v rustic >/dev/null && tools+=(rustic)
+  command -v bupstash >/dev/null && tools+=(bupstash)
 fi
 echo "tools: ${tools[*]}" >&2
 
@@ -86,6 +98,10 @@ results="$WORK/results.tsv"
 run() {
   local tool=$1 step=$2
   shift 2
+  if [ "$COLD" = 1 ]; then
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+  fi
   local t="$WORK/time.$$"
   if /usr/bin/time -f "%e %M" -o "$t" "$@" > "$WORK/$tool-$step.out" 2>&1; then
     read -r secs rss < "$t"
@@ -103,6 +119,11 @@ tool_env() {
     restic) export RESTIC_REPOSITORY="$WORK/repo-restic-$2" RESTIC_PASSWORD="$PASSWORD" RESTIC_CACHE_DIR="$WORK/cache-restic" ;;
     borg) export BORG_REPO="$WORK/repo-borg-$2" BORG_PASSPHRASE="$PASSWORD" BORG_CACHE_DIR="$WORK/cache-borg" BORG_BASE_DIR="$WORK/borg-base" ;;
     rustic) export RUSTIC_REPOSITORY="$WORK/repo-rustic-$2" RUSTIC_PASSWORD="$PASSWORD" ;;
+    # bupstash's key is a file, not a password; its send log and query cache (its client
+    # cache) under WORK like the others'.
+    bupstash) export BUPSTASH_REPOSITORY="$WORK/repo-bupstash-$2" BUPSTASH_KEY="$WORK/bupstash.key" \
+      BUPSTASH_SEND_LOG="$WORK/cache-bupstash/send-log-$2.sqlite3" \
+      BUPSTASH_QUERY_CACHE="$WORK/cache-bupstash/query-cache.sqlite3" ;;
   esac
 }
 
@@ -113,6 +134,11 @@ init() {
     restic) restic -q init --repository-version 2 ;;
     borg) borg init -e repokey-blake2 ;;
     rustic) rustic init ;;
+    bupstash)
+      mkdir -p "$WORK/cache-bupstash"
+      [ -f "$BUPSTASH_KEY" ] || bupstash new-key -o "$BUPSTASH_KEY"
+      bupstash init
+      ;;
   esac
 }
 
@@ -123,6 +149,12 @@ backup() { # tool path
     restic) restic -q backup "$2" ;;
     borg) borg create --compression zstd,3 "::s$(date +%s%N)" "$2" ;;
     rustic) rustic backup "$2" ;;
+    # Tagged with a counter, so that restore can name the latest (bupstash has no `latest`).
+    bupstash)
+      local n
+      n=$(date +%s%N)
+      bupstash put --no-progress --send-log "$BUPSTASH_SEND_LOG" "n=$n" "$2" && echo "$n" > "$BUPSTASH_REPOSITORY.latest"
+      ;;
   esac
 }
 
@@ -133,6 +165,7 @@ restore() { # tool target
     restic) restic -q restore latest --target "$2" ;;
     borg) (mkdir -p "$2" && cd "$2" && borg extract "::$(borg list --last 1 --short)") ;;
     rustic) rustic restore latest "$2" ;;
+    bupstash) mkdir -p "$2" && bupstash restore --into "$2" "n=$(cat "$BUPSTASH_REPOSITORY.latest")" ;;
   esac
 }
 
@@ -143,14 +176,17 @@ verify() {
     restic) restic -q check --read-data ;;
     borg) borg check --verify-data ;;
     rustic) rustic check --read-data ;;
+    # No verifying command: every item read back in full is the closest.
+    bupstash) bupstash get "n=$(cat "$BUPSTASH_REPOSITORY.latest")" > /dev/null ;;
   esac
 }
 
-# Every tool starts alike: sources in the page cache, no writeback pending from the previous
-# tool's clean-up (fsync-heavy writers would otherwise pay for it).
+# Every tool starts alike: sources in the page cache (unless --cold, where `run` drops it),
+# no writeback pending from the previous tool's clean-up (fsync-heavy writers would otherwise
+# pay for it).
 settle() {
   sync
-  find "$mixed" "$small" -type f -exec cat {} + > /dev/null
+  [ "$COLD" = 1 ] || find "$mixed" "$small" -type f -exec cat {} + > /dev/null
 }
 
 # fresh TOOL SET: an empty repository and cache for TOOL, sources settled.
