@@ -200,6 +200,18 @@ impl Fixture {
         self.t.open().save_object(ObjectKind::IndexSegment, &name, &segment.encode()).unwrap();
     }
 
+    /// Plants a segment listing `packs`, and with `supersede` also `trees` and a claim to
+    /// replace every segment stored: the index then holds only what the host wrote.
+    fn plant_listing(&self, mut packs: Vec<IndexedPack>, trees: &[IndexedPack], supersede: bool) {
+        let supersedes = if supersede {
+            packs.extend(trees.iter().cloned());
+            self.segments().into_iter().map(|(id, _)| id).collect()
+        } else {
+            Vec::new()
+        };
+        self.plant_segment(IndexSegment { packs, supersedes });
+    }
+
     /// Two prunes, no grace period: what the first marks, the second deletes.
     fn prune_twice(&self) -> cairn_engine::Result<[PruneOutcome; 2]> {
         let opts = PruneOptions { grace_period: Duration::ZERO, ..PruneOptions::default() };
@@ -313,13 +325,7 @@ fn a_planted_segment_listing_a_real_pack_short_is_refused() {
         let short: Vec<IndexedPack> = data.iter().map(|p| IndexedPack { blobs: Vec::new(), ..p.clone() }).collect();
         let mut packs = short;
         packs.extend(planted.iter().cloned());
-        let supersedes = if supersede {
-            packs.extend(trees.iter().cloned());
-            f.segments().into_iter().map(|(id, _)| id).collect()
-        } else {
-            Vec::new()
-        };
-        f.plant_segment(IndexSegment { packs, supersedes });
+        f.plant_listing(packs, &trees, supersede);
         let before = f.stored_packs();
         let real = pack_name(&data[0].pack);
         assert_refused(f.prune_twice(), &[&real, "listed differently"], "cairn repair index");
@@ -399,14 +405,7 @@ fn a_copy_its_own_pack_header_does_not_list_does_not_make_the_real_pack_unused()
                 }
             }
             drop(repo);
-            let mut packs = planted.clone();
-            let supersedes = if supersede {
-                packs.extend(trees.iter().cloned());
-                f.segments().into_iter().map(|(id, _)| id).collect()
-            } else {
-                Vec::new()
-            };
-            f.plant_segment(IndexSegment { packs, supersedes });
+            f.plant_listing(planted.clone(), &trees, supersede);
             if supersede {
                 let before = f.stored_packs();
                 let msg = f.prune_twice().expect_err("prune refuses").to_string();
