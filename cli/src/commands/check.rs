@@ -32,7 +32,9 @@ fn subset(a: &CheckArgs) -> anyhow::Result<Option<Subset>> {
 
 pub fn run(g: &GlobalArgs, a: &CheckArgs) -> anyhow::Result<i32> {
     let opts = CheckOptions { read_data: subset(a)? };
-    let repo = super::open(g)?;
+    let mut repo = super::open(g)?;
+    // check verifies what the storage holds, never the client's copy of it.
+    repo.set_tree_pack_cache(false);
     super::audited(&repo, super::Operation::Check, |rec| {
         let _lock = super::read_lock(g, &repo, "check")?;
         let progress = TermProgress::new(g.quiet || g.json);

@@ -197,6 +197,8 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     repo.set_stop_flag(crate::signals::stop_flag());
     let default_connections = if is_s3(g) { 4 } else { cairn_engine::repo::DEFAULT_STORAGE_CONNECTIONS };
     repo.set_storage_connections(g.storage_connections.map_or(default_connections, usize::from));
+    // Over the network a tree is a round trip per directory: whole tree packs are kept.
+    repo.set_tree_pack_cache(is_s3(g));
     Ok(repo)
 }
 

@@ -7,7 +7,9 @@ use crate::progress::TermProgress;
 use crate::{exit, output};
 
 pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
-    let repo = super::open(g)?;
+    let mut repo = super::open(g)?;
+    // Repair judges the trees the storage holds, never the client's copy of them.
+    repo.set_tree_pack_cache(false);
     let op = match a.what {
         RepairWhat::Index => super::Operation::RepairIndex,
         RepairWhat::Snapshots => super::Operation::RepairSnapshots,

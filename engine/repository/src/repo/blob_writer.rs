@@ -124,7 +124,8 @@ impl<'r> BlobWriter<'r> {
             key.clone(),
             repo.config().pack_target_size as usize,
             repo.storage_connections(),
-        )?;
+        )?
+        .keeping_tree_packs(repo.tree_pack_cache().cloned());
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -133,7 +134,11 @@ impl<'r> BlobWriter<'r> {
             .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
         // Chunks whose pack is gone (deleted by a prune that took a backup's lock for stale,
         // or lost) are stored again rather than referenced: one listing of the packs.
-        repo.index().set_gone_packs(&stored_packs(repo)?)?;
+        let present = stored_packs(repo)?;
+        repo.index().set_gone_packs(&present)?;
+        if let Some(cache) = repo.tree_pack_cache() {
+            cache.retain(&present);
+        }
         Ok(BlobWriter {
             repo,
             packer: Arc::new(packer),

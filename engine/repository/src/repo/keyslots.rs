@@ -395,6 +395,7 @@ impl Repository {
             held_locks: self.held_locks,
             actor: self.actor,
             stop: self.stop,
+            tree_packs: self.tree_packs,
         };
         super::pins::check_and_pin(&repo.cache_dir, &repo.keyring)?;
         // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata
@@ -436,5 +437,26 @@ impl Repository {
     /// Slots present, for the audit cross-check of `key remove`.
     pub fn slot_ids(&self) -> Result<BTreeSet<ObjectId>> {
         Ok(self.slot_docs()?.into_iter().map(|s| s.id).collect())
+    }
+}
+
+/// Why a slot that opens with the secret opens nothing here: its keyring is not in the
+/// repository. `slot_repos` holds the repository of every readable slot present: a slot that
+/// names another repository than all the others was copied from elsewhere.
+pub(super) fn keyring_gone(slot: &SlotDoc, slot_repos: &[ObjectId]) -> Error {
+    let other = slot_repos.iter().find(|r| **r != slot.repository_id);
+    let alone = slot_repos.iter().filter(|r| **r == slot.repository_id).count() == 1;
+    match other {
+        Some(other) if alone => Error::WrongKey(format!(
+            "slot {} belongs to another repository ({}; the other slots here open {}): it was copied here and opens \
+             nothing in this one",
+            slot.id.short(),
+            slot.repository_id.short(),
+            other.short()
+        )),
+        _ => Error::WrongKey(format!(
+            "the keyring of slot {} is gone: the slot was made before a key rotation and no longer opens the repository",
+            slot.id.short()
+        )),
     }
 }

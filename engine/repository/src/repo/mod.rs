@@ -24,6 +24,7 @@ mod snapshots;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod tree_packs;
 mod uploader;
 
 pub use blob_writer::{BlobWriter, WriteStats};
@@ -151,6 +152,8 @@ pub struct Repository {
     /// Set (by a signal handler, say) to ask the running operation to stop at its next safe
     /// point ([`Repository::check_interrupted`]).
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Whole tree packs kept on the client for a remote store ([`Repository::set_tree_pack_cache`]).
+    tree_packs: Option<Arc<tree_packs::TreePackCache>>,
 }
 
 /// The snapshots that could be read, oldest first, and those that could not, each with why.
@@ -177,27 +180,6 @@ pub fn slot_name(id: &ObjectId) -> String {
 /// Object name of a snapshot.
 pub fn snapshot_name(id: &ObjectId) -> String {
     Dir::Snapshots.object(id)
-}
-
-/// Why a slot that opens with the secret opens nothing here: its keyring is not in the
-/// repository. `slot_repos` holds the repository of every readable slot present: a slot that
-/// names another repository than all the others was copied from elsewhere.
-fn keyring_gone(slot: &SlotDoc, slot_repos: &[ObjectId]) -> Error {
-    let other = slot_repos.iter().find(|r| **r != slot.repository_id);
-    let alone = slot_repos.iter().filter(|r| **r == slot.repository_id).count() == 1;
-    match other {
-        Some(other) if alone => Error::WrongKey(format!(
-            "slot {} belongs to another repository ({}; the other slots here open {}): it was copied here and opens \
-             nothing in this one",
-            slot.id.short(),
-            slot.repository_id.short(),
-            other.short()
-        )),
-        _ => Error::WrongKey(format!(
-            "the keyring of slot {} is gone: the slot was made before a key rotation and no longer opens the repository",
-            slot.id.short()
-        )),
-    }
 }
 
 impl Repository {
@@ -331,7 +313,7 @@ impl Repository {
         for slot in slots {
             if let Some(o) = keys::open_slot(&slot, secret, hsm.as_ref())? {
                 if storage.stat(&keys::keyring_name(&o.key))?.is_none() {
-                    no_keyring = Some(keyring_gone(&slot, &slot_repos));
+                    no_keyring = Some(keyslots::keyring_gone(&slot, &slot_repos));
                     continue;
                 }
                 opened = Some((slot, o));
@@ -365,7 +347,7 @@ impl Repository {
             return Err(Error::corrupt(slot_name(&slot.id), "the slot names another keyring than its key opens"));
         }
         let ring_bytes = storage.get_bounded(&ring_name, MAX_SMALL_OBJECT).map_err(|e| match e {
-            Error::Missing(_) => keyring_gone(&slot, &slot_repos),
+            Error::Missing(_) => keyslots::keyring_gone(&slot, &slot_repos),
             e => e,
         })?;
         let keyring = Keyring::open(&ring_bytes, &keys::keyring_seal_key(&k), &ring_name, slot.repository_id)?;
@@ -422,6 +404,7 @@ impl Repository {
             held_locks: Default::default(),
             actor: None,
             stop: Default::default(),
+            tree_packs: None,
         };
         repo.sync_index()?;
         Ok(repo)

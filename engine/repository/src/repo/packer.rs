@@ -20,6 +20,7 @@ use crate::storage::{OwnedParts, PutMode, Storage};
 
 use super::pack_buffers::{PackBuf, PackBuffers};
 use super::pack_name;
+use super::tree_packs::TreePackCache;
 use super::uploader::Uploader;
 
 /// A blob in an open pack: its sealed bytes are `buf[start..start + len]`.
@@ -71,6 +72,8 @@ pub(crate) struct Packer {
     uploader: Uploader,
     /// Buffers for data packs: the one being filled, and those being uploaded (remote).
     buffers: Arc<PackBuffers>,
+    /// Where tree packs are kept as they are stored, when the client keeps them.
+    tree_packs: Option<Arc<TreePackCache>>,
 }
 
 /// A bound of the unpadded size of a pack with `area` bytes of `blobs` blobs (each header
@@ -111,7 +114,13 @@ impl Packer {
             // Room for a pack at its target plus a blob or two: a blob that does not fit
             // closes the pack early rather than doubling the buffer.
             buffers: PackBuffers::new(buffers, target + target / 4),
+            tree_packs: None,
         })
+    }
+
+    /// Keeps a copy of every tree pack stored in `cache` (see [`TreePackCache`]).
+    pub(crate) fn keeping_tree_packs(self, cache: Option<Arc<TreePackCache>>) -> Self {
+        Packer { tree_packs: cache, ..self }
     }
 
     /// Packs handed to the uploads and not stored yet.
@@ -233,7 +242,11 @@ impl Packer {
         let bytes = PackBytes { buf, ranges, header, locator };
         let storage = Arc::clone(&self.storage);
         let finished = Arc::clone(&self.finished);
+        let keep = self.tree_packs.clone().filter(|_| entries.first().is_some_and(|e| e.kind == BlobKind::Tree));
         self.uploader.submit(Box::new(move || {
+            if let Some(cache) = keep {
+                cache.keep(&id, &bytes.parts());
+            }
             let name = pack_name(&id);
             // The storage drops the bytes (the buffer goes back to the pool) as soon as it
             // can: locally, before the fsync.
