@@ -6,8 +6,13 @@
 # Usage: benches/s3-compare.sh [DIR]
 #   DIR  the data (default: built under $WORK: /usr/include, /usr/share/doc, 200 MiB random,
 #        shared libraries; about 600 MiB)
-# Environment: WORK (scratch, default a temp dir), KEEP=1 keeps it, CONNECTIONS (default 4).
-# The server runs on the same machine and shares its cores with cairn (TLS, MD5 ETags).
+# Environment: WORK (scratch, default a temp dir), KEEP=1 keeps it, CONNECTIONS (default 4),
+# RESTORE_DIR (default a directory in /dev/shm if writable, else in WORK).
+# The server runs on the same machine and shares its cores with cairn (TLS, MD5 ETags). Both
+# repositories get the same key-derivation cost (init would calibrate each on its own), and
+# restores go to a tmpfs: on ext4 without a journal, files created soon after many were deleted
+# take a slow path in the inode allocator, which would charge one restore for the other's
+# deletion (see serve-compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,10 +23,17 @@ server_bin="$CARGO_TARGET_DIR/release/cairn-s3-server"
 WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-s3cmp.XXXXXX")}"
 CONNECTIONS="${CONNECTIONS:-4}"
 mkdir -p "$WORK"
+own_restore_dir=""
+if [ -z "${RESTORE_DIR:-}" ]; then
+  RESTORE_DIR=$(mktemp -d /dev/shm/cairn-s3cmp.XXXXXX 2>/dev/null || echo "$WORK/restores")
+  own_restore_dir=$RESTORE_DIR
+fi
+mkdir -p "$RESTORE_DIR"
 server_pid=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
+  [ -z "$own_restore_dir" ] || rm -rf "$own_restore_dir"
 }
 trap cleanup EXIT
 
@@ -54,11 +66,13 @@ for where in local s3; do
     repo=(-r "s3:https://localhost:$port/bench/repo" --cacert "$tls/ca.pem")
   fi
   c=("$cairn" "${repo[@]}" --cache-dir "$WORK/cache-$where" --storage-connections "$CONNECTIONS")
-  "${c[@]}" init > /dev/null
+  "${c[@]}" init --kdf-iterations 3 > /dev/null
   settle; T[$where,snapshot]=$(secs "${c[@]}" snapshot "$data")
   settle; T[$where,unchanged]=$(secs "${c[@]}" snapshot "$data")
-  settle; T[$where,restore]=$(secs "${c[@]}" restore latest --target "$WORK/restore-$where")
-  rm -rf "$WORK/restore-$where"
+  target="$RESTORE_DIR/restore-$where"
+  settle; T[$where,restore]=$(secs "${c[@]}" restore latest --target "$target")
+  diff -r --no-dereference "$data" "$target/${data#/}" > /dev/null || { echo "$where: the restore differs" >&2; exit 1; }
+  rm -rf "$target"
   settle; T[$where,check]=$(secs "${c[@]}" check --read-data)
 done
 
