@@ -70,7 +70,11 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
         bail_usage!("give either snapshot ids or a --keep-* policy, not both");
     }
     let by = group_by(a)?;
-    let repo = super::open(g)?;
+    let mut repo = super::open(g)?;
+    // forget --prune deletes packs: like prune, it reads the storage's trees, not the cache.
+    if a.prune {
+        repo.set_tree_pack_cache(false);
+    }
     super::audited(&repo, super::Operation::Forget, |rec| {
         let _lock = if a.dry_run { None } else { Some(super::lock(g, &repo, true, "forget")?) };
         let (readable, unreadable) = repo.readable_snapshots()?;

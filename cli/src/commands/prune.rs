@@ -12,7 +12,9 @@ use crate::progress::TermProgress;
 use crate::{exit, output};
 
 pub fn run(g: &GlobalArgs, a: &PruneArgs) -> anyhow::Result<i32> {
-    let repo = super::open(g)?;
+    let mut repo = super::open(g)?;
+    // Prune deletes: it judges the trees the storage holds, never the client's copy of them.
+    repo.set_tree_pack_cache(false);
     let progress = TermProgress::new(g.quiet || g.json);
     super::audited(&repo, super::Operation::Prune, |rec| run_with(g, &a.opts, a.dry_run, &repo, &progress, rec))
 }

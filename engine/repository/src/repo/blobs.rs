@@ -30,14 +30,14 @@ impl Repository {
 
     fn read_blob_at(&self, id: &ChunkId, loc: &BlobLocation) -> Result<Vec<u8>> {
         // A tree comes from the client's copy of its pack when there is one (remote stores).
-        // A copy that does not open is dropped and the pack fetched again; when that does not
-        // open either, the storage's bytes at `loc` decide.
+        // A damaged copy is dropped and the pack fetched again; a blob that does not open from
+        // an intact copy (or fails otherwise) is read from storage, whose bytes decide.
         if let Some(cache) = self.tree_packs.as_ref().filter(|_| loc.kind == BlobKind::Tree) {
             for _ in 0..2 {
                 let cached = cache.read(self.storage.as_ref(), loc, self.config.max_pack_size());
                 match cached.and_then(|sealed| self.open_blob(id, loc, &pack_name(&loc.pack), &sealed)) {
                     Ok(plain) => return Ok(plain),
-                    Err(Error::Corrupt { .. }) => cache.forget(&loc.pack),
+                    Err(Error::Corrupt { .. }) if !cache.copy_is_intact(&loc.pack) => cache.forget(&loc.pack),
                     Err(_) => break,
                 }
             }

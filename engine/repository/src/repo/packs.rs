@@ -93,6 +93,7 @@ impl Repository {
 
     /// Deletes the packs `ids` (prune, once no index entry a reader uses points into them).
     pub fn delete_packs(&self, ids: &[PackId]) -> Result<()> {
+        self.forget_tree_pack_copies(ids);
         self.storage.delete_many(&ids.iter().map(pack_name).collect::<Vec<_>>())
     }
 }
