@@ -12,6 +12,7 @@
 mod exclude;
 mod meta;
 mod prefetch;
+mod readahead;
 mod scan;
 mod stream;
 mod walker;

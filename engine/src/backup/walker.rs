@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use rustix::fs::FileType;
 
@@ -25,11 +26,12 @@ use crate::repo::{BlobWriter, Repository};
 use super::exclude::Excluder;
 use super::meta::{hardlink_group, node_from_stat, unchanged_since};
 use super::prefetch::{SharedTree, TreePrefetch};
+use super::readahead::{self, ReadAhead, Ticket};
 use super::{SourceError, VirtualDir, VirtualEntry};
 
 /// Content of a file already stored in this run, for the other links to its inode.
 #[derive(Debug, Clone)]
-struct StoredContent {
+pub(super) struct StoredContent {
     chunks: Vec<ChunkId>,
     holes: Vec<(u64, u64)>,
     size: u64,
@@ -53,6 +55,8 @@ pub(super) struct Walker<'a, 'r> {
     prefetch: &'a TreePrefetch<'r>,
     /// The chunker's read buffer, kept from file to file.
     read_buf: Vec<u8>,
+    /// Small files read ahead on I/O threads.
+    readahead: ReadAhead,
     /// A person watches the progress (a terminal): worth asking the uploads how many packs
     /// wait, once per file. A nightly job skips that lock on its per-file path.
     watched: bool,
@@ -60,6 +64,12 @@ pub(super) struct Walker<'a, 'r> {
 
 /// The parent snapshot's directory at the path being walked, if it had one.
 pub(super) type ParentTree = Option<SharedTree>;
+
+/// An entry's lstat, taken with its directory's others, and its read ahead if it is one.
+struct Looked {
+    stat: io::Result<Stat>,
+    ahead: Option<Ticket>,
+}
 
 /// Where a stopped walk stopped: no snapshot was written.
 const STOPPED: &str = "the backup stopped before writing its snapshot";
@@ -90,6 +100,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             source_devs,
             prefetch,
             read_buf: Vec::new(),
+            readahead: ReadAhead::start(),
             watched: progress.wants_totals(),
         }
     }
@@ -119,7 +130,7 @@ impl<'a, 'r> Walker<'a, 'r> {
     pub fn save_virtual(&mut self, dir: VirtualDir, path: &Path, parent: ParentTree) -> Result<ChunkId> {
         let mut tree = Tree::default();
         let parent_fd = match hostfs::open_dir(path) {
-            Ok(fd) => fd,
+            Ok(fd) => Arc::new(fd),
             Err(e) => {
                 self.source_error(path, e);
                 self.prefetch.done(parent);
@@ -135,14 +146,14 @@ impl<'a, 'r> Walker<'a, 'r> {
                     Vec::new()
                 }
             };
-            return self.save_entries(parent_fd.as_fd(), path, names, parent);
+            return self.save_entries(&parent_fd, path, names, parent);
         }
         for (name, entry) in dir.children {
             let child_path = path.join(OsStr::from_bytes(&name));
             let parent_node = find(&parent, &name);
             match entry {
                 VirtualEntry::Source => {
-                    if let Some(node) = self.save_entry(parent_fd.as_fd(), &child_path, name, parent_node)? {
+                    if let Some(node) = self.save_entry(parent_fd.as_fd(), &child_path, name, parent_node, None)? {
                         tree.nodes.push(node);
                     }
                 }
@@ -168,7 +179,7 @@ impl<'a, 'r> Walker<'a, 'r> {
     /// Saves the entries `names` of the open directory `dir` and stores their tree.
     fn save_entries(
         &mut self,
-        dir: BorrowedFd<'_>,
+        dir: &Arc<OwnedFd>,
         path: &Path,
         names: Vec<Vec<u8>>,
         parent: ParentTree,
@@ -178,23 +189,61 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.save_tree(tree)
     }
 
-    /// The nodes of the entries `names` of the open directory `dir`, each saved.
+    /// The nodes of the entries `names` of the open directory `dir`, each saved. Every entry
+    /// is stat'ed first (the inodes of a directory lie close together on disk), then the small
+    /// files the walk will read are handed to the readers a window ahead of it.
     fn walk_entries(
         &mut self,
-        dir: BorrowedFd<'_>,
+        dir: &Arc<OwnedFd>,
         path: &Path,
         names: Vec<Vec<u8>>,
         parent: &ParentTree,
     ) -> Result<Tree> {
         let mut tree = Tree { nodes: Vec::with_capacity(names.len()) };
-        for child in names {
+        let mut entries: Vec<(Vec<u8>, Option<io::Result<Stat>>)> = names
+            .into_iter()
+            .map(|name| {
+                let stat = hostfs::stat_at(dir.as_fd(), &name);
+                (name, Some(stat))
+            })
+            .collect();
+        let mut ahead: Vec<Option<Ticket>> = Vec::with_capacity(entries.len());
+        for i in 0..entries.len() {
+            while ahead.len() < i + readahead::MAX_FILES {
+                let Some((name, stat)) = entries.get(ahead.len()) else { break };
+                let stat = stat.as_ref().and_then(|s| s.as_ref().ok());
+                let ticket = match stat.filter(|st| self.reads_ahead(path, name, st, parent)) {
+                    Some(st) => match self.readahead.submit(dir, name, st.size) {
+                        Some(t) => Some(t),
+                        None => break,
+                    },
+                    None => None,
+                };
+                ahead.push(ticket);
+            }
+            let Some((child, stat)) = entries.get_mut(i).map(|(n, s)| (std::mem::take(n), s.take())) else { break };
+            let stat = stat.unwrap_or_else(|| Err(io::Error::other("entry stat'ed twice")));
+            let looked = Looked { stat, ahead: ahead.get_mut(i).and_then(Option::take) };
             let child_path = path.join(OsStr::from_bytes(&child));
             let child_parent = find(parent, &child);
-            if let Some(node) = self.save_entry(dir, &child_path, child, child_parent)? {
+            if let Some(node) = self.save_entry(dir.as_fd(), &child_path, child, child_parent, Some(looked))? {
                 tree.nodes.push(node);
             }
         }
         Ok(tree)
+    }
+
+    /// Whether the walk will read the entry `name` (lstat `st`) and it is worth reading ahead:
+    /// a small regular file, not sparse, not excluded, new or changed since the parent, not
+    /// another link to an inode stored already.
+    fn reads_ahead(&mut self, path: &Path, name: &[u8], st: &Stat, parent: &ParentTree) -> bool {
+        st.file_type() == FileType::RegularFile
+            && st.size <= readahead::SMALL
+            && !st.maybe_sparse()
+            && !self.excluder.excludes_size(st.size)
+            && find(parent, name).is_none_or(|p| !unchanged_since(p, st))
+            && (st.nlink <= 1 || !self.hardlinks.contains_key(&(st.dev, st.ino)))
+            && !self.excluder.excludes_path(&path.join(OsStr::from_bytes(name)), false)
     }
 
     /// Saves the entry `name` of the open directory `dir`; `Ok(None)` when it could not be read
@@ -205,10 +254,15 @@ impl<'a, 'r> Walker<'a, 'r> {
         path: &Path,
         name: Vec<u8>,
         parent: Option<&Node>,
+        looked: Option<Looked>,
     ) -> Result<Option<Node>> {
         self.repo.check_interrupted(STOPPED)?;
         self.progress.path(path);
-        let st = match hostfs::stat_at(dir, &name) {
+        let (stat, ahead) = match looked {
+            Some(Looked { stat, ahead }) => (stat, ahead),
+            None => (hostfs::stat_at(dir, &name), None),
+        };
+        let st = match stat {
             Ok(st) => st,
             Err(e) => {
                 self.source_error(path, e);
@@ -225,7 +279,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             return self.save_dir(dir, path, name, &st, parent);
         }
         if ft == FileType::RegularFile {
-            return self.save_file(dir, path, name, &st, parent);
+            return self.save_file(dir, path, name, &st, parent, ahead);
         }
         // Unchanged since the parent: keep what it read, atime included (reading a symlink
         // moves its atime, and nothing else about it has changed).
@@ -282,7 +336,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.xattrs_or_report(read, path)
     }
 
-    fn xattrs_or_report(&mut self, read: std::io::Result<Xattrs>, path: &Path) -> Xattrs {
+    pub(super) fn xattrs_or_report(&mut self, read: std::io::Result<Xattrs>, path: &Path) -> Xattrs {
         read.unwrap_or_else(|e| {
             self.source_error(path, format!("cannot read extended attributes: {e}"));
             Vec::new()
@@ -298,7 +352,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
         let fd = match hostfs::open_dir_at(dir, &name) {
-            Ok(fd) => fd,
+            Ok(fd) => Arc::new(fd),
             Err(e) => {
                 self.source_error(path, e);
                 return Ok(None);
@@ -321,11 +375,11 @@ impl<'a, 'r> Walker<'a, 'r> {
             return Ok(None);
         }
         let parent_tree = self.parent_subtree(parent);
-        let tree = self.walk_entries(fd.as_fd(), path, names, &parent_tree)?;
+        let tree = self.walk_entries(&fd, path, names, &parent_tree)?;
         self.prefetch.done(parent_tree);
         // Stat after listing, through the handle: the metadata recorded is what the directory
         // looks like now that its entries were read.
-        let st = match hostfs::fstat(&fd) {
+        let st = match hostfs::fstat(fd.as_fd()) {
             Ok(st) => st,
             Err(e) => {
                 self.source_error(path, e);
@@ -344,8 +398,8 @@ impl<'a, 'r> Walker<'a, 'r> {
                 node.flags = p.flags;
             }
             None => {
-                node.xattrs = self.xattrs_fd(&fd, path);
-                node.flags = hostfs::inode_flags(&fd);
+                node.xattrs = self.xattrs_fd(fd.as_fd(), path);
+                node.flags = hostfs::inode_flags(fd.as_fd());
             }
         }
         Ok(Some(node))
@@ -358,6 +412,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         name: Vec<u8>,
         st: &Stat,
         parent: Option<&Node>,
+        ahead: Option<Ticket>,
     ) -> Result<Option<Node>> {
         let group = (st.nlink > 1).then(|| hardlink_group(st.dev, st.ino));
         // Unchanged since the parent: reuse its content without opening the file, provided
@@ -387,7 +442,15 @@ impl<'a, 'r> Walker<'a, 'r> {
             self.file_done(content.size);
             return Ok(Some(self.file_node(name, st, group, content)));
         }
-        let Some(content) = self.read_file(dir, path, &name, st)? else {
+        let read = match ahead.map(Ticket::wait) {
+            Some(fetched) => self.read_fetched(path, st, fetched)?,
+            None => None,
+        };
+        let content = match read {
+            Some(content) => content,
+            None => self.read_file(dir, path, &name, st)?,
+        };
+        let Some(content) = content else {
             return Ok(None);
         };
         self.file_done(content.holes.iter().map(|h| h.1).sum());
@@ -466,6 +529,23 @@ impl<'a, 'r> Walker<'a, 'r> {
             }
             None => (Box::new(&file), Vec::new()),
         };
+        self.store_content(path, st, reader, holes, xattrs, flags, || hostfs::fstat(&file))
+    }
+
+    /// Chunks and stores what `reader` yields of the file at `path` (lstat `st`, `holes`
+    /// not read), then compares it with `after` (its fstat once read): a file that changed
+    /// while being read is stored as read, and reported. `Ok(None)` when it could not be read.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store_content(
+        &mut self,
+        path: &Path,
+        st: &Stat,
+        reader: Box<dyn Read + '_>,
+        holes: Vec<(u64, u64)>,
+        xattrs: Xattrs,
+        flags: u32,
+        after: impl FnOnce() -> io::Result<Stat>,
+    ) -> Result<Option<StoredContent>> {
         let expected_data: Option<u64> =
             (!holes.is_empty()).then(|| st.size.saturating_sub(holes.iter().map(|h| h.1).sum::<u64>()));
         let mut stream = self.repo.chunker().stream_reusing(reader, st.size, std::mem::take(&mut self.read_buf));
@@ -496,7 +576,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
         let size = if holes.is_empty() { data } else { st.size };
         // A file that changed while being read is stored as read, and reported.
-        match hostfs::fstat(&file) {
+        match after() {
             Ok(after) if after.size == size && after.mtime_ns == st.mtime_ns && after.ctime_ns == st.ctime_ns => {}
             Ok(after) => self.source_error(
                 path,
