@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::crypto::{Key32, random_below};
+use crate::crypto::{Key32, shuffle};
 use crate::error::{Error, Result};
 use crate::format::BlobKind;
 use crate::format::envelope;
@@ -214,11 +214,8 @@ impl Packer {
     }
 
     fn write(&self, mut pack: OpenPack) -> Result<()> {
-        // Fisher-Yates with the OS CSPRNG: blob order must not reveal file order.
-        for i in (1..pack.blobs.len()).rev() {
-            let j = random_below(i as u64 + 1)? as usize;
-            pack.blobs.swap(i, j);
-        }
+        // Shuffled with the OS CSPRNG: blob order must not reveal file order.
+        shuffle(&mut pack.blobs)?;
         // The pack is written as parts (blobs in their shuffled order, header, locator),
         // slices of the pack's buffer: no second copy of it. Closing hashes the blobs once,
         // for the header's binding and the pack id both.
