@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use rustix::fs::FileType;
 
 use crate::error::Result;
@@ -70,6 +71,9 @@ struct Looked {
     stat: io::Result<Stat>,
     ahead: Option<Ticket>,
 }
+
+/// Entries from which a directory's stats are spread over the cores.
+const PARALLEL_STATS: usize = 128;
 
 /// Where a stopped walk stopped: no snapshot was written.
 const STOPPED: &str = "the backup stopped before writing its snapshot";
@@ -200,13 +204,17 @@ impl<'a, 'r> Walker<'a, 'r> {
         parent: &ParentTree,
     ) -> Result<Tree> {
         let mut tree = Tree { nodes: Vec::with_capacity(names.len()) };
-        let mut entries: Vec<(Vec<u8>, Option<io::Result<Stat>>)> = names
-            .into_iter()
-            .map(|name| {
-                let stat = hostfs::stat_at(dir.as_fd(), &name);
-                (name, Some(stat))
-            })
-            .collect();
+        // A large directory's entries are stat'ed on all cores: with a cold cache each stat
+        // costs the kernel an inode and a dentry to build, and that work is CPU.
+        let stat = |name: Vec<u8>| {
+            let stat = hostfs::stat_at(dir.as_fd(), &name);
+            (name, Some(stat))
+        };
+        let mut entries: Vec<(Vec<u8>, Option<io::Result<Stat>>)> = if names.len() >= PARALLEL_STATS {
+            names.into_par_iter().with_min_len(PARALLEL_STATS / 2).map(stat).collect()
+        } else {
+            names.into_iter().map(stat).collect()
+        };
         let mut ahead: Vec<Option<Ticket>> = Vec::with_capacity(entries.len());
         for i in 0..entries.len() {
             while ahead.len() < i + readahead::MAX_FILES {
