@@ -35,7 +35,7 @@ fn connect(server: &Served) -> rustls::StreamOwned<rustls::ClientConnection, Tcp
 }
 
 /// Sends `head` (and `body`) and reads the answer's status and text (the connection closes).
-fn raw(server: &Served, head: &str, body: &[u8]) -> (u16, String) {
+pub(super) fn raw(server: &Served, head: &str, body: &[u8]) -> (u16, String) {
     let mut s = connect(server);
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(body).unwrap();
