@@ -203,7 +203,10 @@ fn read_jobs(shared: &Shared) {
         if job.slot.cancelled.load(Ordering::Relaxed) {
             continue;
         }
-        let fetched = fetch(job.dir.as_fd(), &job.name);
+        // A reader that panicked would leave the walker waiting for ever on this file (and
+        // the thread gone for the files after it): the panic becomes the file's error.
+        let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(job.dir.as_fd(), &job.name)))
+            .unwrap_or_else(|_| Fetched::Unopened(io::Error::other("the read-ahead of this file failed")));
         *lock(&job.slot.result) = Some(fetched);
         job.slot.ready.notify_one();
     }

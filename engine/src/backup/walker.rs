@@ -220,12 +220,10 @@ impl<'a, 'r> Walker<'a, 'r> {
             while ahead.len() < i + readahead::MAX_FILES {
                 let Some((name, stat)) = entries.get(ahead.len()) else { break };
                 let stat = stat.as_ref().and_then(|s| s.as_ref().ok());
-                let ticket = match stat.filter(|st| self.reads_ahead(path, name, st, parent)) {
-                    Some(st) => match self.readahead.submit(dir, name, st.size) {
-                        Some(t) => Some(t),
-                        None => break,
-                    },
-                    None => None,
+                let wanted = stat.filter(|st| self.reads_ahead(path, name, st, parent));
+                let ticket = match wanted.map(|st| self.readahead.submit(dir, name, st.size)) {
+                    Some(None) => break, // no room: the walker reads it, and those after it wait
+                    other => other.flatten(),
                 };
                 ahead.push(ticket);
             }
@@ -278,8 +276,10 @@ impl<'a, 'r> Walker<'a, 'r> {
             }
         };
         let ft = st.file_type();
-        if self.excluder.excludes_path(path, ft == FileType::Directory)
-            || (ft == FileType::RegularFile && self.excluder.excludes_size(st.size))
+        // A file read ahead passed the same exclusion checks before it was handed over.
+        if ahead.is_none()
+            && (self.excluder.excludes_path(path, ft == FileType::Directory)
+                || (ft == FileType::RegularFile && self.excluder.excludes_size(st.size)))
         {
             return Ok(None);
         }

@@ -88,6 +88,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A whole fetch in progress ([`TreePackCache::fetch_turn`]).
+struct FetchTurn<'a>(&'a TreePackCache);
+
+impl Drop for FetchTurn<'_> {
+    fn drop(&mut self) {
+        let mut running = lock(&self.0.fetches);
+        *running = running.saturating_sub(1);
+        drop(running);
+        self.0.fetch_done.notify_one();
+    }
+}
+
 impl TreePackCache {
     /// The cache under `cache_dir` (created when the first pack is kept).
     pub(crate) fn new(cache_dir: &std::path::Path) -> Self {
@@ -133,16 +145,10 @@ impl TreePackCache {
     /// it when it hashes to its name, and returns the blob's range of it.
     fn fetch(&self, storage: &dyn Storage, loc: &BlobLocation, max_pack: u64) -> Result<Vec<u8>> {
         let name = super::pack_name(&loc.pack);
-        let mut running = lock(&self.fetches);
-        while *running >= FETCHES_AT_ONCE {
-            running = self.fetch_done.wait(running).unwrap_or_else(PoisonError::into_inner);
-        }
-        *running += 1;
-        drop(running);
-        let pack = storage.get_bounded(&name, max_pack);
-        *lock(&self.fetches) -= 1;
-        self.fetch_done.notify_one();
-        let pack = pack?;
+        let pack = {
+            let _turn = self.fetch_turn();
+            storage.get_bounded(&name, max_pack)?
+        };
         let (start, len) = (loc.offset as usize, loc.length as usize);
         let blob = pack
             .get(start..start.saturating_add(len))
@@ -153,6 +159,17 @@ impl TreePackCache {
             lock(&self.unkeepable).insert(loc.pack);
         }
         Ok(blob)
+    }
+
+    /// Waits until fewer than [`FETCHES_AT_ONCE`] whole fetches run, and counts this one
+    /// until the turn is dropped (whether the fetch returns, fails or panics).
+    fn fetch_turn(&self) -> FetchTurn<'_> {
+        let mut running = lock(&self.fetches);
+        while *running >= FETCHES_AT_ONCE {
+            running = self.fetch_done.wait(running).unwrap_or_else(PoisonError::into_inner);
+        }
+        *running += 1;
+        FetchTurn(self)
     }
 
     /// The range of `loc` in the pack's copy, if there is a copy that holds it. A copy too
