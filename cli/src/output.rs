@@ -91,22 +91,23 @@ pub fn recovery_code(code: &str) {
     println!("It opens the repository on its own: with `--recovery-code-file FILE`.");
 }
 
-/// The file a new recovery code goes to, created (exclusively, mode 0600) before the code
-/// exists: a path that cannot be used stops the command before it creates anything. Removed
-/// again when dropped without the code written into it.
-pub struct RecoveryCodeFile {
+/// The file a new secret (a recovery code, a key file) goes to, created (exclusively, mode
+/// 0600) before the secret exists: a path that cannot be used stops the command before it
+/// creates anything. Removed again when dropped without the secret written into it.
+pub struct SecretFile {
     path: std::path::PathBuf,
     file: Option<std::fs::File>,
 }
 
-impl RecoveryCodeFile {
-    /// Creates `path`, which must not exist yet.
-    pub fn create(path: &std::path::Path) -> anyhow::Result<Self> {
+impl SecretFile {
+    /// Creates `path`, which must not exist yet, for `what` ("the recovery code").
+    pub fn create(path: &std::path::Path, what: &str) -> anyhow::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-            anyhow::anyhow!("cannot create {} for the recovery code ({e}); nothing was created", path.display())
-        })?;
-        Ok(RecoveryCodeFile { path: path.to_path_buf(), file: Some(file) })
+        let file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+                anyhow::anyhow!("cannot create {} for {what} ({e}); nothing was created", path.display())
+            })?;
+        Ok(SecretFile { path: path.to_path_buf(), file: Some(file) })
     }
 
     /// Where it is.
@@ -114,12 +115,15 @@ impl RecoveryCodeFile {
         &self.path
     }
 
-    /// Writes `code` and syncs it. On failure the file is removed and the caller must show the
-    /// code some other way: the slot it opens exists already.
-    pub fn write(mut self, code: &str) -> std::io::Result<()> {
+    /// Writes `text` (with a line end) and syncs it. On failure the file is removed.
+    pub fn write(mut self, text: &str) -> std::io::Result<()> {
         use std::io::Write;
         let mut file = self.file.take().ok_or_else(|| std::io::Error::other("already written"))?;
-        let result = writeln!(file, "{code}").and_then(|()| file.sync_all());
+        let mut body = zeroize::Zeroizing::new(text.to_string());
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        let result = file.write_all(body.as_bytes()).and_then(|()| file.sync_all());
         if result.is_err() {
             let _ = std::fs::remove_file(&self.path);
         }
@@ -127,7 +131,7 @@ impl RecoveryCodeFile {
     }
 }
 
-impl Drop for RecoveryCodeFile {
+impl Drop for SecretFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.path);
@@ -139,7 +143,7 @@ impl Drop for RecoveryCodeFile {
 /// when writing it fails: the slot exists, so the code must not be lost) on stdout. Returns the
 /// code when it was not written to a file, for the caller to print or put in its JSON.
 pub fn place_recovery_code(
-    file: Option<RecoveryCodeFile>,
+    file: Option<SecretFile>,
     code: Option<zeroize::Zeroizing<String>>,
 ) -> Option<zeroize::Zeroizing<String>> {
     let (Some(file), Some(code)) = (file, code.as_ref()) else { return code };

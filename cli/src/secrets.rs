@@ -1,5 +1,5 @@
 //! Where the secret that opens the repository comes from, first match wins:
-//! --recovery-code-file; --password-file, --password-command, CAIRN_PASSWORD; an HSM key
+//! --key-file or CAIRN_KEY_FILE; --recovery-code-file; --password-file, --password-command, CAIRN_PASSWORD; an HSM key
 //! (--hsm-module, --hsm-token, --hsm-key with --hsm-pin-file or CAIRN_HSM_PIN); else a prompt
 //! when stdin is a tty. Never a prompt without a tty: unattended jobs fail fast with a clear
 //! message.
@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use cairn_engine::crypto::SecretBytes;
-use cairn_engine::keys::{HsmConfig, OpenSecret, RecoveryCode};
+use cairn_engine::keys::{HsmConfig, KeyFile, OpenSecret, RecoveryCode};
 
 use crate::args::GlobalArgs;
 
@@ -99,8 +99,37 @@ pub fn new_password(file: Option<&std::path::Path>) -> anyhow::Result<SecretByte
     Ok(SecretBytes::from(pw))
 }
 
+/// Reads a key file. One that other users may read or write is refused, as ssh refuses such a
+/// private key: whoever reads it can read every backup.
+pub fn key_file(path: &std::path::Path) -> anyhow::Result<KeyFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading key file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(cairn_engine::Error::WrongKey(format!(
+            "key file {} is open to other users (mode {mode:04o}); nothing was done. Run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ))
+        .into());
+    }
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?,
+    );
+    KeyFile::parse(&text).map_err(|e| {
+        let why = match e {
+            cairn_engine::Error::InvalidInput(why) => why,
+            e => e.to_string(),
+        };
+        cairn_engine::Error::WrongKey(format!("key file {}: {why}", path.display())).into()
+    })
+}
+
 /// The secret that opens the repository.
 pub fn open_secret(g: &GlobalArgs) -> anyhow::Result<OpenSecret> {
+    if let Some(path) = &g.key_file {
+        return Ok(OpenSecret::KeyFile(key_file(path)?));
+    }
     if let Some(path) = &g.recovery_code_file {
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(path).with_context(|| format!("reading recovery code file {}", path.display()))?,

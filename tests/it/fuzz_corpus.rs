@@ -161,6 +161,9 @@ fn write_seed_corpus() {
     let code = t.recovery.as_ref().unwrap().display();
     seed(&out, "recovery_code", code.as_bytes());
     seed(&out, "recovery_code", code.to_lowercase().replace('-', " ").as_bytes());
+    let (_, key_file) = t.open().add_key_file_slot("fuzz").unwrap();
+    seed(&out, "key_file", key_file.encode().as_bytes());
+    seed(&out, "key_file", key_file.encode().replace('\n', "\r\n  ").as_bytes());
 
     // Packs: opened with the data key, re-closed under the null cipher; their blobs' plaintexts
     // (and the trees among them).

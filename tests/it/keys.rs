@@ -105,10 +105,6 @@ impl KeyEnv {
     }
 }
 
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Acceptance 1: init with a password, add an HSM slot, open with the HSM alone, a wrong PIN
 /// (and a missing token, a missing key) exits 12, remove the password slot, rotate, restore.
 #[test]

@@ -13,6 +13,7 @@ mod fswalk;
 mod fuzz_corpus;
 mod hostile_storage;
 mod incremental;
+mod key_files;
 mod keys;
 mod maintenance;
 mod metadata;

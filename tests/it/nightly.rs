@@ -71,6 +71,13 @@ impl Machine {
             .output()
             .unwrap();
         assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        // The job opens with a key file, made once with the password as README says.
+        let add = cairn_cmd(&w.join("repo"), &w.join("cache"), &w.join("password"))
+            .args(["key", "add", "--label", "nightly", "--new-key-file"])
+            .arg(w.join("nightly.key"))
+            .output()
+            .unwrap();
+        assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
         Machine { dir, src_root, src_home }
     }
 
@@ -106,6 +113,7 @@ mount --rbind /dev "$R/dev"
 mount --bind "$W/repo" "$R/srv/backup/repo"
 cp "$W/password" "$R/etc/cairn/password"
 chmod 600 "$R/etc/cairn/password"
+cp -p "$W/nightly.key" "$R/etc/cairn/nightly.key"
 {setup}
 set +e
 chroot "$R" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -166,8 +174,16 @@ exit $rc
             assert!(p.is_dir(), "{mount_point} is kept as a directory");
             assert_eq!(fs::read_dir(&p).unwrap().count(), 0, "{mount_point} is another file system: stored empty");
         }
-        // The job's password file (on the root file system) is in the backup too.
-        assert_eq!(fs::read(target.join("etc/cairn/password")).unwrap(), fs::read(w.join("password")).unwrap());
+        // The job's key file (on the root file system) is in the backup too.
+        assert_eq!(fs::read(target.join("etc/cairn/nightly.key")).unwrap(), fs::read(w.join("nightly.key")).unwrap());
+        // And the job opened with it: the audit log names the key-file slot for the snapshot.
+        let slots = cairn_cmd(&w.join("repo"), &w.join("cache"), &w.join("password"))
+            .args(["--json", "key", "list"])
+            .output()
+            .unwrap();
+        let slots: Vec<serde_json::Value> = serde_json::from_slice(&slots.stdout).unwrap();
+        let key_file = slots.iter().find(|s| s["kind"] == "key_file").expect("a key-file slot");
+        assert!(key_file["last_used"].is_string(), "the job opened the repository with its key file: {slots:?}");
         // Caches are left out: the tagged directory, and cairn's own cache under /root/.cache.
         assert!(!target.join("var/cache/thumbs").exists(), "a CACHEDIR.TAG directory is left out");
         assert!(!target.join("root/.cache/cairn").exists(), "cairn's own cache is left out");
@@ -183,7 +199,7 @@ fn readme_nightly_job_backs_up_a_whole_root_and_home_in_another_file_system() {
     fs::write(m.w().join("cairn-nightly"), readme_block("`/usr/local/sbin/cairn-nightly`:")).unwrap();
     let setup = r#"cp "$W/env" "$R/etc/cairn/env"; chmod 600 "$R/etc/cairn/env"
 cp "$W/cairn-nightly" "$R/usr/local/sbin/cairn-nightly"; chmod 755 "$R/usr/local/sbin/cairn-nightly""#;
-    let job = ". /etc/cairn/env; export CAIRN_REPOSITORY CAIRN_PASSWORD_FILE; /usr/local/sbin/cairn-nightly";
+    let job = ". /etc/cairn/env; export CAIRN_REPOSITORY CAIRN_KEY_FILE; /usr/local/sbin/cairn-nightly";
     let (code, stderr) = m.run(setup, job);
     assert_eq!(code, Some(0), "the nightly job failed\nstderr: {stderr}\nlogs: {:#?}", m.logs());
     m.check_backup();

@@ -323,3 +323,8 @@ pub fn cairn_cmd(repo: &Path, cache: &Path, password_file: &Path) -> assert_cmd:
     c.arg("-r").arg(repo).arg("--cache-dir").arg(cache).arg("--password-file").arg(password_file);
     c
 }
+
+/// A command's stderr as text, for assertions on its messages.
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

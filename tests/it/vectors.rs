@@ -247,3 +247,37 @@ fn write_vectors() {
         serde_json::json!({ "entropy": hex::encode(entropy), "display": RecoveryCode::from_entropy(entropy).display().as_str() }),
     );
 }
+
+/// A key file (§7.5) from fixed ids and secret, and the slot key it gives for a fixed salt,
+/// computed from the spec's definition (BLAKE3-derive(KEY_FILE_SLOT, secret || salt)).
+fn key_file_vectors() -> serde_json::Value {
+    use cairn_engine::ObjectId;
+    use cairn_engine::keys::KeyFile;
+    let (repository, slot, secret, salt) = ([0x61u8; 32], [0x62u8; 32], [0x63u8; 32], [0x64u8; 32]);
+    let file = KeyFile::from_secret(ObjectId(repository), ObjectId(slot), secret);
+    serde_json::json!({
+        "repository_id": hex::encode(repository), "slot": hex::encode(slot), "secret": hex::encode(secret),
+        "text": file.encode().as_str(), "salt": hex::encode(salt),
+        "slot_key": hex::encode(derive(context::KEY_FILE_SLOT, &[secret, salt].concat()).expose()),
+    })
+}
+
+#[test]
+fn key_file_vector_replays() {
+    let doc = load("keyfile.json");
+    assert_eq!(doc, key_file_vectors(), "keyfile.json replays");
+    let file = cairn_engine::keys::KeyFile::parse(doc["text"].as_str().unwrap()).unwrap();
+    assert_eq!(file.slot.to_hex(), doc["slot"].as_str().unwrap());
+    assert_eq!(file.repository_id.to_hex(), doc["repository_id"].as_str().unwrap());
+    let salt = hex::decode(doc["salt"].as_str().unwrap()).unwrap();
+    assert_eq!(hex::encode(file.wrapping_key(&salt).expose()), doc["slot_key"].as_str().unwrap());
+}
+
+/// Writes `keyfile.json`. Append-only like the others.
+/// `cargo test -p cairn-tests --test it write_key_file_vectors -- --ignored`
+#[test]
+#[ignore = "writes format-spec/vectors/keyfile.json; run by hand when adding vectors"]
+fn write_key_file_vectors() {
+    let text = serde_json::to_string_pretty(&key_file_vectors()).unwrap() + "\n";
+    std::fs::write(vectors_dir().join("keyfile.json"), text).unwrap();
+}

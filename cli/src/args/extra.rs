@@ -24,6 +24,9 @@ pub struct CopyArgs {
     /// Open the source with the recovery code in this file.
     #[arg(long, value_name = "FILE", group = "from_secret")]
     pub from_recovery_code_file: Option<PathBuf>,
+    /// Open the source with this key file.
+    #[arg(long, value_name = "FILE", group = "from_secret")]
+    pub from_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub filter: SnapshotFilterArgs,
 }

@@ -14,7 +14,7 @@ pub struct KeyArgs {
 pub enum KeyCommand {
     /// List key slots: id, kind, label, created, last used (from the audit log).
     List,
-    /// Add a key slot: a password, a new recovery code, or a key on an HSM token.
+    /// Add a key slot: a password, a new recovery code, a new key file, or a key on an HSM token.
     Add(KeyAddArgs),
     /// Remove a key slot (never the last one that opens the repository).
     Remove(KeyRemoveArgs),
@@ -41,6 +41,10 @@ pub struct KeyAddArgs {
     /// (AES-256, sensitive, non-extractable) when it does not exist.
     #[arg(long, group = "slot_kind")]
     pub hsm: bool,
+    /// A key-file slot, for unattended jobs: writes a new key file to PATH (mode 0600; PATH
+    /// must not exist). Open with `--key-file PATH` or CAIRN_KEY_FILE.
+    #[arg(long, group = "slot_kind", value_name = "PATH")]
+    pub new_key_file: Option<PathBuf>,
     /// A label to tell the slot apart in `key list` (stored encrypted).
     #[arg(long, default_value = "")]
     pub label: String,

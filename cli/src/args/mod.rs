@@ -83,6 +83,10 @@ pub struct GlobalArgs {
     /// Open the repository with the recovery code in this file instead of a password.
     #[arg(long, global = true)]
     pub recovery_code_file: Option<PathBuf>,
+    /// Open the repository with this key file (from `cairn key add --new-key-file`): no
+    /// password, no slow key derivation; for unattended jobs. It must be mode 0600 or stricter.
+    #[arg(long, env = "CAIRN_KEY_FILE", global = true, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
     /// PKCS#11 module of an HSM slot (e.g. /usr/lib/softhsm/libsofthsm2.so). With --hsm-token
     /// and --hsm-key and no password source, the repository opens through the HSM.
     #[arg(long, env = "CAIRN_HSM_MODULE", global = true, value_name = "PATH")]

@@ -13,6 +13,7 @@ pub fn run(g: &GlobalArgs, a: &CopyArgs) -> anyhow::Result<i32> {
     source_args.password_file = a.from_password_file.clone();
     source_args.password_command = a.from_password_command.clone();
     source_args.recovery_code_file = a.from_recovery_code_file.clone();
+    source_args.key_file = a.from_key_file.clone();
     source_args.hsm_module = None;
     let source = super::open(&source_args)?;
     let dest = super::open(g)?;

@@ -29,7 +29,7 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> anyhow::Result<i32> {
     Repository::check_can_init(storage.as_ref())?;
     // Before anything is created: a recovery slot whose code cannot be kept must not exist.
     let code_file = match &a.recovery_code_out {
-        Some(path) if !a.no_recovery_code => Some(output::RecoveryCodeFile::create(path)?),
+        Some(path) if !a.no_recovery_code => Some(output::SecretFile::create(path, "the recovery code")?),
         _ => None,
     };
     let password = secrets::password(g, true)?;

@@ -142,9 +142,12 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
     let _lock = super::lock(g, repo, true, "key add")?;
     // Before the slot exists: its code must have somewhere to go.
     let code_file = match &a.recovery_code_out {
-        Some(path) if a.recovery => Some(output::RecoveryCodeFile::create(path)?),
+        Some(path) if a.recovery => Some(output::SecretFile::create(path, "the recovery code")?),
         _ => None,
     };
+    if let Some(path) = &a.new_key_file {
+        return add_key_file_slot(g, repo, path, &a.label, rec);
+    }
     let (id, code) = if a.password {
         let password = secrets::new_password(a.new_password.new_password_file.as_deref())?;
         let label = if a.label.is_empty() { "password" } else { &a.label };
@@ -160,7 +163,7 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
         let label = if a.label.is_empty() { "hsm" } else { &a.label };
         (repo.add_hsm_slot(&cfg, label)?, None)
     } else {
-        bail_usage!("say which kind of slot: --password, --recovery or --hsm");
+        bail_usage!("say which kind of slot: --password, --recovery, --new-key-file PATH or --hsm");
     };
     rec.slots_created.push(id);
     let written = code_file.is_some() && code.is_some();
@@ -179,6 +182,47 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
         } else if let (true, Some(path), false) = (written, &a.recovery_code_out, g.quiet) {
             println!("recovery code written to {}", path.display());
         }
+    }
+    Ok(exit::OK)
+}
+
+/// A key-file slot: the file is created first (so a path that cannot be used creates nothing),
+/// then the slot, then the secret is written. A secret that cannot be written takes its slot
+/// away again: unlike a recovery code, a key file is not printed as a fallback.
+fn add_key_file_slot(
+    g: &GlobalArgs,
+    repo: &Repository,
+    path: &std::path::Path,
+    label: &str,
+    rec: &mut AuditRecord,
+) -> anyhow::Result<i32> {
+    let file = output::SecretFile::create(path, "the key file")?;
+    let label = if label.is_empty() { "key file" } else { label };
+    let (id, key) = repo.add_key_file_slot(label)?;
+    if let Err(e) = file.write(&key.encode()) {
+        let undone = repo.remove_slot(id, false);
+        anyhow::bail!(
+            "could not write the key file {} ({e}); {}",
+            path.display(),
+            match undone {
+                Ok(()) => "the new slot was removed again".to_string(),
+                Err(r) => format!(
+                    "the new slot {} could not be removed ({r}): run `cairn key remove {}`",
+                    id.short(),
+                    id.short()
+                ),
+            }
+        );
+    }
+    rec.slots_created.push(id);
+    if g.json {
+        output::json(&serde_json::json!({ "slot": id.to_hex(), "key_file": path }))?;
+    } else if !g.quiet {
+        println!("key slot {} added; its key file is {}", id.short(), path.display());
+        println!(
+            "It opens the repository on its own (`--key-file {}` or CAIRN_KEY_FILE): keep it as you keep the data.",
+            path.display()
+        );
     }
     Ok(exit::OK)
 }

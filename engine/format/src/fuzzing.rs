@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::id::{ObjectId, PackId};
 use crate::index::IndexSegment;
 use crate::keyring::KeyringDoc;
-use crate::keys::{Keyring, RecoveryCode};
+use crate::keys::{KeyFile, Keyring, RecoveryCode};
 use crate::lock::LockDoc;
 use crate::marks::PruneMarks;
 use crate::pack::{self, PackBlob};
@@ -55,6 +55,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("config", config),
     ("envelope", envelope),
     ("index", index),
+    ("key_file", key_file),
     ("keyring", keyring),
     ("lock", lock),
     ("marks", marks),
@@ -127,6 +128,14 @@ pub fn recovery_code(data: &[u8]) {
         let shown = code.display();
         assert_eq!(shown.len(), 39);
         assert_eq!(RecoveryCode::parse(&shown).ok(), Some(code), "parse(display(c)) != c");
+    }
+}
+
+/// A key file as read from disk: what parses writes out again to the same key file.
+pub fn key_file(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(file) = KeyFile::parse(&text) {
+        assert_eq!(KeyFile::parse(&file.encode()).ok(), Some(file), "parse(encode(f)) != f");
     }
 }
 

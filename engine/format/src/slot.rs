@@ -2,7 +2,7 @@
 //!
 //! A key slot is the only object stored unsealed: it must be readable before any key is known.
 //! It is a small JSON document. Each slot has an X25519 key pair: the secret half is wrapped
-//! under the key the slot's secret derives (password, recovery code) or by an HSM key, and the
+//! under the key the slot's secret derives (password, recovery code, key file) or by an HSM key, and the
 //! repository key K is sealed to the public half. That split is what makes rotation work: a new
 //! K can be sealed to every remaining slot without knowing any slot's password or holding its
 //! HSM. The slot reveals the repository id (random), the slot kind, the KDF cost and which
@@ -39,6 +39,9 @@ pub enum SlotKind {
     /// AES-256-GCM (CKM_AES_GCM, 12-byte IV from the token, 128-bit tag) under a non-extractable
     /// key on a PKCS#11 token. Which token and key is not stored in clear: the user names them.
     Hsm,
+    /// XChaCha20-Poly1305 under BLAKE3 derive_key(KEY_FILE_SLOT, secret || salt): the key file
+    /// holds 256 random bits, so a slow KDF adds nothing.
+    KeyFile,
 }
 
 impl SlotKind {
@@ -48,6 +51,7 @@ impl SlotKind {
             SlotKind::Password { .. } => "password",
             SlotKind::Recovery => "recovery",
             SlotKind::Hsm => "hsm",
+            SlotKind::KeyFile => "key_file",
         }
     }
 

@@ -29,6 +29,8 @@ pub mod context {
     pub const EPOCH_FINGERPRINT: &str = "cairn v2 2026-12-03 epoch key fingerprint";
     /// machine id || boot id || pid namespace -> the machine identity in locks.
     pub const LOCK_MACHINE: &str = "cairn v2 2026-12-03 lock machine identity";
+    /// key file secret || salt -> key-file slot wrapping key.
+    pub const KEY_FILE_SLOT: &str = "cairn v2 2026-12-04 key file slot wrapping key";
 }
 
 /// BLAKE3 `derive_key(context, material)` as a zeroizing key.

@@ -3,11 +3,13 @@
 //! on drop.
 
 mod hsm;
+mod keyfile;
 mod keyring;
 mod recovery;
 mod slots;
 
 pub use hsm::{HsmConfig, HsmSession};
+pub use keyfile::KeyFile;
 pub use keyring::Keyring;
 pub use recovery::RecoveryCode;
 pub use slots::{NewSlotSecret, OpenSecret, OpenedSlot, create_slot, open_slot, reseal_slot, slot_info};

@@ -23,7 +23,7 @@ use crate::now_ns;
 use crate::slot::{SEALED_KEY_LEN, SLOT_SECRET_LEN, SLOT_VERSION, SlotDoc, SlotInfo, SlotKind};
 
 use super::hsm::{HsmConfig, HsmSession};
-use super::{RecoveryCode, RepoIdentity};
+use super::{KeyFile, RecoveryCode, RepoIdentity};
 
 /// A secret that may open a slot.
 #[derive(Debug, Clone)]
@@ -34,16 +34,22 @@ pub enum OpenSecret {
     Recovery(RecoveryCode),
     /// A key on a PKCS#11 token (opens HSM slots).
     Hsm(HsmConfig),
+    /// A key file (opens the key-file slot it names).
+    KeyFile(KeyFile),
 }
 
 impl OpenSecret {
-    /// Whether this secret can open a slot of `kind` at all.
-    pub fn fits(&self, kind: &SlotKind) -> bool {
-        match (self, kind) {
+    /// Whether this secret can open `slot` at all: a slot of its kind (for a key file, the one
+    /// slot it names).
+    pub fn fits(&self, slot: &SlotDoc) -> bool {
+        match (self, &slot.kind) {
             (OpenSecret::Password(_), SlotKind::Password { .. })
             | (OpenSecret::Recovery(_), SlotKind::Recovery)
             | (OpenSecret::Hsm(_), SlotKind::Hsm) => true,
-            (OpenSecret::Password(_) | OpenSecret::Recovery(_) | OpenSecret::Hsm(_), _) => false,
+            (OpenSecret::KeyFile(file), SlotKind::KeyFile) => file.slot == slot.id,
+            (OpenSecret::Password(_) | OpenSecret::Recovery(_) | OpenSecret::Hsm(_) | OpenSecret::KeyFile(_), _) => {
+                false
+            }
         }
     }
 }
@@ -57,6 +63,8 @@ pub enum NewSlotSecret<'a> {
     Recovery(&'a RecoveryCode),
     /// A logged-in HSM session and the labels to remember (sealed) in the slot.
     Hsm(&'a HsmSession, &'a HsmConfig),
+    /// A key file made for this slot (its slot id is the slot's).
+    KeyFile(&'a KeyFile),
 }
 
 /// The hex part of the keyring name K opens.
@@ -70,6 +78,7 @@ fn secret_key_of(kind: &SlotKind, salt: &[u8], secret: &OpenSecret) -> Result<Op
             Ok(Some(argon2id(pw.expose(), salt, *params)?))
         }
         (SlotKind::Recovery, OpenSecret::Recovery(code)) => Ok(Some(recovery_key(code, salt))),
+        (SlotKind::KeyFile, OpenSecret::KeyFile(file)) => Ok(Some(file.wrapping_key(salt))),
         _ => Ok(None),
     }
 }
@@ -192,6 +201,12 @@ pub fn create_slot(
         }
         NewSlotSecret::Recovery(_) => SlotKind::Recovery,
         NewSlotSecret::Hsm(..) => SlotKind::Hsm,
+        NewSlotSecret::KeyFile(file) => {
+            if file.slot != id || file.repository_id != repository_id {
+                return Err(Error::InvalidInput("the key file was made for another slot".into()));
+            }
+            SlotKind::KeyFile
+        }
     };
     let salt: [u8; 32] = random_array()?;
     let sk = StaticSecret::from(random_array::<32>()?);
@@ -211,28 +226,23 @@ pub fn create_slot(
     let ad = slot.associated_data();
     let plain = secret_plaintext(&sk, identity);
     let mut info = SlotInfo { label: label.to_string(), created_ns: now_ns(), hsm_token: None, hsm_key: None };
-    match secret {
-        NewSlotSecret::Password(pw, params) => {
-            let wk = argon2id(pw.expose(), &salt, params)?;
-            let sealed = seal_with(&wk, &ad, plain.expose())?;
-            let (nonce, wrapped) = sealed.split_at(NONCE_LEN);
-            slot.nonce = nonce.to_vec();
-            slot.wrapped_secret = wrapped.to_vec();
-        }
-        NewSlotSecret::Recovery(code) => {
-            let wk = recovery_key(code, &salt);
-            let sealed = seal_with(&wk, &ad, plain.expose())?;
-            let (nonce, wrapped) = sealed.split_at(NONCE_LEN);
-            slot.nonce = nonce.to_vec();
-            slot.wrapped_secret = wrapped.to_vec();
-        }
-        NewSlotSecret::Hsm(session, cfg) => {
-            let (iv, wrapped) = session.seal(&ad, plain.expose())?;
-            slot.nonce = iv.to_vec();
-            slot.wrapped_secret = wrapped;
-            info.hsm_token = Some(cfg.token.clone());
-            info.hsm_key = Some(cfg.key_label.clone());
-        }
+    let wrapping_key = match &secret {
+        NewSlotSecret::Password(pw, params) => Some(argon2id(pw.expose(), &salt, *params)?),
+        NewSlotSecret::Recovery(code) => Some(recovery_key(code, &salt)),
+        NewSlotSecret::KeyFile(file) => Some(file.wrapping_key(&salt)),
+        NewSlotSecret::Hsm(..) => None,
+    };
+    if let Some(wk) = wrapping_key {
+        let sealed = seal_with(&wk, &ad, plain.expose())?;
+        let (nonce, wrapped) = sealed.split_at(NONCE_LEN);
+        slot.nonce = nonce.to_vec();
+        slot.wrapped_secret = wrapped.to_vec();
+    } else if let NewSlotSecret::Hsm(session, cfg) = secret {
+        let (iv, wrapped) = session.seal(&ad, plain.expose())?;
+        slot.nonce = iv.to_vec();
+        slot.wrapped_secret = wrapped;
+        info.hsm_token = Some(cfg.token.clone());
+        info.hsm_key = Some(cfg.key_label.clone());
     }
     if slot.wrapped_secret.len() != SLOT_SECRET_LEN + TAG_LEN {
         return Err(Error::Hsm("the token returned a ciphertext of unexpected length".into()));
@@ -347,6 +357,28 @@ mod tests {
         assert_eq!(open_slot(&slot, &OpenSecret::Recovery(code), None).unwrap(), None, "other kinds do not fit");
         assert_eq!(slot_info(&slot, &info_key).unwrap().label, "laptop");
         assert!(slot_info(&slot, &Key32::random().unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_key_file_opens_its_own_slot_only() {
+        let (repo, k, info_key, _, pw) = setup();
+        let id = ObjectId([5; 32]);
+        let file = KeyFile::generate(repo, id).unwrap();
+        let slot = create_slot(repo, id, &k, &IDENTITY, &info_key, NewSlotSecret::KeyFile(&file), "cron").unwrap();
+        assert_eq!(slot.kind, SlotKind::KeyFile);
+        let secret = OpenSecret::KeyFile(file.clone());
+        assert!(secret.fits(&slot));
+        assert_eq!(open_slot(&slot, &secret, None).unwrap(), opened(&k));
+        // Another secret for the same slot, or the same file for another slot, opens nothing.
+        let other = OpenSecret::KeyFile(KeyFile::generate(repo, id).unwrap());
+        assert_eq!(open_slot(&slot, &other, None).unwrap(), None);
+        let mut moved = slot.clone();
+        moved.id = ObjectId([6; 32]);
+        assert!(!secret.fits(&moved), "a key file names its slot");
+        assert_eq!(open_slot(&slot, &OpenSecret::Password(pw), None).unwrap(), None);
+        // A file made for another slot is not accepted when creating one.
+        let foreign = KeyFile::generate(repo, ObjectId([7; 32])).unwrap();
+        assert!(create_slot(repo, id, &k, &IDENTITY, &info_key, NewSlotSecret::KeyFile(&foreign), "").is_err());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::format::MAX_SMALL_OBJECT;
 use crate::format::names::Dir;
 use crate::format::slot::{SlotDoc, SlotKind};
 use crate::id::ObjectId;
-use crate::keys::{self, HsmConfig, HsmSession, Keyring, NewSlotSecret, RecoveryCode};
+use crate::keys::{self, HsmConfig, HsmSession, KeyFile, Keyring, NewSlotSecret, RecoveryCode};
 use crate::storage::PutMode;
 
 use super::{Repository, slot_name};
@@ -47,7 +47,7 @@ use super::{Repository, slot_name};
 pub struct SlotSummary {
     /// Slot id.
     pub id: ObjectId,
-    /// `password`, `recovery` or `hsm`.
+    /// `password`, `recovery`, `hsm` or `key_file`.
     pub kind: String,
     /// The user's label.
     pub label: String,
@@ -196,6 +196,24 @@ impl Repository {
         let code = RecoveryCode::generate()?;
         let id = self.store_new_slot(NewSlotSecret::Recovery(&code), label)?;
         Ok((id, code))
+    }
+
+    /// Adds a key-file slot; the caller writes the key file (it exists only in memory until
+    /// then, and the slot opens with nothing else).
+    pub fn add_key_file_slot(&self, label: &str) -> Result<(ObjectId, KeyFile)> {
+        let id = ObjectId::random()?;
+        let file = KeyFile::generate(self.config.repository_id, id)?;
+        let slot = keys::create_slot(
+            self.config.repository_id,
+            id,
+            &self.master,
+            &self.keyring.identity(),
+            &self.keyring.slot_info_key(),
+            NewSlotSecret::KeyFile(&file),
+            label,
+        )?;
+        self.list_and_store_slot(&slot)?;
+        Ok((id, file))
     }
 
     /// Adds an HSM slot, creating the token key when it does not exist yet. Before the slot is
@@ -458,5 +476,26 @@ pub(super) fn keyring_gone(slot: &SlotDoc, slot_repos: &[ObjectId]) -> Error {
             "the keyring of slot {} is gone: the slot was made before a key rotation and no longer opens the repository",
             slot.id.short()
         )),
+    }
+}
+
+/// Why a key file opened nothing, in words that point at the fix: a key file names its
+/// repository and its slot, so "wrong key" is the last explanation, not the first.
+pub(super) fn key_file_refused(file: &KeyFile, slot_repos: &[ObjectId], slot_names: &[String]) -> String {
+    let slot_here = slot_names.iter().any(|n| *n == slot_name(&file.slot));
+    if !slot_here && !slot_repos.is_empty() && !slot_repos.contains(&file.repository_id) {
+        format!(
+            "the key file was made for repository {}, and this is repository {}",
+            file.repository_id.short(),
+            slot_repos.first().map(ObjectId::short).unwrap_or_default()
+        )
+    } else if !slot_here {
+        format!("the key file's slot {} is not in this repository (it was removed)", file.slot.short())
+    } else {
+        format!(
+            "the key file does not open its slot {} (another key file for the same slot, or a damaged slot: \
+             `cairn check` with another key checks the slots)",
+            file.slot.short()
+        )
     }
 }

@@ -277,7 +277,7 @@ impl Repository {
         let mut slot_repos = Vec::new();
         for name in &slot_names {
             match storage.get_bounded(name, MAX_SMALL_OBJECT).and_then(|b| SlotDoc::decode(&b, name)) {
-                Ok(slot) if secret.fits(&slot.kind) => {
+                Ok(slot) if secret.fits(&slot) => {
                     slot_repos.push(slot.repository_id);
                     slots.push(slot);
                 }
@@ -334,6 +334,7 @@ impl Repository {
                 }
                 OpenSecret::Recovery(_) => "no recovery slot opens with this recovery code",
                 OpenSecret::Hsm(_) => "no HSM slot opens with this token key",
+                OpenSecret::KeyFile(file) => &keyslots::key_file_refused(file, &slot_repos, &slot_names),
             };
             let also = if unreadable.is_empty() {
                 String::new()
