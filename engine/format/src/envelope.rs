@@ -4,6 +4,14 @@
 //! `version(1) | epoch(u32 LE) | nonce(24) | ciphertext | tag(16)`, with associated data that
 //! binds the version, the object's kind, the key epoch and the object's name, so storage cannot
 //! swap one object for another or replay it under another name.
+//!
+//! Version 2 is the same envelope sealed *to the reader*: `2 | epoch | E(32) | nonce | ct |
+//! tag`, under a key agreed between an ephemeral X25519 key E and the epoch's reader public key
+//! (see `keys::reader`). Write-only slots seal with it: they hold the reader public key, not
+//! the secret half, so they can write objects they cannot open again. Only the kinds a backup
+//! writes may be sealed that way ([`ObjectKind::reader_sealable`]).
+
+use std::borrow::Cow;
 
 use crate::codec::Reader;
 use crate::crypto::{Key32, NONCE_LEN, TAG_LEN, open_detached, random_array, seal_detached};
@@ -18,6 +26,35 @@ pub const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 pub const EPOCH_PREFIX_LEN: usize = 1 + 4;
 /// Bytes an envelope adds to its plaintext.
 pub const OVERHEAD: usize = 1 + 4 + NONCE_LEN + TAG_LEN;
+/// Version of an envelope sealed to a reader public key.
+pub const READER_ENVELOPE_VERSION: u8 = 2;
+/// Bytes before a version 2 envelope's ciphertext: version, epoch, ephemeral key, nonce.
+pub const READER_HEADER_LEN: usize = 1 + 4 + 32 + NONCE_LEN;
+/// Bytes a version 2 envelope adds to its plaintext.
+pub const READER_OVERHEAD: usize = READER_HEADER_LEN + TAG_LEN;
+
+/// What an envelope says it was sealed under (authenticated only once it opens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedTo {
+    /// Version 1: the data key of this epoch.
+    Epoch(u32),
+    /// Version 2: the reader key pair of this epoch, with the writer's ephemeral public key.
+    Reader {
+        /// The key epoch whose reader public key the writer used.
+        epoch: u32,
+        /// The writer's ephemeral X25519 public key.
+        ephemeral: [u8; 32],
+    },
+}
+
+impl SealedTo {
+    /// The key epoch.
+    pub fn epoch(&self) -> u32 {
+        match self {
+            SealedTo::Epoch(e) | SealedTo::Reader { epoch: e, .. } => *e,
+        }
+    }
+}
 
 /// What a sealed object is; part of the associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +84,15 @@ pub enum ObjectKind {
     PruneMarks = 11,
 }
 
+impl ObjectKind {
+    /// Whether an object of this kind may be sealed to the reader key (version 2), i.e. may be
+    /// written by a write-only slot: what a backup writes. The config, the keyring and prune's
+    /// marks are written by full keys only.
+    pub fn reader_sealable(self) -> bool {
+        !matches!(self, ObjectKind::Config | ObjectKind::Keyring | ObjectKind::PruneMarks)
+    }
+}
+
 /// The associated data: `"cairn\0" | version | kind | epoch LE | name length LE | name`.
 pub fn associated_data(kind: ObjectKind, epoch: u32, name: &[u8]) -> Vec<u8> {
     let mut ad = Vec::with_capacity(16 + name.len());
@@ -57,6 +103,45 @@ pub fn associated_data(kind: ObjectKind, epoch: u32, name: &[u8]) -> Vec<u8> {
     ad.extend_from_slice(&u32::try_from(name.len()).unwrap_or(u32::MAX).to_le_bytes());
     ad.extend_from_slice(name);
     ad
+}
+
+/// The associated data of a version 2 envelope: as version 1's (with version 2), then the
+/// ephemeral public key.
+pub fn reader_associated_data(kind: ObjectKind, epoch: u32, ephemeral: &[u8; 32], name: &[u8]) -> Vec<u8> {
+    let mut ad = associated_data(kind, epoch, name);
+    if let Some(v) = ad.get_mut(6) {
+        *v = READER_ENVELOPE_VERSION;
+    }
+    ad.extend_from_slice(ephemeral);
+    ad
+}
+
+/// Seals in place as version 2: `buf` holds [`READER_HEADER_LEN`] bytes of room, then the
+/// plaintext. `key` is the key agreed for `ephemeral` (see `keys::ReaderSealer`), which the
+/// caller uses for every object of one pack; each gets a fresh random nonce.
+pub fn seal_to_reader_in_place(
+    key: &Key32,
+    epoch: u32,
+    ephemeral: &[u8; 32],
+    kind: ObjectKind,
+    name: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    if !kind.reader_sealable() {
+        return Err(Error::InvalidInput(format!("{kind:?} objects are not sealed to the reader key")));
+    }
+    if buf.len() < READER_HEADER_LEN {
+        return Err(Error::InvalidInput("no room for the envelope header".into()));
+    }
+    let nonce: [u8; NONCE_LEN] = random_array()?;
+    let header = std::iter::once(READER_ENVELOPE_VERSION).chain(epoch.to_le_bytes()).chain(*ephemeral).chain(nonce);
+    for (room, byte) in buf.iter_mut().zip(header) {
+        *room = byte;
+    }
+    let ad = reader_associated_data(kind, epoch, ephemeral, name);
+    let tag = seal_detached(key, &nonce, &ad, buf.get_mut(READER_HEADER_LEN..).unwrap_or_default())?;
+    buf.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// Seals `plaintext` with a fresh random nonce.
@@ -129,7 +214,7 @@ pub fn epoch_of(sealed: &[u8], object: &str) -> Result<u32> {
 }
 
 fn check_version(v: u8, object: &str) -> Result<()> {
-    if v != ENVELOPE_VERSION {
+    if v != ENVELOPE_VERSION && v != READER_ENVELOPE_VERSION {
         return Err(Error::UnsupportedVersion {
             object: object.to_string(),
             found: v.into(),
@@ -139,8 +224,9 @@ fn check_version(v: u8, object: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens an envelope. `key_for_epoch` maps the claimed epoch to its key; `object` names the
-/// object in errors. Fails with [`Error::Corrupt`] when the bytes do not authenticate.
+/// Opens a version 1 envelope. `key_for_epoch` maps the claimed epoch to its key; `object`
+/// names the object in errors. Fails with [`Error::Corrupt`] when the bytes do not
+/// authenticate, and refuses a version 2 envelope: for objects only a repository key seals.
 pub fn open<'k>(
     sealed: &[u8],
     kind: ObjectKind,
@@ -148,9 +234,37 @@ pub fn open<'k>(
     object: &str,
     key_for_epoch: impl FnOnce(u32) -> Result<&'k Key32>,
 ) -> Result<Vec<u8>> {
+    open_sealed(sealed, kind, name, object, |to| match to {
+        SealedTo::Epoch(e) => key_for_epoch(e).map(Cow::Borrowed),
+        SealedTo::Reader { .. } => {
+            Err(Error::corrupt(object, "sealed to a reader key, where only a repository key seals"))
+        }
+    })
+}
+
+/// Opens a version 1 or 2 envelope. `key_for` gives the key for what the envelope says it was
+/// sealed under (for version 2, the key agreed with its ephemeral key); `object` names the
+/// object in errors. Fails with [`Error::Corrupt`] when the bytes do not authenticate, and for
+/// a version 2 envelope of a kind only full keys write.
+pub fn open_sealed<'k>(
+    sealed: &[u8],
+    kind: ObjectKind,
+    name: &[u8],
+    object: &str,
+    key_for: impl FnOnce(SealedTo) -> Result<Cow<'k, Key32>>,
+) -> Result<Vec<u8>> {
     let mut r = Reader::new(sealed, object);
-    check_version(r.u8()?, object)?;
+    let version = r.u8()?;
+    check_version(version, object)?;
     let epoch = r.u32_le()?;
+    let to = if version == READER_ENVELOPE_VERSION {
+        if !kind.reader_sealable() {
+            return Err(Error::corrupt(object, "sealed to a reader key, where only a repository key seals"));
+        }
+        SealedTo::Reader { epoch, ephemeral: r.array()? }
+    } else {
+        SealedTo::Epoch(epoch)
+    };
     let nonce: [u8; NONCE_LEN] = r.array()?;
     let body = r.rest();
     let ct_len =
@@ -158,10 +272,13 @@ pub fn open<'k>(
     let (ct, tag) = body.split_at(ct_len);
     let mut tag_arr = [0u8; TAG_LEN];
     tag_arr.copy_from_slice(tag);
-    let key = key_for_epoch(epoch)?;
+    let key = key_for(to)?;
     let mut buf = ct.to_vec();
-    let ad = associated_data(kind, epoch, name);
-    if !open_detached(key, &nonce, &ad, &mut buf, &tag_arr) {
+    let ad = match &to {
+        SealedTo::Epoch(_) => associated_data(kind, epoch, name),
+        SealedTo::Reader { ephemeral, .. } => reader_associated_data(kind, epoch, ephemeral, name),
+    };
+    if !open_detached(&key, &nonce, &ad, &mut buf, &tag_arr) {
         return Err(Error::corrupt(
             object,
             "authentication failed (tampered, truncated, swapped, or sealed under another key)",

@@ -107,6 +107,31 @@ pub fn envelope(data: &[u8]) {
         envelope::open(&bad, ObjectKind::Snapshot, ENVELOPE_NAME, "fuzz", |_| Ok(&key)).is_err(),
         "a sealed object with bit {bit} flipped opened"
     );
+    // Version 2 (sealed to the reader key of FUZZ_KEY as a data key): the bytes as an envelope,
+    // then sealed and opened again.
+    let reader_open = |bytes: &[u8]| {
+        envelope::open_sealed(bytes, ObjectKind::Snapshot, ENVELOPE_NAME, "fuzz", |to| match to {
+            envelope::SealedTo::Reader { epoch, ephemeral } => {
+                crate::keys::reader_open_key(epoch, &key, &ephemeral, "fuzz").map(std::borrow::Cow::Owned)
+            }
+            envelope::SealedTo::Epoch(_) => Ok(std::borrow::Cow::Borrowed(&key)),
+        })
+    };
+    if let Ok(plain) = reader_open(data)
+        && data.first() == Some(&envelope::READER_ENVELOPE_VERSION)
+    {
+        assert_eq!(plain.len() + envelope::READER_OVERHEAD, data.len());
+    }
+    let sealer = crate::keys::ReaderSealer::new(epoch, &crate::keys::reader_public(epoch, &key)).expect("sealer");
+    let sealed = sealer.seal(ObjectKind::Snapshot, ENVELOPE_NAME, data).expect("sealing to the reader");
+    assert_eq!(reader_open(&sealed).ok().as_deref(), Some(data), "open(seal_to_reader(x)) != x");
+    assert!(
+        envelope::open_sealed(&sealed, ObjectKind::Config, ENVELOPE_NAME, "fuzz", |_| Ok(std::borrow::Cow::Borrowed(
+            &key
+        )))
+        .is_err(),
+        "a version 2 config opened"
+    );
 }
 
 /// A key slot (JSON, the one unsealed object) and the slot info sealed inside it.

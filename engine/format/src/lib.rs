@@ -55,8 +55,14 @@ mod proptests;
 
 use serde::{Deserialize, Serialize};
 
-/// The repository format version this build writes and reads.
+/// The repository format version this build writes and reads: `init` writes it.
 pub const FORMAT_VERSION: u32 = 2;
+
+/// The format version of a repository with write-only slots (SPEC §7.6): what they write is
+/// sealed to the reader key (envelope version 2), which clients of version 2 cannot open, so
+/// adding the first such slot moves the config to it and those clients refuse the repository
+/// as a whole instead of failing on its newer objects.
+pub const WRITE_ONLY_FORMAT_VERSION: u32 = 3;
 
 /// The most bytes a reader takes for any object but a pack (config, key slot, keyring, index
 /// segment, snapshot, lock, audit entry). The largest real ones are index segments of at most

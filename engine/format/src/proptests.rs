@@ -8,7 +8,7 @@ use super::config::Config;
 use super::index::{IndexSegment, IndexedPack};
 use super::keyring::{EpochKeyDoc, KeyringDoc, SlotRefDoc};
 use super::pack::{self, BlobEntry, PackBlob, PackHeader, header_span};
-use super::slot::{SLOT_VERSION, SlotDoc, SlotKind};
+use super::slot::{SLOT_VERSION, SlotAccess, SlotDoc, SlotKind};
 use super::snapshot::{Snapshot, SnapshotSummary};
 use super::tree::{Node, NodeKind, Tree};
 use super::{BlobKind, FORMAT_VERSION};
@@ -144,12 +144,15 @@ proptest! {
             retired: vec![super::keyring::RetiredEpochDoc { epoch: epochs[0], fingerprint: id }] };
         prop_assert!(KeyringDoc::decode(&k.encode(), "k").unwrap() == k);
         let slot = SlotDoc { version: SLOT_VERSION, id: ObjectId(id), repository_id: ObjectId(id), kind: SlotKind::Password { argon2id: Argon2Params::MIN },
-            salt: id.to_vec(), nonce: id[..24].to_vec(), wrapped_secret: [id, id, id].concat()[..80].to_vec(),
+            access: SlotAccess::Full, salt: id.to_vec(), nonce: id[..24].to_vec(), wrapped_secret: [id, id, id].concat()[..80].to_vec(),
             public_key: id.to_vec(), keyring: hex::encode(&id[..16]),
             sealed_key: [id, id, id, id].concat()[..104].to_vec(), info: [id, id].concat()[..50].to_vec() };
         prop_assert_eq!(SlotDoc::decode(&slot.encode(), "s").unwrap(), slot.clone());
-        let hsm = SlotDoc { kind: SlotKind::Hsm, nonce: id[..12].to_vec(), ..slot };
+        let hsm = SlotDoc { kind: SlotKind::Hsm, nonce: id[..12].to_vec(), ..slot.clone() };
         prop_assert_eq!(SlotDoc::decode(&hsm.encode(), "s").unwrap(), hsm);
+        let write_only = SlotDoc { access: SlotAccess::WriteOnly, wrapped_secret: [id, id, id, id].concat()[..112].to_vec(),
+            sealed_key: [id; 8].concat()[..200].to_vec(), ..slot };
+        prop_assert_eq!(SlotDoc::decode(&write_only.encode(), "s").unwrap(), write_only);
     }
 
     #[test]

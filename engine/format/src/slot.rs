@@ -24,6 +24,30 @@ pub const SLOT_SECRET_LEN: usize = 64;
 /// Length of `sealed_key`: ephemeral public key (32) || nonce (24) || K (32) || tag (16).
 pub const SEALED_KEY_LEN: usize = 32 + 24 + 32 + 16;
 
+/// Plaintext length of a write-only slot's `wrapped_secret`: the X25519 secret (32) || the
+/// repository identity (32) || the key that authenticates its kit (32).
+pub const WRITE_ONLY_SECRET_LEN: usize = 96;
+
+/// Bounds of a write-only slot's `sealed_key` (ephemeral key, nonce, the kit and its MAC, tag).
+pub const SEALED_KIT_LEN: std::ops::RangeInclusive<usize> = (32 + 24 + 64 + 16)..=(32 + 24 + 1024 + 16);
+
+/// What opening a slot gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotAccess {
+    /// The repository key K: everything.
+    #[default]
+    Full,
+    /// A write kit: what a backup needs to add data, and nothing that reads (SPEC §7.6).
+    WriteOnly,
+}
+
+impl SlotAccess {
+    fn is_full(&self) -> bool {
+        *self == SlotAccess::Full
+    }
+}
+
 /// How the slot's X25519 secret is protected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -76,6 +100,9 @@ pub struct SlotDoc {
     /// How the slot secret is protected.
     #[serde(flatten)]
     pub kind: SlotKind,
+    /// What the slot opens; absent for full slots (so their documents are as before).
+    #[serde(default, skip_serializing_if = "SlotAccess::is_full")]
+    pub access: SlotAccess,
     /// KDF salt, 32 bytes hex (random and unused for HSM slots).
     #[serde(with = "hex_bytes")]
     pub salt: Vec<u8>,
@@ -116,15 +143,27 @@ pub struct SlotInfo {
 }
 
 impl SlotDoc {
-    /// Associated data of every encryption in the slot: binds it to its repository, its id and
-    /// its kind.
+    /// Associated data of every encryption in the slot: binds it to its repository, its id,
+    /// its kind and (for write-only slots) its access, so the storage cannot turn a write-only
+    /// slot into a full one or back.
     pub fn associated_data(&self) -> Vec<u8> {
         let mut ad = b"cairn\0slot\0".to_vec();
         ad.extend_from_slice(&self.version.to_le_bytes());
         ad.extend_from_slice(self.repository_id.as_bytes());
         ad.extend_from_slice(self.id.as_bytes());
         ad.extend_from_slice(self.kind.name().as_bytes());
+        if self.access == SlotAccess::WriteOnly {
+            ad.extend_from_slice(b"\0write_only");
+        }
         ad
+    }
+
+    /// Length of the wrapped secret's plaintext for this slot's access.
+    pub fn secret_len(&self) -> usize {
+        match self.access {
+            SlotAccess::Full => SLOT_SECRET_LEN,
+            SlotAccess::WriteOnly => WRITE_ONLY_SECRET_LEN,
+        }
     }
 
     /// Associated data of `sealed_key`: the slot's, plus the keyring name, so a sealed K cannot
@@ -158,11 +197,15 @@ impl SlotDoc {
         let doc: SlotDoc =
             serde_json::from_slice(bytes).map_err(|e| Error::corrupt(object, format!("key slot is not valid: {e}")))?;
         let keyring_ok = doc.keyring.len() == 32 && doc.keyring.bytes().all(|b| b.is_ascii_hexdigit());
+        let sealed_ok = match doc.access {
+            SlotAccess::Full => doc.sealed_key.len() == SEALED_KEY_LEN,
+            SlotAccess::WriteOnly => SEALED_KIT_LEN.contains(&doc.sealed_key.len()),
+        };
         if doc.salt.len() != 32
             || doc.nonce.len() != doc.kind.nonce_len()
-            || doc.wrapped_secret.len() != SLOT_SECRET_LEN + 16
+            || doc.wrapped_secret.len() != doc.secret_len() + 16
             || doc.public_key.len() != 32
-            || doc.sealed_key.len() != SEALED_KEY_LEN
+            || !sealed_ok
             || doc.info.len() < 24 + 16
             || !keyring_ok
         {

@@ -31,6 +31,16 @@ pub mod context {
     pub const LOCK_MACHINE: &str = "cairn v2 2026-12-03 lock machine identity";
     /// key file secret || salt -> key-file slot wrapping key.
     pub const KEY_FILE_SLOT: &str = "cairn v2 2026-12-04 key file slot wrapping key";
+    /// epoch (u32 LE) || data key -> the epoch's reader X25519 secret (write-only slots seal to
+    /// its public half).
+    pub const READER_SECRET: &str = "cairn v3 2026-12-04 epoch reader secret";
+    /// X25519 shared secret || ephemeral public || reader public -> key of objects sealed to the
+    /// reader (envelope version 2).
+    pub const READER_SEAL: &str = "cairn v3 2026-12-04 reader sealed object key";
+    /// K_audit || slot id -> the key that authenticates a write-only slot's kit.
+    pub const KIT_MAC: &str = "cairn v3 2026-12-04 write kit mac";
+    /// K_audit || slot id -> a write-only slot's audit entry MAC key.
+    pub const AUDIT_SLOT: &str = "cairn v3 2026-12-04 write-only slot audit mac";
 }
 
 /// BLAKE3 `derive_key(context, material)` as a zeroizing key.

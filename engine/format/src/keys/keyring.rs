@@ -1,11 +1,13 @@
 //! The live keyring: K_id, K_cdc, K_audit and the data keys by epoch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use zeroize::Zeroize;
 
 use crate::crypto::Key32;
-use crate::envelope::{self, ObjectKind};
+use crate::envelope::{self, ObjectKind, SealedTo};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ObjectId};
 use crate::keyring::{EpochKeyDoc, KeyringDoc, SlotRefDoc};
@@ -32,7 +34,13 @@ pub struct Keyring {
     revision: u64,
     /// Fingerprints of retired epochs.
     retired: BTreeMap<u32, [u8; 32]>,
+    /// Keys agreed for version 2 envelopes, by (epoch, ephemeral key). A pack's blobs share one
+    /// ephemeral key, so reading a pack costs one X25519 agreement, not one per blob.
+    reader_keys: Mutex<HashMap<(u32, [u8; 32]), Key32>>,
 }
+
+/// How many agreed reader keys a keyring remembers before it forgets them all.
+const READER_KEYS_KEPT: usize = 4096;
 
 impl Keyring {
     /// A fresh keyring with random keys and data-key epoch 0.
@@ -67,6 +75,7 @@ impl Keyring {
             replaces: BTreeSet::new(),
             revision: 0,
             retired: BTreeMap::new(),
+            reader_keys: Mutex::default(),
         }
     }
 
@@ -197,6 +206,7 @@ impl Keyring {
             replaces: self.replaces.clone(),
             revision: self.revision,
             retired: self.retired.clone(),
+            reader_keys: Mutex::default(),
         }
     }
 
@@ -254,6 +264,76 @@ impl Keyring {
             ));
         }
         self.data_key(epoch, object)
+    }
+
+    /// The key that opens an object of `kind` sealed as the envelope says (`to`), with the
+    /// metadata floor of [`Keyring::key_for`].
+    pub fn open_key(&self, kind: ObjectKind, to: SealedTo, object: &str) -> Result<Cow<'_, Key32>> {
+        let data_key = self.key_for(kind, to.epoch(), object)?;
+        self.resolve(to, data_key, object)
+    }
+
+    /// The key that opens a pack's blobs, header or locator sealed as the envelope says: any
+    /// epoch held (packs are reached through the index and their blobs checked by id).
+    pub fn open_pack_key(&self, to: SealedTo, object: &str) -> Result<Cow<'_, Key32>> {
+        let data_key = self.data_key(to.epoch(), object)?;
+        self.resolve(to, data_key, object)
+    }
+
+    fn resolve<'a>(&'a self, to: SealedTo, data_key: &'a Key32, object: &str) -> Result<Cow<'a, Key32>> {
+        let SealedTo::Reader { epoch, ephemeral } = to else {
+            return Ok(Cow::Borrowed(data_key));
+        };
+        let mut kept = self.reader_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(k) = kept.get(&(epoch, ephemeral)) {
+            return Ok(Cow::Owned(k.clone()));
+        }
+        let k = super::reader_open_key(epoch, data_key, &ephemeral, object)?;
+        if kept.len() >= READER_KEYS_KEPT {
+            kept.clear();
+        }
+        kept.insert((epoch, ephemeral), k.clone());
+        Ok(Cow::Owned(k))
+    }
+
+    /// The kit a write-only slot `slot` gets now: K_id, K_cdc, the current epoch's reader
+    /// public key, the slot's audit key, this keyring's revision and the repository's config
+    /// plaintext `config`.
+    pub fn write_kit(&self, slot: ObjectId, config: &[u8]) -> Result<super::WriteKit> {
+        let (epoch, data_key) = self.current();
+        Ok(super::WriteKit::new(super::kit::KitParts {
+            slot,
+            repository_id: self.repository_id,
+            identity: self.identity(),
+            id_key: &self.id_key,
+            cdc_key: &self.cdc_key,
+            epoch,
+            reader_public: super::reader_public(epoch, data_key),
+            audit_key: self.slot_audit_key(slot),
+            revision: self.revision,
+            config: config.to_vec(),
+        }))
+    }
+
+    fn derive_for_slot(&self, context: &str, slot: ObjectId) -> Key32 {
+        let mut material = zeroize::Zeroizing::new(self.audit_key.expose().to_vec());
+        material.extend_from_slice(slot.as_bytes());
+        crate::crypto::derive(context, &material)
+    }
+
+    /// The key that authenticates write-only slot `slot`'s kit (only full keys derive it).
+    pub fn kit_mac_key(&self, slot: ObjectId) -> Key32 {
+        self.derive_for_slot(crate::crypto::context::KIT_MAC, slot)
+    }
+
+    /// The MAC key of write-only slot `slot`'s audit entries.
+    pub fn slot_audit_key(&self, slot: ObjectId) -> Key32 {
+        self.derive_for_slot(crate::crypto::context::AUDIT_SLOT, slot)
+    }
+
+    /// The reader public key of `epoch`, which write-only slots seal to.
+    pub fn reader_public(&self, epoch: u32) -> Option<[u8; 32]> {
+        self.epochs.get(&epoch).map(|k| super::reader_public(epoch, k))
     }
 
     /// A copy for a rotation: a new epoch, replacing the keyrings named (hex, as in slots).
@@ -352,6 +432,7 @@ impl Keyring {
             replaces: doc.replaces.iter().copied().collect(),
             revision: doc.revision,
             retired: doc.retired.iter().map(|r| (r.epoch, r.fingerprint)).collect(),
+            reader_keys: Mutex::default(),
         })
     }
 }

@@ -5,14 +5,20 @@
 mod hsm;
 mod keyfile;
 mod keyring;
+mod kit;
+mod reader;
 mod recovery;
 mod slots;
+mod write_only;
 
 pub use hsm::{HsmConfig, HsmSession};
 pub use keyfile::KeyFile;
 pub use keyring::Keyring;
+pub use kit::WriteKit;
+pub use reader::{ReaderSealer, reader_open_key, reader_public};
 pub use recovery::RecoveryCode;
 pub use slots::{NewSlotSecret, OpenSecret, OpenedSlot, create_slot, open_slot, reseal_slot, slot_info};
+pub use write_only::{create_write_only_slot, open_write_only_slot, reissue_kit};
 
 use crate::crypto::{Key32, context, derive};
 use crate::names::Dir;

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::names::Dir;
 use crate::now_ns;
-use crate::slot::{SEALED_KEY_LEN, SLOT_SECRET_LEN, SLOT_VERSION, SlotDoc, SlotInfo, SlotKind};
+use crate::slot::{SEALED_KEY_LEN, SLOT_SECRET_LEN, SLOT_VERSION, SlotAccess, SlotDoc, SlotInfo, SlotKind};
 
 use super::hsm::{HsmConfig, HsmSession};
 use super::{KeyFile, RecoveryCode, RepoIdentity};
@@ -68,7 +68,7 @@ pub enum NewSlotSecret<'a> {
 }
 
 /// The hex part of the keyring name K opens.
-fn keyring_id(k: &Key32) -> String {
+pub(super) fn keyring_id(k: &Key32) -> String {
     Dir::Keyring.file_of(&super::keyring_name(k)).unwrap_or_default().to_string()
 }
 
@@ -91,7 +91,7 @@ fn recovery_key(code: &RecoveryCode, salt: &[u8]) -> Key32 {
     k
 }
 
-fn seal_with(key: &Key32, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+pub(super) fn seal_with(key: &Key32, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
     let nonce: [u8; NONCE_LEN] = random_array()?;
     let mut buf = plaintext.to_vec();
     let tag = seal_detached(key, &nonce, ad, &mut buf)?;
@@ -102,7 +102,7 @@ fn seal_with(key: &Key32, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Opens `nonce || ct || tag`; `None` when it does not authenticate.
-fn open_with(key: &Key32, ad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn open_with(key: &Key32, ad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return None;
     }
@@ -119,7 +119,12 @@ fn open_with(key: &Key32, ad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-fn x25519_shared_key(secret: &StaticSecret, public: &[u8; 32], epk: &[u8; 32], slot_pk: &[u8; 32]) -> Option<Key32> {
+pub(super) fn x25519_shared_key(
+    secret: &StaticSecret,
+    public: &[u8; 32],
+    epk: &[u8; 32],
+    slot_pk: &[u8; 32],
+) -> Option<Key32> {
     let shared = secret.diffie_hellman(&PublicKey::from(*public));
     if !shared.was_contributory() {
         return None;
@@ -148,7 +153,7 @@ fn seal_repository_key(slot: &mut SlotDoc, k: &Key32) -> Result<()> {
     Ok(())
 }
 
-fn seal_info(slot: &mut SlotDoc, info_key: &Key32, info: &SlotInfo) -> Result<()> {
+pub(super) fn seal_info(slot: &mut SlotDoc, info_key: &Key32, info: &SlotInfo) -> Result<()> {
     slot.info = seal_with(info_key, &slot.associated_data(), &info.encode())?;
     Ok(())
 }
@@ -173,7 +178,7 @@ pub struct OpenedSlot {
 }
 
 /// The wrapped plaintext: the X25519 secret, then the repository identity.
-fn secret_plaintext(sk: &StaticSecret, identity: &RepoIdentity) -> SecretBytes {
+pub(super) fn secret_plaintext(sk: &StaticSecret, identity: &RepoIdentity) -> SecretBytes {
     let mut plain = Vec::with_capacity(SLOT_SECRET_LEN);
     plain.extend_from_slice(sk.as_bytes());
     plain.extend_from_slice(&identity.0);
@@ -191,7 +196,21 @@ pub fn create_slot(
     secret: NewSlotSecret<'_>,
     label: &str,
 ) -> Result<SlotDoc> {
-    let kind = match &secret {
+    let (mut slot, sk) = new_slot_doc(repository_id, id, SlotAccess::Full, &secret)?;
+    let info = wrap_secret(&mut slot, secret_plaintext(&sk, identity), secret, label)?;
+    seal_repository_key(&mut slot, k)?;
+    seal_info(&mut slot, info_key, &info)?;
+    Ok(slot)
+}
+
+/// A slot document with a fresh salt and key pair, its secret not wrapped yet.
+pub(super) fn new_slot_doc(
+    repository_id: ObjectId,
+    id: ObjectId,
+    access: SlotAccess,
+    secret: &NewSlotSecret<'_>,
+) -> Result<(SlotDoc, StaticSecret)> {
+    let kind = match secret {
         NewSlotSecret::Password(pw, params) => {
             if pw.expose().is_empty() {
                 return Err(Error::InvalidInput("empty password".into()));
@@ -210,11 +229,12 @@ pub fn create_slot(
     };
     let salt: [u8; 32] = random_array()?;
     let sk = StaticSecret::from(random_array::<32>()?);
-    let mut slot = SlotDoc {
+    let slot = SlotDoc {
         version: SLOT_VERSION,
         id,
         repository_id,
         kind,
+        access,
         salt: salt.to_vec(),
         nonce: Vec::new(),
         wrapped_secret: Vec::new(),
@@ -223,8 +243,19 @@ pub fn create_slot(
         sealed_key: Vec::new(),
         info: Vec::new(),
     };
+    Ok((slot, sk))
+}
+
+/// Wraps `plain` (the slot's secret material) under `secret` into `slot`; returns the slot's
+/// info, with the HSM labels for HSM slots.
+pub(super) fn wrap_secret(
+    slot: &mut SlotDoc,
+    plain: SecretBytes,
+    secret: NewSlotSecret<'_>,
+    label: &str,
+) -> Result<SlotInfo> {
     let ad = slot.associated_data();
-    let plain = secret_plaintext(&sk, identity);
+    let salt = slot.salt.clone();
     let mut info = SlotInfo { label: label.to_string(), created_ns: now_ns(), hsm_token: None, hsm_key: None };
     let wrapping_key = match &secret {
         NewSlotSecret::Password(pw, params) => Some(argon2id(pw.expose(), &salt, *params)?),
@@ -244,16 +275,18 @@ pub fn create_slot(
         info.hsm_token = Some(cfg.token.clone());
         info.hsm_key = Some(cfg.key_label.clone());
     }
-    if slot.wrapped_secret.len() != SLOT_SECRET_LEN + TAG_LEN {
+    if slot.wrapped_secret.len() != slot.secret_len() + TAG_LEN {
         return Err(Error::Hsm("the token returned a ciphertext of unexpected length".into()));
     }
-    seal_repository_key(&mut slot, k)?;
-    seal_info(&mut slot, info_key, &info)?;
-    Ok(slot)
+    Ok(info)
 }
 
 /// The same slot with K replaced by `new_k` (rotation): the slot's secret is not needed.
 pub fn reseal_slot(slot: &SlotDoc, new_k: &Key32) -> Result<SlotDoc> {
+    // Never K to a write-only slot: it gets a new kit (`reissue_kit`).
+    if slot.access != SlotAccess::Full {
+        return Err(Error::InvalidInput("a write-only slot is never sealed the repository key".into()));
+    }
     let mut out = slot.clone();
     seal_repository_key(&mut out, new_k)?;
     Ok(out)
@@ -264,6 +297,41 @@ pub fn reseal_slot(slot: &SlotDoc, new_k: &Key32) -> Result<SlotDoc> {
 /// malformed slots and HSM failures. The caller MUST check the returned identity against the
 /// keyring K opens: until then K authenticates nothing (see the module docs).
 pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) -> Result<Option<OpenedSlot>> {
+    let object = Dir::Keys.object(&slot.id);
+    if slot.access != SlotAccess::Full {
+        return Err(Error::WrongKey(format!("{object} is a write-only slot: it does not open the repository key")));
+    }
+    let Some((sk, identity, _)) = unwrap_secret(slot, secret, hsm)? else {
+        return Ok(None);
+    };
+    let pk: [u8; 32] = slot.public_key.as_slice().try_into().map_err(|_| Error::corrupt(&object, "bad public key"))?;
+    if slot.sealed_key.len() != SEALED_KEY_LEN {
+        return Err(Error::corrupt(&object, "sealed key has the wrong length"));
+    }
+    let (epk, sealed) = slot.sealed_key.split_at(32);
+    let epk: [u8; 32] = epk.try_into().map_err(|_| Error::corrupt(&object, "bad ephemeral key"))?;
+    let wk = x25519_shared_key(&sk, &epk, &epk, &pk)
+        .ok_or_else(|| Error::corrupt(&object, "ephemeral key is a low-order point"))?;
+    let mut k = open_with(&wk, &slot.sealed_key_ad(), sealed)
+        .ok_or_else(|| Error::corrupt(&object, "the sealed repository key does not authenticate"))?;
+    let mut arr = [0u8; 32];
+    if k.len() == 32 {
+        arr.copy_from_slice(&k);
+    }
+    k.zeroize();
+    let key = Key32::from_bytes(arr);
+    arr.zeroize();
+    Ok(Some(OpenedSlot { key, identity }))
+}
+
+/// Unwraps the slot's secret with `secret`: its X25519 secret (checked against its public
+/// key), the repository identity and, for write-only slots, the kit's MAC key. `Ok(None)` when
+/// the secret is of another kind or does not open the slot.
+pub(super) fn unwrap_secret(
+    slot: &SlotDoc,
+    secret: &OpenSecret,
+    hsm: Option<&HsmSession>,
+) -> Result<Option<(StaticSecret, RepoIdentity, Option<Key32>)>> {
     let ad = slot.associated_data();
     let sk_bytes = match (&slot.kind, hsm) {
         (SlotKind::Hsm, Some(session)) if matches!(secret, OpenSecret::Hsm(_)) => {
@@ -286,37 +354,31 @@ pub fn open_slot(slot: &SlotDoc, secret: &OpenSecret, hsm: Option<&HsmSession>) 
         }
     };
     let object = Dir::Keys.object(&slot.id);
-    let (sk_part, identity_part) = sk_bytes
-        .expose()
-        .split_at_checked(32)
-        .filter(|(_, id)| id.len() == 32)
-        .ok_or_else(|| Error::corrupt(&object, "slot secret has the wrong length"))?;
-    let identity = RepoIdentity(identity_part.try_into().map_err(|_| Error::corrupt(&object, "bad identity"))?);
-    let mut sk_arr: [u8; 32] =
-        sk_part.try_into().map_err(|_| Error::corrupt(&object, "slot secret has the wrong length"))?;
+    let plain = sk_bytes.expose();
+    if plain.len() != slot.secret_len() {
+        return Err(Error::corrupt(&object, "slot secret has the wrong length"));
+    }
+    let part = |range: std::ops::Range<usize>| -> Result<[u8; 32]> {
+        plain.get(range).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::corrupt(&object, "bad slot secret"))
+    };
+    let mut sk_arr = part(0..32)?;
     let sk = StaticSecret::from(sk_arr);
     sk_arr.zeroize();
+    let identity = RepoIdentity(part(32..64)?);
+    let kit_mac = match slot.access {
+        SlotAccess::Full => None,
+        SlotAccess::WriteOnly => {
+            let mut m = part(64..96)?;
+            let k = Key32::from_bytes(m);
+            m.zeroize();
+            Some(k)
+        }
+    };
     let pk: [u8; 32] = slot.public_key.as_slice().try_into().map_err(|_| Error::corrupt(&object, "bad public key"))?;
     if PublicKey::from(&sk).to_bytes() != pk {
         return Err(Error::corrupt(&object, "slot secret does not match its public key"));
     }
-    if slot.sealed_key.len() != SEALED_KEY_LEN {
-        return Err(Error::corrupt(&object, "sealed key has the wrong length"));
-    }
-    let (epk, sealed) = slot.sealed_key.split_at(32);
-    let epk: [u8; 32] = epk.try_into().map_err(|_| Error::corrupt(&object, "bad ephemeral key"))?;
-    let wk = x25519_shared_key(&sk, &epk, &epk, &pk)
-        .ok_or_else(|| Error::corrupt(&object, "ephemeral key is a low-order point"))?;
-    let mut k = open_with(&wk, &slot.sealed_key_ad(), sealed)
-        .ok_or_else(|| Error::corrupt(&object, "the sealed repository key does not authenticate"))?;
-    let mut arr = [0u8; 32];
-    if k.len() == 32 {
-        arr.copy_from_slice(&k);
-    }
-    k.zeroize();
-    let key = Key32::from_bytes(arr);
-    arr.zeroize();
-    Ok(Some(OpenedSlot { key, identity }))
+    Ok(Some((sk, identity, kit_mac)))
 }
 
 #[cfg(test)]

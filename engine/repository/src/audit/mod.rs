@@ -347,8 +347,8 @@ fn write_entry(
 pub fn read_entry(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Result<LoadedEntry> {
     let (seq, name_mac) = parse_entry_name(name).ok_or_else(|| Error::corrupt(name, "not an audit entry name"))?;
     let sealed = storage.get_bounded(name, crate::format::MAX_SMALL_OBJECT)?;
-    let plain = envelope::open(&sealed, ObjectKind::Audit, name.as_bytes(), name, |e| {
-        keyring.key_for(ObjectKind::Audit, e, name)
+    let plain = envelope::open_sealed(&sealed, ObjectKind::Audit, name.as_bytes(), name, |to| {
+        keyring.open_key(ObjectKind::Audit, to, name)
     })?;
     let (entry, mac, body) = AuditEntry::decode_with_mac(&plain, name)?;
     if mac_of(keyring, &body) != mac || mac != name_mac {

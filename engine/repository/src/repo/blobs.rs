@@ -96,8 +96,8 @@ impl Repository {
         sealed: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>)> {
         let object = format!("{pack} (blob {id})");
-        let opened = envelope::open(sealed, loc.kind.object_kind(), id.as_bytes(), &object, |e| {
-            self.keyring.data_key(e, &object)
+        let opened = envelope::open_sealed(sealed, loc.kind.object_kind(), id.as_bytes(), &object, |to| {
+            self.keyring.open_pack_key(to, &object)
         })?;
         let plain = blob::decode(&opened, loc.raw_length as usize, &object)?;
         if plain.len() != loc.raw_length as usize || self.keyring.chunk_id(&plain) != *id {

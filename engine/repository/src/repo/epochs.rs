@@ -57,7 +57,7 @@ impl Repository {
         };
         let epoch = envelope::epoch_of(&sealed, name)?;
         if verify {
-            envelope::open(&sealed, kind, name.as_bytes(), name, |e| self.keyring.data_key(e, name))?;
+            envelope::open_sealed(&sealed, kind, name.as_bytes(), name, |to| self.keyring.open_pack_key(to, name))?;
         }
         Ok(Some(epoch))
     }
@@ -129,9 +129,9 @@ impl Repository {
                 continue;
             }
             // A lock that does not open is damaged already; it turns stale by age.
-            let Ok(plain) =
-                envelope::open(&sealed, ObjectKind::Lock, name.as_bytes(), &name, |e| self.keyring.data_key(e, &name))
-            else {
+            let Ok(plain) = envelope::open_sealed(&sealed, ObjectKind::Lock, name.as_bytes(), &name, |to| {
+                self.keyring.open_pack_key(to, &name)
+            }) else {
                 continue;
             };
             let resealed = envelope::seal(key, current, ObjectKind::Lock, name.as_bytes(), &plain)?;
@@ -161,7 +161,9 @@ impl Repository {
             if epoch == current || !sealed_under(epoch) {
                 continue;
             }
-            let plain = envelope::open(&sealed, kind, name.as_bytes(), &name, |e| self.keyring.data_key(e, &name))?;
+            let plain = envelope::open_sealed(&sealed, kind, name.as_bytes(), &name, |to| {
+                self.keyring.open_pack_key(to, &name)
+            })?;
             let resealed = envelope::seal(key, current, kind, name.as_bytes(), &plain)?;
             self.storage.put(&name, &resealed, PutMode::Overwrite)?;
             count += 1;

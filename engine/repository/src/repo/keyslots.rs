@@ -34,8 +34,10 @@ use serde::Serialize;
 use crate::crypto::{Argon2Params, Key32, SecretBytes};
 use crate::error::{Error, Result};
 use crate::format::MAX_SMALL_OBJECT;
+use crate::format::WRITE_ONLY_FORMAT_VERSION;
+use crate::format::envelope::ObjectKind;
 use crate::format::names::Dir;
-use crate::format::slot::{SlotDoc, SlotKind};
+use crate::format::slot::{SlotAccess, SlotDoc, SlotKind};
 use crate::id::ObjectId;
 use crate::keys::{self, HsmConfig, HsmSession, KeyFile, Keyring, NewSlotSecret, RecoveryCode};
 use crate::storage::PutMode;
@@ -49,6 +51,8 @@ pub struct SlotSummary {
     pub id: ObjectId,
     /// `password`, `recovery`, `hsm` or `key_file`.
     pub kind: String,
+    /// Whether the slot is write-only (opens a write kit, not the repository key).
+    pub write_only: bool,
     /// The user's label.
     pub label: String,
     /// When it was made (ns), when the sealed info could be read.
@@ -64,6 +68,15 @@ pub struct SlotSummary {
     /// Whether the keyring lists the slot as valid (false for a removed slot put back, which
     /// opens nothing).
     pub listed: bool,
+}
+
+/// What opens a new write-only slot.
+#[derive(Debug)]
+pub enum WriteOnlySecret<'a> {
+    /// A password with its Argon2id cost.
+    Password(&'a SecretBytes, Argon2Params),
+    /// A key file, made with the slot.
+    KeyFile,
 }
 
 /// What a rotation did.
@@ -155,6 +168,7 @@ impl Repository {
                 SlotSummary {
                     id: s.id,
                     kind: s.kind.name().to_string(),
+                    write_only: s.access == SlotAccess::WriteOnly,
                     label: info.as_ref().map(|i| i.label.clone()).unwrap_or_default(),
                     created_ns: info.as_ref().map(|i| i.created_ns),
                     hsm_token: info.as_ref().and_then(|i| i.hsm_token.clone()),
@@ -214,6 +228,47 @@ impl Repository {
         )?;
         self.list_and_store_slot(&slot)?;
         Ok((id, file))
+    }
+
+    /// Adds a write-only slot (SPEC §7.6) opened by a password, or by a key file made here
+    /// (returned for the caller to write). The config moves to format version 3 first, so
+    /// clients that cannot open what write-only slots write refuse the repository as a whole.
+    pub fn add_write_only_slot(
+        &mut self,
+        secret: WriteOnlySecret<'_>,
+        label: &str,
+    ) -> Result<(ObjectId, Option<KeyFile>)> {
+        self.refuse_unfinished_rotation()?;
+        self.upgrade_for_write_only()?;
+        let id = ObjectId::random()?;
+        let key_file = match secret {
+            WriteOnlySecret::KeyFile => Some(KeyFile::generate(self.config.repository_id, id)?),
+            WriteOnlySecret::Password(..) => None,
+        };
+        let new_secret = match (&secret, &key_file) {
+            (WriteOnlySecret::Password(pw, params), _) => NewSlotSecret::Password(pw, *params),
+            (WriteOnlySecret::KeyFile, Some(file)) => NewSlotSecret::KeyFile(file),
+            (WriteOnlySecret::KeyFile, None) => return Err(Error::InvalidInput("no key file".into())),
+        };
+        let ring = self.stored_keyring()?;
+        let slot = keys::create_write_only_slot(id, &self.master, &ring, &self.config.encode(), new_secret, label)?;
+        self.list_and_store_slot(&slot)?;
+        Ok((id, key_file))
+    }
+
+    /// Moves the config to [`WRITE_ONLY_FORMAT_VERSION`] (an atomic overwrite; idempotent).
+    fn upgrade_for_write_only(&mut self) -> Result<()> {
+        if self.config.format_version >= WRITE_ONLY_FORMAT_VERSION {
+            return Ok(());
+        }
+        let mut config = self.config.clone();
+        config.format_version = WRITE_ONLY_FORMAT_VERSION;
+        let (epoch, key) = self.keyring.current();
+        let name = crate::format::config::CONFIG_NAME;
+        let sealed = crate::format::envelope::seal(key, epoch, ObjectKind::Config, name.as_bytes(), &config.encode())?;
+        self.storage.put(name, &sealed, PutMode::Overwrite)?;
+        self.config = config;
+        Ok(())
     }
 
     /// Adds an HSM slot, creating the token key when it does not exist yet. Before the slot is
@@ -383,7 +438,11 @@ impl Repository {
         // 2, 3. Every listed slot to K', the one in use first.
         let mut moved = Vec::new();
         for slot in listed {
-            let resealed = keys::reseal_slot(&slot, &new_k)?;
+            let resealed = match slot.access {
+                SlotAccess::Full => keys::reseal_slot(&slot, &new_k)?,
+                // A new kit: the new epoch's reader key, never K.
+                SlotAccess::WriteOnly => keys::reissue_kit(&slot, &new_k, &new_ring, &self.config.encode())?,
+            };
             self.storage.put(&slot_name(&slot.id), &resealed.encode(), PutMode::Overwrite)?;
             moved.push(slot.id);
         }

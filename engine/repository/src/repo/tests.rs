@@ -15,7 +15,7 @@ use crate::id::ChunkId;
 use crate::storage::{PutMode, Storage};
 use cairn_format::test_util::pseudo_random as noise;
 
-fn store_blobs(t: &TestRepository, blobs: &[Vec<u8>]) -> (Vec<ChunkId>, super::WriteStats) {
+pub(super) fn store_blobs(t: &TestRepository, blobs: &[Vec<u8>]) -> (Vec<ChunkId>, super::WriteStats) {
     let writer = t.repo.blob_writer().unwrap();
     let ids: Vec<ChunkId> = blobs.iter().map(|b| writer.add(BlobKind::Data, b.clone()).unwrap()).collect();
     (ids, writer.finish().unwrap())

@@ -1,0 +1,131 @@
+//! Write-only slots on a repository: adding one moves the config to format 3, full keys still
+//! open it and read what a kit seals, the slot's own secret never opens the repository, a
+//! rotation issues it the new epoch's reader key, and nothing the kit yields opens any object.
+
+use std::sync::Arc;
+
+use super::testing::{PASSWORD, TestRepository};
+use super::{Repository, WriteOnlySecret, slot_name};
+use crate::crypto::{Argon2Params, Key32, SecretBytes};
+use crate::error::Error;
+use crate::format::envelope::{self, ObjectKind, SealedTo};
+use crate::format::names::Dir;
+use crate::format::slot::SlotDoc;
+use crate::format::{FORMAT_VERSION, WRITE_ONLY_FORMAT_VERSION};
+use crate::keys::{self, OpenSecret, WriteKit};
+use crate::storage::{MemStorage, PutMode, Storage};
+
+fn write_only_password() -> SecretBytes {
+    SecretBytes::from("web1's password".to_string())
+}
+
+fn add_write_only(t: &mut TestRepository) -> crate::id::ObjectId {
+    let pw = write_only_password();
+    t.repo.add_write_only_slot(WriteOnlySecret::Password(&pw, Argon2Params::MIN), "web1").unwrap().0
+}
+
+fn kit_of(storage: &MemStorage, id: crate::id::ObjectId, secret: &OpenSecret) -> WriteKit {
+    let doc = SlotDoc::decode(&storage.get(&slot_name(&id)).unwrap(), "slot").unwrap();
+    keys::open_write_only_slot(&doc, secret, None).unwrap().expect("the slot opens")
+}
+
+fn open(t: &TestRepository, secret: &OpenSecret) -> crate::error::Result<Repository> {
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    Repository::open(storage, secret, tempfile::tempdir().unwrap().keep())
+}
+
+#[test]
+fn a_write_only_slot_upgrades_the_format_and_never_opens_the_repository() {
+    let mut t = TestRepository::new(1 << 20);
+    assert_eq!(t.repo.config().format_version, FORMAT_VERSION);
+    let id = add_write_only(&mut t);
+    let full = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let again = open(&t, &full).unwrap();
+    assert_eq!(again.config().format_version, WRITE_ONLY_FORMAT_VERSION, "the upgrade is stored");
+    let slots = again.list_slots().unwrap();
+    assert!(slots.iter().any(|s| s.id == id && s.write_only && s.listed && s.current), "{slots:?}");
+    let wo = OpenSecret::Password(write_only_password());
+    match open(&t, &wo) {
+        Err(Error::WrongKey(m)) => assert!(m.contains("write-only"), "{m}"),
+        other => panic!("a write-only secret opened the repository: {other:?}"),
+    }
+    let kit = kit_of(&t.storage, id, &wo);
+    assert_eq!(kit.config_plaintext(), again.config().encode(), "the kit carries the config");
+    // What the kit seals, a full key reads through the repository.
+    let name = Dir::Snapshots.join("aa");
+    let sealed = kit.sealer().unwrap().seal(ObjectKind::Snapshot, name.as_bytes(), b"from web1").unwrap();
+    t.storage.put(&name, &sealed, PutMode::CreateNew).unwrap();
+    assert_eq!(again.load_object(ObjectKind::Snapshot, &name).unwrap(), b"from web1");
+    // Sealed to the reader, a config is refused even by full keys.
+    let forged = kit.sealer().unwrap().seal(ObjectKind::Snapshot, b"config", b"x").unwrap();
+    t.storage.put("config", &forged, PutMode::Overwrite).unwrap();
+    assert!(open(&t, &full).is_err());
+}
+
+#[test]
+fn a_rotation_gives_write_only_slots_the_new_reader_key_and_no_key() {
+    let mut t = TestRepository::new(1 << 20);
+    let id = add_write_only(&mut t);
+    let wo = OpenSecret::Password(write_only_password());
+    let before = kit_of(&t.storage, id, &wo);
+    let name = Dir::Index.join("bb");
+    let old = before.sealer().unwrap().seal(ObjectKind::IndexSegment, name.as_bytes(), b"old epoch").unwrap();
+    let storage = t.storage.clone();
+    let (rotated, out) = t.repo.rotate_key().unwrap();
+    assert!(out.slots.contains(&id), "the write-only slot is moved too");
+    let after = kit_of(&storage, id, &wo);
+    assert_eq!((before.epoch(), after.epoch()), (0, 1));
+    assert!(after.revision() > before.revision());
+    assert_eq!(rotated.list_slots().unwrap().iter().find(|s| s.id == id).map(|s| s.current), Some(true));
+    // The rotated keys read both epochs' reader-sealed objects.
+    let new = after.sealer().unwrap().seal(ObjectKind::IndexSegment, name.as_bytes(), b"new epoch").unwrap();
+    for (sealed, plain) in [(old, &b"old epoch"[..]), (new, &b"new epoch"[..])] {
+        let opened = envelope::open_sealed(&sealed, ObjectKind::IndexSegment, name.as_bytes(), &name, |to| {
+            rotated.keyring().open_pack_key(to, &name)
+        });
+        assert_eq!(opened.unwrap(), plain);
+    }
+}
+
+/// Tries every key in `keys` on every envelope of `repo` (as a data key, and as the source of
+/// a reader secret for envelopes sealed to the reader), with the kind and name each really has:
+/// nothing opens. Returns how many envelopes were tried.
+pub(crate) fn assert_nothing_opens_with(repo: &Repository, keys: &[[u8; 32]]) -> usize {
+    let inventory = repo.sealed_inventory_for_tests().unwrap();
+    for thing in &inventory {
+        for key in keys {
+            let key = Key32::from_bytes(*key);
+            let opened = envelope::open_sealed(&thing.sealed, thing.kind, &thing.ad_name, &thing.what, |to| match to {
+                SealedTo::Reader { epoch, ephemeral } => {
+                    keys::reader_open_key(epoch, &key, &ephemeral, &thing.what).map(std::borrow::Cow::Owned)
+                }
+                SealedTo::Epoch(_) => Ok(std::borrow::Cow::Borrowed(&key)),
+            });
+            assert!(opened.is_err(), "{} opened with a write-only key", thing.what);
+        }
+    }
+    inventory.len()
+}
+
+#[test]
+fn nothing_in_the_repository_opens_with_what_a_write_only_slot_yields() {
+    let mut t = TestRepository::new(1 << 20);
+    // Full-key content: blobs in packs, an index, a snapshot, audit entries.
+    let ids = super::tests::store_blobs(&t, &[b"full key data".repeat(100), b"another blob".to_vec()]).0;
+    assert_eq!(ids.len(), 2);
+    let id = add_write_only(&mut t);
+    let wo = OpenSecret::Password(write_only_password());
+    let kit = kit_of(&t.storage, id, &wo);
+    // And what the kit wrote itself.
+    let name = Dir::Snapshots.join("cc");
+    let sealed = kit.sealer().unwrap().seal(ObjectKind::Snapshot, name.as_bytes(), b"web1's snapshot").unwrap();
+    t.storage.put(&name, &sealed, PutMode::CreateNew).unwrap();
+    let full = open(&t, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
+    let tried = assert_nothing_opens_with(&full, &kit.all_keys_for_tests());
+    assert!(tried >= 8, "config, keyring, pack blobs, header, locator, index, snapshots, audit: {tried}");
+    // The check is real: the full key's own data key opens them.
+    let data_key = *full.keyring().current().1.expose();
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| assert_nothing_opens_with(&full, &[data_key])));
+    assert!(result.is_err(), "the data key opens objects, so the check would have seen a leak");
+}
