@@ -10,24 +10,37 @@ use crate::envelope::{HEADER_LEN, OVERHEAD};
 use crate::error::{Error, Result};
 use crate::padding::{self, LENGTH_LEN};
 
-/// The sealed size of a blob whose `codec || body` is `payload` bytes long.
+/// The sealed size of a blob whose `codec || body` is `payload` bytes long, in a version 1
+/// envelope.
 pub fn sealed_len(payload: usize) -> u64 {
-    padding::padme((OVERHEAD + LENGTH_LEN + payload) as u64)
+    sealed_len_with(OVERHEAD, payload)
+}
+
+/// The sealed size of a blob whose `codec || body` is `payload` bytes long, in an envelope
+/// adding `overhead` bytes.
+pub fn sealed_len_with(overhead: usize, payload: usize) -> u64 {
+    padding::padme((overhead + LENGTH_LEN + payload) as u64)
 }
 
 /// Compresses `data` (zstd at `level`, raw when that does not shrink it; 0 = raw) and pads it
 /// into one buffer ready for [`crate::envelope::seal_in_place`]: room for the envelope
 /// header, the padded plaintext, and spare capacity for the tag, so nothing is copied again.
 pub fn encode_for_sealing(data: &[u8], level: i32) -> Result<Vec<u8>> {
-    let worst = OVERHEAD + LENGTH_LEN + compress::encoded_bound(data.len());
+    encode_for_envelope(data, level, HEADER_LEN, OVERHEAD)
+}
+
+/// As [`encode_for_sealing`], for an envelope with `header_len` bytes before its ciphertext
+/// and `overhead` bytes in all (see [`crate::sealer::Sealer`]).
+pub fn encode_for_envelope(data: &[u8], level: i32, header_len: usize, overhead: usize) -> Result<Vec<u8>> {
+    let worst = overhead + LENGTH_LEN + compress::encoded_bound(data.len());
     let room = TAG_LEN + usize::try_from(padding::max_padding(worst as u64)).unwrap_or(0);
-    let mut buf = compress::encode_after(data, level, HEADER_LEN + LENGTH_LEN, room);
-    let payload = buf.len().saturating_sub(HEADER_LEN + LENGTH_LEN);
-    let total = usize::try_from(sealed_len(payload))
+    let mut buf = compress::encode_after(data, level, header_len + LENGTH_LEN, room);
+    let payload = buf.len().saturating_sub(header_len + LENGTH_LEN);
+    let total = usize::try_from(sealed_len_with(overhead, payload))
         .ok()
-        .and_then(|n| n.checked_sub(OVERHEAD))
+        .and_then(|n| n.checked_sub(overhead))
         .ok_or_else(|| Error::InvalidInput("blob too large".into()))?;
-    padding::frame_in_place(&mut buf, HEADER_LEN, total)?;
+    padding::frame_in_place(&mut buf, header_len, total)?;
     Ok(buf)
 }
 

@@ -46,6 +46,7 @@ pub mod marks;
 pub mod names;
 pub mod pack;
 pub mod padding;
+pub mod sealer;
 pub mod slot;
 pub mod snapshot;
 pub mod tree;

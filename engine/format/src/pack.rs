@@ -20,8 +20,22 @@ use crate::padding::{self, LENGTH_LEN};
 pub const PACK_HEADER_VERSION: u8 = 1;
 /// Plaintext bytes of the locator: the header envelope's length, u32 LE.
 pub const LOCATOR_PLAINTEXT_LEN: usize = 4;
-/// Bytes of the locator envelope ending every pack.
+/// Bytes of the locator envelope ending a pack sealed under a data key (version 1).
 pub const LOCATOR_LEN: usize = OVERHEAD + LOCATOR_PLAINTEXT_LEN;
+/// Bytes of the locator ending a pack sealed to the reader key (version 2, write-only writers).
+pub const READER_LOCATOR_LEN: usize = envelope::READER_OVERHEAD + LOCATOR_PLAINTEXT_LEN;
+/// The most bytes a locator takes: what a reader fetches from a pack's end to find it.
+pub const MAX_LOCATOR_LEN: usize = READER_LOCATOR_LEN;
+
+/// The lengths the locator ending a pack whose last bytes are `tail` may have, going by the
+/// version byte each would start with (version 1 first). Only opening one tells which is real.
+pub fn locator_lens(tail: &[u8]) -> Vec<usize> {
+    [(LOCATOR_LEN, envelope::ENVELOPE_VERSION), (READER_LOCATOR_LEN, envelope::READER_ENVELOPE_VERSION)]
+        .into_iter()
+        .filter(|(len, version)| tail.len().checked_sub(*len).and_then(|at| tail.get(at)) == Some(version))
+        .map(|(len, _)| len)
+        .collect()
+}
 /// No pack is smaller: a pack of a few small blobs (a small incremental backup's data or
 /// trees) shows storage only that it is small.
 pub const MIN_PACK_SIZE: u64 = 16 * 1024;
@@ -81,7 +95,12 @@ impl PackHeader {
 /// The size of a pack whose blob area is `blob_area` bytes and whose header payload is
 /// `header_payload` bytes: the Padmé class of the unpadded pack, at least [`MIN_PACK_SIZE`].
 pub fn padded_size(blob_area: u64, header_payload: usize) -> u64 {
-    let tail = (OVERHEAD + LENGTH_LEN + header_payload + LOCATOR_LEN) as u64;
+    padded_size_with(OVERHEAD, blob_area, header_payload)
+}
+
+/// [`padded_size`] for header and locator envelopes adding `overhead` bytes each.
+pub fn padded_size_with(overhead: usize, blob_area: u64, header_payload: usize) -> u64 {
+    let tail = (overhead + LENGTH_LEN + header_payload + overhead + LOCATOR_PLAINTEXT_LEN) as u64;
     padding::padme(blob_area.saturating_add(tail)).max(MIN_PACK_SIZE)
 }
 
@@ -119,8 +138,18 @@ pub struct ClosedPack {
 /// [`padded_size`]. `seal(kind, name, plaintext)` seals one envelope.
 pub fn close(
     blobs: &[PackBlob<'_>],
+    seal: impl FnMut(ObjectKind, &[u8], &[u8]) -> Result<Vec<u8>>,
+) -> Result<ClosedPack> {
+    close_with(OVERHEAD, blobs, seal)
+}
+
+/// [`close`] with envelopes adding `overhead` bytes each (see [`crate::sealer::Sealer`]).
+pub fn close_with(
+    overhead: usize,
+    blobs: &[PackBlob<'_>],
     mut seal: impl FnMut(ObjectKind, &[u8], &[u8]) -> Result<Vec<u8>>,
 ) -> Result<ClosedPack> {
+    let locator_len = overhead + LOCATOR_PLAINTEXT_LEN;
     let too_large = || Error::InvalidInput("pack larger than 4 GiB".into());
     let mut hasher = blake3::Hasher::new();
     let mut entries = Vec::with_capacity(blobs.len());
@@ -135,15 +164,15 @@ pub fn close(
     let area_hash = hasher.clone().finalize();
     let header = PackHeader { blobs: entries };
     let payload = header.encode();
-    let size = padded_size(area, payload.len());
+    let size = padded_size_with(overhead, area, payload.len());
     let plain_len = size
-        .checked_sub(area + (LOCATOR_LEN + OVERHEAD) as u64)
+        .checked_sub(area + (locator_len + overhead) as u64)
         .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(too_large)?;
     let sealed_header = seal(ObjectKind::PackHeader, area_hash.as_bytes(), &padding::frame(&payload, plain_len)?)?;
     let header_len = u32::try_from(sealed_header.len()).map_err(|_| too_large())?;
     let locator = seal(ObjectKind::PackLocator, b"", &header_len.to_le_bytes())?;
-    if locator.len() != LOCATOR_LEN || area + u64::from(header_len) + LOCATOR_LEN as u64 != size {
+    if locator.len() != locator_len || area + u64::from(header_len) + locator_len as u64 != size {
         return Err(Error::InvalidInput("sealing did not add the envelope's overhead".into()));
     }
     hasher.update(&sealed_header);
@@ -157,15 +186,20 @@ pub fn close(
     })
 }
 
-/// Where a pack's header envelope lies, from the pack's size and its opened locator:
+/// Where a pack's header envelope lies, from the pack's size and its opened version 1 locator:
 /// (offset, length). Errors when the locator is malformed or the header does not fit.
 pub fn header_span(pack_len: u64, locator: &[u8], object: &str) -> Result<(u64, u64)> {
+    header_span_with(LOCATOR_LEN, pack_len, locator, object)
+}
+
+/// [`header_span`] for a locator envelope of `locator_len` bytes.
+pub fn header_span_with(locator_len: usize, pack_len: u64, locator: &[u8], object: &str) -> Result<(u64, u64)> {
     if locator.len() != LOCATOR_PLAINTEXT_LEN {
         return Err(Error::corrupt(object, format!("pack locator of {} bytes", locator.len())));
     }
     let len = u64::from(Reader::new(locator, object).u32_le()?);
     let offset = pack_len
-        .checked_sub(LOCATOR_LEN as u64)
+        .checked_sub(locator_len as u64)
         .and_then(|n| n.checked_sub(len))
         .ok_or_else(|| Error::corrupt(object, format!("pack header length {len} exceeds the pack size {pack_len}")))?;
     Ok((offset, len))
@@ -193,15 +227,28 @@ pub fn open(
     mut open: impl FnMut(ObjectKind, &[u8], &[u8]) -> Result<Vec<u8>>,
 ) -> Result<OpenedPack> {
     let truncated = || Error::corrupt(object, "pack shorter than its locator");
-    let locator_at = bytes.len().checked_sub(LOCATOR_LEN).ok_or_else(truncated)?;
-    let (front, locator) = bytes.split_at_checked(locator_at).ok_or_else(truncated)?;
-    let (offset, _) = header_span(bytes.len() as u64, &open(ObjectKind::PackLocator, b"", locator)?, object)?;
+    // The locator's length depends on its envelope's version: the one that opens is the one.
+    let mut found = Err(truncated());
+    for len in locator_lens(bytes) {
+        let at = bytes.len().checked_sub(len).ok_or_else(truncated)?;
+        let (front, locator) = bytes.split_at_checked(at).ok_or_else(truncated)?;
+        match open(ObjectKind::PackLocator, b"", locator) {
+            Ok(plain) => {
+                found = Ok((front, locator, plain, len));
+                break;
+            }
+            Err(e) => found = Err(e),
+        }
+    }
+    let (front, locator, plain, locator_len) = found?;
+    let (offset, _) = header_span_with(locator_len, bytes.len() as u64, &plain, object)?;
     let (area, header) = usize::try_from(offset)
         .ok()
         .and_then(|at| front.split_at_checked(at))
         .ok_or_else(|| Error::corrupt(object, "pack header outside the pack"))?;
-    if envelope::epoch_of(header, object)? != envelope::epoch_of(locator, object)? {
-        return Err(Error::corrupt(object, "pack header and locator sealed under different key epochs"));
+    if envelope::epoch_of(header, object)? != envelope::epoch_of(locator, object)? || header.first() != locator.first()
+    {
+        return Err(Error::corrupt(object, "pack header and locator sealed under different key epochs or versions"));
     }
     let mut hasher = blake3::Hasher::new();
     hasher.update(area);
@@ -250,6 +297,44 @@ mod tests {
             assert_eq!(opened.id, closed.id);
             assert_eq!(opened.header_offset, blobs.iter().map(|b| b.1 as u64).sum::<u64>());
         }
+    }
+
+    #[test]
+    fn a_pack_sealed_to_the_reader_opens_with_the_data_key_of_its_epoch() {
+        use crate::keys::{ReaderSealer, reader_open_key, reader_public};
+        let data_key = Key32::from_bytes([6; 32]);
+        let sealer = ReaderSealer::new(4, &reader_public(4, &data_key)).unwrap();
+        let bodies = [sealer.seal(ObjectKind::DataBlob, &[1; 32], &[9; 3000]).unwrap()];
+        let parts = [PackBlob { kind: BlobKind::Data, id: ChunkId([1; 32]), raw_length: 3000, sealed: &bodies[0] }];
+        let closed = close_with(envelope::READER_OVERHEAD, &parts, |k, n, p| sealer.seal(k, n, p)).unwrap();
+        assert_eq!(closed.locator.len(), READER_LOCATOR_LEN);
+        let bytes = [bodies.concat(), closed.header.clone(), closed.locator.clone()].concat();
+        assert_eq!(bytes.len() as u64, closed.size);
+        assert_eq!(closed.size, padding::padme(closed.size).max(MIN_PACK_SIZE));
+        let opened = open(&bytes, "p", |kind, name, sealed| {
+            envelope::open_sealed(sealed, kind, name, "p", |to| match to {
+                envelope::SealedTo::Reader { epoch, ephemeral } => {
+                    reader_open_key(epoch, &data_key, &ephemeral, "p").map(std::borrow::Cow::Owned)
+                }
+                envelope::SealedTo::Epoch(_) => Ok(std::borrow::Cow::Borrowed(&data_key)),
+            })
+        })
+        .unwrap();
+        assert_eq!((opened.header.blobs, opened.id), (closed.blobs, closed.id));
+        assert!(locator_lens(&bytes).contains(&READER_LOCATOR_LEN));
+        // A version 1 key alone does not open it.
+        assert!(open(&bytes, "p", open_with(&data_key)).is_err());
+    }
+
+    #[test]
+    fn the_locator_length_follows_the_version_byte_it_would_start_with() {
+        let mut tail = vec![0u8; MAX_LOCATOR_LEN];
+        assert!(locator_lens(&tail).is_empty());
+        tail[MAX_LOCATOR_LEN - LOCATOR_LEN] = 1;
+        assert_eq!(locator_lens(&tail), vec![LOCATOR_LEN]);
+        tail[0] = 2;
+        assert_eq!(locator_lens(&tail), vec![LOCATOR_LEN, READER_LOCATOR_LEN]);
+        assert_eq!(locator_lens(&tail[1..]), vec![LOCATOR_LEN], "too short for a version 2 locator");
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::format::BlobKind;
+use crate::format::blob;
 use crate::format::index::{IndexSegment, IndexedPack};
-use crate::format::{blob, envelope};
+use crate::format::sealer::Sealer;
 use crate::id::{ChunkId, PackId};
 
 use super::Repository;
@@ -101,6 +102,7 @@ struct Shared {
 pub struct BlobWriter<'r> {
     repo: &'r Repository,
     packer: Arc<Packer>,
+    sealer: Arc<Sealer>,
     pool: rayon::ThreadPool,
     shared: Arc<Shared>,
     session: Mutex<HashSet<ChunkId>>,
@@ -117,11 +119,11 @@ pub struct BlobWriter<'r> {
 
 impl<'r> BlobWriter<'r> {
     pub(super) fn new(repo: &'r Repository, dry_run: bool) -> Result<Self> {
-        let (epoch, key) = repo.keyring().current();
+        // One sealer for the writer's blobs and its packs' headers and locators.
+        let sealer = repo.sealer()?;
         let packer = Packer::new(
             repo.storage().clone(),
-            epoch,
-            key.clone(),
+            Arc::clone(&sealer),
             repo.config().pack_target_size as usize,
             repo.storage_connections(),
         )?
@@ -142,6 +144,7 @@ impl<'r> BlobWriter<'r> {
         Ok(BlobWriter {
             repo,
             packer: Arc::new(packer),
+            sealer,
             pool,
             shared: Arc::default(),
             session: Mutex::default(),
@@ -233,16 +236,16 @@ impl<'r> BlobWriter<'r> {
         self.shared.budget.acquire(cost);
         let shared = Arc::clone(&self.shared);
         let packer = Arc::clone(&self.packer);
-        let (epoch, key) = self.repo.keyring().current();
-        let key = key.clone();
+        let sealer = Arc::clone(&self.sealer);
         let level = self.repo.config().zstd_level;
         self.pool.spawn(move || {
             let result = (|| {
                 for Pending { kind, id, raw_length, plaintext } in items {
                     // Compressed and padded straight into the buffer it is sealed in.
-                    let mut sealed = blob::encode_for_sealing(&plaintext, level)?;
+                    let mut sealed =
+                        blob::encode_for_envelope(&plaintext, level, sealer.header_len(), sealer.overhead())?;
                     drop(plaintext);
-                    envelope::seal_in_place(&key, epoch, kind.object_kind(), id.as_bytes(), &mut sealed)?;
+                    sealer.seal_in_place(kind.object_kind(), id.as_bytes(), &mut sealed)?;
                     shared.raw_bytes.fetch_add(u64::from(raw_length), Ordering::Relaxed);
                     shared.sealed_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
                     packer.add(kind, id, raw_length, sealed)?;

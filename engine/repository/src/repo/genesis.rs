@@ -244,6 +244,7 @@ impl Repository {
             actor: None,
             stop: Default::default(),
             tree_packs: None,
+            write_kit: None,
         };
         repo.sync_index()?;
         Ok(repo)

@@ -473,6 +473,7 @@ impl Repository {
             actor: self.actor,
             stop: self.stop,
             tree_packs: self.tree_packs,
+            write_kit: self.write_kit,
         };
         super::pins::check_and_pin(&repo.cache_dir, &repo.keyring)?;
         // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata

@@ -138,6 +138,9 @@ pub struct Repository {
     opened_with: ObjectId,
     /// The repository key K, kept for key management (slots, rotation); zeroized on drop.
     master: Key32,
+    /// When set, what this handle writes is sealed to the reader key of this write kit
+    /// (envelope version 2), as a write-only slot writes it.
+    write_kit: Option<Arc<keys::WriteKit>>,
     /// Segments the last index sync could not read.
     index_problems: std::sync::Mutex<Vec<Error>>,
     /// This repository's directory in the client cache.
@@ -298,10 +301,26 @@ impl Repository {
 
     /// Seals `plaintext` under the current epoch and stores it as `name` (create-only).
     pub fn save_object(&self, kind: ObjectKind, name: &str, plaintext: &[u8]) -> Result<u64> {
-        let (epoch, key) = self.keyring.current();
-        let sealed = envelope::seal(key, epoch, kind, name.as_bytes(), plaintext)?;
+        let sealed = self.sealer()?.seal(kind, name.as_bytes(), plaintext)?;
         self.storage.put(name, &sealed, PutMode::CreateNew)?;
         Ok(sealed.len() as u64)
+    }
+
+    /// How this client seals what it writes: under the current epoch's data key, or, with a
+    /// write kit, to its reader key under a fresh ephemeral key.
+    pub(crate) fn sealer(&self) -> Result<Arc<crate::format::sealer::Sealer>> {
+        if let Some(kit) = &self.write_kit {
+            return Ok(Arc::new(crate::format::sealer::Sealer::Reader(kit.sealer()?)));
+        }
+        let (epoch, key) = self.keyring.current();
+        Ok(Arc::new(crate::format::sealer::Sealer::Key { epoch, key: key.clone() }))
+    }
+
+    /// Seals what this handle writes from now on with `kit`, as its write-only slot would
+    /// (tests of the write-only format; feature `testing`).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn seal_as_write_only_for_tests(&mut self, kit: keys::WriteKit) {
+        self.write_kit = Some(Arc::new(kit));
     }
 
     /// Loads and opens the sealed object `name`.

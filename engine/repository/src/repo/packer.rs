@@ -8,13 +8,13 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::crypto::{Key32, shuffle};
+use crate::crypto::shuffle;
 use crate::error::{Error, Result};
 use crate::format::BlobKind;
-use crate::format::envelope;
 use crate::format::index::IndexedPack;
 use crate::format::pack::{self, ClosedPack, PackBlob};
 use crate::format::padding;
+use crate::format::sealer::Sealer;
 use crate::id::ChunkId;
 use crate::storage::{OwnedParts, PutMode, Storage};
 
@@ -64,8 +64,8 @@ impl OwnedParts for PackBytes {
 #[derive(Debug)]
 pub(crate) struct Packer {
     storage: Arc<dyn Storage>,
-    epoch: u32,
-    header_key: Key32,
+    /// Seals each pack's header and locator, as the blobs were sealed.
+    sealer: Arc<Sealer>,
     target: usize,
     open: Mutex<[OpenPack; 2]>,
     finished: Arc<Mutex<Vec<IndexedPack>>>,
@@ -79,10 +79,10 @@ pub(crate) struct Packer {
 /// A bound of the unpadded size of a pack with `area` bytes of `blobs` blobs (each header
 /// entry takes at most 48 bytes: a kind byte, 32 id bytes, three u32 varints), and its padded
 /// size (SPEC §10).
-fn pack_sizes(area: usize, blobs: usize) -> (u64, u64) {
+fn pack_sizes(overhead: usize, area: usize, blobs: usize) -> (u64, u64) {
     let header = 6 + 48 * blobs;
-    let unpadded = (area + envelope::OVERHEAD + padding::LENGTH_LEN + header + pack::LOCATOR_LEN) as u64;
-    (unpadded, pack::padded_size(area as u64, header).max(unpadded))
+    let unpadded = (area + overhead + padding::LENGTH_LEN + header + overhead + pack::LOCATOR_PLAINTEXT_LEN) as u64;
+    (unpadded, pack::padded_size_with(overhead, area as u64, header).max(unpadded))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,8 +93,7 @@ impl Packer {
     /// Packs are stored over `connections` upload threads (0: in the calling thread).
     pub(crate) fn new(
         storage: Arc<dyn Storage>,
-        epoch: u32,
-        header_key: Key32,
+        sealer: Arc<Sealer>,
         target: usize,
         connections: usize,
     ) -> Result<Self> {
@@ -105,8 +104,7 @@ impl Packer {
         let buffers = if storage.holds_bytes_until_stored() { connections + 1 } else { 1 };
         Ok(Packer {
             storage,
-            epoch,
-            header_key,
+            sealer,
             target,
             open: Mutex::default(),
             finished: Arc::default(),
@@ -174,7 +172,8 @@ impl Packer {
     /// Whether a pack past its target, with `area` bytes of `blobs` blobs, would move into a
     /// larger size class with one more blob of `more` bytes.
     fn moves_class(&self, area: usize, blobs: usize, more: usize) -> bool {
-        area >= self.target && pack_sizes(area + more, blobs + 1).1 > pack_sizes(area, blobs).1
+        let o = self.sealer.overhead();
+        area >= self.target && pack_sizes(o, area + more, blobs + 1).1 > pack_sizes(o, area, blobs).1
     }
 
     /// Whether a pack with `area` bytes of `blobs` blobs is closed now: from 7/8 of the target,
@@ -183,7 +182,7 @@ impl Packer {
     /// wasted 1.5 % on average). Past the target a pack takes only blobs that keep its class
     /// ([`Packer::moves_class`]), so it never grows by more than a step.
     fn closes(&self, area: usize, blobs: usize) -> bool {
-        let (unpadded, padded) = pack_sizes(area, blobs);
+        let (unpadded, padded) = pack_sizes(self.sealer.overhead(), area, blobs);
         area >= self.target - self.target / 8 && padded - unpadded <= padding::max_padding(unpadded) / 16
     }
 
@@ -233,7 +232,7 @@ impl Packer {
             })
             .collect();
         let closed =
-            pack::close(&parts, |kind, name, plain| envelope::seal(&self.header_key, self.epoch, kind, name, plain))?;
+            pack::close_with(self.sealer.overhead(), &parts, |kind, name, plain| self.sealer.seal(kind, name, plain))?;
         drop(parts);
         let ClosedPack { blobs: entries, header, locator, id, size } = closed;
         let bytes = PackBytes { buf, ranges, header, locator };
@@ -262,9 +261,15 @@ impl Packer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Key32;
+    use crate::format::envelope;
     use crate::id::PackId;
     use crate::storage::{LocalStorage, MemStorage};
     use std::collections::HashMap;
+
+    fn test_sealer() -> Arc<Sealer> {
+        Arc::new(Sealer::Key { epoch: 1, key: Key32::from_bytes([7; 32]) })
+    }
 
     /// Four producers, one upload connection, blobs of up to 40 KiB into 64 KiB packs: every
     /// blob lands in exactly one stored pack (no deadlock over the two pooled buffers), data
@@ -278,7 +283,7 @@ mod tests {
         // storage frees them once written (one buffer, however many connections).
         let storages: [Arc<dyn Storage>; 2] = [Arc::new(MemStorage::new()), Arc::new(LocalStorage::new(dir.path()))];
         for (storage, connections) in storages.iter().flat_map(|s| [0, 1, 3].map(|c| (s.clone(), c))) {
-            let packer = Packer::new(storage.clone(), 1, Key32::from_bytes([7; 32]), target, connections).unwrap();
+            let packer = Packer::new(storage.clone(), test_sealer(), target, connections).unwrap();
             let sent: HashMap<ChunkId, (BlobKind, usize)> = std::thread::scope(|s| {
                 let workers: Vec<_> = (0..4u8)
                     .map(|t| {
@@ -327,7 +332,7 @@ mod tests {
     fn packs_close_near_a_class_boundary() {
         let target = 1 << 20;
         let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
-        let packer = Packer::new(storage.clone(), 1, Key32::from_bytes([7; 32]), target, 0).unwrap();
+        let packer = Packer::new(storage.clone(), test_sealer(), target, 0).unwrap();
         let mut x = 12_345u64;
         for i in 0..3000u32 {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);

@@ -3,7 +3,7 @@
 //! name, and the key epoch its locator names. Operations read packs only through it.
 
 use super::*;
-use crate::format::pack::{LOCATOR_LEN, OpenedPack};
+use crate::format::pack::{MAX_LOCATOR_LEN, OpenedPack, locator_lens};
 
 impl Repository {
     /// Every pack in the storage (one listing of `data/`), with its object name. Objects there
@@ -60,11 +60,9 @@ impl Repository {
     /// [`Self::verified_pack_epoch`]).
     pub fn pack_epoch(&self, id: &PackId, size: u64) -> Result<u32> {
         let name = pack_name(id);
-        let at = size
-            .checked_sub(LOCATOR_LEN as u64)
-            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
-        let head = self.storage.get_range(&name, at, envelope::EPOCH_PREFIX_LEN as u64)?;
-        envelope::epoch_of(&head, &name)
+        let want = size.min(MAX_LOCATOR_LEN as u64);
+        let tail = self.storage.get_range(&name, size - want, want)?;
+        locator_epoch(&tail, &name)
     }
 
     /// The epoch of the pack `id`, on authenticated bytes: the whole pack is read, its header
@@ -78,11 +76,7 @@ impl Repository {
             return Err(crate::storage::too_large(&name, size, self.config.max_pack_size()));
         }
         let bytes = self.read_pack(id)?;
-        let at = bytes
-            .len()
-            .checked_sub(LOCATOR_LEN)
-            .ok_or_else(|| Error::corrupt(&name, "pack shorter than its locator"))?;
-        let epoch = envelope::epoch_of(bytes.get(at..).unwrap_or_default(), &name)?;
+        let epoch = locator_epoch(&bytes, &name)?;
         self.keyring.data_key(epoch, &name)?;
         let opened = self.open_pack(&name, &bytes)?;
         if opened.id != *id {
@@ -96,4 +90,14 @@ impl Repository {
         self.forget_tree_pack_copies(ids);
         self.storage.delete_many(&ids.iter().map(pack_name).collect::<Vec<_>>())
     }
+}
+
+/// The epoch the locator at the end of `tail` (a pack's last bytes) claims in clear; the first
+/// locator length its version byte allows (an unauthenticated claim: opening the pack decides).
+fn locator_epoch(tail: &[u8], name: &str) -> Result<u32> {
+    let len = locator_lens(tail)
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::corrupt(name, "pack shorter than its locator, or no locator at its end"))?;
+    envelope::epoch_of(tail.get(tail.len().saturating_sub(len)..).unwrap_or_default(), name)
 }

@@ -31,9 +31,8 @@ impl RepackWriter {
 impl Repository {
     /// A writer of new packs from sealed blobs.
     pub fn repack_writer(&self) -> Result<RepackWriter> {
-        let (epoch, key) = self.keyring().current();
         let target = self.config().pack_target_size as usize;
-        let packer = Packer::new(self.storage().clone(), epoch, key.clone(), target, self.storage_connections())?
+        let packer = Packer::new(self.storage().clone(), self.sealer()?, target, self.storage_connections())?
             .keeping_tree_packs(self.tree_pack_cache().cloned());
         Ok(RepackWriter { packer })
     }

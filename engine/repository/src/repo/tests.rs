@@ -70,7 +70,7 @@ fn a_damaged_blob_is_reported_as_damage_never_returned() {
     assert!(matches!(t.repo.read_blob(&ids[0]), Err(Error::Corrupt { .. })));
 }
 
-fn snapshot(time_ns: i64, host: &str, tree: ChunkId) -> Snapshot {
+pub(super) fn snapshot(time_ns: i64, host: &str, tree: ChunkId) -> Snapshot {
     Snapshot {
         time_ns,
         hostname: host.into(),

@@ -129,3 +129,48 @@ fn nothing_in_the_repository_opens_with_what_a_write_only_slot_yields() {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| assert_nothing_opens_with(&full, &[data_key])));
     assert!(result.is_err(), "the data key opens objects, so the check would have seen a leak");
 }
+
+#[test]
+fn packs_index_and_snapshots_a_kit_writes_open_with_full_keys_only() {
+    let mut t = TestRepository::new(64 * 1024);
+    super::tests::store_blobs(&t, &[b"written with the full key".repeat(50)]);
+    let id = add_write_only(&mut t);
+    let wo = OpenSecret::Password(write_only_password());
+    let full = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let mut writer = open(&t, &full).unwrap();
+    writer.seal_as_write_only_for_tests(kit_of(&t.storage, id, &wo));
+    let before: std::collections::HashSet<String> = t.storage.list(Dir::Data.prefix()).unwrap().into_iter().collect();
+    let contents: Vec<Vec<u8>> =
+        (0..40u8).map(|i| cairn_format::test_util::pseudo_random(20_000 + usize::from(i), u64::from(i))).collect();
+    let w = writer.blob_writer().unwrap();
+    let ids: Vec<_> = contents.iter().map(|c| w.add(crate::format::BlobKind::Data, c.clone()).unwrap()).collect();
+    let tree = w.add(crate::format::BlobKind::Tree, b"a tree blob".to_vec()).unwrap();
+    w.finish().unwrap();
+    let (snapshot_id, _) = writer.save_snapshot(&super::tests::snapshot(7, "web1", tree)).unwrap();
+    // Every new pack ends in a version 2 locator; the index segment is sealed to the reader too.
+    let new: Vec<String> =
+        t.storage.list(Dir::Data.prefix()).unwrap().into_iter().filter(|n| !before.contains(n)).collect();
+    assert!(new.len() >= 2, "data and tree packs: {new:?}");
+    for name in &new {
+        let bytes = t.storage.get(name).unwrap();
+        assert_eq!(crate::format::pack::locator_lens(&bytes), vec![crate::format::pack::READER_LOCATOR_LEN], "{name}");
+    }
+    let segments = t.storage.list(Dir::Index.prefix()).unwrap();
+    assert!(segments.iter().any(|n| t.storage.get(n).unwrap()[0] == envelope::READER_ENVELOPE_VERSION));
+    // Another client with the full key finds and reads every blob.
+    let reader = open(&t, &full).unwrap();
+    for (id, content) in ids.iter().zip(&contents) {
+        assert_eq!(&reader.read_blob(id).unwrap(), content);
+    }
+    assert_eq!(reader.read_blob(&tree).unwrap(), b"a tree blob");
+    let name = super::snapshot_name(&snapshot_id);
+    assert_eq!(t.storage.get(&name).unwrap()[0], envelope::READER_ENVELOPE_VERSION);
+    assert_eq!(reader.load_snapshot(&snapshot_id).unwrap().hostname, "web1");
+    for name in &new {
+        let id = crate::format::names::pack_id(name).unwrap();
+        reader.read_verified_pack(&id).unwrap();
+        assert_eq!(reader.verified_pack_epoch(&id, t.storage.get(name).unwrap().len() as u64).unwrap(), 0);
+    }
+    // And nothing in the repository, these packs included, opens with what the kit yields.
+    assert_nothing_opens_with(&reader, &kit_of(&t.storage, id, &wo).all_keys_for_tests());
+}
