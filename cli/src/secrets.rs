@@ -1,5 +1,5 @@
 //! Where the secret that opens the repository comes from, first match wins:
-//! --key-file or CAIRN_KEY_FILE; --recovery-code-file; --password-file, --password-command, CAIRN_PASSWORD; an HSM key
+//! --recovery-code-file; --key-file or CAIRN_KEY_FILE; --password-file, --password-command, CAIRN_PASSWORD; an HSM key
 //! (--hsm-module, --hsm-token, --hsm-key with --hsm-pin-file or CAIRN_HSM_PIN); else a prompt
 //! when stdin is a tty. Never a prompt without a tty: unattended jobs fail fast with a clear
 //! message.
@@ -99,23 +99,31 @@ pub fn new_password(file: Option<&std::path::Path>) -> anyhow::Result<SecretByte
     Ok(SecretBytes::from(pw))
 }
 
-/// Reads a key file. One that other users may read or write is refused, as ssh refuses such a
-/// private key: whoever reads it can read every backup.
+/// Reads a key file. One that other users may read or write, or that another user owns, is
+/// refused, as ssh refuses such a private key: whoever reads it can read every backup. The
+/// checks are made on the open file, so it cannot be swapped between check and read.
 pub fn key_file(path: &std::path::Path) -> anyhow::Result<KeyFile> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).with_context(|| format!("reading key file {}", path.display()))?;
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |why: String| -> anyhow::Error {
+        cairn_engine::Error::WrongKey(format!("key file {}: {why}; nothing was done", path.display())).into()
+    };
+    let file = std::fs::File::open(path).with_context(|| format!("reading key file {}", path.display()))?;
+    let meta = file.metadata().with_context(|| format!("reading key file {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(cairn_engine::Error::WrongKey(format!(
-            "key file {} is open to other users (mode {mode:04o}); nothing was done. Run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ))
-        .into());
+    if !meta.is_file() {
+        return Err(refuse("not a regular file".into()));
     }
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?,
-    );
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!("open to other users (mode {mode:04o}). Run `chmod 600 {}`", path.display())));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && me != 0 {
+        return Err(refuse(format!("owned by user {}, not by this user ({me})", meta.uid())));
+    }
+    // A key file is a few hundred bytes; anything much larger is not one.
+    let mut text = zeroize::Zeroizing::new(String::new());
+    file.take(64 * 1024).read_to_string(&mut text).with_context(|| format!("reading key file {}", path.display()))?;
     KeyFile::parse(&text).map_err(|e| {
         let why = match e {
             cairn_engine::Error::InvalidInput(why) => why,
@@ -127,15 +135,15 @@ pub fn key_file(path: &std::path::Path) -> anyhow::Result<KeyFile> {
 
 /// The secret that opens the repository.
 pub fn open_secret(g: &GlobalArgs) -> anyhow::Result<OpenSecret> {
-    if let Some(path) = &g.key_file {
-        return Ok(OpenSecret::KeyFile(key_file(path)?));
-    }
     if let Some(path) = &g.recovery_code_file {
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(path).with_context(|| format!("reading recovery code file {}", path.display()))?,
         );
         let code = RecoveryCode::parse(&text).with_context(|| format!("recovery code in {}", path.display()))?;
         return Ok(OpenSecret::Recovery(code));
+    }
+    if let Some(path) = &g.key_file {
+        return Ok(OpenSecret::KeyFile(key_file(path)?));
     }
     if !has_password_source(g)
         && let Some(cfg) = hsm_config(g)?

@@ -7,10 +7,31 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::codec::{decode_versioned, encode_versioned};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Payload version of the keyring.
 pub const KEYRING_VERSION: u8 = 2;
+/// Payload version of a keyring that lists write-only slots: version 2's payload followed by
+/// `postcard(Vec<WriteOnlySlotDoc>)`. Written only when there are such slots, so repositories
+/// without them stay readable by clients of format 2.
+pub const KEYRING_WRITE_ONLY_VERSION: u8 = 3;
+
+/// A slot the keyring lists as write-only, with the key that authenticates its kit (random per
+/// slot, known to full keys and to the slot's holder only: SPEC §7.6). Rotation takes a slot's
+/// access from here, never from the slot's document, which the storage could edit.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct WriteOnlySlotDoc {
+    /// The slot's id (it is also in `slots`).
+    pub id: [u8; 32],
+    /// The MAC key of its kits.
+    pub kit_mac_key: [u8; 32],
+}
+
+impl std::fmt::Debug for WriteOnlySlotDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WriteOnlySlotDoc({}.., <redacted>)", hex::encode(self.id.get(..4).unwrap_or_default()))
+    }
+}
 
 /// A key slot the keyring lists as valid: its id and its X25519 public key. Only listed slots
 /// open the repository and only they are re-sealed by a rotation, so a removed slot the storage
@@ -63,6 +84,9 @@ pub struct KeyringDoc {
     /// Fingerprints of retired epochs' keys (`epoch`, BLAKE3-derive(EPOCH_FINGERPRINT, epoch LE
     /// || key)), so a client that pinned an epoch since retired can still check it.
     pub retired: Vec<RetiredEpochDoc>,
+    /// The write-only slots among `slots` (payload version 3 only).
+    #[serde(skip)]
+    pub write_only: Vec<WriteOnlySlotDoc>,
 }
 
 /// A retired epoch's fingerprint.
@@ -89,11 +113,30 @@ impl std::fmt::Debug for EpochKeyDoc {
 impl KeyringDoc {
     /// Plaintext bytes; the caller zeroizes them after sealing.
     pub fn encode(&self) -> Vec<u8> {
-        encode_versioned(KEYRING_VERSION, self)
+        if self.write_only.is_empty() {
+            return encode_versioned(KEYRING_VERSION, self);
+        }
+        let out = encode_versioned(KEYRING_WRITE_ONLY_VERSION, self);
+        postcard::to_extend(&self.write_only, out).unwrap_or_default()
     }
 
-    /// Parses plaintext bytes.
+    /// Parses plaintext bytes (payload version 2 or 3).
     pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
-        decode_versioned(bytes, KEYRING_VERSION, object)
+        if bytes.first() != Some(&KEYRING_WRITE_ONLY_VERSION) {
+            return decode_versioned(bytes, KEYRING_VERSION, object);
+        }
+        let body = bytes.get(1..).unwrap_or_default();
+        let (mut doc, rest): (KeyringDoc, _) =
+            postcard::take_from_bytes(body).map_err(|e| Error::corrupt(object, format!("undecodable keyring: {e}")))?;
+        let (write_only, rest): (Vec<WriteOnlySlotDoc>, _) =
+            postcard::take_from_bytes(rest).map_err(|e| Error::corrupt(object, format!("undecodable keyring: {e}")))?;
+        if !rest.is_empty() || write_only.is_empty() {
+            return Err(Error::corrupt(
+                object,
+                "keyring payload version 3 without write-only slots, or trailing bytes",
+            ));
+        }
+        doc.write_only = write_only;
+        Ok(doc)
     }
 }

@@ -141,8 +141,13 @@ proptest! {
             epochs: epochs.iter().map(|&e| EpochKeyDoc { epoch: e, key: id, created_ns: created }).collect(),
             slots: epochs.iter().map(|&e| SlotRefDoc { id: [e as u8; 32], public_key: id }).collect(),
             metadata_floor: epochs[0], replaces: vec![[id[0]; 16]], revision: u64::from(epochs[0]),
-            retired: vec![super::keyring::RetiredEpochDoc { epoch: epochs[0], fingerprint: id }] };
+            retired: vec![super::keyring::RetiredEpochDoc { epoch: epochs[0], fingerprint: id }], write_only: Vec::new() };
         prop_assert!(KeyringDoc::decode(&k.encode(), "k").unwrap() == k);
+        prop_assert_eq!(k.encode()[0], super::keyring::KEYRING_VERSION, "no write-only slot: payload version 2");
+        let mut w = k.clone();
+        w.write_only = vec![super::keyring::WriteOnlySlotDoc { id: [epochs[0] as u8; 32], kit_mac_key: id }];
+        prop_assert_eq!(w.encode()[0], super::keyring::KEYRING_WRITE_ONLY_VERSION);
+        prop_assert!(KeyringDoc::decode(&w.encode(), "k").unwrap() == w);
         let slot = SlotDoc { version: SLOT_VERSION, id: ObjectId(id), repository_id: ObjectId(id), kind: SlotKind::Password { argon2id: Argon2Params::MIN },
             access: SlotAccess::Full, salt: id.to_vec(), nonce: id[..24].to_vec(), wrapped_secret: [id, id, id].concat()[..80].to_vec(),
             public_key: id.to_vec(), keyring: hex::encode(&id[..16]),

@@ -37,8 +37,6 @@ pub mod context {
     /// X25519 shared secret || ephemeral public || reader public -> key of objects sealed to the
     /// reader (envelope version 2).
     pub const READER_SEAL: &str = "cairn v3 2026-12-04 reader sealed object key";
-    /// K_audit || slot id -> the key that authenticates a write-only slot's kit.
-    pub const KIT_MAC: &str = "cairn v3 2026-12-04 write kit mac";
     /// K_audit || slot id -> a write-only slot's audit entry MAC key.
     pub const AUDIT_SLOT: &str = "cairn v3 2026-12-04 write-only slot audit mac";
 }

@@ -34,6 +34,8 @@ pub struct Keyring {
     revision: u64,
     /// Fingerprints of retired epochs.
     retired: BTreeMap<u32, [u8; 32]>,
+    /// The listed slots that are write-only, with the MAC key of their kits.
+    write_only: BTreeMap<ObjectId, Key32>,
     /// Keys agreed for version 2 envelopes, by (epoch, ephemeral key). A pack's blobs share one
     /// ephemeral key, so reading a pack costs one X25519 agreement, not one per blob.
     reader_keys: Mutex<HashMap<(u32, [u8; 32]), Key32>>,
@@ -75,6 +77,7 @@ impl Keyring {
             replaces: BTreeSet::new(),
             revision: 0,
             retired: BTreeMap::new(),
+            write_only: BTreeMap::new(),
             reader_keys: Mutex::default(),
         }
     }
@@ -102,7 +105,24 @@ impl Keyring {
     pub fn without_slot(&self, id: ObjectId, public_key: Option<&[u8]>) -> Self {
         let mut out = self.clone_keys();
         out.slots.retain(|(i, pk)| !(*i == id && public_key.is_none_or(|p| p == pk.as_slice())));
+        if !out.slots.iter().any(|(i, _)| *i == id) {
+            out.write_only.remove(&id);
+        }
         out
+    }
+
+    /// A copy that lists slot `id` with `public_key` as write-only, its kits authenticated by
+    /// `kit_mac_key` (random per slot, see [`Keyring::kit_mac_key`]).
+    pub fn with_write_only_slot(&self, id: ObjectId, public_key: &[u8], kit_mac_key: Key32) -> Result<Self> {
+        let mut out = self.with_slot(id, public_key)?;
+        out.write_only.insert(id, kit_mac_key);
+        Ok(out)
+    }
+
+    /// Whether the keyring lists slot `id` as write-only. Rotation and key management take a
+    /// slot's access from here, never from its document, which the storage could edit.
+    pub fn is_write_only(&self, id: ObjectId) -> bool {
+        self.write_only.contains_key(&id)
     }
 
     /// The repository this keyring belongs to.
@@ -206,6 +226,7 @@ impl Keyring {
             replaces: self.replaces.clone(),
             revision: self.revision,
             retired: self.retired.clone(),
+            write_only: self.write_only.clone(),
             reader_keys: Mutex::default(),
         }
     }
@@ -300,6 +321,9 @@ impl Keyring {
     /// public key, the slot's audit key, this keyring's revision and the repository's config
     /// plaintext `config`.
     pub fn write_kit(&self, slot: ObjectId, config: &[u8]) -> Result<super::WriteKit> {
+        if self.epochs.is_empty() {
+            return Err(Error::InvalidInput("a keyring without data keys issues no kit".into()));
+        }
         let (epoch, data_key) = self.current();
         Ok(super::WriteKit::new(super::kit::KitParts {
             slot,
@@ -321,9 +345,13 @@ impl Keyring {
         crate::crypto::derive(context, &material)
     }
 
-    /// The key that authenticates write-only slot `slot`'s kit (only full keys derive it).
-    pub fn kit_mac_key(&self, slot: ObjectId) -> Key32 {
-        self.derive_for_slot(crate::crypto::context::KIT_MAC, slot)
+    /// The key that authenticates write-only slot `slot`'s kits: random per slot, held in the
+    /// keyring (so by full keys) and in the slot's wrapped secret (so by its holder). A holder
+    /// of a full key revoked before the slot was made never saw it.
+    pub fn kit_mac_key(&self, slot: ObjectId) -> Result<&Key32> {
+        self.write_only.get(&slot).ok_or_else(|| {
+            Error::InvalidInput(format!("slot {} is not listed as write-only in the keyring", slot.short()))
+        })
     }
 
     /// The MAC key of write-only slot `slot`'s audit entries.
@@ -395,6 +423,11 @@ impl Keyring {
                 .iter()
                 .map(|(e, f)| crate::keyring::RetiredEpochDoc { epoch: *e, fingerprint: *f })
                 .collect(),
+            write_only: self
+                .write_only
+                .iter()
+                .map(|(id, m)| crate::keyring::WriteOnlySlotDoc { id: *id.as_bytes(), kit_mac_key: *m.expose() })
+                .collect(),
         };
         let mut plain = doc.encode();
         let sealed = envelope::seal(seal_key, 0, ObjectKind::Keyring, name.as_bytes(), &plain);
@@ -432,6 +465,7 @@ impl Keyring {
             replaces: doc.replaces.iter().copied().collect(),
             revision: doc.revision,
             retired: doc.retired.iter().map(|r| (r.epoch, r.fingerprint)).collect(),
+            write_only: doc.write_only.iter().map(|w| (ObjectId(w.id), Key32::from_bytes(w.kit_mac_key))).collect(),
             reader_keys: Mutex::default(),
         })
     }

@@ -2,9 +2,10 @@
 //! key like any slot, they yield a [`WriteKit`] instead of the repository key K.
 //!
 //! The slot's wrapped secret carries, beside its X25519 secret and the repository identity, the
-//! key that authenticates its kit; its `sealed_key` holds the kit and the kit's MAC, sealed to
-//! the slot's public key. A rotation issues a new kit (the new epoch's reader key) without the
-//! slot's secret: full keys derive the MAC key from K_audit.
+//! key that authenticates its kit (random per slot); its `sealed_key` holds the kit and the
+//! kit's MAC, sealed to the slot's public key. The keyring lists the slot as write-only with the
+//! same key, so a rotation issues a new kit (the new epoch's reader key) without the slot's
+//! secret, and takes the slot's access from the keyring, never from its editable document.
 
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
@@ -33,10 +34,10 @@ fn kit_mac(mac_key: &Key32, slot: &SlotDoc, kit: &[u8]) -> blake3::Hash {
 /// Issues `ring`'s current kit to `slot` (K is the key `ring` is sealed under: the slot names
 /// its keyring, so rotation bookkeeping treats it like any slot; `config` is the repository's
 /// config plaintext).
-fn seal_kit(slot: &mut SlotDoc, k: &Key32, ring: &Keyring, config: &[u8]) -> Result<()> {
+fn seal_kit(slot: &mut SlotDoc, k: &Key32, ring: &Keyring, mac_key: &Key32, config: &[u8]) -> Result<()> {
     slot.keyring = keyring_id(k);
     let kit = ring.write_kit(slot.id, config)?.encode();
-    let mac = kit_mac(&ring.kit_mac_key(slot.id), slot, &kit);
+    let mac = kit_mac(mac_key, slot, &kit);
     let mut plain = Zeroizing::new(kit.to_vec());
     plain.extend_from_slice(mac.as_bytes());
     let pk: [u8; 32] =
@@ -52,12 +53,15 @@ fn seal_kit(slot: &mut SlotDoc, k: &Key32, ring: &Keyring, config: &[u8]) -> Res
 }
 
 /// Makes a write-only slot with id `id` opened by `secret`, for the repository whose keyring
-/// is `ring` (sealed under `k`) and whose config plaintext is `config`.
+/// is `ring` (sealed under `k`) and whose config plaintext is `config`; `kit_mac_key` (random)
+/// authenticates its kits, and the caller lists the slot in the keyring with it
+/// ([`Keyring::with_write_only_slot`]).
 pub fn create_write_only_slot(
     id: ObjectId,
     k: &Key32,
     ring: &Keyring,
     config: &[u8],
+    kit_mac_key: &Key32,
     secret: NewSlotSecret<'_>,
     label: &str,
 ) -> Result<SlotDoc> {
@@ -65,21 +69,23 @@ pub fn create_write_only_slot(
     let mut plain = Zeroizing::new(Vec::with_capacity(96));
     plain.extend_from_slice(sk.as_bytes());
     plain.extend_from_slice(&ring.identity().0);
-    plain.extend_from_slice(ring.kit_mac_key(id).expose());
+    plain.extend_from_slice(kit_mac_key.expose());
     let info = wrap_secret(&mut slot, SecretBytes::new(plain.to_vec()), secret, label)?;
-    seal_kit(&mut slot, k, ring, config)?;
+    seal_kit(&mut slot, k, ring, kit_mac_key, config)?;
     seal_info(&mut slot, &ring.slot_info_key(), &info)?;
     Ok(slot)
 }
 
 /// The same write-only slot with a kit from `ring` (sealed under `k`): after a rotation, the
-/// new epoch's reader key. The slot's secret is not needed.
+/// new epoch's reader key. The slot's secret is not needed. `ring` must list the slot as
+/// write-only: its MAC key comes from there.
 pub fn reissue_kit(slot: &SlotDoc, k: &Key32, ring: &Keyring, config: &[u8]) -> Result<SlotDoc> {
-    if slot.access != SlotAccess::WriteOnly {
-        return Err(Error::InvalidInput("only write-only slots hold a kit".into()));
+    if slot.access != SlotAccess::WriteOnly || !ring.is_write_only(slot.id) {
+        return Err(Error::InvalidInput("only slots the keyring lists as write-only hold a kit".into()));
     }
+    let mac_key = ring.kit_mac_key(slot.id)?.clone();
     let mut out = slot.clone();
-    seal_kit(&mut out, k, ring, config)?;
+    seal_kit(&mut out, k, ring, &mac_key, config)?;
     Ok(out)
 }
 
@@ -133,8 +139,10 @@ mod tests {
         let ring = Keyring::generate(ObjectId([1; 32])).unwrap();
         let k = Key32::random().unwrap();
         let code = RecoveryCode::from_entropy([7; 18]);
-        let slot = create_write_only_slot(ObjectId([2; 32]), &k, &ring, CONFIG, NewSlotSecret::Recovery(&code), "web1")
-            .unwrap();
+        let mac = Key32::random().unwrap();
+        let id = ObjectId([2; 32]);
+        let slot = create_write_only_slot(id, &k, &ring, CONFIG, &mac, NewSlotSecret::Recovery(&code), "web1").unwrap();
+        let ring = ring.with_write_only_slot(id, &slot.public_key, mac).unwrap();
         Fixture { k, ring, slot, secret: OpenSecret::Recovery(code) }
     }
 
@@ -175,9 +183,12 @@ mod tests {
     #[test]
     fn the_storage_can_neither_forge_a_kit_nor_make_the_slot_full() {
         let f = fixture();
-        // A kit from keys the storage made (its own keyring, K and reader key), sealed to the
-        // slot's public key: the MAC key it cannot know does not match.
-        let evil_ring = Keyring::generate(ObjectId([1; 32])).unwrap();
+        // A kit from keys the storage made (its own keyring, K, reader key and MAC key), sealed
+        // to the slot's public key: the MAC key it cannot know does not match.
+        let evil_ring = Keyring::generate(ObjectId([1; 32]))
+            .unwrap()
+            .with_write_only_slot(f.slot.id, &f.slot.public_key, Key32::random().unwrap())
+            .unwrap();
         let forged = reissue_kit(&f.slot, &Key32::random().unwrap(), &evil_ring, CONFIG).unwrap();
         let err = open_write_only_slot(&forged, &f.secret, None).unwrap_err();
         assert!(matches!(err, Error::KeysChanged(_)), "{err}");
@@ -216,5 +227,8 @@ mod tests {
         assert_eq!(open_as_full(&rotated, &after, ObjectKind::IndexSegment, b"index/b").unwrap(), b"new");
         assert!(open_as_full(&f.ring, &after, ObjectKind::IndexSegment, b"index/b").is_err());
         assert!(reissue_kit(&f.slot, &k2, &rotated, CONFIG).is_ok());
+        // A keyring that does not list the slot as write-only issues it nothing.
+        let unlisted = rotated.without_slot(f.slot.id, None).with_slot(f.slot.id, &f.slot.public_key).unwrap();
+        assert!(reissue_kit(&f.slot, &k2, &unlisted, CONFIG).is_err());
     }
 }

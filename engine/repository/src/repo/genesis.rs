@@ -200,6 +200,13 @@ impl Repository {
                 slot.id.short()
             )));
         }
+        if keyring.is_write_only(slot.id) {
+            return Err(Error::KeysChanged(format!(
+                "slot {} is write-only in the keyring, yet its document held the repository key: it was altered. \
+                 Nothing was written",
+                slot.id.short()
+            )));
+        }
         if !keyring.lists_slot(slot.id, &slot.public_key) {
             return Err(Error::WrongKey(format!(
                 "slot {} is not one of the repository's key slots any more (it was removed; the copy in storage opens \

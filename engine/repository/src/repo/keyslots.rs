@@ -34,8 +34,6 @@ use serde::Serialize;
 use crate::crypto::{Argon2Params, Key32, SecretBytes};
 use crate::error::{Error, Result};
 use crate::format::MAX_SMALL_OBJECT;
-use crate::format::WRITE_ONLY_FORMAT_VERSION;
-use crate::format::envelope::ObjectKind;
 use crate::format::names::Dir;
 use crate::format::slot::{SlotAccess, SlotDoc, SlotKind};
 use crate::id::ObjectId;
@@ -68,15 +66,6 @@ pub struct SlotSummary {
     /// Whether the keyring lists the slot as valid (false for a removed slot put back, which
     /// opens nothing).
     pub listed: bool,
-}
-
-/// What opens a new write-only slot.
-#[derive(Debug)]
-pub enum WriteOnlySecret<'a> {
-    /// A password with its Argon2id cost.
-    Password(&'a SecretBytes, Argon2Params),
-    /// A key file, made with the slot.
-    KeyFile,
 }
 
 /// What a rotation did.
@@ -140,7 +129,7 @@ impl Repository {
 
     /// Slot changes rewrite the keyring's slot list, which only works while there is one
     /// keyring: an unfinished rotation is finished first.
-    fn refuse_unfinished_rotation(&self) -> Result<()> {
+    pub(super) fn refuse_unfinished_rotation(&self) -> Result<()> {
         if self.storage.list(Dir::Keyring.prefix())?.len() > 1 {
             return Err(Error::InvalidInput(
                 "a key rotation did not finish (more than one keyring); run `cairn key rotate` first".into(),
@@ -168,7 +157,8 @@ impl Repository {
                 SlotSummary {
                     id: s.id,
                     kind: s.kind.name().to_string(),
-                    write_only: s.access == SlotAccess::WriteOnly,
+                    // As the keyring lists it: the document's own field is not authenticated.
+                    write_only: self.keyring.is_write_only(s.id),
                     label: info.as_ref().map(|i| i.label.clone()).unwrap_or_default(),
                     created_ns: info.as_ref().map(|i| i.created_ns),
                     hsm_token: info.as_ref().and_then(|i| i.hsm_token.clone()),
@@ -228,47 +218,6 @@ impl Repository {
         )?;
         self.list_and_store_slot(&slot)?;
         Ok((id, file))
-    }
-
-    /// Adds a write-only slot (SPEC §7.6) opened by a password, or by a key file made here
-    /// (returned for the caller to write). The config moves to format version 3 first, so
-    /// clients that cannot open what write-only slots write refuse the repository as a whole.
-    pub fn add_write_only_slot(
-        &mut self,
-        secret: WriteOnlySecret<'_>,
-        label: &str,
-    ) -> Result<(ObjectId, Option<KeyFile>)> {
-        self.refuse_unfinished_rotation()?;
-        self.upgrade_for_write_only()?;
-        let id = ObjectId::random()?;
-        let key_file = match secret {
-            WriteOnlySecret::KeyFile => Some(KeyFile::generate(self.config.repository_id, id)?),
-            WriteOnlySecret::Password(..) => None,
-        };
-        let new_secret = match (&secret, &key_file) {
-            (WriteOnlySecret::Password(pw, params), _) => NewSlotSecret::Password(pw, *params),
-            (WriteOnlySecret::KeyFile, Some(file)) => NewSlotSecret::KeyFile(file),
-            (WriteOnlySecret::KeyFile, None) => return Err(Error::InvalidInput("no key file".into())),
-        };
-        let ring = self.stored_keyring()?;
-        let slot = keys::create_write_only_slot(id, &self.master, &ring, &self.config.encode(), new_secret, label)?;
-        self.list_and_store_slot(&slot)?;
-        Ok((id, key_file))
-    }
-
-    /// Moves the config to [`WRITE_ONLY_FORMAT_VERSION`] (an atomic overwrite; idempotent).
-    fn upgrade_for_write_only(&mut self) -> Result<()> {
-        if self.config.format_version >= WRITE_ONLY_FORMAT_VERSION {
-            return Ok(());
-        }
-        let mut config = self.config.clone();
-        config.format_version = WRITE_ONLY_FORMAT_VERSION;
-        let (epoch, key) = self.keyring.current();
-        let name = crate::format::config::CONFIG_NAME;
-        let sealed = crate::format::envelope::seal(key, epoch, ObjectKind::Config, name.as_bytes(), &config.encode())?;
-        self.storage.put(name, &sealed, PutMode::Overwrite)?;
-        self.config = config;
-        Ok(())
     }
 
     /// Adds an HSM slot, creating the token key when it does not exist yet. Before the slot is
@@ -427,6 +376,21 @@ impl Repository {
                 }
             }
         }
+        // The access the keyring lists decides, never the document's: a write-only slot whose
+        // document the storage rewrote as a full one must not be sealed K. Checked before
+        // anything is written.
+        for slot in &listed {
+            if ring.is_write_only(slot.id) != (slot.access == SlotAccess::WriteOnly) {
+                return Err(Error::KeysChanged(format!(
+                    "slot {}'s document says {:?} but the keyring lists it as {}: it was altered. Nothing was \
+                     written; `cairn key remove {}` removes it",
+                    slot.id.short(),
+                    slot.access,
+                    if ring.is_write_only(slot.id) { "write-only" } else { "full" },
+                    slot.id.short()
+                )));
+            }
+        }
         // The slot in use first.
         listed.sort_by_key(|s| s.id != self.opened_with);
         let new_k = Key32::random()?;
@@ -438,10 +402,11 @@ impl Repository {
         // 2, 3. Every listed slot to K', the one in use first.
         let mut moved = Vec::new();
         for slot in listed {
-            let resealed = match slot.access {
-                SlotAccess::Full => keys::reseal_slot(&slot, &new_k)?,
+            let resealed = if new_ring.is_write_only(slot.id) {
                 // A new kit: the new epoch's reader key, never K.
-                SlotAccess::WriteOnly => keys::reissue_kit(&slot, &new_k, &new_ring, &self.config.encode())?,
+                keys::reissue_kit(&slot, &new_k, &new_ring, &self.config.encode())?
+            } else {
+                keys::reseal_slot(&slot, &new_k)?
             };
             self.storage.put(&slot_name(&slot.id), &resealed.encode(), PutMode::Overwrite)?;
             moved.push(slot.id);

@@ -29,18 +29,20 @@ pub mod testing;
 mod tests;
 mod tree_packs;
 mod uploader;
+mod write_only;
 #[cfg(test)]
 mod write_only_tests;
 
 pub use blob_writer::{BlobWriter, WriteStats};
 pub use epochs::EpochUsage;
 pub use index_rewrite::IndexRewrite;
-pub use keyslots::{RotateOutcome, SlotSummary, WriteOnlySecret};
+pub use keyslots::{RotateOutcome, SlotSummary};
 pub use lock::{LockGuard, LockInfo, LockOptions, REFRESH_EVERY, ReadLock, STALE_AFTER, is_stale};
 pub use objects::SealedBlobReader;
 pub use repack::RepackWriter;
 #[cfg(any(test, feature = "testing"))]
 pub use sealed_inventory::SealedThing;
+pub use write_only::WriteOnlySecret;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -29,8 +29,8 @@ fn kit_of(storage: &MemStorage, id: crate::id::ObjectId, secret: &OpenSecret) ->
     keys::open_write_only_slot(&doc, secret, None).unwrap().expect("the slot opens")
 }
 
-fn open(t: &TestRepository, secret: &OpenSecret) -> crate::error::Result<Repository> {
-    let storage: Arc<dyn Storage> = t.storage.clone();
+fn open(storage: &Arc<MemStorage>, secret: &OpenSecret) -> crate::error::Result<Repository> {
+    let storage: Arc<dyn Storage> = storage.clone();
     Repository::open(storage, secret, tempfile::tempdir().unwrap().keep())
 }
 
@@ -40,12 +40,12 @@ fn a_write_only_slot_upgrades_the_format_and_never_opens_the_repository() {
     assert_eq!(t.repo.config().format_version, FORMAT_VERSION);
     let id = add_write_only(&mut t);
     let full = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let again = open(&t, &full).unwrap();
+    let again = open(&t.storage, &full).unwrap();
     assert_eq!(again.config().format_version, WRITE_ONLY_FORMAT_VERSION, "the upgrade is stored");
     let slots = again.list_slots().unwrap();
     assert!(slots.iter().any(|s| s.id == id && s.write_only && s.listed && s.current), "{slots:?}");
     let wo = OpenSecret::Password(write_only_password());
-    match open(&t, &wo) {
+    match open(&t.storage, &wo) {
         Err(Error::WrongKey(m)) => assert!(m.contains("write-only"), "{m}"),
         other => panic!("a write-only secret opened the repository: {other:?}"),
     }
@@ -59,7 +59,7 @@ fn a_write_only_slot_upgrades_the_format_and_never_opens_the_repository() {
     // Sealed to the reader, a config is refused even by full keys.
     let forged = kit.sealer().unwrap().seal(ObjectKind::Snapshot, b"config", b"x").unwrap();
     t.storage.put("config", &forged, PutMode::Overwrite).unwrap();
-    assert!(open(&t, &full).is_err());
+    assert!(open(&t.storage, &full).is_err());
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn nothing_in_the_repository_opens_with_what_a_write_only_slot_yields() {
     let name = Dir::Snapshots.join("cc");
     let sealed = kit.sealer().unwrap().seal(ObjectKind::Snapshot, name.as_bytes(), b"web1's snapshot").unwrap();
     t.storage.put(&name, &sealed, PutMode::CreateNew).unwrap();
-    let full = open(&t, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
+    let full = open(&t.storage, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
     let tried = assert_nothing_opens_with(&full, &kit.all_keys_for_tests());
     assert!(tried >= 8, "config, keyring, pack blobs, header, locator, index, snapshots, audit: {tried}");
     // The check is real: the full key's own data key opens them.
@@ -137,7 +137,7 @@ fn packs_index_and_snapshots_a_kit_writes_open_with_full_keys_only() {
     let id = add_write_only(&mut t);
     let wo = OpenSecret::Password(write_only_password());
     let full = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let mut writer = open(&t, &full).unwrap();
+    let mut writer = open(&t.storage, &full).unwrap();
     writer.seal_as_write_only_for_tests(kit_of(&t.storage, id, &wo));
     let before: std::collections::HashSet<String> = t.storage.list(Dir::Data.prefix()).unwrap().into_iter().collect();
     let contents: Vec<Vec<u8>> =
@@ -158,7 +158,7 @@ fn packs_index_and_snapshots_a_kit_writes_open_with_full_keys_only() {
     let segments = t.storage.list(Dir::Index.prefix()).unwrap();
     assert!(segments.iter().any(|n| t.storage.get(n).unwrap()[0] == envelope::READER_ENVELOPE_VERSION));
     // Another client with the full key finds and reads every blob.
-    let reader = open(&t, &full).unwrap();
+    let reader = open(&t.storage, &full).unwrap();
     for (id, content) in ids.iter().zip(&contents) {
         assert_eq!(&reader.read_blob(id).unwrap(), content);
     }
@@ -173,4 +173,48 @@ fn packs_index_and_snapshots_a_kit_writes_open_with_full_keys_only() {
     }
     // And nothing in the repository, these packs included, opens with what the kit yields.
     assert_nothing_opens_with(&reader, &kit_of(&t.storage, id, &wo).all_keys_for_tests());
+}
+
+#[test]
+fn a_write_only_slot_rewritten_as_full_is_never_sealed_the_repository_key() {
+    let mut t = TestRepository::new(1 << 20);
+    let id = add_write_only(&mut t);
+    // The storage (or the slot's thief) rewrites the document as a full slot with the same id
+    // and public key, the lengths a full slot has.
+    let name = slot_name(&id);
+    let mut doc = SlotDoc::decode(&t.storage.get(&name).unwrap(), "slot").unwrap();
+    doc.access = crate::format::slot::SlotAccess::Full;
+    doc.wrapped_secret.truncate(80);
+    doc.sealed_key.truncate(104);
+    t.storage.put(&name, &doc.encode(), PutMode::Overwrite).unwrap();
+    let before: Vec<(String, Vec<u8>)> =
+        t.storage.list("").unwrap().into_iter().map(|n| (n.clone(), t.storage.get(&n).unwrap())).collect();
+    let err = t.repo.rotate_key().unwrap_err();
+    assert!(matches!(err, Error::KeysChanged(_)), "{err}");
+    let after: Vec<(String, Vec<u8>)> =
+        t.storage.list("").unwrap().into_iter().map(|n| (n.clone(), t.storage.get(&n).unwrap())).collect();
+    assert_eq!(before, after, "the refused rotation wrote nothing");
+    // `key list` shows the access the keyring lists, not the document's.
+    let full = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let slots = open(&t.storage, &full).unwrap().list_slots().unwrap();
+    assert!(slots.iter().any(|s| s.id == id && s.write_only), "{slots:?}");
+}
+
+#[test]
+fn a_rotation_does_not_launder_objects_sealed_under_an_epoch_below_the_floor() {
+    let t = TestRepository::new(1 << 20);
+    let storage = t.storage.clone();
+    let (once, _) = t.repo.rotate_key().unwrap();
+    assert_eq!(once.keyring().metadata_floor(), 1);
+    // A holder of a key (or a kit) of epoch 0 plants a snapshot sealed to that epoch's reader
+    // key after the rotation.
+    let reader = once.keyring().reader_public(0).unwrap();
+    let name = Dir::Snapshots.join("dd");
+    let planted =
+        keys::ReaderSealer::new(0, &reader).unwrap().seal(ObjectKind::Snapshot, name.as_bytes(), b"x").unwrap();
+    storage.put(&name, &planted, PutMode::CreateNew).unwrap();
+    assert!(once.load_object(ObjectKind::Snapshot, &name).is_err(), "below the floor: refused");
+    let (twice, _) = once.rotate_key().unwrap();
+    assert_eq!(storage.get(&name).unwrap(), planted, "left as it was, not re-sealed under the new epoch");
+    assert!(twice.load_object(ObjectKind::Snapshot, &name).is_err());
 }
