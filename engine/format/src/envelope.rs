@@ -130,10 +130,40 @@ pub fn seal_to_reader_in_place(
     if !kind.reader_sealable() {
         return Err(Error::InvalidInput(format!("{kind:?} objects are not sealed to the reader key")));
     }
+    reader_seal_buffer(key, epoch, ephemeral, kind, name, buf, &random_array()?)
+}
+
+/// As [`seal_to_reader_in_place`] with a caller-chosen nonce: the test-vector seam (feature
+/// `test-vectors` only; a reused nonce under one key breaks confidentiality).
+#[cfg(feature = "test-vectors")]
+pub fn seal_to_reader_with_nonce(
+    key: &Key32,
+    epoch: u32,
+    ephemeral: &[u8; 32],
+    kind: ObjectKind,
+    name: &[u8],
+    buf: &mut Vec<u8>,
+    nonce: &[u8; NONCE_LEN],
+) -> Result<()> {
+    if !kind.reader_sealable() {
+        return Err(Error::InvalidInput(format!("{kind:?} objects are not sealed to the reader key")));
+    }
+    reader_seal_buffer(key, epoch, ephemeral, kind, name, buf, nonce)
+}
+
+fn reader_seal_buffer(
+    key: &Key32,
+    epoch: u32,
+    ephemeral: &[u8; 32],
+    kind: ObjectKind,
+    name: &[u8],
+    buf: &mut Vec<u8>,
+    nonce: &[u8; NONCE_LEN],
+) -> Result<()> {
     if buf.len() < READER_HEADER_LEN {
         return Err(Error::InvalidInput("no room for the envelope header".into()));
     }
-    let nonce: [u8; NONCE_LEN] = random_array()?;
+    let nonce = *nonce;
     let header = std::iter::once(READER_ENVELOPE_VERSION).chain(epoch.to_le_bytes()).chain(*ephemeral).chain(nonce);
     for (room, byte) in buf.iter_mut().zip(header) {
         *room = byte;

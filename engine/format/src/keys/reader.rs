@@ -78,6 +78,32 @@ impl ReaderSealer {
         Ok(ReaderSealer { epoch, ephemeral, key })
     }
 
+    /// A sealer from a fixed ephemeral secret (test vectors only).
+    #[cfg(feature = "test-vectors")]
+    pub fn from_ephemeral_secret(epoch: u32, reader: &[u8; 32], secret: [u8; 32]) -> Result<Self> {
+        let e = StaticSecret::from(secret);
+        let ephemeral = PublicKey::from(&e).to_bytes();
+        let shared = e.diffie_hellman(&PublicKey::from(*reader));
+        let key = agreed_key(&shared, &ephemeral, reader)
+            .ok_or_else(|| Error::InvalidInput("the reader public key is a low-order point".into()))?;
+        Ok(ReaderSealer { epoch, ephemeral, key })
+    }
+
+    /// Seals `plaintext` with a fixed nonce (test vectors only).
+    #[cfg(feature = "test-vectors")]
+    pub fn seal_with_nonce(
+        &self,
+        kind: ObjectKind,
+        name: &[u8],
+        plaintext: &[u8],
+        nonce: &[u8; 24],
+    ) -> Result<Vec<u8>> {
+        let mut buf = vec![0; envelope::READER_HEADER_LEN];
+        buf.extend_from_slice(plaintext);
+        envelope::seal_to_reader_with_nonce(&self.key, self.epoch, &self.ephemeral, kind, name, &mut buf, nonce)?;
+        Ok(buf)
+    }
+
     /// The epoch sealed under.
     pub fn epoch(&self) -> u32 {
         self.epoch
