@@ -3,7 +3,8 @@
 # ones are skipped) in a single run and prints a table of times, peak RSS and repository sizes,
 # with each figure as a ratio to the best peer. Release build; warm page cache for every tool
 # alike, or with --cold a cold one: the page cache dropped before every step (as root), as a
-# nightly job finds it.
+# nightly job finds it. Cairn opens with a key file (as README's nightly job; bupstash opens with
+# one too); the other tools with a password.
 #
 # Usage: benches/compare.sh [--cold] [MIXED_DIR]
 #   With CAIRN_BASELINE=PATH, the `cairn` binary at PATH (an earlier build, a release build of
@@ -114,7 +115,10 @@ run() {
 
 tool_env() {
   case $1 in
-    cairn) export CAIRN_REPOSITORY="$WORK/repo-cairn-$2" CAIRN_CACHE_DIR="$WORK/cache-cairn" CAIRN_PASSWORD="$PASSWORD" ;;
+    # Cairn opens with a key file once `init` made one, as README's nightly job does (bupstash
+    # too opens with a key file); the baseline build may predate key files: a password.
+    cairn) export CAIRN_REPOSITORY="$WORK/repo-cairn-$2" CAIRN_CACHE_DIR="$WORK/cache-cairn" CAIRN_PASSWORD="$PASSWORD"
+      if [ -f "$WORK/cairn-$2.key" ]; then export CAIRN_KEY_FILE="$WORK/cairn-$2.key"; else unset CAIRN_KEY_FILE; fi ;;
     cairn-baseline) export CAIRN_REPOSITORY="$WORK/repo-cairn-baseline-$2" CAIRN_CACHE_DIR="$WORK/cache-cairn-baseline" CAIRN_PASSWORD="$PASSWORD" ;;
     restic) export RESTIC_REPOSITORY="$WORK/repo-restic-$2" RESTIC_PASSWORD="$PASSWORD" RESTIC_CACHE_DIR="$WORK/cache-restic" ;;
     borg) export BORG_REPO="$WORK/repo-borg-$2" BORG_PASSPHRASE="$PASSWORD" BORG_CACHE_DIR="$WORK/cache-borg" BORG_BASE_DIR="$WORK/borg-base" ;;
@@ -129,7 +133,9 @@ tool_env() {
 
 init() {
   case $1 in
-    cairn) "$cairn" -q init --no-recovery-code ;;
+    cairn) "$cairn" -q init --no-recovery-code
+      "$cairn" -q key add --new-key-file "$WORK/cairn-$2.key" --label bench
+      export CAIRN_KEY_FILE="$WORK/cairn-$2.key" ;;
     cairn-baseline) "$cairn_baseline" -q init --no-recovery-code ;;
     restic) restic -q init --repository-version 2 ;;
     borg) borg init -e repokey-blake2 ;;
@@ -191,7 +197,7 @@ settle() {
 
 # fresh TOOL SET: an empty repository and cache for TOOL, sources settled.
 fresh() {
-  rm -rf "$WORK/repo-$1-$2" "$WORK/cache-$1" "$WORK/borg-base"
+  rm -rf "$WORK/repo-$1-$2" "$WORK/cache-$1" "$WORK/borg-base" "$WORK/$1-$2.key"
   settle
   tool_env "$1" "$2"
   init "$1" > /dev/null 2>&1
