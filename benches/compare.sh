@@ -131,7 +131,7 @@ tool_env() {
   esac
 }
 
-init() {
+init() { # tool set
   case $1 in
     cairn) "$cairn" -q init --no-recovery-code
       "$cairn" -q key add --new-key-file "$WORK/cairn-$2.key" --label bench
@@ -200,7 +200,7 @@ fresh() {
   rm -rf "$WORK/repo-$1-$2" "$WORK/cache-$1" "$WORK/borg-base" "$WORK/$1-$2.key"
   settle
   tool_env "$1" "$2"
-  init "$1" > /dev/null 2>&1
+  init "$1" "$2" > /dev/null 2>&1
 }
 
 # initial TOOL SET LABEL DIR: the first snapshot of DIR, REPEAT times into a fresh repository.
