@@ -127,9 +127,6 @@ pub fn seal_to_reader_in_place(
     name: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<()> {
-    if !kind.reader_sealable() {
-        return Err(Error::InvalidInput(format!("{kind:?} objects are not sealed to the reader key")));
-    }
     reader_seal_buffer(key, epoch, ephemeral, kind, name, buf, &random_array()?)
 }
 
@@ -145,9 +142,6 @@ pub fn seal_to_reader_with_nonce(
     buf: &mut Vec<u8>,
     nonce: &[u8; NONCE_LEN],
 ) -> Result<()> {
-    if !kind.reader_sealable() {
-        return Err(Error::InvalidInput(format!("{kind:?} objects are not sealed to the reader key")));
-    }
     reader_seal_buffer(key, epoch, ephemeral, kind, name, buf, nonce)
 }
 
@@ -160,6 +154,9 @@ fn reader_seal_buffer(
     buf: &mut Vec<u8>,
     nonce: &[u8; NONCE_LEN],
 ) -> Result<()> {
+    if !kind.reader_sealable() {
+        return Err(Error::InvalidInput(format!("{kind:?} objects are not sealed to the reader key")));
+    }
     if buf.len() < READER_HEADER_LEN {
         return Err(Error::InvalidInput("no room for the envelope header".into()));
     }

@@ -141,6 +141,12 @@ pub(super) fn x25519_shared_key(
 /// Seals K to the slot's public key and points the slot at K's keyring.
 fn seal_repository_key(slot: &mut SlotDoc, k: &Key32) -> Result<()> {
     slot.keyring = keyring_id(k);
+    seal_to_slot(slot, k.expose())
+}
+
+/// Puts `plaintext` (K, or a write kit) in the slot's `sealed_key`, sealed to its public key
+/// under a fresh ephemeral key, with the sealed-key AD (which names the slot's keyring).
+pub(super) fn seal_to_slot(slot: &mut SlotDoc, plaintext: &[u8]) -> Result<()> {
     let pk: [u8; 32] =
         slot.public_key.as_slice().try_into().map_err(|_| Error::corrupt("key slot", "bad public key"))?;
     let eph = StaticSecret::from(random_array::<32>()?);
@@ -148,7 +154,7 @@ fn seal_repository_key(slot: &mut SlotDoc, k: &Key32) -> Result<()> {
     let wk = x25519_shared_key(&eph, &pk, &epk, &pk)
         .ok_or_else(|| Error::corrupt(Dir::Keys.object(&slot.id), "slot public key is a low-order point"))?;
     let mut out = epk.to_vec();
-    out.extend(seal_with(&wk, &slot.sealed_key_ad(), k.expose())?);
+    out.extend(seal_with(&wk, &slot.sealed_key_ad(), plaintext)?);
     slot.sealed_key = out;
     Ok(())
 }

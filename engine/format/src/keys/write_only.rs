@@ -7,10 +7,9 @@
 //! same key, so a rotation issues a new kit (the new epoch's reader key) without the slot's
 //! secret, and takes the slot's access from the keyring, never from its editable document.
 
-use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-use crate::crypto::{Key32, SecretBytes, random_array};
+use crate::crypto::{Key32, SecretBytes};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::names::Dir;
@@ -18,7 +17,7 @@ use crate::slot::{SlotAccess, SlotDoc};
 
 use super::kit::forged;
 use super::slots::{
-    keyring_id, new_slot_doc, open_with, seal_info, seal_with, unwrap_secret, wrap_secret, x25519_shared_key,
+    keyring_id, new_slot_doc, open_with, seal_info, seal_to_slot, unwrap_secret, wrap_secret, x25519_shared_key,
 };
 use super::{HsmSession, Keyring, NewSlotSecret, OpenSecret, WriteKit};
 
@@ -40,16 +39,7 @@ fn seal_kit(slot: &mut SlotDoc, k: &Key32, ring: &Keyring, mac_key: &Key32, conf
     let mac = kit_mac(mac_key, slot, &kit);
     let mut plain = Zeroizing::new(kit.to_vec());
     plain.extend_from_slice(mac.as_bytes());
-    let pk: [u8; 32] =
-        slot.public_key.as_slice().try_into().map_err(|_| Error::corrupt("key slot", "bad public key"))?;
-    let eph = StaticSecret::from(random_array::<32>()?);
-    let epk = PublicKey::from(&eph).to_bytes();
-    let wk = x25519_shared_key(&eph, &pk, &epk, &pk)
-        .ok_or_else(|| Error::corrupt(Dir::Keys.object(&slot.id), "slot public key is a low-order point"))?;
-    let mut out = epk.to_vec();
-    out.extend(seal_with(&wk, &slot.sealed_key_ad(), &plain)?);
-    slot.sealed_key = out;
-    Ok(())
+    seal_to_slot(slot, &plain)
 }
 
 /// Makes a write-only slot with id `id` opened by `secret`, for the repository whose keyring
