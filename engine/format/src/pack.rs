@@ -214,6 +214,8 @@ pub struct OpenedPack {
     pub header_offset: u64,
     /// BLAKE3 of the pack's bytes: the name the pack must have.
     pub id: PackId,
+    /// The key epoch of the locator that opened (and of the header).
+    pub epoch: u32,
 }
 
 /// Opens the header of the whole pack `bytes`: the locator (the last [`LOCATOR_LEN`] bytes)
@@ -257,7 +259,8 @@ pub fn open(
     hasher.update(locator);
     let plain = open(ObjectKind::PackHeader, area_hash.as_bytes(), header)?;
     let header = PackHeader::decode(padding::unframe(&plain, object)?, offset, object)?;
-    Ok(OpenedPack { header, header_offset: offset, id: PackId(*hasher.finalize().as_bytes()) })
+    let epoch = envelope::epoch_of(locator, object)?;
+    Ok(OpenedPack { header, header_offset: offset, id: PackId(*hasher.finalize().as_bytes()), epoch })
 }
 
 #[cfg(test)]
@@ -324,6 +327,36 @@ mod tests {
         assert!(locator_lens(&bytes).contains(&READER_LOCATOR_LEN));
         // A version 1 key alone does not open it.
         assert!(open(&bytes, "p", open_with(&data_key)).is_err());
+    }
+
+    #[test]
+    fn a_reader_sealed_pack_that_looks_like_version_1_at_49_bytes_from_its_end_still_opens() {
+        use crate::keys::{ReaderSealer, reader_open_key, reader_public};
+        let data_key = Key32::from_bytes([6; 32]);
+        let reader = reader_public(4, &data_key);
+        let body = [9u8; 100];
+        // About one pack in 256: try ephemeral keys until one gives such a pack.
+        let bytes = (0..20_000)
+            .find_map(|_| {
+                let sealer = ReaderSealer::new(4, &reader).unwrap();
+                let blob = sealer.seal(ObjectKind::DataBlob, &[1; 32], &body).unwrap();
+                let parts = [PackBlob { kind: BlobKind::Data, id: ChunkId([1; 32]), raw_length: 100, sealed: &blob }];
+                let closed = close_with(envelope::READER_OVERHEAD, &parts, |k, n, p| sealer.seal(k, n, p)).unwrap();
+                let bytes = [blob.clone(), closed.header, closed.locator].concat();
+                (bytes[bytes.len() - LOCATOR_LEN] == 1).then_some(bytes)
+            })
+            .expect("such a pack within 20,000 tries");
+        assert_eq!(locator_lens(&bytes), vec![LOCATOR_LEN, READER_LOCATOR_LEN]);
+        let opened = open(&bytes, "p", |kind, name, sealed| {
+            envelope::open_sealed(sealed, kind, name, "p", |to| match to {
+                envelope::SealedTo::Reader { epoch, ephemeral } => {
+                    reader_open_key(epoch, &data_key, &ephemeral, "p").map(std::borrow::Cow::Owned)
+                }
+                envelope::SealedTo::Epoch(_) => Ok(std::borrow::Cow::Borrowed(&data_key)),
+            })
+        })
+        .unwrap();
+        assert_eq!((opened.header.blobs.len(), opened.epoch), (1, 4));
     }
 
     #[test]
