@@ -212,10 +212,14 @@ pub fn append_raw(
     record: &AuditRecord,
     cache_dir: Option<&Path>,
 ) -> Result<u64> {
+    // The remembered head is read before the listing: another process sharing this cache may
+    // append (and remember its entry) at any time, and a head newer than the listing would
+    // look like a rollback.
+    let head = cache_dir.and_then(cached_head);
     let existing = list_entries(storage)?;
     let top = authentic_top(storage, keyring, &existing)?;
     if let Some(dir) = cache_dir {
-        check_not_rolled_back(storage, keyring, &existing, top.as_ref().map(|(s, _)| *s), dir)?;
+        check_not_rolled_back(storage, keyring, &existing, top.as_ref().map(|(s, _)| *s), dir, head)?;
     }
     let (seq, prev) = match top {
         None => (0, Vec::new()),
@@ -254,8 +258,9 @@ fn check_not_rolled_back(
     existing: &[(u64, [u8; MAC_LEN], String)],
     top: Option<u64>,
     dir: &Path,
+    head: Option<Head>,
 ) -> Result<()> {
-    let Some(head) = cached_head(dir) else { return Ok(()) };
+    let Some(head) = head else { return Ok(()) };
     let rolled_back = |why: String| {
         Error::RolledBack(format!(
             "this client last saw audit entry {} at seq {}, but {why}: entries (and what they logged) were deleted \
@@ -397,13 +402,18 @@ fn cached_head(dir: &Path) -> Option<Head> {
 
 /// Records the newest entry seen. Callers pass only an entry that descends from the one
 /// remembered before (they checked, or wrote it on top of a checked log). Best effort: a client
-/// that cannot write its cache only loses the rollback check.
+/// that cannot write its cache only loses the rollback check. Processes sharing the cache may
+/// race here: each writes its own temporary file, and an entry below the one remembered does
+/// not replace it.
 fn remember_head(dir: &Path, seq: u64, mac: &[u8; MAC_LEN]) {
     let head = Head { seq, mac: hex::encode(mac) };
+    if cached_head(dir).is_some_and(|h| h.seq > seq) {
+        return;
+    }
     if std::fs::create_dir_all(dir).is_ok()
         && let Ok(bytes) = serde_json::to_vec(&head)
     {
-        let tmp = dir.join(format!("{HEAD_FILE}.tmp"));
+        let tmp = dir.join(format!("{HEAD_FILE}.{}.tmp", std::process::id()));
         if std::fs::write(&tmp, bytes).is_ok() {
             let _ = std::fs::rename(&tmp, dir.join(HEAD_FILE));
         }
@@ -416,9 +426,10 @@ impl Repository {
     /// anything; [`Repository::audit`] checks again before appending.
     pub fn check_not_rolled_back(&self) -> Result<()> {
         let storage = self.storage().as_ref();
+        let head = cached_head(self.cache_dir());
         let existing = list_entries(storage)?;
         let top = authentic_top(storage, self.keyring(), &existing)?.map(|(s, _)| s);
-        check_not_rolled_back(storage, self.keyring(), &existing, top, self.cache_dir())
+        check_not_rolled_back(storage, self.keyring(), &existing, top, self.cache_dir(), head)
     }
 
     /// Appends an audit entry for an operation run through this repository handle.
