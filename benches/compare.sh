@@ -4,7 +4,7 @@
 # with each figure as a ratio to the best peer. Release build; warm page cache for every tool
 # alike, or with --cold a cold one: the page cache dropped before every step (as root), as a
 # nightly job finds it. Cairn opens with a key file (as README's nightly job; bupstash opens with
-# one too); the other tools with a password.
+# one too), and so does a baseline build that knows key files; the other tools with a password.
 #
 # Usage: benches/compare.sh [--cold] [MIXED_DIR]
 #   With CAIRN_BASELINE=PATH, the `cairn` binary at PATH (an earlier build, a release build of
@@ -116,10 +116,9 @@ run() {
 tool_env() {
   case $1 in
     # Cairn opens with a key file once `init` made one, as README's nightly job does (bupstash
-    # too opens with a key file); the baseline build may predate key files: a password.
-    cairn) export CAIRN_REPOSITORY="$WORK/repo-cairn-$2" CAIRN_CACHE_DIR="$WORK/cache-cairn" CAIRN_PASSWORD="$PASSWORD"
-      if [ -f "$WORK/cairn-$2.key" ]; then export CAIRN_KEY_FILE="$WORK/cairn-$2.key"; else unset CAIRN_KEY_FILE; fi ;;
-    cairn-baseline) export CAIRN_REPOSITORY="$WORK/repo-cairn-baseline-$2" CAIRN_CACHE_DIR="$WORK/cache-cairn-baseline" CAIRN_PASSWORD="$PASSWORD" ;;
+    # too opens with a key file); a baseline build that predates key files, with a password.
+    cairn|cairn-baseline) export CAIRN_REPOSITORY="$WORK/repo-$1-$2" CAIRN_CACHE_DIR="$WORK/cache-$1" CAIRN_PASSWORD="$PASSWORD"
+      if [ -f "$WORK/$1-$2.key" ]; then export CAIRN_KEY_FILE="$WORK/$1-$2.key"; else unset CAIRN_KEY_FILE; fi ;;
     restic) export RESTIC_REPOSITORY="$WORK/repo-restic-$2" RESTIC_PASSWORD="$PASSWORD" RESTIC_CACHE_DIR="$WORK/cache-restic" ;;
     borg) export BORG_REPO="$WORK/repo-borg-$2" BORG_PASSPHRASE="$PASSWORD" BORG_CACHE_DIR="$WORK/cache-borg" BORG_BASE_DIR="$WORK/borg-base" ;;
     rustic) export RUSTIC_REPOSITORY="$WORK/repo-rustic-$2" RUSTIC_PASSWORD="$PASSWORD" ;;
@@ -136,7 +135,10 @@ init() { # tool set
     cairn) "$cairn" -q init --no-recovery-code
       "$cairn" -q key add --new-key-file "$WORK/cairn-$2.key" --label bench
       export CAIRN_KEY_FILE="$WORK/cairn-$2.key" ;;
-    cairn-baseline) "$cairn_baseline" -q init --no-recovery-code ;;
+    cairn-baseline) "$cairn_baseline" -q init --no-recovery-code
+      if "$cairn_baseline" -q key add --new-key-file "$WORK/cairn-baseline-$2.key" --label bench; then
+        export CAIRN_KEY_FILE="$WORK/cairn-baseline-$2.key"
+      fi ;;
     restic) restic -q init --repository-version 2 ;;
     borg) borg init -e repokey-blake2 ;;
     rustic) rustic init ;;
