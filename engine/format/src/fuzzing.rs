@@ -134,7 +134,8 @@ pub fn envelope(data: &[u8]) {
     );
 }
 
-/// A key slot (JSON, the one unsealed object) and the slot info sealed inside it.
+/// A key slot (JSON, the one unsealed object), the slot info sealed inside it, and the write
+/// kit sealed in a write-only slot (its plaintext, as the AEAD and the MAC let it through).
 pub fn slot(data: &[u8]) {
     if let Ok(doc) = SlotDoc::decode(data, "fuzz") {
         round_trip(&doc, SlotDoc::encode, |b| SlotDoc::decode(b, "fuzz"));
@@ -144,6 +145,7 @@ pub fn slot(data: &[u8]) {
     if let Ok(info) = SlotInfo::decode(data, "fuzz") {
         round_trip(&info, SlotInfo::encode, |b| SlotInfo::decode(b, "fuzz"));
     }
+    crate::keys::fuzz_kit_decode(data);
 }
 
 /// A recovery code as typed.

@@ -181,6 +181,19 @@ impl WriteKit {
     }
 }
 
+/// Decodes `bytes` as an authenticated kit and, when it decodes, checks that what it encodes to
+/// decodes to the same kit (the fuzz target `slot`; feature `fuzzing` only: it panics on a
+/// finding).
+#[cfg(feature = "fuzzing")]
+#[allow(clippy::expect_used, clippy::panic)] // A panic is how a fuzz body reports a finding.
+pub fn fuzz_kit_decode(bytes: &[u8]) {
+    if let Ok(kit) = WriteKit::decode(bytes, ObjectId([0; 32]), "fuzz") {
+        let once = kit.encode();
+        let again = WriteKit::decode(&once, ObjectId([0; 32]), "fuzz").expect("a kit encoded decodes");
+        assert_eq!(again.encode().as_slice(), once.as_slice(), "decode(encode(kit)) != kit");
+    }
+}
+
 /// The check a kit's MAC makes: not a valid kit of this slot.
 pub(super) fn forged(object: &str) -> Error {
     Error::KeysChanged(format!(

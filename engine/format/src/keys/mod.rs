@@ -15,6 +15,8 @@ pub use hsm::{HsmConfig, HsmSession};
 pub use keyfile::KeyFile;
 pub use keyring::Keyring;
 pub use kit::WriteKit;
+#[cfg(feature = "fuzzing")]
+pub use kit::fuzz_kit_decode;
 pub use reader::{ReaderSealer, reader_open_key, reader_public};
 pub use recovery::RecoveryCode;
 pub use slots::{NewSlotSecret, OpenSecret, OpenedSlot, create_slot, open_slot, reseal_slot, slot_info};
