@@ -44,7 +44,8 @@ pub fn password(g: &GlobalArgs, confirm: bool) -> anyhow::Result<SecretBytes> {
     }
     if !std::io::stdin().is_terminal() {
         bail!(
-            "no password given and no terminal to ask on: use --password-file, --password-command, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD"
+            "no password given and no terminal to ask on: use --key-file or CAIRN_KEY_FILE, --password-file, \
+             --password-command, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD (or --recovery-code-file, or an HSM key)"
         );
     }
     let pw = rpassword::prompt_password("repository password: ").context("reading password")?;
@@ -117,8 +118,9 @@ pub fn key_file(path: &std::path::Path) -> anyhow::Result<KeyFile> {
     if mode & 0o077 != 0 {
         return Err(refuse(format!("open to other users (mode {mode:04o}). Run `chmod 600 {}`", path.display())));
     }
+    // The owner can always read it and change its mode: another user's file is not private.
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me && me != 0 {
+    if meta.uid() != me {
         return Err(refuse(format!("owned by user {}, not by this user ({me})", meta.uid())));
     }
     // A key file is a few hundred bytes; anything much larger is not one.
@@ -133,6 +135,18 @@ pub fn key_file(path: &std::path::Path) -> anyhow::Result<KeyFile> {
     })
 }
 
+/// Whether one of `flags` was typed on this process's command line (not set by the environment
+/// or a profile, which adds its flags to the arguments clap parses, not to these).
+fn on_command_line(flags: &[&str]) -> bool {
+    // Raw bytes: the other arguments (paths to back up) need not be UTF-8.
+    std::env::args_os().skip(1).any(|a| {
+        let a = a.as_encoded_bytes();
+        flags
+            .iter()
+            .any(|f| a == f.as_bytes() || a.strip_prefix(f.as_bytes()).is_some_and(|r| r.first() == Some(&b'=')))
+    })
+}
+
 /// The secret that opens the repository.
 pub fn open_secret(g: &GlobalArgs) -> anyhow::Result<OpenSecret> {
     if let Some(path) = &g.recovery_code_file {
@@ -142,7 +156,12 @@ pub fn open_secret(g: &GlobalArgs) -> anyhow::Result<OpenSecret> {
         let code = RecoveryCode::parse(&text).with_context(|| format!("recovery code in {}", path.display()))?;
         return Ok(OpenSecret::Recovery(code));
     }
-    if let Some(path) = &g.key_file {
+    // A password given on this command line wins over a key file from the environment or a
+    // profile (an admin running a command by hand where the nightly job's CAIRN_KEY_FILE is set).
+    let password_on_command_line = on_command_line(&["--password-file", "--password-command"]);
+    if let Some(path) = &g.key_file
+        && (on_command_line(&["--key-file"]) || !password_on_command_line)
+    {
         return Ok(OpenSecret::KeyFile(key_file(path)?));
     }
     if !has_password_source(g)

@@ -91,6 +91,12 @@ fn a_key_file_opens_the_repository_for_backup_and_restore() {
     // From the environment too, as a systemd unit or a crontab sets it.
     let mut c = e.bare("repo");
     c.env("CAIRN_KEY_FILE", e.p("nightly.key")).arg("snapshot").arg(e.p("src")).assert().success();
+    // A password typed on the command line wins over the environment's key file (an admin
+    // running a command by hand on the backed-up host): a wrong one is refused.
+    fs::write(e.p("wrong"), "not the password\n").unwrap();
+    let mut c = e.bare("repo");
+    c.env("CAIRN_KEY_FILE", e.p("nightly.key")).arg("--password-file").arg(e.p("wrong"));
+    refused(c, &["snapshots"], "no key slot opens with this password");
     e.with_key_file("repo", "nightly.key")
         .arg("restore")
         .arg("latest")
@@ -117,6 +123,11 @@ fn a_key_file_that_cannot_be_trusted_or_used_is_refused_with_the_reason() {
     fs::set_permissions(e.p("k"), fs::Permissions::from_mode(0o644)).unwrap();
     refused(e.with_key_file("repo", "k"), &["snapshots"], "chmod 600");
     fs::set_permissions(e.p("k"), fs::Permissions::from_mode(0o600)).unwrap();
+    // Owned by another user (who can read it and change its mode whatever the mode says).
+    let other = e.p("k-nobody");
+    fs::copy(e.p("k"), &other).unwrap();
+    nix::unistd::chown(&other, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    refused(e.with_key_file("repo", "k-nobody"), &["snapshots"], "owned by user 65534");
     e.with_key_file("repo", "k").arg("snapshots").assert().success();
     // Not a key file at all, or one whose secret was edited.
     fs::write(e.p("garbage"), "hello\n").unwrap();

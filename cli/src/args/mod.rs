@@ -84,7 +84,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub recovery_code_file: Option<PathBuf>,
     /// Open the repository with this key file (from `cairn key add --new-key-file`): no
-    /// password, no slow key derivation; for unattended jobs. It must be mode 0600 or stricter.
+    /// password, no slow key derivation; for unattended jobs. It must be this user's, with no
+    /// group or other permissions (e.g. mode 0600).
     #[arg(long, env = "CAIRN_KEY_FILE", global = true, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
     /// PKCS#11 module of an HSM slot (e.g. /usr/lib/softhsm/libsofthsm2.so). With --hsm-token

@@ -197,6 +197,8 @@ fn add_key_file_slot(
     rec: &mut AuditRecord,
 ) -> anyhow::Result<i32> {
     let file = output::SecretFile::create(path, "the key file")?;
+    // Shown as an absolute path: what a crontab or a unit file needs.
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let label = if label.is_empty() { "key file" } else { label };
     let (id, key) = repo.add_key_file_slot(label)?;
     if let Err(e) = file.write(&key.encode()) {

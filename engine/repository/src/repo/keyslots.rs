@@ -515,7 +515,10 @@ pub(super) fn key_file_refused(file: &KeyFile, slot_repos: &[ObjectId], slot_nam
             slot_repos.first().map(ObjectId::short).unwrap_or_default()
         )
     } else if !slot_here {
-        format!("the key file's slot {} is not in this repository (it was removed)", file.slot.short())
+        format!(
+            "the key file's slot {} is not in this repository (it was removed, or the file was edited)",
+            file.slot.short()
+        )
     } else {
         format!(
             "the key file does not open its slot {} (another key file for the same slot, or a damaged slot: \
