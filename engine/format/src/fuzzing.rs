@@ -110,11 +110,8 @@ pub fn envelope(data: &[u8]) {
     // Version 2 (sealed to the reader key of FUZZ_KEY as a data key): the bytes as an envelope,
     // then sealed and opened again.
     let reader_open = |bytes: &[u8]| {
-        envelope::open_sealed(bytes, ObjectKind::Snapshot, ENVELOPE_NAME, "fuzz", |to| match to {
-            envelope::SealedTo::Reader { epoch, ephemeral } => {
-                crate::keys::reader_open_key(epoch, &key, &ephemeral, "fuzz").map(std::borrow::Cow::Owned)
-            }
-            envelope::SealedTo::Epoch(_) => Ok(std::borrow::Cow::Borrowed(&key)),
+        envelope::open_sealed(bytes, ObjectKind::Snapshot, ENVELOPE_NAME, "fuzz", |to| {
+            crate::keys::opening_key(&key, to, "fuzz")
         })
     };
     if let Ok(plain) = reader_open(data)

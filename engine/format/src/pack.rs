@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_pack_sealed_to_the_reader_opens_with_the_data_key_of_its_epoch() {
-        use crate::keys::{ReaderSealer, reader_open_key, reader_public};
+        use crate::keys::{ReaderSealer, opening_key, reader_public};
         let data_key = Key32::from_bytes([6; 32]);
         let sealer = ReaderSealer::new(4, &reader_public(4, &data_key)).unwrap();
         let bodies = [sealer.seal(ObjectKind::DataBlob, &[1; 32], &[9; 3000]).unwrap()];
@@ -315,12 +315,7 @@ mod tests {
         assert_eq!(bytes.len() as u64, closed.size);
         assert_eq!(closed.size, padding::padme(closed.size).max(MIN_PACK_SIZE));
         let opened = open(&bytes, "p", |kind, name, sealed| {
-            envelope::open_sealed(sealed, kind, name, "p", |to| match to {
-                envelope::SealedTo::Reader { epoch, ephemeral } => {
-                    reader_open_key(epoch, &data_key, &ephemeral, "p").map(std::borrow::Cow::Owned)
-                }
-                envelope::SealedTo::Epoch(_) => Ok(std::borrow::Cow::Borrowed(&data_key)),
-            })
+            envelope::open_sealed(sealed, kind, name, "p", |to| opening_key(&data_key, to, "p"))
         })
         .unwrap();
         assert_eq!((opened.header.blobs, opened.id), (closed.blobs, closed.id));
@@ -331,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_reader_sealed_pack_that_looks_like_version_1_at_49_bytes_from_its_end_still_opens() {
-        use crate::keys::{ReaderSealer, reader_open_key, reader_public};
+        use crate::keys::{ReaderSealer, opening_key, reader_public};
         let data_key = Key32::from_bytes([6; 32]);
         let reader = reader_public(4, &data_key);
         let body = [9u8; 100];
@@ -348,12 +343,7 @@ mod tests {
             .expect("such a pack within 20,000 tries");
         assert_eq!(locator_lens(&bytes), vec![LOCATOR_LEN, READER_LOCATOR_LEN]);
         let opened = open(&bytes, "p", |kind, name, sealed| {
-            envelope::open_sealed(sealed, kind, name, "p", |to| match to {
-                envelope::SealedTo::Reader { epoch, ephemeral } => {
-                    reader_open_key(epoch, &data_key, &ephemeral, "p").map(std::borrow::Cow::Owned)
-                }
-                envelope::SealedTo::Epoch(_) => Ok(std::borrow::Cow::Borrowed(&data_key)),
-            })
+            envelope::open_sealed(sealed, kind, name, "p", |to| opening_key(&data_key, to, "p"))
         })
         .unwrap();
         assert_eq!((opened.header.blobs.len(), opened.epoch), (1, 4));

@@ -17,7 +17,7 @@ pub use keyring::Keyring;
 pub use kit::WriteKit;
 #[cfg(feature = "fuzzing")]
 pub use kit::fuzz_kit_decode;
-pub use reader::{ReaderSealer, reader_open_key, reader_public};
+pub use reader::{ReaderSealer, opening_key, reader_open_key, reader_public};
 pub use recovery::RecoveryCode;
 pub use slots::{NewSlotSecret, OpenSecret, OpenedSlot, create_slot, open_slot, reseal_slot, slot_info};
 pub use write_only::{create_write_only_slot, open_write_only_slot, reissue_kit};

@@ -12,7 +12,9 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::crypto::{Key32, context, derive, random_array};
-use crate::envelope::{self, ObjectKind};
+use std::borrow::Cow;
+
+use crate::envelope::{self, ObjectKind, SealedTo};
 use crate::error::{Error, Result};
 
 /// The reader secret of `epoch`, from its data key.
@@ -48,6 +50,16 @@ pub fn reader_open_key(epoch: u32, data_key: &Key32, ephemeral: &[u8; 32], objec
     let shared = secret.diffie_hellman(&PublicKey::from(*ephemeral));
     agreed_key(&shared, ephemeral, &public)
         .ok_or_else(|| Error::corrupt(object, "sealed with a low-order ephemeral key"))
+}
+
+/// The key that opens an envelope sealed as `to`, from the data key of its epoch: that key
+/// (version 1), or the key agreed with the envelope's ephemeral key (version 2). How a holder of
+/// one data key opens either version without a keyring (vectors, fuzzing, tests).
+pub fn opening_key<'k>(data_key: &'k Key32, to: SealedTo, object: &str) -> Result<Cow<'k, Key32>> {
+    match to {
+        SealedTo::Reader { epoch, ephemeral } => reader_open_key(epoch, data_key, &ephemeral, object).map(Cow::Owned),
+        SealedTo::Epoch(_) => Ok(Cow::Borrowed(data_key)),
+    }
 }
 
 /// Seals objects to one epoch's reader public key under one ephemeral key: one per pack (its
@@ -127,16 +139,11 @@ impl ReaderSealer {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use super::*;
-    use crate::envelope::{SealedTo, open, open_sealed};
+    use crate::envelope::{open, open_sealed};
 
     fn open_as_reader(sealed: &[u8], kind: ObjectKind, name: &[u8], data_key: &Key32) -> Result<Vec<u8>> {
-        open_sealed(sealed, kind, name, "o", |to| match to {
-            SealedTo::Reader { epoch, ephemeral } => reader_open_key(epoch, data_key, &ephemeral, "o").map(Cow::Owned),
-            SealedTo::Epoch(_) => Ok(Cow::Borrowed(data_key)),
-        })
+        open_sealed(sealed, kind, name, "o", |to| opening_key(data_key, to, "o"))
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::testing::{PASSWORD, TestRepository};
 use super::{Repository, WriteOnlySecret, slot_name};
 use crate::crypto::{Argon2Params, Key32, SecretBytes};
 use crate::error::Error;
-use crate::format::envelope::{self, ObjectKind, SealedTo};
+use crate::format::envelope::{self, ObjectKind};
 use crate::format::names::Dir;
 use crate::format::slot::SlotDoc;
 use crate::format::{FORMAT_VERSION, WRITE_ONLY_FORMAT_VERSION};
@@ -95,11 +95,8 @@ pub(crate) fn assert_nothing_opens_with(repo: &Repository, keys: &[[u8; 32]]) ->
     for thing in &inventory {
         for key in keys {
             let key = Key32::from_bytes(*key);
-            let opened = envelope::open_sealed(&thing.sealed, thing.kind, &thing.ad_name, &thing.what, |to| match to {
-                SealedTo::Reader { epoch, ephemeral } => {
-                    keys::reader_open_key(epoch, &key, &ephemeral, &thing.what).map(std::borrow::Cow::Owned)
-                }
-                SealedTo::Epoch(_) => Ok(std::borrow::Cow::Borrowed(&key)),
+            let opened = envelope::open_sealed(&thing.sealed, thing.kind, &thing.ad_name, &thing.what, |to| {
+                keys::opening_key(&key, to, &thing.what)
             });
             assert!(opened.is_err(), "{} opened with a write-only key", thing.what);
         }
