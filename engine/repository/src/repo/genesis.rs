@@ -133,15 +133,11 @@ impl Repository {
         // A slot that opens but whose keyring is not here (made before a rotation, or copied
         // from another repository) does not stop the search: another slot may open.
         let mut no_keyring = None;
-        // A write-only slot the secret opens yields a kit, not K: this path cannot use it.
-        let mut write_only = None;
-        for slot in slots {
-            if slot.access == SlotAccess::WriteOnly {
-                if keys::open_write_only_slot(&slot, secret, hsm.as_ref())?.is_some() {
-                    write_only = Some(slot.id);
-                }
-                continue;
-            }
+        // Full slots first: a write-only slot yields a kit, not K, so it is tried (each try of
+        // a password slot costs a key derivation) only to say why nothing opened.
+        let (full, write_only_slots): (Vec<SlotDoc>, Vec<SlotDoc>) =
+            slots.into_iter().partition(|s| s.access != SlotAccess::WriteOnly);
+        for slot in full {
             if let Some(o) = keys::open_slot(&slot, secret, hsm.as_ref())? {
                 if storage.stat(&keys::keyring_name(&o.key))?.is_none() {
                     no_keyring = Some(keyslots::keyring_gone(&slot, &slot_repos));
@@ -149,6 +145,15 @@ impl Repository {
                 }
                 opened = Some((slot, o));
                 break;
+            }
+        }
+        let mut write_only = None;
+        if opened.is_none() {
+            for slot in write_only_slots {
+                if keys::open_write_only_slot(&slot, secret, hsm.as_ref())?.is_some() {
+                    write_only = Some(slot.id);
+                    break;
+                }
             }
         }
         drop(hsm);
