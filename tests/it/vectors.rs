@@ -178,15 +178,6 @@ fn padding_and_pack_vectors_replay_byte_for_byte() {
     }
 }
 
-/// Writes `pack.json` (format version 2). Append-only like the others.
-/// `cargo test -p cairn-tests --test it write_pack_vectors -- --ignored`
-#[test]
-#[ignore = "writes format-spec/vectors/pack.json; run by hand when adding vectors"]
-fn write_pack_vectors() {
-    let text = serde_json::to_string_pretty(&pack_vectors()).unwrap() + "\n";
-    std::fs::write(vectors_dir().join("pack.json"), text).unwrap();
-}
-
 /// Regenerates the version 1 vector files. Vectors are append-only: run this only to add new cases,
 /// never to change existing bytes (that needs a new format version).
 /// `cargo test -p cairn-tests --test it write_vectors -- --ignored`
@@ -273,15 +264,6 @@ fn key_file_vector_replays() {
     assert_eq!(hex::encode(file.wrapping_key(&salt).expose()), doc["slot_key"].as_str().unwrap());
 }
 
-/// Writes `keyfile.json`. Append-only like the others.
-/// `cargo test -p cairn-tests --test it write_key_file_vectors -- --ignored`
-#[test]
-#[ignore = "writes format-spec/vectors/keyfile.json; run by hand when adding vectors"]
-fn write_key_file_vectors() {
-    let text = serde_json::to_string_pretty(&key_file_vectors()).unwrap() + "\n";
-    std::fs::write(vectors_dir().join("keyfile.json"), text).unwrap();
-}
-
 /// A version 2 envelope (§4): an epoch's reader key pair derived from a fixed data key, a
 /// fixed ephemeral secret and nonce, and the sealed bytes, computed from the definitions.
 fn reader_vectors() -> serde_json::Value {
@@ -320,11 +302,17 @@ fn reader_envelope_vector_replays() {
     assert_eq!(hex::encode(opened), doc["plaintext"].as_str().unwrap());
 }
 
-/// Writes `reader.json`. Append-only like the others.
-/// `cargo test -p cairn-tests --test it write_reader_vectors -- --ignored`
+/// Writes the vector files whose content a function here computes (`pack.json`,
+/// `keyfile.json`, `reader.json`); the `*_replay*` tests compare each file with that function's
+/// output on every run. Append-only like the others: run by hand only to add a file.
+/// `cargo test -p cairn-tests --test it write_computed_vectors -- --ignored`
 #[test]
-#[ignore = "writes format-spec/vectors/reader.json; run by hand when adding vectors"]
-fn write_reader_vectors() {
-    let text = serde_json::to_string_pretty(&reader_vectors()).unwrap() + "\n";
-    std::fs::write(vectors_dir().join("reader.json"), text).unwrap();
+#[ignore = "writes format-spec/vectors/{pack,keyfile,reader}.json; run by hand when adding vectors"]
+fn write_computed_vectors() {
+    for (file, doc) in
+        [("pack.json", pack_vectors()), ("keyfile.json", key_file_vectors()), ("reader.json", reader_vectors())]
+    {
+        let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+        std::fs::write(vectors_dir().join(file), text).unwrap();
+    }
 }
