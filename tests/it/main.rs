@@ -35,3 +35,4 @@ mod storage_conformance;
 mod support;
 mod tidy;
 mod vectors;
+mod write_only;

@@ -571,6 +571,6 @@ fn a_handle_opened_before_a_rotation_writes_nothing_under_the_retired_epochs() {
     assert!(err.is_err(), "an audit entry under a retired epoch was written");
     let fresh = t.open();
     let usage = fresh.epoch_usage(false).unwrap();
-    let held: Vec<u32> = fresh.key_epochs().into_iter().map(|e| e.0).collect();
+    let held: Vec<u32> = fresh.key_epochs().unwrap().into_iter().map(|e| e.0).collect();
     assert_eq!(usage.keys().copied().collect::<Vec<_>>(), held, "`key epochs` lists only what the keyring holds");
 }

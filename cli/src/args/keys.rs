@@ -45,6 +45,11 @@ pub struct KeyAddArgs {
     /// must not exist). Open with `--key-file PATH` or CAIRN_KEY_FILE.
     #[arg(long, group = "slot_kind", value_name = "PATH")]
     pub new_key_file: Option<PathBuf>,
+    /// Make the slot write-only (with --password or --new-key-file): it can add backups and
+    /// read nothing, not even what it wrote; restores need a full key. For backed-up hosts, so
+    /// a host that is broken into gives away no backup.
+    #[arg(long)]
+    pub write_only: bool,
     /// A label to tell the slot apart in `key list` (stored encrypted).
     #[arg(long, default_value = "")]
     pub label: String,

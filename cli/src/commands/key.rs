@@ -103,7 +103,7 @@ fn list(g: &GlobalArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|s| {
                 serde_json::json!({
-                    "id": s.id.to_hex(), "kind": s.kind, "label": s.label,
+                    "id": s.id.to_hex(), "kind": s.kind, "write_only": s.write_only, "label": s.label,
                     "created": s.created_ns.map(output::time), "last_used": used.get(&s.id).map(|t| output::time(*t)),
                     "hsm_token": s.hsm_token, "hsm_key": s.hsm_key, "in_use": s.in_use, "current": s.current,
                     "listed": s.listed,
@@ -127,7 +127,7 @@ fn list(g: &GlobalArgs) -> anyhow::Result<i32> {
         let note: Vec<&str> = notes.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
         t.add_row(vec![
             s.id.short(),
-            s.kind.to_string(),
+            if s.write_only { format!("{} (write-only)", s.kind) } else { s.kind.to_string() },
             label,
             s.created_ns.map(output::time).unwrap_or_else(|| "?".into()),
             used.get(&s.id).map(|t| output::time(*t)).unwrap_or_else(|| "-".into()),
@@ -145,6 +145,9 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
         Some(path) if a.recovery => Some(output::SecretFile::create(path, "the recovery code")?),
         _ => None,
     };
+    if a.write_only {
+        return add_write_only_slot(g, repo, a, rec);
+    }
     if let Some(path) = &a.new_key_file {
         return add_key_file_slot(g, repo, path, &a.label, rec);
     }
@@ -182,6 +185,57 @@ fn add(g: &GlobalArgs, repo: &Repository, a: &KeyAddArgs, rec: &mut AuditRecord)
         } else if let (true, Some(path), false) = (written, &a.recovery_code_out, g.quiet) {
             println!("recovery code written to {}", path.display());
         }
+    }
+    Ok(exit::OK)
+}
+
+/// A write-only slot (SPEC §7.6), opened by a password or by a new key file (created first,
+/// as for a full key file; a secret that cannot be written takes its slot away again).
+fn add_write_only_slot(
+    g: &GlobalArgs,
+    repo: &Repository,
+    a: &KeyAddArgs,
+    rec: &mut AuditRecord,
+) -> anyhow::Result<i32> {
+    use cairn_engine::repo::WriteOnlySecret;
+    let label = if a.label.is_empty() { "write-only" } else { &a.label };
+    let (id, path) = if let Some(path) = &a.new_key_file {
+        let file = output::SecretFile::create(path, "the key file")?;
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        let (id, key) = repo.add_write_only_slot(WriteOnlySecret::KeyFile, label)?;
+        let Some(key) = key else { anyhow::bail!("no key file was made for write-only slot {}", id.short()) };
+        if let Err(e) = file.write(&key.encode()) {
+            let undone = repo.remove_slot(id, false).map_or_else(
+                |r| {
+                    format!(
+                        "the new slot {} could not be removed ({r}): run `cairn key remove {}`",
+                        id.short(),
+                        id.short()
+                    )
+                },
+                |()| "the new slot was removed again".to_string(),
+            );
+            anyhow::bail!("could not write the key file {} ({e}); {undone}", path.display());
+        }
+        (id, Some(path))
+    } else if a.password {
+        let password = secrets::new_password(a.new_password.new_password_file.as_deref())?;
+        (repo.add_write_only_slot(WriteOnlySecret::Password(&password, kdf(&a.new_password)?), label)?.0, None)
+    } else {
+        bail_usage!("a write-only slot is opened by a password or a key file: add --password or --new-key-file PATH");
+    };
+    rec.slots_created.push(id);
+    if g.json {
+        output::json(&serde_json::json!({ "slot": id.to_hex(), "write_only": true, "key_file": path }))?;
+    } else if !g.quiet {
+        match &path {
+            Some(p) => println!("write-only key slot {} added; its key file is {}", id.short(), p.display()),
+            None => println!("write-only key slot {} added", id.short()),
+        }
+        println!(
+            "It can add snapshots (`cairn snapshot`) and nothing else: it reads no backup, not even its own. Restores, \
+             forget and prune need a full key."
+        );
     }
     Ok(exit::OK)
 }
@@ -232,7 +286,7 @@ fn add_key_file_slot(
 fn epochs(g: &GlobalArgs) -> anyhow::Result<i32> {
     let repo = super::open(g)?;
     let usage = repo.epoch_usage(false)?;
-    let held = repo.key_epochs();
+    let held = repo.key_epochs()?;
     let current = held.last().map(|e| e.0);
     if g.json {
         let docs: Vec<_> = usage
@@ -276,7 +330,7 @@ fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
     repo.permits(cairn_engine::storage::Access::Admin)?;
     repo.check_not_rolled_back()?;
     let lock = super::lock(g, &repo, true, "key rotate")?;
-    let old_epochs: Vec<u32> = repo.key_epochs().into_iter().map(|e| e.0).collect();
+    let old_epochs: Vec<u32> = repo.key_epochs()?.into_iter().map(|e| e.0).collect();
     let (repo, out) = match repo.rotate_key() {
         Ok(v) => v,
         Err(e) => return Err(anyhow::Error::new(e).context("key rotation failed; run `cairn key rotate` again")),

@@ -177,8 +177,18 @@ fn cache_root(g: &GlobalArgs) -> PathBuf {
     }
 }
 
-/// Opens the repository with the configured secret.
+/// Opens the repository with the configured secret. A write-only key is refused here (exit
+/// 12, before anything is written): only [`open_for_backup`] takes one.
 pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
+    open_as(g, false)
+}
+
+/// Opens the repository to add a snapshot: a write-only key opens it too.
+pub fn open_for_backup(g: &GlobalArgs) -> anyhow::Result<Repository> {
+    open_as(g, true)
+}
+
+fn open_as(g: &GlobalArgs, for_backup: bool) -> anyhow::Result<Repository> {
     let storage = storage(g)?;
     let location = storage.location();
     if !is_s3(g) {
@@ -192,7 +202,11 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
         }
     }
     let secret = crate::secrets::open_secret(g)?;
-    let mut repo = Repository::open(storage, &secret, cache_root(g))?;
+    let mut repo = if for_backup {
+        Repository::open_for_backup(storage, &secret, cache_root(g))?
+    } else {
+        Repository::open(storage, &secret, cache_root(g))?
+    };
     repo.set_actor(actor());
     repo.set_stop_flag(crate::signals::stop_flag());
     let default_connections = if is_s3(g) { 4 } else { cairn_engine::repo::DEFAULT_STORAGE_CONNECTIONS };

@@ -137,7 +137,7 @@ static LAST_SNAPSHOT: std::sync::OnceLock<cairn_engine::ObjectId> = std::sync::O
 
 fn run_hooked(g: &GlobalArgs, a: &SnapshotArgs) -> anyhow::Result<i32> {
     let excludes = excludes(a)?;
-    let repo = super::open(g)?;
+    let repo = super::open_for_backup(g)?;
     if a.dry_run {
         // Changes nothing, so it is not logged, and a shared lock will do.
         let _lock = super::read_lock(g, &repo, "snapshot --dry-run")?;
@@ -159,6 +159,8 @@ fn snapshot(
 ) -> anyhow::Result<i32> {
     {
         let parent = match (&a.parent, a.force) {
+            // A write-only key reads no snapshot: it names its parent by id alone.
+            (Some(spec), _) if repo.is_write_only() => ParentChoice::Snapshot(repo.resolve_snapshot_id(spec)?),
             (Some(spec), _) => ParentChoice::Snapshot(super::find_snapshot(repo, spec, &Default::default())?.0),
             (None, true) => ParentChoice::None,
             (None, false) => ParentChoice::Auto,

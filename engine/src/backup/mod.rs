@@ -158,6 +158,22 @@ fn choose_parent(
     hostname: &str,
     paths: &[Vec<u8>],
 ) -> Result<Option<(ObjectId, Snapshot)>> {
+    if repo.is_write_only() {
+        // It reads nothing from the repository: its parent is the last snapshot of these
+        // paths it recorded in its cache.
+        return match choice {
+            ParentChoice::None => Ok(None),
+            ParentChoice::Auto => Ok(repo.own_parent(hostname, paths)),
+            ParentChoice::Snapshot(id) => match repo.own_parent(hostname, paths) {
+                Some((own, snap)) if own == id => Ok(Some((own, snap))),
+                _ => Err(Error::InvalidInput(format!(
+                    "a write-only key reads no snapshot: --parent can name only the last snapshot this client made of \
+                     these paths, and {} is not it",
+                    id.short()
+                ))),
+            },
+        };
+    }
     match choice {
         ParentChoice::None => Ok(None),
         ParentChoice::Snapshot(id) => Ok(Some((id, repo.load_snapshot(&id)?))),

@@ -215,7 +215,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
     let mut the_plan = plan::plan(&usage, &orphans, opts);
     let mut stale: HashSet<PackId> = HashSet::new();
     if let Some(epoch) = opts.reencrypt_epoch {
-        if epoch == repo.key_epochs().last().map_or(0, |e| e.0) {
+        if epoch == repo.key_epochs()?.last().map_or(0, |e| e.0) {
             return Err(Error::InvalidInput(format!(
                 "epoch {epoch} is the current epoch; `cairn key rotate` first, then re-encrypt the old one"
             )));

@@ -39,6 +39,9 @@ pub mod context {
     pub const READER_SEAL: &str = "cairn v3 2026-12-04 reader sealed object key";
     /// K_audit || slot id -> a write-only slot's audit entry MAC key.
     pub const AUDIT_SLOT: &str = "cairn v3 2026-12-04 write-only slot audit mac";
+    /// A write-only slot's audit key -> the key its client seals its own trees and previous
+    /// snapshots with in its cache (never stored in the repository).
+    pub const WRITE_ONLY_CACHE: &str = "cairn v3 2026-12-05 write-only client cache";
 }
 
 /// BLAKE3 `derive_key(context, material)` as a zeroizing key.

@@ -131,6 +131,11 @@ impl WriteKit {
         self.repository_id
     }
 
+    /// The reader public key of the kit's epoch: what everything this slot writes is sealed to.
+    pub fn reader_public(&self) -> [u8; 32] {
+        self.reader_public
+    }
+
     /// The repository identity (as in the slot's wrapped secret; checked when opened).
     pub fn identity(&self) -> RepoIdentity {
         self.identity

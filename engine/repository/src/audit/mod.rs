@@ -10,18 +10,20 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{context, derive};
+use crate::crypto::{Key32, context, derive};
 use crate::error::{Error, Result};
 use crate::format::audit::{AuditEntry, MAC_LEN, entry_name, parse_entry_name};
 use crate::format::envelope::{self, ObjectKind};
 use crate::format::names::Dir;
 use crate::format::now_ns;
+use crate::format::sealer::Sealer;
 use crate::id::ObjectId;
-use crate::keys::Keyring;
+use crate::keys::{Keyring, WriteKit};
 use crate::repo::Repository;
 use crate::storage::{PutMode, Storage};
 
 mod verify;
+mod write_only;
 
 pub use verify::LoggedSnapshots;
 use verify::{verify_chain, verify_snapshots};
@@ -81,6 +83,8 @@ pub struct LoadedEntry {
     pub mac: [u8; MAC_LEN],
     /// The entry.
     pub entry: AuditEntry,
+    /// Whether a write-only slot wrote it (MACed with its slot's audit key).
+    pub write_only: bool,
 }
 
 /// The log as read: authentic entries, and what could not be read.
@@ -115,12 +119,63 @@ impl AuditReport {
     }
 }
 
-fn mac_key(keyring: &Keyring) -> crate::crypto::Key32 {
+fn mac_key(keyring: &Keyring) -> Key32 {
     derive(context::AUDIT_MAC, keyring.audit_key().expose())
 }
 
 fn mac_of(keyring: &Keyring, body: &[u8]) -> [u8; MAC_LEN] {
     *blake3::keyed_hash(mac_key(keyring).expose(), body).as_bytes()
+}
+
+/// The MAC key of entries written through the write-only slot whose audit key (SPEC §7.6,
+/// AUDIT_SLOT) is `slot_audit_key`: full keys derive it for any slot, a write-only slot's
+/// holder only for its own.
+fn write_only_mac_key(slot_audit_key: &Key32) -> Key32 {
+    derive(context::AUDIT_MAC, slot_audit_key.expose())
+}
+
+/// What an entry is MACed and sealed with: the repository's audit key and data key, or a
+/// write-only slot's audit key and the reader key.
+pub(crate) struct Signer {
+    mac_key: Key32,
+    sealer: Sealer,
+}
+
+impl Signer {
+    /// A full key's.
+    pub(crate) fn full(keyring: &Keyring) -> Self {
+        let (epoch, key) = keyring.current();
+        Signer { mac_key: mac_key(keyring), sealer: Sealer::Key { epoch, key: key.clone() } }
+    }
+
+    /// A write-only slot's (its kit's).
+    pub(crate) fn write_only(kit: &WriteKit) -> Result<Self> {
+        Ok(Signer { mac_key: write_only_mac_key(kit.audit_key()), sealer: Sealer::Reader(kit.sealer()?) })
+    }
+}
+
+/// Refuses an entry written through a write-only slot that records more than such a slot can
+/// do (add snapshots, and log that it did): a stolen write-only slot must not forge the record
+/// of a deletion, of key changes or of snapshots accepted as gone.
+fn check_write_only_claims(entry: &AuditEntry, name: &str) -> Result<()> {
+    let allowed = matches!(entry.operation.as_str(), "snapshot" | "save snapshot" | "merge");
+    if !allowed
+        || !entry.snapshots_deleted.is_empty()
+        || !entry.slots_created.is_empty()
+        || !entry.slots_removed.is_empty()
+        || entry.packs_deleted != 0
+    {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "an entry MACed by write-only slot {} records `{}` with deletions or key changes, which only a full key \
+                 can do: forged with a stolen write-only slot",
+                ObjectId(entry.slot).short(),
+                entry.operation
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The highest sequence number an entry may have. A log grows by one level per operation: no
@@ -225,7 +280,21 @@ pub fn append_raw(
         None => (0, Vec::new()),
         Some((top, heads)) => (top + 1, heads),
     };
-    let mac = write_entry(storage, keyring, slot, actor, record, seq, prev)?;
+    append_at(storage, &Signer::full(keyring), slot, actor, record, (seq, prev), cache_dir)
+}
+
+/// Writes the entry at `seq` after `prev`, merges a fork a concurrent writer made at the same
+/// level, and remembers the newest entry in `cache_dir`.
+fn append_at(
+    storage: &dyn Storage,
+    signer: &Signer,
+    slot: ObjectId,
+    actor: &Actor,
+    record: &AuditRecord,
+    (seq, prev): (u64, Vec<[u8; MAC_LEN]>),
+    cache_dir: Option<&Path>,
+) -> Result<u64> {
+    let mac = write_entry(storage, signer, slot, actor, record, seq, prev)?;
     // A sibling at the same sequence number means another writer appended concurrently: merge
     // the fork right away so no branch is left dangling.
     let siblings: Vec<[u8; MAC_LEN]> =
@@ -237,7 +306,7 @@ pub fn append_raw(
             ..AuditRecord::new("merge")
         };
         last_seq = seq.saturating_add(1);
-        last_mac = write_entry(storage, keyring, slot, actor, &merge, last_seq, siblings)?;
+        last_mac = write_entry(storage, signer, slot, actor, &merge, last_seq, siblings)?;
     }
     if let Some(dir) = cache_dir {
         remember_head(dir, last_seq, &last_mac);
@@ -313,7 +382,7 @@ fn check_not_rolled_back(
 
 fn write_entry(
     storage: &dyn Storage,
-    keyring: &Keyring,
+    signer: &Signer,
     slot: ObjectId,
     actor: &Actor,
     record: &AuditRecord,
@@ -339,11 +408,10 @@ fn write_entry(
         detail: record.detail.clone(),
     };
     let mut plain = entry.encode();
-    let mac = mac_of(keyring, &plain);
+    let mac = *blake3::keyed_hash(signer.mac_key.expose(), &plain).as_bytes();
     plain.extend_from_slice(&mac);
     let name = entry_name(seq, &mac);
-    let (epoch, key) = keyring.current();
-    let sealed = envelope::seal(key, epoch, ObjectKind::Audit, name.as_bytes(), &plain)?;
+    let sealed = signer.sealer.seal(ObjectKind::Audit, name.as_bytes(), &plain)?;
     storage.put(&name, &sealed, PutMode::CreateNew)?;
     Ok(mac)
 }
@@ -356,13 +424,21 @@ pub fn read_entry(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Resul
         keyring.open_key(ObjectKind::Audit, to, name)
     })?;
     let (entry, mac, body) = AuditEntry::decode_with_mac(&plain, name)?;
-    if mac_of(keyring, &body) != mac || mac != name_mac {
+    if mac != name_mac {
         return Err(Error::corrupt(name, "audit entry MAC does not match"));
+    }
+    let write_only = mac_of(keyring, &body) != mac;
+    if write_only {
+        let key = write_only_mac_key(&keyring.slot_audit_key(ObjectId(entry.slot)));
+        if *blake3::keyed_hash(key.expose(), &body).as_bytes() != mac {
+            return Err(Error::corrupt(name, "audit entry MAC does not match"));
+        }
+        check_write_only_claims(&entry, name)?;
     }
     if entry.seq != seq {
         return Err(Error::corrupt(name, format!("entry claims seq {} but is stored as {seq}", entry.seq)));
     }
-    Ok(LoadedEntry { name: name.to_string(), mac, entry })
+    Ok(LoadedEntry { name: name.to_string(), mac, entry, write_only })
 }
 
 /// Reads every entry; failures are collected, not fatal.
@@ -428,14 +504,20 @@ impl Repository {
         let storage = self.storage().as_ref();
         let head = cached_head(self.cache_dir());
         let existing = list_entries(storage)?;
-        let top = authentic_top(storage, self.keyring(), &existing)?.map(|(s, _)| s);
-        check_not_rolled_back(storage, self.keyring(), &existing, top, self.cache_dir(), head)
+        if self.is_write_only() {
+            return write_only::check_own_entry_listed(&existing, self.cache_dir(), head);
+        }
+        let top = authentic_top(storage, self.keyring()?, &existing)?.map(|(s, _)| s);
+        check_not_rolled_back(storage, self.keyring()?, &existing, top, self.cache_dir(), head)
     }
 
     /// Appends an audit entry for an operation run through this repository handle.
     pub fn audit(&self, actor: &Actor, record: &AuditRecord) -> Result<u64> {
         self.check_key_not_rotated()?;
-        append_raw(self.storage().as_ref(), self.keyring(), self.opened_with(), actor, record, Some(self.cache_dir()))
+        if let Some(kit) = self.write_kit_in_use() {
+            return write_only::append(self.storage().as_ref(), kit, actor, record, self.cache_dir());
+        }
+        append_raw(self.storage().as_ref(), self.keyring()?, self.opened_with(), actor, record, Some(self.cache_dir()))
     }
 
     /// Writes an authentic entry at `seq` following `prev`, as only a key holder can (a
@@ -444,13 +526,14 @@ impl Repository {
     #[cfg(feature = "test-vectors")]
     pub fn forge_audit_entry(&self, seq: u64, prev: Vec<[u8; MAC_LEN]>, record: &AuditRecord) -> Result<String> {
         let actor = Actor { host: "forger".into(), user: "forger".into() };
-        let mac = write_entry(self.storage().as_ref(), self.keyring(), self.opened_with(), &actor, record, seq, prev)?;
+        let signer = Signer::full(self.keyring()?);
+        let mac = write_entry(self.storage().as_ref(), &signer, self.opened_with(), &actor, record, seq, prev)?;
         Ok(entry_name(seq, &mac))
     }
 
     /// Reads the whole log.
     pub fn audit_log(&self) -> Result<AuditLog> {
-        read_log(self.storage().as_ref(), self.keyring())
+        read_log(self.storage().as_ref(), self.keyring()?)
     }
 
     /// Problems of the chain alone (unreadable or altered entries, gaps, broken links), without

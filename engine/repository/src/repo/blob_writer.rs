@@ -197,6 +197,13 @@ impl<'r> BlobWriter<'r> {
         if let Some(e) = self.shared.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             return Err(e);
         }
+        if kind == BlobKind::Tree
+            && !self.dry_run
+            && let Some(own) = self.repo.own_record()
+        {
+            // Every tree of the snapshot, stored now or not: the next backup's parent.
+            own.keep_tree(&id, &plaintext)?;
+        }
         if !self.claim(&id)? {
             return Ok(());
         }

@@ -43,8 +43,9 @@ const SEALED_OBJECTS: [(Dir, ObjectKind); 4] = [
 
 impl Repository {
     /// The data-key epochs the keyring holds, current last.
-    pub fn key_epochs(&self) -> Vec<(u32, Option<i64>)> {
-        self.keyring.epochs().into_iter().map(|e| (e, self.keyring.epoch_created(e))).collect()
+    pub fn key_epochs(&self) -> Result<Vec<(u32, Option<i64>)>> {
+        let ring = self.keyring()?;
+        Ok(ring.epochs().into_iter().map(|e| (e, ring.epoch_created(e))).collect())
     }
 
     /// The epoch a small sealed object is sealed under, authenticated like
@@ -57,7 +58,7 @@ impl Repository {
         };
         let epoch = envelope::epoch_of(&sealed, name)?;
         if verify {
-            envelope::open_sealed(&sealed, kind, name.as_bytes(), name, |to| self.keyring.open_pack_key(to, name))?;
+            envelope::open_sealed(&sealed, kind, name.as_bytes(), name, |to| self.keyring()?.open_pack_key(to, name))?;
         }
         Ok(Some(epoch))
     }
@@ -69,7 +70,7 @@ impl Repository {
     /// the clear epoch fields are read (what `key epochs` shows).
     pub fn epoch_usage(&self, verify: bool) -> Result<BTreeMap<u32, EpochUsage>> {
         let mut usage: BTreeMap<u32, EpochUsage> =
-            self.keyring.epochs().into_iter().map(|e| (e, EpochUsage::default())).collect();
+            self.keyring()?.epochs().into_iter().map(|e| (e, EpochUsage::default())).collect();
         for (id, name) in self.list_packs()? {
             let size = self.storage.stat(&name)?.unwrap_or(0);
             let epoch = if verify { self.verified_pack_epoch(&id, size)? } else { self.pack_epoch(&id, size)? };
@@ -117,7 +118,7 @@ impl Repository {
     /// lock its holder deletes between the read and the write comes back, as the lock of a
     /// finished process: stale at once on its machine, after [`super::STALE_AFTER`] elsewhere.
     pub(super) fn reseal_locks(&self, epoch: u32) -> Result<u64> {
-        let (current, key) = self.keyring.current();
+        let (current, key) = self.keyring()?.current();
         let mut count = 0;
         for name in self.storage.list(Dir::Locks.prefix())? {
             let sealed = match self.storage.get_bounded(&name, MAX_SMALL_OBJECT) {
@@ -130,7 +131,7 @@ impl Repository {
             }
             // A lock that does not open is damaged already; it turns stale by age.
             let Ok(plain) = envelope::open_sealed(&sealed, ObjectKind::Lock, name.as_bytes(), &name, |to| {
-                self.keyring.open_pack_key(to, &name)
+                self.keyring()?.open_pack_key(to, &name)
             }) else {
                 continue;
             };
@@ -149,7 +150,7 @@ impl Repository {
     }
 
     pub(super) fn reseal_objects_where(&self, sealed_under: impl Fn(u32) -> bool) -> Result<u64> {
-        let (current, key) = self.keyring.current();
+        let (current, key) = self.keyring()?.current();
         let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
         for (dir, kind) in SEALED_OBJECTS {
             names.extend(self.storage.list(dir.prefix())?.into_iter().map(|n| (n, kind)));
@@ -166,10 +167,10 @@ impl Repository {
             // refuse it. Re-sealing it under the current epoch would launder it: it is left as
             // it is, still refused (`check` reports it).
             let plain = match envelope::open_sealed(&sealed, kind, name.as_bytes(), &name, |to| {
-                self.keyring.open_key(kind, to, &name)
+                self.keyring()?.open_key(kind, to, &name)
             }) {
                 Ok(plain) => plain,
-                Err(Error::Corrupt { .. }) if epoch < self.keyring.metadata_floor() => continue,
+                Err(Error::Corrupt { .. }) if epoch < self.keyring()?.metadata_floor() => continue,
                 Err(e) => return Err(e),
             };
             let resealed = envelope::seal(key, current, kind, name.as_bytes(), &plain)?;

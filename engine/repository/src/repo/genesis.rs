@@ -84,6 +84,22 @@ impl Repository {
     /// (and is marked as a cache directory, so backups with `--exclude-caches` leave it out).
     /// Errors: [`Error::NoRepository`], [`Error::WrongKey`], [`Error::Corrupt`].
     pub fn open(storage: Arc<dyn Storage>, secret: &OpenSecret, cache_root: PathBuf) -> Result<Self> {
+        Self::open_as(storage, secret, cache_root, false)
+    }
+
+    /// Opens a repository to add a backup: as [`Repository::open`], and a write-only slot
+    /// (SPEC §7.6) opens it too, as a handle that writes sealed to the reader key and reads
+    /// nothing ([`Repository::is_write_only`]).
+    pub fn open_for_backup(storage: Arc<dyn Storage>, secret: &OpenSecret, cache_root: PathBuf) -> Result<Self> {
+        Self::open_as(storage, secret, cache_root, true)
+    }
+
+    fn open_as(
+        storage: Arc<dyn Storage>,
+        secret: &OpenSecret,
+        cache_root: PathBuf,
+        write_only_allowed: bool,
+    ) -> Result<Self> {
         let config_exists = storage.stat(CONFIG_NAME)?.is_some();
         let mut slot_names = storage.list(Dir::Keys.prefix())?;
         slot_names.sort();
@@ -150,8 +166,8 @@ impl Repository {
         let mut write_only = None;
         if opened.is_none() {
             for slot in write_only_slots {
-                if keys::open_write_only_slot(&slot, secret, hsm.as_ref())?.is_some() {
-                    write_only = Some(slot.id);
+                if let Some(kit) = keys::open_write_only_slot(&slot, secret, hsm.as_ref())? {
+                    write_only = Some((slot, kit));
                     break;
                 }
             }
@@ -160,7 +176,11 @@ impl Repository {
         if let (None, Some(e)) = (&opened, no_keyring) {
             return Err(e);
         }
-        if let (None, Some(id)) = (&opened, write_only) {
+        if let (None, Some((slot, kit))) = (&opened, write_only) {
+            if write_only_allowed {
+                return Self::open_write_only(storage, slot, kit, &cache_root);
+            }
+            let id = slot.id;
             return Err(Error::WrongKey(format!(
                 "this key opens write-only slot {}: it can add backups, and cannot read the repository or change it \
                  otherwise; open it with a full key",
@@ -242,14 +262,13 @@ impl Repository {
         let repo = Repository {
             storage,
             config,
-            keyring: Arc::new(keyring),
+            access: Access::Full { keyring: Arc::new(keyring), master: k },
             chunker,
             index,
             opened_with: slot.id,
             storage_connections: DEFAULT_STORAGE_CONNECTIONS,
             sort_memory: DEFAULT_SORT_MEMORY,
             io_pool: std::sync::OnceLock::new(),
-            master: k,
             index_problems: Default::default(),
             cache_dir,
             held_locks: Default::default(),
@@ -260,5 +279,50 @@ impl Repository {
         };
         repo.sync_index()?;
         Ok(repo)
+    }
+
+    /// A handle for a write-only slot's `kit` (its MAC checked under the slot's secret). Its
+    /// cache is its own, apart from a full key's: the index there lists only what this slot
+    /// stored, never what it read (it reads nothing). The kit is pinned as a keyring is: a
+    /// storage serving an older slot document (a kit from before a rotation, sealing to an
+    /// epoch a revoked holder reads) is refused.
+    fn open_write_only(
+        storage: Arc<dyn Storage>,
+        slot: SlotDoc,
+        kit: keys::WriteKit,
+        cache_root: &std::path::Path,
+    ) -> Result<Self> {
+        let name = slot_name(&slot.id);
+        let config = Config::decode(kit.config_plaintext())?;
+        if kit.repository_id() != slot.repository_id || config.repository_id != slot.repository_id {
+            return Err(Error::corrupt(name, "the write kit belongs to another repository than its slot"));
+        }
+        if config.format_version != WRITE_ONLY_FORMAT_VERSION {
+            return Err(Error::corrupt(name, "the write kit carries a config of another format version"));
+        }
+        let cache_dir = cache_root.join(format!("{}-write-only-{}", slot.repository_id.to_hex(), slot.id.to_hex()));
+        pins::check_and_pin_kit(&cache_dir, &kit)?;
+        mark_as_cache(cache_root);
+        let chunker = Chunker::new(kit.cdc_key(), config.chunker)?;
+        let index = IndexCache::open(&cache_dir, config.repository_id)?;
+        let own = own_record::OwnRecord::new(&cache_dir, &kit);
+        Ok(Repository {
+            storage,
+            config,
+            access: Access::WriteOnly { kit: Arc::new(kit), slot_doc: slot.encode(), own },
+            chunker,
+            index,
+            opened_with: slot.id,
+            storage_connections: DEFAULT_STORAGE_CONNECTIONS,
+            sort_memory: DEFAULT_SORT_MEMORY,
+            io_pool: std::sync::OnceLock::new(),
+            index_problems: Default::default(),
+            cache_dir,
+            held_locks: Default::default(),
+            actor: None,
+            stop: Default::default(),
+            tree_packs: None,
+            write_kit: None,
+        })
     }
 }

@@ -20,7 +20,12 @@ impl Repository {
     /// superseded (the repository is the truth). A segment that cannot be read is skipped and
     /// reported by [`Repository::index_problems`]: the blobs it lists look missing, which
     /// backup survives (it stores them again) and `check` reports.
+    /// A write-only handle reads no segment: its cache lists what it stored itself (applied
+    /// as it stores each segment), and a backup's listing of packs drops what a prune removed.
     pub fn sync_index(&self) -> Result<()> {
+        if self.is_write_only() {
+            return Ok(());
+        }
         let names = self.storage.list(Dir::Index.prefix())?;
         let present: HashSet<ObjectId> = Dir::Index.ids(&names).into_iter().collect();
         let applied = self.index.applied_segments()?;

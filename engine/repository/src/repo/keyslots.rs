@@ -31,6 +31,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::{Access, Repository, slot_name};
 use crate::crypto::{Argon2Params, Key32, SecretBytes};
 use crate::error::{Error, Result};
 use crate::format::MAX_SMALL_OBJECT;
@@ -39,8 +40,6 @@ use crate::format::slot::{SlotAccess, SlotDoc, SlotKind};
 use crate::id::ObjectId;
 use crate::keys::{self, HsmConfig, HsmSession, KeyFile, Keyring, NewSlotSecret, RecoveryCode};
 use crate::storage::PutMode;
-
-use super::{Repository, slot_name};
 
 /// One slot as `key list` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -91,28 +90,28 @@ impl Repository {
         Ok(out)
     }
 
-    fn keyring_id(&self) -> String {
-        Dir::Keyring.file_of(&keys::keyring_name(&self.master)).unwrap_or_default().to_string()
+    fn keyring_id(&self) -> Result<String> {
+        Ok(Dir::Keyring.file_of(&keys::keyring_name(self.master()?)).unwrap_or_default().to_string())
     }
 
     /// The keyring as stored now (another command may have changed its slot list since this
     /// one opened), checked to be this repository's.
     pub(super) fn stored_keyring(&self) -> Result<Keyring> {
-        let name = keys::keyring_name(&self.master);
+        let name = keys::keyring_name(self.master()?);
         let ring = Keyring::open(
             &self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?,
-            &keys::keyring_seal_key(&self.master),
+            &keys::keyring_seal_key(self.master()?),
             &name,
             self.config.repository_id,
         )?;
-        if ring.identity() != self.keyring.identity() {
+        if ring.identity() != self.keyring()?.identity() {
             return Err(Error::KeysChanged(format!("{name} no longer holds this repository's keys")));
         }
-        if ring.revision() < self.keyring.revision() {
+        if ring.revision() < self.keyring()?.revision() {
             return Err(Error::KeysChanged(format!(
                 "{name} went back to revision {} from {} when this command opened it: an older copy was served back",
                 ring.revision(),
-                self.keyring.revision()
+                self.keyring()?.revision()
             )));
         }
         Ok(ring)
@@ -121,9 +120,9 @@ impl Repository {
     /// Writes `ring` (the next revision of it) over the keyring K opens, and pins that
     /// revision: the storage serving the previous one back is then refused.
     pub(super) fn store_keyring(&self, ring: &Keyring) -> Result<()> {
-        let name = keys::keyring_name(&self.master);
+        let name = keys::keyring_name(self.master()?);
         let ring = ring.next_revision();
-        self.storage.put(&name, &ring.seal(&keys::keyring_seal_key(&self.master), &name)?, PutMode::Overwrite)?;
+        self.storage.put(&name, &ring.seal(&keys::keyring_seal_key(self.master()?), &name)?, PutMode::Overwrite)?;
         super::pins::check_and_pin(&self.cache_dir, &ring)
     }
 
@@ -147,8 +146,9 @@ impl Repository {
 
     /// Every slot, with its sealed label.
     pub fn list_slots(&self) -> Result<Vec<SlotSummary>> {
-        let info_key = self.keyring.slot_info_key();
-        let current = self.keyring_id();
+        let ring = self.keyring()?;
+        let info_key = ring.slot_info_key();
+        let current = self.keyring_id()?;
         Ok(self
             .slot_docs()?
             .into_iter()
@@ -158,14 +158,14 @@ impl Repository {
                     id: s.id,
                     kind: s.kind.name().to_string(),
                     // As the keyring lists it: the document's own field is not authenticated.
-                    write_only: self.keyring.is_write_only(s.id),
+                    write_only: ring.is_write_only(s.id),
                     label: info.as_ref().map(|i| i.label.clone()).unwrap_or_default(),
                     created_ns: info.as_ref().map(|i| i.created_ns),
                     hsm_token: info.as_ref().and_then(|i| i.hsm_token.clone()),
                     hsm_key: info.as_ref().and_then(|i| i.hsm_key.clone()),
                     in_use: s.id == self.opened_with,
                     current: s.keyring == current,
-                    listed: self.keyring.lists_slot(s.id, &s.public_key),
+                    listed: ring.lists_slot(s.id, &s.public_key),
                 }
             })
             .collect())
@@ -176,9 +176,9 @@ impl Repository {
         keys::create_slot(
             self.config.repository_id,
             ObjectId::random()?,
-            &self.master,
-            &self.keyring.identity(),
-            &self.keyring.slot_info_key(),
+            self.master()?,
+            &self.keyring()?.identity(),
+            &self.keyring()?.slot_info_key(),
             secret,
             label,
         )
@@ -210,9 +210,9 @@ impl Repository {
         let slot = keys::create_slot(
             self.config.repository_id,
             id,
-            &self.master,
-            &self.keyring.identity(),
-            &self.keyring.slot_info_key(),
+            self.master()?,
+            &self.keyring()?.identity(),
+            &self.keyring()?.slot_info_key(),
             NewSlotSecret::KeyFile(&file),
             label,
         )?;
@@ -226,7 +226,7 @@ impl Repository {
         let session = HsmSession::open(cfg, true)?;
         let slot = self.new_slot(NewSlotSecret::Hsm(&session, cfg), label)?;
         let back = keys::open_slot(&slot, &keys::OpenSecret::Hsm(cfg.clone()), Some(&session))?;
-        if back.as_ref().map(|o| (&o.key, o.identity)) != Some((&self.master, self.keyring.identity())) {
+        if back.as_ref().map(|o| (&o.key, o.identity)) != Some((self.master()?, self.keyring()?.identity())) {
             return Err(Error::Hsm("the new slot does not open again through the token; not stored".into()));
         }
         self.list_and_store_slot(&slot)?;
@@ -252,7 +252,7 @@ impl Repository {
     /// unless `force`.
     pub fn remove_slot(&self, id: ObjectId, force: bool) -> Result<()> {
         let slots = self.slot_docs()?;
-        let current = self.keyring_id();
+        let current = self.keyring_id()?;
         let ring = self.stored_keyring()?;
         // A slot the keyring lists may have lost its document (hidden or deleted): it can still
         // be removed from the list.
@@ -262,8 +262,13 @@ impl Repository {
             return Err(Error::InvalidInput(format!("no key slot {id}")));
         }
         // Only listed slots open anything: a removed slot put back by the storage does not count.
-        let others_open =
-            slots.iter().filter(|s| s.id != id && s.keyring == current && ring.lists_slot(s.id, &s.public_key)).count();
+        // A write-only slot opens nothing that reads: it does not count.
+        let others_open = slots
+            .iter()
+            .filter(|s| {
+                s.id != id && s.keyring == current && ring.lists_slot(s.id, &s.public_key) && !ring.is_write_only(s.id)
+            })
+            .count();
         if target.is_some_and(|t| t.keyring == current) && others_open == 0 {
             return Err(Error::InvalidInput(format!(
                 "slot {} is the last one that opens the repository; add another slot first",
@@ -300,13 +305,13 @@ impl Repository {
                 slot.kind.name()
             )));
         }
-        let info_key = self.keyring.slot_info_key();
+        let info_key = self.keyring()?.slot_info_key();
         let label = keys::slot_info(slot, &info_key).map(|i| i.label).unwrap_or_default();
         let new = keys::create_slot(
             self.config.repository_id,
             slot.id,
-            &self.master,
-            &self.keyring.identity(),
+            self.master()?,
+            &self.keyring()?.identity(),
             &info_key,
             NewSlotSecret::Password(password, params),
             &label,
@@ -330,7 +335,7 @@ impl Repository {
         // halfway would stop the rotation after the new keyring exists.
         let ring = self.stored_keyring()?;
         let docs = self.slot_docs()?;
-        let own_keyring = self.keyring_id();
+        let own_keyring = self.keyring_id()?;
         // A keyring that some slot names, other than ours and other than those the rotation
         // that made ours replaced, comes from a rotation that moved that slot and not ours:
         // starting another from here would drop the epoch it made.
@@ -423,14 +428,13 @@ impl Repository {
         let repo = Repository {
             storage: self.storage.clone(),
             config: self.config.clone(),
-            keyring: std::sync::Arc::new(new_ring),
+            access: Access::Full { keyring: std::sync::Arc::new(new_ring), master: new_k },
             chunker,
             index: self.index,
             opened_with: self.opened_with,
             storage_connections: self.storage_connections,
             sort_memory: self.sort_memory,
             io_pool: std::sync::OnceLock::new(),
-            master: new_k,
             index_problems: Default::default(),
             cache_dir: self.cache_dir.clone(),
             // The locks taken before the rotation still guard the work done after it.
@@ -440,15 +444,17 @@ impl Repository {
             tree_packs: self.tree_packs,
             write_kit: self.write_kit,
         };
-        super::pins::check_and_pin(&repo.cache_dir, &repo.keyring)?;
+        super::pins::check_and_pin(&repo.cache_dir, repo.keyring()?)?;
         // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata
         // from now on, so a revoked holder cannot forge snapshots, index or audit entries.
         let mut repo = repo;
         let resealed = repo.reseal_objects_where(|e| e < epoch)?;
         let floored = repo.stored_keyring()?.with_metadata_floor_at_current();
         repo.store_keyring(&floored)?;
-        repo.keyring = std::sync::Arc::new(floored.next_revision());
-        super::pins::check_and_pin(&repo.cache_dir, &repo.keyring)?;
+        if let Access::Full { keyring, .. } = &mut repo.access {
+            *keyring = std::sync::Arc::new(floored.next_revision());
+        }
+        super::pins::check_and_pin(&repo.cache_dir, repo.keyring()?)?;
         Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted, objects_resealed: resealed }))
     }
 
@@ -458,7 +464,20 @@ impl Repository {
     /// won and before an audit entry is appended; a rotation waits for every lock, so work
     /// that holds one is safe until it ends.
     pub fn check_key_not_rotated(&self) -> Result<()> {
-        if self.storage.stat(&keys::keyring_name(&self.master))?.is_none() {
+        if let Access::WriteOnly { kit, slot_doc, .. } = &self.access {
+            // A rotation issues every write-only slot a new kit: the slot's document changes.
+            let name = slot_name(&kit.slot());
+            let now = self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?;
+            if SlotDoc::decode(&now, &name)?.encode() != *slot_doc {
+                return Err(Error::KeysChanged(
+                    "the repository key was rotated (or this write-only slot changed) after this command opened the \
+                     repository; nothing more was written, run the command again"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
+        if self.storage.stat(&keys::keyring_name(self.master()?))?.is_none() {
             return Err(Error::KeysChanged(
                 "the repository key was rotated (`cairn key rotate`) after this command opened the repository; \
                  nothing more was written, run the command again"
@@ -472,9 +491,14 @@ impl Repository {
     /// search outputs and files for leaked key bytes. Only with the `test-vectors` feature.
     #[cfg(feature = "test-vectors")]
     pub fn key_material_for_tests(&self) -> Vec<[u8; 32]> {
-        let mut out = vec![*self.master.expose()];
-        out.extend(self.keyring.all_keys_for_tests());
-        out
+        match &self.access {
+            Access::Full { keyring, master } => {
+                let mut out = vec![*master.expose()];
+                out.extend(keyring.all_keys_for_tests());
+                out
+            }
+            Access::WriteOnly { kit, .. } => kit.all_keys_for_tests(),
+        }
     }
 
     /// Slots present, for the audit cross-check of `key remove`.

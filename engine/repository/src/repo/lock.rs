@@ -14,12 +14,13 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::crypto::{Key32, context, derive, random_array, random_below};
+use crate::crypto::{context, derive, random_array, random_below};
 use crate::error::{Error, Result};
 use crate::format::envelope::{self, ObjectKind};
 use crate::format::lock::LockDoc;
 use crate::format::names::Dir;
 use crate::format::now_ns;
+use crate::format::sealer::Sealer;
 use crate::id::ObjectId;
 use crate::storage::{PutMode, Storage};
 
@@ -209,8 +210,25 @@ pub(crate) fn machine_identity(cache: &Path) -> Result<[u8; 16]> {
     Ok(full.expose().split_first_chunk::<16>().map_or([0u8; 16], |(head, _)| *head))
 }
 
-fn seal(key: &Key32, epoch: u32, name: &str, doc: &LockDoc) -> Result<Vec<u8>> {
-    envelope::seal(key, epoch, ObjectKind::Lock, name.as_bytes(), &doc.encode())
+/// A random lock id whose last bit says whether the lock is exclusive (SPEC §13a): clients
+/// that cannot open locks (write-only slots) still see an exclusive one. The storage cannot
+/// move a lock's document under another name (the name is sealed with it); it could hide the
+/// lock altogether, which it always could.
+fn lock_id(exclusive: bool) -> Result<ObjectId> {
+    let mut id = ObjectId::random()?;
+    if let Some(last) = id.0.last_mut() {
+        *last = (*last & !1) | u8::from(exclusive);
+    }
+    Ok(id)
+}
+
+/// Whether a lock's name marks it exclusive (its id's last bit, [`lock_id`]).
+fn name_marks_exclusive(name: &str) -> bool {
+    Dir::Locks.id_of(name).is_some_and(|id| id.0.last().is_some_and(|b| b & 1 == 1))
+}
+
+fn seal(sealer: &Sealer, name: &str, doc: &LockDoc) -> Result<Vec<u8>> {
+    sealer.seal(ObjectKind::Lock, name.as_bytes(), &doc.encode())
 }
 
 impl Repository {
@@ -267,7 +285,7 @@ impl Repository {
         let Ok(epoch) = envelope::epoch_of(&sealed, name) else {
             return false;
         };
-        let ring = self.keyring();
+        let Ok(ring) = self.keyring() else { return false };
         epoch < ring.current().0 && !ring.epochs().contains(&epoch)
     }
 
@@ -280,8 +298,10 @@ impl Repository {
             match &l.doc {
                 Ok(d) if opts.exclusive || d.exclusive => return Ok(Some((d.holder(), d.created_ns))),
                 Ok(_) => {}
-                // A lock nobody can read may hide anything: an exclusive lock waits for it.
-                Err(e) if opts.exclusive => {
+                // A lock nobody can read may hide anything: an exclusive lock waits for it, and
+                // so does a shared one when its name says it is exclusive (all a write-only
+                // client, which reads no lock, can know).
+                Err(e) if opts.exclusive || name_marks_exclusive(&l.name) => {
                     let since_ns = l
                         .modified
                         .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
@@ -363,7 +383,7 @@ impl Repository {
     }
 
     fn write_lock(&self, opts: &LockOptions) -> Result<LockGuard> {
-        let name = Dir::Locks.object(&ObjectId::random()?);
+        let name = Dir::Locks.object(&lock_id(opts.exclusive)?);
         let now = now_ns();
         let mut doc = LockDoc {
             exclusive: opts.exclusive,
@@ -375,9 +395,8 @@ impl Repository {
             refreshed_ns: now,
             machine: self.machine_identity()?,
         };
-        let (epoch, key) = self.keyring().current();
-        let key = key.clone();
-        self.storage().put(&name, &seal(&key, epoch, &name, &doc)?, PutMode::CreateNew)?;
+        let sealer = self.sealer()?;
+        self.storage().put(&name, &seal(&sealer, &name, &doc)?, PutMode::CreateNew)?;
         let health =
             Arc::new(LockHealth { name: name.clone(), lost: Mutex::new(None), stored: Mutex::new(Instant::now()) });
         let every = opts.refresh_every.min(REFRESH_EVERY);
@@ -417,7 +436,7 @@ impl Repository {
                             }
                         }
                         doc.refreshed_ns = now_ns();
-                        match seal(&key, epoch, &health.name, &doc)
+                        match seal(&sealer, &health.name, &doc)
                             .and_then(|sealed| storage.put(&health.name, &sealed, PutMode::Overwrite))
                         {
                             Ok(()) => *health.stored.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now(),

@@ -13,6 +13,7 @@ mod index_sync;
 mod keyslots;
 mod lock;
 mod objects;
+mod own_record;
 mod pack_buffers;
 mod packer;
 mod packs;
@@ -134,12 +135,11 @@ pub fn calibrate_argon2(target: Duration) -> Result<Argon2Params> {
 pub struct Repository {
     storage: Arc<dyn Storage>,
     config: Config,
-    keyring: Arc<Keyring>,
+    /// What the key that opened this handle reads and writes with.
+    access: Access,
     chunker: Chunker,
     index: IndexCache,
     opened_with: ObjectId,
-    /// The repository key K, kept for key management (slots, rotation); zeroized on drop.
-    master: Key32,
     /// When set, what this handle writes is sealed to the reader key of this write kit
     /// (envelope version 2), as a write-only slot writes it.
     write_kit: Option<Arc<keys::WriteKit>>,
@@ -166,6 +166,24 @@ pub struct Repository {
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// Whole tree packs kept on the client for a remote store ([`Repository::set_tree_pack_cache`]).
     tree_packs: Option<Arc<tree_packs::TreePackCache>>,
+}
+
+/// The keys a handle holds, by the kind of slot that opened it.
+#[derive(Debug)]
+enum Access {
+    /// A full slot: the keyring (reads and writes everything) and the repository key K, kept
+    /// for key management (slots, rotation); zeroized on drop.
+    Full { keyring: Arc<Keyring>, master: Key32 },
+    /// A write-only slot (SPEC §7.6): its write kit. It seals to the reader key and opens
+    /// nothing, so every read path refuses it.
+    WriteOnly {
+        kit: Arc<keys::WriteKit>,
+        /// The slot's document as read at open: a rotation changes it (a new kit).
+        slot_doc: Vec<u8>,
+        /// Its own trees and last snapshots, kept in its cache (it cannot read them back from
+        /// the repository).
+        own: own_record::OwnRecord,
+    },
 }
 
 /// The snapshots that could be read, oldest first, and those that could not, each with why.
@@ -222,7 +240,15 @@ impl Repository {
 
     /// Keyed chunk id of `data`.
     pub fn chunk_id(&self, data: &[u8]) -> ChunkId {
-        self.keyring.chunk_id(data)
+        match &self.access {
+            Access::Full { keyring, .. } => keyring.chunk_id(data),
+            Access::WriteOnly { kit, .. } => kit.chunk_id(data),
+        }
+    }
+
+    /// Whether a write-only slot opened this handle: it can add backups and read nothing.
+    pub fn is_write_only(&self) -> bool {
+        matches!(self.access, Access::WriteOnly { .. })
     }
 
     /// Requests to storage at once.
@@ -292,8 +318,44 @@ impl Repository {
         self.opened_with
     }
 
-    pub(crate) fn keyring(&self) -> &Arc<Keyring> {
-        &self.keyring
+    /// The keyring, which only a full slot opens: a write-only handle gets
+    /// [`Error::WrongKey`] saying so, on every path that reads or manages keys.
+    pub(crate) fn keyring(&self) -> Result<&Arc<Keyring>> {
+        match &self.access {
+            Access::Full { keyring, .. } => Ok(keyring),
+            Access::WriteOnly { kit, .. } => Err(write_only_refusal(kit.slot())),
+        }
+    }
+
+    /// What a write-only client remembers of its own backups; `None` for a full key.
+    pub(crate) fn own_record(&self) -> Option<&own_record::OwnRecord> {
+        match &self.access {
+            Access::WriteOnly { own, .. } => Some(own),
+            Access::Full { .. } => None,
+        }
+    }
+
+    /// The last snapshot this write-only client made of `hostname` and `paths` (sorted), from
+    /// its cache: the parent of its next backup. `None` for a full key, which reads parents
+    /// from the repository.
+    pub fn own_parent(&self, hostname: &str, paths: &[Vec<u8>]) -> Option<(ObjectId, Snapshot)> {
+        self.own_record()?.parent(hostname, paths)
+    }
+
+    /// The write kit of the write-only slot that opened this handle.
+    pub(crate) fn write_kit_in_use(&self) -> Option<&keys::WriteKit> {
+        match &self.access {
+            Access::WriteOnly { kit, .. } => Some(kit),
+            Access::Full { .. } => None,
+        }
+    }
+
+    /// The repository key K (full slots only).
+    fn master(&self) -> Result<&Key32> {
+        match &self.access {
+            Access::Full { master, .. } => Ok(master),
+            Access::WriteOnly { kit, .. } => Err(write_only_refusal(kit.slot())),
+        }
     }
 
     /// The index cache.
@@ -311,10 +373,13 @@ impl Repository {
     /// How this client seals what it writes: under the current epoch's data key, or, with a
     /// write kit, to its reader key under a fresh ephemeral key.
     pub(crate) fn sealer(&self) -> Result<Arc<crate::format::sealer::Sealer>> {
-        if let Some(kit) = &self.write_kit {
+        if let Some(kit) = self.write_kit.as_ref().or(match &self.access {
+            Access::WriteOnly { kit, .. } => Some(kit),
+            Access::Full { .. } => None,
+        }) {
             return Ok(Arc::new(crate::format::sealer::Sealer::Reader(kit.sealer()?)));
         }
-        let (epoch, key) = self.keyring.current();
+        let (epoch, key) = self.keyring()?.current();
         Ok(Arc::new(crate::format::sealer::Sealer::Key { epoch, key: key.clone() }))
     }
 
@@ -328,7 +393,7 @@ impl Repository {
     /// Loads and opens the sealed object `name`.
     pub fn load_object(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let sealed = self.storage.get_bounded(name, MAX_SMALL_OBJECT)?;
-        envelope::open_sealed(&sealed, kind, name.as_bytes(), name, |to| self.keyring.open_key(kind, to, name))
+        envelope::open_sealed(&sealed, kind, name.as_bytes(), name, |to| self.keyring()?.open_key(kind, to, name))
     }
 
     /// A blob writer for this repository (see [`BlobWriter`]).
@@ -367,6 +432,15 @@ impl Repository {
     pub fn stop_requested(&self) -> bool {
         self.stop.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// What a write-only handle answers on a path that reads the repository or manages its keys.
+pub(crate) fn write_only_refusal(slot: ObjectId) -> Error {
+    Error::WrongKey(format!(
+        "this key is write-only (slot {}): it can add backups, and cannot read the repository or change it \
+         otherwise; use a full key",
+        slot.short()
+    ))
 }
 
 /// Writes a CACHEDIR.TAG (https://bford.info/cachedir/) into the cache root, once: backing up a

@@ -39,7 +39,7 @@ impl Repository {
     /// does).
     pub fn open_pack(&self, name: &str, bytes: &[u8]) -> Result<OpenedPack> {
         crate::format::pack::open(bytes, name, |kind, ad_name, sealed| {
-            envelope::open_sealed(sealed, kind, ad_name, name, |to| self.keyring.open_pack_key(to, name))
+            envelope::open_sealed(sealed, kind, ad_name, name, |to| self.keyring()?.open_pack_key(to, name))
         })
     }
 

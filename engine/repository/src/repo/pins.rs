@@ -98,6 +98,42 @@ pub fn check_and_pin(dir: &Path, ring: &Keyring) -> Result<()> {
     if now == seen { Ok(()) } else { write(dir, &now) }
 }
 
+/// The pins of a write-only slot's kit (its own cache directory): the repository identity,
+/// and the epoch, reader key and keyring revision it seals to. A kit the storage serves from
+/// before a rotation (an older slot document, still MACed under the slot's unchanged MAC key)
+/// names a lower epoch or revision and is refused; one naming the same epoch with another
+/// reader key is forged.
+pub fn check_and_pin_kit(dir: &Path, kit: &crate::keys::WriteKit) -> Result<()> {
+    let reader = hex::encode(kit.reader_public());
+    let now =
+        Pins { identity: kit.identity().to_hex(), epoch: kit.epoch(), fingerprint: reader, revision: kit.revision() };
+    let Some(seen) = read(dir)? else { return write(dir, &now) };
+    let changed = |why: String| Err(Error::KeysChanged(format!("{why}. Nothing was written")));
+    if seen.identity != now.identity {
+        return changed(
+            "this write-only slot's kit names another repository identity than the one pinned in the cache: the \
+             storage may have replaced the repository's keys. If the repository was really re-created at this \
+             location, delete this client's cache directory of it"
+                .into(),
+        );
+    }
+    if now.epoch < seen.epoch || now.revision < seen.revision {
+        return changed(format!(
+            "this write-only slot's kit is for key epoch {} (keyring revision {}), older than epoch {} (revision {}) this \
+             client used before: the storage served an older copy of the slot, which seals to keys a rotation retired",
+            now.epoch, now.revision, seen.epoch, seen.revision
+        ));
+    }
+    if now.epoch == seen.epoch && now.fingerprint != seen.fingerprint {
+        return changed(format!(
+            "this write-only slot's kit names another reader key for epoch {} than the one this client used: it was \
+             forged",
+            now.epoch
+        ));
+    }
+    if now == seen { Ok(()) } else { write(dir, &now) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,7 @@ impl Repository {
             let kind = match Dir::ALL.into_iter().find(|d| name.starts_with(d.prefix())) {
                 Some(Dir::Keys) => continue,
                 Some(Dir::Keyring) => {
-                    let seal_key = keys::keyring_seal_key(&self.master);
+                    let seal_key = keys::keyring_seal_key(self.master()?);
                     if envelope::open(&bytes, ObjectKind::Keyring, name.as_bytes(), &name, |_| Ok(&seal_key)).is_ok() {
                         out.push(SealedThing {
                             what: name.clone(),
@@ -50,7 +50,9 @@ impl Repository {
                     let mut parts = Vec::new();
                     let opened = pack::open(&bytes, &name, |kind, ad_name, sealed| {
                         parts.push((kind, ad_name.to_vec(), sealed.to_vec()));
-                        envelope::open_sealed(sealed, kind, ad_name, &name, |to| self.keyring.open_pack_key(to, &name))
+                        envelope::open_sealed(sealed, kind, ad_name, &name, |to| {
+                            self.keyring()?.open_pack_key(to, &name)
+                        })
                     })?;
                     for (kind, ad_name, sealed) in parts {
                         out.push(SealedThing { what: format!("{name} ({kind:?})"), kind, ad_name, sealed });
@@ -83,7 +85,7 @@ impl Repository {
                 None if name == crate::format::config::CONFIG_NAME => ObjectKind::Config,
                 None => continue,
             };
-            envelope::open_sealed(&bytes, kind, name.as_bytes(), &name, |to| self.keyring.open_pack_key(to, &name))?;
+            envelope::open_sealed(&bytes, kind, name.as_bytes(), &name, |to| self.keyring()?.open_pack_key(to, &name))?;
             out.push(SealedThing { what: name.clone(), kind, ad_name: name.into_bytes(), sealed: bytes });
         }
         Ok(out)

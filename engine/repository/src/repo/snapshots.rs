@@ -121,6 +121,9 @@ impl Repository {
             self.audit(actor, &intent)?;
         }
         let size = self.save_object(ObjectKind::Snapshot, &snapshot_name(&id), &snapshot.encode())?;
+        if let Some(own) = self.own_record() {
+            own.keep_parent(&id, snapshot);
+        }
         Ok((id, size))
     }
 

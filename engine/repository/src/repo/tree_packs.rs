@@ -38,6 +38,9 @@ impl super::Repository {
     /// for a remote store, and not for `check`, which verifies what the storage holds.
     pub fn set_tree_pack_cache(&mut self, keep: bool) {
         let fits = self.config.pack_target_size <= LARGEST_TARGET;
+        // A write-only handle could not open the packs it kept: it reads its own trees from
+        // its own record instead.
+        let keep = keep && !self.is_write_only();
         self.tree_packs = (keep && fits).then(|| Arc::new(TreePackCache::new(&self.cache_dir)));
     }
 

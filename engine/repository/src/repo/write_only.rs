@@ -19,13 +19,9 @@ impl Repository {
     /// Adds a write-only slot (SPEC §7.6) opened by a password, or by a key file made here
     /// (returned for the caller to write). The config moves to format version 3 first, so
     /// clients that cannot open what write-only slots write refuse the repository as a whole.
-    pub fn add_write_only_slot(
-        &mut self,
-        secret: WriteOnlySecret<'_>,
-        label: &str,
-    ) -> Result<(ObjectId, Option<KeyFile>)> {
+    pub fn add_write_only_slot(&self, secret: WriteOnlySecret<'_>, label: &str) -> Result<(ObjectId, Option<KeyFile>)> {
         self.refuse_unfinished_rotation()?;
-        self.upgrade_for_write_only()?;
+        let config = self.upgrade_for_write_only()?;
         let id = ObjectId::random()?;
         let key_file = match secret {
             WriteOnlySecret::KeyFile => Some(KeyFile::generate(self.config.repository_id, id)?),
@@ -38,30 +34,25 @@ impl Repository {
         };
         let ring = self.stored_keyring()?;
         let kit_mac_key = Key32::random()?;
-        let slot = keys::create_write_only_slot(
-            id,
-            &self.master,
-            &ring,
-            &self.config.encode(),
-            &kit_mac_key,
-            new_secret,
-            label,
-        )?;
+        let slot =
+            keys::create_write_only_slot(id, self.master()?, &ring, &config.encode(), &kit_mac_key, new_secret, label)?;
         self.list_and_store_write_only_slot(&ring, &slot, kit_mac_key)?;
         Ok((id, key_file))
     }
 
-    /// Moves the config to [`WRITE_ONLY_FORMAT_VERSION`] (an atomic overwrite; idempotent).
-    fn upgrade_for_write_only(&mut self) -> Result<()> {
+    /// Moves the config to [`WRITE_ONLY_FORMAT_VERSION`] (an atomic overwrite; idempotent) and
+    /// returns it. This handle keeps the config it opened: nothing it does after adding a slot
+    /// depends on the version.
+    fn upgrade_for_write_only(&self) -> Result<Config> {
         if self.config.format_version >= WRITE_ONLY_FORMAT_VERSION {
-            return Ok(());
+            return Ok(self.config.clone());
         }
         let mut config = self.config.clone();
         config.format_version = WRITE_ONLY_FORMAT_VERSION;
         // Under the keyring as stored now: one a rotation moved on since this handle opened
         // it would seal the config under an epoch below the new floor.
         let ring = self.stored_keyring()?;
-        if ring.current().0 != self.keyring.current().0 {
+        if ring.current().0 != self.keyring()?.current().0 {
             return Err(Error::KeysChanged(
                 "the repository key was rotated since this command opened it; run it again".into(),
             ));
@@ -70,8 +61,7 @@ impl Repository {
         let name = crate::format::config::CONFIG_NAME;
         let sealed = crate::format::envelope::seal(key, epoch, ObjectKind::Config, name.as_bytes(), &config.encode())?;
         self.storage.put(name, &sealed, PutMode::Overwrite)?;
-        self.config = config;
-        Ok(())
+        Ok(config)
     }
 
     /// Lists `slot` in `ring` (the keyring as stored) as write-only with its kit's MAC key,

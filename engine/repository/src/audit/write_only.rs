@@ -1,0 +1,56 @@
+//! Audit entries written through a write-only slot (SPEC §7.6, §14). Such a client reads no
+//! entry: it MACs its own with its slot's audit key, seals them to the reader key, and chains
+//! them on the names at the newest level of the listing (a name carries the entry's sequence
+//! number and MAC), which it cannot authenticate. Full keys verify what it wrote and that it
+//! recorded nothing but snapshots ([`super::check_write_only_claims`]). Its rollback check is
+//! what names allow: the newest entry it wrote itself must still be listed.
+
+use super::*;
+
+/// Most entries of the newest level a write-only entry names as its predecessors: the storage
+/// could list any number of names there, and an entry must stay small. Levels that wide come
+/// only from planted names, which `verify` reports either way.
+const MAX_PREV: usize = 64;
+
+/// Appends `record` through write-only slot `kit` on top of the newest level listed.
+pub(super) fn append(
+    storage: &dyn Storage,
+    kit: &WriteKit,
+    actor: &Actor,
+    record: &AuditRecord,
+    cache_dir: &Path,
+) -> Result<u64> {
+    let head = cached_head(cache_dir);
+    let existing = list_entries(storage)?;
+    check_own_entry_listed(&existing, cache_dir, head)?;
+    let (seq, prev) = match existing.last() {
+        None => (0, Vec::new()),
+        Some(&(top, _, _)) => {
+            let heads = existing.iter().filter(|(s, _, _)| *s == top).map(|(_, m, _)| *m).take(MAX_PREV).collect();
+            (top.saturating_add(1), heads)
+        }
+    };
+    append_at(storage, &Signer::write_only(kit)?, kit.slot(), actor, record, (seq, prev), Some(cache_dir))
+}
+
+/// Refuses a log that no longer lists the newest entry this client wrote (remembered in
+/// `dir`): entries were deleted or the log rolled back.
+pub(super) fn check_own_entry_listed(
+    existing: &[(u64, [u8; MAC_LEN], String)],
+    dir: &Path,
+    head: Option<Head>,
+) -> Result<()> {
+    let Some(head) = head else { return Ok(()) };
+    if existing.iter().any(|(s, m, _)| *s == head.seq && hex::encode(m) == head.mac) {
+        return Ok(());
+    }
+    Err(Error::RolledBack(format!(
+        "this client wrote audit entry {} at seq {}, and the repository's log no longer lists it: entries (and what \
+         they logged) were deleted or rolled back. Nothing was written. Ask whoever holds a full key to run `cairn \
+         audit verify`; if you know why (a repository restored from an older copy), remove {} to accept the log as it \
+         is",
+        head.mac.get(..12).unwrap_or_default(),
+        head.seq,
+        dir.join(HEAD_FILE).display()
+    )))
+}

@@ -1,0 +1,214 @@
+//! Write-only slots through the binary (SPEC §7.6): a host backs up with a write-only key file
+//! (initial, unchanged, changed), a full key restores every snapshot byte for byte on another
+//! cache, and every command that reads the repository or changes it otherwise is refused with
+//! exit 12 and changes nothing.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+use crate::support::*;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("pw"), "a password, long enough\n").unwrap();
+        Env { dir }
+    }
+
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn bare(&self, cache: &str) -> Command {
+        let mut c = Command::cargo_bin("cairn").unwrap();
+        without_cairn_env(&mut c);
+        c.arg("-r").arg(self.p("repo")).arg("--cache-dir").arg(self.p(cache));
+        c
+    }
+
+    /// A full key (the password), on its own cache.
+    fn full(&self) -> Command {
+        let mut c = self.bare("admin-cache");
+        c.arg("--password-file").arg(self.p("pw"));
+        c
+    }
+
+    /// Host `host`'s write-only key file, on that host's cache.
+    fn host(&self, host: &str) -> Command {
+        let mut c = self.bare(&format!("{host}-cache"));
+        c.arg("--key-file").arg(self.p(&format!("{host}.key")));
+        c
+    }
+
+    fn init(&self) {
+        self.full()
+            .args(["init", "--kdf-memory", "8192", "--kdf-iterations", "1", "--no-recovery-code"])
+            .assert()
+            .success();
+    }
+
+    fn add_write_only(&self, host: &str) -> String {
+        let out = self
+            .full()
+            .args(["--json", "key", "add", "--write-only", "--label", host, "--new-key-file"])
+            .arg(self.p(&format!("{host}.key")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["write_only"], true);
+        v["slot"].as_str().unwrap().to_string()
+    }
+
+    /// A snapshot of `src` by `host` (write-only), as its --json report.
+    fn backup(&self, host: &str, src: &Path) -> serde_json::Value {
+        let out = self.host(host).args(["--json", "snapshot", "--host", host]).arg(src).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Every file of the repository with its content: what must not change.
+    fn repository_state(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let root = self.p("repo");
+        walk_files(&root)
+            .into_iter()
+            .map(|f| (f.strip_prefix(&root).unwrap().to_path_buf(), fs::read(&f).unwrap()))
+            .collect()
+    }
+}
+
+fn source(env: &Env, name: &str, seed: u64) -> PathBuf {
+    let src = env.p(name);
+    fs::create_dir_all(src.join("etc/deep")).unwrap();
+    fs::write(src.join("a.txt"), text_bytes(300_000, seed)).unwrap();
+    fs::write(src.join("etc/b.bin"), random_bytes(2_500_000, seed + 1)).unwrap();
+    fs::write(src.join("etc/deep/c.conf"), b"listen 443\n").unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    src
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for f in walk_files(from) {
+        let dest = to.join(f.strip_prefix(from).unwrap());
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(&f, &dest).unwrap();
+        let m = fs::metadata(&f).unwrap();
+        fs::File::options().write(true).open(&dest).unwrap().set_modified(m.modified().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_write_only_host_backs_up_incrementally_and_a_full_key_restores_every_snapshot_byte_for_byte() {
+    let env = Env::new();
+    env.init();
+    env.add_write_only("web1");
+    env.add_write_only("web2");
+    let src = source(&env, "src", 7);
+    // Copied first: a directory made beside the source later would change the metadata of
+    // the source's parent, which the snapshot records.
+    let v1 = env.p("v1");
+    copy_tree(&src, &v1);
+    let initial = env.backup("web1", &src);
+    assert_eq!(initial["files_new"], 4, "{initial}");
+    assert!(initial["bytes_added_raw"].as_u64().unwrap() >= 2_800_000, "{initial}");
+
+    // Unchanged: no file read, nothing but metadata stored (the parent came from the cache).
+    let unchanged = env.backup("web1", &src);
+    assert_eq!(unchanged["files_unchanged"], 4, "{unchanged}");
+    assert_eq!(unchanged["bytes_read"], 0, "{unchanged}");
+    assert_eq!(unchanged["parent"], initial["snapshot_id"], "{unchanged}");
+    assert_eq!(unchanged["bytes_added_raw"], 0, "{unchanged}");
+
+    // One file changed: only it is read, and only its new chunks stored.
+    fs::write(src.join("etc/deep/c.conf"), b"listen 8443\n").unwrap();
+    let changed = env.backup("web1", &src);
+    assert_eq!((changed["files_changed"].as_u64(), changed["files_unchanged"].as_u64()), (Some(1), Some(3)));
+    assert!(changed["bytes_read"].as_u64().unwrap() < 100, "{changed}");
+    assert!(changed["bytes_added_raw"].as_u64().unwrap() < 100_000, "{changed}");
+
+    // A second host with the same data: deduplication is per host (its own record), so it
+    // stores its copy; it reads nothing of web1's.
+    let src2 = env.p("web2-src");
+    copy_tree(&src, &src2);
+    let other = env.backup("web2", &src2);
+    assert_eq!(other["files_new"], 4, "{other}");
+    assert!(other["bytes_added_raw"].as_u64().unwrap() >= 2_800_000, "{other}");
+
+    // A full key on its own cache restores each snapshot as it was.
+    let expect = [(&initial, &v1, &src), (&unchanged, &v1, &src), (&changed, &src, &src), (&other, &src2, &src2)];
+    for (i, (snap, content, backed_up)) in expect.into_iter().enumerate() {
+        let target = env.p(&format!("restored-{i}"));
+        let id = snap["snapshot_id"].as_str().unwrap();
+        let out = env.full().args(["restore", id, "--target"]).arg(&target).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let restored = restored_path(&target, backed_up);
+        for f in walk_files(content) {
+            let rel = f.strip_prefix(content).unwrap();
+            assert!(fs::read(&f).unwrap() == fs::read(restored.join(rel)).unwrap(), "snapshot {i}: {}", rel.display());
+        }
+        assert_eq!(walk_files(&restored).len(), walk_files(content).len(), "snapshot {i}");
+    }
+    let check = env.full().args(["check", "--read-data"]).output().unwrap();
+    assert!(check.status.success(), "{}", stderr_of(&check));
+    let verify = env.full().args(["audit", "verify"]).output().unwrap();
+    assert!(verify.status.success(), "{}{}", stderr_of(&verify), String::from_utf8_lossy(&verify.stdout));
+    let log = env.full().args(["audit", "log"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&log.stdout).matches("snapshot: ok").count() >= 4);
+    // `key list` tells the slots apart.
+    let list = env.full().args(["--json", "key", "list"]).output().unwrap();
+    let slots: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(slots.iter().filter(|s| s["write_only"] == true).count(), 2, "{slots:?}");
+}
+
+#[test]
+fn every_command_a_write_only_key_may_not_run_exits_12_and_changes_nothing() {
+    let env = Env::new();
+    env.init();
+    let slot = env.add_write_only("web1");
+    let src = source(&env, "src", 11);
+    let first = env.backup("web1", &src);
+    let second = env.backup("web1", &src);
+    let (a, b) = (first["snapshot_id"].as_str().unwrap(), second["snapshot_id"].as_str().unwrap());
+    let target = env.p("target");
+    let target = target.to_str().unwrap();
+    let before = env.repository_state();
+    let refused: &[&[&str]] = &[
+        &["restore", a, "--target", target],
+        &["ls", a],
+        &["dump", a, "/"],
+        &["diff", a, b],
+        &["find", "a.txt"],
+        &["cat", "snapshot", a],
+        &["cat", "config"],
+        &["check"],
+        &["check", "--read-data"],
+        &["forget", "--keep-last", "1"],
+        &["forget", a],
+        &["prune"],
+        &["snapshots"],
+        &["stats"],
+        &["tag", "--add", "x", a],
+        &["rewrite", "--exclude", "*.txt", a],
+        &["audit", "verify"],
+        &["key", "list"],
+        &["key", "add", "--recovery"],
+        &["key", "remove", &slot[..12]],
+        &["key", "rotate"],
+        &["key", "retire-epoch", "0"],
+        &["unlock"],
+    ];
+    for args in refused {
+        let out = env.host("web1").args(*args).output().unwrap();
+        assert_eq!(out.status.code(), Some(12), "{args:?}: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains("write-only"), "{args:?}: {}", stderr_of(&out));
+        assert!(env.repository_state() == before, "{args:?} changed the repository");
+    }
+    assert!(!Path::new(target).exists(), "nothing restored");
+}
