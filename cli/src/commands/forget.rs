@@ -45,6 +45,7 @@ fn policy(a: &ForgetArgs) -> anyhow::Result<KeepPolicy> {
         } else {
             None
         },
+        now_ns: Some(cairn_engine::format::now_ns()),
     })
 }
 

@@ -102,6 +102,10 @@ pub struct KeepPolicy {
     /// The calendar of buckets and spans: this time zone's (`forget --local-time`), UTC when
     /// `None`. A machine that backs up at 00:30 local time wants its days to be local ones.
     pub time_zone: Option<jiff::tz::TimeZone>,
+    /// When set (to the time forget runs), `within` spans end no later than this: a snapshot
+    /// dated in the future (planted with a stolen write-only key, SPEC §15.5, or written by a
+    /// host whose clock runs far ahead) cannot move the window and push real snapshots out.
+    pub now_ns: Option<i64>,
 }
 
 /// A retention span as restic writes it: a sequence of numbers with units `y` (years), `m`
@@ -261,7 +265,7 @@ pub fn apply(snapshots: &[SnapshotInfo], policy: &KeepPolicy, by: GroupBy) -> Ve
     let mut out = Vec::with_capacity(snapshots.len());
     for (key, mut members) in groups {
         members.sort_by(|a, b| b.time_ns.cmp(&a.time_ns).then(b.id.cmp(&a.id)));
-        let newest = members.first().map_or(0, |s| s.time_ns);
+        let newest = members.first().map_or(0, |s| s.time_ns).min(policy.now_ns.unwrap_or(i64::MAX));
         let mut left: BTreeMap<Bucket, u32> = policy.buckets.clone();
         let mut last_bucket: BTreeMap<Bucket, i64> = BTreeMap::new();
         let mut last_within_bucket: BTreeMap<Bucket, i64> = BTreeMap::new();
@@ -349,6 +353,19 @@ mod tests {
         assert_eq!(kept(&apply(&s, &policy, GroupBy::default())), vec![3, 5]);
         let policy = KeepPolicy { buckets: [(Bucket::Daily, 10)].into(), ..Default::default() };
         assert_eq!(kept(&apply(&s, &policy, GroupBy::default())), vec![2, 3, 5]);
+    }
+
+    #[test]
+    fn a_snapshot_dated_in_the_future_does_not_move_the_keep_within_window() {
+        let now = 20_000 * DAY;
+        let mut s: Vec<SnapshotInfo> = (1..=5).map(|n| snap(n, now - i64::from(n) * DAY, "h", &[])).collect();
+        s.push(snap(9, now + 3650 * DAY, "h", &[]));
+        let within = Some(RetentionSpan { days: 30, ..Default::default() });
+        let anchored = KeepPolicy { within, now_ns: Some(now), ..Default::default() };
+        assert_eq!(kept(&apply(&s, &anchored, GroupBy::default())), vec![1, 2, 3, 4, 5, 9]);
+        // Unanchored, the planted snapshot would have pushed every real one out.
+        let unanchored = KeepPolicy { within, ..Default::default() };
+        assert_eq!(kept(&apply(&s, &unanchored, GroupBy::default())), vec![9]);
     }
 
     #[test]

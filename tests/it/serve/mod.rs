@@ -6,6 +6,7 @@ pub mod server;
 mod hostile;
 mod permissions;
 mod quota;
+mod ransomware;
 mod tree_cache;
 
 use std::io::ErrorKind;

@@ -298,6 +298,14 @@ impl Served {
 
     /// `cairn` aimed at `repo` as identity `name` (token in a file), with a password file.
     pub fn cairn_as(&self, name: &str, repo: &str, cache: &Path, password_file: &Path) -> Command {
+        let mut c = self.cairn_with_token(name, repo, cache);
+        c.arg("--password-file").arg(password_file);
+        c
+    }
+
+    /// `cairn` against `repo` with identity `name`'s token and `cache`, and no repository
+    /// secret (the caller adds one).
+    pub fn cairn_with_token(&self, name: &str, repo: &str, cache: &Path) -> Command {
         let token_file = self.dir.path().join(format!("token-{name}"));
         std::fs::write(&token_file, format!("{}\n", self.tokens[name])).unwrap();
         let mut c = cairn();
@@ -308,9 +316,7 @@ impl Served {
             .arg("--server-token-file")
             .arg(token_file)
             .arg("--cache-dir")
-            .arg(cache)
-            .arg("--password-file")
-            .arg(password_file);
+            .arg(cache);
         c
     }
 }

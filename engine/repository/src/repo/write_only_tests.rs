@@ -222,3 +222,81 @@ fn a_rotation_does_not_launder_objects_sealed_under_an_epoch_below_the_floor() {
     assert_eq!(storage.get(&name).unwrap(), planted, "left as it was, not re-sealed under the new epoch");
     assert!(twice.load_object(ObjectKind::Snapshot, &name).is_err());
 }
+
+#[test]
+fn a_write_only_handle_refuses_every_read_and_key_path_and_writes_what_full_keys_read() {
+    let mut t = TestRepository::new(1 << 20);
+    let id = add_write_only(&mut t);
+    let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let full = open(&t.storage, &full_secret).unwrap();
+    let wo_secret = OpenSecret::Password(write_only_password());
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let wo = Repository::open_for_backup(Arc::clone(&storage), &wo_secret, cache.path().to_path_buf()).unwrap();
+    assert!(wo.is_write_only() && wo.opened_with() == id);
+    // Written through the handle: a tree (kept in its own record too) and a snapshot.
+    let writer = wo.blob_writer().unwrap();
+    let tree = crate::format::tree::Tree::default().encode();
+    let tree_id = writer.add(crate::format::BlobKind::Tree, tree.clone()).unwrap();
+    writer.finish().unwrap();
+    assert_eq!(wo.load_tree(&tree_id).unwrap().encode(), tree, "its own tree, from its cache");
+    let snapshot = crate::format::snapshot::Snapshot {
+        time_ns: 1,
+        hostname: "web1".into(),
+        username: "root".into(),
+        paths: vec![b"/srv".to_vec()],
+        tags: Vec::new(),
+        tree: tree_id,
+        parent: None,
+        program: "test".into(),
+        summary: Default::default(),
+    };
+    let (snap_id, _) = wo.save_snapshot(&snapshot).unwrap();
+    assert_eq!(wo.own_parent("web1", &[b"/srv".to_vec()]).map(|p| p.0), Some(snap_id));
+    assert!(wo.own_parent("web2", &[b"/srv".to_vec()]).is_none());
+    // Every read and key path refuses, saying why.
+    let refusals: Vec<(&str, Error)> = vec![
+        ("load_snapshot", wo.load_snapshot(&snap_id).unwrap_err()),
+        ("snapshots", wo.snapshots().unwrap_err()),
+        ("read_blob", wo.read_blob(&tree_id).unwrap_err()),
+        ("load_object", wo.load_object(ObjectKind::Snapshot, &super::snapshot_name(&snap_id)).unwrap_err()),
+        ("audit_log", wo.audit_log().unwrap_err()),
+        ("list_slots", wo.list_slots().unwrap_err()),
+        ("key_epochs", wo.key_epochs().unwrap_err()),
+        ("add_recovery_slot", wo.add_recovery_slot("x").unwrap_err()),
+        ("remove_slot", wo.remove_slot(id, true).unwrap_err()),
+    ];
+    for (what, e) in refusals {
+        assert!(matches!(&e, Error::WrongKey(m) if m.contains("write-only")), "{what}: {e}");
+    }
+    // A full key on another cache reads what it wrote.
+    full.sync_index().unwrap();
+    assert_eq!(full.load_snapshot(&snap_id).unwrap().hostname, "web1");
+    assert_eq!(full.load_tree(&tree_id).unwrap().encode(), tree);
+    // The plain `open` refuses the slot outright.
+    assert!(matches!(open(&t.storage, &wo_secret), Err(Error::WrongKey(_))));
+}
+
+#[test]
+fn a_write_only_client_refuses_a_kit_older_than_the_one_it_used() {
+    let mut t = TestRepository::new(1 << 20);
+    let id = add_write_only(&mut t);
+    let wo_secret = OpenSecret::Password(write_only_password());
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let old_doc = t.storage.get(&slot_name(&id)).unwrap();
+    Repository::open_for_backup(Arc::clone(&storage), &wo_secret, cache.path().to_path_buf()).unwrap();
+    let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let full = open(&t.storage, &full_secret).unwrap();
+    full.rotate_key().unwrap();
+    Repository::open_for_backup(Arc::clone(&storage), &wo_secret, cache.path().to_path_buf()).unwrap();
+    // The storage serves the slot as it was before the rotation (its kit MAC still verifies).
+    t.storage.put(&slot_name(&id), &old_doc, PutMode::Overwrite).unwrap();
+    match Repository::open_for_backup(Arc::clone(&storage), &wo_secret, cache.path().to_path_buf()) {
+        Err(Error::KeysChanged(m)) => assert!(m.contains("older"), "{m}"),
+        other => panic!("an older kit was accepted: {:?}", other.map(|r| r.opened_with())),
+    }
+    // A client that pinned nothing cannot tell (SPEC §15.5); with its pins it can.
+    let fresh = tempfile::tempdir().unwrap();
+    assert!(Repository::open_for_backup(storage, &wo_secret, fresh.path().to_path_buf()).is_ok());
+}
