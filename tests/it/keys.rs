@@ -410,6 +410,28 @@ fn key_material_never_leaks() {
     assert_eq!(seen, ["0", "0"], "soft and hard core size limits of a running cairn");
 }
 
+/// A write-only slot on an HSM key: it backs up through the token alone, reads nothing (exit
+/// 12), and the password restores what it wrote.
+#[test]
+fn a_write_only_hsm_slot_backs_up_through_the_token_and_reads_nothing() {
+    let e = KeyEnv::new();
+    e.make_token();
+    e.init();
+    let mut add = e.with_password("pw");
+    e.hsm_flags(&mut add, "pin", TOKEN, "web1-key");
+    add.args(["key", "add", "--write-only", "--hsm", "--label", "web1"]).assert().success();
+    let slots = e.slots(e.with_password("pw"));
+    assert!(slots.iter().any(|s| s["kind"] == "hsm" && s["write_only"] == true && s["label"] == "web1"), "{slots:?}");
+    let id = e.snapshot_id(e.with_hsm_key("web1-key"));
+    let out = e.with_hsm_key("web1-key").args(["ls", &id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(12), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("write-only"), "{}", stderr_of(&out));
+    let target = e.p("restored");
+    e.with_password("pw").args(["restore", &id, "--target"]).arg(&target).assert().success();
+    let restored = restored_path(&target, &e.p("src"));
+    assert!(fs::read(restored.join("sub/b.bin")).unwrap() == fs::read(e.p("src/sub/b.bin")).unwrap());
+}
+
 impl KeyEnv {
     fn with_hsm_key(&self, key: &str) -> Command {
         let mut c = self.bare();

@@ -45,7 +45,7 @@ pub struct KeyAddArgs {
     /// must not exist). Open with `--key-file PATH` or CAIRN_KEY_FILE.
     #[arg(long, group = "slot_kind", value_name = "PATH")]
     pub new_key_file: Option<PathBuf>,
-    /// Make the slot write-only (with --password or --new-key-file): it can add backups and
+    /// Make the slot write-only (with --password, --new-key-file or --hsm): it can add backups and
     /// read nothing, not even what it wrote; restores need a full key. For backed-up hosts, so
     /// a host that is broken into gives away no backup.
     #[arg(long)]

@@ -221,8 +221,15 @@ fn add_write_only_slot(
     } else if a.password {
         let password = secrets::new_password(a.new_password.new_password_file.as_deref())?;
         (repo.add_write_only_slot(WriteOnlySecret::Password(&password, kdf(&a.new_password)?), label)?.0, None)
+    } else if a.hsm {
+        let Some(cfg) = secrets::hsm_config(g)? else {
+            bail_usage!("an HSM slot needs --hsm-module, --hsm-token and --hsm-key (or CAIRN_HSM_MODULE, ...)");
+        };
+        (repo.add_write_only_slot(WriteOnlySecret::Hsm(&cfg), label)?.0, None)
     } else {
-        bail_usage!("a write-only slot is opened by a password or a key file: add --password or --new-key-file PATH");
+        bail_usage!(
+            "a write-only slot is opened by a password, a key file or an HSM key: add --password, --new-key-file PATH or --hsm"
+        );
     };
     rec.slots_created.push(id);
     if g.json {

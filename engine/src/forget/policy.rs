@@ -270,10 +270,20 @@ pub fn apply(snapshots: &[SnapshotInfo], policy: &KeepPolicy, by: GroupBy) -> Ve
         let mut last_bucket: BTreeMap<Bucket, i64> = BTreeMap::new();
         let mut last_within_bucket: BTreeMap<Bucket, i64> = BTreeMap::new();
         let start = out.len();
-        for (i, s) in members.iter().enumerate() {
+        let mut i = 0usize;
+        for s in &members {
             let mut reasons = Vec::new();
+            if policy.now_ns.is_some_and(|now| s.time_ns > now) {
+                // Counted, it would take the place of a real snapshot in `last` and in every
+                // bucket; forgotten, a host whose clock runs ahead would lose it. Kept, and left
+                // to a human.
+                reasons.push("dated after now: kept, and counted by no rule".to_string());
+                out.push(Decision { snapshot: (*s).clone(), group: key.clone(), keep: true, reasons });
+                continue;
+            }
+            i += 1;
             if let Some(n) = policy.last
-                && (i as u64) < u64::from(n)
+                && (i as u64) <= u64::from(n)
             {
                 reasons.push(format!("last {n}"));
             }
@@ -366,6 +376,14 @@ mod tests {
         // Unanchored, the planted snapshot would have pushed every real one out.
         let unanchored = KeepPolicy { within, ..Default::default() };
         assert_eq!(kept(&apply(&s, &unanchored, GroupBy::default())), vec![9]);
+        // Nor does it take a place in `last` or in a bucket: it is kept, and counts for nothing.
+        for n in 10..13 {
+            s.push(snap(n, now + i64::from(n) * DAY, "h", &[]));
+        }
+        let last = KeepPolicy { last: Some(2), now_ns: Some(now), ..Default::default() };
+        assert_eq!(kept(&apply(&s, &last, GroupBy::default())), vec![1, 2, 9, 10, 11, 12]);
+        let daily = KeepPolicy { buckets: [(Bucket::Daily, 3)].into(), now_ns: Some(now), ..Default::default() };
+        assert_eq!(kept(&apply(&s, &daily, GroupBy::default())), vec![1, 2, 3, 9, 10, 11, 12]);
     }
 
     #[test]

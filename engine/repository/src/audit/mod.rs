@@ -154,30 +154,6 @@ impl Signer {
     }
 }
 
-/// Refuses an entry written through a write-only slot that records more than such a slot can
-/// do (add snapshots, and log that it did): a stolen write-only slot must not forge the record
-/// of a deletion, of key changes or of snapshots accepted as gone.
-fn check_write_only_claims(entry: &AuditEntry, name: &str) -> Result<()> {
-    let allowed = matches!(entry.operation.as_str(), "snapshot" | "save snapshot" | "merge");
-    if !allowed
-        || !entry.snapshots_deleted.is_empty()
-        || !entry.slots_created.is_empty()
-        || !entry.slots_removed.is_empty()
-        || entry.packs_deleted != 0
-    {
-        return Err(Error::corrupt(
-            name,
-            format!(
-                "an entry MACed by write-only slot {} records `{}` with deletions or key changes, which only a full key \
-                 can do: forged with a stolen write-only slot",
-                ObjectId(entry.slot).short(),
-                entry.operation
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// The highest sequence number an entry may have. A log grows by one level per operation: no
 /// repository comes near 2^40 (a thousand operations a second for 34 years). A name beyond it
 /// was planted (or forged by a key holder) to make readers walk or list the levels below it;
@@ -433,7 +409,7 @@ pub fn read_entry(storage: &dyn Storage, keyring: &Keyring, name: &str) -> Resul
         if *blake3::keyed_hash(key.expose(), &body).as_bytes() != mac {
             return Err(Error::corrupt(name, "audit entry MAC does not match"));
         }
-        check_write_only_claims(&entry, name)?;
+        write_only::check_claims(&entry, name)?;
     }
     if entry.seq != seq {
         return Err(Error::corrupt(name, format!("entry claims seq {} but is stored as {seq}", entry.seq)));

@@ -2,7 +2,7 @@
 //! entry: it MACs its own with its slot's audit key, seals them to the reader key, and chains
 //! them on the names at the newest level of the listing (a name carries the entry's sequence
 //! number and MAC), which it cannot authenticate. Full keys verify what it wrote and that it
-//! recorded nothing but snapshots ([`super::check_write_only_claims`]). Its rollback check is
+//! recorded nothing but snapshots ([`check_claims`]). Its rollback check is
 //! what names allow: the newest entry it wrote itself must still be listed.
 
 use super::*;
@@ -23,7 +23,9 @@ pub(super) fn append(
     let head = cached_head(cache_dir);
     let existing = list_entries(storage)?;
     check_own_entry_listed(&existing, cache_dir, head)?;
-    let (seq, prev) = match existing.last() {
+    // A name at the highest sequence number a log may have was planted: following it, this
+    // entry would fall outside the log. (`existing` is sorted by sequence number.)
+    let (seq, prev) = match existing.iter().rfind(|(s, _, _)| *s < MAX_SEQ) {
         None => (0, Vec::new()),
         Some(&(top, _, _)) => {
             let heads = existing.iter().filter(|(s, _, _)| *s == top).map(|(_, m, _)| *m).take(MAX_PREV).collect();
@@ -53,4 +55,32 @@ pub(super) fn check_own_entry_listed(
         head.seq,
         dir.join(HEAD_FILE).display()
     )))
+}
+
+/// Refuses an entry written through a write-only slot that records more than such a slot can
+/// do (add snapshots, and log that it did): a stolen write-only slot must not forge the record
+/// of a deletion, of key changes or of snapshots accepted as gone.
+pub(super) fn check_claims(entry: &AuditEntry, name: &str) -> Result<()> {
+    let allowed = match entry.operation.as_str() {
+        "snapshot" | "save snapshot" => true,
+        "merge" => entry.snapshots_created.is_empty() && entry.packs_created == 0,
+        _ => false,
+    };
+    if !allowed
+        || !entry.snapshots_deleted.is_empty()
+        || !entry.slots_created.is_empty()
+        || !entry.slots_removed.is_empty()
+        || entry.packs_deleted != 0
+    {
+        return Err(Error::corrupt(
+            name,
+            format!(
+                "an entry MACed by write-only slot {} records `{}` with deletions or key changes, which only a full key \
+                 can do: forged with a stolen write-only slot",
+                ObjectId(entry.slot).short(),
+                entry.operation
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -119,7 +119,7 @@ impl Repository {
     pub fn load_tree(&self, id: &ChunkId) -> Result<Tree> {
         if let Some(own) = self.own_record() {
             // A write-only client reads only the trees it wrote, from its cache.
-            return own.tree(id, |plain| self.chunk_id(plain));
+            return own.tree(id, &|plain| self.chunk_id(plain));
         }
         let bytes = self.read_blob(id)?;
         Tree::decode(&bytes, &format!("tree {id}"))

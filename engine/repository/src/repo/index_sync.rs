@@ -160,6 +160,9 @@ impl Repository {
     /// Writes an index segment and applies it to the cache. Returns its stored size.
     /// [`Error::LockLost`] (nothing written) when a lock this handle holds was lost.
     pub fn save_index_segment(&self, segment: &IndexSegment) -> Result<u64> {
+        if let Some(kit) = self.write_kit_in_use().filter(|_| !segment.supersedes.is_empty()) {
+            return Err(write_only_refusal(kit.slot()));
+        }
         self.check_locks()?;
         let id = ObjectId::random()?;
         let size = self.save_object(ObjectKind::IndexSegment, &Dir::Index.object(&id), &segment.encode())?;

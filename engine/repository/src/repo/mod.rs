@@ -392,8 +392,19 @@ impl Repository {
 
     /// Loads and opens the sealed object `name`.
     pub fn load_object(&self, kind: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        Ok(self.load_object_sealed_how(kind, name)?.0)
+    }
+
+    /// [`Repository::load_object`], and whether the object was sealed to the reader key: written
+    /// by a write-only slot, which may write only what a backup writes.
+    pub(crate) fn load_object_sealed_how(&self, kind: ObjectKind, name: &str) -> Result<(Vec<u8>, bool)> {
         let sealed = self.storage.get_bounded(name, MAX_SMALL_OBJECT)?;
-        envelope::open_sealed(&sealed, kind, name.as_bytes(), name, |to| self.keyring()?.open_key(kind, to, name))
+        let mut to_reader = false;
+        let plain = envelope::open_sealed(&sealed, kind, name.as_bytes(), name, |to| {
+            to_reader = matches!(to, envelope::SealedTo::Reader { .. });
+            self.keyring()?.open_key(kind, to, name)
+        })?;
+        Ok((plain, to_reader))
     }
 
     /// A blob writer for this repository (see [`BlobWriter`]).

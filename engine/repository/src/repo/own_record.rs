@@ -92,7 +92,7 @@ impl OwnRecord {
     }
 
     /// The tree `id`, if kept; its content checked against its keyed id (`chunk_id`).
-    pub(crate) fn tree(&self, id: &ChunkId, chunk_id: impl Fn(&[u8]) -> ChunkId) -> Result<Tree> {
+    pub(crate) fn tree(&self, id: &ChunkId, chunk_id: &dyn Fn(&[u8]) -> ChunkId) -> Result<Tree> {
         let what = format!("tree {id} in the write-only client's cache");
         let db = self.trees().ok_or(Error::NotIndexed(*id))?;
         let sealed = db
@@ -115,7 +115,8 @@ impl OwnRecord {
         let file = parent_file(&self.dir, &self.key, &snapshot.hostname, &snapshot.paths);
         let mut plain = id.as_bytes().to_vec();
         plain.extend_from_slice(&snapshot.encode());
-        let Ok(sealed) = envelope::seal(&self.key, 0, ObjectKind::Snapshot, b"write-only parent", &plain) else {
+        let Some(ad) = file.file_name().map(|n| n.as_encoded_bytes().to_vec()) else { return };
+        let Ok(sealed) = envelope::seal(&self.key, 0, ObjectKind::Snapshot, &ad, &plain) else {
             return;
         };
         let Some(parent_dir) = file.parent() else { return };
@@ -125,14 +126,71 @@ impl OwnRecord {
         }
     }
 
+    /// Drops the trees no recorded parent reaches (trees of older backups: kept, they would
+    /// show a thief of the host every directory it ever backed up). Runs when the store has
+    /// grown to twice what the last collection kept, so an unchanged backup costs nothing.
+    /// Best effort: a failure leaves trees behind, never removes a reachable one.
+    pub(crate) fn collect_garbage(&self, chunk_id: impl Fn(&[u8]) -> ChunkId) {
+        let Some(db) = self.trees() else { return };
+        let count_file = self.dir.join("own-trees.kept");
+        let kept: u64 = std::fs::read_to_string(&count_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let estimate = db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(0);
+        if estimate <= kept.saturating_mul(2).max(64) {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.join("parents")) else { return };
+        let mut reachable: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
+        let mut stack = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let (Ok(sealed), Some(ad)) =
+                (std::fs::read(&path), path.file_name().map(|n| n.as_encoded_bytes().to_vec()))
+            else {
+                continue;
+            };
+            let opened = envelope::open(&sealed, ObjectKind::Snapshot, &ad, "parent", |_| Ok(&self.key));
+            let Some(snapshot) = opened.ok().and_then(|p| Snapshot::decode(p.get(32..)?, "parent").ok()) else {
+                continue;
+            };
+            stack.push(snapshot.tree);
+        }
+        while let Some(id) = stack.pop() {
+            if !reachable.insert(id) {
+                continue;
+            }
+            // A reachable tree that cannot be read: collect nothing, rather than guess.
+            let Ok(tree) = self.tree(&id, &chunk_id) else { return };
+            stack.extend(tree.nodes.iter().filter_map(|n| match &n.kind {
+                crate::format::tree::NodeKind::Dir { subtree } => Some(*subtree),
+                _ => None,
+            }));
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        for item in db.iterator(rocksdb::IteratorMode::Start) {
+            let Ok((key, _)) = item else { return };
+            if <[u8; 32]>::try_from(&*key).map_or(true, |k| !reachable.contains(&ChunkId(k))) {
+                batch.delete(key);
+            }
+        }
+        if db.write(batch).is_ok() {
+            let _ = std::fs::write(&count_file, reachable.len().to_string());
+        }
+    }
+
     /// The last snapshot this client recorded for `hostname` and `paths`, if any can be read.
     pub(crate) fn parent(&self, hostname: &str, paths: &[Vec<u8>]) -> Option<(ObjectId, Snapshot)> {
         let file = parent_file(&self.dir, &self.key, hostname, paths);
         let sealed = std::fs::read(&file).ok()?;
         let what = file.display().to_string();
-        let plain =
-            envelope::open(&sealed, ObjectKind::Snapshot, b"write-only parent", &what, |_| Ok(&self.key)).ok()?;
+        // Sealed with its file's name: a record moved to another host's or path set's name
+        // does not open.
+        let ad = file.file_name()?.as_encoded_bytes().to_vec();
+        let plain = envelope::open(&sealed, ObjectKind::Snapshot, &ad, &what, |_| Ok(&self.key)).ok()?;
         let (id, rest) = plain.split_first_chunk::<32>()?;
-        Some((ObjectId(*id), Snapshot::decode(rest, &what).ok()?))
+        let snapshot = Snapshot::decode(rest, &what).ok()?;
+        let (mut theirs, mut ours) = (snapshot.paths.clone(), paths.to_vec());
+        theirs.sort();
+        ours.sort();
+        (snapshot.hostname == hostname && theirs == ours).then_some((ObjectId(*id), snapshot))
     }
 }

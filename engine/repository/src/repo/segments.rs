@@ -18,7 +18,18 @@ impl Repository {
 
     /// The index segment stored as `name` (a name from a listing of `index/`).
     pub fn load_segment_named(&self, name: &str) -> Result<IndexSegment> {
-        IndexSegment::decode(&self.load_object(ObjectKind::IndexSegment, name)?, name)
+        let (plain, to_reader) = self.load_object_sealed_how(ObjectKind::IndexSegment, name)?;
+        let segment = IndexSegment::decode(&plain, name)?;
+        // Superseding is prune's (a full key's): a write-only slot naming segments it
+        // supersedes would empty the full clients' index caches.
+        if to_reader && !segment.supersedes.is_empty() {
+            return Err(Error::corrupt(
+                name,
+                "written by a write-only slot (sealed to the reader key), yet it supersedes other segments, which only \
+                 a full key's prune does: forged with a stolen write-only slot",
+            ));
+        }
+        Ok(segment)
     }
 
     /// The present segments, sorted, and those of them a present segment supersedes. Every

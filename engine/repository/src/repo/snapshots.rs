@@ -123,6 +123,7 @@ impl Repository {
         let size = self.save_object(ObjectKind::Snapshot, &snapshot_name(&id), &snapshot.encode())?;
         if let Some(own) = self.own_record() {
             own.keep_parent(&id, snapshot);
+            own.collect_garbage(|plain| self.chunk_id(plain));
         }
         Ok((id, size))
     }

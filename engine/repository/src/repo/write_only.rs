@@ -13,6 +13,8 @@ pub enum WriteOnlySecret<'a> {
     Password(&'a SecretBytes, Argon2Params),
     /// A key file, made with the slot.
     KeyFile,
+    /// An AES key on a PKCS#11 token (created when missing, as for a full HSM slot).
+    Hsm(&'a keys::HsmConfig),
 }
 
 impl Repository {
@@ -25,17 +27,29 @@ impl Repository {
         let id = ObjectId::random()?;
         let key_file = match secret {
             WriteOnlySecret::KeyFile => Some(KeyFile::generate(self.config.repository_id, id)?),
-            WriteOnlySecret::Password(..) => None,
+            WriteOnlySecret::Password(..) | WriteOnlySecret::Hsm(_) => None,
         };
-        let new_secret = match (&secret, &key_file) {
-            (WriteOnlySecret::Password(pw, params), _) => NewSlotSecret::Password(pw, *params),
-            (WriteOnlySecret::KeyFile, Some(file)) => NewSlotSecret::KeyFile(file),
-            (WriteOnlySecret::KeyFile, None) => return Err(Error::InvalidInput("no key file".into())),
+        let session = match secret {
+            WriteOnlySecret::Hsm(cfg) => Some(keys::HsmSession::open(cfg, true)?),
+            _ => None,
+        };
+        let new_secret = match (&secret, &key_file, &session) {
+            (WriteOnlySecret::Password(pw, params), ..) => NewSlotSecret::Password(pw, *params),
+            (WriteOnlySecret::KeyFile, Some(file), _) => NewSlotSecret::KeyFile(file),
+            (WriteOnlySecret::Hsm(cfg), _, Some(session)) => NewSlotSecret::Hsm(session, cfg),
+            _ => return Err(Error::InvalidInput("no secret for the new slot".into())),
         };
         let ring = self.stored_keyring()?;
         let kit_mac_key = Key32::random()?;
         let slot =
             keys::create_write_only_slot(id, self.master()?, &ring, &config.encode(), &kit_mac_key, new_secret, label)?;
+        if let (WriteOnlySecret::Hsm(cfg), Some(session)) = (&secret, &session) {
+            // As for a full HSM slot: one that does not open again through the token is never kept.
+            let back = keys::open_write_only_slot(&slot, &keys::OpenSecret::Hsm((*cfg).clone()), Some(session))?;
+            if back.is_none() {
+                return Err(Error::Hsm("the new slot does not open again through the token; not stored".into()));
+            }
+        }
         self.list_and_store_write_only_slot(&ring, &slot, kit_mac_key)?;
         Ok((id, key_file))
     }

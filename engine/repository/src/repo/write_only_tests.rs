@@ -104,6 +104,27 @@ pub(crate) fn assert_nothing_opens_with(repo: &Repository, keys: &[[u8; 32]]) ->
     inventory.len()
 }
 
+/// A backup through write-only handle `repo`: a data blob, a tree, a snapshot (logged).
+fn write_only_backup(mut repo: Repository, data: &[u8]) {
+    repo.set_actor(crate::audit::Actor { host: "host".into(), user: "root".into() });
+    let writer = repo.blob_writer().unwrap();
+    writer.add(crate::format::BlobKind::Data, data.repeat(300)).unwrap();
+    let tree_id = writer.add(crate::format::BlobKind::Tree, crate::format::tree::Tree::default().encode()).unwrap();
+    writer.finish().unwrap();
+    let snapshot = crate::format::snapshot::Snapshot {
+        time_ns: 1,
+        hostname: "host".into(),
+        username: "root".into(),
+        paths: vec![b"/srv".to_vec()],
+        tags: Vec::new(),
+        tree: tree_id,
+        parent: None,
+        program: "test".into(),
+        summary: Default::default(),
+    };
+    repo.save_snapshot(&snapshot).unwrap();
+}
+
 #[test]
 fn nothing_in_the_repository_opens_with_what_a_write_only_slot_yields() {
     let mut t = TestRepository::new(1 << 20);
@@ -117,7 +138,30 @@ fn nothing_in_the_repository_opens_with_what_a_write_only_slot_yields() {
     let name = Dir::Snapshots.join("cc");
     let sealed = kit.sealer().unwrap().seal(ObjectKind::Snapshot, name.as_bytes(), b"web1's snapshot").unwrap();
     t.storage.put(&name, &sealed, PutMode::CreateNew).unwrap();
+    // Through the write-only handle as a backup writes: data and tree blobs, index, a snapshot
+    // announced in the audit log, under a lock that stays (a host killed mid-backup); and
+    // another write-only host's backup.
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let handle = Repository::open_for_backup(Arc::clone(&storage), &wo, cache.path().to_path_buf()).unwrap();
+    let lock_opts = super::LockOptions {
+        exclusive: false,
+        operation: "snapshot".into(),
+        hostname: "web1".into(),
+        username: "root".into(),
+        retry_for: std::time::Duration::ZERO,
+        refresh_every: super::REFRESH_EVERY,
+    };
+    let lock = handle.lock(&lock_opts).unwrap();
+    write_only_backup(handle, b"web1's files");
+    std::mem::forget(lock);
+    let pw2 = SecretBytes::from("web2's password".to_string());
+    t.repo.add_write_only_slot(WriteOnlySecret::Password(&pw2, Argon2Params::MIN), "web2").unwrap();
+    let web2 = Repository::open_for_backup(storage, &OpenSecret::Password(pw2), cache.path().join("2")).unwrap();
+    write_only_backup(web2, b"web2's files");
     let full = open(&t.storage, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
+    assert!(!t.storage.list(Dir::Locks.prefix()).unwrap().is_empty(), "the lock is there to be tried");
+    assert_eq!(full.snapshots().unwrap().len(), 2, "web1 and web2 wrote snapshots a full key reads");
     let tried = assert_nothing_opens_with(&full, &kit.all_keys_for_tests());
     assert!(tried >= 8, "config, keyring, pack blobs, header, locator, index, snapshots, audit: {tried}");
     // The check is real: the full key's own data key opens them.
@@ -299,4 +343,66 @@ fn a_write_only_client_refuses_a_kit_older_than_the_one_it_used() {
     // A client that pinned nothing cannot tell (SPEC §15.5); with its pins it can.
     let fresh = tempfile::tempdir().unwrap();
     assert!(Repository::open_for_backup(storage, &wo_secret, fresh.path().to_path_buf()).is_ok());
+}
+
+#[test]
+fn a_write_only_slot_logs_its_snapshots_and_cannot_log_a_deletion() {
+    let mut t = TestRepository::new(1 << 20);
+    add_write_only(&mut t);
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let wo = OpenSecret::Password(write_only_password());
+    let handle = Repository::open_for_backup(storage, &wo, cache.path().to_path_buf()).unwrap();
+    let actor = crate::audit::Actor { host: "web1".into(), user: "root".into() };
+    let made = crate::id::ObjectId([7; 32]);
+    handle.audit(&actor, &crate::audit::AuditRecord::new("snapshot")).unwrap();
+    let forged =
+        crate::audit::AuditRecord { snapshots_deleted: vec![made], ..crate::audit::AuditRecord::new("forget") };
+    handle.audit(&actor, &forged).unwrap();
+    let full = open(&t.storage, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
+    let log = full.audit_log().unwrap();
+    assert!(log.entries.iter().any(|e| e.write_only && e.entry.operation == "snapshot"), "{:?}", log.entries);
+    assert!(!log.entries.iter().any(|e| e.entry.operation == "forget"), "the forged deletion counts for nothing");
+    let report = full.audit_verify().unwrap();
+    assert!(report.problems.iter().any(|p| p.contains("only a full key")), "{:?}", report.problems);
+}
+
+#[test]
+fn a_write_only_client_keeps_only_the_trees_its_recorded_parents_reach() {
+    let mut t = TestRepository::new(1 << 20);
+    add_write_only(&mut t);
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let wo = OpenSecret::Password(write_only_password());
+    let handle = Repository::open_for_backup(storage, &wo, cache.path().to_path_buf()).unwrap();
+    let own = handle.own_record().unwrap();
+    // Trees of older backups (their bytes need not decode: only reachable trees are read).
+    let old: Vec<crate::id::ChunkId> = (0..200u32)
+        .map(|i| {
+            let bytes = format!("an older backup's tree {i}").into_bytes();
+            let id = handle.chunk_id(&bytes);
+            own.keep_tree(&id, &bytes).unwrap();
+            id
+        })
+        .collect();
+    let root = crate::format::tree::Tree::default().encode();
+    let root_id = handle.chunk_id(&root);
+    own.keep_tree(&root_id, &root).unwrap();
+    let snapshot = crate::format::snapshot::Snapshot {
+        time_ns: 1,
+        hostname: "web1".into(),
+        username: "root".into(),
+        paths: vec![b"/srv".to_vec()],
+        tags: Vec::new(),
+        tree: root_id,
+        parent: None,
+        program: "test".into(),
+        summary: Default::default(),
+    };
+    own.keep_parent(&crate::id::ObjectId([1; 32]), &snapshot);
+    own.collect_garbage(|plain| handle.chunk_id(plain));
+    assert!(handle.load_tree(&root_id).is_ok(), "the parent's tree stays");
+    for id in &old {
+        assert!(matches!(handle.load_tree(id), Err(Error::NotIndexed(_))), "an older tree stayed");
+    }
 }
