@@ -212,3 +212,28 @@ fn every_command_a_write_only_key_may_not_run_exits_12_and_changes_nothing() {
     }
     assert!(!Path::new(target).exists(), "nothing restored");
 }
+
+#[test]
+fn after_a_prune_rewrote_the_index_a_write_only_host_stores_its_data_again_and_everything_restores() {
+    let env = Env::new();
+    env.init();
+    env.add_write_only("web1");
+    let src = source(&env, "src", 21);
+    let first = env.backup("web1", &src);
+    fs::write(src.join("a.txt"), text_bytes(300_000, 99)).unwrap();
+    env.backup("web1", &src);
+    // The admin forgets the first snapshot: its a.txt chunks are unused, and prune rewrites
+    // the index (the host's segments are gone).
+    let id = first["snapshot_id"].as_str().unwrap();
+    let out = env.full().args(["forget", id, "--prune"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let after = env.backup("web1", &src);
+    assert!(after["bytes_added_raw"].as_u64().unwrap() >= 2_800_000, "its index started over: {after}");
+    let target = env.p("restored");
+    let out =
+        env.full().args(["restore", after["snapshot_id"].as_str().unwrap(), "--target"]).arg(&target).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_same_tree(&src, &restored_path(&target, &src));
+    let check = env.full().args(["check", "--read-data"]).output().unwrap();
+    assert!(check.status.success(), "{}", stderr_of(&check));
+}

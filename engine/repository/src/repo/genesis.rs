@@ -306,7 +306,7 @@ impl Repository {
         let chunker = Chunker::new(kit.cdc_key(), config.chunker)?;
         let index = IndexCache::open(&cache_dir, config.repository_id)?;
         let own = own_record::OwnRecord::new(&cache_dir, &kit);
-        Ok(Repository {
+        let repo = Repository {
             storage,
             config,
             access: Access::WriteOnly { kit: Arc::new(kit), slot_doc: slot.encode(), own },
@@ -323,6 +323,8 @@ impl Repository {
             stop: Default::default(),
             tree_packs: None,
             write_kit: None,
-        })
+        };
+        repo.sync_index()?;
+        Ok(repo)
     }
 }

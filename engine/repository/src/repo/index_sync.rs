@@ -21,9 +21,18 @@ impl Repository {
     /// reported by [`Repository::index_problems`]: the blobs it lists look missing, which
     /// backup survives (it stores them again) and `check` reports.
     /// A write-only handle reads no segment: its cache lists what it stored itself (applied
-    /// as it stores each segment), and a backup's listing of packs drops what a prune removed.
+    /// as it stores each segment), and a backup's listing of packs drops what a prune deleted.
+    /// When a segment it stored is gone, a prune rewrote the index: the packs it repacked stay
+    /// stored for the grace period, but their unused blobs are in no index any more, and a
+    /// snapshot reusing one could not be restored. The cache then starts over (the next backup
+    /// stores its data again).
     pub fn sync_index(&self) -> Result<()> {
         if self.is_write_only() {
+            let present: HashSet<ObjectId> =
+                Dir::Index.ids(&self.storage.list(Dir::Index.prefix())?).into_iter().collect();
+            if self.index.applied_segments()?.keys().any(|id| !present.contains(id)) {
+                self.index.clear()?;
+            }
             return Ok(());
         }
         let names = self.storage.list(Dir::Index.prefix())?;
