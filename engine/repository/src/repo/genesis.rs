@@ -258,14 +258,27 @@ impl Repository {
             });
         }
         let chunker = Chunker::new(keyring.cdc_key(), config.chunker)?;
+        let access = Access::Full { keyring: Arc::new(keyring), master: k };
+        Self::opened(storage, config, access, chunker, slot.id, cache_dir)
+    }
+
+    /// The handle once its keys are checked: its index cache opened and brought up to date.
+    fn opened(
+        storage: Arc<dyn Storage>,
+        config: Config,
+        access: Access,
+        chunker: Chunker,
+        opened_with: ObjectId,
+        cache_dir: PathBuf,
+    ) -> Result<Self> {
         let index = IndexCache::open(&cache_dir, config.repository_id)?;
         let repo = Repository {
             storage,
             config,
-            access: Access::Full { keyring: Arc::new(keyring), master: k },
+            access,
             chunker,
             index,
-            opened_with: slot.id,
+            opened_with,
             storage_connections: DEFAULT_STORAGE_CONNECTIONS,
             sort_memory: DEFAULT_SORT_MEMORY,
             io_pool: std::sync::OnceLock::new(),
@@ -304,27 +317,8 @@ impl Repository {
         pins::check_and_pin_kit(&cache_dir, &kit)?;
         mark_as_cache(cache_root);
         let chunker = Chunker::new(kit.cdc_key(), config.chunker)?;
-        let index = IndexCache::open(&cache_dir, config.repository_id)?;
         let own = own_record::OwnRecord::new(&cache_dir, &kit);
-        let repo = Repository {
-            storage,
-            config,
-            access: Access::WriteOnly { kit: Arc::new(kit), slot_doc: slot.encode(), own },
-            chunker,
-            index,
-            opened_with: slot.id,
-            storage_connections: DEFAULT_STORAGE_CONNECTIONS,
-            sort_memory: DEFAULT_SORT_MEMORY,
-            io_pool: std::sync::OnceLock::new(),
-            index_problems: Default::default(),
-            cache_dir,
-            held_locks: Default::default(),
-            actor: None,
-            stop: Default::default(),
-            tree_packs: None,
-            write_kit: None,
-        };
-        repo.sync_index()?;
-        Ok(repo)
+        let access = Access::WriteOnly { kit: Arc::new(kit), slot_doc: slot.encode(), own };
+        Self::opened(storage, config, access, chunker, slot.id, cache_dir)
     }
 }

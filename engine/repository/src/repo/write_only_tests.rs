@@ -104,6 +104,21 @@ pub(crate) fn assert_nothing_opens_with(repo: &Repository, keys: &[[u8; 32]]) ->
     inventory.len()
 }
 
+/// A snapshot of `/srv` on `host` whose root is `tree`.
+fn snapshot_of(host: &str, tree: crate::id::ChunkId) -> crate::format::snapshot::Snapshot {
+    crate::format::snapshot::Snapshot {
+        time_ns: 1,
+        hostname: host.into(),
+        username: "root".into(),
+        paths: vec![b"/srv".to_vec()],
+        tags: Vec::new(),
+        tree,
+        parent: None,
+        program: "test".into(),
+        summary: Default::default(),
+    }
+}
+
 /// A backup through write-only handle `repo`: a data blob, a tree, a snapshot (logged).
 fn write_only_backup(mut repo: Repository, data: &[u8]) {
     repo.set_actor(crate::audit::Actor { host: "host".into(), user: "root".into() });
@@ -111,17 +126,7 @@ fn write_only_backup(mut repo: Repository, data: &[u8]) {
     writer.add(crate::format::BlobKind::Data, data.repeat(300)).unwrap();
     let tree_id = writer.add(crate::format::BlobKind::Tree, crate::format::tree::Tree::default().encode()).unwrap();
     writer.finish().unwrap();
-    let snapshot = crate::format::snapshot::Snapshot {
-        time_ns: 1,
-        hostname: "host".into(),
-        username: "root".into(),
-        paths: vec![b"/srv".to_vec()],
-        tags: Vec::new(),
-        tree: tree_id,
-        parent: None,
-        program: "test".into(),
-        summary: Default::default(),
-    };
+    let snapshot = snapshot_of("host", tree_id);
     repo.save_snapshot(&snapshot).unwrap();
 }
 
@@ -284,17 +289,7 @@ fn a_write_only_handle_refuses_every_read_and_key_path_and_writes_what_full_keys
     let tree_id = writer.add(crate::format::BlobKind::Tree, tree.clone()).unwrap();
     writer.finish().unwrap();
     assert_eq!(wo.load_tree(&tree_id).unwrap().encode(), tree, "its own tree, from its cache");
-    let snapshot = crate::format::snapshot::Snapshot {
-        time_ns: 1,
-        hostname: "web1".into(),
-        username: "root".into(),
-        paths: vec![b"/srv".to_vec()],
-        tags: Vec::new(),
-        tree: tree_id,
-        parent: None,
-        program: "test".into(),
-        summary: Default::default(),
-    };
+    let snapshot = snapshot_of("web1", tree_id);
     let (snap_id, _) = wo.save_snapshot(&snapshot).unwrap();
     assert_eq!(wo.own_parent("web1", &[b"/srv".to_vec()]).map(|p| p.0), Some(snap_id));
     assert!(wo.own_parent("web2", &[b"/srv".to_vec()]).is_none());
@@ -388,17 +383,7 @@ fn a_write_only_client_keeps_only_the_trees_its_recorded_parents_reach() {
     let root = crate::format::tree::Tree::default().encode();
     let root_id = handle.chunk_id(&root);
     own.keep_tree(&root_id, &root).unwrap();
-    let snapshot = crate::format::snapshot::Snapshot {
-        time_ns: 1,
-        hostname: "web1".into(),
-        username: "root".into(),
-        paths: vec![b"/srv".to_vec()],
-        tags: Vec::new(),
-        tree: root_id,
-        parent: None,
-        program: "test".into(),
-        summary: Default::default(),
-    };
+    let snapshot = snapshot_of("web1", root_id);
     own.keep_parent(&crate::id::ObjectId([1; 32]), &snapshot);
     own.collect_garbage(|plain| handle.chunk_id(plain));
     assert!(handle.load_tree(&root_id).is_ok(), "the parent's tree stays");
