@@ -39,5 +39,5 @@ pub fn synthetic_segment(
                 .collect(),
         })
         .collect();
-    IndexSegment { packs, supersedes: Vec::new() }
+    IndexSegment { packs, supersedes: Vec::new(), unverified: Vec::new() }
 }

@@ -209,7 +209,7 @@ impl Fixture {
         } else {
             Vec::new()
         };
-        self.plant_segment(IndexSegment { packs, supersedes });
+        self.plant_segment(IndexSegment { packs, supersedes, unverified: Vec::new() });
     }
 
     /// Two prunes, no grace period: what the first marks, the second deletes.
@@ -263,7 +263,7 @@ fn a_planted_copy_listed_first_does_not_make_the_real_pack_unused() {
     let planted = f.plant_garbage(&data);
     // Listed by a segment every listing shows first: without verification, its copies would
     // be the ones kept, and the real pack would look unused.
-    f.plant_segment(IndexSegment { packs: planted.clone(), supersedes: Vec::new() });
+    f.plant_segment(IndexSegment { packs: planted.clone(), supersedes: Vec::new(), unverified: Vec::new() });
     let [first, second] = f.prune_twice().unwrap();
     for p in &data {
         assert!(!first.plan.delete.contains(&p.pack) && !second.plan.delete.contains(&p.pack), "real pack discarded");
@@ -280,7 +280,7 @@ fn copies_that_all_fail_stop_prune_naming_the_blob() {
     let f = fixture();
     let (data, _) = f.real_packs();
     let planted = f.plant_garbage(&data);
-    f.plant_segment(IndexSegment { packs: planted.clone(), supersedes: Vec::new() });
+    f.plant_segment(IndexSegment { packs: planted.clone(), supersedes: Vec::new(), unverified: Vec::new() });
     // The real pack is damaged too: no copy of its blobs verifies.
     // (Damaged on the disk: a server in front refuses a pack that does not hash to its name.)
     let real = f.t.repo_path().join(pack_name(&data[0].pack));
@@ -306,7 +306,7 @@ fn a_planted_segment_superseding_the_index_does_not_orphan_the_real_packs() {
     let all: Vec<ObjectId> = f.segments().into_iter().map(|(id, _)| id).collect();
     let mut packs = trees.clone();
     packs.extend(planted.iter().cloned());
-    f.plant_segment(IndexSegment { packs, supersedes: all });
+    f.plant_segment(IndexSegment { packs, supersedes: all, unverified: Vec::new() });
     let before = f.stored_packs();
     let real = pack_name(&data[0].pack);
     assert_refused(f.prune_twice(), &[&real, "snapshots use that the index does not list"], "cairn repair index");

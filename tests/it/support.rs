@@ -115,7 +115,7 @@ impl TestRepo {
         use cairn_engine::format::envelope::ObjectKind;
         use cairn_engine::format::index::IndexSegment;
         let repo = self.open();
-        let mut merged = IndexSegment { packs: Vec::new(), supersedes: Vec::new() };
+        let mut merged = IndexSegment::default();
         for name in self.storage.list("index/").unwrap() {
             let seg = IndexSegment::decode(&repo.load_object(ObjectKind::IndexSegment, &name).unwrap(), &name).unwrap();
             merged.supersedes.push(cairn_engine::ObjectId::from_hex(name.strip_prefix("index/").unwrap()).unwrap());

@@ -95,8 +95,12 @@ proptest! {
         let blobs: Vec<BlobEntry> = entries.into_iter().map(|mut e| { e.offset = offset; offset += e.length; e }).collect();
         let header = PackHeader { blobs: blobs.clone() };
         prop_assert_eq!(PackHeader::decode(&header.encode(), u64::from(offset), "p").unwrap(), header);
-        let seg = IndexSegment { packs: vec![IndexedPack { pack: PackId(pack), size, blobs }], supersedes: vec![ObjectId(pack)] };
-        prop_assert_eq!(IndexSegment::decode(&seg.encode(), "i").unwrap(), seg);
+        let unverified = if size % 2 == 1 { vec![PackId(pack)] } else { Vec::new() };
+        let seg = IndexSegment { packs: vec![IndexedPack { pack: PackId(pack), size, blobs }], supersedes: vec![ObjectId(pack)], unverified };
+        let bytes = seg.encode();
+        // Payload version 2 only when a pack is unverified: other segments stay as they were.
+        prop_assert_eq!(bytes[0], if seg.unverified.is_empty() { 1 } else { 2 });
+        prop_assert_eq!(IndexSegment::decode(&bytes, "i").unwrap(), seg);
     }
 
     #[test]

@@ -312,7 +312,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         // 2. The new index: kept packs, then the new packs; the last segment supersedes the old.
         progress.phase("prune: writing the index", None);
         repo.check_locks()?;
-        let mut rewrite = IndexRewrite::new(repo);
+        let mut rewrite = IndexRewrite::new(repo)?;
         for_each_pack(repo, &live, |_, pack| if gone.contains(&pack.pack) { Ok(()) } else { rewrite.add(pack) })?;
         for pack in new_packs {
             rewrite.add(pack)?;

@@ -49,7 +49,7 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
     let old = repo.segment_ids()?;
     let packs = repo.list_names(Dir::Data)?;
     progress.phase("repair: reading pack headers", Some(packs.len() as u64));
-    let mut rewrite = IndexRewrite::new(repo);
+    let mut rewrite = IndexRewrite::new(repo)?;
     // Packs are read whole, as many at once as there are storage connections: that bounds
     // the memory (a pack each) and keeps the order of the new index.
     for batch in packs.chunks(repo.storage_connections()) {

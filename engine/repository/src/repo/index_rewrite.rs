@@ -6,7 +6,9 @@ use crate::error::Result;
 use crate::format::envelope::ObjectKind;
 use crate::format::index::{IndexSegment, IndexedPack};
 use crate::format::names::Dir;
-use crate::id::ObjectId;
+use std::collections::HashSet;
+
+use crate::id::{ObjectId, PackId};
 
 use super::Repository;
 
@@ -20,16 +22,23 @@ pub struct IndexRewrite<'r> {
     batch: Vec<IndexedPack>,
     blobs: usize,
     written: u64,
+    /// The packs the index cache knows as unverified (a write-only slot wrote them): the new
+    /// index marks them so too, or a rewrite would launder them into trusted ones.
+    unverified: HashSet<PackId>,
 }
 
 impl<'r> IndexRewrite<'r> {
-    /// Starts a replacement index.
-    pub fn new(repo: &'r Repository) -> Self {
-        IndexRewrite { repo, batch: Vec::new(), blobs: 0, written: 0 }
+    /// Starts a replacement index. The caller synced the index cache (what it marks as
+    /// unverified is carried over).
+    pub fn new(repo: &'r Repository) -> Result<Self> {
+        let unverified = repo.index().unverified_packs()?;
+        Ok(IndexRewrite { repo, batch: Vec::new(), blobs: 0, written: 0, unverified })
     }
 
     fn write(&mut self, supersedes: Vec<ObjectId>) -> Result<()> {
-        let segment = IndexSegment { packs: std::mem::take(&mut self.batch), supersedes };
+        let packs = std::mem::take(&mut self.batch);
+        let unverified = packs.iter().map(|p| p.pack).filter(|p| self.unverified.contains(p)).collect();
+        let segment = IndexSegment { packs, supersedes, unverified };
         self.blobs = 0;
         let name = Dir::Index.object(&ObjectId::random()?);
         self.repo.save_object(ObjectKind::IndexSegment, &name, &segment.encode())?;

@@ -19,7 +19,7 @@ impl Repository {
     /// The index segment stored as `name` (a name from a listing of `index/`).
     pub fn load_segment_named(&self, name: &str) -> Result<IndexSegment> {
         let (plain, to_reader) = self.load_object_sealed_how(ObjectKind::IndexSegment, name)?;
-        let segment = IndexSegment::decode(&plain, name)?;
+        let mut segment = IndexSegment::decode(&plain, name)?;
         // Superseding is prune's (a full key's): a write-only slot naming segments it
         // supersedes would empty the full clients' index caches.
         if to_reader && !segment.supersedes.is_empty() {
@@ -28,6 +28,10 @@ impl Repository {
                 "written by a write-only slot (sealed to the reader key), yet it supersedes other segments, which only \
                  a full key's prune does: forged with a stolen write-only slot",
             ));
+        }
+        if to_reader {
+            // Whatever it says: no full key has checked what a write-only slot stored.
+            segment.unverified = segment.packs.iter().map(|p| p.pack).collect();
         }
         Ok(segment)
     }

@@ -391,3 +391,42 @@ fn a_write_only_client_keeps_only_the_trees_its_recorded_parents_reach() {
         assert!(matches!(handle.load_tree(id), Err(Error::NotIndexed(_))), "an older tree stayed");
     }
 }
+
+#[test]
+fn a_full_key_stores_its_own_copy_of_what_only_a_write_only_slot_stored_and_a_rewrite_keeps_the_mark() {
+    use crate::format::BlobKind;
+    let mut t = TestRepository::new(1 << 20);
+    add_write_only(&mut t);
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let wo = OpenSecret::Password(write_only_password());
+    let thief = Repository::open_for_backup(storage, &wo, cache.path().to_path_buf()).unwrap();
+    // Other content under the id of a file the thief expects a full-key host to back up.
+    let real = b"a file every host has".repeat(500);
+    let id = thief.chunk_id(&real);
+    let writer = thief.blob_writer().unwrap();
+    writer.add_with_id(BlobKind::Data, id, b"ransom note".repeat(50)).unwrap();
+    writer.finish().unwrap();
+    let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let full = open(&t.storage, &full_secret).unwrap();
+    assert_eq!(full.index().unverified_packs().unwrap().len(), 1);
+    let writer = full.blob_writer().unwrap();
+    assert_eq!(writer.add(BlobKind::Data, real.clone()).unwrap(), id);
+    assert_eq!(writer.finish().unwrap().blobs, 1, "stored, not deduplicated against the write-only pack");
+    assert_eq!(full.read_blob(&id).unwrap(), real);
+    // A rewrite of the index (prune, repair) keeps the mark: it is not laundered into trust.
+    let old = full.segment_ids().unwrap();
+    let mut rewrite = super::IndexRewrite::new(&full).unwrap();
+    for segment in &old {
+        for pack in full.load_segment(segment).unwrap().packs {
+            rewrite.add(pack).unwrap();
+        }
+    }
+    rewrite.finish(old.clone()).unwrap();
+    full.delete_segments(&old).unwrap();
+    let fresh = open(&t.storage, &full_secret).unwrap();
+    assert_eq!(fresh.segment_ids().unwrap().len(), 1);
+    assert_eq!(fresh.index().unverified_packs().unwrap().len(), 1, "the mark outlives the rewrite");
+    // Whichever copy the cache names, a read ends at the right content.
+    assert_eq!(fresh.read_blob(&id).unwrap(), real);
+}

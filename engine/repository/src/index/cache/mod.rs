@@ -8,6 +8,8 @@
 //! numbered as packs are applied, big endian so they sort, and `n` holds the next one),
 //! `o<ordinal>` -> the pack's id (for [`IndexCache::set_gone_packs`] and
 //! [`IndexCache::used_packs`]),
+//! `u<ordinal>` -> the pack's id, for a pack applied as unverified (a write-only slot wrote it;
+//! [`IndexCache::unverified_packs`]),
 //! `d<chunk id>` -> ordinal, for each entry applied since the id file was written, and
 //! `g` -> the generation of the id file ([`IdFile`]) that holds every other entry.
 //! Entries and their segment marker are written in one batch, so a crash loses both or neither
@@ -40,7 +42,7 @@ mod schema;
 
 use claim::{Claim, PrivateDirCleanup, claim_shared};
 pub use schema::BlobLocation;
-use schema::{CACHE_VERSION, LOCATION_LEN, entry, id_file_path, key, options, ordinal_key, pack_key};
+use schema::{CACHE_VERSION, LOCATION_LEN, entry, id_file_path, key, options, ordinal_key, pack_key, unverified_key};
 
 /// Lookups answered by RocksDB before the id file is read (a re-snapshot of unchanged files
 /// asks about a few tree blobs only).
@@ -313,7 +315,8 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// Applies a segment's entries and marks it applied, atomically.
+    /// Applies a segment's entries and marks it applied, atomically; the packs it lists as
+    /// `unverified` are kept as such ([`IndexCache::unverified_packs`]).
     pub fn apply_segment(&self, id: ObjectId, segment: &IndexSegment) -> Result<()> {
         let mut next = self.applying();
         let first = *next;
@@ -340,6 +343,9 @@ impl IndexCache {
             }
             batch.put(pack_key(ordinal), &ids);
             batch.put(ordinal_key(ordinal), pack.pack.as_bytes());
+            if segment.unverified.contains(&pack.pack) {
+                batch.put(unverified_key(ordinal), pack.pack.as_bytes());
+            }
             ordinal = ordinal.checked_add(1).ok_or_else(|| Error::Cache {
                 path: self.path.clone(),
                 why: "pack ordinals exhausted; delete the cache directory".into(),
@@ -531,6 +537,22 @@ impl IndexCache {
         // A loaded pack list may belong to a pack now gone.
         self.locality.clear();
         Ok(gone)
+    }
+
+    /// The packs applied as unverified: written by a write-only slot, their blobs checked by
+    /// no full key (SPEC §11). Full-key writers do not count their blobs as stored.
+    pub fn unverified_packs(&self) -> Result<std::collections::HashSet<PackId>> {
+        let mut out = std::collections::HashSet::new();
+        for item in self.db.iterator(IteratorMode::From(b"u", Direction::Forward)) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(b"u") {
+                break;
+            }
+            if let Ok(pack) = <[u8; 32]>::try_from(&*v) {
+                out.insert(PackId(pack));
+            }
+        }
+        Ok(out)
     }
 
     /// The packs of every blob [`IndexCache::contains`] has answered "stored" for so far: what

@@ -10,7 +10,7 @@ use crate::format::pack::BlobEntry;
 use crate::id::PackId;
 use crate::index::id_file::Generation;
 
-pub(super) const CACHE_VERSION: &[u8] = b"cairn-index-cache-v5";
+pub(super) const CACHE_VERSION: &[u8] = b"cairn-index-cache-v6";
 pub(super) const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1;
 
 /// Where a blob is stored.
@@ -82,6 +82,12 @@ pub(super) fn key(prefix: u8, id: &[u8; 32]) -> [u8; 33] {
 pub(super) fn pack_key(ordinal: u32) -> [u8; 5] {
     let o = ordinal.to_be_bytes();
     [b'p', o[0], o[1], o[2], o[3]]
+}
+
+/// `u<ordinal>` -> the pack's id, for a pack applied as unverified.
+pub(super) fn unverified_key(ordinal: u32) -> [u8; 5] {
+    let o = ordinal.to_be_bytes();
+    [b'u', o[0], o[1], o[2], o[3]]
 }
 
 pub(super) fn ordinal_key(ordinal: u32) -> [u8; 5] {

@@ -37,7 +37,9 @@ fn apply_in_packs(cache: &IndexCache, from: u64, count: u64, per_pack: u64, segm
                 .collect(),
         })
         .collect();
-    cache.apply_segment(ObjectId([segment; 32]), &IndexSegment { packs, supersedes: Vec::new() }).unwrap();
+    cache
+        .apply_segment(ObjectId([segment; 32]), &IndexSegment { packs, supersedes: Vec::new(), unverified: Vec::new() })
+        .unwrap();
 }
 
 /// Applies `count` ids starting at `from`, in packs of 500, as one segment.
