@@ -65,6 +65,9 @@ impl IndexSegment {
             if segment.unverified.is_empty() {
                 return Err(crate::error::Error::corrupt(object, "payload version 2 with no unverified pack"));
             }
+            if segment.unverified.iter().any(|u| !segment.packs.iter().any(|p| p.pack == *u)) {
+                return Err(crate::error::Error::corrupt(object, "an unverified pack the segment does not list"));
+            }
             return Ok(segment);
         }
         let v1: SegmentV1 = decode_versioned(bytes, INDEX_VERSION, object)?;

@@ -33,11 +33,12 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::error::{Error, Result};
 use crate::format::index::IndexSegment;
-use crate::id::{ChunkId, ObjectId, PackId};
+use crate::id::{ChunkId, ObjectId};
 use crate::index::id_file::{Generation, IdFile, IdFileWriter, merged};
 use crate::index::locality::{IdHasher, Locality};
 
 mod claim;
+mod pack_state;
 mod schema;
 
 use claim::{Claim, PrivateDirCleanup, claim_shared};
@@ -505,69 +506,6 @@ impl IndexCache {
             self.load_pack_ids(ordinal, ticket)?;
         }
         Ok(true)
-    }
-
-    /// Every pack the cache knows, by ordinal.
-    fn pack_ordinals(&self) -> Result<Vec<(u32, PackId)>> {
-        let mut out = Vec::new();
-        for item in self.db.iterator(IteratorMode::From(b"o", Direction::Forward)) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let Some(rest) = k.strip_prefix(b"o") else { break };
-            if let (Ok(o), Ok(pack)) = (<[u8; 4]>::try_from(rest), <[u8; 32]>::try_from(&*v)) {
-                out.push((u32::from_be_bytes(o), PackId(pack)));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Makes [`IndexCache::contains`] answer "not stored" for every blob of a pack not in
-    /// `present` (a listing of the storage's packs), so a backup stores those chunks again
-    /// instead of referencing data that is gone. Returns the packs found gone.
-    pub fn set_gone_packs(&self, present: &std::collections::HashSet<PackId>) -> Result<Vec<PackId>> {
-        let mut gone = Vec::new();
-        let mut ordinals = std::collections::HashSet::new();
-        for (ordinal, pack) in self.pack_ordinals()? {
-            if !present.contains(&pack) {
-                ordinals.insert(ordinal);
-                gone.push(pack);
-            }
-        }
-        self.any_gone.store(!ordinals.is_empty(), Ordering::Relaxed);
-        *self.gone.write().unwrap_or_else(PoisonError::into_inner) = ordinals;
-        // A loaded pack list may belong to a pack now gone.
-        self.locality.clear();
-        Ok(gone)
-    }
-
-    /// The packs applied as unverified: written by a write-only slot, their blobs checked by
-    /// no full key (SPEC §11). Full-key writers do not count their blobs as stored.
-    pub fn unverified_packs(&self) -> Result<std::collections::HashSet<PackId>> {
-        let mut out = std::collections::HashSet::new();
-        for item in self.db.iterator(IteratorMode::From(b"u", Direction::Forward)) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !k.starts_with(b"u") {
-                break;
-            }
-            if let Ok(pack) = <[u8; 32]>::try_from(&*v) {
-                out.insert(PackId(pack));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The packs of every blob [`IndexCache::contains`] has answered "stored" for so far: what
-    /// a backup that reused those blobs needs to be present.
-    pub fn used_packs(&self) -> Result<Vec<PackId>> {
-        let used: Vec<u32> = self.used.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect();
-        let mut out = Vec::with_capacity(used.len());
-        for ordinal in used {
-            if let Some(v) = self.db.get_pinned(ordinal_key(ordinal)).map_err(|e| self.err(e))?
-                && let Ok(pack) = <[u8; 32]>::try_from(&*v)
-            {
-                out.push(PackId(pack));
-            }
-        }
-        Ok(out)
     }
 
     /// Loads a pack's id list into the locality set. A malformed list is skipped: the set is

@@ -4,6 +4,7 @@ use super::*;
 use crate::format::BlobKind;
 use crate::format::index::IndexedPack;
 use crate::format::pack::BlobEntry;
+use crate::id::PackId;
 
 fn id(n: u64) -> ChunkId {
     ChunkId(*blake3::hash(&n.to_le_bytes()).as_bytes())
