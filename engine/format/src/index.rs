@@ -65,7 +65,8 @@ impl IndexSegment {
             if segment.unverified.is_empty() {
                 return Err(crate::error::Error::corrupt(object, "payload version 2 with no unverified pack"));
             }
-            if segment.unverified.iter().any(|u| !segment.packs.iter().any(|p| p.pack == *u)) {
+            let listed: std::collections::HashSet<PackId> = segment.packs.iter().map(|p| p.pack).collect();
+            if segment.unverified.iter().any(|u| !listed.contains(u)) {
                 return Err(crate::error::Error::corrupt(object, "an unverified pack the segment does not list"));
             }
             return Ok(segment);

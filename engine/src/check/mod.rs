@@ -158,8 +158,11 @@ impl Checker<'_> {
 
     /// Whether a live index segment lists `id`: asked of the index cache, which holds exactly
     /// the live segments check read ([`index_view::load`]).
+    /// Whether the index lists `id` (any copy: one in a pack only a write-only slot wrote
+    /// counts here, though a full key's backup would not reuse it).
     fn indexed(&self, id: &ChunkId) -> Result<bool> {
-        self.repo.index().contains(id)
+        // The fast lookup first; it says no for unverified copies, which RocksDB then finds.
+        Ok(self.repo.index().contains(id)? || self.repo.index().get(id)?.is_some())
     }
 
     fn check_slots(&mut self) -> Result<()> {

@@ -37,10 +37,15 @@ pub struct RepairIndexOutcome {
 /// Reads the pack `name` whole and opens its header. The header opens only with the hash of
 /// the blobs before it (SPEC §10), so a header moved from another pack is refused here, and
 /// so are bytes that do not hash to the pack's name.
-fn read_header(repo: &Repository, name: &str) -> Result<IndexedPack> {
+/// A pack's index entry from its header, and whether that header is sealed to the reader key
+/// (the pack was written by a write-only slot: unverified, SPEC §11). The header opened, so
+/// its version byte is authentic.
+fn read_header(repo: &Repository, name: &str) -> Result<(IndexedPack, bool)> {
     let id = crate::format::names::pack_id(name).ok_or_else(|| Error::corrupt(name, "not a pack name"))?;
     let (bytes, opened) = repo.read_verified_pack(&id)?;
-    Ok(IndexedPack { pack: id, size: bytes.len() as u64, blobs: opened.header.blobs })
+    let reader_sealed = usize::try_from(opened.header_offset).ok().and_then(|o| bytes.get(o))
+        == Some(&crate::format::envelope::READER_ENVELOPE_VERSION);
+    Ok((IndexedPack { pack: id, size: bytes.len() as u64, blobs: opened.header.blobs }, reader_sealed))
 }
 
 /// Rebuilds the index from every pack's header (the caller holds the exclusive lock).
@@ -53,15 +58,15 @@ pub fn repair_index(repo: &Repository, progress: &dyn Progress) -> Result<Repair
     // Packs are read whole, as many at once as there are storage connections: that bounds
     // the memory (a pack each) and keeps the order of the new index.
     for batch in packs.chunks(repo.storage_connections()) {
-        let read: Vec<Result<IndexedPack>> =
+        let read: Vec<Result<(IndexedPack, bool)>> =
             repo.with_io_pool(|| batch.par_iter().map(|name| read_header(repo, name)).collect());
         for (name, result) in batch.iter().zip(read) {
             progress.bytes(1);
             match result {
-                Ok(pack) => {
+                Ok((pack, reader_sealed)) => {
                     out.packs += 1;
                     out.blobs += pack.blobs.len() as u64;
-                    rewrite.add(pack)?;
+                    rewrite.add_read(pack, reader_sealed)?;
                 }
                 Err(e @ (Error::Corrupt { .. } | Error::UnsupportedVersion { .. })) => {
                     out.unreadable.push((name.clone(), e.to_string()))

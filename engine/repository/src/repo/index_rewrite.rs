@@ -46,6 +46,17 @@ impl<'r> IndexRewrite<'r> {
         Ok(())
     }
 
+    /// Adds a pack read from storage (repair): unverified exactly when its own header is sealed
+    /// to the reader key (a write-only slot wrote it), whatever the cache said of it.
+    pub fn add_read(&mut self, pack: IndexedPack, reader_sealed: bool) -> Result<()> {
+        if reader_sealed {
+            self.unverified.insert(pack.pack);
+        } else {
+            self.unverified.remove(&pack.pack);
+        }
+        self.add(pack)
+    }
+
     /// Adds a pack to the new index.
     pub fn add(&mut self, pack: IndexedPack) -> Result<()> {
         self.blobs += pack.blobs.len();

@@ -430,3 +430,35 @@ fn a_full_key_stores_its_own_copy_of_what_only_a_write_only_slot_stored_and_a_re
     // Whichever copy the cache names, a read ends at the right content.
     assert_eq!(fresh.read_blob(&id).unwrap(), real);
 }
+
+#[test]
+fn a_write_only_segment_arriving_during_a_full_backup_neither_counts_as_stored_nor_shadows_a_trusted_copy() {
+    use crate::format::BlobKind;
+    let mut t = TestRepository::new(1 << 20);
+    add_write_only(&mut t);
+    let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let full = open(&t.storage, &full_secret).unwrap();
+    let before = b"stored by a full key first".repeat(300);
+    let later = b"a file the thief predicts".repeat(300);
+    let (before_id, later_id) = (full.chunk_id(&before), full.chunk_id(&later));
+    let writer = full.blob_writer().unwrap();
+    writer.add(BlobKind::Data, before.clone()).unwrap();
+    // Meanwhile the thief stores other content (of other lengths) under both ids.
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    let cache = tempfile::tempdir().unwrap();
+    let wo = OpenSecret::Password(write_only_password());
+    let thief = Repository::open_for_backup(storage, &wo, cache.path().to_path_buf()).unwrap();
+    let planted = thief.blob_writer().unwrap();
+    planted.add_with_id(BlobKind::Data, before_id, b"x".to_vec()).unwrap();
+    planted.add_with_id(BlobKind::Data, later_id, b"y".to_vec()).unwrap();
+    planted.finish().unwrap();
+    // The full writer picks the thief's segment up (as its resync does every 30 s).
+    full.sync_index().unwrap();
+    writer.add(BlobKind::Data, later.clone()).unwrap();
+    assert_eq!(writer.finish().unwrap().blobs, 2, "the thief's copy did not count as stored");
+    // On any full client the cache names the trusted copies.
+    let fresh = open(&t.storage, &full_secret).unwrap();
+    assert_eq!(fresh.locate(&before_id).unwrap().raw_length as usize, before.len());
+    assert_eq!(fresh.locate(&later_id).unwrap().raw_length as usize, later.len());
+    assert_eq!(fresh.read_blob(&later_id).unwrap(), later);
+}

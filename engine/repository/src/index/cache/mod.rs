@@ -33,7 +33,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use crate::error::{Error, Result};
 use crate::format::index::IndexSegment;
-use crate::id::{ChunkId, ObjectId};
+use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::id_file::{Generation, IdFile, IdFileWriter, merged};
 use crate::index::locality::{IdHasher, Locality};
 
@@ -77,6 +77,9 @@ pub struct IndexCache {
     gone: RwLock<std::collections::HashSet<u32>>,
     /// Whether `gone` holds anything (lookups skip its lock otherwise).
     any_gone: std::sync::atomic::AtomicBool,
+    /// Ordinals of packs applied as unverified (a write-only slot wrote them, SPEC §11): their
+    /// entries never count as stored, whenever they were applied.
+    unverified: RwLock<std::collections::HashSet<u32>>,
     /// Ordinals of the packs [`IndexCache::contains`] answered "stored" from.
     used: Mutex<std::collections::HashSet<u32>>,
     // Declared after `db`: the database is closed before the shared cache is let go.
@@ -163,6 +166,7 @@ impl IndexCache {
             lookups_before_file: AtomicU32::new(0),
             gone: RwLock::default(),
             any_gone: std::sync::atomic::AtomicBool::new(false),
+            unverified: RwLock::default(),
             used: Mutex::default(),
             _owner: owner,
             _cleanup: cleanup,
@@ -170,6 +174,7 @@ impl IndexCache {
         let mut want = CACHE_VERSION.to_vec();
         want.extend_from_slice(repository_id.as_bytes());
         let have = cache.db.get(b"v").map_err(|e| cache.err(e))?;
+        *cache.unverified.write().unwrap_or_else(PoisonError::into_inner) = cache.unverified_ordinals()?;
         if have.as_deref() != Some(want.as_slice()) {
             cache.clear()?;
             cache.db.put(b"v", &want).map_err(|e| cache.err(e))?;
@@ -272,12 +277,13 @@ impl IndexCache {
         self.locality.clear();
         let _applying = self.applying();
         let mut batch = WriteBatch::default();
-        for (from, to) in [(b"b", b"c"), (b"o", b"p"), (b"p", b"q"), (b"s", b"t"), (b"d", b"e")] {
+        for (from, to) in [(b"b", b"c"), (b"o", b"p"), (b"p", b"q"), (b"s", b"t"), (b"d", b"e"), (b"u", b"v")] {
             batch.delete_range(from.as_slice(), to.as_slice());
         }
         // In the same batch: no id file is trusted once the entries are gone.
         batch.delete(b"g");
         *self.write_ids() = IdState::default();
+        self.unverified.write().unwrap_or_else(PoisonError::into_inner).clear();
         let written = self.db.write(batch).map_err(|e| self.err(e));
         self.locality.clear();
         written?;
@@ -330,9 +336,26 @@ impl IndexCache {
         let mut batch = WriteBatch::default();
         let mut ids = Vec::new();
         let mut ordinal = first;
+        let unverified: std::collections::HashSet<PackId> = segment.unverified.iter().copied().collect();
+        let mut unverified_ordinals = Vec::new();
+        // Entries of unverified packs never replace an entry already there: the cache keeps
+        // naming a trusted copy, whatever a write-only slot lists after it.
+        let mut shadowed: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
         for pack in &segment.packs {
             ids.clear();
+            let is_unverified = unverified.contains(&pack.pack);
+            if is_unverified {
+                unverified_ordinals.push(ordinal);
+                batch.put(unverified_key(ordinal), pack.pack.as_bytes());
+            }
             for blob in &pack.blobs {
+                ids.extend_from_slice(blob.id.as_bytes());
+                if is_unverified
+                    && self.db.get_pinned(key(b'b', blob.id.as_bytes())).map_err(|e| self.err(e))?.is_some()
+                {
+                    shadowed.insert(blob.id);
+                    continue;
+                }
                 let mut value = [0u8; LOCATION_LEN + 4];
                 value[..LOCATION_LEN].copy_from_slice(&BlobLocation::of(pack.pack, blob).encode());
                 value[LOCATION_LEN..].copy_from_slice(&ordinal.to_le_bytes());
@@ -340,13 +363,9 @@ impl IndexCache {
                 if beside_file {
                     batch.put(key(b'd', blob.id.as_bytes()), ordinal.to_le_bytes());
                 }
-                ids.extend_from_slice(blob.id.as_bytes());
             }
             batch.put(pack_key(ordinal), &ids);
             batch.put(ordinal_key(ordinal), pack.pack.as_bytes());
-            if segment.unverified.contains(&pack.pack) {
-                batch.put(unverified_key(ordinal), pack.pack.as_bytes());
-            }
             ordinal = ordinal.checked_add(1).ok_or_else(|| Error::Cache {
                 path: self.path.clone(),
                 why: "pack ordinals exhausted; delete the cache directory".into(),
@@ -362,12 +381,15 @@ impl IndexCache {
         wo.disable_wal(true);
         self.db.write_opt(batch, &wo).map_err(|e| self.err(e))?;
         *next = ordinal;
+        if !unverified_ordinals.is_empty() {
+            self.unverified.write().unwrap_or_else(PoisonError::into_inner).extend(unverified_ordinals);
+        }
         // After the write: a lookup meanwhile that misses only stores a chunk twice.
         let mut state = self.write_ids();
         if !state.overflow {
             for (n, pack) in segment.packs.iter().enumerate() {
                 let ordinal = first + n as u32;
-                for blob in &pack.blobs {
+                for blob in pack.blobs.iter().filter(|b| !shadowed.contains(&b.id)) {
                     state.new_ids.insert(*blob.id.as_bytes(), ordinal);
                 }
             }
@@ -499,6 +521,10 @@ impl IndexCache {
             && self.gone.read().unwrap_or_else(PoisonError::into_inner).contains(&ordinal)
         {
             // Stored once, but its pack is gone: the chunk must be stored again.
+            return Ok(false);
+        }
+        if self.unverified.read().unwrap_or_else(PoisonError::into_inner).contains(&ordinal) {
+            // Only a write-only slot stored it, under an id it could compute for any content.
             return Ok(false);
         }
         self.used.lock().unwrap_or_else(PoisonError::into_inner).insert(ordinal);

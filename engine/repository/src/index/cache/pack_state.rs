@@ -45,6 +45,19 @@ impl IndexCache {
         Ok(gone)
     }
 
+    /// The ordinals of the packs applied as unverified (the `u` keys).
+    pub(super) fn unverified_ordinals(&self) -> Result<std::collections::HashSet<u32>> {
+        let mut out = std::collections::HashSet::new();
+        for item in self.db.iterator(IteratorMode::From(b"u", Direction::Forward)) {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            let Some(rest) = k.strip_prefix(b"u") else { break };
+            if let Ok(o) = <[u8; 4]>::try_from(rest) {
+                out.insert(u32::from_be_bytes(o));
+            }
+        }
+        Ok(out)
+    }
+
     /// The packs applied as unverified: written by a write-only slot, their blobs checked by
     /// no full key (SPEC §11). Full-key writers do not count their blobs as stored.
     pub fn unverified_packs(&self) -> Result<std::collections::HashSet<PackId>> {
