@@ -137,7 +137,7 @@ impl<'r> BlobWriter<'r> {
         // Chunks whose pack is gone (deleted by a prune that took a backup's lock for stale,
         // or lost) are stored again rather than referenced: one listing of the packs.
         let present = stored_packs(repo)?;
-        repo.index().set_gone_packs(&trusted(repo, &present)?)?;
+        repo.index().set_gone_packs(&present)?;
         if let Some(cache) = repo.tree_pack_cache() {
             cache.retain(&present);
         }
@@ -300,7 +300,7 @@ impl<'r> BlobWriter<'r> {
         }
         gone.sort();
         gone.dedup();
-        self.repo.index().set_gone_packs(&trusted(self.repo, &present)?)?;
+        self.repo.index().set_gone_packs(&present)?;
         Err(Error::PacksGone { packs: gone })
     }
 
@@ -345,16 +345,4 @@ impl<'r> BlobWriter<'r> {
 /// The packs in the storage (one listing of `data/`).
 fn stored_packs(repo: &Repository) -> Result<HashSet<PackId>> {
     Ok(repo.list_packs()?.into_iter().map(|(id, _)| id).collect())
-}
-
-/// The packs of `present` whose blobs this writer may count as stored: for a full key, not
-/// those a write-only slot wrote and no full key checked (SPEC §11). A stolen write-only key
-/// holds K_id and could store other content under the ids of files it expects full-key hosts
-/// to back up; they store their own copy instead. A write-only handle trusts what it stored.
-fn trusted(repo: &Repository, present: &HashSet<PackId>) -> Result<HashSet<PackId>> {
-    if repo.is_write_only() {
-        return Ok(present.clone());
-    }
-    let unverified = repo.index().unverified_packs()?;
-    Ok(present.iter().filter(|p| !unverified.contains(p)).copied().collect())
 }

@@ -29,6 +29,13 @@ fn kit_of(storage: &MemStorage, id: crate::id::ObjectId, secret: &OpenSecret) ->
     keys::open_write_only_slot(&doc, secret, None).unwrap().expect("the slot opens")
 }
 
+/// A write-only handle of web1's slot (added by [`add_write_only`]) with its cache in `cache`.
+fn open_write_only(t: &TestRepository, cache: &std::path::Path) -> Repository {
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    let secret = OpenSecret::Password(write_only_password());
+    Repository::open_for_backup(storage, &secret, cache.to_path_buf()).unwrap()
+}
+
 fn open(storage: &Arc<MemStorage>, secret: &OpenSecret) -> crate::error::Result<Repository> {
     let storage: Arc<dyn Storage> = storage.clone();
     Repository::open(storage, secret, tempfile::tempdir().unwrap().keep())
@@ -344,10 +351,8 @@ fn a_write_only_client_refuses_a_kit_older_than_the_one_it_used() {
 fn a_write_only_slot_logs_its_snapshots_and_cannot_log_a_deletion() {
     let mut t = TestRepository::new(1 << 20);
     add_write_only(&mut t);
-    let storage: Arc<dyn Storage> = t.storage.clone();
     let cache = tempfile::tempdir().unwrap();
-    let wo = OpenSecret::Password(write_only_password());
-    let handle = Repository::open_for_backup(storage, &wo, cache.path().to_path_buf()).unwrap();
+    let handle = open_write_only(&t, cache.path());
     let actor = crate::audit::Actor { host: "web1".into(), user: "root".into() };
     let made = crate::id::ObjectId([7; 32]);
     handle.audit(&actor, &crate::audit::AuditRecord::new("snapshot")).unwrap();
@@ -366,10 +371,8 @@ fn a_write_only_slot_logs_its_snapshots_and_cannot_log_a_deletion() {
 fn a_write_only_client_keeps_only_the_trees_its_recorded_parents_reach() {
     let mut t = TestRepository::new(1 << 20);
     add_write_only(&mut t);
-    let storage: Arc<dyn Storage> = t.storage.clone();
     let cache = tempfile::tempdir().unwrap();
-    let wo = OpenSecret::Password(write_only_password());
-    let handle = Repository::open_for_backup(storage, &wo, cache.path().to_path_buf()).unwrap();
+    let handle = open_write_only(&t, cache.path());
     let own = handle.own_record().unwrap();
     // Trees of older backups (their bytes need not decode: only reachable trees are read).
     let old: Vec<crate::id::ChunkId> = (0..200u32)
@@ -397,10 +400,8 @@ fn a_full_key_stores_its_own_copy_of_what_only_a_write_only_slot_stored_and_a_re
     use crate::format::BlobKind;
     let mut t = TestRepository::new(1 << 20);
     add_write_only(&mut t);
-    let storage: Arc<dyn Storage> = t.storage.clone();
     let cache = tempfile::tempdir().unwrap();
-    let wo = OpenSecret::Password(write_only_password());
-    let thief = Repository::open_for_backup(storage, &wo, cache.path().to_path_buf()).unwrap();
+    let thief = open_write_only(&t, cache.path());
     // Other content under the id of a file the thief expects a full-key host to back up.
     let real = b"a file every host has".repeat(500);
     let id = thief.chunk_id(&real);
@@ -444,10 +445,8 @@ fn a_write_only_segment_arriving_during_a_full_backup_neither_counts_as_stored_n
     let writer = full.blob_writer().unwrap();
     writer.add(BlobKind::Data, before.clone()).unwrap();
     // Meanwhile the thief stores other content (of other lengths) under both ids.
-    let storage: Arc<dyn Storage> = t.storage.clone();
     let cache = tempfile::tempdir().unwrap();
-    let wo = OpenSecret::Password(write_only_password());
-    let thief = Repository::open_for_backup(storage, &wo, cache.path().to_path_buf()).unwrap();
+    let thief = open_write_only(&t, cache.path());
     let planted = thief.blob_writer().unwrap();
     planted.add_with_id(BlobKind::Data, before_id, b"x".to_vec()).unwrap();
     planted.add_with_id(BlobKind::Data, later_id, b"y".to_vec()).unwrap();
