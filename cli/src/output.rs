@@ -76,6 +76,26 @@ pub fn bytes(n: u64) -> String {
     if unit == 0 { format!("{n} B") } else { format!("{v:.2} {}", UNITS[unit]) }
 }
 
+/// Who wrote a snapshot, for people.
+pub fn writer(w: cairn_engine::format::snapshot::Writer) -> String {
+    use cairn_engine::format::snapshot::Writer;
+    match w {
+        Writer::Full => "full key".into(),
+        Writer::WriteOnly(slot) => format!("write-only slot {}", slot.short()),
+        Writer::Unattributed => "unknown (no proof)".into(),
+    }
+}
+
+/// A machine-readable writer: `full`, `write-only:<slot id>` or `unknown`.
+pub fn writer_json(w: cairn_engine::format::snapshot::Writer) -> String {
+    use cairn_engine::format::snapshot::Writer;
+    match w {
+        Writer::Full => "full".into(),
+        Writer::WriteOnly(slot) => format!("write-only:{}", slot.to_hex()),
+        Writer::Unattributed => "unknown".into(),
+    }
+}
+
 /// Formats ns since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn time(ns: i64) -> String {
     cairn_engine::utc::format(ns)

@@ -75,6 +75,7 @@ mod tests {
             parent: None,
             program: String::new(),
             summary: Default::default(),
+            writer: Default::default(),
         }
     }
 

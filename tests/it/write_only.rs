@@ -237,3 +237,64 @@ fn after_a_prune_rewrote_the_index_a_write_only_host_stores_its_data_again_and_e
     let check = env.full().args(["check", "--read-data"]).output().unwrap();
     assert!(check.status.success(), "{}", stderr_of(&check));
 }
+
+#[test]
+fn a_stolen_write_only_key_naming_another_host_takes_none_of_its_places() {
+    let env = Env::new();
+    env.init();
+    let slot = env.add_write_only("web1");
+    let src = source(&env, "src", 31);
+    let full_backup = || {
+        let out = env.full().args(["--json", "snapshot", "--host", "db1"]).arg(&src).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (_, real) = (full_backup(), full_backup());
+    let real = real["snapshot_id"].as_str().unwrap().to_string();
+    // The thief holds web1's key and names db1, with db1's paths, three times after db1's
+    // last backup.
+    let planted: Vec<String> = (0..3)
+        .map(|_| {
+            let out = env.host("web1").args(["--json", "snapshot", "--host", "db1"]).arg(&src).output().unwrap();
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["snapshot_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // Every snapshot says who wrote it.
+    let out = env.full().args(["--json", "snapshots"]).output().unwrap();
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let writer_of = |id: &str| listed.iter().find(|s| s["id"] == id).map(|s| s["writer"].as_str().unwrap().to_string());
+    assert_eq!(writer_of(&real).as_deref(), Some("full"));
+    for p in &planted {
+        assert_eq!(writer_of(p), Some(format!("write-only:{slot}")));
+    }
+    // `forget --keep-last 1` judges web1's snapshots apart: db1's newest real one stays.
+    let out = env.full().args(["--json", "forget", "--keep-last", "1", "--dry-run"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept: Vec<&str> = v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert!(kept.contains(&real.as_str()), "{v}");
+    assert_eq!(kept.len(), 2, "db1's newest and web1's newest: {v}");
+    // A full key's next backup of db1 takes its parent from a full key's snapshot, never from
+    // what web1 claimed.
+    let next = full_backup();
+    assert_eq!(next["parent"].as_str(), Some(real.as_str()), "{next}");
+    // When a planted snapshot is the newest of db1, `latest` still picks it (it is the newest),
+    // with a warning that web1's slot wrote it and a full key wrote the earlier ones.
+    let planted_latest = env.host("web1").args(["--json", "snapshot", "--host", "db1"]).arg(&src).output().unwrap();
+    assert!(planted_latest.status.success());
+    let out = env.full().args(["ls", "latest", "--host", "db1"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("`latest` of host db1") && stderr_of(&out).contains("write-only slot"),
+        "{}",
+        stderr_of(&out)
+    );
+}

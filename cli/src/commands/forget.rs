@@ -97,7 +97,7 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
                 .iter()
                 .map(|s| forget::Decision {
                     snapshot: s.clone(),
-                    group: forget::GroupKey { hostname: None, paths: None, tags: None },
+                    group: forget::GroupKey { hostname: None, paths: None, tags: None, writer: s.writer },
                     keep: !named.contains(&s.id),
                     reasons: if named.contains(&s.id) { Vec::new() } else { vec!["not named".into()] },
                 })
@@ -130,6 +130,7 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
                     "id": d.snapshot.id.to_hex(), "time": output::time(d.snapshot.time_ns), "hostname": d.snapshot.hostname,
                     "paths": d.snapshot.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>(),
                     "tags": d.snapshot.tags, "keep": d.keep, "reasons": d.reasons,
+                    "writer": output::writer_json(d.snapshot.writer),
                 })
             })
             .chain(unreadable_removed.iter().map(|(id, e)| serde_json::json!({ "id": id.to_hex(), "keep": false, "unreadable": e })))
@@ -142,7 +143,11 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> anyhow::Result<i32> {
                 let title = if a.snapshots.is_empty() {
                     let paths: Vec<String> =
                         d.snapshot.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
-                    format!("group: host {} paths {}", d.snapshot.hostname, paths.join(" "))
+                    let writer = match d.group.writer {
+                        cairn_engine::format::snapshot::Writer::Full => String::new(),
+                        w => format!(" writer {}", output::writer(w)),
+                    };
+                    format!("group: host {} paths {}{writer}", d.snapshot.hostname, paths.join(" "))
                 } else {
                     String::new()
                 };

@@ -369,6 +369,7 @@ pub fn find_snapshot(
     }
     let all = readable_snapshots(repo)?;
     if let Some(found) = all.iter().rev().find(|(_, s)| f.matches(s)) {
+        warn_other_writers(found, &all);
         return Ok(found.clone());
     }
     let mut why = if all.is_empty() {
@@ -388,6 +389,30 @@ pub fn find_snapshot(
         ));
     }
     Err(cairn_engine::Error::SnapshotNotFound(why).into())
+}
+
+/// Warns when `latest` of a host was written by another writer than earlier snapshots of that
+/// host: a stolen write-only key can name any host and date its snapshot now (SPEC §15.5).
+fn warn_other_writers(
+    (id, found): &(cairn_engine::ObjectId, cairn_engine::format::snapshot::Snapshot),
+    all: &[(cairn_engine::ObjectId, cairn_engine::format::snapshot::Snapshot)],
+) {
+    let mut others: Vec<String> = all
+        .iter()
+        .filter(|(_, s)| s.hostname == found.hostname && s.writer != found.writer)
+        .map(|(_, s)| crate::output::writer(s.writer))
+        .collect();
+    others.sort();
+    others.dedup();
+    if !others.is_empty() {
+        eprintln!(
+            "warning: `latest` of host {} is {}, written by {}; earlier snapshots of that host were written by {}",
+            found.hostname,
+            id.short(),
+            crate::output::writer(found.writer),
+            others.join(", ")
+        );
+    }
 }
 
 /// A path not found in `snap` gets a hint: paths inside a snapshot are absolute, and these are

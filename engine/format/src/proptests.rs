@@ -127,8 +127,19 @@ proptest! {
     #[test]
     fn snapshot_round_trips(host in ".{0,20}", paths in vec(vec(any::<u8>(), 0..30), 0..4), tags in vec("[a-z]{0,8}", 0..3), t in any::<i64>(), tree in chunk_id(), parent in proptest::option::of(any::<[u8; 32]>()), n in any::<u64>()) {
         let s = Snapshot { time_ns: t, hostname: host.clone(), username: host, paths, tags, tree, parent: parent.map(ObjectId), program: "p".into(),
-            summary: SnapshotSummary { files_new: n, bytes_read: n / 2, started_ns: t, ..SnapshotSummary::default() } };
-        prop_assert_eq!(Snapshot::decode(&s.encode(), "s").unwrap(), s);
+            summary: SnapshotSummary { files_new: n, bytes_read: n / 2, started_ns: t, ..SnapshotSummary::default() }, writer: Default::default() };
+        prop_assert_eq!(&Snapshot::decode(&s.encode(), "s").unwrap(), &s);
+        // Attested (payload 2): the same snapshot, its slot, a proof only the slot's key makes.
+        let (slot, key) = (ObjectId([n as u8; 32]), crate::crypto::Key32::from_bytes([t as u8; 32]));
+        let attested = s.encode_attested("snap-s", slot, &key);
+        let (back, proof) = Snapshot::decode_any(&attested, "s").unwrap();
+        prop_assert_eq!(&back, &s);
+        let proof = proof.unwrap();
+        prop_assert_eq!(proof.slot, slot);
+        prop_assert!(proof.verify(&attested, "snap-s", &key).is_ok());
+        prop_assert!(proof.verify(&attested, "snap-t", &key).is_err());
+        let other = crate::crypto::Key32::from_bytes([(t as u8) ^ 1; 32]);
+        prop_assert!(proof.verify(&attested, "snap-s", &other).is_err());
     }
 
     #[test]

@@ -179,10 +179,13 @@ fn choose_parent(
         ParentChoice::Snapshot(id) => Ok(Some((id, repo.load_snapshot(&id)?))),
         // A snapshot that cannot be read is no parent: the backup reads those files instead of
         // failing (a damaged snapshot must not stop nightly backups).
+        // Only a full key's snapshot: one sealed to the reader key may come from a stolen
+        // write-only key naming this host, and its tree would say which content the files
+        // that look unchanged have (SPEC §15.5).
         ParentChoice::Auto => Ok(repo.readable_snapshots()?.0.into_iter().rev().find(|(_, s)| {
             let mut theirs = s.paths.clone();
             theirs.sort();
-            s.hostname == hostname && theirs == paths
+            s.writer == crate::format::snapshot::Writer::Full && s.hostname == hostname && theirs == paths
         })),
     }
 }
@@ -307,6 +310,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         parent: parent.map(|(id, _)| id),
         program: opts.program.clone(),
         summary,
+        writer: repo.writer(),
     };
     let (snapshot_id, size) = if opts.dry_run { (ObjectId([0; 32]), 0) } else { repo.save_snapshot(&snapshot)? };
     snapshot.summary.bytes_added_stored += size;

@@ -101,6 +101,7 @@ pub fn backup_stream(
             finished_ns: now_ns(),
             ..SnapshotSummary::default()
         },
+        writer: repo.writer(),
     };
     let (snapshot_id, stored) =
         if opts.dry_run { (crate::id::ObjectId([0; 32]), 0) } else { repo.save_snapshot(&snapshot)? };

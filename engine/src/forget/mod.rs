@@ -20,7 +20,7 @@ pub fn info(id: ObjectId, s: &Snapshot) -> SnapshotInfo {
     paths.sort();
     let mut tags = s.tags.clone();
     tags.sort();
-    SnapshotInfo { id, time_ns: s.time_ns, hostname: s.hostname.clone(), paths, tags }
+    SnapshotInfo { id, time_ns: s.time_ns, hostname: s.hostname.clone(), paths, tags, writer: s.writer }
 }
 
 /// Deletes the snapshots `ids` after appending an audit entry (operation `forget`, outcome

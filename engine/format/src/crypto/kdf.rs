@@ -42,6 +42,9 @@ pub mod context {
     /// A write-only slot's audit key -> the key its client seals its own trees and previous
     /// snapshots with in its cache (never stored in the repository).
     pub const WRITE_ONLY_CACHE: &str = "cairn v3 2026-12-05 write-only client cache";
+    /// A write-only slot's audit key -> the MAC key of the snapshots it writes (payload
+    /// version 2), which full keys check to know the snapshot's writer.
+    pub const SNAPSHOT_WRITER: &str = "cairn v3 2026-12-05 write-only snapshot writer mac";
 }
 
 /// BLAKE3 `derive_key(context, material)` as a zeroizing key.

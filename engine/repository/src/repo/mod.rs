@@ -350,6 +350,22 @@ impl Repository {
         }
     }
 
+    /// The kit this handle seals with: its write-only slot's, or one set for tests.
+    fn sealing_kit(&self) -> Option<&keys::WriteKit> {
+        self.write_kit.as_deref().or(match &self.access {
+            Access::WriteOnly { kit, .. } => Some(kit),
+            Access::Full { .. } => None,
+        })
+    }
+
+    /// Who the snapshots this handle writes come from.
+    pub fn writer(&self) -> crate::format::snapshot::Writer {
+        match self.sealing_kit() {
+            Some(kit) => crate::format::snapshot::Writer::WriteOnly(kit.slot()),
+            None => crate::format::snapshot::Writer::Full,
+        }
+    }
+
     /// The repository key K (full slots only).
     fn master(&self) -> Result<&Key32> {
         match &self.access {
@@ -373,10 +389,7 @@ impl Repository {
     /// How this client seals what it writes: under the current epoch's data key, or, with a
     /// write kit, to its reader key under a fresh ephemeral key.
     pub(crate) fn sealer(&self) -> Result<Arc<crate::format::sealer::Sealer>> {
-        if let Some(kit) = self.write_kit.as_ref().or(match &self.access {
-            Access::WriteOnly { kit, .. } => Some(kit),
-            Access::Full { .. } => None,
-        }) {
+        if let Some(kit) = self.sealing_kit() {
             return Ok(Arc::new(crate::format::sealer::Sealer::Reader(kit.sealer()?)));
         }
         let (epoch, key) = self.keyring()?.current();

@@ -2,6 +2,7 @@
 //! stored (announced in the audit log first when an actor is set), deleted.
 
 use super::*;
+use crate::format::snapshot::Writer;
 
 impl Repository {
     /// Ids of all snapshots.
@@ -9,10 +10,26 @@ impl Repository {
         Ok(Dir::Snapshots.ids(&self.storage.list(Dir::Snapshots.prefix())?))
     }
 
-    /// Loads one snapshot.
+    /// Loads one snapshot and establishes its writer: one sealed under a data key comes from a
+    /// full key; one sealed to the reader key from the write-only slot its proof names (a proof
+    /// that does not verify is a forgery: [`Error::Corrupt`]), or from no one known when it
+    /// carries none.
     pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
         let name = snapshot_name(id);
-        Snapshot::decode(&self.load_object(ObjectKind::Snapshot, &name)?, &name)
+        let (plain, to_reader) = self.load_object_sealed_how(ObjectKind::Snapshot, &name)?;
+        let (mut snapshot, attestation) = Snapshot::decode_any(&plain, &name)?;
+        snapshot.writer = match (to_reader, attestation) {
+            (false, None) => Writer::Full,
+            (false, Some(_)) => {
+                return Err(Error::corrupt(&name, "sealed under a data key yet claiming a write-only writer"));
+            }
+            (true, None) => Writer::Unattributed,
+            (true, Some(proof)) => {
+                proof.verify(&plain, &name, &self.keyring()?.slot_audit_key(proof.slot))?;
+                Writer::WriteOnly(proof.slot)
+            }
+        };
+        Ok(snapshot)
     }
 
     /// All snapshots, oldest first.
@@ -120,7 +137,12 @@ impl Repository {
             };
             self.audit(actor, &intent)?;
         }
-        let size = self.save_object(ObjectKind::Snapshot, &snapshot_name(&id), &snapshot.encode())?;
+        let name = snapshot_name(&id);
+        let plain = match self.sealing_kit() {
+            Some(kit) => snapshot.encode_attested(&name, kit.slot(), kit.audit_key()),
+            None => snapshot.encode(),
+        };
+        let size = self.save_object(ObjectKind::Snapshot, &name, &plain)?;
         if let Some(own) = self.own_record() {
             own.keep_parent(&id, snapshot);
             own.collect_garbage(|plain| self.chunk_id(plain));

@@ -24,6 +24,11 @@ pub struct TestRepository {
 }
 
 impl TestRepository {
+    /// A fresh cache directory for another client of this repository, removed with it.
+    pub fn another_cache(&self) -> std::path::PathBuf {
+        tempfile::tempdir_in(self._cache.path()).unwrap().keep()
+    }
+
     /// A new repository in memory with packs of about `pack_target_size` bytes.
     pub fn new(pack_target_size: u32) -> Self {
         let storage = Arc::new(MemStorage::new());

@@ -81,6 +81,7 @@ pub(super) fn snapshot(time_ns: i64, host: &str, tree: ChunkId) -> Snapshot {
         parent: None,
         program: "unit tests".into(),
         summary: SnapshotSummary::default(),
+        writer: Default::default(),
     }
 }
 

@@ -36,9 +36,10 @@ fn open_write_only(t: &TestRepository, cache: &std::path::Path) -> Repository {
     Repository::open_for_backup(storage, &secret, cache.to_path_buf()).unwrap()
 }
 
-fn open(storage: &Arc<MemStorage>, secret: &OpenSecret) -> crate::error::Result<Repository> {
-    let storage: Arc<dyn Storage> = storage.clone();
-    Repository::open(storage, secret, tempfile::tempdir().unwrap().keep())
+/// Opens `t` with `secret` on a cache of its own (removed with `t`).
+fn open(t: &TestRepository, secret: &OpenSecret) -> crate::error::Result<Repository> {
+    let storage: Arc<dyn Storage> = t.storage.clone();
+    Repository::open(storage, secret, t.another_cache())
 }
 
 #[test]
@@ -47,12 +48,12 @@ fn a_write_only_slot_upgrades_the_format_and_never_opens_the_repository() {
     assert_eq!(t.repo.config().format_version, FORMAT_VERSION);
     let id = add_write_only(&mut t);
     let full = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let again = open(&t.storage, &full).unwrap();
+    let again = open(&t, &full).unwrap();
     assert_eq!(again.config().format_version, WRITE_ONLY_FORMAT_VERSION, "the upgrade is stored");
     let slots = again.list_slots().unwrap();
     assert!(slots.iter().any(|s| s.id == id && s.write_only && s.listed && s.current), "{slots:?}");
     let wo = OpenSecret::Password(write_only_password());
-    match open(&t.storage, &wo) {
+    match open(&t, &wo) {
         Err(Error::WrongKey(m)) => assert!(m.contains("write-only"), "{m}"),
         other => panic!("a write-only secret opened the repository: {other:?}"),
     }
@@ -66,7 +67,7 @@ fn a_write_only_slot_upgrades_the_format_and_never_opens_the_repository() {
     // Sealed to the reader, a config is refused even by full keys.
     let forged = kit.sealer().unwrap().seal(ObjectKind::Snapshot, b"config", b"x").unwrap();
     t.storage.put("config", &forged, PutMode::Overwrite).unwrap();
-    assert!(open(&t.storage, &full).is_err());
+    assert!(open(&t, &full).is_err());
 }
 
 #[test]
@@ -123,6 +124,7 @@ fn snapshot_of(host: &str, tree: crate::id::ChunkId) -> crate::format::snapshot:
         parent: None,
         program: "test".into(),
         summary: Default::default(),
+        writer: Default::default(),
     }
 }
 
@@ -171,7 +173,7 @@ fn nothing_in_the_repository_opens_with_what_a_write_only_slot_yields() {
     t.repo.add_write_only_slot(WriteOnlySecret::Password(&pw2, Argon2Params::MIN), "web2").unwrap();
     let web2 = Repository::open_for_backup(storage, &OpenSecret::Password(pw2), cache.path().join("2")).unwrap();
     write_only_backup(web2, b"web2's files");
-    let full = open(&t.storage, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
+    let full = open(&t, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
     assert!(!t.storage.list(Dir::Locks.prefix()).unwrap().is_empty(), "the lock is there to be tried");
     assert_eq!(full.snapshots().unwrap().len(), 2, "web1 and web2 wrote snapshots a full key reads");
     let tried = assert_nothing_opens_with(&full, &kit.all_keys_for_tests());
@@ -190,7 +192,7 @@ fn packs_index_and_snapshots_a_kit_writes_open_with_full_keys_only() {
     let id = add_write_only(&mut t);
     let wo = OpenSecret::Password(write_only_password());
     let full = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let mut writer = open(&t.storage, &full).unwrap();
+    let mut writer = open(&t, &full).unwrap();
     writer.seal_as_write_only_for_tests(kit_of(&t.storage, id, &wo));
     let before: std::collections::HashSet<String> = t.storage.list(Dir::Data.prefix()).unwrap().into_iter().collect();
     let contents: Vec<Vec<u8>> =
@@ -218,7 +220,7 @@ fn packs_index_and_snapshots_a_kit_writes_open_with_full_keys_only() {
     let segments = t.storage.list(Dir::Index.prefix()).unwrap();
     assert!(segments.iter().any(|n| t.storage.get(n).unwrap()[0] == envelope::READER_ENVELOPE_VERSION));
     // Another client with the full key finds and reads every blob.
-    let reader = open(&t.storage, &full).unwrap();
+    let reader = open(&t, &full).unwrap();
     for (id, content) in ids.iter().zip(&contents) {
         assert_eq!(&reader.read_blob(id).unwrap(), content);
     }
@@ -249,6 +251,7 @@ fn a_write_only_slot_rewritten_as_full_is_never_sealed_the_repository_key() {
     t.storage.put(&name, &doc.encode(), PutMode::Overwrite).unwrap();
     let before: Vec<(String, Vec<u8>)> =
         t.storage.list("").unwrap().into_iter().map(|n| (n.clone(), t.storage.get(&n).unwrap())).collect();
+    let (cache, storage): (_, Arc<dyn Storage>) = (t.another_cache(), t.storage.clone());
     let err = t.repo.rotate_key().unwrap_err();
     assert!(matches!(err, Error::KeysChanged(_)), "{err}");
     let after: Vec<(String, Vec<u8>)> =
@@ -256,7 +259,7 @@ fn a_write_only_slot_rewritten_as_full_is_never_sealed_the_repository_key() {
     assert_eq!(before, after, "the refused rotation wrote nothing");
     // `key list` shows the access the keyring lists, not the document's.
     let full = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let slots = open(&t.storage, &full).unwrap().list_slots().unwrap();
+    let slots = Repository::open(storage, &full, cache).unwrap().list_slots().unwrap();
     assert!(slots.iter().any(|s| s.id == id && s.write_only), "{slots:?}");
 }
 
@@ -284,7 +287,7 @@ fn a_write_only_handle_refuses_every_read_and_key_path_and_writes_what_full_keys
     let mut t = TestRepository::new(1 << 20);
     let id = add_write_only(&mut t);
     let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let full = open(&t.storage, &full_secret).unwrap();
+    let full = open(&t, &full_secret).unwrap();
     let wo_secret = OpenSecret::Password(write_only_password());
     let storage: Arc<dyn Storage> = t.storage.clone();
     let cache = tempfile::tempdir().unwrap();
@@ -320,7 +323,7 @@ fn a_write_only_handle_refuses_every_read_and_key_path_and_writes_what_full_keys
     assert_eq!(full.load_snapshot(&snap_id).unwrap().hostname, "web1");
     assert_eq!(full.load_tree(&tree_id).unwrap().encode(), tree);
     // The plain `open` refuses the slot outright.
-    assert!(matches!(open(&t.storage, &wo_secret), Err(Error::WrongKey(_))));
+    assert!(matches!(open(&t, &wo_secret), Err(Error::WrongKey(_))));
 }
 
 #[test]
@@ -333,7 +336,7 @@ fn a_write_only_client_refuses_a_kit_older_than_the_one_it_used() {
     let old_doc = t.storage.get(&slot_name(&id)).unwrap();
     Repository::open_for_backup(Arc::clone(&storage), &wo_secret, cache.path().to_path_buf()).unwrap();
     let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let full = open(&t.storage, &full_secret).unwrap();
+    let full = open(&t, &full_secret).unwrap();
     full.rotate_key().unwrap();
     Repository::open_for_backup(Arc::clone(&storage), &wo_secret, cache.path().to_path_buf()).unwrap();
     // The storage serves the slot as it was before the rotation (its kit MAC still verifies).
@@ -359,7 +362,7 @@ fn a_write_only_slot_logs_its_snapshots_and_cannot_log_a_deletion() {
     let forged =
         crate::audit::AuditRecord { snapshots_deleted: vec![made], ..crate::audit::AuditRecord::new("forget") };
     handle.audit(&actor, &forged).unwrap();
-    let full = open(&t.storage, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
+    let full = open(&t, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
     let log = full.audit_log().unwrap();
     assert!(log.entries.iter().any(|e| e.write_only && e.entry.operation == "snapshot"), "{:?}", log.entries);
     assert!(!log.entries.iter().any(|e| e.entry.operation == "forget"), "the forged deletion counts for nothing");
@@ -409,7 +412,7 @@ fn a_full_key_stores_its_own_copy_of_what_only_a_write_only_slot_stored_and_a_re
     writer.add_with_id(BlobKind::Data, id, b"ransom note".repeat(50)).unwrap();
     writer.finish().unwrap();
     let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let full = open(&t.storage, &full_secret).unwrap();
+    let full = open(&t, &full_secret).unwrap();
     assert_eq!(full.index().unverified_packs().unwrap().len(), 1);
     let writer = full.blob_writer().unwrap();
     assert_eq!(writer.add(BlobKind::Data, real.clone()).unwrap(), id);
@@ -425,7 +428,7 @@ fn a_full_key_stores_its_own_copy_of_what_only_a_write_only_slot_stored_and_a_re
     }
     rewrite.finish(old.clone()).unwrap();
     full.delete_segments(&old).unwrap();
-    let fresh = open(&t.storage, &full_secret).unwrap();
+    let fresh = open(&t, &full_secret).unwrap();
     assert_eq!(fresh.segment_ids().unwrap().len(), 1);
     assert_eq!(fresh.index().unverified_packs().unwrap().len(), 1, "the mark outlives the rewrite");
     // Whichever copy the cache names, a read ends at the right content.
@@ -438,7 +441,7 @@ fn a_write_only_segment_arriving_during_a_full_backup_neither_counts_as_stored_n
     let mut t = TestRepository::new(1 << 20);
     add_write_only(&mut t);
     let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
-    let full = open(&t.storage, &full_secret).unwrap();
+    let full = open(&t, &full_secret).unwrap();
     let before = b"stored by a full key first".repeat(300);
     let later = b"a file the thief predicts".repeat(300);
     let (before_id, later_id) = (full.chunk_id(&before), full.chunk_id(&later));
@@ -456,8 +459,59 @@ fn a_write_only_segment_arriving_during_a_full_backup_neither_counts_as_stored_n
     writer.add(BlobKind::Data, later.clone()).unwrap();
     assert_eq!(writer.finish().unwrap().blobs, 2, "the thief's copy did not count as stored");
     // On any full client the cache names the trusted copies.
-    let fresh = open(&t.storage, &full_secret).unwrap();
+    let fresh = open(&t, &full_secret).unwrap();
     assert_eq!(fresh.locate(&before_id).unwrap().raw_length as usize, before.len());
     assert_eq!(fresh.locate(&later_id).unwrap().raw_length as usize, later.len());
     assert_eq!(fresh.read_blob(&later_id).unwrap(), later);
+}
+
+#[test]
+fn a_full_key_knows_which_slot_wrote_a_snapshot_and_refuses_a_forged_or_moved_proof() {
+    use super::snapshot_name;
+    use crate::format::snapshot::Writer;
+    let mut t = TestRepository::new(1 << 20);
+    let web1 = add_write_only(&mut t);
+    let web2_pw = SecretBytes::from("web2's password".to_string());
+    let web2 = t.repo.add_write_only_slot(WriteOnlySecret::Password(&web2_pw, Argon2Params::MIN), "web2").unwrap().0;
+    write_only_backup(open_write_only(&t, &t.another_cache()), b"web1's data");
+    let full = open(&t, &OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()))).unwrap();
+    let (real_id, real) = full.snapshots().unwrap().pop().unwrap();
+    assert_eq!(real.writer, Writer::WriteOnly(web1));
+    // web1's kit claims to be web2: the proof does not verify.
+    let kit = kit_of(&t.storage, web1, &OpenSecret::Password(write_only_password()));
+    let put = |id: crate::id::ObjectId, plain: &[u8]| {
+        let name = snapshot_name(&id);
+        let sealed = kit.sealer().unwrap().seal(ObjectKind::Snapshot, name.as_bytes(), plain).unwrap();
+        t.storage.put(&name, &sealed, PutMode::CreateNew).unwrap();
+        id
+    };
+    let claim = snapshot_of("db1", real.tree);
+    let forged_id = crate::id::ObjectId([0xf0; 32]);
+    let forged = put(forged_id, &claim.encode_attested(&snapshot_name(&forged_id), web2, kit.audit_key()));
+    match full.load_snapshot(&forged) {
+        Err(Error::Corrupt { why, .. }) => assert!(why.contains("does not verify"), "{why}"),
+        other => panic!("a forged writer was accepted: {other:?}"),
+    }
+    // web1's own proof, copied into another snapshot (another name), does not verify either.
+    let moved_id = crate::id::ObjectId([0xf1; 32]);
+    let moved = put(moved_id, &claim.encode_attested(&snapshot_name(&real_id), web1, kit.audit_key()));
+    assert!(matches!(full.load_snapshot(&moved), Err(Error::Corrupt { .. })));
+    // Without a proof, the writer is unknown.
+    let bare = put(crate::id::ObjectId([0xf2; 32]), &claim.encode());
+    assert_eq!(full.load_snapshot(&bare).unwrap().writer, Writer::Unattributed);
+    // A proof under a data key (a full key never writes one) is refused.
+    let odd_id = crate::id::ObjectId([0xf3; 32]);
+    full.save_object(
+        ObjectKind::Snapshot,
+        &snapshot_name(&odd_id),
+        &claim.encode_attested(&snapshot_name(&odd_id), web1, kit.audit_key()),
+    )
+    .unwrap();
+    assert!(matches!(full.load_snapshot(&odd_id), Err(Error::Corrupt { .. })));
+    // Listing keeps the readable ones and names the forgeries.
+    let (readable, unreadable) = full.readable_snapshots().unwrap();
+    assert_eq!(readable.len(), 2);
+    let mut bad: Vec<_> = unreadable.iter().map(|(id, _)| *id).collect();
+    bad.sort();
+    assert_eq!(bad, vec![forged, moved, odd_id]);
 }
