@@ -1,6 +1,7 @@
 //! The operations on an in-memory repository, without the CLI: check passes a whole repository
 //! and attributes a damaged pack to its snapshot and paths (the same whether its working sets
-//! fit in memory or spill to disk), and prune after forget deletes only what no snapshot uses.
+//! fit in memory or spill to disk), and prune after forget deletes only what no snapshot uses
+//! and keeps a full key's copy of what a write-only slot stored too.
 
 use cairn_repository::repo::testing::TestRepository;
 
@@ -15,6 +16,11 @@ fn back_up(t: &TestRepository, dir: &std::path::Path, files: u64, size: usize, s
     for i in 0..files {
         std::fs::write(dir.join(format!("f{i}")), noise(size, seed + i)).unwrap();
     }
+    back_up_again(&t.repo, dir)
+}
+
+/// Backs `dir` up (again) through `repo`; the snapshot's id.
+fn back_up_again(repo: &crate::Repository, dir: &std::path::Path) -> crate::id::ObjectId {
     let opts = crate::backup::BackupOptions {
         paths: vec![dir.to_path_buf()],
         hostname: "host".into(),
@@ -22,7 +28,7 @@ fn back_up(t: &TestRepository, dir: &std::path::Path, files: u64, size: usize, s
         program: "unit tests".into(),
         ..crate::backup::BackupOptions::default()
     };
-    crate::backup::backup(&t.repo, &opts, &crate::NoProgress).unwrap().snapshot_id
+    crate::backup::backup(repo, &opts, &crate::NoProgress).unwrap().snapshot_id
 }
 
 fn check_all(t: &TestRepository) -> crate::check::CheckReport {
@@ -134,4 +140,45 @@ fn prune_after_forget_deletes_what_no_snapshot_uses_and_leaves_the_rest_whole() 
     let report = check_all(&t);
     assert!(!report.has_errors(), "what remains is whole: {:?}", report.findings);
     assert_eq!(t.repo.snapshot_ids().unwrap().len(), 1);
+}
+
+#[test]
+fn prune_keeps_a_full_keys_copy_of_what_a_write_only_slot_stored_too_whichever_it_meets_first() {
+    use crate::crypto::{Argon2Params, SecretBytes};
+    use crate::format::envelope::ObjectKind;
+    use crate::format::names::Dir;
+    use crate::format::slot::SlotDoc;
+    use crate::keys::OpenSecret;
+    let t = TestRepository::new(64 << 10);
+    let pw = SecretBytes::from("web1's password".to_string());
+    let write_only = crate::repo::WriteOnlySecret::Password(&pw, Argon2Params::MIN);
+    let slot = t.repo.add_write_only_slot(write_only, "web1").unwrap().0;
+    let src = tempfile::tempdir().unwrap();
+    let dir = src.path().join("data");
+    back_up(&t, &dir, 4, 100_000, 30);
+    let full_packs: Vec<crate::PackId> = t.repo.list_packs().unwrap().into_iter().map(|(p, _)| p).collect();
+    let full_segments = t.repo.segment_ids().unwrap();
+    // The host backs the same files up with its write-only key: its own copy of every blob.
+    let cache = tempfile::tempdir().unwrap();
+    let storage: std::sync::Arc<dyn Storage> = t.storage.clone();
+    let secret = OpenSecret::Password(pw.clone());
+    let host = crate::Repository::open_for_backup(storage, &secret, cache.path().to_path_buf()).unwrap();
+    back_up_again(&host, &dir);
+    // Its segment, listed once more under the lowest name, so prune meets its copies first.
+    let doc = SlotDoc::decode(&t.storage.get(&crate::repo::slot_name(&slot)).unwrap(), "slot").unwrap();
+    let kit = crate::keys::open_write_only_slot(&doc, &secret, None).unwrap().unwrap();
+    for id in t.repo.segment_ids().unwrap().iter().filter(|id| !full_segments.contains(id)) {
+        let segment = t.repo.load_segment(id).unwrap();
+        let name = Dir::Index.object(&crate::ObjectId([0; 32]));
+        let sealed = kit.sealer().unwrap().seal(ObjectKind::IndexSegment, name.as_bytes(), &segment.encode()).unwrap();
+        t.storage.put(&name, &sealed, PutMode::CreateNew).unwrap();
+    }
+    let opts = crate::prune::PruneOptions { instant_delete: true, ..Default::default() };
+    crate::prune::prune(&t.repo, opts, false, &crate::NoProgress).unwrap();
+    let left: Vec<crate::PackId> = t.repo.list_packs().unwrap().into_iter().map(|(p, _)| p).collect();
+    for pack in &full_packs {
+        assert!(left.contains(pack), "the full key's pack {pack:?} was dropped for the write-only copy");
+    }
+    let report = check_all(&t);
+    assert!(!report.has_errors(), "{:?}", report.findings);
 }

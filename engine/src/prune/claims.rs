@@ -178,6 +178,7 @@ pub(super) fn claim_copies(
 ) -> Result<Claimed> {
     let mut out = Claimed::default();
     let mut listed: HashMap<PackId, Listed> = HashMap::new();
+    let unverified = repo.index().unverified_packs()?;
     for segment in live {
         for pack in repo.load_segment(segment)?.packs {
             let digest = digest(&pack);
@@ -199,7 +200,7 @@ pub(super) fn claim_copies(
                 unused_bytes: 0,
             });
             for b in &pack.blobs {
-                claim_blob(verifier, used, &mut out.usage, &listed, &pack.pack, b)?;
+                claim_blob(verifier, used, &mut out.usage, &listed, (&pack.pack, &unverified), b)?;
             }
         }
     }
@@ -245,13 +246,15 @@ fn tally(usage: &mut [PackUsage], listed: &HashMap<PackId, Listed>, pack: &PackI
 }
 
 /// Counts the copy `b` of `pack` as used or not, moving a used blob's claim to it when the
-/// claimed copy fails and this one verifies.
+/// claimed copy fails and this one verifies, or when the claimed copy is in a pack only a
+/// write-only slot wrote (`unverified`, SPEC §11) and this one is not: a verified copy there is
+/// sound, but full keys do not deduplicate against it, so the next backups would store it again.
 fn claim_blob(
     verifier: &mut Verifier<'_>,
     used: &mut ScratchTable,
     usage: &mut [PackUsage],
     listed: &HashMap<PackId, Listed>,
-    pack: &PackId,
+    (pack, unverified): (&PackId, &HashSet<PackId>),
     b: &BlobEntry,
 ) -> Result<()> {
     let Some(value) = used.get(b.id.as_bytes())? else {
@@ -267,7 +270,9 @@ fn claim_blob(
     // Another copy of a used blob: the claimed one must verify before this one counts as
     // unused (its pack may go); when it does not, this one takes the claim if it verifies.
     let mut claim = checked(verifier, &b.id, claim)?;
-    if claim.checked == Checked::Bad && claim.loc != here && verifier.verifies(&b.id, &here)? {
+    let better_here =
+        claim.checked == Checked::Bad || (unverified.contains(&claim.loc.pack) && !unverified.contains(pack));
+    if better_here && claim.loc != here && verifier.verifies(&b.id, &here)? {
         tally(usage, listed, &claim.loc.pack, claim.loc.length, Tally::Released);
         claim = Claim { loc: here, checked: Checked::Good };
         tally(usage, listed, pack, b.length, Tally::Used);

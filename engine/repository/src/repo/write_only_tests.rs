@@ -515,3 +515,40 @@ fn a_full_key_knows_which_slot_wrote_a_snapshot_and_refuses_a_forged_or_moved_pr
     bad.sort();
     assert_eq!(bad, vec![forged, moved, odd_id]);
 }
+
+#[test]
+fn a_write_only_segment_naming_a_full_keys_pack_neither_marks_it_unverified_nor_outlives_a_rewrite_so() {
+    use crate::format::BlobKind;
+    use crate::format::index::IndexSegment;
+    let mut t = TestRepository::new(1 << 20);
+    let web1 = add_write_only(&mut t);
+    let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let full = open(&t, &full_secret).unwrap();
+    let data = b"a full key's file".repeat(400);
+    let writer = full.blob_writer().unwrap();
+    let id = writer.add(BlobKind::Data, data.clone()).unwrap();
+    writer.finish().unwrap();
+    let segments = full.segment_ids().unwrap();
+    let packs = full.load_segment(&segments[0]).unwrap().packs;
+    // The thief lists the full key's pack in a segment of its own (sealed to the reader, so
+    // every full key reads all its packs as unverified).
+    let kit = kit_of(&t.storage, web1, &OpenSecret::Password(write_only_password()));
+    let name = Dir::Index.object(&crate::id::ObjectId([0x5e; 32]));
+    let forged = IndexSegment { packs, supersedes: Vec::new(), unverified: Vec::new() };
+    let sealed = kit.sealer().unwrap().seal(ObjectKind::IndexSegment, name.as_bytes(), &forged.encode()).unwrap();
+    t.storage.put(&name, &sealed, PutMode::CreateNew).unwrap();
+    let fresh = open(&t, &full_secret).unwrap();
+    assert!(fresh.index().unverified_packs().unwrap().is_empty(), "a full key's segment lists the pack");
+    let writer = fresh.blob_writer().unwrap();
+    writer.add(BlobKind::Data, data.clone()).unwrap();
+    assert_eq!(writer.finish().unwrap().blobs, 0, "still deduplicated");
+    // A rewrite (prune) writes no mark for it either.
+    let old = fresh.segment_ids().unwrap();
+    let mut rewrite = super::IndexRewrite::new(&fresh).unwrap();
+    rewrite.add(fresh.load_segment(&segments[0]).unwrap().packs.remove(0)).unwrap();
+    rewrite.finish(old.clone()).unwrap();
+    fresh.delete_segments(&old).unwrap();
+    let after = open(&t, &full_secret).unwrap();
+    assert!(after.index().unverified_packs().unwrap().is_empty());
+    assert_eq!(after.read_blob(&id).unwrap(), data);
+}

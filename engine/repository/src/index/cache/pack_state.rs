@@ -58,20 +58,25 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// The packs applied as unverified: written by a write-only slot, their blobs checked by
-    /// no full key (SPEC §11). Full-key writers do not count their blobs as stored.
+    /// The packs applied as unverified (written by a write-only slot, their blobs checked by
+    /// no full key, SPEC §11) and listed by no segment without that mark. A reader-sealed
+    /// segment may list any pack id: one a full key's segment lists too stays trusted, so a
+    /// stolen write-only key cannot have a rewrite (prune) mark full keys' packs unverified
+    /// and so stop their deduplication. Full-key writers do not count these packs' blobs as
+    /// stored.
     pub fn unverified_packs(&self) -> Result<std::collections::HashSet<PackId>> {
-        let mut out = std::collections::HashSet::new();
-        for item in self.db.iterator(IteratorMode::From(b"u", Direction::Forward)) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !k.starts_with(b"u") {
-                break;
-            }
-            if let Ok(pack) = <[u8; 32]>::try_from(&*v) {
-                out.insert(PackId(pack));
+        let marked = self.unverified_ordinals()?;
+        let mut unverified = std::collections::HashSet::new();
+        let mut trusted = std::collections::HashSet::new();
+        for (ordinal, pack) in self.pack_ordinals()? {
+            if marked.contains(&ordinal) {
+                unverified.insert(pack);
+            } else {
+                trusted.insert(pack);
             }
         }
-        Ok(out)
+        unverified.retain(|p| !trusted.contains(p));
+        Ok(unverified)
     }
 
     /// The packs of every blob [`IndexCache::contains`] has answered "stored" for so far: what
