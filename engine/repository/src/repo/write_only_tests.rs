@@ -345,9 +345,19 @@ fn a_write_only_client_refuses_a_kit_older_than_the_one_it_used() {
         Err(Error::KeysChanged(m)) => assert!(m.contains("older"), "{m}"),
         other => panic!("an older kit was accepted: {:?}", other.map(|r| r.opened_with())),
     }
-    // A client that pinned nothing cannot tell (SPEC §15.5); with its pins it can.
+    // A client that pinned nothing cannot tell (SPEC §15.5); with its pins it can. What it
+    // then writes is sealed to the epoch below the floor: full keys refuse it, so `check`
+    // reports the snapshot instead of taking it for a backup.
     let fresh = tempfile::tempdir().unwrap();
-    assert!(Repository::open_for_backup(storage, &wo_secret, fresh.path().to_path_buf()).is_ok());
+    let replayed = Repository::open_for_backup(storage, &wo_secret, fresh.path().to_path_buf()).unwrap();
+    write_only_backup(replayed, b"sealed to the old reader key");
+    let reader = open(&t, &full_secret).unwrap();
+    let (readable, unreadable) = reader.readable_snapshots().unwrap();
+    assert!(readable.is_empty(), "{readable:?}");
+    match unreadable.as_slice() {
+        [(_, e)] => assert!(e.to_string().contains("epoch"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
