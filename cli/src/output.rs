@@ -82,17 +82,15 @@ pub fn writer(w: cairn_engine::format::snapshot::Writer) -> String {
     match w {
         Writer::Full => "full key".into(),
         Writer::WriteOnly(slot) => format!("write-only slot {}", slot.short()),
-        Writer::Unattributed => "unknown (no proof)".into(),
     }
 }
 
-/// A machine-readable writer: `full`, `write-only:<slot id>` or `unknown`.
+/// A machine-readable writer: `full` or `write-only:<slot id>`.
 pub fn writer_json(w: cairn_engine::format::snapshot::Writer) -> String {
     use cairn_engine::format::snapshot::Writer;
     match w {
         Writer::Full => "full".into(),
         Writer::WriteOnly(slot) => format!("write-only:{}", slot.to_hex()),
-        Writer::Unattributed => "unknown".into(),
     }
 }
 

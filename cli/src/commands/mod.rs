@@ -391,7 +391,7 @@ pub fn find_snapshot(
     Err(cairn_engine::Error::SnapshotNotFound(why).into())
 }
 
-/// Warns when `latest` of a host was written by another writer than earlier snapshots of that
+/// Warns when `latest` of a host was written by another writer than other snapshots of that
 /// host: a stolen write-only key can name any host and date its snapshot now (SPEC §15.5).
 fn warn_other_writers(
     (id, found): &(cairn_engine::ObjectId, cairn_engine::format::snapshot::Snapshot),
@@ -406,7 +406,7 @@ fn warn_other_writers(
     others.dedup();
     if !others.is_empty() {
         eprintln!(
-            "warning: `latest` of host {} is {}, written by {}; earlier snapshots of that host were written by {}",
+            "warning: `latest` of host {} is {}, written by {}; other snapshots of that host were written by {}",
             found.hostname,
             id.short(),
             crate::output::writer(found.writer),

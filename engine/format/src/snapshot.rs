@@ -21,7 +21,8 @@ pub const SNAPSHOT_VERSION: u8 = 1;
 /// (32 bytes) and the MAC (32 bytes) of [`Snapshot::encode_attested`].
 pub const SNAPSHOT_ATTESTED_VERSION: u8 = 2;
 
-/// Who wrote a snapshot, as its reader established it when loading it (never stored as such).
+/// Who wrote a snapshot, as its reader established it when loading it (never stored as such:
+/// [`Snapshot::decode`] alone leaves the default, which only a repository's loader may trust).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Writer {
     /// Sealed under a data key: written by a full key.
@@ -29,13 +30,11 @@ pub enum Writer {
     Full,
     /// Sealed to the reader key, with a valid proof from this write-only slot.
     WriteOnly(ObjectId),
-    /// Sealed to the reader key without a proof of its writer (payload version 1, as written
-    /// before version 2 existed): it may come from any holder of a write-only key.
-    Unattributed,
 }
 
-/// The proof a version 2 snapshot carries: its slot, and a MAC a verifier recomputes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The proof a version 2 snapshot carries: its slot, and a MAC a verifier recomputes (never
+/// compared as a value: [`Attestation::verify`] compares in constant time).
+#[derive(Debug, Clone)]
 pub struct Attestation {
     /// The write-only slot that claims the snapshot.
     pub slot: ObjectId,

@@ -176,7 +176,19 @@ fn choose_parent(
     }
     match choice {
         ParentChoice::None => Ok(None),
-        ParentChoice::Snapshot(id) => Ok(Some((id, repo.load_snapshot(&id)?))),
+        ParentChoice::Snapshot(id) => {
+            let snapshot = repo.load_snapshot(&id)?;
+            if let crate::format::snapshot::Writer::WriteOnly(slot) = snapshot.writer {
+                return Err(Error::InvalidInput(format!(
+                    "snapshot {} was written by write-only slot {}: a full key's backup takes only a full key's \
+                     snapshot as its parent (its tree could come from a stolen write-only key); name another, or \
+                     pass --force",
+                    id.short(),
+                    slot.short()
+                )));
+            }
+            Ok(Some((id, snapshot)))
+        }
         // A snapshot that cannot be read is no parent: the backup reads those files instead of
         // failing (a damaged snapshot must not stop nightly backups).
         // Only a full key's snapshot: one sealed to the reader key may come from a stolen

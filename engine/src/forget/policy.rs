@@ -11,8 +11,7 @@
 //!
 //! A write-only slot's snapshots always form groups of their own (SPEC §15.5): a stolen
 //! write-only key can name any host, and so would otherwise take the places of that host's real
-//! snapshots in `last` and in every bucket. Snapshots whose writer is unknown are kept and
-//! counted by no rule, like those dated after now.
+//! snapshots in `last` and in every bucket.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -289,13 +288,6 @@ pub fn apply(snapshots: &[SnapshotInfo], policy: &KeepPolicy, by: GroupBy) -> Ve
                 // bucket; forgotten, a host whose clock runs ahead would lose it. Kept, and left
                 // to a human.
                 reasons.push("dated after now: kept, and counted by no rule".to_string());
-                out.push(Decision { snapshot: (*s).clone(), group: key.clone(), keep: true, reasons });
-                continue;
-            }
-            if s.writer == Writer::Unattributed {
-                reasons.push(
-                    "writer unknown (sealed to the reader key without a proof): kept, and counted by no rule".into(),
-                );
                 out.push(Decision { snapshot: (*s).clone(), group: key.clone(), keep: true, reasons });
                 continue;
             }

@@ -40,30 +40,25 @@ fn daily_keeps_the_newest_of_each_day() {
 }
 
 #[test]
-fn a_write_only_slots_snapshots_are_judged_apart_and_unattributed_ones_count_for_nothing() {
+fn a_write_only_slots_snapshots_are_judged_apart() {
     let now = 20_000 * DAY;
     // db1's real snapshots, one a day.
     let mut s: Vec<SnapshotInfo> = (1..=5).map(|n| snap(n, now - i64::from(n) * DAY, "db1", &[])).collect();
     // A stolen write-only key of web1 claims db1 with newer snapshots, one in each of the
-    // last hours, and one more carries no proof of its writer at all.
+    // last hours.
     let web1 = Writer::WriteOnly(ObjectId([0xeb; 32]));
     for n in 20..24u8 {
         let mut planted = snap(n, now - i64::from(n - 19) * HOUR, "db1", &[]);
         planted.writer = web1;
         s.push(planted);
     }
-    let mut unknown = snap(30, now - 1, "db1", &[]);
-    unknown.writer = Writer::Unattributed;
-    s.push(unknown);
     let last = KeepPolicy { last: Some(3), now_ns: Some(now), ..Default::default() };
     let d = apply(&s, &last, GroupBy::default());
-    // db1's three newest stay; web1's group keeps its own three; the unattributed one is kept.
-    assert_eq!(kept(&d), vec![1, 2, 3, 20, 21, 22, 30]);
+    // db1's three newest stay; web1's group keeps its own three.
+    assert_eq!(kept(&d), vec![1, 2, 3, 20, 21, 22]);
     assert!(d.iter().filter(|d| d.snapshot.writer == web1).all(|d| d.group.writer == web1));
-    let unknown = d.iter().find(|d| d.snapshot.id.0[0] == 30).unwrap();
-    assert!(unknown.reasons[0].contains("counted by no rule"), "{:?}", unknown.reasons);
     let daily = KeepPolicy { buckets: [(Bucket::Daily, 2)].into(), now_ns: Some(now), ..Default::default() };
-    assert_eq!(kept(&apply(&s, &daily, GroupBy::default())), vec![1, 2, 20, 30]);
+    assert_eq!(kept(&apply(&s, &daily, GroupBy::default())), vec![1, 2, 20]);
 }
 
 #[test]

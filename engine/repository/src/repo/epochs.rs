@@ -166,14 +166,23 @@ impl Repository {
             // holder of a key rotated away (or of a write-only kit of that time), and readers
             // refuse it. Re-sealing it under the current epoch would launder it: it is left as
             // it is, still refused (`check` reports it).
+            let mut to_reader = false;
             let plain = match envelope::open_sealed(&sealed, kind, name.as_bytes(), &name, |to| {
+                to_reader = matches!(to, envelope::SealedTo::Reader { .. });
                 self.keyring()?.open_key(kind, to, &name)
             }) {
                 Ok(plain) => plain,
                 Err(Error::Corrupt { .. }) if epoch < self.keyring()?.metadata_floor() => continue,
                 Err(e) => return Err(e),
             };
-            let resealed = envelope::seal(key, current, kind, name.as_bytes(), &plain)?;
+            // What a write-only slot wrote stays sealed to the reader (now the current epoch's):
+            // under a data key it would pass for a full key's (SPEC §7.4): its snapshots would
+            // lose their writer and its index segments the mark of their packs (§11).
+            let resealed = if to_reader {
+                self.current_reader_sealer()?.seal(kind, name.as_bytes(), &plain)?
+            } else {
+                envelope::seal(key, current, kind, name.as_bytes(), &plain)?
+            };
             self.storage.put(&name, &resealed, PutMode::Overwrite)?;
             count += 1;
         }

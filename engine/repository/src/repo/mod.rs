@@ -358,6 +358,18 @@ impl Repository {
         })
     }
 
+    /// A full key's sealer to the current epoch's reader key: what a write-only slot wrote,
+    /// sealed again (rotation) or saved again (`tag`, `rewrite`, `copy`) by a full key, stays
+    /// marked as a write-only slot's.
+    pub(crate) fn current_reader_sealer(&self) -> Result<crate::format::sealer::Sealer> {
+        let keyring = self.keyring()?;
+        let (epoch, _) = keyring.current();
+        let public = keyring
+            .reader_public(epoch)
+            .ok_or_else(|| Error::Internal(format!("no reader key for the current epoch {epoch}")))?;
+        Ok(crate::format::sealer::Sealer::Reader(keys::ReaderSealer::new(epoch, &public)?))
+    }
+
     /// Who the snapshots this handle writes come from.
     pub fn writer(&self) -> crate::format::snapshot::Writer {
         match self.sealing_kit() {

@@ -11,9 +11,9 @@ impl Repository {
     }
 
     /// Loads one snapshot and establishes its writer: one sealed under a data key comes from a
-    /// full key; one sealed to the reader key from the write-only slot its proof names (a proof
-    /// that does not verify is a forgery: [`Error::Corrupt`]), or from no one known when it
-    /// carries none.
+    /// full key; one sealed to the reader key from the write-only slot its proof names. One
+    /// sealed to the reader key whose proof is missing or does not verify is a forgery
+    /// ([`Error::Corrupt`]), as is a proof under a data key.
     pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
         let name = snapshot_name(id);
         let (plain, to_reader) = self.load_object_sealed_how(ObjectKind::Snapshot, &name)?;
@@ -23,7 +23,9 @@ impl Repository {
             (false, Some(_)) => {
                 return Err(Error::corrupt(&name, "sealed under a data key yet claiming a write-only writer"));
             }
-            (true, None) => Writer::Unattributed,
+            (true, None) => {
+                return Err(Error::corrupt(&name, "sealed to the reader key without its writer's proof"));
+            }
             (true, Some(proof)) => {
                 proof.verify(&plain, &name, &self.keyring()?.slot_audit_key(proof.slot))?;
                 Writer::WriteOnly(proof.slot)
@@ -128,6 +130,33 @@ impl Repository {
         )?;
         self.check_locks()?;
         let id = ObjectId::random()?;
+        let name = snapshot_name(&id);
+        // Sealed before it is announced: a snapshot this repository cannot hold is refused
+        // before the log names it.
+        let sealed = match (self.sealing_kit(), snapshot.writer) {
+            (Some(kit), _) => self.sealer()?.seal(
+                ObjectKind::Snapshot,
+                name.as_bytes(),
+                &snapshot.encode_attested(&name, kit.slot(), kit.audit_key()),
+            )?,
+            (None, Writer::Full) => self.sealer()?.seal(ObjectKind::Snapshot, name.as_bytes(), &snapshot.encode())?,
+            // A full key saving a write-only slot's snapshot again (`tag`, `rewrite`, `repair`,
+            // `copy`) keeps it that slot's: sealed to the reader with the slot's proof, never
+            // passed off as a full key's (SPEC §13).
+            (None, Writer::WriteOnly(slot)) => {
+                if self.config().format_version < crate::format::WRITE_ONLY_FORMAT_VERSION {
+                    return Err(Error::InvalidInput(format!(
+                        "snapshot of {} was written by write-only slot {}, and this repository (format {}) cannot \
+                         hold write-only snapshots: add a write-only slot to it first (`key add --write-only`)",
+                        snapshot.hostname,
+                        slot.short(),
+                        self.config().format_version
+                    )));
+                }
+                let plain = snapshot.encode_attested(&name, slot, &self.keyring()?.slot_audit_key(slot));
+                self.current_reader_sealer()?.seal(ObjectKind::Snapshot, name.as_bytes(), &plain)?
+            }
+        };
         if let Some(actor) = &self.actor {
             let intent = crate::audit::AuditRecord {
                 outcome: crate::audit::INTENT.into(),
@@ -137,12 +166,8 @@ impl Repository {
             };
             self.audit(actor, &intent)?;
         }
-        let name = snapshot_name(&id);
-        let plain = match self.sealing_kit() {
-            Some(kit) => snapshot.encode_attested(&name, kit.slot(), kit.audit_key()),
-            None => snapshot.encode(),
-        };
-        let size = self.save_object(ObjectKind::Snapshot, &name, &plain)?;
+        self.storage.put(&name, &sealed, PutMode::CreateNew)?;
+        let size = sealed.len() as u64;
         if let Some(own) = self.own_record() {
             own.keep_parent(&id, snapshot);
             own.collect_garbage(|plain| self.chunk_id(plain));

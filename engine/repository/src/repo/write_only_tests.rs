@@ -506,9 +506,12 @@ fn a_full_key_knows_which_slot_wrote_a_snapshot_and_refuses_a_forged_or_moved_pr
     let moved_id = crate::id::ObjectId([0xf1; 32]);
     let moved = put(moved_id, &claim.encode_attested(&snapshot_name(&real_id), web1, kit.audit_key()));
     assert!(matches!(full.load_snapshot(&moved), Err(Error::Corrupt { .. })));
-    // Without a proof, the writer is unknown.
+    // Without a proof, it could come from any write-only slot: refused.
     let bare = put(crate::id::ObjectId([0xf2; 32]), &claim.encode());
-    assert_eq!(full.load_snapshot(&bare).unwrap().writer, Writer::Unattributed);
+    match full.load_snapshot(&bare) {
+        Err(Error::Corrupt { why, .. }) => assert!(why.contains("without its writer's proof"), "{why}"),
+        other => panic!("a snapshot without a proof was accepted: {other:?}"),
+    }
     // A proof under a data key (a full key never writes one) is refused.
     let odd_id = crate::id::ObjectId([0xf3; 32]);
     full.save_object(
@@ -520,10 +523,10 @@ fn a_full_key_knows_which_slot_wrote_a_snapshot_and_refuses_a_forged_or_moved_pr
     assert!(matches!(full.load_snapshot(&odd_id), Err(Error::Corrupt { .. })));
     // Listing keeps the readable ones and names the forgeries.
     let (readable, unreadable) = full.readable_snapshots().unwrap();
-    assert_eq!(readable.len(), 2);
+    assert_eq!(readable.len(), 1);
     let mut bad: Vec<_> = unreadable.iter().map(|(id, _)| *id).collect();
     bad.sort();
-    assert_eq!(bad, vec![forged, moved, odd_id]);
+    assert_eq!(bad, vec![forged, moved, bare, odd_id]);
 }
 
 #[test]
@@ -561,4 +564,29 @@ fn a_write_only_segment_naming_a_full_keys_pack_neither_marks_it_unverified_nor_
     let after = open(&t, &full_secret).unwrap();
     assert!(after.index().unverified_packs().unwrap().is_empty());
     assert_eq!(after.read_blob(&id).unwrap(), data);
+}
+
+#[test]
+fn a_rotation_and_a_full_key_saving_a_write_only_snapshot_again_keep_its_writer_and_its_packs_marks() {
+    use crate::format::snapshot::Writer;
+    let mut t = TestRepository::new(1 << 20);
+    let web1 = add_write_only(&mut t);
+    write_only_backup(open_write_only(&t, &t.another_cache()), b"web1's data");
+    let full_secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+    let full = open(&t, &full_secret).unwrap();
+    let marked = full.index().unverified_packs().unwrap();
+    assert!(!marked.is_empty());
+    // `tag` (or rewrite, repair, copy) saves the snapshot again with a full key.
+    let (old_id, mut snapshot) = full.snapshots().unwrap().pop().unwrap();
+    snapshot.tags.push("kept".into());
+    let (again, _) = full.save_snapshot(&snapshot).unwrap();
+    full.delete_snapshot(&old_id).unwrap();
+    // A rotation re-seals every small object under the new epoch.
+    let (rotated, _) = full.rotate_key().unwrap();
+    drop(rotated);
+    let fresh = open(&t, &full_secret).unwrap();
+    let reloaded = fresh.load_snapshot(&again).unwrap();
+    assert_eq!(reloaded.writer, Writer::WriteOnly(web1), "still web1's");
+    assert_eq!(reloaded.tags, vec!["kept".to_string()]);
+    assert_eq!(fresh.index().unverified_packs().unwrap(), marked, "its packs are still unverified");
 }
