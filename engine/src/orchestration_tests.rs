@@ -182,3 +182,47 @@ fn prune_keeps_a_full_keys_copy_of_what_a_write_only_slot_stored_too_whichever_i
     let report = check_all(&t);
     assert!(!report.has_errors(), "{:?}", report.findings);
 }
+
+#[test]
+fn a_restore_that_writes_its_files_in_many_flushes_restores_links_across_them_and_verifies_each() {
+    use std::os::unix::fs::MetadataExt;
+    let t = TestRepository::new(64 << 10);
+    let src = tempfile::tempdir().unwrap();
+    let dir = src.path().join("data");
+    for d in 0..4 {
+        let sub = dir.join(format!("d{d}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..15u64 {
+            let size = if i % 5 == 0 { 0 } else { 1_000 * i as usize };
+            std::fs::write(sub.join(format!("f{i}")), noise(size, d * 100 + i)).unwrap();
+        }
+    }
+    // Links whose first member is written flushes before them.
+    for d in 1..4 {
+        std::fs::hard_link(dir.join("d0/f3"), dir.join(format!("d{d}/link"))).unwrap();
+    }
+    let id = back_up_again(&t.repo, &dir);
+    let snapshot = t.repo.load_snapshot(&id).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let opts = crate::restore::RestoreOptions {
+        target: target.path().to_path_buf(),
+        verify: true,
+        flush_files: 7,
+        ..Default::default()
+    };
+    let outcome = crate::restore::restore(&t.repo, snapshot.tree, &opts, &crate::NoProgress).unwrap();
+    assert!(outcome.damaged.is_empty(), "{:?}", outcome.damaged);
+    assert_eq!((outcome.files, outcome.hardlinks), (60, 3), "{outcome:?}");
+    assert_eq!(outcome.verified, 60);
+    let restored = target.path().join(dir.strip_prefix("/").unwrap());
+    for d in 0..4 {
+        for i in 0..15 {
+            let rel = format!("d{d}/f{i}");
+            assert!(std::fs::read(dir.join(&rel)).unwrap() == std::fs::read(restored.join(&rel)).unwrap(), "{rel}");
+        }
+    }
+    let first = std::fs::metadata(restored.join("d0/f3")).unwrap().ino();
+    for d in 1..4 {
+        assert_eq!(std::fs::metadata(restored.join(format!("d{d}/link"))).unwrap().ino(), first);
+    }
+}

@@ -30,6 +30,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> anyhow::Result<i32> {
             },
             delete: a.delete,
             verify: a.verify,
+            flush_files: 0,
         };
         let start = Instant::now();
         let progress = TermProgress::new(g.quiet || g.json);

@@ -84,6 +84,9 @@ pub struct RestoreOptions {
     pub delete: bool,
     /// Read every written file back and check it against its chunk ids.
     pub verify: bool,
+    /// Files the walk plans before it stops to write them (0: the default, 20,000): what
+    /// bounds a restore's memory however many files the snapshot holds.
+    pub flush_files: usize,
 }
 
 /// A file (or a directory's contents) that could not be restored.
@@ -339,6 +342,51 @@ impl Restorer<'_> {
         Ok(written.failures)
     }
 
+    /// Writes the files the walk planned so far, applies the metadata of those already
+    /// right, makes the links, verifies what was written (`--verify`), and empties the plan's
+    /// lists of files: the walk calls it whenever enough files wait, and once at its end.
+    fn flush(&self, plan: &mut plan::Plan) -> Result<()> {
+        let writes = std::mem::take(&mut plan.writes);
+        plan.write_chunks = 0;
+        let written = self.write_contents(&writes, &mut plan.outcome)?;
+        let keeps = std::mem::take(&mut plan.keeps);
+        for job in &keeps {
+            self.apply_meta(&job.rel, &job.node, &mut plan.outcome.warnings)?;
+            plan.outcome.files_unchanged += 1;
+        }
+        for (rel, first) in std::mem::take(&mut plan.links) {
+            let (new_dir, new_name) = self.parent(&rel)?;
+            let (old_dir, old_name) = self.parent(&first)?;
+            match hostfs::link_at(old_dir.as_fd(), old_name, new_dir.as_fd(), new_name) {
+                Ok(()) => plan.outcome.hardlinks += 1,
+                Err(e) => plan.outcome.damaged.push(RestoreFailure {
+                    path: self.display(&rel),
+                    message: format!("cannot link to {}: {e}", self.display(&first).display()),
+                    not_indexed: false,
+                }),
+            }
+        }
+        let done = writes.iter().zip(&written).filter(|(_, ok)| **ok).map(|(job, _)| job);
+        if self.opts.restore_flags {
+            let flagged = done.clone().chain(&keeps).filter(|j| j.node.flags != 0);
+            plan.flagged.extend(flagged.map(|j| (j.rel.clone(), j.node.clone())));
+        }
+        if self.opts.verify {
+            for job in done {
+                match self.existing_matches(&job.rel, &job.node) {
+                    Ok(true) => plan.outcome.verified += 1,
+                    Ok(false) => plan.outcome.damaged.push(RestoreFailure {
+                        path: self.display(&job.rel),
+                        message: "verification failed: the file on disk does not match the snapshot".into(),
+                        not_indexed: false,
+                    }),
+                    Err(e) => plan.outcome.damaged.push(RestoreFailure::new(self.display(&job.rel), &e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the temporary files a killed restore left in `dir` (names of [`temp_name`]'s
     /// form only).
     fn remove_leftovers(&self, dir: BorrowedFd<'_>, rel: &[u8], names: &[Vec<u8>]) -> Result<()> {
@@ -432,27 +480,11 @@ pub fn restore(
         exclude,
         trees: std::sync::Mutex::default(),
     };
+    // The total is not known before the walk ends: files are written as it goes.
+    progress.phase("restore", None);
     let mut plan = r.plan(tree)?;
-    let total: u64 = plan.writes.iter().map(|j| j.node.size).sum();
-    progress.phase("restore", Some(total));
+    r.flush(&mut plan)?;
     let mut outcome = std::mem::take(&mut plan.outcome);
-    let written = r.write_contents(&plan.writes, &mut outcome)?;
-    for job in &plan.keeps {
-        r.apply_meta(&job.rel, &job.node, &mut outcome.warnings)?;
-        outcome.files_unchanged += 1;
-    }
-    for (rel, first) in &plan.links {
-        let (new_dir, new_name) = r.parent(rel)?;
-        let (old_dir, old_name) = r.parent(first)?;
-        match hostfs::link_at(old_dir.as_fd(), old_name, new_dir.as_fd(), new_name) {
-            Ok(()) => outcome.hardlinks += 1,
-            Err(e) => outcome.damaged.push(RestoreFailure {
-                path: r.display(rel),
-                message: format!("cannot link to {}: {e}", r.display(first).display()),
-                not_indexed: false,
-            }),
-        }
-    }
     // Deepest directories were pushed first (post-order), so parents' mtimes are set last.
     for (rel, node) in &plan.dirs {
         if !rel.is_empty() {
@@ -461,25 +493,9 @@ pub fn restore(
     }
     if opts.restore_flags {
         // Files first, then directories deepest first.
-        let files = plan.writes.iter().zip(&written).filter(|(_, ok)| **ok).map(|(j, _)| (&j.rel, &j.node));
-        let keeps = plan.keeps.iter().map(|j| (&j.rel, &j.node));
-        let dirs = plan.dirs.iter().filter(|(rel, _)| !rel.is_empty()).map(|(rel, node)| (rel, node));
-        for (rel, node) in files.chain(keeps).chain(dirs).filter(|(_, n)| n.flags != 0) {
+        let dirs = plan.dirs.iter().filter(|(rel, node)| !rel.is_empty() && node.flags != 0);
+        for (rel, node) in plan.flagged.iter().chain(dirs) {
             r.apply_flags(rel, node, &mut outcome.warnings);
-        }
-    }
-    if opts.verify {
-        progress.phase("verify", Some(total));
-        for (job, _) in plan.writes.iter().zip(&written).filter(|(_, ok)| **ok) {
-            match r.existing_matches(&job.rel, &job.node) {
-                Ok(true) => outcome.verified += 1,
-                Ok(false) => outcome.damaged.push(RestoreFailure {
-                    path: r.display(&job.rel),
-                    message: "verification failed: the file on disk does not match the snapshot".into(),
-                    not_indexed: false,
-                }),
-                Err(e) => outcome.damaged.push(RestoreFailure::new(r.display(&job.rel), &e)),
-            }
         }
     }
     progress.done();

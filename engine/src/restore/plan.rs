@@ -23,20 +23,40 @@ use super::{Overwrite, RestoreFailure, RestoreOutcome, Restorer, is_temp_name};
 /// storage connection busy, few enough that the trees held stay small.
 const PREFETCHED_TREES: usize = 64;
 
-/// What the plan leaves for the later passes.
+/// Files planned and not yet written before the walk stops to write them
+/// ([`Restorer::flush`]; `RestoreOptions::flush_files` when set): the plan holds a bounded part
+/// of the snapshot's files at a time, so a restore's memory does not grow with the number of
+/// files.
+const FLUSH_FILES: usize = 20_000;
+
+/// What the plan leaves for the later passes: the files planned since the last flush, the
+/// directories and flagged entries of the whole restore.
 #[derive(Debug, Default)]
 pub(super) struct Plan {
     /// Files whose content is written.
     pub writes: Vec<FileJob>,
+    /// Chunks of `writes`.
+    pub write_chunks: usize,
     /// Existing files that already hold the right content: metadata only.
     pub keeps: Vec<FileJob>,
     /// Further links: (path, path of the group's first restored member).
     pub links: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Files restored whose flags are set last (an immutable file takes no later link).
+    pub flagged: Vec<(Vec<u8>, Node)>,
     /// Directories in post-order (children before parents).
     pub dirs: Vec<(Vec<u8>, Node)>,
     /// Counters and warnings so far.
     pub outcome: RestoreOutcome,
     first_of_group: HashMap<u64, Vec<u8>>,
+}
+
+impl Plan {
+    /// Whether enough files wait to be written (`flush_files`, 0 for the default) that the
+    /// walk stops to write them.
+    pub fn due(&self, flush_files: usize) -> bool {
+        let limit = if flush_files == 0 { FLUSH_FILES } else { flush_files };
+        self.writes.len() + self.keeps.len() + self.links.len() >= limit || self.write_chunks >= super::BATCH_CHUNKS
+    }
 }
 
 /// What to do with a file given what is already at its place.
@@ -161,6 +181,9 @@ impl Restorer<'_> {
             let child = join(rel, &node.name);
             self.progress.path(&self.display(&child));
             any |= self.plan_node(dir, child, join(snap, &node.name), node, place, plan)?;
+            if plan.due(self.opts.flush_files) {
+                self.flush(plan)?;
+            }
         }
         if self.opts.delete {
             for name in existing.into_iter().filter(|n| !is_temp_name(n)) {
@@ -255,7 +278,14 @@ impl Restorer<'_> {
                     FileDecision::Compare => self.existing_matches(&job.rel, node).unwrap_or(false),
                     FileDecision::Write | FileDecision::Leave => false,
                 };
-                if keep { plan.keeps.push(job) } else { plan.writes.push(job) }
+                if keep {
+                    plan.keeps.push(job)
+                } else {
+                    if let NodeKind::File { chunks, .. } = &node.kind {
+                        plan.write_chunks += chunks.len();
+                    }
+                    plan.writes.push(job)
+                }
             }
             NodeKind::Symlink { target } => {
                 hostfs::make_symlink_at(dir, &name, target).map_err(self.err(&rel))?;
