@@ -41,6 +41,7 @@ fn same_backup(a: &Snapshot, b: &Snapshot) -> bool {
         v
     };
     a.time_ns == b.time_ns
+        && a.writer == b.writer
         && a.hostname == b.hostname
         && a.username == b.username
         && sorted(&a.paths) == sorted(&b.paths)
@@ -49,6 +50,18 @@ fn same_backup(a: &Snapshot, b: &Snapshot) -> bool {
 
 /// Copies `snapshots` of `from` into `to`, oldest first, skipping those `to` has already.
 pub fn copy_snapshots(from: &Repository, to: &Repository, snapshots: &[(ObjectId, Snapshot)]) -> Result<Vec<Copied>> {
+    // A write-only slot's snapshot stays one (SPEC §13): checked before any data is copied.
+    if to.config().format_version < crate::format::WRITE_ONLY_FORMAT_VERSION
+        && let Some((id, s)) = snapshots.iter().find(|(_, s)| s.writer != crate::format::snapshot::Writer::Full)
+    {
+        return Err(crate::Error::InvalidInput(format!(
+            "snapshot {} of {} was written by a write-only slot, and the destination (format {}) cannot hold \
+             write-only snapshots; leave it out, or add a write-only slot to the destination first",
+            id.short(),
+            s.hostname,
+            to.config().format_version
+        )));
+    }
     let present: Vec<Snapshot> = to.readable_snapshots()?.0.into_iter().map(|(_, s)| s).collect();
     let writer = to.blob_writer()?;
     let mut copier = Copier { from, to, writer: &writer, trees: HashMap::new(), buf: Vec::new() };

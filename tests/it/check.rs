@@ -240,7 +240,8 @@ fn repair_snapshots_keeps_what_is_intact_and_marks_what_is_lost() {
     // rebuilt from the packs that exist, then the snapshots around what is gone.
     fs::remove_file(f.pack_of(&repo, "later")).unwrap();
     cairn_engine::repair::repair_index(&repo, &NoProgress).unwrap();
-    let out = repair_snapshots(&repo, &NoProgress).unwrap();
+    let out = repair_snapshots(&repo, &cairn_engine::audit::Actor { host: "h".into(), user: "u".into() }, &NoProgress)
+        .unwrap();
     assert_eq!(out.snapshots, 2);
     assert_eq!(out.repaired.len(), 1, "{out:?}");
     let fixed = &out.repaired[0];
@@ -264,7 +265,12 @@ fn repair_snapshots_keeps_what_is_intact_and_marks_what_is_lost() {
     assert!(!restored.join("later").exists());
     assert_eq!(fs::read(restored.join("later.cairn-damaged")).unwrap(), b"");
     // Nothing more to do.
-    assert!(repair_snapshots(&repo, &NoProgress).unwrap().repaired.is_empty());
+    assert!(
+        repair_snapshots(&repo, &cairn_engine::audit::Actor { host: "h".into(), user: "u".into() }, &NoProgress)
+            .unwrap()
+            .repaired
+            .is_empty()
+    );
 }
 
 #[test]

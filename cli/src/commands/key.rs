@@ -345,9 +345,15 @@ fn rotate(g: &GlobalArgs, reencrypt: bool) -> anyhow::Result<i32> {
     let mut rec = AuditRecord::new("key rotate");
     rec.slots_created = out.slots.clone();
     rec.detail = format!(
-        "new epoch {}; {} keyring(s) removed; {} object(s) re-sealed",
-        out.epoch, out.keyrings_deleted, out.objects_resealed
+        "new epoch {}; {} keyring(s) removed; {} object(s) re-sealed; {} unreadable object(s) left as they were",
+        out.epoch,
+        out.keyrings_deleted,
+        out.objects_resealed,
+        out.objects_refused.len()
     );
+    for name in &out.objects_refused {
+        eprintln!("warning: {name} could not be read (damaged or forged): left as it was; readers now refuse it");
+    }
     repo.audit(&super::actor(), &rec).context("the key was rotated, but its audit entry could not be written")?;
     let mut retired = Vec::new();
     if reencrypt {

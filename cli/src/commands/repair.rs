@@ -44,7 +44,7 @@ pub fn run(g: &GlobalArgs, a: &RepairArgs) -> anyhow::Result<i32> {
         RepairWhat::Snapshots => {
             let _lock = super::lock(g, &repo, true, "repair snapshots")?;
             let progress = TermProgress::new(g.quiet || g.json);
-            let out = repair_snapshots(&repo, &progress)?;
+            let out = repair_snapshots(&repo, &super::actor(), &progress)?;
             rec.snapshots_created = out.repaired.iter().map(|r| r.new).collect();
             rec.snapshots_deleted = out.repaired.iter().map(|r| r.old).collect();
             // Nothing in a snapshot object that does not open can be saved: it goes, intent

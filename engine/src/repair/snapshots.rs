@@ -127,7 +127,13 @@ impl Repairer<'_, '_> {
 }
 
 /// Rewrites every snapshot that uses unavailable data (the caller holds the exclusive lock).
-pub fn repair_snapshots(repo: &Repository, progress: &dyn Progress) -> Result<RepairSnapshotsOutcome> {
+/// Each replaced snapshot is deleted through [`crate::forget::remove`], its intent logged by
+/// `actor` first: a stop between two never leaves a snapshot gone that the log does not name.
+pub fn repair_snapshots(
+    repo: &Repository,
+    actor: &crate::audit::Actor,
+    progress: &dyn Progress,
+) -> Result<RepairSnapshotsOutcome> {
     repo.sync_index()?;
     let packs: HashSet<PackId> = repo.list_packs()?.into_iter().map(|(id, _)| id).collect();
     let writer = repo.blob_writer()?;
@@ -170,7 +176,7 @@ pub fn repair_snapshots(repo: &Repository, progress: &dyn Progress) -> Result<Re
             snap.tags.push("repaired".into());
         }
         let (new, _) = repo.save_snapshot(&snap)?;
-        repo.delete_snapshot(&old)?;
+        crate::forget::remove(repo, &[old], actor)?;
         out.repaired.push(RepairedSnapshot { old, new, replaced });
     }
     progress.done();

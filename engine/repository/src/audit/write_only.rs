@@ -84,3 +84,33 @@ pub(super) fn check_claims(entry: &AuditEntry, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use crate::storage::MemStorage;
+
+    #[test]
+    fn an_entry_sealed_to_the_reader_with_a_full_keys_mac_is_refused() {
+        let slot = ObjectId([2; 32]);
+        let ring = Keyring::generate(ObjectId([1; 32]))
+            .unwrap()
+            .with_write_only_slot(slot, &[9; 32], Key32::from_bytes([3; 32]))
+            .unwrap();
+        let kit = ring.write_kit(slot, b"config").unwrap();
+        let storage = MemStorage::new();
+        let actor = Actor { host: "h".into(), user: "u".into() };
+        // A deletion, MACed as a full key's (a revoked full key holds K_audit), sealed to the
+        // reader (which any kit can do).
+        let record = AuditRecord { snapshots_deleted: vec![ObjectId([4; 32])], ..AuditRecord::new("forget") };
+        let forged = Signer { mac_key: mac_key(&ring), sealer: Sealer::Reader(kit.sealer().unwrap()) };
+        let mac = write_entry(&storage, &forged, slot, &actor, &record, 0, Vec::new()).unwrap();
+        match read_entry(&storage, &ring, &entry_name(0, &mac)) {
+            Err(Error::Corrupt { .. }) => {}
+            other => panic!("a reader-sealed entry passed for a full key's: {other:?}"),
+        }
+        // Under a data key, the same entry is a full key's.
+        let mac = write_entry(&storage, &Signer::full(&ring), slot, &actor, &record, 0, Vec::new()).unwrap();
+        assert!(!read_entry(&storage, &ring, &entry_name(0, &mac)).unwrap().write_only);
+    }
+}

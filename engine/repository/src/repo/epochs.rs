@@ -146,19 +146,43 @@ impl Repository {
     /// marks) sealed under `epoch` under the current epoch, in place (each an atomic overwrite
     /// of the same plaintext under the same name). Returns how many were re-sealed.
     pub fn reseal_objects(&self, epoch: u32) -> Result<u64> {
-        self.reseal_objects_where(|e| e == epoch)
+        Ok(self.reseal_objects_where(|e| e == epoch)?.0)
     }
 
-    pub(super) fn reseal_objects_where(&self, sealed_under: impl Fn(u32) -> bool) -> Result<u64> {
+    /// Re-seals the objects sealed under an epoch `sealed_under` accepts; returns how many, and
+    /// the names of those that could not be read as objects (damaged, forged, of an unknown
+    /// envelope, too large). Those are left as they are and never stop the work: anyone who may
+    /// add objects could plant one, and a rotation that stopped on it would never raise the
+    /// metadata floor, leaving a stolen slot's kit accepted. Once the floor is raised, readers
+    /// refuse them (`check` reports them). Storage errors stop it.
+    pub(super) fn reseal_objects_where(&self, sealed_under: impl Fn(u32) -> bool) -> Result<(u64, Vec<String>)> {
         let (current, key) = self.keyring()?.current();
         let mut names = vec![(CONFIG_NAME.to_string(), ObjectKind::Config)];
         for (dir, kind) in SEALED_OBJECTS {
             names.extend(self.storage.list(dir.prefix())?.into_iter().map(|n| (n, kind)));
         }
         let mut count = 0;
+        let mut refused = Vec::new();
+        let unreadable = |e: &Error| matches!(e, Error::Corrupt { .. } | Error::UnsupportedVersion { .. });
         for (name, kind) in names {
-            let sealed = self.storage.get_bounded(&name, MAX_SMALL_OBJECT)?;
-            let epoch = envelope::epoch_of(&sealed, &name)?;
+            let sealed = match self.storage.get_bounded(&name, MAX_SMALL_OBJECT) {
+                Ok(sealed) => sealed,
+                Err(e) if unreadable(&e) => {
+                    refused.push(name);
+                    continue;
+                }
+                // Gone meanwhile (a forget, a lock released): nothing to re-seal.
+                Err(Error::Missing(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let epoch = match envelope::epoch_of(&sealed, &name) {
+                Ok(epoch) => epoch,
+                Err(e) if unreadable(&e) => {
+                    refused.push(name);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if epoch == current || !sealed_under(epoch) {
                 continue;
             }
@@ -173,6 +197,10 @@ impl Repository {
             }) {
                 Ok(plain) => plain,
                 Err(Error::Corrupt { .. }) if epoch < self.keyring()?.metadata_floor() => continue,
+                Err(e) if unreadable(&e) => {
+                    refused.push(name);
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             // What a write-only slot wrote stays sealed to the reader (now the current epoch's):
@@ -186,6 +214,6 @@ impl Repository {
             self.storage.put(&name, &resealed, PutMode::Overwrite)?;
             count += 1;
         }
-        Ok(count)
+        Ok((count, refused))
     }
 }

@@ -78,6 +78,9 @@ pub struct RotateOutcome {
     pub keyrings_deleted: usize,
     /// Config, snapshots, index segments and audit entries re-sealed under the new epoch.
     pub objects_resealed: u64,
+    /// Objects left as they were because they could not be read (damaged or forged): readers
+    /// refuse them from now on, and `check` reports them.
+    pub objects_refused: Vec<String>,
 }
 
 impl Repository {
@@ -448,14 +451,23 @@ impl Repository {
         // 5. Every metadata object under the new epoch; 6. older epochs refused for metadata
         // from now on, so a revoked holder cannot forge snapshots, index or audit entries.
         let mut repo = repo;
-        let resealed = repo.reseal_objects_where(|e| e < epoch)?;
+        let (resealed, refused) = repo.reseal_objects_where(|e| e < epoch)?;
         let floored = repo.stored_keyring()?.with_metadata_floor_at_current();
         repo.store_keyring(&floored)?;
         if let Access::Full { keyring, .. } = &mut repo.access {
             *keyring = std::sync::Arc::new(floored.next_revision());
         }
         super::pins::check_and_pin(&repo.cache_dir, repo.keyring()?)?;
-        Ok((repo, RotateOutcome { epoch, slots: moved, keyrings_deleted: deleted, objects_resealed: resealed }))
+        Ok((
+            repo,
+            RotateOutcome {
+                epoch,
+                slots: moved,
+                keyrings_deleted: deleted,
+                objects_resealed: resealed,
+                objects_refused: refused,
+            },
+        ))
     }
 
     /// [`Error::KeysChanged`] when the repository key was rotated after this handle opened

@@ -590,3 +590,20 @@ fn a_rotation_and_a_full_key_saving_a_write_only_snapshot_again_keep_its_writer_
     assert_eq!(reloaded.tags, vec!["kept".to_string()]);
     assert_eq!(fresh.index().unverified_packs().unwrap(), marked, "its packs are still unverified");
 }
+
+#[test]
+fn an_object_planted_to_fail_does_not_stop_a_rotation_from_raising_the_floor() {
+    let mut t = TestRepository::new(1 << 20);
+    let web1 = add_write_only(&mut t);
+    // The thief plants an audit entry (which nothing may delete) sealed under the current
+    // epoch whose contents do not open.
+    let kit = kit_of(&t.storage, web1, &OpenSecret::Password(write_only_password()));
+    let name = format!("{}000000000001-{}", Dir::Audit.prefix(), "ab".repeat(32));
+    let mut sealed = kit.sealer().unwrap().seal(ObjectKind::Audit, name.as_bytes(), b"x").unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    t.storage.put(&name, &sealed, PutMode::CreateNew).unwrap();
+    let (rotated, out) = t.repo.rotate_key().unwrap();
+    assert_eq!(out.objects_refused, vec![name]);
+    assert_eq!(rotated.keyring().unwrap().metadata_floor(), out.epoch, "the floor is raised");
+}
