@@ -6,7 +6,7 @@
 
 pub mod policy;
 
-use crate::audit::{Actor, AuditRecord, INTENT};
+use crate::audit::Actor;
 use crate::error::Result;
 use crate::format::snapshot::Snapshot;
 use crate::id::ObjectId;
@@ -27,19 +27,5 @@ pub fn info(id: ObjectId, s: &Snapshot) -> SnapshotInfo {
 /// `intent`) that lists them; nothing is deleted when that entry cannot be written. The caller
 /// appends the operation's own entry afterwards. Deleting a missing snapshot is not an error.
 pub fn remove(repo: &Repository, ids: &[ObjectId], actor: &Actor) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let intent = AuditRecord {
-        outcome: INTENT.into(),
-        snapshots_deleted: ids.to_vec(),
-        detail: format!("about to delete {} snapshot(s)", ids.len()),
-        ..AuditRecord::new("forget")
-    };
-    repo.audit(actor, &intent)?;
-    // Invariant: the intent is in the log before the first snapshot goes.
-    for id in ids {
-        repo.delete_snapshot(id)?;
-    }
-    Ok(())
+    repo.delete_snapshots_logged(ids, actor, "forget")
 }

@@ -127,7 +127,7 @@ impl Repairer<'_, '_> {
 }
 
 /// Rewrites every snapshot that uses unavailable data (the caller holds the exclusive lock).
-/// Each replaced snapshot is deleted through [`crate::forget::remove`], its intent logged by
+/// Each replaced snapshot is deleted through [`Repository::delete_snapshots_logged`], its intent logged by
 /// `actor` first: a stop between two never leaves a snapshot gone that the log does not name.
 pub fn repair_snapshots(
     repo: &Repository,
@@ -176,7 +176,7 @@ pub fn repair_snapshots(
             snap.tags.push("repaired".into());
         }
         let (new, _) = repo.save_snapshot(&snap)?;
-        crate::forget::remove(repo, &[old], actor)?;
+        repo.delete_snapshots_logged(&[old], actor, "repair snapshots")?;
         out.repaired.push(RepairedSnapshot { old, new, replaced });
     }
     progress.done();

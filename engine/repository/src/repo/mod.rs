@@ -33,6 +33,8 @@ mod uploader;
 mod write_only;
 #[cfg(test)]
 mod write_only_tests;
+#[cfg(test)]
+mod write_only_writer_tests;
 
 pub use blob_writer::{BlobWriter, WriteStats};
 pub use epochs::EpochUsage;

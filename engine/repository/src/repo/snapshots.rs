@@ -175,8 +175,35 @@ impl Repository {
         Ok((id, size))
     }
 
-    /// Deletes the snapshot `id` (forget, after logging its intent; repair, once the repaired
-    /// snapshot is saved). Deleting one that is gone is not an error.
+    /// Deletes the snapshots `ids` after appending an audit entry (operation `operation`,
+    /// outcome `intent`) that lists them; nothing is deleted when that entry cannot be written,
+    /// so the log never says a snapshot exists that was deleted, whatever step a crash
+    /// interrupts (`forget`, and `repair snapshots` replacing what it repaired).
+    pub fn delete_snapshots_logged(
+        &self,
+        ids: &[ObjectId],
+        actor: &crate::audit::Actor,
+        operation: &str,
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let intent = crate::audit::AuditRecord {
+            outcome: crate::audit::INTENT.into(),
+            snapshots_deleted: ids.to_vec(),
+            detail: format!("about to delete {} snapshot(s)", ids.len()),
+            ..crate::audit::AuditRecord::new(operation)
+        };
+        self.audit(actor, &intent)?;
+        // Invariant: the intent is in the log before the first snapshot goes.
+        for id in ids {
+            self.delete_snapshot(id)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the snapshot `id` (through [`Repository::delete_snapshots_logged`] unless the
+    /// caller logged it). Deleting one that is gone is not an error.
     pub fn delete_snapshot(&self, id: &ObjectId) -> Result<()> {
         self.storage.delete(&snapshot_name(id))
     }
