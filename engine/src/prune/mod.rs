@@ -37,6 +37,8 @@ pub use plan::{DEFAULT_GRACE_PERIOD, PackUsage, PruneOptions, PrunePlan, Sweep, 
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
 use crate::format::now_ns;
@@ -102,6 +104,9 @@ struct Used {
     unreadable: Vec<(ObjectId, String)>,
 }
 
+/// Trees read at once by prune's walk, at most (so at most this many decoded trees are held).
+const TREES_AT_ONCE: usize = 32;
+
 /// The blobs every snapshot that can be read uses.
 fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
     let mut used = repo.scratch_table("prune-used")?;
@@ -116,24 +121,42 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
     // (Only a backup that ignored the exclusive lock, or one whose lock this host's clock took
     // for stale, can have stored one.)
     repo.sync_index()?;
-    while let Some(id) = trees.pop() {
-        if seen_trees.contains_key(&id) {
-            continue;
+    while !trees.is_empty() {
+        // A few trees at a time, read in parallel: with a cold cache each is a disk read (a
+        // round trip on a remote store) the walk would otherwise wait for alone.
+        let mut batch: Vec<ChunkId> = Vec::with_capacity(TREES_AT_ONCE);
+        while batch.len() < TREES_AT_ONCE
+            && let Some(id) = trees.pop()
+        {
+            if !seen_trees.contains_key(&id) && !batch.contains(&id) {
+                batch.push(id);
+            }
         }
-        used.put(id.as_bytes(), b"")?;
-        progress.bytes(1);
-        let bytes = repo.read_blob(&id)?;
-        let tree = Tree::decode(&bytes, &format!("tree {id}"))?;
-        seen_trees.insert(id, u32::try_from(bytes.len()).unwrap_or(u32::MAX));
-        for node in tree.nodes {
-            match node.kind {
-                NodeKind::Dir { subtree } => trees.push(subtree),
-                NodeKind::File { chunks, .. } => {
-                    for c in chunks {
-                        used.put(c.as_bytes(), b"")?;
+        let read: Vec<Result<(u32, Tree)>> = repo.with_io_pool(|| {
+            batch
+                .par_iter()
+                .map(|id| {
+                    let bytes = repo.read_blob(id)?;
+                    let tree = Tree::decode(&bytes, &format!("tree {id}"))?;
+                    Ok((u32::try_from(bytes.len()).unwrap_or(u32::MAX), tree))
+                })
+                .collect()
+        });
+        for (id, tree) in batch.into_iter().zip(read) {
+            let (length, tree) = tree?;
+            used.put(id.as_bytes(), b"")?;
+            progress.bytes(1);
+            seen_trees.insert(id, length);
+            for node in tree.nodes {
+                match node.kind {
+                    NodeKind::Dir { subtree } => trees.push(subtree),
+                    NodeKind::File { chunks, .. } => {
+                        for c in chunks {
+                            used.put(c.as_bytes(), b"")?;
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
         }
     }

@@ -202,6 +202,13 @@ impl Storage for LocalStorage {
         Ok(buf)
     }
 
+    fn read_ahead(&self, name: &str) {
+        if let Ok(f) = self.path(name).and_then(|p| File::open(p).map_err(|e| Error::storage("read", name, e))) {
+            // The whole file (no length: to its end); the kernel queues the reads and returns.
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
+        }
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         Ok(self.walk(prefix, false)?.into_iter().map(|(name, _)| name).collect())
     }

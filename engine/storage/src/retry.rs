@@ -125,6 +125,10 @@ impl Storage for Retrying {
         self.run(|_| self.inner.get_range(name, offset, len))
     }
 
+    fn read_ahead(&self, name: &str) {
+        self.inner.read_ahead(name);
+    }
+
     fn get_bounded(&self, name: &str, max: u64) -> Result<Vec<u8>> {
         self.run(|_| self.inner.get_bounded(name, max))
     }

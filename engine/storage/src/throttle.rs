@@ -104,6 +104,10 @@ impl Storage for Throttled {
         r
     }
 
+    fn read_ahead(&self, name: &str) {
+        self.inner.read_ahead(name);
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         self.inner.list(prefix)
     }

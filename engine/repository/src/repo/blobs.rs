@@ -4,6 +4,9 @@
 use super::index_sync::SYNC_BATCH;
 use super::*;
 
+/// Tree packs a handle remembers having asked the storage to read ahead, at most.
+const READ_AHEAD_REMEMBERED: usize = 1 << 16;
+
 impl Repository {
     /// Where a blob lives.
     pub fn locate(&self, id: &ChunkId) -> Result<BlobLocation> {
@@ -42,8 +45,29 @@ impl Repository {
                 }
             }
         }
+        if loc.kind == BlobKind::Tree {
+            self.read_tree_pack_ahead(&loc.pack);
+        }
         let sealed = self.sealed_blob_reader().read(loc)?;
         self.open_blob(id, loc, &pack_name(&loc.pack), &sealed)
+    }
+
+    /// Asks the storage to read a tree pack ahead, the first time one of its trees is read.
+    /// Walks go from a directory down to its subdirectories, while a backup stored each tree
+    /// after those of its subdirectories: with a cold page cache every tree read would be a
+    /// disk seek backwards, which the kernel's own read-ahead never anticipates. Trees and data
+    /// never share a pack, so what is read ahead is trees. The set of packs asked for is
+    /// bounded: past [`READ_AHEAD_REMEMBERED`] it starts over (asking twice costs a system
+    /// call).
+    fn read_tree_pack_ahead(&self, pack: &PackId) {
+        let mut asked = self.trees_read_ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if asked.len() >= READ_AHEAD_REMEMBERED {
+            asked.clear();
+        }
+        if asked.insert(*pack) {
+            drop(asked);
+            self.storage.read_ahead(&pack_name(pack));
+        }
     }
 
     /// Every location the repository's index segments give for `ids`, superseded segments
@@ -128,5 +152,80 @@ impl Repository {
     /// Kind of blob for a location (helper for callers holding only ids).
     pub fn blob_kind(&self, id: &ChunkId) -> Result<BlobKind> {
         Ok(self.locate(id)?.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::crypto::SecretBytes;
+    use crate::keys::OpenSecret;
+    use crate::repo::testing::{PASSWORD, TestRepository};
+    use crate::storage::{MemStorage, PutMode, Storage};
+
+    /// Records the objects it is asked to read ahead.
+    #[derive(Debug)]
+    struct Recording {
+        inner: Arc<MemStorage>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl Storage for Recording {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn put(&self, name: &str, data: &[u8], mode: PutMode) -> Result<()> {
+            self.inner.put(name, data, mode)
+        }
+        fn get(&self, name: &str) -> Result<Vec<u8>> {
+            self.inner.get(name)
+        }
+        fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+            self.inner.get_range(name, offset, len)
+        }
+        fn read_ahead(&self, name: &str) {
+            self.asked.lock().unwrap().push(name.to_string());
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, name: &str) -> Result<()> {
+            self.inner.delete(name)
+        }
+        fn stat(&self, name: &str) -> Result<Option<u64>> {
+            self.inner.stat(name)
+        }
+    }
+
+    /// A client walking trees asks for each tree pack to be read ahead once, the first time
+    /// it reads a tree from it, and never for a data pack.
+    #[test]
+    fn each_tree_pack_is_read_ahead_once_and_no_data_pack() {
+        let t = TestRepository::new(64 << 10);
+        let trees: Vec<Vec<u8>> = (0..40).map(|i| cairn_format::test_util::pseudo_random(9_000, i)).collect();
+        let writer = t.repo.blob_writer().unwrap();
+        let ids: Vec<ChunkId> = trees.iter().map(|b| writer.add(BlobKind::Tree, b.clone()).unwrap()).collect();
+        let data = writer.add(BlobKind::Data, vec![5u8; 10_000]).unwrap();
+        writer.finish().unwrap();
+        let recording = Arc::new(Recording { inner: t.storage.clone(), asked: Mutex::default() });
+        let cache = t.another_cache();
+        let secret = OpenSecret::Password(SecretBytes::from(PASSWORD.to_string()));
+        let storage: Arc<dyn Storage> = recording.clone();
+        let client = Repository::open(storage, &secret, cache).unwrap();
+        for _ in 0..2 {
+            for (id, tree) in ids.iter().zip(&trees) {
+                assert_eq!(&client.read_blob(id).unwrap(), tree);
+            }
+        }
+        assert_eq!(client.read_blob(&data).unwrap(), vec![5u8; 10_000]);
+        let mut asked = recording.asked.lock().unwrap().clone();
+        let tree_packs: HashSet<String> = ids.iter().map(|id| pack_name(&client.locate(id).unwrap().pack)).collect();
+        assert!(tree_packs.len() >= 3, "{} tree packs", tree_packs.len());
+        asked.sort();
+        let mut expected: Vec<String> = tree_packs.into_iter().collect();
+        expected.sort();
+        assert_eq!(asked, expected, "each tree pack once, no data pack");
     }
 }

@@ -288,6 +288,7 @@ impl Repository {
             actor: None,
             stop: Default::default(),
             tree_packs: None,
+            trees_read_ahead: Default::default(),
             write_kit: None,
         };
         repo.sync_index()?;

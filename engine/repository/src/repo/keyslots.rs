@@ -445,6 +445,7 @@ impl Repository {
             actor: self.actor,
             stop: self.stop,
             tree_packs: self.tree_packs,
+            trees_read_ahead: self.trees_read_ahead,
             write_kit: self.write_kit,
         };
         super::pins::check_and_pin(&repo.cache_dir, repo.keyring()?)?;

@@ -168,6 +168,8 @@ pub struct Repository {
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// Whole tree packs kept on the client for a remote store ([`Repository::set_tree_pack_cache`]).
     tree_packs: Option<Arc<tree_packs::TreePackCache>>,
+    /// Tree packs whose read-ahead was asked for ([`Repository::read_tree_pack_ahead`]).
+    trees_read_ahead: std::sync::Mutex<HashSet<PackId>>,
 }
 
 /// The keys a handle holds, by the kind of slot that opened it.
