@@ -18,7 +18,7 @@
 #              CHANGE_PERCENT (files touched before the third snapshot, default 3), REPEAT (runs of
 #              each repeatable step, default 3), KEEP=1 to keep WORK.
 #
-# Every step except the changed-files snapshot runs REPEAT times for every tool alike (an initial
+# Every step except the changed-files snapshot and the prune runs REPEAT times for every tool alike (an initial
 # snapshot into a fresh repository each time) and the table shows the fastest time and the
 # highest peak RSS of those runs: on a shared machine noise only adds time, and one slow outlier
 # (the first heavy run after the data set was written, say) should not decide a ratio.
@@ -189,6 +189,20 @@ verify() {
   esac
 }
 
+# forget_prune TOOL: forgets every snapshot but the newest and reclaims the space, each tool as
+# its nightly job would (its own safety defaults: Cairn and rustic mark unused packs and delete
+# them on a later run, borg compacts, bupstash collects at once).
+forget_prune() {
+  case $1 in
+    cairn) "$cairn" -q forget --keep-last 1 --group-by host --prune ;;
+    cairn-baseline) "$cairn_baseline" -q forget --keep-last 1 --group-by host --prune ;;
+    restic) restic -q forget --keep-last 1 --group-by host --prune ;;
+    borg) borg prune --keep-last 1 && borg compact ;;
+    rustic) rustic forget --keep-last 1 --group-by host --prune ;;
+    bupstash) bupstash rm --allow-many "not n=$(cat "$BUPSTASH_REPOSITORY.latest")" && bupstash gc ;;
+  esac
+}
+
 # Every tool starts alike: sources in the page cache (unless --cold, where `run` drops it),
 # no writeback pending from the previous tool's clean-up (fsync-heavy writers would otherwise
 # pay for it).
@@ -243,6 +257,8 @@ for tool in "${tools[@]}"; do
   rm -rf "$changed" "$WORK"/restore-"$tool"-*
   sync
   printf '%s\t%s\t%s\t%s\n' "$tool" "repository size (MiB)" "$(( $(du -sb "$WORK/repo-$tool-mixed" | cut -f1) / 1048576 ))" "-" >> "$results"
+  # Not repeated: a second run would find nothing to do.
+  run "$tool" "forget + prune to 1" bash -c "$(declare -f forget_prune); forget_prune $tool"
   rm -rf "$WORK/repo-$tool-mixed"
   initial "$tool" small "${SMALL_FILES} files" "$small"
   for _ in $(seq "$REPEAT"); do
