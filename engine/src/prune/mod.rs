@@ -104,8 +104,10 @@ struct Used {
     unreadable: Vec<(ObjectId, String)>,
 }
 
-/// Trees read at once by prune's walk, at most (so at most this many decoded trees are held).
+/// Trees read at once by prune's walk, at most, and their plaintext (a batch stops growing
+/// once past it, so a batch of one large tree is read alone): the decoded trees held at once.
 const TREES_AT_ONCE: usize = 32;
+const TREE_BYTES_AT_ONCE: u64 = 16 << 20;
 
 /// The blobs every snapshot that can be read uses.
 fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
@@ -124,15 +126,18 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
     while !trees.is_empty() {
         // A few trees at a time, read in parallel: with a cold cache each is a disk read (a
         // round trip on a remote store) the walk would otherwise wait for alone.
-        let mut batch: Vec<ChunkId> = Vec::with_capacity(TREES_AT_ONCE);
+        let (mut batch, mut batch_bytes) = (Vec::with_capacity(TREES_AT_ONCE), 0u64);
         while batch.len() < TREES_AT_ONCE
+            && batch_bytes < TREE_BYTES_AT_ONCE
             && let Some(id) = trees.pop()
         {
             if !seen_trees.contains_key(&id) && !batch.contains(&id) {
+                batch_bytes += u64::from(repo.locate(&id)?.raw_length);
                 batch.push(id);
             }
         }
-        let read: Vec<Result<(u32, Tree)>> = repo.with_io_pool(|| {
+        // The first tree that cannot be read stops the prune (the others are not started).
+        let read: Vec<(u32, Tree)> = repo.with_io_pool(|| {
             batch
                 .par_iter()
                 .map(|id| {
@@ -140,10 +145,9 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
                     let tree = Tree::decode(&bytes, &format!("tree {id}"))?;
                     Ok((u32::try_from(bytes.len()).unwrap_or(u32::MAX), tree))
                 })
-                .collect()
-        });
-        for (id, tree) in batch.into_iter().zip(read) {
-            let (length, tree) = tree?;
+                .collect::<Result<_>>()
+        })?;
+        for (id, (length, tree)) in batch.into_iter().zip(read) {
             used.put(id.as_bytes(), b"")?;
             progress.bytes(1);
             seen_trees.insert(id, length);

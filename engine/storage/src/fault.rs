@@ -63,6 +63,10 @@ impl Storage for FaultStorage {
         self.inner.get_range(name, offset, len)
     }
 
+    fn read_ahead(&self, name: &str, max_len: u64) {
+        self.inner.read_ahead(name, max_len);
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         self.inner.list(prefix)
     }

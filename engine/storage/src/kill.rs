@@ -134,6 +134,10 @@ mod imp {
             self.inner.get_range(name, offset, len)
         }
 
+        fn read_ahead(&self, name: &str, max_len: u64) {
+            self.inner.read_ahead(name, max_len);
+        }
+
         fn get_bounded(&self, name: &str, max: u64) -> Result<Vec<u8>> {
             self.inner.get_bounded(name, max)
         }

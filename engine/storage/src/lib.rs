@@ -98,11 +98,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// `len` bytes from `offset`; fails if the object is shorter.
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
     /// A hint that many ranges of `name` will be read soon, in no order the backend could
-    /// guess (a tree pack, walked from the top while it was written from the bottom). A local
-    /// store has the kernel read the whole file into the page cache in the background, so
-    /// the reads that follow do not each wait on a disk seek; other backends ignore it. Never
-    /// fails: a hint that cannot be given changes nothing but speed.
-    fn read_ahead(&self, _name: &str) {}
+    /// guess (the trees of a tree pack, whose blobs are stored shuffled). A local store has the
+    /// kernel read the object, up to `max_len` bytes, into the page cache in the background, so
+    /// the reads that follow do not each wait on a disk seek; other backends ignore it. The
+    /// caller bounds it (the storage must not decide how much is read). Never fails: a hint
+    /// that cannot be given changes nothing but speed.
+    fn read_ahead(&self, _name: &str, _max_len: u64) {}
 
     /// Reads a whole object of at most `max` bytes: a larger one is refused (as damaged)
     /// before it is read into memory. Objects come from an untrusted storage, and what

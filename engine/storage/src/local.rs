@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use super::{Leftover, OwnedParts, PutMode, Storage, validate_name};
 use cairn_format::error::{Error, Result};
 
+/// Bytes asked for per read-ahead hint to the kernel ([`Storage::read_ahead`]): the usual
+/// read-ahead window, the most one `posix_fadvise(WILLNEED)` reads.
+const READ_AHEAD_STEP: u64 = 128 << 10;
+
 /// How the names of temporary files begin (objects' names never do).
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -202,10 +206,25 @@ impl Storage for LocalStorage {
         Ok(buf)
     }
 
-    fn read_ahead(&self, name: &str) {
-        if let Ok(f) = self.path(name).and_then(|p| File::open(p).map_err(|e| Error::storage("read", name, e))) {
-            // The whole file (no length: to its end); the kernel queues the reads and returns.
-            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
+    fn read_ahead(&self, name: &str, max_len: u64) {
+        let Ok(f) = self.path(name).and_then(|p| File::open(p).map_err(|e| Error::storage("read", name, e))) else {
+            return;
+        };
+        let Ok(meta) = f.metadata() else { return };
+        if !meta.is_file() {
+            return;
+        }
+        // Linux reads at most the device's read-ahead window (often 128 KiB) per WILLNEED
+        // call, whatever length is asked: one call per window. Each queues its reads and
+        // returns.
+        let len = meta.len().min(max_len);
+        let mut offset = 0;
+        while offset < len {
+            let Some(step) = std::num::NonZeroU64::new(READ_AHEAD_STEP.min(len - offset)) else { break };
+            if rustix::fs::fadvise(&f, offset, Some(step), rustix::fs::Advice::WillNeed).is_err() {
+                return;
+            }
+            offset += step.get();
         }
     }
 
@@ -287,5 +306,34 @@ impl Storage for LocalStorage {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::storage("delete", name, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read-ahead hint for an object, for none, for a name outside the repository or for a
+    /// directory does nothing but hint: no panic, no error, the object as it was.
+    #[test]
+    fn read_ahead_is_a_hint_whatever_the_name_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path().join("repo"));
+        let bytes: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        s.put("data/ab/x", &bytes, PutMode::CreateNew).unwrap();
+        fs::write(dir.path().join("outside"), b"not the repository's").unwrap();
+        fs::create_dir_all(dir.path().join("repo/data/cd/dir")).unwrap();
+        for (name, max) in [
+            ("data/ab/x", 1 << 20),
+            ("data/ab/x", 1000),
+            ("data/ab/x", 0),
+            ("data/ab/gone", 1 << 20),
+            ("../outside", 1 << 20),
+            ("data/cd/dir", 1 << 20),
+        ] {
+            s.read_ahead(name, max);
+        }
+        assert_eq!(s.get("data/ab/x").unwrap(), bytes);
+        assert_eq!(s.get_range("data/ab/x", 300_000, 5).unwrap(), bytes[300_000..300_005]);
     }
 }

@@ -125,8 +125,8 @@ impl Storage for Retrying {
         self.run(|_| self.inner.get_range(name, offset, len))
     }
 
-    fn read_ahead(&self, name: &str) {
-        self.inner.read_ahead(name);
+    fn read_ahead(&self, name: &str, max_len: u64) {
+        self.inner.read_ahead(name, max_len);
     }
 
     fn get_bounded(&self, name: &str, max: u64) -> Result<Vec<u8>> {

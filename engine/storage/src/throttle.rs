@@ -104,8 +104,11 @@ impl Storage for Throttled {
         r
     }
 
-    fn read_ahead(&self, name: &str) {
-        self.inner.read_ahead(name);
+    fn read_ahead(&self, name: &str, max_len: u64) {
+        // Bytes read ahead would pass the download limit by.
+        if self.download.is_none() {
+            self.inner.read_ahead(name, max_len);
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {

@@ -52,13 +52,12 @@ impl Repository {
         self.open_blob(id, loc, &pack_name(&loc.pack), &sealed)
     }
 
-    /// Asks the storage to read a tree pack ahead, the first time one of its trees is read.
-    /// Walks go from a directory down to its subdirectories, while a backup stored each tree
-    /// after those of its subdirectories: with a cold page cache every tree read would be a
-    /// disk seek backwards, which the kernel's own read-ahead never anticipates. Trees and data
-    /// never share a pack, so what is read ahead is trees. The set of packs asked for is
-    /// bounded: past [`READ_AHEAD_REMEMBERED`] it starts over (asking twice costs a system
-    /// call).
+    /// Asks the storage to read a tree pack ahead (at most the largest pack this repository
+    /// makes), the first time one of its trees is read. A pack's blobs are stored shuffled, so
+    /// a walk reads a pack's trees in an order the kernel's own read-ahead never anticipates:
+    /// with a cold page cache, each would be a disk seek of its own. Trees and data never share
+    /// a pack, so what is read ahead is trees. The set of packs asked for is bounded: past
+    /// [`READ_AHEAD_REMEMBERED`] it starts over (asking twice costs a few system calls).
     fn read_tree_pack_ahead(&self, pack: &PackId) {
         let mut asked = self.trees_read_ahead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if asked.len() >= READ_AHEAD_REMEMBERED {
@@ -66,7 +65,7 @@ impl Repository {
         }
         if asked.insert(*pack) {
             drop(asked);
-            self.storage.read_ahead(&pack_name(pack));
+            self.storage.read_ahead(&pack_name(pack), self.config.max_pack_size());
         }
     }
 
@@ -163,7 +162,7 @@ mod tests {
     use crate::crypto::SecretBytes;
     use crate::keys::OpenSecret;
     use crate::repo::testing::{PASSWORD, TestRepository};
-    use crate::storage::{MemStorage, PutMode, Storage};
+    use crate::storage::{MemStorage, PutMode, RetryPolicy, Retrying, Storage, Throttled};
 
     /// Records the objects it is asked to read ahead.
     #[derive(Debug)]
@@ -185,7 +184,8 @@ mod tests {
         fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
             self.inner.get_range(name, offset, len)
         }
-        fn read_ahead(&self, name: &str) {
+        fn read_ahead(&self, name: &str, max_len: u64) {
+            assert!(max_len >= 64 << 10, "the bound is the largest pack: {max_len}");
             self.asked.lock().unwrap().push(name.to_string());
         }
         fn list(&self, prefix: &str) -> Result<Vec<String>> {
@@ -227,5 +227,18 @@ mod tests {
         let mut expected: Vec<String> = tree_packs.into_iter().collect();
         expected.sort();
         assert_eq!(asked, expected, "each tree pack once, no data pack");
+
+        // The wrappers a CLI puts around a store pass the hint on, unless a download limit
+        // would be passed by.
+        let retrying: Arc<dyn Storage> = Arc::new(Retrying::new(recording.clone(), RetryPolicy::default()));
+        for (download_limit, hints) in [(None, expected.len()), (Some(1 << 30), 0)] {
+            recording.asked.lock().unwrap().clear();
+            let storage: Arc<dyn Storage> = Arc::new(Throttled::new(retrying.clone(), None, download_limit));
+            let client = Repository::open(storage, &secret, t.another_cache()).unwrap();
+            for id in &ids {
+                client.read_blob(id).unwrap();
+            }
+            assert_eq!(recording.asked.lock().unwrap().len(), hints, "download limit {download_limit:?}");
+        }
     }
 }
