@@ -101,8 +101,13 @@ fn bodies_over_the_limit_are_refused_before_they_are_read() {
     let server = Served::local(&[("admin", &["main=admin"])], &["--max-body", "1MiB"]);
     let admin = server.storage("main", "admin");
     let (name, bytes) = pack(2 << 20, 3);
-    let e = admin.put(&name, &bytes, PutMode::CreateNew).unwrap_err();
-    assert!(e.to_string().contains("413"), "{e}");
+    let e = admin.put(&name, &bytes, PutMode::CreateNew).unwrap_err().to_string();
+    // The server answers 413 and closes as soon as it has the headers: a client still sending
+    // the body may see that answer, or only the connection closed under it (a loaded machine
+    // decides which). Either way nothing is stored.
+    let closed = e.contains("Broken pipe") || e.contains("Connection reset") || e.contains("connection closed");
+    assert!(e.contains("413") || closed, "{e}");
+    assert_eq!(admin.stat(&name).unwrap(), None, "refused, not stored");
     // A huge announced length is answered at once, without waiting for the body.
     // Had it waited for the body, the read would time out with no answer at all.
     let (status, _) = raw(
