@@ -9,6 +9,8 @@
 //! `/home/ann/docs` yields `home/ann/docs` in the snapshot. A parent snapshot (by default the
 //! latest of the same host and paths) lets unchanged files be skipped unread (`walker`).
 
+mod content;
+mod dirahead;
 mod exclude;
 mod meta;
 mod prefetch;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -19,11 +19,12 @@ use crate::error::Result;
 use crate::format::BlobKind;
 use crate::format::snapshot::SnapshotSummary;
 use crate::format::tree::{Node, NodeKind, Tree};
-use crate::hostfs::{self, ExtentReader, OwnerNames, Stat, Xattrs};
+use crate::hostfs::{self, OwnerNames, Stat, Xattrs};
 use crate::id::ChunkId;
 use crate::progress::Progress;
 use crate::repo::{BlobWriter, Repository};
 
+use super::dirahead::{DirAhead, Entries, Listed, key_of};
 use super::exclude::Excluder;
 use super::meta::{hardlink_group, node_from_stat, unchanged_since};
 use super::prefetch::{SharedTree, TreePrefetch};
@@ -33,11 +34,11 @@ use super::{SourceError, VirtualDir, VirtualEntry};
 /// Content of a file already stored in this run, for the other links to its inode.
 #[derive(Debug, Clone)]
 pub(super) struct StoredContent {
-    chunks: Vec<ChunkId>,
-    holes: Vec<(u64, u64)>,
-    size: u64,
-    xattrs: Xattrs,
-    flags: u32,
+    pub(super) chunks: Vec<ChunkId>,
+    pub(super) holes: Vec<(u64, u64)>,
+    pub(super) size: u64,
+    pub(super) xattrs: Xattrs,
+    pub(super) flags: u32,
 }
 
 pub(super) struct Walker<'a, 'r> {
@@ -55,9 +56,11 @@ pub(super) struct Walker<'a, 'r> {
     /// Parent trees read ahead on remote stores.
     prefetch: &'a TreePrefetch<'r>,
     /// The chunker's read buffer, kept from file to file.
-    read_buf: Vec<u8>,
+    pub(super) read_buf: Vec<u8>,
     /// Small files read ahead on I/O threads.
     readahead: ReadAhead,
+    /// Directories listed ahead on I/O threads.
+    dirs: DirAhead,
     /// A person watches the progress (a terminal): worth asking the uploads how many packs
     /// wait, once per file. A nightly job skips that lock on its per-file path.
     watched: bool,
@@ -76,7 +79,7 @@ struct Looked {
 const PARALLEL_STATS: usize = 128;
 
 /// Where a stopped walk stopped: no snapshot was written.
-const STOPPED: &str = "the backup stopped before writing its snapshot";
+pub(super) const STOPPED: &str = "the backup stopped before writing its snapshot";
 
 fn find<'t>(parent: &'t ParentTree, name: &[u8]) -> Option<&'t Node> {
     parent.as_ref().and_then(|t| t.find(name))
@@ -92,6 +95,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         started_ns: i64,
         source_devs: Vec<u64>,
     ) -> Self {
+        let dirs = DirAhead::start(excluder.one_file_system.then(|| source_devs.clone()));
         Walker {
             repo,
             writer,
@@ -105,6 +109,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             prefetch,
             read_buf: Vec::new(),
             readahead: ReadAhead::start(),
+            dirs,
             watched: progress.wants_totals(),
         }
     }
@@ -143,14 +148,22 @@ impl<'a, 'r> Walker<'a, 'r> {
         };
         if dir.whole {
             // `/` itself: its entries as any directory's (its own metadata has no node to go in).
-            let names = match hostfs::list_dir(parent_fd.as_fd()) {
-                Ok(n) => n,
+            let entries = match hostfs::list_dir(parent_fd.as_fd()) {
+                Ok(names) => stat_all(&parent_fd, names),
                 Err(e) => {
                     self.source_error(path, e);
                     Vec::new()
                 }
             };
-            return self.save_entries(&parent_fd, path, names, parent);
+            let key = hostfs::fstat(parent_fd.as_fd()).ok().map(|st| key_of(&st));
+            if let Some(key) = key {
+                self.dirs.queue_below(key, &parent_fd, &entries);
+            }
+            let saved = self.save_entries(&parent_fd, path, entries, parent);
+            if let Some(key) = key {
+                self.dirs.done(key);
+            }
+            return saved;
         }
         for (name, entry) in dir.children {
             let child_path = path.join(OsStr::from_bytes(&name));
@@ -180,41 +193,30 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.save_tree(tree)
     }
 
-    /// Saves the entries `names` of the open directory `dir` and stores their tree.
+    /// Saves the `entries` of the open directory `dir` and stores their tree.
     fn save_entries(
         &mut self,
         dir: &Arc<OwnedFd>,
         path: &Path,
-        names: Vec<Vec<u8>>,
+        entries: Entries,
         parent: ParentTree,
     ) -> Result<ChunkId> {
-        let tree = self.walk_entries(dir, path, names, &parent)?;
+        let tree = self.walk_entries(dir, path, entries, &parent)?;
         self.prefetch.done(parent);
         self.save_tree(tree)
     }
 
-    /// The nodes of the entries `names` of the open directory `dir`, each saved. Every entry
-    /// is stat'ed first (the inodes of a directory lie close together on disk), then the small
-    /// files the walk will read are handed to the readers a window ahead of it.
+    /// The nodes of the `entries` of the open directory `dir` (each stat'ed already: the
+    /// inodes of a directory lie close together on disk), each saved. The small files the walk
+    /// will read are handed to the readers a window ahead of it.
     fn walk_entries(
         &mut self,
         dir: &Arc<OwnedFd>,
         path: &Path,
-        names: Vec<Vec<u8>>,
+        mut entries: Entries,
         parent: &ParentTree,
     ) -> Result<Tree> {
-        let mut tree = Tree { nodes: Vec::with_capacity(names.len()) };
-        // A large directory's entries are stat'ed on all cores: with a cold cache each stat
-        // costs the kernel an inode and a dentry to build, and that work is CPU.
-        let stat = |name: Vec<u8>| {
-            let stat = hostfs::stat_at(dir.as_fd(), &name);
-            (name, Some(stat))
-        };
-        let mut entries: Vec<(Vec<u8>, Option<io::Result<Stat>>)> = if names.len() >= PARALLEL_STATS {
-            names.into_par_iter().with_min_len(PARALLEL_STATS / 2).map(stat).collect()
-        } else {
-            names.into_iter().map(stat).collect()
-        };
+        let mut tree = Tree { nodes: Vec::with_capacity(entries.len()) };
         let mut ahead: Vec<Option<Ticket>> = Vec::with_capacity(entries.len());
         for i in 0..entries.len() {
             while ahead.len() < i + readahead::MAX_FILES {
@@ -281,6 +283,9 @@ impl<'a, 'r> Walker<'a, 'r> {
             && (self.excluder.excludes_path(path, ft == FileType::Directory)
                 || (ft == FileType::RegularFile && self.excluder.excludes_size(st.size)))
         {
+            if ft == FileType::Directory {
+                self.dirs.done(key_of(&st)); // listed ahead, perhaps, and now not walked
+            }
             return Ok(None);
         }
         if ft == FileType::Directory {
@@ -339,7 +344,7 @@ impl<'a, 'r> Walker<'a, 'r> {
     }
 
     /// Xattrs of an open file or directory, reported like [`Walker::xattrs_at`].
-    fn xattrs_fd(&mut self, fd: impl AsFd, path: &Path) -> Xattrs {
+    pub(super) fn xattrs_fd(&mut self, fd: impl AsFd, path: &Path) -> Xattrs {
         let read = hostfs::read_xattrs_fd(fd);
         self.xattrs_or_report(read, path)
     }
@@ -351,6 +356,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         })
     }
 
+    /// Saves the directory `name` in `dir` (lstat `st`), with everything below it.
     fn save_dir(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -359,31 +365,60 @@ impl<'a, 'r> Walker<'a, 'r> {
         st: &Stat,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
-        let fd = match hostfs::open_dir_at(dir, &name) {
+        let key = key_of(st);
+        let saved = self.save_dir_below(dir, path, name, st, parent);
+        self.dirs.done(key);
+        saved
+    }
+
+    /// The directory `name` in `dir` (lstat `st`) open, with its entries stat'ed: as the
+    /// readers listed it, else listed here (and its subdirectories queued for the readers).
+    /// `None` when it is not walked: it could not be opened or listed (reported), or holds a
+    /// marker that excludes it (checked before its entries are stat'ed here).
+    fn list_dir(&mut self, dir: BorrowedFd<'_>, path: &Path, name: &[u8], st: &Stat) -> Option<Listed> {
+        // Another file system below a source: the mount point is stored, empty.
+        let foreign = self.excluder.one_file_system && !self.source_devs.contains(&st.dev);
+        if !foreign && let Some(listed) = self.dirs.take(key_of(st)) {
+            let entries = &listed.entries;
+            let holds = |name: &[u8]| entries.binary_search_by(|(n, _)| n.as_slice().cmp(name)).is_ok();
+            return (!self.excluder.has_marker_where(listed.fd.as_fd(), holds)).then_some(listed);
+        }
+        let fd = match hostfs::open_dir_at(dir, name) {
             Ok(fd) => Arc::new(fd),
             Err(e) => {
                 self.source_error(path, e);
-                return Ok(None);
+                return None;
             }
         };
-        // Another file system below a source: the mount point is stored, empty.
-        let foreign = self.excluder.one_file_system && !self.source_devs.contains(&st.dev);
-        let names = if foreign {
-            Vec::new()
-        } else {
-            match hostfs::list_dir(fd.as_fd()) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.source_error(path, e);
-                    return Ok(None);
-                }
+        if foreign {
+            return Some(Listed { fd, entries: Vec::new() });
+        }
+        let names = match hostfs::list_dir(fd.as_fd()) {
+            Ok(names) => names,
+            Err(e) => {
+                self.source_error(path, e);
+                return None;
             }
         };
         if self.excluder.has_marker(fd.as_fd(), &names) {
-            return Ok(None);
+            return None;
         }
+        let entries = stat_all(&fd, names);
+        self.dirs.queue_below(key_of(st), &fd, &entries);
+        Some(Listed { fd, entries })
+    }
+
+    fn save_dir_below(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        name: Vec<u8>,
+        st: &Stat,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let Some(Listed { fd, entries }) = self.list_dir(dir, path, &name, st) else { return Ok(None) };
         let parent_tree = self.parent_subtree(parent);
-        let tree = self.walk_entries(&fd, path, names, &parent_tree)?;
+        let tree = self.walk_entries(&fd, path, entries, &parent_tree)?;
         self.prefetch.done(parent_tree);
         // Stat after listing, through the handle: the metadata recorded is what the directory
         // looks like now that its entries were read.
@@ -495,106 +530,19 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.summary.bytes_total += content.size;
         node
     }
+}
 
-    /// Reads and stores a file's content. `Ok(None)` when it could not be read (reported).
-    fn read_file(&mut self, dir: BorrowedFd<'_>, path: &Path, name: &[u8], st: &Stat) -> Result<Option<StoredContent>> {
-        let file = match hostfs::open_file_at(dir, name) {
-            Ok(f) => f,
-            Err(e) => {
-                self.source_error(path, e);
-                return Ok(None);
-            }
-        };
-        // The entry may have been replaced between listing and opening.
-        match hostfs::fstat(&file) {
-            Ok(now) if now.ino == st.ino && now.dev == st.dev && now.file_type() == FileType::RegularFile => {}
-            Ok(_) => {
-                self.source_error(path, "replaced while being backed up; not stored");
-                return Ok(None);
-            }
-            Err(e) => {
-                self.source_error(path, e);
-                return Ok(None);
-            }
-        }
-        let extents = if st.maybe_sparse() {
-            match hostfs::data_extents(&file, st.size) {
-                Ok(e) => e,
-                Err(e) => {
-                    self.source_error(path, e);
-                    return Ok(None);
-                }
-            }
-        } else {
-            None
-        };
-        let xattrs = self.xattrs_fd(&file, path);
-        let flags = hostfs::inode_flags(&file);
-        let (reader, holes): (Box<dyn Read + '_>, Vec<(u64, u64)>) = match extents {
-            Some(ext) => {
-                let holes = hostfs::holes_of(&ext, st.size);
-                (Box::new(ExtentReader::new(&file, ext)), holes)
-            }
-            None => (Box::new(&file), Vec::new()),
-        };
-        self.store_content(path, st, reader, holes, xattrs, flags, || hostfs::fstat(&file))
-    }
-
-    /// Chunks and stores what `reader` yields of the file at `path` (lstat `st`, `holes`
-    /// not read), then compares it with `after` (its fstat once read): a file that changed
-    /// while being read is stored as read, and reported. `Ok(None)` when it could not be read.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn store_content(
-        &mut self,
-        path: &Path,
-        st: &Stat,
-        reader: Box<dyn Read + '_>,
-        holes: Vec<(u64, u64)>,
-        xattrs: Xattrs,
-        flags: u32,
-        after: impl FnOnce() -> io::Result<Stat>,
-    ) -> Result<Option<StoredContent>> {
-        let expected_data: Option<u64> =
-            (!holes.is_empty()).then(|| st.size.saturating_sub(holes.iter().map(|h| h.1).sum::<u64>()));
-        let mut stream = self.repo.chunker().stream_reusing(reader, st.size, std::mem::take(&mut self.read_buf));
-        let mut chunks = Vec::new();
-        let mut data = 0u64;
-        loop {
-            match stream.next_chunk() {
-                Ok(Some(chunk)) => {
-                    self.repo.check_interrupted(STOPPED)?;
-                    data += chunk.len() as u64;
-                    self.progress.bytes(chunk.len() as u64);
-                    chunks.push(self.writer.add(BlobKind::Data, chunk)?);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.source_error(path, e);
-                    return Ok(None);
-                }
-            }
-        }
-        self.read_buf = stream.into_buffer();
-        self.summary.bytes_read += data;
-        if expected_data.is_some_and(|want| want != data) {
-            // Invariant: a sparse node's data and holes add up to its size. A sparse file that
-            // shrank or grew while being read cannot be laid out again: report, do not store.
-            self.source_error(path, "sparse file changed while being read; not stored");
-            return Ok(None);
-        }
-        let size = if holes.is_empty() { data } else { st.size };
-        // A file that changed while being read is stored as read, and reported.
-        match after() {
-            Ok(after) if after.size == size && after.mtime_ns == st.mtime_ns && after.ctime_ns == st.ctime_ns => {}
-            Ok(after) => self.source_error(
-                path,
-                format!(
-                    "changed while being read (size {} -> {}); the snapshot holds the {size} bytes read",
-                    st.size, after.size
-                ),
-            ),
-            Err(e) => self.source_error(path, e),
-        }
-        Ok(Some(StoredContent { chunks, holes, size, xattrs, flags }))
+/// The entries `names` of the open directory `dir`, each lstat'ed. A large directory's entries
+/// are stat'ed on all cores: with a cold cache each stat costs the kernel an inode and a dentry
+/// to build, and that work is CPU.
+fn stat_all(dir: &Arc<OwnedFd>, names: Vec<Vec<u8>>) -> Entries {
+    let stat = |name: Vec<u8>| {
+        let stat = hostfs::stat_at(dir.as_fd(), &name);
+        (name, Some(stat))
+    };
+    if names.len() >= PARALLEL_STATS {
+        names.into_par_iter().with_min_len(PARALLEL_STATS / 2).map(stat).collect()
+    } else {
+        names.into_iter().map(stat).collect()
     }
 }
