@@ -18,7 +18,7 @@
 //! hit among the last [`RECENT`] packs hit, so lookups without locality (random ids) rarely pay
 //! for a load.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -31,6 +31,9 @@ pub const CAPACITY: usize = 114_688;
 
 /// Packs hit once and remembered, waiting for a second hit.
 pub const RECENT: usize = 16;
+
+/// Packs remembered as too large to hold, at most (forgotten all at once past it).
+const REFUSED: usize = 4096;
 
 /// The ids of recently loaded packs.
 #[derive(Debug, Default)]
@@ -52,6 +55,11 @@ struct Inner {
     epoch: u64,
     /// Packs (by the cache's ordinal) hit once recently and not loaded, oldest first.
     recent: VecDeque<u32>,
+    /// Packs whose lists were read and found longer than [`CAPACITY`]: never loaded, so their
+    /// hits are not counted. Without this, every second hit of such a pack read its whole list
+    /// again (a pack of 184,000 small blobs has a 5.9 MB list, and an unchanged snapshot of
+    /// 200,000 small files read it 92,000 times).
+    refused: HashSet<u32>,
 }
 
 impl Locality {
@@ -69,6 +77,9 @@ impl Locality {
     /// to [`Locality::load`] with the pack's list, which must be read after this call.
     pub fn hit(&self, pack: u32) -> Option<u64> {
         let mut inner = self.lock();
+        if inner.refused.contains(&pack) {
+            return None;
+        }
         if let Some(at) = inner.recent.iter().position(|p| *p == pack) {
             inner.recent.remove(at);
             return Some(inner.epoch);
@@ -80,17 +91,25 @@ impl Locality {
         None
     }
 
-    /// Adds a pack's ids (32 bytes each, back to back), dropping the oldest loads to make
-    /// room. A pack with more than [`CAPACITY`] ids is not held, nor a malformed list, nor a
-    /// list read before the last [`Locality::clear`] (its `ticket` from [`Locality::hit`] is
-    /// then stale): the cache it came from may have lost those ids since.
-    pub fn load(&self, list: &[u8], ticket: u64) {
+    /// Adds the ids of `pack` (its `list`, 32 bytes each, back to back), dropping the oldest
+    /// loads to make room. A pack with more than [`CAPACITY`] ids is not held (and its hits
+    /// are no longer counted), nor a malformed list, nor a list read before the last
+    /// [`Locality::clear`] (its `ticket` from [`Locality::hit`] is then stale): the cache it
+    /// came from may have lost those ids since.
+    pub fn load(&self, pack: u32, list: &[u8], ticket: u64) {
         let count = list.len() / 32;
-        if count == 0 || count > CAPACITY || !list.len().is_multiple_of(32) {
-            return;
-        }
         let mut inner = self.lock();
         if inner.epoch != ticket {
+            return;
+        }
+        if count > CAPACITY {
+            if inner.refused.len() >= REFUSED {
+                inner.refused.clear();
+            }
+            inner.refused.insert(pack);
+            return;
+        }
+        if count == 0 || !list.len().is_multiple_of(32) {
             return;
         }
         if inner.next_load == u32::MAX {
@@ -129,6 +148,7 @@ impl Inner {
         self.ids.clear();
         self.loads.clear();
         self.recent.clear();
+        self.refused.clear();
         self.next_load = 0;
         self.epoch = self.epoch.wrapping_add(1);
     }
@@ -219,15 +239,15 @@ mod tests {
     fn loaded_ids_are_found_and_others_are_not() {
         let set = Locality::default();
         let ids: Vec<[u8; 32]> = (0..1000).map(id).collect();
-        set.load(&list(&ids), 0);
+        set.load(pack(0), &list(&ids), 0);
         assert!(ids.iter().all(|i| set.contains(&ChunkId(*i))));
         assert!((1000..2000).all(|n| !set.contains(&ChunkId(id(n)))));
         set.clear();
         assert!(!set.contains(&ChunkId(ids[0])));
-        set.load(&list(&ids), 0);
+        set.load(pack(0), &list(&ids), 0);
         assert!(!set.contains(&ChunkId(ids[0])), "a list read before the clear is refused");
-        set.load(&[7u8; 33], 1);
-        set.load(&[7u8; 31], 1);
+        set.load(pack(0), &[7u8; 33], 1);
+        set.load(pack(0), &[7u8; 31], 1);
         assert!(!set.contains(&ChunkId([7u8; 32])), "a list of partial ids is not loaded");
     }
 
@@ -238,13 +258,33 @@ mod tests {
         let packs = 3 * CAPACITY as u64 / per_pack;
         for p in 0..packs {
             let ids: Vec<[u8; 32]> = (p * per_pack..(p + 1) * per_pack).map(id).collect();
-            set.load(&list(&ids), 0);
+            set.load(pack(0), &list(&ids), 0);
             assert!(set.len() <= CAPACITY, "{} ids held after load {p}", set.len());
             assert!(ids.iter().all(|i| set.contains(&ChunkId(*i))), "load {p} is held in full");
         }
         assert!(!set.contains(&ChunkId(id(0))), "the oldest load was dropped");
-        set.load(&list(&(0..CAPACITY as u64 + 1).map(id).collect::<Vec<_>>()), 0);
+        set.load(pack(0), &list(&(0..CAPACITY as u64 + 1).map(id).collect::<Vec<_>>()), 0);
         assert!(!set.contains(&ChunkId(id(0))), "a pack larger than the capacity is not held");
+    }
+
+    /// A pack too large to hold is read once: its hits no longer ask for its list, until a
+    /// clear (the cache's ordinals may then name other packs).
+    #[test]
+    fn a_pack_too_large_to_hold_is_not_asked_for_again() {
+        let set = Locality::default();
+        let huge = list(&(0..CAPACITY as u64 + 1).map(id).collect::<Vec<_>>());
+        assert_eq!(set.hit(pack(1)), None);
+        let ticket = set.hit(pack(1)).expect("second hit: load");
+        set.load(pack(1), &huge, ticket);
+        assert_eq!(set.len(), 0);
+        for _ in 0..10 {
+            assert_eq!(set.hit(pack(1)), None, "refused: never loaded again");
+        }
+        assert_eq!(set.hit(pack(2)), None);
+        assert!(set.hit(pack(2)).is_some(), "other packs still load");
+        set.clear();
+        assert_eq!(set.hit(pack(1)), None);
+        assert!(set.hit(pack(1)).is_some(), "after a clear the ordinal may be another pack");
     }
 
     #[test]
@@ -253,9 +293,9 @@ mod tests {
         let a: Vec<[u8; 32]> = (0..4000).map(id).collect();
         let b_len = CAPACITY as u64 / 2 - 6000;
         let b: Vec<[u8; 32]> = (1_000_000..1_000_000 + b_len).map(id).collect();
-        set.load(&list(&a), 0);
-        set.load(&list(&a), 0);
-        set.load(&list(&b), 0);
+        set.load(pack(0), &list(&a), 0);
+        set.load(pack(0), &list(&a), 0);
+        set.load(pack(0), &list(&b), 0);
         let mut inner = set.lock();
         // Room for 5,000 more within half the capacity: only the first load of `a` goes.
         inner.evict_for(5000);

@@ -538,7 +538,7 @@ impl IndexCache {
     /// only a shortcut, and every id is still found in RocksDB.
     fn load_pack_ids(&self, ordinal: u32, ticket: u64) -> Result<()> {
         if let Some(list) = self.db.get_pinned(pack_key(ordinal)).map_err(|e| self.err(e))? {
-            self.locality.load(&list, ticket);
+            self.locality.load(ordinal, &list, ticket);
         }
         Ok(())
     }
