@@ -79,6 +79,14 @@ pub(crate) struct Packer {
 /// A bound of the unpadded size of a pack with `area` bytes of `blobs` blobs (each header
 /// entry takes at most 48 bytes: a kind byte, 32 id bytes, three u32 varints), and its padded
 /// size (SPEC §10).
+/// Blobs from which a pack closes at its next size class boundary whatever its size, and the
+/// most a pack holds. Without them, small blobs (small files that compress well, 120 bytes
+/// sealed) put 184,000 blobs in one 22 MB pack, and what grows with a pack's blobs grew with
+/// it: its header, its index segment (applied whole, in one batch) and its id list in the
+/// client's cache, which lookups of its blobs read whole (5.9 MB).
+pub(crate) const SOFT_MAX_BLOBS: usize = 16_384;
+pub(crate) const MAX_BLOBS: usize = 2 * SOFT_MAX_BLOBS;
+
 fn pack_sizes(overhead: usize, area: usize, blobs: usize) -> (u64, u64) {
     let header = 6 + 48 * blobs;
     let unpadded = (area + overhead + padding::LENGTH_LEN + header + overhead + pack::LOCATOR_PLAINTEXT_LEN) as u64;
@@ -145,7 +153,8 @@ impl Packer {
             // would double it. Past the target, closed before a blob that would move the pack
             // into the next size class: the room left in this one is padding either way.
             let outgrows = sealed.len() > room && kind == BlobKind::Data;
-            if !slot.blobs.is_empty() && (outgrows || self.moves_class(len, slot.blobs.len(), sealed.len())) {
+            let blobs = slot.blobs.len();
+            if blobs > 0 && (outgrows || blobs >= MAX_BLOBS || self.moves_class(len, blobs, sealed.len())) {
                 let closed = std::mem::take(slot);
                 drop(open);
                 self.write(closed)?;
@@ -176,14 +185,16 @@ impl Packer {
         area >= self.target && pack_sizes(o, area + more, blobs + 1).1 > pack_sizes(o, area, blobs).1
     }
 
-    /// Whether a pack with `area` bytes of `blobs` blobs is closed now: from 7/8 of the target,
-    /// once it ends within 1/16 of its class's step below the class boundary (a pack is padded
-    /// to the boundary, so that keeps padding under 0.2 % of a pack; closing at the target
-    /// wasted 1.5 % on average). Past the target a pack takes only blobs that keep its class
-    /// ([`Packer::moves_class`]), so it never grows by more than a step.
+    /// Whether a pack with `area` bytes of `blobs` blobs is closed now: from 7/8 of the target
+    /// (or [`SOFT_MAX_BLOBS`] blobs), once it ends within 1/16 of its class's step below the
+    /// class boundary (a pack is padded to the boundary, so that keeps padding under 0.2 % of a
+    /// pack; closing at the target wasted 1.5 % on average). Past the target a pack takes only
+    /// blobs that keep its class ([`Packer::moves_class`]), so it never grows by more than a
+    /// step; and no blob past [`MAX_BLOBS`].
     fn closes(&self, area: usize, blobs: usize) -> bool {
         let (unpadded, padded) = pack_sizes(self.sealer.overhead(), area, blobs);
-        area >= self.target - self.target / 8 && padded - unpadded <= padding::max_padding(unpadded) / 16
+        (area >= self.target - self.target / 8 || blobs >= SOFT_MAX_BLOBS)
+            && padded - unpadded <= padding::max_padding(unpadded) / 16
     }
 
     /// Stores the packs still open and waits for every upload.
@@ -358,5 +369,36 @@ mod tests {
             padding += p.size - unpadded;
         }
         assert!(padding * 100 < total, "{padding} bytes of padding in {total}");
+    }
+
+    /// Tiny blobs close a pack by count: from [`SOFT_MAX_BLOBS`] at a class boundary (so
+    /// little of it is padding), and never past [`MAX_BLOBS`], however far below its target.
+    #[test]
+    fn packs_of_tiny_blobs_close_by_count() {
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let packer = Packer::new(storage.clone(), test_sealer(), 16 << 20, 0).unwrap();
+        let n = 3 * SOFT_MAX_BLOBS as u32 + 1000;
+        for i in 0..n {
+            let mut id = [0; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            packer.add(BlobKind::Data, ChunkId(id), 1, vec![1; 20 + (i as usize * 7) % 100]).unwrap();
+        }
+        packer.flush().unwrap();
+        let packs = packer.take_finished();
+        let (last, full) = packs.split_last().unwrap();
+        assert!(!full.is_empty());
+        let (mut total, mut padding) = (0, 0);
+        for p in full {
+            assert!((SOFT_MAX_BLOBS..=MAX_BLOBS).contains(&p.blobs.len()), "{} blobs", p.blobs.len());
+            let area: u64 = p.blobs.iter().map(|b| u64::from(b.length)).sum();
+            let header = pack::PackHeader { blobs: p.blobs.clone() }.encode().len();
+            let unpadded = area + (envelope::OVERHEAD + padding::LENGTH_LEN + header + pack::LOCATOR_LEN) as u64;
+            total += p.size;
+            padding += p.size - unpadded;
+        }
+        assert!(padding * 200 < total, "{padding} bytes of padding in {total}");
+        assert!(last.blobs.len() <= MAX_BLOBS);
+        let stored: usize = packs.iter().map(|p| p.blobs.len()).sum();
+        assert_eq!(stored, n as usize, "every blob stored once");
     }
 }
