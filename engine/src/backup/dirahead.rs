@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 
 use rustix::fs::FileType;
@@ -67,9 +67,12 @@ enum Loading {
     Ready(Option<Listed>),
 }
 
-/// A directory to list: `name` in the open directory `parent`.
+/// A directory to list: `name` in the open directory `parent`. Not held open by the job: the
+/// walker holds a directory open while it walks it (and a listing not yet taken holds it), and
+/// once that is done its subdirectories are no longer wanted. Jobs left on the stack then keep
+/// no file descriptors open.
 struct Job {
-    parent: Arc<OwnedFd>,
+    parent: Weak<OwnedFd>,
     name: Vec<u8>,
     key: DirKey,
 }
@@ -230,7 +233,7 @@ impl Shared {
                 continue; // the same directory seen twice (a bind mount): listed once
             }
             state.wanted.insert(child, Loading::Queued);
-            jobs.push(Job { parent: Arc::clone(dir), name: name.clone(), key: child });
+            jobs.push(Job { parent: Arc::downgrade(dir), name: name.clone(), key: child });
         }
         if jobs.is_empty() {
             return;
@@ -303,9 +306,11 @@ fn list_jobs(shared: &Shared) {
 
 /// Opens and lists the directory of `job` as the walker would (`hostfs::open_dir_at`:
 /// O_NOATIME, never a symlink), and lstats its entries; `None` when it cannot be opened or
-/// listed, or is not the inode the walk found under that name.
+/// listed, is not the inode the walk found under that name, or its parent was closed.
 fn list(job: &Job) -> Option<Listed> {
-    let fd = hostfs::open_dir_at(job.parent.as_fd(), &job.name).ok()?;
+    let parent = job.parent.upgrade()?;
+    let fd = hostfs::open_dir_at(parent.as_fd(), &job.name).ok()?;
+    drop(parent);
     let opened = hostfs::fstat(&fd).ok()?;
     if key_of(&opened) != job.key {
         return None;
@@ -478,5 +483,22 @@ mod tests {
         let other_device = DirAhead::start(Some(vec![u64::MAX]));
         other_device.queue_below(key, &fd, &entries);
         assert!(lock(&other_device.shared.state).wanted.is_empty());
+    }
+
+    /// Directories queued and not listed hold no descriptor of their parent: once the walker
+    /// closes a directory, what is left of it on the stack is names only (and a reader that
+    /// pops one lists nothing).
+    #[test]
+    fn queued_directories_do_not_hold_their_parent_open() {
+        let dir = tempfile::tempdir().unwrap();
+        make_tree(dir.path(), 1, 5);
+        let (fd, key, entries) = open_root(dir.path());
+        let ahead = DirAhead::with_limits(None, Limits { dirs: 0, entries: 0 });
+        ahead.queue_below(key, &fd, &entries);
+        assert_eq!(lock(&ahead.shared.state).stack.len(), 5);
+        assert_eq!(Arc::strong_count(&fd), 1, "only the walker holds the directory open");
+        let job = lock(&ahead.shared.state).stack.pop().unwrap();
+        drop(fd);
+        assert!(list(&job).is_none(), "its parent closed: nothing to list");
     }
 }
