@@ -43,23 +43,30 @@ const MAX_BYTES: u64 = 16 << 20;
 /// What a reader found, for the walker to check and store.
 #[derive(Debug)]
 pub(super) enum Fetched {
-    /// The file could not be opened, or its fstat failed.
+    /// The file could not be opened, or its fstat after the read failed.
     Unopened(io::Error),
     /// The file as read.
     Read(Box<ReadFile>),
 }
 
+struct Job {
+    dir: Arc<OwnedFd>,
+    name: Vec<u8>,
+    /// Its size when stat'ed: what one read asks for.
+    size: u64,
+    slot: Arc<Slot>,
+}
+
 /// A file as a reader read it.
 #[derive(Debug)]
 pub(super) struct ReadFile {
-    /// fstat of the open file (the walker compares it with its lstat: replaced?).
-    pub opened: Stat,
     /// Its content; `Ok(None)` when it grew past [`SMALL`] (the walker reads it itself).
     pub content: io::Result<Option<Vec<u8>>>,
     pub xattrs: io::Result<Xattrs>,
     pub flags: u32,
-    /// fstat after the read (changed while read?).
-    pub after: io::Result<Stat>,
+    /// fstat of the open file after the read: the walker compares it with its lstat (the
+    /// same inode, or replaced since listed?) and with what was read (changed while read?).
+    pub after: Stat,
 }
 
 #[derive(Default)]
@@ -68,12 +75,6 @@ struct Slot {
     ready: Condvar,
     /// The walker no longer wants it (excluded, or the walk failed): not read.
     cancelled: AtomicBool,
-}
-
-struct Job {
-    dir: Arc<OwnedFd>,
-    name: Vec<u8>,
-    slot: Arc<Slot>,
 }
 
 #[derive(Default)]
@@ -169,7 +170,7 @@ impl ReadAhead {
             }
             queue.files += 1;
             queue.bytes += size;
-            queue.jobs.push_back(Job { dir: Arc::clone(dir), name: name.to_vec(), slot: Arc::clone(&slot) });
+            queue.jobs.push_back(Job { dir: Arc::clone(dir), name: name.to_vec(), size, slot: Arc::clone(&slot) });
         }
         self.shared.work.notify_one();
         Some(Ticket { slot, shared: Arc::clone(&self.shared), bytes: size })
@@ -205,35 +206,49 @@ fn read_jobs(shared: &Shared) {
         }
         // A reader that panicked would leave the walker waiting for ever on this file (and
         // the thread gone for the files after it): the panic becomes the file's error.
-        let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(job.dir.as_fd(), &job.name)))
-            .unwrap_or_else(|_| Fetched::Unopened(io::Error::other("the read-ahead of this file failed")));
+        let fetched =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(job.dir.as_fd(), &job.name, job.size)))
+                .unwrap_or_else(|_| Fetched::Unopened(io::Error::other("the read-ahead of this file failed")));
         *lock(&job.slot.result) = Some(fetched);
         job.slot.ready.notify_one();
     }
 }
 
-/// Reads a file as the walker would (`hostfs::open_file_at`: O_NOATIME, never a symlink).
-fn fetch(dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> Fetched {
+/// Reads a file as the walker would (`hostfs::open_file_at`: O_NOATIME, never a symlink),
+/// in as few system calls as it can: one read of the `size` bytes its lstat gave (none for an
+/// empty file), one fstat after it, which tells both whether the inode is the one listed and
+/// whether the file grew meanwhile (then it is read on, to its end or past [`SMALL`]), its
+/// xattrs and its flags.
+fn fetch(dir: std::os::fd::BorrowedFd<'_>, name: &[u8], size: u64) -> Fetched {
     let file = match hostfs::open_file_at(dir, name) {
         Ok(f) => f,
         Err(e) => return Fetched::Unopened(e),
     };
-    let opened = match hostfs::fstat(&file) {
+    let mut content = Vec::with_capacity(size.min(SMALL) as usize + 1);
+    let mut read = read_up_to(&file, &mut content, size.min(SMALL + 1));
+    let mut after = match hostfs::fstat(&file) {
         Ok(st) => st,
         Err(e) => return Fetched::Unopened(e),
     };
-    let content = read_small(&file, opened.size);
+    if read.is_ok() && after.size != content.len() as u64 && content.len() as u64 <= SMALL {
+        // Not the size listed: read on to the end (a file that shrank ends at once).
+        let room = SMALL + 1 - content.len() as u64;
+        read = read_up_to(&file, &mut content, room);
+        after = match hostfs::fstat(&file) {
+            Ok(st) => st,
+            Err(e) => return Fetched::Unopened(e),
+        };
+    }
+    let content = read.map(|()| (content.len() as u64 <= SMALL).then_some(content));
     let xattrs = hostfs::read_xattrs_fd(&file);
     let flags = hostfs::inode_flags(&file);
-    let after = hostfs::fstat(&file);
-    Fetched::Read(Box::new(ReadFile { opened, content, xattrs, flags, after }))
+    Fetched::Read(Box::new(ReadFile { content, xattrs, flags, after }))
 }
 
-/// The whole file when it holds at most [`SMALL`] bytes; `None` when it holds more.
-fn read_small(mut file: &File, size: u64) -> io::Result<Option<Vec<u8>>> {
-    let mut content = Vec::with_capacity(size.min(SMALL) as usize + 1);
-    (&mut file).take(SMALL + 1).read_to_end(&mut content)?;
-    Ok((content.len() as u64 <= SMALL).then_some(content))
+/// Appends at most `limit` more bytes of `file` to `content`: one read system call when the
+/// file holds them (`take` stops without asking for more), two at its end.
+fn read_up_to(mut file: &File, content: &mut Vec<u8>, limit: u64) -> io::Result<()> {
+    (&mut file).take(limit).read_to_end(content).map(|_| ())
 }
 
 impl Walker<'_, '_> {
@@ -246,14 +261,14 @@ impl Walker<'_, '_> {
         st: &Stat,
         fetched: Fetched,
     ) -> Result<Option<Option<StoredContent>>> {
-        let ReadFile { opened, content, xattrs, flags, after } = match fetched {
+        let ReadFile { content, xattrs, flags, after } = match fetched {
             Fetched::Unopened(e) => {
                 self.source_error(path, e);
                 return Ok(Some(None));
             }
             Fetched::Read(read) => *read,
         };
-        if opened.ino != st.ino || opened.dev != st.dev || opened.file_type() != FileType::RegularFile {
+        if after.ino != st.ino || after.dev != st.dev || after.file_type() != FileType::RegularFile {
             self.source_error(path, "replaced while being backed up; not stored");
             return Ok(Some(None));
         }
@@ -267,7 +282,7 @@ impl Walker<'_, '_> {
         };
         let xattrs = self.xattrs_or_report(xattrs, path);
         let reader: Box<dyn Read + '_> = Box::new(content.as_slice());
-        Ok(Some(self.store_content(path, st, reader, Vec::new(), xattrs, flags, || after)?))
+        Ok(Some(self.store_content(path, st, reader, Vec::new(), xattrs, flags, || Ok(after))?))
     }
 }
 
@@ -297,15 +312,33 @@ mod tests {
         for (ticket, want) in tickets.into_iter().zip(&contents) {
             match ticket.wait() {
                 Fetched::Read(read) => {
-                    let ReadFile { opened, content, after, .. } = *read;
+                    let ReadFile { content, after, .. } = *read;
                     assert_eq!(content.unwrap().unwrap(), *want);
-                    assert_eq!(opened.size, want.len() as u64);
-                    assert_eq!(after.unwrap().ino, opened.ino);
+                    assert_eq!(after.size, want.len() as u64);
+                    assert_eq!(after.file_type(), FileType::RegularFile);
                 }
                 other => panic!("{other:?}"),
             }
         }
         assert_eq!(lock(&ahead.shared.queue).files, 0, "every ticket's room freed");
+    }
+
+    /// A file that grew since it was listed is read on to its end (the first read asked only
+    /// for the size listed); one that shrank ends where it ends.
+    #[test]
+    fn files_that_grew_or_shrank_since_listed_come_back_whole() {
+        let grown: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let (_dir, fd) = dir_with(&[("grown", &grown), ("shrunk", b"tail"), ("empty", b"")]);
+        let ahead = ReadAhead::start();
+        for (name, listed, want) in [("grown", 10, &grown[..]), ("shrunk", 4000, b"tail"), ("empty", 0, b"")] {
+            match ahead.submit(&fd, name.as_bytes(), listed).unwrap().wait() {
+                Fetched::Read(read) => {
+                    assert_eq!(read.content.unwrap().unwrap(), want, "{name}");
+                    assert_eq!(read.after.size, want.len() as u64);
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 
     /// A missing file is reported as unopened; a file past SMALL is left to the walker; the
