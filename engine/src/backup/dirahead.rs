@@ -5,39 +5,55 @@
 //! directory's blocks (`getdents`), then the inodes of its entries (one `lstat` each). On an
 //! unchanged snapshot that is nearly all the walk waits on.
 //!
-//! Reader threads ([`THREADS`]) list directories in the order the walk will enter them: each
-//! opens a directory as the walker would, lists it, lstats every entry and puts the
-//! directory's subdirectories on top of a stack, so the readers run down the tree ahead of
-//! the walker without waiting for it (the stack's top is always the first directory, in walk
-//! order, not yet listed). The walker takes a directory's listing when it enters it: ready, or
-//! being listed (it waits), or not started (it lists it itself, ahead of the queue). Once the
-//! walker is done with a directory, whatever was listed below it and never taken (excluded,
-//! gone, a marker file found) is dropped.
+//! Reader threads ([`THREADS`]) list directories in about the order the walk will enter them:
+//! each opens a directory as the walker would, lists it, lstats every entry and puts the
+//! directory's subdirectories on top of a stack, so the readers run down the tree ahead of the
+//! walker without waiting for it (depth first, as the walk goes). The walker takes a
+//! directory's listing when it enters it: ready, or being listed (it waits), or not started (it
+//! lists it itself, ahead of the queue). Once the walker is done with a directory, whatever was
+//! listed below it and never taken (gone, a marker file found) is dropped.
+//!
+//! The readers skip what the walk would not enter: directories the exclude patterns name,
+//! directories holding an exclusion marker (nothing below them is listed), other devices under
+//! `--one-file-system`. A path is often excluded because it hangs (a dead network mount), so
+//! nothing waits for the readers: the walker never waits on a directory it does not enter, and
+//! the threads are not joined.
 //!
 //! A directory is known by its device and inode, as the lstat of its entry in its parent gave
-//! them; a reader that opens another inode by that name (the entry was replaced) lists nothing,
-//! and the walker lists the directory itself.
+//! them; a reader that opens another inode by that name (the entry was replaced) lists nothing.
+//! A listing can wait a while for the walker (a large file is being read), so the walker takes
+//! it only if the directory is still there under that name and unchanged since it was listed
+//! (`Listed::still_current`); otherwise it lists the directory again itself.
 //!
-//! Bounded: at most [`MAX_DIRS`] directories are being listed or held listed, and listing
-//! stops while they hold [`MAX_ENTRIES`] entries or more. Directories waiting to be listed are
-//! a name and a key each, below directories listed already.
+//! Bounded: at most [`MAX_DIRS`] directories are being listed or held listed (each holds a file
+//! descriptor), listing stops while they hold [`MAX_ENTRIES`] entries or more, and a directory
+//! of more than [`MAX_LISTED`] entries is left to the walker (which lstats them on all cores).
+//! Directories waiting to be listed are a path and a key each, and hold no descriptor.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
-use std::thread::JoinHandle;
 
 use rustix::fs::FileType;
 
+use super::exclude::Excluder;
 use crate::hostfs::{self, Stat};
 
 /// Listings in flight at once (I/O waits, not CPU).
 const THREADS: usize = 8;
 /// Directories being listed or listed and not yet taken, at most.
-const MAX_DIRS: usize = 128;
+const MAX_DIRS: usize = 64;
 /// Entries of the directories held listed past which no more are listed.
 const MAX_ENTRIES: usize = 32 << 10;
+/// Entries past which a directory is left to the walker.
+const MAX_LISTED: usize = 4096;
+/// Entries lstat'ed between two looks at whether the walk still runs.
+const STATS_BETWEEN_CHECKS: usize = 256;
 
 /// A directory: the device and inode of its entry's lstat.
 pub(super) type DirKey = (u64, u64);
@@ -55,8 +71,26 @@ pub(super) type Entries = Vec<(Vec<u8>, Option<io::Result<Stat>>)>;
 pub(super) struct Listed {
     /// The open directory (the walker opens its entries through it).
     pub fd: Arc<OwnedFd>,
+    /// Its fstat before it was listed (`None` where the walker listed it).
+    pub opened: Option<Stat>,
     /// Its entries, each stat'ed.
     pub entries: Entries,
+}
+
+impl Listed {
+    /// Whether the listing still stands for `name` in `dir`: the same inode under that name,
+    /// not removed, and not changed since it was listed (an entry added, removed or renamed
+    /// changes a directory's mtime and ctime).
+    pub(super) fn still_current(&self, dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+        let Some(opened) = &self.opened else { return true };
+        let (Ok(now), Ok(named)) = (hostfs::fstat(self.fd.as_fd()), hostfs::stat_at(dir, name)) else {
+            return false;
+        };
+        now.nlink > 0
+            && key_of(&now) == key_of(opened)
+            && key_of(&named) == key_of(opened)
+            && (now.mtime_ns, now.ctime_ns) == (opened.mtime_ns, opened.ctime_ns)
+    }
 }
 
 #[derive(Debug)]
@@ -67,13 +101,14 @@ enum Loading {
     Ready(Option<Listed>),
 }
 
-/// A directory to list: `name` in the open directory `parent`. Not held open by the job: the
-/// walker holds a directory open while it walks it (and a listing not yet taken holds it), and
-/// once that is done its subdirectories are no longer wanted. Jobs left on the stack then keep
-/// no file descriptors open.
+/// A directory to list: `name` in the open directory `parent`, at `path`. The parent is not
+/// held open by the job: the walker holds a directory open while it walks it (and a listing
+/// not yet taken holds it), and once that is done its subdirectories are no longer wanted.
+/// Jobs left on the stack then keep no file descriptors open.
 struct Job {
     parent: Weak<OwnedFd>,
     name: Vec<u8>,
+    path: PathBuf,
     key: DirKey,
 }
 
@@ -123,21 +158,27 @@ struct Shared {
     limits: Limits,
     /// With `--one-file-system`, the devices whose directories are listed.
     devices: Option<Vec<u64>>,
+    /// The backup's exclusion rules (patterns and markers; an instance of its own, whose
+    /// record of the patterns used is not the walk's).
+    rules: Excluder,
+    /// The walk is over: a reader stops listing.
+    closed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The reader threads (stopped and joined on drop).
+/// The reader threads (told to stop on drop, not waited for: one may hang in a directory the
+/// walk never entered).
 pub(super) struct DirAhead {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for DirAhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirAhead").field("threads", &self.threads.len()).finish_non_exhaustive()
+        f.debug_struct("DirAhead").field("threads", &self.threads).finish_non_exhaustive()
     }
 }
 
@@ -145,30 +186,37 @@ impl DirAhead {
     /// Starts the readers; with `devices`, only directories on those are listed (the walk does
     /// not descend into others). Without threads (the system refused them) nothing is listed
     /// ahead.
-    pub(super) fn start(devices: Option<Vec<u64>>) -> Self {
-        Self::with_limits(devices, Limits { dirs: MAX_DIRS, entries: MAX_ENTRIES })
+    pub(super) fn start(devices: Option<Vec<u64>>, rules: Excluder) -> Self {
+        Self::with_limits(devices, rules, Limits { dirs: MAX_DIRS, entries: MAX_ENTRIES })
     }
 
-    fn with_limits(devices: Option<Vec<u64>>, limits: Limits) -> Self {
-        let shared =
-            Arc::new(Shared { state: Mutex::default(), work: Condvar::new(), ready: Condvar::new(), limits, devices });
+    fn with_limits(devices: Option<Vec<u64>>, rules: Excluder, limits: Limits) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            work: Condvar::new(),
+            ready: Condvar::new(),
+            limits,
+            devices,
+            rules,
+            closed: AtomicBool::new(false),
+        });
         let threads = (0..THREADS)
-            .filter_map(|i| {
+            .filter(|i| {
                 let shared = Arc::clone(&shared);
-                std::thread::Builder::new().name(format!("cairn-list-{i}")).spawn(move || list_jobs(&shared)).ok()
+                std::thread::Builder::new().name(format!("cairn-list-{i}")).spawn(move || list_jobs(&shared)).is_ok()
             })
-            .collect();
+            .count();
         DirAhead { shared, threads }
     }
 
-    /// Queues the subdirectories among `entries` of the directory `key`, open as `dir`, which
-    /// the walker listed itself.
-    pub(super) fn queue_below(&self, key: DirKey, dir: &Arc<OwnedFd>, entries: &Entries) {
-        if self.threads.is_empty() {
+    /// Queues the subdirectories among `entries` of the directory `key` at `path`, open as
+    /// `dir`, which the walker listed itself.
+    pub(super) fn queue_below(&self, key: DirKey, dir: &Arc<OwnedFd>, path: &Path, entries: &Entries) {
+        if self.threads == 0 {
             return;
         }
         let mut state = lock(&self.shared.state);
-        self.shared.queue(&mut state, key, dir, entries);
+        self.shared.queue(&mut state, key, dir, path, entries);
     }
 
     /// The listing of the directory `key`, if the readers have it or are at it (then it
@@ -217,9 +265,9 @@ impl DirAhead {
 }
 
 impl Shared {
-    /// Queues the subdirectories among `entries` of `key` (open as `dir`) not queued yet, the
-    /// first on top of the stack.
-    fn queue(&self, state: &mut State, key: DirKey, dir: &Arc<OwnedFd>, entries: &Entries) {
+    /// Queues the subdirectories among `entries` of `key` (at `path`, open as `dir`) that the
+    /// walk will enter and that are not queued yet, the first on top of the stack.
+    fn queue(&self, state: &mut State, key: DirKey, dir: &Arc<OwnedFd>, path: &Path, entries: &Entries) {
         let mut jobs = Vec::new();
         for (name, st) in entries {
             let Some(Ok(st)) = st else { continue };
@@ -232,8 +280,12 @@ impl Shared {
             if state.wanted.contains_key(&child) {
                 continue; // the same directory seen twice (a bind mount): listed once
             }
+            let child_path = path.join(OsStr::from_bytes(name));
+            if self.rules.excludes_dir_quietly(&child_path) {
+                continue;
+            }
             state.wanted.insert(child, Loading::Queued);
-            jobs.push(Job { parent: Arc::downgrade(dir), name: name.clone(), key: child });
+            jobs.push(Job { parent: Arc::downgrade(dir), name: name.clone(), path: child_path, key: child });
         }
         if jobs.is_empty() {
             return;
@@ -278,7 +330,7 @@ impl Shared {
         }
         if let Some(listed) = &listed {
             state.held_entries += listed.entries.len();
-            self.queue(&mut state, job.key, &listed.fd, &listed.entries);
+            self.queue(&mut state, job.key, &listed.fd, &job.path, &listed.entries);
         }
         state.wanted.insert(job.key, Loading::Ready(listed));
         self.ready.notify_all();
@@ -287,27 +339,44 @@ impl Shared {
 
 impl Drop for DirAhead {
     fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
         lock(&self.shared.state).closed = true;
         self.shared.work.notify_all();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+    }
+}
+
+/// Marks a directory being listed as one the walker lists itself, unless forgotten: a reader
+/// that panicked anywhere would otherwise leave the walker waiting for ever on it.
+struct Unlisted<'a> {
+    shared: &'a Shared,
+    key: DirKey,
+}
+
+impl Drop for Unlisted<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        if let Some(loading @ Loading::Listing) = state.wanted.get_mut(&self.key) {
+            *loading = Loading::Ready(None);
         }
+        self.shared.ready.notify_all();
     }
 }
 
 fn list_jobs(shared: &Shared) {
     while let Some(job) = shared.next_job() {
-        // A reader that panicked would leave the walker waiting for ever on this directory:
-        // the panic becomes a directory the walker lists itself.
-        let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| list(&job))).unwrap_or(None);
+        let unlisted = Unlisted { shared, key: job.key };
+        let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| list(shared, &job))).unwrap_or(None);
         shared.listed(&job, listed);
+        std::mem::forget(unlisted);
     }
 }
 
 /// Opens and lists the directory of `job` as the walker would (`hostfs::open_dir_at`:
-/// O_NOATIME, never a symlink), and lstats its entries; `None` when it cannot be opened or
-/// listed, is not the inode the walk found under that name, or its parent was closed.
-fn list(job: &Job) -> Option<Listed> {
+/// O_NOATIME, never a symlink), and lstats its entries. `None` (the walker lists it itself,
+/// if it enters it) when it cannot be opened or listed, is not the inode the walk found under
+/// that name, its parent was closed, it holds an exclusion marker or more than
+/// [`MAX_LISTED`] entries, or the walk ended meanwhile.
+fn list(shared: &Shared, job: &Job) -> Option<Listed> {
     let parent = job.parent.upgrade()?;
     let fd = hostfs::open_dir_at(parent.as_fd(), &job.name).ok()?;
     drop(parent);
@@ -316,14 +385,18 @@ fn list(job: &Job) -> Option<Listed> {
         return None;
     }
     let names = hostfs::list_dir(fd.as_fd()).ok()?;
-    let entries = names
-        .into_iter()
-        .map(|name| {
-            let st = hostfs::stat_at(fd.as_fd(), &name);
-            (name, Some(st))
-        })
-        .collect();
-    Some(Listed { fd: Arc::new(fd), entries })
+    if names.len() > MAX_LISTED || shared.rules.has_marker(fd.as_fd(), &names) {
+        return None;
+    }
+    let mut entries = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        if i % STATS_BETWEEN_CHECKS == 0 && shared.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let st = hostfs::stat_at(fd.as_fd(), &name);
+        entries.push((name, Some(st)));
+    }
+    Some(Listed { fd: Arc::new(fd), opened: Some(opened), entries })
 }
 
 #[cfg(test)]
@@ -332,6 +405,17 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::backup::ExcludeOptions;
+
+    /// Exclusion rules of `patterns`, with CACHEDIR.TAG markers.
+    fn rules(patterns: &[&str]) -> Excluder {
+        let opts = ExcludeOptions {
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            caches: true,
+            ..ExcludeOptions::default()
+        };
+        Excluder::new(&opts).unwrap()
+    }
 
     /// `fanout` directories per level below `root`, `depth` levels, two files in each.
     fn make_tree(root: &Path, depth: usize, fanout: usize) -> usize {
@@ -418,8 +502,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let all = make_tree(dir.path(), 3, 3);
         let (fd, key, entries) = open_root(dir.path());
-        let ahead = DirAhead::start(None);
-        ahead.queue_below(key, &fd, &entries);
+        let ahead = DirAhead::start(None, rules(&[]));
+        ahead.queue_below(key, &fd, dir.path(), &entries);
         // The walker asked for the root's subdirectories only; the readers go on below.
         wait_until(&ahead, "every directory listed ahead", |s| ready(s) == all);
         assert_eq!(lock(&ahead.shared.state).held_entries, all * 2 + (all - 3), "entries held, counted");
@@ -435,8 +519,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let all = make_tree(dir.path(), 3, 3);
         let (fd, key, entries) = open_root(dir.path());
-        let ahead = DirAhead::with_limits(None, Limits { dirs: 4, entries: 1 << 20 });
-        ahead.queue_below(key, &fd, &entries);
+        let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 4, entries: 1 << 20 });
+        ahead.queue_below(key, &fd, dir.path(), &entries);
         wait_until(&ahead, "four directories listed", |s| ready(s) == 4);
         {
             let state = lock(&ahead.shared.state);
@@ -446,7 +530,6 @@ mod tests {
         // The walk takes the first: room for one more, which the readers fill.
         let (first, first_key) = subdirs(&entries).swap_remove(0);
         let taken = ahead.take(first_key).expect("the first directory was listed first");
-        assert_eq!(lock(&ahead.shared.state).held_dirs, 3);
         wait_until(&ahead, "the room refilled", |s| ready(s) == 4);
         assert!(taken.entries.iter().any(|(n, _)| n == b"d0"), "{first:?} holds its own d0");
         // The walk of the root is done (what is left was excluded, say): all of it dropped.
@@ -470,8 +553,8 @@ mod tests {
         std::fs::rename(dir.path().join("replaced"), dir.path().join("old")).unwrap();
         std::fs::create_dir(dir.path().join("replaced")).unwrap();
         std::fs::remove_dir(dir.path().join("removed")).unwrap();
-        let ahead = DirAhead::start(None);
-        ahead.queue_below(key, &fd, &entries);
+        let ahead = DirAhead::start(None, rules(&[]));
+        ahead.queue_below(key, &fd, dir.path(), &entries);
         wait_until(&ahead, "all three tried", |s| s.wanted.values().all(|l| matches!(l, Loading::Ready(_))));
         assert!(ahead.take(keys[b"kept".as_slice()]).is_some());
         assert!(ahead.take(keys[b"replaced".as_slice()]).is_none(), "another inode under the name");
@@ -480,8 +563,8 @@ mod tests {
         assert_eq!(lock(&ahead.shared.state).held_dirs, 0);
 
         // With --one-file-system, directories on other devices are not even queued.
-        let other_device = DirAhead::start(Some(vec![u64::MAX]));
-        other_device.queue_below(key, &fd, &entries);
+        let other_device = DirAhead::start(Some(vec![u64::MAX]), rules(&[]));
+        other_device.queue_below(key, &fd, dir.path(), &entries);
         assert!(lock(&other_device.shared.state).wanted.is_empty());
     }
 
@@ -493,12 +576,60 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         make_tree(dir.path(), 1, 5);
         let (fd, key, entries) = open_root(dir.path());
-        let ahead = DirAhead::with_limits(None, Limits { dirs: 0, entries: 0 });
-        ahead.queue_below(key, &fd, &entries);
+        let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 0, entries: 0 });
+        ahead.queue_below(key, &fd, dir.path(), &entries);
         assert_eq!(lock(&ahead.shared.state).stack.len(), 5);
         assert_eq!(Arc::strong_count(&fd), 1, "only the walker holds the directory open");
         let job = lock(&ahead.shared.state).stack.pop().unwrap();
         drop(fd);
-        assert!(list(&job).is_none(), "its parent closed: nothing to list");
+        assert!(list(&ahead.shared, &job).is_none(), "its parent closed: nothing to list");
+    }
+
+    /// What the walk would not enter is not listed: excluded directories are not queued, and a
+    /// directory holding a marker is left to the walker (which skips it) with nothing below it
+    /// queued.
+    #[test]
+    fn excluded_and_marked_directories_are_not_listed_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        make_tree(dir.path(), 2, 3);
+        std::fs::write(dir.path().join("d1/CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55").unwrap();
+        let (fd, key, entries) = open_root(dir.path());
+        let keys: HashMap<Vec<u8>, DirKey> = subdirs(&entries).into_iter().collect();
+        let excluded = format!("{}/d2", dir.path().display());
+        let ahead = DirAhead::start(None, rules(&[&excluded]));
+        ahead.queue_below(key, &fd, dir.path(), &entries);
+        wait_until(&ahead, "all tried", |s| s.wanted.values().all(|l| matches!(l, Loading::Ready(_))));
+        let state = lock(&ahead.shared.state);
+        assert!(!state.wanted.contains_key(&keys[b"d2".as_slice()]), "an excluded directory is not queued");
+        assert!(matches!(state.wanted.get(&keys[b"d1".as_slice()]), Some(Loading::Ready(None))), "marked");
+        assert!(matches!(state.wanted.get(&keys[b"d0".as_slice()]), Some(Loading::Ready(Some(_)))));
+        // d0 and its three subdirectories: nothing of d1's or d2's.
+        assert_eq!(state.wanted.len(), 1 + 1 + 3, "{:?}", state.wanted.keys());
+    }
+
+    /// A listing the directory no longer matches (an entry added since, or the directory
+    /// removed) is not current: the walker lists it again.
+    #[test]
+    fn a_listing_is_current_only_while_its_directory_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        make_tree(dir.path(), 1, 2);
+        let (fd, key, entries) = open_root(dir.path());
+        let keys: HashMap<Vec<u8>, DirKey> = subdirs(&entries).into_iter().collect();
+        let ahead = DirAhead::start(None, rules(&[]));
+        ahead.queue_below(key, &fd, dir.path(), &entries);
+        wait_until(&ahead, "both listed", |s| ready(s) == 2);
+        let d0 = ahead.take(keys[b"d0".as_slice()]).unwrap();
+        assert!(d0.still_current(fd.as_fd(), b"d0"));
+        // An entry added since: its mtime moved on.
+        let before = hostfs::fstat(d0.fd.as_fd()).unwrap();
+        let mut added = 0;
+        while hostfs::fstat(d0.fd.as_fd()).unwrap().mtime_ns == before.mtime_ns {
+            std::fs::write(dir.path().join(format!("d0/new{added}")), b"x").unwrap();
+            added += 1;
+        }
+        assert!(!d0.still_current(fd.as_fd(), b"d0"), "an entry was added since it was listed");
+        let d1 = ahead.take(keys[b"d1".as_slice()]).unwrap();
+        std::fs::remove_dir_all(dir.path().join("d1")).unwrap();
+        assert!(!d1.still_current(fd.as_fd(), b"d1"), "removed since it was listed");
     }
 }

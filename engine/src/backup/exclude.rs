@@ -107,6 +107,13 @@ impl Excluder {
         true
     }
 
+    /// Whether the patterns exclude the directory at the absolute `path`, without recording
+    /// the pattern as used (for the walk's read-ahead, which may look at what the walk never
+    /// reaches).
+    pub fn excludes_dir_quietly(&self, path: &Path) -> bool {
+        self.patterns.as_ref().is_some_and(|p| p.excluding_pattern(path, true).is_some())
+    }
+
     /// The excluding patterns that left nothing out so far: usually a typo, or a relative path
     /// where an absolute one (or a bare name) was meant.
     pub fn unused_patterns(&self) -> Vec<String> {

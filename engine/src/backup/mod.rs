@@ -238,6 +238,7 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     paths.sort();
     paths.dedup();
     let excluder = exclude::Excluder::new(&opts.excludes)?;
+    let readers_rules = exclude::Excluder::new(&opts.excludes)?;
     let parent = choose_parent(repo, opts.parent, &opts.hostname, &paths)?;
     let parent_root = match &parent {
         Some((_, snap)) => repo.load_tree(&snap.tree).ok().map(std::sync::Arc::new),
@@ -275,7 +276,8 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             .stack_size(WALK_STACK)
             .spawn_scoped(scope, || -> Result<_> {
                 let writer = if opts.dry_run { repo.dry_run_blob_writer()? } else { repo.blob_writer()? };
-                let mut walker = Walker::new(repo, writer, excluder, progress, &prefetch, started_ns, source_devs);
+                let mut walker =
+                    Walker::new(repo, writer, [excluder, readers_rules], progress, &prefetch, started_ns, source_devs);
                 for (path, e) in missing {
                     walker.source_error(&path, e);
                 }

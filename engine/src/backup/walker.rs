@@ -89,13 +89,16 @@ impl<'a, 'r> Walker<'a, 'r> {
     pub fn new(
         repo: &'r Repository,
         writer: BlobWriter<'r>,
-        excluder: Excluder,
+        excluders: [Excluder; 2],
         progress: &'a dyn Progress,
         prefetch: &'a TreePrefetch<'r>,
         started_ns: i64,
         source_devs: Vec<u64>,
     ) -> Self {
-        let dirs = DirAhead::start(excluder.one_file_system.then(|| source_devs.clone()));
+        // Two instances of the same rules: the walk's, and the directory readers' (which must
+        // not count as used a pattern that matched only what the walk never reached).
+        let [excluder, readers_rules] = excluders;
+        let dirs = DirAhead::start(excluder.one_file_system.then(|| source_devs.clone()), readers_rules);
         Walker {
             repo,
             writer,
@@ -157,7 +160,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             };
             let key = hostfs::fstat(parent_fd.as_fd()).ok().map(|st| key_of(&st));
             if let Some(key) = key {
-                self.dirs.queue_below(key, &parent_fd, &entries);
+                self.dirs.queue_below(key, &parent_fd, path, &entries);
             }
             let saved = self.save_entries(&parent_fd, path, entries, parent);
             if let Some(key) = key {
@@ -372,13 +375,17 @@ impl<'a, 'r> Walker<'a, 'r> {
     }
 
     /// The directory `name` in `dir` (lstat `st`) open, with its entries stat'ed: as the
-    /// readers listed it, else listed here (and its subdirectories queued for the readers).
-    /// `None` when it is not walked: it could not be opened or listed (reported), or holds a
-    /// marker that excludes it (checked before its entries are stat'ed here).
+    /// readers listed it if that listing is still current, else listed here (and its
+    /// subdirectories queued for the readers). `None` when it is not walked: it could not be
+    /// opened or listed (reported), or holds a marker that excludes it (checked, when listed
+    /// here, before its entries are stat'ed).
     fn list_dir(&mut self, dir: BorrowedFd<'_>, path: &Path, name: &[u8], st: &Stat) -> Option<Listed> {
         // Another file system below a source: the mount point is stored, empty.
         let foreign = self.excluder.one_file_system && !self.source_devs.contains(&st.dev);
-        if !foreign && let Some(listed) = self.dirs.take(key_of(st)) {
+        if !foreign
+            && let Some(listed) = self.dirs.take(key_of(st))
+            && listed.still_current(dir, name)
+        {
             let entries = &listed.entries;
             let holds = |name: &[u8]| entries.binary_search_by(|(n, _)| n.as_slice().cmp(name)).is_ok();
             return (!self.excluder.has_marker_where(listed.fd.as_fd(), holds)).then_some(listed);
@@ -391,7 +398,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             }
         };
         if foreign {
-            return Some(Listed { fd, entries: Vec::new() });
+            return Some(Listed { fd, opened: None, entries: Vec::new() });
         }
         let names = match hostfs::list_dir(fd.as_fd()) {
             Ok(names) => names,
@@ -404,8 +411,8 @@ impl<'a, 'r> Walker<'a, 'r> {
             return None;
         }
         let entries = stat_all(&fd, names);
-        self.dirs.queue_below(key_of(st), &fd, &entries);
-        Some(Listed { fd, entries })
+        self.dirs.queue_below(key_of(st), &fd, path, &entries);
+        Some(Listed { fd, opened: None, entries })
     }
 
     fn save_dir_below(
@@ -416,7 +423,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         st: &Stat,
         parent: Option<&Node>,
     ) -> Result<Option<Node>> {
-        let Some(Listed { fd, entries }) = self.list_dir(dir, path, &name, st) else { return Ok(None) };
+        let Some(Listed { fd, entries, .. }) = self.list_dir(dir, path, &name, st) else { return Ok(None) };
         let parent_tree = self.parent_subtree(parent);
         let tree = self.walk_entries(&fd, path, entries, &parent_tree)?;
         self.prefetch.done(parent_tree);

@@ -268,7 +268,7 @@ mod tests {
     }
 
     /// A pack too large to hold is read once: its hits no longer ask for its list, until a
-    /// clear (the cache's ordinals may then name other packs).
+    /// clear, which forgets refusals with everything else.
     #[test]
     fn a_pack_too_large_to_hold_is_not_asked_for_again() {
         let set = Locality::default();
@@ -284,7 +284,7 @@ mod tests {
         assert!(set.hit(pack(2)).is_some(), "other packs still load");
         set.clear();
         assert_eq!(set.hit(pack(1)), None);
-        assert!(set.hit(pack(1)).is_some(), "after a clear the ordinal may be another pack");
+        assert!(set.hit(pack(1)).is_some(), "a clear forgets the refusal");
     }
 
     #[test]
