@@ -1,0 +1,233 @@
+//! Tests of the directory read-ahead: the walk order, the budget, what is left to the walker.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::backup::ExcludeOptions;
+
+/// Exclusion rules of `patterns`, with CACHEDIR.TAG markers.
+fn rules(patterns: &[&str]) -> Excluder {
+    let opts = ExcludeOptions {
+        patterns: patterns.iter().map(|p| p.to_string()).collect(),
+        caches: true,
+        ..ExcludeOptions::default()
+    };
+    Excluder::new(&opts).unwrap()
+}
+
+/// `fanout` directories per level below `root`, `depth` levels, two files in each.
+fn make_tree(root: &Path, depth: usize, fanout: usize) -> usize {
+    let mut dirs = 0;
+    for i in 0..fanout {
+        let d = root.join(format!("d{i}"));
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("f1"), b"one").unwrap();
+        std::fs::write(d.join("f2"), b"two").unwrap();
+        dirs += 1;
+        if depth > 1 {
+            dirs += make_tree(&d, depth - 1, fanout);
+        }
+    }
+    dirs
+}
+
+/// The directory open as `fd` as the walker lists it itself.
+fn listing(fd: &OwnedFd) -> Entries {
+    let names = hostfs::list_dir(fd.as_fd()).unwrap();
+    names
+        .into_iter()
+        .map(|n| {
+            let st = hostfs::stat_at(fd.as_fd(), &n);
+            (n, Some(st))
+        })
+        .collect()
+}
+
+fn open_root(path: &Path) -> (Arc<OwnedFd>, DirKey, Entries) {
+    let fd = Arc::new(hostfs::open_dir(path).unwrap());
+    let key = key_of(&hostfs::fstat(fd.as_fd()).unwrap());
+    let entries = listing(&fd);
+    (fd, key, entries)
+}
+
+/// Waits (on listings finishing, never on the clock alone) until `done` holds of the state.
+fn wait_until(ahead: &DirAhead, what: &str, done: impl Fn(&State) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut state = lock(&ahead.shared.state);
+    while !done(&state) {
+        assert!(Instant::now() < deadline, "{what}: {} wanted, {} held", state.wanted.len(), state.held_dirs);
+        state = ahead.shared.ready.wait_timeout(state, Duration::from_millis(50)).unwrap().0;
+    }
+}
+
+fn ready(state: &State) -> usize {
+    state.wanted.values().filter(|l| matches!(l, Loading::Ready(Some(_)))).count()
+}
+
+fn subdirs(entries: &Entries) -> Vec<(Vec<u8>, DirKey)> {
+    entries
+        .iter()
+        .filter_map(|(n, st)| match st {
+            Some(Ok(st)) if st.file_type() == FileType::Directory => Some((n.clone(), key_of(st))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Walks as the walker does: takes each subdirectory's listing (which must be the readers'),
+/// checks it against the directory listed here, goes below it, then is done with it.
+fn walk(ahead: &DirAhead, fd: &OwnedFd, entries: &Entries) -> usize {
+    let mut walked = 0;
+    for (name, key) in subdirs(entries) {
+        let listed = ahead.take(key).expect("listed ahead");
+        let here = hostfs::open_dir_at(fd.as_fd(), &name).unwrap();
+        let want = listing(&here);
+        let names = |e: &Entries| e.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&listed.entries), names(&want));
+        for ((_, got), (_, want)) in listed.entries.iter().zip(&want) {
+            let (got, want) = (got.as_ref().unwrap().as_ref().unwrap(), want.as_ref().unwrap().as_ref().unwrap());
+            assert_eq!((got.ino, got.size, got.mode), (want.ino, want.size, want.mode));
+        }
+        assert_eq!(key_of(&hostfs::fstat(listed.fd.as_fd()).unwrap()), key);
+        walked += 1 + walk(ahead, &listed.fd, &listed.entries);
+        ahead.done(key);
+    }
+    walked
+}
+
+#[test]
+fn readers_list_the_whole_tree_ahead_and_the_walk_takes_each_directory_as_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = make_tree(dir.path(), 3, 3);
+    let (fd, key, entries) = open_root(dir.path());
+    let ahead = DirAhead::start(None, rules(&[]));
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    // The walker asked for the root's subdirectories only; the readers go on below.
+    wait_until(&ahead, "every directory listed ahead", |s| ready(s) == all);
+    assert_eq!(lock(&ahead.shared.state).held_entries, all * 2 + (all - 3), "entries held, counted");
+    assert_eq!(walk(&ahead, &fd, &entries), all);
+    ahead.done(key);
+    let state = lock(&ahead.shared.state);
+    assert!(state.wanted.is_empty() && state.children.is_empty() && state.stack.is_empty());
+    assert_eq!((state.held_dirs, state.held_entries), (0, 0), "the budget is whole again");
+}
+
+#[test]
+fn the_budget_bounds_what_is_held_and_done_drops_everything_below() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = make_tree(dir.path(), 3, 3);
+    let (fd, key, entries) = open_root(dir.path());
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 4, entries: 1 << 20 });
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    wait_until(&ahead, "four directories listed", |s| ready(s) == 4);
+    {
+        let state = lock(&ahead.shared.state);
+        assert_eq!(state.held_dirs, 4, "no more listed than the budget holds");
+        assert!(state.wanted.len() > 4 && state.wanted.len() < all, "{} queued", state.wanted.len());
+    }
+    // The walk takes the first: room for one more, which the readers fill.
+    let (first, first_key) = subdirs(&entries).swap_remove(0);
+    let taken = ahead.take(first_key).expect("the first directory was listed first");
+    wait_until(&ahead, "the room refilled", |s| ready(s) == 4);
+    assert!(taken.entries.iter().any(|(n, _)| n == b"d0"), "{first:?} holds its own d0");
+    // The walk of the root is done (what is left was excluded, say): all of it dropped.
+    ahead.done(first_key);
+    ahead.done(key);
+    let state = lock(&ahead.shared.state);
+    assert!(state.wanted.is_empty() && state.children.is_empty() && state.stack.is_empty());
+    assert_eq!((state.held_dirs, state.held_entries), (0, 0));
+}
+
+/// A reader lists only the inode the walk found under the name; anything else is left to
+/// the walker, which lists (and reports) it itself.
+#[test]
+fn replaced_missing_and_foreign_directories_are_left_to_the_walker() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["kept", "replaced", "removed"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let (fd, key, entries) = open_root(dir.path());
+    let keys: HashMap<Vec<u8>, DirKey> = subdirs(&entries).into_iter().collect();
+    std::fs::rename(dir.path().join("replaced"), dir.path().join("old")).unwrap();
+    std::fs::create_dir(dir.path().join("replaced")).unwrap();
+    std::fs::remove_dir(dir.path().join("removed")).unwrap();
+    let ahead = DirAhead::start(None, rules(&[]));
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    wait_until(&ahead, "all three tried", |s| s.wanted.values().all(|l| matches!(l, Loading::Ready(_))));
+    assert!(ahead.take(keys[b"kept".as_slice()]).is_some());
+    assert!(ahead.take(keys[b"replaced".as_slice()]).is_none(), "another inode under the name");
+    assert!(ahead.take(keys[b"removed".as_slice()]).is_none());
+    ahead.done(key);
+    assert_eq!(lock(&ahead.shared.state).held_dirs, 0);
+
+    // With --one-file-system, directories on other devices are not even queued.
+    let other_device = DirAhead::start(Some(vec![u64::MAX]), rules(&[]));
+    other_device.queue_below(key, &fd, dir.path(), &entries);
+    assert!(lock(&other_device.shared.state).wanted.is_empty());
+}
+
+/// Directories queued and not listed hold no descriptor of their parent: once the walker
+/// closes a directory, what is left of it on the stack is names only (and a reader that
+/// pops one lists nothing).
+#[test]
+fn queued_directories_do_not_hold_their_parent_open() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), 1, 5);
+    let (fd, key, entries) = open_root(dir.path());
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 0, entries: 0 });
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    assert_eq!(lock(&ahead.shared.state).stack.len(), 5);
+    assert_eq!(Arc::strong_count(&fd), 1, "only the walker holds the directory open");
+    let job = lock(&ahead.shared.state).stack.pop().unwrap();
+    drop(fd);
+    assert!(list(&ahead.shared, &job).is_none(), "its parent closed: nothing to list");
+}
+
+/// What the walk would not enter is not listed: excluded directories are not queued, and a
+/// directory holding a marker is left to the walker (which skips it) with nothing below it
+/// queued.
+#[test]
+fn excluded_and_marked_directories_are_not_listed_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), 2, 3);
+    std::fs::write(dir.path().join("d1/CACHEDIR.TAG"), "Signature: 8a477f597d28d172789f06886806bc55").unwrap();
+    let (fd, key, entries) = open_root(dir.path());
+    let keys: HashMap<Vec<u8>, DirKey> = subdirs(&entries).into_iter().collect();
+    let excluded = format!("{}/d2", dir.path().display());
+    let ahead = DirAhead::start(None, rules(&[&excluded]));
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    wait_until(&ahead, "all tried", |s| s.wanted.values().all(|l| matches!(l, Loading::Ready(_))));
+    let state = lock(&ahead.shared.state);
+    assert!(!state.wanted.contains_key(&keys[b"d2".as_slice()]), "an excluded directory is not queued");
+    assert!(matches!(state.wanted.get(&keys[b"d1".as_slice()]), Some(Loading::Ready(None))), "marked");
+    assert!(matches!(state.wanted.get(&keys[b"d0".as_slice()]), Some(Loading::Ready(Some(_)))));
+    // d0 and its three subdirectories: nothing of d1's or d2's.
+    assert_eq!(state.wanted.len(), 1 + 1 + 3, "{:?}", state.wanted.keys());
+}
+
+/// A listing the directory no longer matches (an entry added since, or the directory
+/// removed) is not current: the walker lists it again.
+#[test]
+fn a_listing_is_current_only_while_its_directory_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), 1, 2);
+    let (fd, key, entries) = open_root(dir.path());
+    let keys: HashMap<Vec<u8>, DirKey> = subdirs(&entries).into_iter().collect();
+    let ahead = DirAhead::start(None, rules(&[]));
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    wait_until(&ahead, "both listed", |s| ready(s) == 2);
+    let d0 = ahead.take(keys[b"d0".as_slice()]).unwrap();
+    assert!(d0.still_current(fd.as_fd(), b"d0"));
+    // An entry added since: its mtime moved on.
+    let before = hostfs::fstat(d0.fd.as_fd()).unwrap();
+    let mut added = 0;
+    while hostfs::fstat(d0.fd.as_fd()).unwrap().mtime_ns == before.mtime_ns {
+        std::fs::write(dir.path().join(format!("d0/new{added}")), b"x").unwrap();
+        added += 1;
+    }
+    assert!(!d0.still_current(fd.as_fd(), b"d0"), "an entry was added since it was listed");
+    let d1 = ahead.take(keys[b"d1".as_slice()]).unwrap();
+    std::fs::remove_dir_all(dir.path().join("d1")).unwrap();
+    assert!(!d1.still_current(fd.as_fd(), b"d1"), "removed since it was listed");
+}
