@@ -199,7 +199,7 @@ forget_prune() {
     restic) restic -q forget --keep-last 1 --group-by host --prune ;;
     borg) borg prune --keep-last 1 && borg compact ;;
     rustic) rustic forget --keep-last 1 --group-by host --prune ;;
-    bupstash) bupstash rm --allow-many "not n=$(cat "$BUPSTASH_REPOSITORY.latest")" && bupstash gc ;;
+    bupstash) bupstash rm --allow-many "~n=$(cat "$BUPSTASH_REPOSITORY.latest")" && bupstash gc ;;
   esac
 }
 

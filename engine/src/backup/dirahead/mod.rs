@@ -123,6 +123,12 @@ struct State {
     held_dirs: usize,
     held_entries: usize,
     closed: bool,
+    /// Readers waiting for work, and whether the walker waits for a listing: nobody is woken
+    /// who has nothing to do (a notification is a system call, and a woken reader that finds
+    /// nothing two more: waking every reader at every directory cost 5.5 futex calls per file
+    /// of an unchanged snapshot).
+    idle_readers: usize,
+    walker_waiting: bool,
 }
 
 impl State {
@@ -130,16 +136,17 @@ impl State {
         self.held_dirs < limits.dirs && self.held_entries < limits.entries
     }
 
-    /// Takes `loading` out of the budget (it was removed from `wanted`).
-    fn release(&mut self, loading: &Loading) {
+    /// Takes `loading` out of the budget (it was removed from `wanted`); whether it made room.
+    fn release(&mut self, loading: &Loading) -> bool {
         match loading {
-            Loading::Queued => {}
+            Loading::Queued => return false,
             Loading::Listing | Loading::Ready(None) => self.held_dirs -= 1,
             Loading::Ready(Some(listed)) => {
                 self.held_dirs -= 1;
                 self.held_entries -= listed.entries.len();
             }
         }
+        true
     }
 }
 
@@ -226,12 +233,15 @@ impl DirAhead {
         loop {
             match state.wanted.get(&key)? {
                 Loading::Listing => {
+                    state.walker_waiting = true;
                     state = self.shared.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
+                    state.walker_waiting = false;
                 }
                 Loading::Queued | Loading::Ready(_) => {
                     let loading = state.wanted.remove(&key)?;
-                    state.release(&loading);
-                    self.shared.work.notify_one();
+                    if state.release(&loading) {
+                        self.shared.wake_readers(&state, 1);
+                    }
                     return match loading {
                         Loading::Ready(listed) => listed,
                         _ => None,
@@ -245,14 +255,15 @@ impl DirAhead {
     /// is not walked), and the directory itself if it was never taken.
     pub(super) fn done(&self, key: DirKey) {
         let mut state = lock(&self.shared.state);
+        let mut freed = 0;
         if let Some(loading) = state.wanted.remove(&key) {
-            state.release(&loading);
+            freed += usize::from(state.release(&loading));
         }
         let mut below = vec![key];
         while let Some(dir) = below.pop() {
             for child in state.children.remove(&dir).unwrap_or_default() {
                 if let Some(loading) = state.wanted.remove(&child) {
-                    state.release(&loading);
+                    freed += usize::from(state.release(&loading));
                 }
                 below.push(child);
             }
@@ -260,7 +271,7 @@ impl DirAhead {
         if state.wanted.is_empty() {
             state.stack.clear();
         }
-        self.shared.work.notify_all();
+        self.shared.wake_readers(&state, freed);
     }
 }
 
@@ -297,8 +308,19 @@ impl Shared {
             let wanted = &state.wanted;
             state.stack.retain(|j| matches!(wanted.get(&j.key), Some(Loading::Queued)));
         }
+        let queued = jobs.len();
         state.stack.extend(jobs.into_iter().rev());
-        self.work.notify_all();
+        self.wake_readers(state, queued);
+    }
+
+    /// Wakes up to `n` idle readers, if there is work they may start.
+    fn wake_readers(&self, state: &State, n: usize) {
+        if state.stack.is_empty() || !state.has_room(self.limits) {
+            return;
+        }
+        for _ in 0..n.min(state.idle_readers) {
+            self.work.notify_one();
+        }
     }
 
     /// The next job a reader may start, marked as being listed; `None` once closed.
@@ -317,7 +339,9 @@ impl Shared {
                     }
                 }
             }
+            state.idle_readers += 1;
             state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state.idle_readers -= 1;
         }
     }
 
@@ -333,7 +357,9 @@ impl Shared {
             self.queue(&mut state, job.key, &listed.fd, &job.path, &listed.entries);
         }
         state.wanted.insert(job.key, Loading::Ready(listed));
-        self.ready.notify_all();
+        if state.walker_waiting {
+            self.ready.notify_all();
+        }
     }
 }
 
@@ -358,7 +384,9 @@ impl Drop for Unlisted<'_> {
         if let Some(loading @ Loading::Listing) = state.wanted.get_mut(&self.key) {
             *loading = Loading::Ready(None);
         }
-        self.shared.ready.notify_all();
+        if state.walker_waiting {
+            self.shared.ready.notify_all();
+        }
     }
 }
 
