@@ -131,23 +131,24 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
             && batch_bytes < TREE_BYTES_AT_ONCE
             && let Some(id) = trees.pop()
         {
-            if !seen_trees.contains_key(&id) && !batch.contains(&id) {
-                batch_bytes += u64::from(repo.locate(&id)?.raw_length);
-                batch.push(id);
+            if !seen_trees.contains_key(&id) && !batch.iter().any(|(queued, _)| *queued == id) {
+                let loc = repo.locate(&id)?;
+                batch_bytes += u64::from(loc.raw_length);
+                batch.push((id, loc));
             }
         }
         // The first tree that cannot be read stops the prune (the others are not started).
         let read: Vec<(u32, Tree)> = repo.with_io_pool(|| {
             batch
                 .par_iter()
-                .map(|id| {
-                    let bytes = repo.read_blob(id)?;
+                .map(|(id, loc)| {
+                    let bytes = repo.read_blob_located(id, loc)?;
                     let tree = Tree::decode(&bytes, &format!("tree {id}"))?;
                     Ok((u32::try_from(bytes.len()).unwrap_or(u32::MAX), tree))
                 })
                 .collect::<Result<_>>()
         })?;
-        for (id, (length, tree)) in batch.into_iter().zip(read) {
+        for ((id, _), (length, tree)) in batch.into_iter().zip(read) {
             used.put(id.as_bytes(), b"")?;
             progress.bytes(1);
             seen_trees.insert(id, length);
