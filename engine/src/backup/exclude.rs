@@ -129,13 +129,8 @@ impl Excluder {
 
     /// Whether the directory open as `dir`, holding `names`, has a marker that excludes it.
     pub fn has_marker(&self, dir: BorrowedFd<'_>, names: &[Vec<u8>]) -> bool {
-        self.has_marker_where(dir, |name| names.binary_search_by(|n| n.as_slice().cmp(name)).is_ok())
-    }
-
-    /// [`Excluder::has_marker`] for a directory whose entries `listed` tells.
-    pub fn has_marker_where(&self, dir: BorrowedFd<'_>, listed: impl Fn(&[u8]) -> bool) -> bool {
         self.markers.iter().any(|m| {
-            if !listed(&m.name) {
+            if names.binary_search(&m.name).is_err() {
                 return false;
             }
             let Some(header) = &m.header else { return true };

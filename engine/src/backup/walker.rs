@@ -377,8 +377,9 @@ impl<'a, 'r> Walker<'a, 'r> {
     /// The directory `name` in `dir` (lstat `st`) open, with its entries stat'ed: as the
     /// readers listed it if that listing is still current, else listed here (and its
     /// subdirectories queued for the readers). `None` when it is not walked: it could not be
-    /// opened or listed (reported), or holds a marker that excludes it (checked, when listed
-    /// here, before its entries are stat'ed).
+    /// opened or listed (reported), or holds a marker that excludes it (checked here before
+    /// its entries are stat'ed; the readers list no directory that holds one, and a marker
+    /// file created since changes the directory, so a current listing needs no second look).
     fn list_dir(&mut self, dir: BorrowedFd<'_>, path: &Path, name: &[u8], st: &Stat) -> Option<Listed> {
         // Another file system below a source: the mount point is stored, empty.
         let foreign = self.excluder.one_file_system && !self.source_devs.contains(&st.dev);
@@ -386,9 +387,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             && let Some(listed) = self.dirs.take(key_of(st))
             && listed.still_current(dir, name)
         {
-            let entries = &listed.entries;
-            let holds = |name: &[u8]| entries.binary_search_by(|(n, _)| n.as_slice().cmp(name)).is_ok();
-            return (!self.excluder.has_marker_where(listed.fd.as_fd(), holds)).then_some(listed);
+            return Some(listed);
         }
         let fd = match hostfs::open_dir_at(dir, name) {
             Ok(fd) => Arc::new(fd),
