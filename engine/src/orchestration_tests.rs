@@ -133,6 +133,15 @@ fn prune_after_forget_deletes_what_no_snapshot_uses_and_leaves_the_rest_whole() 
     let dry = crate::prune::prune(&t.repo, opts, true, &crate::NoProgress).unwrap();
     assert!(!dry.plan.delete.is_empty(), "the old snapshot's packs are planned for deletion");
     assert_eq!(t.repo.list_packs().unwrap().len(), packs_before, "a dry run deletes nothing");
+    // A client whose working sets spill to disk from the first blob plans the same.
+    let cache = tempfile::tempdir().unwrap();
+    let mut spilling = TestRepository::open_at(&t.storage, cache.path());
+    spilling.set_sort_memory(1);
+    let spilled = crate::prune::prune(&spilling, opts, true, &crate::NoProgress).unwrap();
+    assert_eq!(spilled.plan.delete, dry.plan.delete);
+    assert_eq!(spilled.plan.repack, dry.plan.repack);
+    assert_eq!(spilled.used_blobs, dry.used_blobs);
+    assert!(dry.used_blobs > 0);
     let done = crate::prune::prune(&t.repo, opts, false, &crate::NoProgress).unwrap();
     assert_eq!(done.plan.delete, dry.plan.delete, "the run does what the dry run planned");
     let packs_after = t.repo.list_packs().unwrap().len();

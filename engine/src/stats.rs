@@ -1,8 +1,9 @@
 //! `stats`: how big snapshots are, three ways. `RestoreSize` is what restoring them would
 //! write (files and bytes, each snapshot counted whole); `Raw` is what they hold in the
 //! repository once deduplicated (every distinct blob, data and trees: plaintext and stored
-//! bytes); `Blobs` is their distinct file content. Distinct blobs are collected in a scratch
-//! table on disk, so memory stays bounded however large the repository.
+//! bytes); `Blobs` is their distinct file content. Distinct blobs are collected in an `IdMap`
+//! (in memory, then a scratch table on disk), so memory stays bounded however large the
+//! repository.
 
 use std::collections::HashMap;
 
@@ -62,7 +63,7 @@ pub fn stats(repo: &Repository, snapshots: &[(ObjectId, Snapshot)], mode: StatsM
             }
         }
         StatsMode::Raw | StatsMode::Blobs => {
-            let mut distinct = repo.scratch_table("stats")?;
+            let mut distinct = repo.id_map::<0>("stats")?;
             let mut seen_trees = std::collections::HashSet::new();
             let mut trees: Vec<ChunkId> = snapshots.iter().map(|(_, s)| s.tree).collect();
             while let Some(id) = trees.pop() {
@@ -86,7 +87,7 @@ pub fn stats(repo: &Repository, snapshots: &[(ObjectId, Snapshot)], mode: StatsM
             }
             let index = repo.index();
             distinct.for_each(|key, _| {
-                let id = ChunkId(key.try_into().unwrap_or([0; 32]));
+                let id = ChunkId(*key);
                 match index.get(&id)? {
                     Some(loc) => {
                         out.blobs += 1;

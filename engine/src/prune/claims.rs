@@ -27,7 +27,7 @@ use crate::format::index::IndexedPack;
 use crate::format::names::Dir;
 use crate::format::pack::BlobEntry;
 use crate::id::{ChunkId, ObjectId, PackId};
-use crate::index::{BlobLocation, ScratchTable};
+use crate::index::{BlobLocation, IdMap};
 use crate::progress::Progress;
 use crate::repo::{Repository, pack_name};
 
@@ -56,7 +56,7 @@ pub(super) struct Claim {
 }
 
 /// Bytes of an encoded [`Claim`]: pack, offset, length, raw length, kind, checked.
-const CLAIM_LEN: usize = 32 + 4 + 4 + 4 + 1 + 1;
+pub(super) const CLAIM_LEN: usize = 32 + 4 + 4 + 4 + 1 + 1;
 
 impl Claim {
     fn encode(&self) -> Vec<u8> {
@@ -174,7 +174,7 @@ pub(super) fn claim_copies(
     verifier: &mut Verifier<'_>,
     live: &[ObjectId],
     superseded: &[ObjectId],
-    used: &mut ScratchTable,
+    used: &mut IdMap<CLAIM_LEN>,
 ) -> Result<Claimed> {
     let mut out = Claimed::default();
     let mut listed: HashMap<PackId, Listed> = HashMap::new();
@@ -251,7 +251,7 @@ fn tally(usage: &mut [PackUsage], listed: &HashMap<PackId, Listed>, pack: &PackI
 /// sound, but full keys do not deduplicate against it, so the next backups would store it again.
 fn claim_blob(
     verifier: &mut Verifier<'_>,
-    used: &mut ScratchTable,
+    used: &mut IdMap<CLAIM_LEN>,
     usage: &mut [PackUsage],
     listed: &HashMap<PackId, Listed>,
     (pack, unverified): (&PackId, &HashSet<PackId>),
@@ -292,7 +292,7 @@ pub(super) fn check_orphans(
     repo: &Repository,
     verifier: &mut Verifier<'_>,
     orphans: &[(PackId, u64)],
-    used: &mut ScratchTable,
+    used: &mut IdMap<CLAIM_LEN>,
     progress: &dyn Progress,
 ) -> Result<()> {
     if orphans.is_empty() {
@@ -336,7 +336,7 @@ pub(super) fn check_orphans(
 }
 
 /// Counts the used blobs; refuses when one has no copy in the index, or none that verifies.
-pub(super) fn check_claims(used: &mut ScratchTable) -> Result<u64> {
+pub(super) fn check_claims(used: &mut IdMap<CLAIM_LEN>) -> Result<u64> {
     let mut count = 0u64;
     used.for_each(|id, value| {
         count += 1;

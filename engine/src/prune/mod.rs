@@ -19,8 +19,8 @@
 //! and a pack no live segment lists is read whole before it is marked or deleted; prune refuses
 //! when that finds data snapshots use that the index does not hold. Otherwise only trees, index
 //! segments, the packs being repacked and those holding a copy being verified are read. The
-//! set of used blobs lives in an on-disk scratch table, so memory does not grow with the
-//! repository.
+//! set of used blobs lives in memory up to a budget and in an on-disk scratch table beyond it
+//! (`IdMap`), so memory does not grow with the repository.
 //!
 //! Deletion is two-phase, because the storage may hide a snapshot or an index segment from a
 //! listing, and a backup may be storing packs whose index is not written yet: a pack the plan
@@ -44,7 +44,7 @@ use crate::format::index::IndexedPack;
 use crate::format::now_ns;
 use crate::format::tree::{NodeKind, Tree};
 use crate::id::{ChunkId, ObjectId, PackId};
-use crate::index::{BlobLocation, ScratchTable};
+use crate::index::{BlobLocation, IdMap};
 use crate::progress::Progress;
 use crate::repo::{IndexRewrite, Repository, pack_name};
 
@@ -97,7 +97,7 @@ impl PruneOutcome {
 struct Used {
     /// Blobs reachable from every snapshot that can be read, on disk: id -> the copy kept (a
     /// [`claims::Claim`], empty until the index scan claims one).
-    blobs: ScratchTable,
+    blobs: IdMap<{ claims::CLAIM_LEN }>,
     /// The raw length of every tree among them (as read: its id fixes it).
     tree_lengths: HashMap<ChunkId, u32>,
     /// The snapshots that cannot be read.
@@ -111,7 +111,7 @@ const TREE_BYTES_AT_ONCE: u64 = 16 << 20;
 
 /// The blobs every snapshot that can be read uses.
 fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
-    let mut used = repo.scratch_table("prune-used")?;
+    let mut used = repo.id_map("prune-used")?;
     // Trees are about one blob in a hundred: their visited set (with their lengths, which
     // bound what a copy of one may decompress to) stays in memory.
     let mut seen_trees: HashMap<ChunkId, u32> = HashMap::new();
@@ -165,7 +165,6 @@ fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
             }
         }
     }
-    used.flush()?;
     Ok(Used { blobs: used, tree_lengths: seen_trees, unreadable })
 }
 

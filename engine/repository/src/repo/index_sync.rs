@@ -116,6 +116,17 @@ impl Repository {
         )
     }
 
+    /// A new, empty map from ids to values of at most `V` bytes, in memory up to
+    /// [`crate::index::IDS_IN_MEMORY`] entries (fewer when [`Repository::set_sort_memory`]
+    /// allows less), beyond that in a scratch table in this repository's cache directory
+    /// (deleted when dropped).
+    pub fn id_map<const V: usize>(&self, purpose: &str) -> Result<crate::index::IdMap<V>> {
+        let unique = hex::encode(crate::crypto::random_array::<6>()?);
+        let path = self.cache_dir.join(format!("scratch-{purpose}-{}-{unique}", std::process::id()));
+        let budget = crate::index::IDS_IN_MEMORY.min(self.sort_memory / (32 + V + 1));
+        Ok(crate::index::IdMap::new(budget, path))
+    }
+
     /// A new, empty set of sorted records whose spill table goes into this repository's cache
     /// directory; it keeps up to [`Repository::set_sort_memory`] bytes in memory.
     pub fn sorted_records<const N: usize>(&self, purpose: &str) -> Result<crate::index::SortedRecords<N>> {
