@@ -294,7 +294,8 @@ mod tests {
     fn listing_spans_many_reads_and_starts_over_on_the_same_descriptor() {
         let dir = tempfile::tempdir().unwrap();
         // About 80 bytes per entry: 3,000 entries take several 32 KiB reads.
-        let mut want: Vec<Vec<u8>> = (0..3000).map(|i| format!("{i:0>48}-{}", "x".repeat(i % 7)).into_bytes()).collect();
+        let mut want: Vec<Vec<u8>> =
+            (0..3000).map(|i| format!("{i:0>48}-{}", "x".repeat(i % 7)).into_bytes()).collect();
         for n in &want {
             std::fs::write(dir.path().join(OsStr::from_bytes(n)), b"").unwrap();
         }

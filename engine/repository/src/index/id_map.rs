@@ -78,7 +78,10 @@ impl<const V: usize> IdMap<V> {
     }
 
     fn too_long(&self, value: &[u8]) -> Error {
-        Error::Cache { path: self.spill_path.clone(), why: format!("a {}-byte value in a map of {V}-byte ones", value.len()) }
+        Error::Cache {
+            path: self.spill_path.clone(),
+            why: format!("a {}-byte value in a map of {V}-byte ones", value.len()),
+        }
     }
 
     /// Sets `id` to `value` (at most `V` bytes).

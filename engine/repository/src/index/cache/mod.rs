@@ -341,27 +341,34 @@ impl IndexCache {
         // Entries of unverified packs never replace an entry already there: the cache keeps
         // naming a trusted copy, whatever a write-only slot lists after it.
         let mut shadowed: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
-        for pack in &segment.packs {
+        // Blob entries go into the batch in key order: RocksDB's memtable inserts each key after
+        // the previous one's position, so sorted keys skip most of the skip-list search (a
+        // segment lists blobs by pack, in random id order). A stable sort keeps a later copy of
+        // an id after an earlier one, and the last put wins, as before. Entries are held as
+        // (pack, blob) positions in the segment: 8 bytes each, not a copy of the entry.
+        let mut entries: Vec<(u32, u32)> = Vec::with_capacity(segment.packs.iter().map(|p| p.blobs.len()).sum());
+        // Ids this segment lists in trusted packs (the batch is not visible to `get_pinned`),
+        // kept only when it lists unverified packs too.
+        let mut trusted_here: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
+        for (p, pack) in (0u32..).zip(&segment.packs) {
             ids.clear();
             let is_unverified = unverified.contains(&pack.pack);
             if is_unverified {
                 unverified_ordinals.push(ordinal);
                 batch.put(unverified_key(ordinal), pack.pack.as_bytes());
             }
-            for blob in &pack.blobs {
+            for (b, blob) in (0u32..).zip(&pack.blobs) {
                 ids.extend_from_slice(blob.id.as_bytes());
                 if is_unverified
-                    && self.db.get_pinned(key(b'b', blob.id.as_bytes())).map_err(|e| self.err(e))?.is_some()
+                    && (trusted_here.contains(blob.id.as_bytes())
+                        || self.db.get_pinned(key(b'b', blob.id.as_bytes())).map_err(|e| self.err(e))?.is_some())
                 {
                     shadowed.insert(blob.id);
                     continue;
                 }
-                let mut value = [0u8; LOCATION_LEN + 4];
-                value[..LOCATION_LEN].copy_from_slice(&BlobLocation::of(pack.pack, blob).encode());
-                value[LOCATION_LEN..].copy_from_slice(&ordinal.to_le_bytes());
-                batch.put(key(b'b', blob.id.as_bytes()), value);
-                if beside_file {
-                    batch.put(key(b'd', blob.id.as_bytes()), ordinal.to_le_bytes());
+                entries.push((p, b));
+                if !is_unverified && !unverified.is_empty() {
+                    trusted_here.insert(*blob.id.as_bytes());
                 }
             }
             batch.put(pack_key(ordinal), &ids);
@@ -370,6 +377,23 @@ impl IndexCache {
                 path: self.path.clone(),
                 why: "pack ordinals exhausted; delete the cache directory".into(),
             })?;
+        }
+        let at = |(p, b): (u32, u32)| {
+            let pack = segment.packs.get(p as usize)?;
+            Some((pack, pack.blobs.get(b as usize)?, first + p))
+        };
+        let id_at = |e: &(u32, u32)| at(*e).map(|(_, blob, _)| blob.id);
+        entries.sort_by_key(id_at);
+        for (pack, blob, ordinal) in entries.iter().filter_map(|e| at(*e)) {
+            let mut value = [0u8; LOCATION_LEN + 4];
+            value[..LOCATION_LEN].copy_from_slice(&BlobLocation::of(pack.pack, blob).encode());
+            value[LOCATION_LEN..].copy_from_slice(&ordinal.to_le_bytes());
+            batch.put(key(b'b', blob.id.as_bytes()), value);
+        }
+        if beside_file {
+            for (_, blob, ordinal) in entries.iter().filter_map(|e| at(*e)) {
+                batch.put(key(b'd', blob.id.as_bytes()), ordinal.to_le_bytes());
+            }
         }
         batch.put(b"n", ordinal.to_le_bytes());
         // The marker remembers what the segment supersedes, so later syncs skip those.

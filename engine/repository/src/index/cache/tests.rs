@@ -285,3 +285,30 @@ fn an_older_cache_version_is_rebuilt() {
     assert!(!cache.contains(&id(0)).unwrap(), "a v3 cache has no pack ordinals: it starts over");
     assert!(cache.applied_segments().unwrap().is_empty());
 }
+
+#[test]
+fn within_one_segment_the_last_trusted_copy_wins_and_an_unverified_one_never_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open_cache(dir.path());
+    let pack = |first: u64, ids: &[u64]| IndexedPack {
+        pack: pack_of(first),
+        size: 1 << 20,
+        blobs: ids
+            .iter()
+            .map(|n| BlobEntry { kind: BlobKind::Data, id: id(*n), offset: first as u32, length: 10, raw_length: 20 })
+            .collect(),
+    };
+    // Ids in random order across packs, 1 and 2 listed twice by trusted packs, 1 and 3 by an
+    // unverified pack after them.
+    let packs = vec![pack(100, &[5, 1, 9, 2]), pack(200, &[2, 7, 1]), pack(300, &[1, 3])];
+    let segment = IndexSegment { packs, supersedes: Vec::new(), unverified: vec![pack_of(300)] };
+    cache.apply_segment(ObjectId([1; 32]), &segment).unwrap();
+    let at = |n: u64| cache.get(&id(n)).unwrap().map(|loc| loc.pack);
+    assert_eq!(at(1), Some(pack_of(200)), "the later trusted copy, not the unverified one after it");
+    assert_eq!(at(2), Some(pack_of(200)));
+    assert_eq!(at(5), Some(pack_of(100)));
+    assert_eq!(at(3), Some(pack_of(300)), "an id only an unverified pack lists is still located");
+    assert_eq!(at(4), None);
+    assert!(cache.contains(&id(9)).unwrap());
+    assert!(!cache.contains(&id(3)).unwrap(), "unverified entries never count as stored");
+}
