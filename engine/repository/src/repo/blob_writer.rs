@@ -105,6 +105,8 @@ pub struct BlobWriter<'r> {
     sealer: Arc<Sealer>,
     pool: rayon::ThreadPool,
     shared: Arc<Shared>,
+    /// Ids claimed by this writer and not in the index cache yet (blobs in open packs, and
+    /// in packs whose segment is not stored yet).
     session: Mutex<HashSet<ChunkId>>,
     batch: Mutex<Batch>,
     last_sync: Mutex<Instant>,
@@ -156,6 +158,12 @@ impl<'r> BlobWriter<'r> {
             written: Mutex::default(),
             dry_run,
         })
+    }
+
+    /// Ids in the session set (for tests: it holds what is not indexed yet, not everything).
+    #[cfg(test)]
+    pub(super) fn session_len(&self) -> usize {
+        self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     /// Whether `id` must be stored: not in the index and not added in this session. Marks it
@@ -278,9 +286,20 @@ impl<'r> BlobWriter<'r> {
         self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(packs.iter().map(|p| p.pack));
         self.packs.fetch_add(packs.len() as u64, Ordering::Relaxed);
         let pack_bytes: u64 = packs.iter().map(|p| p.size).sum();
-        let size =
-            self.repo.save_index_segment(&IndexSegment { packs, supersedes: Vec::new(), unverified: Vec::new() })?;
+        let segment = IndexSegment { packs, supersedes: Vec::new(), unverified: Vec::new() };
+        let size = self.repo.save_index_segment(&segment)?;
         self.stored_index_bytes.fetch_add(size + pack_bytes, Ordering::Relaxed);
+        // The index cache now answers for these ids: the session set keeps only what is not
+        // indexed yet, so it stays near a segment's worth of ids however large the backup. (A
+        // claim that asked the index just before the segment was applied and finds its id
+        // gone from the session stores a second copy, as any race with another writer does.)
+        let mut session = self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for blob in segment.packs.iter().flat_map(|p| &p.blobs) {
+            session.remove(&blob.id);
+        }
+        if session.capacity() > 4 * session.len().max(1024) {
+            session.shrink_to_fit();
+        }
         Ok(())
     }
 

@@ -30,7 +30,7 @@ impl Repository {
         if self.is_write_only() {
             let present: HashSet<ObjectId> =
                 Dir::Index.ids(&self.storage.list(Dir::Index.prefix())?).into_iter().collect();
-            if self.index.applied_segments()?.keys().any(|id| !present.contains(id)) {
+            if self.index.applied_segments()?.keys().any(|id| !present.contains(id)) || self.index.interrupted()? {
                 self.index.clear()?;
             }
             return Ok(());
@@ -69,7 +69,10 @@ impl Repository {
                 }
             }
         }
-        let rebuild = applied.keys().any(|id| !present.contains(id) || superseded.contains(id));
+        // A crash while a segment was applied in several batches: its marker may be missing
+        // beside entries that made it, so only a rebuild is sure to drop them.
+        let rebuild =
+            applied.keys().any(|id| !present.contains(id) || superseded.contains(id)) || self.index.interrupted()?;
         let mut to_apply: Vec<ObjectId> = Vec::new();
         if rebuild {
             self.index.clear()?;

@@ -43,6 +43,44 @@ fn the_blob_writer_packs_dedups_and_indexes_what_it_is_given() {
 }
 
 #[test]
+fn a_long_writer_forgets_the_ids_it_indexed_and_still_stores_each_blob_once() {
+    let t = TestRepository::new(64 << 10);
+    // About 8 blobs per 64 KiB pack: a segment (128 packs) is stored mid-run.
+    let blobs: Vec<Vec<u8>> = (0..3_000).map(|i| noise(8_000, 2 * i + 7_001)).collect();
+    let writer = t.repo.blob_writer().unwrap();
+    for b in &blobs {
+        writer.add(BlobKind::Data, b.clone()).unwrap();
+    }
+    assert!(!t.repo.segment_ids().unwrap().is_empty(), "a segment was stored before the end");
+    assert!(writer.session_len() < blobs.len() / 2, "{} ids still held", writer.session_len());
+    // Blobs of the stored segment, and of packs still open, added again.
+    let ids: Vec<ChunkId> =
+        blobs.iter().rev().chain(&blobs[..300]).map(|b| writer.add(BlobKind::Data, b.clone()).unwrap()).collect();
+    let stats = writer.finish().unwrap();
+    assert_eq!(stats.blobs, 3_000, "every blob stored once");
+    for (id, blob) in ids.iter().rev().take(300).zip(blobs[..300].iter().rev()) {
+        assert_eq!(&t.repo.read_blob(id).unwrap(), blob);
+    }
+}
+
+#[test]
+fn a_sync_after_a_segment_was_cut_short_rebuilds_the_cache_from_the_repository() {
+    let t = TestRepository::new(64 << 10);
+    let blobs: Vec<Vec<u8>> = (0..12).map(|i| noise(20_000, 2 * i + 301)).collect();
+    let (ids, _) = store_blobs(&t, &blobs);
+    // The entry of a blob whose pack a prune then deleted, left by the crash.
+    let stale = ChunkId([7; 32]);
+    t.repo.index().leave_an_interrupted_apply(crate::ObjectId([5; 32]), &stale, t.repo.locate(&ids[0]).unwrap());
+    assert!(t.repo.locate(&stale).is_ok());
+    t.repo.sync_index().unwrap();
+    assert!(matches!(t.repo.locate(&stale), Err(Error::NotIndexed(_))), "the stale entry is gone");
+    assert!(!t.repo.index().interrupted().unwrap());
+    for (id, blob) in ids.iter().zip(&blobs) {
+        assert_eq!(&t.repo.read_blob(id).unwrap(), blob);
+    }
+}
+
+#[test]
 fn another_client_finds_the_blobs_after_an_index_sync() {
     let t = TestRepository::new(64 << 10);
     let blobs: Vec<Vec<u8>> = (0..12).map(|i| noise(20_000, 100 + i)).collect();

@@ -10,10 +10,11 @@
 //! [`IndexCache::used_packs`]),
 //! `u<ordinal>` -> the pack's id, for a pack applied as unverified (a write-only slot wrote it;
 //! [`IndexCache::unverified_packs`]),
-//! `d<chunk id>` -> ordinal, for each entry applied since the id file was written, and
+//! `d<chunk id>` -> ordinal, for each entry applied since the id file was written,
+//! `i<segment id>` while a segment is applied in several batches (see `apply`), and
 //! `g` -> the generation of the id file ([`IdFile`]) that holds every other entry.
-//! Entries and their segment marker are written in one batch, so a crash loses both or neither
-//! and the next sync re-applies the segment.
+//! A crash while a segment is applied makes the next sync apply it again, or rebuild the cache
+//! when it was cut between batches (see `apply`).
 //! If a segment the cache applied has disappeared from the repository, the cache is cleared and
 //! rebuilt: the repository is the truth and deleting the cache loses nothing.
 //!
@@ -29,21 +30,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 
 use crate::error::{Error, Result};
-use crate::format::index::IndexSegment;
-use crate::id::{ChunkId, ObjectId, PackId};
+use crate::id::{ChunkId, ObjectId};
 use crate::index::id_file::{Generation, IdFile, IdFileWriter, merged};
 use crate::index::locality::{IdHasher, Locality};
 
+mod apply;
 mod claim;
 mod pack_state;
 mod schema;
 
 use claim::{Claim, PrivateDirCleanup, claim_shared};
 pub use schema::BlobLocation;
-use schema::{CACHE_VERSION, LOCATION_LEN, entry, id_file_path, key, options, ordinal_key, pack_key, unverified_key};
+use schema::{CACHE_VERSION, LOCATION_LEN, entry, id_file_path, key, options, pack_key};
 
 /// Lookups answered by RocksDB before the id file is read (a re-snapshot of unchanged files
 /// asks about a few tree blobs only).
@@ -122,7 +123,10 @@ pub struct BulkLoad<'a> {
 impl Drop for BulkLoad<'_> {
     fn drop(&mut self) {
         if self.on {
-            let _ = self.db.set_options(&[("disable_auto_compactions", "false")]);
+            let _ = self.db.set_options(&[
+                ("disable_auto_compactions", "false"),
+                ("write_buffer_size", &schema::WRITE_BUFFER.to_string()),
+            ]);
         }
     }
 }
@@ -277,7 +281,9 @@ impl IndexCache {
         self.locality.clear();
         let _applying = self.applying();
         let mut batch = WriteBatch::default();
-        for (from, to) in [(b"b", b"c"), (b"o", b"p"), (b"p", b"q"), (b"s", b"t"), (b"d", b"e"), (b"u", b"v")] {
+        for (from, to) in
+            [(b"b", b"c"), (b"o", b"p"), (b"p", b"q"), (b"s", b"t"), (b"d", b"e"), (b"u", b"v"), (b"i", b"j")]
+        {
             batch.delete_range(from.as_slice(), to.as_slice());
         }
         // In the same batch: no id file is trusted once the entries are gone.
@@ -322,107 +328,14 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// Applies a segment's entries and marks it applied, atomically; the packs it lists as
-    /// `unverified` are kept as such ([`IndexCache::unverified_packs`]).
-    pub fn apply_segment(&self, id: ObjectId, segment: &IndexSegment) -> Result<()> {
-        let mut next = self.applying();
-        let first = *next;
-        // `d` entries matter only beside a file (without one, or with a lost one, a fold
-        // reads every `b` entry), and a first sync of a large repository writes fewer keys.
-        let beside_file = matches!(
-            self.ids.read().unwrap_or_else(PoisonError::into_inner).file,
-            FileSlot::Unread(_) | FileSlot::Ready(_)
-        );
-        let mut batch = WriteBatch::default();
-        let mut ids = Vec::new();
-        let mut ordinal = first;
-        let unverified: std::collections::HashSet<PackId> = segment.unverified.iter().copied().collect();
-        let mut unverified_ordinals = Vec::new();
-        // Entries of unverified packs never replace an entry already there: the cache keeps
-        // naming a trusted copy, whatever a write-only slot lists after it.
-        let mut shadowed: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
-        // Blob entries go into the batch in key order: RocksDB's memtable inserts each key after
-        // the previous one's position, so sorted keys skip most of the skip-list search (a
-        // segment lists blobs by pack, in random id order). A stable sort keeps a later copy of
-        // an id after an earlier one, and the last put wins, as before. Entries are held as
-        // (pack, blob) positions in the segment: 8 bytes each, not a copy of the entry.
-        let mut entries: Vec<(u32, u32)> = Vec::with_capacity(segment.packs.iter().map(|p| p.blobs.len()).sum());
-        // Ids this segment lists in trusted packs (the batch is not visible to `get_pinned`),
-        // kept only when it lists unverified packs too.
-        let mut trusted_here: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
-        for (p, pack) in (0u32..).zip(&segment.packs) {
-            ids.clear();
-            let is_unverified = unverified.contains(&pack.pack);
-            if is_unverified {
-                unverified_ordinals.push(ordinal);
-                batch.put(unverified_key(ordinal), pack.pack.as_bytes());
-            }
-            for (b, blob) in (0u32..).zip(&pack.blobs) {
-                ids.extend_from_slice(blob.id.as_bytes());
-                if is_unverified
-                    && (trusted_here.contains(blob.id.as_bytes())
-                        || self.db.get_pinned(key(b'b', blob.id.as_bytes())).map_err(|e| self.err(e))?.is_some())
-                {
-                    shadowed.insert(blob.id);
-                    continue;
-                }
-                entries.push((p, b));
-                if !is_unverified && !unverified.is_empty() {
-                    trusted_here.insert(*blob.id.as_bytes());
-                }
-            }
-            batch.put(pack_key(ordinal), &ids);
-            batch.put(ordinal_key(ordinal), pack.pack.as_bytes());
-            ordinal = ordinal.checked_add(1).ok_or_else(|| Error::Cache {
-                path: self.path.clone(),
-                why: "pack ordinals exhausted; delete the cache directory".into(),
-            })?;
-        }
-        let at = |(p, b): (u32, u32)| {
-            let pack = segment.packs.get(p as usize)?;
-            Some((pack, pack.blobs.get(b as usize)?, first + p))
-        };
-        let id_at = |e: &(u32, u32)| at(*e).map(|(_, blob, _)| blob.id);
-        entries.sort_by_key(id_at);
-        for (pack, blob, ordinal) in entries.iter().filter_map(|e| at(*e)) {
-            let mut value = [0u8; LOCATION_LEN + 4];
-            value[..LOCATION_LEN].copy_from_slice(&BlobLocation::of(pack.pack, blob).encode());
-            value[LOCATION_LEN..].copy_from_slice(&ordinal.to_le_bytes());
-            batch.put(key(b'b', blob.id.as_bytes()), value);
-        }
-        if beside_file {
-            for (_, blob, ordinal) in entries.iter().filter_map(|e| at(*e)) {
-                batch.put(key(b'd', blob.id.as_bytes()), ordinal.to_le_bytes());
-            }
-        }
-        batch.put(b"n", ordinal.to_le_bytes());
-        // The marker remembers what the segment supersedes, so later syncs skip those.
-        let supersedes: Vec<u8> = segment.supersedes.iter().flat_map(|s| s.0).collect();
-        batch.put(key(b's', id.as_bytes()), supersedes);
-        let mut wo = WriteOptions::default();
-        // The cache is rebuildable, so skip the WAL: a crash loses entries and their segment
-        // marker together, and the next sync re-applies the segment.
-        wo.disable_wal(true);
-        self.db.write_opt(batch, &wo).map_err(|e| self.err(e))?;
-        *next = ordinal;
-        if !unverified_ordinals.is_empty() {
-            self.unverified.write().unwrap_or_else(PoisonError::into_inner).extend(unverified_ordinals);
-        }
-        // After the write: a lookup meanwhile that misses only stores a chunk twice.
-        let mut state = self.write_ids();
-        if !state.overflow {
-            for (n, pack) in segment.packs.iter().enumerate() {
-                let ordinal = first + n as u32;
-                for blob in pack.blobs.iter().filter(|b| !shadowed.contains(&b.id)) {
-                    state.new_ids.insert(*blob.id.as_bytes(), ordinal);
-                }
-            }
-            if state.new_ids.len() > NEW_IDS_CAPACITY {
-                state.overflow = true;
-                state.new_ids = HashMap::default();
-            }
-        }
-        Ok(())
+    /// What a crash while a segment was applied in several batches leaves (for tests): the
+    /// segment's in-progress mark and an entry for `id`, without its marker.
+    #[cfg(test)]
+    pub(crate) fn leave_an_interrupted_apply(&self, segment: ObjectId, id: &ChunkId, at: BlobLocation) {
+        let mut value = [0u8; LOCATION_LEN + 4];
+        value[..LOCATION_LEN].copy_from_slice(&at.encode());
+        self.db.put(key(b'i', segment.as_bytes()), b"").unwrap();
+        self.db.put(key(b'b', id.as_bytes()), value).unwrap();
     }
 
     /// Writes a new id file holding every entry, when enough entries were applied since the
@@ -574,7 +487,8 @@ impl IndexCache {
     }
 
     /// Turns background compactions off until the guard is dropped, for applying many
-    /// segments at once; the caller then calls [`IndexCache::compact`].
+    /// segments at once, with a larger memtable meanwhile; the caller then calls
+    /// [`IndexCache::compact`].
     ///
     /// Why: entries arrive in random key order, so with compactions on, every flushed table
     /// overlaps all of level 1 and each entry is rewritten level after level while the sync
@@ -588,7 +502,13 @@ impl IndexCache {
     /// then is a cache error like any other (the repository is not written by a sync); not
     /// tested.
     pub fn bulk_load(&self) -> BulkLoad<'_> {
-        let on = self.db.set_options(&[("disable_auto_compactions", "true")]).is_ok();
+        let on = self
+            .db
+            .set_options(&[
+                ("disable_auto_compactions", "true"),
+                ("write_buffer_size", &schema::BULK_WRITE_BUFFER.to_string()),
+            ])
+            .is_ok();
         BulkLoad { db: &self.db, on }
     }
 

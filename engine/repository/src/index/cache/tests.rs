@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::format::BlobKind;
-use crate::format::index::IndexedPack;
+use crate::format::index::{IndexSegment, IndexedPack};
 use crate::format::pack::BlobEntry;
 use crate::id::PackId;
 
@@ -311,4 +311,23 @@ fn within_one_segment_the_last_trusted_copy_wins_and_an_unverified_one_never_rep
     assert_eq!(at(4), None);
     assert!(cache.contains(&id(9)).unwrap());
     assert!(!cache.contains(&id(3)).unwrap(), "unverified entries never count as stored");
+}
+
+#[test]
+fn a_segment_applied_in_several_batches_leaves_no_mark_and_one_cut_short_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open_cache(dir.path());
+    let count = 3 * apply::ENTRIES_PER_WRITE as u64 + 17;
+    apply(&cache, 0, count, 1);
+    assert!(!cache.interrupted().unwrap());
+    assert_answers(&cache, 0..count, "split segment");
+    assert!(cache.applied_segments().unwrap().contains_key(&ObjectId([1; 32])));
+    // A crash after the first batches of segment 2: its `i` key and some entries, no marker.
+    cache.db.put(key(b'i', &[2; 32]), b"").unwrap();
+    cache.db.put(key(b'b', id(count).as_bytes()), [0u8; LOCATION_LEN + 4]).unwrap();
+    assert!(cache.interrupted().unwrap());
+    assert!(!cache.applied_segments().unwrap().contains_key(&ObjectId([2; 32])));
+    cache.clear().unwrap();
+    assert!(!cache.interrupted().unwrap(), "clearing drops the mark with the entries");
+    assert!(cache.get(&id(count)).unwrap().is_none());
 }
