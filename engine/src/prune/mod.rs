@@ -31,6 +31,7 @@
 mod claims;
 mod marks;
 pub mod plan;
+mod repack;
 mod verify;
 
 pub use plan::{DEFAULT_GRACE_PERIOD, PackUsage, PruneOptions, PrunePlan, Sweep, plan, sweep};
@@ -44,9 +45,9 @@ use crate::format::index::IndexedPack;
 use crate::format::now_ns;
 use crate::format::tree::{NodeKind, Tree};
 use crate::id::{ChunkId, ObjectId, PackId};
-use crate::index::{BlobLocation, IdMap};
+use crate::index::IdMap;
 use crate::progress::Progress;
-use crate::repo::{IndexRewrite, Repository, pack_name};
+use crate::repo::{IndexRewrite, Repository};
 
 /// Temporary files of writes (local storage) older than this are left by processes that died:
 /// prune, holding the exclusive lock, removes them. No writer lives that long without a lock,
@@ -309,30 +310,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
                 "prune stopped while repacking; nothing was deleted, and the packs it wrote are unindexed (a later \
                  prune removes them)",
             )?;
-            let name = pack_name(&pack.pack);
-            let bytes = repo.read_pack(&pack.pack)?;
-            // A listing may name one entry twice: it is copied once.
-            let mut copied = HashSet::new();
-            for b in &pack.blobs {
-                let kept = used.get(b.id.as_bytes())?.map(|v| claims::Claim::decode(&v)).transpose()?.flatten();
-                if !kept.is_some_and(|claim| claim.is(&pack.pack, b)) || !copied.insert(b.id) {
-                    continue;
-                }
-                let start = b.offset as usize;
-                let sealed = bytes
-                    .get(start..start + b.length as usize)
-                    .ok_or_else(|| Error::corrupt(&name, format!("blob {} lies beyond the pack's end", b.id)))?;
-                let loc = BlobLocation::of(pack.pack, b);
-                let bytes = if stale.contains(&pack.pack) {
-                    repo.reseal_blob(&b.id, &loc, &name, sealed)?
-                } else {
-                    repo.open_blob(&b.id, &loc, &name, sealed)?;
-                    sealed.to_vec()
-                };
-                progress.bytes(u64::from(b.length));
-                writer.add(b.kind, b.id, b.raw_length, bytes)?;
-            }
-            Ok(())
+            repack::copy_kept(repo, &writer, &pack, &mut used, stale.contains(&pack.pack), progress)
         })?;
         let new_packs = writer.finish()?;
         out.packs_written = new_packs.len() as u64;
