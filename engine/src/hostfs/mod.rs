@@ -139,6 +139,8 @@ pub fn open_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
 /// Reads with `getdents64` on `dir` itself, rewound first: one `lseek` and a `getdents64` per
 /// 32 KiB of entries. `rustix::fs::Dir::read_from` reopens the directory through `"."` and
 /// costs four more system calls per listing, which a walk of 100,000 directories notices.
+/// `dir` must be a descriptor opened for reading (not `O_PATH`) that no other thread lists or
+/// seeks meanwhile: the listing moves its offset.
 pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
     rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0)).map_err(ioerr)?;
     let mut buf: Vec<u8> = Vec::with_capacity(32 * 1024);

@@ -46,7 +46,8 @@ impl<const V: usize> std::fmt::Debug for Value<V> {
     }
 }
 
-/// Ids (32 bytes) mapped to values of at most `V` bytes.
+/// Ids (32 bytes) mapped to values of at most `V` bytes. After an error (the spill table could
+/// not be written) the map may have lost entries: callers stop using it.
 pub struct IdMap<const V: usize> {
     memory: HashMap<[u8; 32], Value<V>, BuildHasherDefault<IdHasher>>,
     budget: usize,
@@ -67,7 +68,7 @@ impl<const V: usize> std::fmt::Debug for IdMap<V> {
 impl<const V: usize> IdMap<V> {
     /// An empty map that holds up to `budget` entries in memory and moves them all into a
     /// scratch table at `spill_path` (a path that does not exist yet; removed when dropped)
-    /// when one more comes.
+    /// when one more comes. With the default budget the table never grows past 2^18 buckets.
     pub fn new(budget: usize, spill_path: PathBuf) -> Self {
         IdMap { memory: HashMap::default(), budget, spill_path, spill: None }
     }
@@ -93,10 +94,13 @@ impl<const V: usize> IdMap<V> {
             return table.put(id, value);
         }
         let Some(v) = Value::new(value) else { return Err(self.too_long(value)) };
-        self.memory.insert(*id, v);
-        if self.memory.len() > self.budget {
+        // Spilled before a new id would pass the budget, not after: inserting first would
+        // grow the table (a rehash into twice the buckets, the old ones still held) first.
+        if self.memory.len() >= self.budget && !self.memory.contains_key(id) {
             self.spill_all()?;
+            return self.put(id, value);
         }
+        self.memory.insert(*id, v);
         Ok(())
     }
 
@@ -192,6 +196,22 @@ mod tests {
         assert!(path.exists());
         drop(maps);
         assert!(!path.exists(), "the spill table is removed");
+    }
+
+    #[test]
+    fn a_map_at_its_budget_spills_before_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = IdMap::<0>::new(IDS_IN_MEMORY, dir.path().join("s"));
+        for n in 0..IDS_IN_MEMORY as u32 {
+            m.put(&id(n), b"").unwrap();
+        }
+        let capacity = m.memory.capacity();
+        assert!(capacity < 1 << 18, "{capacity}: 2^18 buckets at most");
+        m.put(&id(0), b"").unwrap();
+        assert!(!m.spilled(), "an id already held is replaced in memory");
+        m.put(&id(u32::MAX), b"").unwrap();
+        assert!(m.spilled());
+        assert!(m.get(&id(7)).unwrap().is_some() && m.get(&id(u32::MAX)).unwrap().is_some());
     }
 
     #[test]

@@ -8,9 +8,12 @@
 //! would not make the next sync rebuild the cache, and a backup would reuse blobs that are
 //! gone). So the first batch of a split segment holds `i<segment id>` and the last deletes it
 //! in the same batch as it writes the marker: a sync that finds any `i` key rebuilds the cache
-//! ([`IndexCache::interrupted`]). Without a write-ahead log, what survives a crash is a prefix
-//! of the writes (one column family, memtables flushed in order), so an entry written after
-//! the `i` key never survives without it.
+//! ([`IndexCache::interrupted`]). Of the writes made without a write-ahead log, what survives a
+//! crash is a prefix (one column family, memtables flushed in order, a batch never split over
+//! two memtables), so an entry written after the `i` key never survives without it. Two writes
+//! use the log and so may survive where earlier ones did not: `clear`, which deletes the `i`
+//! keys with the entries, and the id file's `g`, written by `fold_new_ids` after a flush and
+//! never during an apply (both hold the `applying` lock).
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
@@ -28,8 +31,8 @@ pub(super) const ENTRIES_PER_WRITE: usize = 8192;
 
 impl IndexCache {
     /// Applies a segment's entries and marks it applied; the packs it lists as `unverified`
-    /// are kept as such ([`IndexCache::unverified_packs`]). A segment of more than
-    /// [`ENTRIES_PER_WRITE`] entries is written in several batches (see the module doc).
+    /// are kept as such ([`IndexCache::unverified_packs`]). Entries go in batches of
+    /// [`ENTRIES_PER_WRITE`] puts (see the module doc).
     pub fn apply_segment(&self, id: ObjectId, segment: &IndexSegment) -> Result<()> {
         let mut next = self.applying();
         let first = *next;
@@ -93,16 +96,28 @@ impl IndexCache {
         let mut wo = WriteOptions::default();
         // The cache is rebuildable, so skip the WAL (see the module doc for a crash).
         wo.disable_wal(true);
-        let split = entries.len() > ENTRIES_PER_WRITE;
-        if split {
-            batch.put(key(b'i', id.as_bytes()), b"");
+        // Before anything is written: the ordinals are taken (a failure part-way leaves a gap,
+        // never a reused ordinal that stale entries would then name), and this process knows
+        // the unverified packs before RocksDB holds any of their entries.
+        batch.put(b"n", ordinal.to_le_bytes());
+        *next = ordinal;
+        if !unverified_ordinals.is_empty() {
+            self.unverified.write().unwrap_or_else(PoisonError::into_inner).extend(unverified_ordinals);
         }
+        // The first batch written before the last carries the in-progress key, and the last
+        // deletes it: no batch but the last is ever written without it.
+        let mark = key(b'i', id.as_bytes());
+        let mut marked = false;
         let mut in_batch = 0usize;
-        let write = |batch: &mut WriteBatch, in_batch: &mut usize| -> Result<()> {
-            *in_batch += 1;
-            if *in_batch >= ENTRIES_PER_WRITE {
+        let mut write = |batch: &mut WriteBatch| -> Result<()> {
+            in_batch += 1;
+            if in_batch >= ENTRIES_PER_WRITE {
+                if !marked {
+                    batch.put(mark, b"");
+                    marked = true;
+                }
                 self.db.write_opt(std::mem::take(batch), &wo).map_err(|e| self.err(e))?;
-                *in_batch = 0;
+                in_batch = 0;
             }
             Ok(())
         };
@@ -111,26 +126,21 @@ impl IndexCache {
             value[..LOCATION_LEN].copy_from_slice(&BlobLocation::of(pack.pack, blob).encode());
             value[LOCATION_LEN..].copy_from_slice(&ordinal.to_le_bytes());
             batch.put(key(b'b', blob.id.as_bytes()), value);
-            write(&mut batch, &mut in_batch)?;
+            write(&mut batch)?;
         }
         if beside_file {
             for (_, blob, ordinal) in entries.iter().filter_map(|e| at(*e)) {
                 batch.put(key(b'd', blob.id.as_bytes()), ordinal.to_le_bytes());
-                write(&mut batch, &mut in_batch)?;
+                write(&mut batch)?;
             }
         }
-        batch.put(b"n", ordinal.to_le_bytes());
         // The marker remembers what the segment supersedes, so later syncs skip those.
         let supersedes: Vec<u8> = segment.supersedes.iter().flat_map(|s| s.0).collect();
         batch.put(key(b's', id.as_bytes()), supersedes);
-        if split {
-            batch.delete(key(b'i', id.as_bytes()));
+        if marked {
+            batch.delete(mark);
         }
         self.db.write_opt(batch, &wo).map_err(|e| self.err(e))?;
-        *next = ordinal;
-        if !unverified_ordinals.is_empty() {
-            self.unverified.write().unwrap_or_else(PoisonError::into_inner).extend(unverified_ordinals);
-        }
         // After the write: a lookup meanwhile that misses only stores a chunk twice.
         let mut state = self.write_ids();
         // Decided before inserting: a map filled past its capacity first and only then
@@ -143,7 +153,8 @@ impl IndexCache {
         if !state.overflow {
             for (n, pack) in segment.packs.iter().enumerate() {
                 let ordinal = first + n as u32;
-                for blob in pack.blobs.iter().filter(|b| !shadowed.contains(&b.id)) {
+                let is_unverified = unverified.contains(&pack.pack);
+                for blob in pack.blobs.iter().filter(|b| !(is_unverified && shadowed.contains(&b.id))) {
                     state.new_ids.insert(*blob.id.as_bytes(), ordinal);
                 }
             }

@@ -317,11 +317,23 @@ fn within_one_segment_the_last_trusted_copy_wins_and_an_unverified_one_never_rep
 fn a_segment_applied_in_several_batches_leaves_no_mark_and_one_cut_short_is_seen() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open_cache(dir.path());
-    let count = 3 * apply::ENTRIES_PER_WRITE as u64 + 17;
-    apply(&cache, 0, count, 1);
+    // Exactly one batch of entries; then, beside an id file (`d` entries too), a segment
+    // whose `b` and `d` puts together pass a batch; then several batches.
+    let per = apply::ENTRIES_PER_WRITE as u64;
+    apply(&cache, 0, per, 1);
+    cache.fold_new_ids().unwrap();
+    assert!(matches!(cache.read_ids().unwrap().file, FileSlot::Ready(_)));
+    apply(&cache, per, 5_000, 3);
+    let count = 4 * per + 17;
+    apply(&cache, per + 5_000, count - per - 5_000, 4);
+    for segment in [1, 3, 4] {
+        assert!(cache.applied_segments().unwrap().contains_key(&ObjectId([segment; 32])));
+    }
     assert!(!cache.interrupted().unwrap());
-    assert_answers(&cache, 0..count, "split segment");
-    assert!(cache.applied_segments().unwrap().contains_key(&ObjectId([1; 32])));
+    assert_answers(&cache, 0..count, "split segments");
+    drop(cache);
+    let cache = open_cache(dir.path());
+    assert_answers(&cache, 0..count, "reopened");
     // A crash after the first batches of segment 2: its `i` key and some entries, no marker.
     cache.db.put(key(b'i', &[2; 32]), b"").unwrap();
     cache.db.put(key(b'b', id(count).as_bytes()), [0u8; LOCATION_LEN + 4]).unwrap();
