@@ -100,12 +100,6 @@ impl Claim {
         };
         Ok(Some(Claim { loc, checked }))
     }
-
-    /// Whether this is the copy `entry` of `pack` (the one prune keeps, copied when repacking):
-    /// the whole location, so another entry at the same offset (of a listing that lies) is not.
-    pub(super) fn is(&self, pack: &PackId, entry: &BlobEntry) -> bool {
-        self.loc == BlobLocation::of(*pack, entry)
-    }
 }
 
 /// `claim` once its copy has been read (verified now if it was not yet).

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
 use crate::format::pack::BlobEntry;
+use crate::id::{ChunkId, PackId};
 use crate::index::{BlobLocation, IdMap};
 use crate::progress::Progress;
 use crate::repo::{RepackWriter, Repository, pack_name};
@@ -19,21 +20,39 @@ const GAP: u64 = 64 * 1024;
 /// The largest ranged read (a blob larger than this is read alone).
 const MAX_RANGE: u64 = 4 << 20;
 
-/// Copies the blobs of `pack` whose claimed copy is this one (each id once, should the pack
-/// list it twice) into `writer`; `reseal` re-encrypts them under the current epoch.
+/// The claimed copies that lie in the packs being repacked, each as its id and whole location
+/// (so another entry at the same offset, of a listing that lies, is not taken for it).
+pub(super) fn kept_copies(
+    used: &mut IdMap<CLAIM_LEN>,
+    repack: &HashSet<PackId>,
+) -> Result<HashSet<(ChunkId, BlobLocation)>> {
+    let mut out = HashSet::new();
+    used.for_each(|id, value| {
+        if let Some(claim) = Claim::decode(value)?
+            && repack.contains(&claim.loc.pack)
+        {
+            out.insert((ChunkId(*id), claim.loc));
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Copies the blobs of `pack` whose claimed copy is this one (`keep`, from [`kept_copies`];
+/// each id once, should the pack list it twice) into `writer`; `reseal` re-encrypts them
+/// under the current epoch.
 pub(super) fn copy_kept(
     repo: &Repository,
     writer: &RepackWriter,
     pack: &IndexedPack,
-    used: &mut IdMap<CLAIM_LEN>,
+    keep: &HashSet<(ChunkId, BlobLocation)>,
     reseal: bool,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut copied = HashSet::new();
     let mut kept: Vec<&BlobEntry> = Vec::new();
     for b in &pack.blobs {
-        let claim = used.get(b.id.as_bytes())?.map(|v| Claim::decode(&v)).transpose()?.flatten();
-        if claim.is_some_and(|claim| claim.is(&pack.pack, b)) && copied.insert(b.id) {
+        if keep.contains(&(b.id, BlobLocation::of(pack.pack, b))) && copied.insert(b.id) {
             kept.push(b);
         }
     }
@@ -92,7 +111,6 @@ fn runs<'a>(blobs: &'a [&'a BlobEntry]) -> Vec<&'a [&'a BlobEntry]> {
 mod tests {
     use super::*;
     use crate::format::BlobKind;
-    use crate::id::ChunkId;
 
     fn entry(offset: u32, length: u32) -> BlobEntry {
         BlobEntry { kind: BlobKind::Data, id: ChunkId([offset as u8; 32]), offset, length, raw_length: length }

@@ -82,7 +82,7 @@ impl Repository {
         to_apply.retain(|id| !superseded.contains(id));
         // Many segments: applied with background compactions off, then compacted once.
         let compact = rebuild || to_apply.len() >= SYNC_BATCH;
-        let bulk = compact.then(|| self.index.bulk_load());
+        let bulk = compact.then(|| self.index.bulk_load(to_apply.len()));
         // Pass 2: apply, reading again what pass 1 did not keep, again in bounded batches.
         for batch in to_apply.chunks(SYNC_BATCH) {
             let missing: Vec<ObjectId> = batch.iter().filter(|id| !kept.contains_key(id)).copied().collect();
@@ -154,7 +154,7 @@ impl Repository {
         self.index.clear()?;
         let mut ids: Vec<ObjectId> = live.iter().copied().collect();
         ids.sort();
-        let bulk = self.index.bulk_load();
+        let bulk = self.index.bulk_load(ids.len());
         for batch in ids.chunks(SYNC_BATCH) {
             let loaded: Vec<(ObjectId, Result<IndexSegment>)> =
                 self.with_io_pool(|| batch.par_iter().map(|id| (*id, self.load_segment(id))).collect());

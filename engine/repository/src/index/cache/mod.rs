@@ -61,6 +61,10 @@ fn fold_threshold(file_len: u64) -> usize {
     usize::try_from(4096 + file_len / 16).unwrap_or(usize::MAX).min(NEW_IDS_CAPACITY)
 }
 
+/// Segments a bulk load applies from which its memtable is the larger one (a backup's segment
+/// lists up to 65,536 entries: about a million entries).
+pub const BULK_SEGMENTS: usize = 16;
+
 /// The client-side index cache.
 #[derive(Debug)]
 pub struct IndexCache {
@@ -501,13 +505,16 @@ impl IndexCache {
     /// its size (some 14 GB for a moment at 50M entries, against 7.6 GB after). A full disk
     /// then is a cache error like any other (the repository is not written by a sync); not
     /// tested.
-    pub fn bulk_load(&self) -> BulkLoad<'_> {
+    ///
+    /// `segments` is how many segments the load applies: from [`BULK_SEGMENTS`] on, the
+    /// memtable grows to [`schema::BULK_WRITE_BUFFER`] so the final merge has fewer inputs;
+    /// below, it keeps its usual size (a prune's rebuild of a small cache then peaks some
+    /// 20 MB lower).
+    pub fn bulk_load(&self, segments: usize) -> BulkLoad<'_> {
+        let buffer = if segments >= BULK_SEGMENTS { schema::BULK_WRITE_BUFFER } else { schema::WRITE_BUFFER };
         let on = self
             .db
-            .set_options(&[
-                ("disable_auto_compactions", "true"),
-                ("write_buffer_size", &schema::BULK_WRITE_BUFFER.to_string()),
-            ])
+            .set_options(&[("disable_auto_compactions", "true"), ("write_buffer_size", &buffer.to_string())])
             .is_ok();
         BulkLoad { db: &self.db, on }
     }

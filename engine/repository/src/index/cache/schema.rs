@@ -14,7 +14,7 @@ pub(super) const CACHE_VERSION: &[u8] = b"cairn-index-cache-v6";
 pub(super) const LOCATION_LEN: usize = 32 + 4 + 4 + 4 + 1;
 
 /// Where a blob is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlobLocation {
     /// Pack holding the blob.
     pub pack: PackId,

@@ -78,7 +78,7 @@ fn apply_and_flush(cache: &IndexCache, segments: std::ops::Range<u64>) {
 fn a_bulk_load_leaves_tables_to_one_final_compaction_and_then_compactions_resume() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open_cache(dir.path());
-    let bulk = cache.bulk_load();
+    let bulk = cache.bulk_load(BULK_SEGMENTS);
     // More tables than the level-0 compaction trigger (4): none is compacted meanwhile.
     apply_and_flush(&cache, 0..8);
     assert_eq!(level0_tables(&cache), 8);
