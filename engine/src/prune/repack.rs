@@ -27,7 +27,7 @@ pub(super) fn kept_copies(
     repack: &HashSet<PackId>,
 ) -> Result<HashSet<(ChunkId, BlobLocation)>> {
     let mut out = HashSet::new();
-    used.for_each(|id, value| {
+    used.for_each_unordered(|id, value| {
         if let Some(claim) = Claim::decode(value)?
             && repack.contains(&claim.loc.pack)
         {

@@ -130,6 +130,15 @@ impl<const V: usize> IdMap<V> {
         }
     }
 
+    /// Calls `f(id, value)` for every entry in no particular order (no sort of the entries
+    /// held in memory); stops at the first error.
+    pub fn for_each_unordered(&mut self, mut f: impl FnMut(&[u8; 32], &[u8]) -> Result<()>) -> Result<()> {
+        if self.spill.is_none() {
+            return self.memory.iter().try_for_each(|(id, value)| f(id, value));
+        }
+        self.for_each(f)
+    }
+
     /// Calls `f(id, value)` for every entry in id order; stops at the first error.
     pub fn for_each(&mut self, mut f: impl FnMut(&[u8; 32], &[u8]) -> Result<()>) -> Result<()> {
         match self.spill.as_mut() {
@@ -188,6 +197,14 @@ mod tests {
         for (m, spilled) in maps.iter_mut().zip([true, true, false]) {
             assert_eq!(m.spilled(), spilled);
             assert_eq!(contents(m), expected, "in id order, each id once, the last value");
+            let mut unordered = Vec::new();
+            m.for_each_unordered(|id, v| {
+                unordered.push((*id, v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+            unordered.sort();
+            assert_eq!(unordered, expected, "the same entries in any order");
             assert_eq!(m.get(&id(7)).unwrap().as_deref(), Some(&(71u32).to_be_bytes()[..]));
             assert_eq!(m.get(&id(9)).unwrap().as_deref(), Some(&[][..]));
             assert!(m.get(&id(500)).unwrap().is_none());
