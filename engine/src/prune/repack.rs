@@ -59,9 +59,14 @@ pub(super) fn copy_kept(
     kept.sort_by_key(|b| b.offset);
     let name = pack_name(&pack.pack);
     for run in runs(&kept) {
-        let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
+        let Some(first) = run.first() else { continue };
         let start = u64::from(first.offset);
-        let end = u64::from(last.offset) + u64::from(last.length);
+        // The furthest end, not the last entry's: a listing may overlap its entries.
+        let end = run.iter().map(|b| u64::from(b.offset) + u64::from(b.length)).max().unwrap_or(start);
+        // No read larger than a pack may be (what reading the pack whole was bounded by).
+        if end - start > repo.config().max_pack_size() {
+            return Err(Error::corrupt(&name, format!("its listing has a blob of {} bytes", end - start)));
+        }
         let bytes = repo.read_pack_range(&pack.pack, start, end - start)?;
         for b in run {
             let at = (u64::from(b.offset) - start) as usize;
