@@ -142,13 +142,53 @@ fn prune_after_forget_deletes_what_no_snapshot_uses_and_leaves_the_rest_whole() 
     assert_eq!(spilled.plan.repack, dry.plan.repack);
     assert_eq!(spilled.used_blobs, dry.used_blobs);
     assert!(dry.used_blobs > 0);
-    let done = crate::prune::prune(&t.repo, opts, false, &crate::NoProgress).unwrap();
+    // The spilling client runs it: its used-blob and kept-copy tables are on disk.
+    let done = crate::prune::prune(&spilling, opts, false, &crate::NoProgress).unwrap();
     assert_eq!(done.plan.delete, dry.plan.delete, "the run does what the dry run planned");
+    t.repo.sync_index().unwrap();
     let packs_after = t.repo.list_packs().unwrap().len();
     assert!(packs_after < packs_before, "{packs_before} packs before, {packs_after} after");
     let report = check_all(&t);
     assert!(!report.has_errors(), "what remains is whole: {:?}", report.findings);
     assert_eq!(t.repo.snapshot_ids().unwrap().len(), 1);
+}
+
+#[test]
+fn a_prune_whose_tables_spill_repacks_and_keeps_every_used_blob() {
+    let t = TestRepository::new(64 << 10);
+    let src = tempfile::tempdir().unwrap();
+    let dir = src.path().join("data");
+    // Files of about a third of a pack, written together: the ones removed later share packs
+    // with the ones kept, so those packs are repacked.
+    let old = back_up(&t, &dir, 24, 20_000, 1_001);
+    for i in (0..24).step_by(2) {
+        std::fs::remove_file(dir.join(format!("f{i}"))).unwrap();
+    }
+    back_up_again(&t.repo, &dir);
+    let actor = crate::audit::Actor { host: "host".into(), user: "user".into() };
+    crate::forget::remove(&t.repo, &[old], &actor).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut spilling = TestRepository::open_at(&t.storage, cache.path());
+    spilling.set_sort_memory(1);
+    let opts = crate::prune::PruneOptions { instant_delete: true, ..Default::default() };
+    let done = crate::prune::prune(&spilling, opts, false, &crate::NoProgress).unwrap();
+    assert!(!done.plan.repack.is_empty() && done.packs_written > 0, "{:?}", done.plan);
+    t.repo.sync_index().unwrap();
+    let report = check_all(&t);
+    assert!(!report.has_errors(), "what remains is whole: {:?}", report.findings);
+    // Byte for byte, the kept files come back from the new packs.
+    let snapshot = t.repo.load_snapshot(&t.repo.snapshot_ids().unwrap()[0]).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let opts =
+        crate::restore::RestoreOptions { target: target.path().to_path_buf(), verify: true, ..Default::default() };
+    let outcome = crate::restore::restore(&t.repo, snapshot.tree, &opts, &crate::NoProgress).unwrap();
+    assert!(outcome.damaged.is_empty(), "{:?}", outcome.damaged);
+    assert_eq!(outcome.files, 12);
+    let restored = target.path().join(dir.strip_prefix("/").unwrap());
+    for i in (1..24).step_by(2) {
+        let rel = format!("f{i}");
+        assert!(std::fs::read(dir.join(&rel)).unwrap() == std::fs::read(restored.join(&rel)).unwrap(), "{rel}");
+    }
 }
 
 #[test]

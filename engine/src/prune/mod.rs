@@ -302,7 +302,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
         // 1. Repack: the used blobs whose kept copy is in a repacked pack, verified, into new packs.
         // Only the claims in those packs are needed from here on: the table of every used blob
         // goes before the new packs fill.
-        let keep = repack::kept_copies(&mut used, &repack)?;
+        let mut keep = repack::kept_copies(repo, &mut used, &repack)?;
         drop(used);
         progress.phase("prune: repacking", Some(out.plan.repack_used_bytes));
         let writer = repo.repack_writer()?;
@@ -314,7 +314,7 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
                 "prune stopped while repacking; nothing was deleted, and the packs it wrote are unindexed (a later \
                  prune removes them)",
             )?;
-            repack::copy_kept(repo, &writer, &pack, &keep, stale.contains(&pack.pack), progress)
+            repack::copy_kept(repo, &writer, &pack, &mut keep, stale.contains(&pack.pack), progress)
         })?;
         let new_packs = writer.finish()?;
         out.packs_written = new_packs.len() as u64;
@@ -327,6 +327,8 @@ pub fn prune(repo: &Repository, opts: PruneOptions, dry_run: bool, progress: &dy
             rewrite.add(pack)?;
         }
         out.segments_written = rewrite.finish(all_segments.clone())?;
+    } else {
+        drop(used);
     }
 
     repo.check_interrupted("prune stopped before deleting anything; the index it wrote is complete")?;

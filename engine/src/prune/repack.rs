@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
 use crate::format::pack::BlobEntry;
-use crate::id::{ChunkId, PackId};
+use crate::id::PackId;
 use crate::index::{BlobLocation, IdMap};
 use crate::progress::Progress;
 use crate::repo::{RepackWriter, Repository, pack_name};
@@ -20,39 +20,42 @@ const GAP: u64 = 64 * 1024;
 /// The largest ranged read (a blob larger than this is read alone).
 const MAX_RANGE: u64 = 4 << 20;
 
-/// The claimed copies that lie in the packs being repacked, each as its id and whole location
-/// (so another entry at the same offset, of a listing that lies, is not taken for it).
+/// The claims whose copy lies in a pack being repacked, in a table of their own (in memory up
+/// to its budget, then on disk: re-encrypting an epoch repacks every pack).
 pub(super) fn kept_copies(
+    repo: &Repository,
     used: &mut IdMap<CLAIM_LEN>,
     repack: &HashSet<PackId>,
-) -> Result<HashSet<(ChunkId, BlobLocation)>> {
-    let mut out = HashSet::new();
+) -> Result<IdMap<CLAIM_LEN>> {
+    let mut out = repo.id_map("prune-keep")?;
     used.for_each_unordered(|id, value| {
         if let Some(claim) = Claim::decode(value)?
             && repack.contains(&claim.loc.pack)
         {
-            out.insert((ChunkId(*id), claim.loc));
+            out.put(id, value)?;
         }
         Ok(())
     })?;
     Ok(out)
 }
 
-/// Copies the blobs of `pack` whose claimed copy is this one (`keep`, from [`kept_copies`];
-/// each id once, should the pack list it twice) into `writer`; `reseal` re-encrypts them
-/// under the current epoch.
+/// Copies the blobs of `pack` whose claimed copy (in `keep`, from [`kept_copies`]) is this one,
+/// the whole location alike (so another entry at the same offset, of a listing that lies, is
+/// not taken for it), each id once should the pack list it twice, into `writer`; `reseal`
+/// re-encrypts them under the current epoch.
 pub(super) fn copy_kept(
     repo: &Repository,
     writer: &RepackWriter,
     pack: &IndexedPack,
-    keep: &HashSet<(ChunkId, BlobLocation)>,
+    keep: &mut IdMap<CLAIM_LEN>,
     reseal: bool,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut copied = HashSet::new();
     let mut kept: Vec<&BlobEntry> = Vec::new();
     for b in &pack.blobs {
-        if keep.contains(&(b.id, BlobLocation::of(pack.pack, b))) && copied.insert(b.id) {
+        let claim = keep.get(b.id.as_bytes())?.map(|v| Claim::decode(&v)).transpose()?.flatten();
+        if claim.is_some_and(|c| c.loc == BlobLocation::of(pack.pack, b)) && copied.insert(b.id) {
             kept.push(b);
         }
     }
@@ -63,9 +66,13 @@ pub(super) fn copy_kept(
         let start = u64::from(first.offset);
         // The furthest end, not the last entry's: a listing may overlap its entries.
         let end = run.iter().map(|b| u64::from(b.offset) + u64::from(b.length)).max().unwrap_or(start);
-        // No read larger than a pack may be (what reading the pack whole was bounded by).
-        if end - start > repo.config().max_pack_size() {
-            return Err(Error::corrupt(&name, format!("its listing has a blob of {} bytes", end - start)));
+        // Nothing past the largest size a pack may have (reading the pack whole was bounded
+        // so), which also bounds the read.
+        if end > repo.config().max_pack_size() {
+            return Err(Error::corrupt(
+                &name,
+                format!("its listing has a blob ending at byte {end}, past the largest pack size"),
+            ));
         }
         let bytes = repo.read_pack_range(&pack.pack, start, end - start)?;
         for b in run {
@@ -116,6 +123,7 @@ fn runs<'a>(blobs: &'a [&'a BlobEntry]) -> Vec<&'a [&'a BlobEntry]> {
 mod tests {
     use super::*;
     use crate::format::BlobKind;
+    use crate::id::ChunkId;
 
     fn entry(offset: u32, length: u32) -> BlobEntry {
         BlobEntry { kind: BlobKind::Data, id: ChunkId([offset as u8; 32]), offset, length, raw_length: length }

@@ -5,11 +5,10 @@
 //! skip-list insert and a lookup per blob were a third of prune's CPU).
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::collections::hash_map::RandomState;
 use std::path::PathBuf;
 
 use super::ScratchTable;
-use super::locality::IdHasher;
 use crate::error::{Error, Result};
 
 /// Entries a map holds in memory by default: what fills 2^18 hash buckets at the table's 7/8
@@ -49,7 +48,10 @@ impl<const V: usize> std::fmt::Debug for Value<V> {
 /// Ids (32 bytes) mapped to values of at most `V` bytes. After an error (the spill table could
 /// not be written) the map may have lost entries: callers stop using it.
 pub struct IdMap<const V: usize> {
-    memory: HashMap<[u8; 32], Value<V>, BuildHasherDefault<IdHasher>>,
+    /// Keyed hashing (SipHash with a random key): the ids come from trees and index segments
+    /// that a writer holding a key (an append-only identity) may fill with chosen values, and
+    /// ids that collide in an unkeyed hash would make every insert and lookup walk the table.
+    memory: HashMap<[u8; 32], Value<V>, RandomState>,
     budget: usize,
     /// Where the spill table goes, created when the budget is passed.
     spill_path: PathBuf,

@@ -126,7 +126,13 @@ impl Repository {
     pub fn id_map<const V: usize>(&self, purpose: &str) -> Result<crate::index::IdMap<V>> {
         let unique = hex::encode(crate::crypto::random_array::<6>()?);
         let path = self.cache_dir.join(format!("scratch-{purpose}-{}-{unique}", std::process::id()));
-        let budget = crate::index::IDS_IN_MEMORY.min(self.sort_memory / (32 + V + 1));
+        // A budget of 7/8 of a power of two, so the table's buckets (a power of two, filled to
+        // 7/8) never take more than the memory allowed.
+        let allowed = self.sort_memory / (32 + V + 1);
+        let mut budget = crate::index::IDS_IN_MEMORY;
+        while budget > allowed {
+            budget /= 2;
+        }
         Ok(crate::index::IdMap::new(budget, path))
     }
 
