@@ -18,8 +18,8 @@
 //! hit among the last [`RECENT`] packs hit, so lookups without locality (random ids) rarely pay
 //! for a load.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -47,7 +47,10 @@ pub struct Locality {
 #[derive(Debug, Default)]
 struct Inner {
     /// Id -> the load that brought it (loads are numbered in order).
-    ids: HashMap<[u8; 32], u32, BuildHasherDefault<IdHasher>>,
+    /// Keyed hashing (SipHash with a random key): the ids come from index segments, which an
+    /// append-only identity may fill with chosen ids, and colliding ids would make every lookup
+    /// walk the table.
+    ids: HashMap<[u8; 32], u32, RandomState>,
     /// Loads, oldest first: the load's number and how many ids it brought.
     loads: VecDeque<(u32, usize)>,
     next_load: u32,
@@ -170,39 +173,6 @@ impl Inner {
             Some(cut) => self.ids.retain(|_, load| *load > cut),
             None => {}
         }
-    }
-}
-
-/// Hashes chunk ids 8 bytes at a time (FxHash's mixing). Ids are keyed BLAKE3 output: uniform,
-/// and nobody without the repository key can choose them, so a keyed hasher buys nothing here.
-#[derive(Debug, Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(w);
-            self.mix(u64::from_le_bytes(word));
-        }
-        for b in words.remainder() {
-            self.mix(u64::from(*b));
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl IdHasher {
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 

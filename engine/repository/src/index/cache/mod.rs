@@ -25,7 +25,7 @@
 //! [`IndexCache::fold_new_ids`]).
 
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::collections::hash_map::RandomState;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -35,7 +35,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, ObjectId};
 use crate::index::id_file::{Generation, IdFile, IdFileWriter, merged};
-use crate::index::locality::{IdHasher, Locality};
+use crate::index::locality::Locality;
 
 mod apply;
 mod claim;
@@ -98,7 +98,8 @@ pub struct IndexCache {
 struct IdState {
     file: FileSlot,
     /// The `d` entries (id -> ordinal), unless there are more than [`NEW_IDS_CAPACITY`].
-    new_ids: HashMap<[u8; 32], u32, BuildHasherDefault<IdHasher>>,
+    /// Keyed hashing, as in [`Locality`]: segments may list chosen ids.
+    new_ids: HashMap<[u8; 32], u32, RandomState>,
     /// `new_ids` does not hold every `d` entry: a lookup that misses asks RocksDB.
     overflow: bool,
 }
