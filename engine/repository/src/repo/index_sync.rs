@@ -111,12 +111,16 @@ impl Repository {
         Ok(())
     }
 
+    /// A path in the cache directory no other working set (of this process or another) uses:
+    /// `<kind>-<purpose>-<pid>-<random>`.
+    fn working_set_path(&self, kind: &str, purpose: &str) -> Result<std::path::PathBuf> {
+        let unique = hex::encode(crate::crypto::random_array::<6>()?);
+        Ok(self.cache_dir.join(format!("{kind}-{purpose}-{}-{unique}", std::process::id())))
+    }
+
     /// A new, empty scratch table in this repository's cache directory (deleted when dropped).
     pub fn scratch_table(&self, purpose: &str) -> Result<crate::index::ScratchTable> {
-        let unique = hex::encode(crate::crypto::random_array::<6>()?);
-        crate::index::ScratchTable::create(
-            &self.cache_dir.join(format!("scratch-{purpose}-{}-{unique}", std::process::id())),
-        )
+        crate::index::ScratchTable::create(&self.working_set_path("scratch", purpose)?)
     }
 
     /// A new, empty map from ids to values of at most `V` bytes, in memory up to
@@ -124,8 +128,7 @@ impl Repository {
     /// allows less), beyond that in a scratch table in this repository's cache directory
     /// (deleted when dropped).
     pub fn id_map<const V: usize>(&self, purpose: &str) -> Result<crate::index::IdMap<V>> {
-        let unique = hex::encode(crate::crypto::random_array::<6>()?);
-        let path = self.cache_dir.join(format!("scratch-{purpose}-{}-{unique}", std::process::id()));
+        let path = self.working_set_path("scratch", purpose)?;
         // A budget of 7/8 of a power of two, so the table's buckets (a power of two, filled to
         // 7/8) never take more than the memory allowed.
         let allowed = self.sort_memory / (32 + V + 1);
@@ -140,11 +143,7 @@ impl Repository {
     /// directory; it keeps up to [`Repository::set_sort_memory`] bytes in memory.
     pub fn sorted_records<const N: usize>(&self, purpose: &str) -> Result<crate::index::SortedRecords<N>> {
         let budget = self.sort_memory / N.max(1);
-        let unique = hex::encode(crate::crypto::random_array::<6>()?);
-        Ok(crate::index::SortedRecords::new(
-            budget,
-            self.cache_dir.join(format!("sorted-{purpose}-{}-{unique}", std::process::id())),
-        ))
+        Ok(crate::index::SortedRecords::new(budget, self.working_set_path("sorted", purpose)?))
     }
 
     /// Makes the index cache hold exactly the segments `live` (a caller's own reading of the
