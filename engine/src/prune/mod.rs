@@ -96,8 +96,9 @@ impl PruneOutcome {
 
 /// What [`used_blobs`] finds.
 struct Used {
-    /// Blobs reachable from every snapshot that can be read, on disk: id -> the copy kept (a
-    /// [`claims::Claim`], empty until the index scan claims one).
+    /// Blobs reachable from every snapshot that can be read (in memory, on disk past the
+    /// map's budget): id -> the copy kept (a [`claims::Claim`], empty until the index scan
+    /// claims one).
     blobs: IdMap<{ claims::CLAIM_LEN }>,
     /// The raw length of every tree among them (as read: its id fixes it).
     tree_lengths: HashMap<ChunkId, u32>,
