@@ -81,7 +81,9 @@ pub struct PruneArgs {
 /// Options shared by `prune` and `forget --prune`.
 #[derive(Debug, Args, Clone)]
 pub struct PruneOpts {
-    /// Repack packs whose unused share exceeds this percentage.
+    /// Unused data the repository may keep, as a percentage of what it stores: partly used
+    /// packs are repacked, most wasteful first, until the rest is within it (0: repack every
+    /// partly used pack).
     #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
     pub max_unused: f64,
     /// Repack at most this much (bytes, or with K, M, G, T).

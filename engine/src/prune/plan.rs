@@ -174,32 +174,52 @@ pub fn sweep(
     out
 }
 
-/// Decides, for every pack, delete, repack or keep. Repack candidates go most-wasteful first
-/// until `max_repack_size` is reached.
+/// Decides, for every pack, delete, repack or keep.
+///
+/// `max_unused` bounds the unused share of the whole repository after the prune, not of each
+/// pack (as restic and rustic do): partly used packs are repacked most wasteful first, and only
+/// until the unused bytes left in kept packs are at most `max_unused` of what the kept packs
+/// hold, and within `max_repack_size`. Why: a per-pack bound makes nearly every nightly prune
+/// download and rewrite a few packs to win back a few percent, which on object storage costs
+/// more than the space; a repository-wide bound repacks when the waste adds up, and then the
+/// worst packs first. `max_unused` 0 repacks every partly used pack.
 pub fn plan(usage: &[PackUsage], orphans: &[(PackId, u64)], opts: PruneOptions) -> PrunePlan {
     let mut p = PrunePlan::default();
     let mut candidates: Vec<&PackUsage> = Vec::new();
+    let (mut used_bytes, mut unused_bytes) = (0u64, 0u64);
     for u in usage {
         if u.used_blobs == 0 {
             p.delete.push(u.pack);
             p.delete_bytes += u.size;
-        } else if u.used_blobs < u.blobs && (u.unused_bytes as f64) > opts.max_unused * u.size as f64 {
+            continue;
+        }
+        used_bytes = used_bytes.saturating_add(u.used_bytes);
+        unused_bytes = unused_bytes.saturating_add(u.unused_bytes);
+        if u.used_blobs < u.blobs && u.unused_bytes > 0 {
             candidates.push(u);
         } else {
             p.keep += 1;
             p.unused_bytes_kept += u.unused_bytes;
         }
     }
+    // unused / (used + unused) <= max_unused, with the used bytes as they will be.
+    let tolerated = if opts.max_unused >= 1.0 {
+        u64::MAX
+    } else {
+        (opts.max_unused.max(0.0) / (1.0 - opts.max_unused.max(0.0)) * used_bytes as f64) as u64
+    };
     candidates.sort_by(|a, b| {
         let share = |u: &PackUsage| u.unused_bytes as f64 / u.size.max(1) as f64;
         share(b).total_cmp(&share(a)).then(a.pack.cmp(&b.pack))
     });
     for u in candidates {
-        if opts.max_repack_size.is_some_and(|max| p.repack_bytes + u.size > max) {
+        let enough = unused_bytes <= tolerated;
+        if enough || opts.max_repack_size.is_some_and(|max| p.repack_bytes + u.size > max) {
             p.keep += 1;
             p.unused_bytes_kept += u.unused_bytes;
             continue;
         }
+        unused_bytes = unused_bytes.saturating_sub(u.unused_bytes);
         p.repack.push(u.pack);
         p.repack_bytes += u.size;
         p.repack_used_bytes += u.used_bytes;
@@ -228,7 +248,8 @@ mod tests {
             [u(1, 100, 4, 0, 0), u(2, 100, 4, 4, 98), u(3, 100, 4, 2, 50), u(4, 100, 4, 3, 80), u(5, 100, 4, 3, 95)];
         let p = plan(&usage, &[(PackId([9; 32]), 7)], PruneOptions::default());
         assert_eq!(p.delete, vec![PackId([1; 32])]);
-        assert_eq!(p.repack, vec![PackId([3; 32]), PackId([4; 32])], "most wasteful first; pack 5 is within 5 %");
+        // Used 323 bytes, unused 69: 5 % tolerates 17 unused bytes, left once 3 and 4 go.
+        assert_eq!(p.repack, vec![PackId([3; 32]), PackId([4; 32])], "most wasteful first, until within 5 %");
         assert_eq!(p.keep, 2);
         assert_eq!(p.orphans, vec![PackId([9; 32])]);
         assert_eq!(p.bytes_freed(), 107 + 200 - 130);
@@ -236,6 +257,30 @@ mod tests {
         let limited = plan(&usage, &[], PruneOptions { max_repack_size: Some(150), ..PruneOptions::default() });
         assert_eq!(limited.repack, vec![PackId([3; 32])]);
         assert_eq!(limited.keep, 3);
+        // 10 % tolerates 35 unused bytes: pack 4 (18 % unused) stays once pack 3 has gone.
+        let ten = plan(&usage, &[], PruneOptions { max_unused: 0.10, ..PruneOptions::default() });
+        assert_eq!(ten.repack, vec![PackId([3; 32])]);
+        assert_eq!(ten.unused_bytes_kept, 21);
+        let zero = plan(&usage, &[], PruneOptions { max_unused: 0.0, ..PruneOptions::default() });
+        assert_eq!(zero.repack.len(), 3, "0 % repacks every partly used pack");
+        let all = plan(&usage, &[], PruneOptions { max_unused: 1.0, ..PruneOptions::default() });
+        assert!(all.repack.is_empty() && all.delete == vec![PackId([1; 32])]);
+    }
+
+    #[test]
+    fn a_wasteful_pack_stays_while_the_repository_as_a_whole_is_within_the_limit() {
+        // Twenty full packs and one half used: 50 unused bytes of 2,000 is 2.5 %.
+        let mut usage: Vec<PackUsage> = (1..=20).map(|n| u(n, 100, 4, 4, 98)).collect();
+        usage.push(u(21, 102, 4, 2, 50));
+        let p = plan(&usage, &[], PruneOptions::default());
+        assert!(p.repack.is_empty() && p.delete.is_empty());
+        assert_eq!((p.keep, p.unused_bytes_kept), (21, 50));
+        // Three such packs are 150 of 2,106 (7 %): one repacked brings it to 100 of 2,056.
+        usage.push(u(22, 102, 4, 2, 50));
+        usage.push(u(23, 102, 4, 2, 50));
+        let p = plan(&usage, &[], PruneOptions::default());
+        assert_eq!(p.repack, vec![PackId([21; 32])], "equally wasteful: the lowest id first");
+        assert_eq!(p.unused_bytes_kept, 100);
     }
 
     #[test]
@@ -301,6 +346,15 @@ mod tests {
             }
             if let Some(max) = limit {
                 prop_assert!(p.repack_bytes <= max);
+            }
+            // Without a size limit, the unused bytes kept are within the share asked for
+            // (or every partly used pack is repacked).
+            let used: u64 = usage.iter().filter(|x| x.used_blobs > 0).map(|x| x.used_bytes).sum();
+            let partly_kept = usage.iter().any(|x| {
+                x.used_blobs > 0 && x.used_blobs < x.blobs && x.unused_bytes > 0 && !p.repack.contains(&x.pack)
+            });
+            if limit.is_none() && partly_kept {
+                prop_assert!(p.unused_bytes_kept as f64 <= max_unused / (1.0 - max_unused) * used as f64 + 1.0);
             }
         }
     }
