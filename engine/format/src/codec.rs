@@ -3,8 +3,8 @@
 //! [`Reader`], which never indexes out of bounds. Every decoder of repository bytes goes
 //! through here.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -20,6 +20,11 @@ pub fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
 
 /// Decodes `version || postcard(value)`, rejecting other versions and trailing bytes.
 pub fn decode_versioned<T: DeserializeOwned>(bytes: &[u8], version: u8, object: &str) -> Result<T> {
+    decode_versioned_borrowed(bytes, version, object)
+}
+
+/// [`decode_versioned`] into a value that may borrow from `bytes` (names, strings).
+pub fn decode_versioned_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8], version: u8, object: &str) -> Result<T> {
     let (&found, body) = bytes.split_first().ok_or_else(|| Error::corrupt(object, "empty payload"))?;
     if found != version {
         return Err(Error::UnsupportedVersion {

@@ -33,7 +33,7 @@ use crate::pack::{self, PackBlob};
 use crate::padding;
 use crate::slot::{SlotDoc, SlotInfo};
 use crate::snapshot::Snapshot;
-use crate::tree::Tree;
+use crate::tree::{Tree, TreeRefs};
 
 /// The key the bodies seal and open with. Seeds sealed under it pass authentication.
 pub const FUZZ_KEY: [u8; 32] = [7; 32];
@@ -221,8 +221,12 @@ pub fn snapshot(data: &[u8]) {
 }
 
 /// A tree blob's plaintext (entries sorted, names valid); every entry is found by its name.
+/// Its references alone ([`TreeRefs`]) decode from exactly the same bytes, to the same ids.
 pub fn tree(data: &[u8]) {
+    let refs = TreeRefs::decode(data, "fuzz");
+    assert_eq!(refs.is_ok(), Tree::decode(data, "fuzz").is_ok(), "both decoders accept or both refuse");
     if let Ok(t) = Tree::decode(data, "fuzz") {
+        assert_eq!(refs.ok(), Some(t.refs()));
         round_trip(&t, |t| t.clone().encode(), |b| Tree::decode(b, "fuzz"));
         for node in &t.nodes {
             assert_eq!(t.find(&node.name), Some(node));

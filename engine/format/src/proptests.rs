@@ -10,7 +10,7 @@ use super::keyring::{EpochKeyDoc, KeyringDoc, SlotRefDoc};
 use super::pack::{self, BlobEntry, PackBlob, PackHeader, header_span};
 use super::slot::{SLOT_VERSION, SlotAccess, SlotDoc, SlotKind};
 use super::snapshot::{Snapshot, SnapshotSummary};
-use super::tree::{Node, NodeKind, Tree};
+use super::tree::{Node, NodeKind, Tree, TreeRefs};
 use super::{BlobKind, FORMAT_VERSION};
 use crate::chunker::ChunkerParams;
 use crate::crypto::Argon2Params;
@@ -87,6 +87,31 @@ proptest! {
         tree.nodes.dedup_by(|a, b| a.name == b.name);
         let bytes = tree.clone().encode();
         prop_assert_eq!(Tree::decode(&bytes, "t").unwrap(), tree);
+    }
+
+    #[test]
+    fn tree_refs_match_full_decoding(nodes in vec(node(), 0..6), cut in any::<usize>(), flip in any::<(usize, u8)>()) {
+        let mut tree = Tree { nodes };
+        tree.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        tree.nodes.dedup_by(|a, b| a.name == b.name);
+        let bytes = tree.clone().encode();
+        prop_assert_eq!(TreeRefs::decode(&bytes, "t").unwrap(), tree.refs());
+        // Damaged bytes (cut short, one byte changed, entries out of order): both accept or
+        // both refuse, and agree on what they accept.
+        let short = &bytes[..cut % bytes.len()];
+        let mut changed = bytes.clone();
+        if let Some(b) = changed.get_mut(flip.0 % bytes.len()) {
+            *b ^= flip.1.max(1);
+        }
+        tree.nodes.reverse();
+        let unsorted = crate::codec::encode_versioned(crate::tree::TREE_VERSION, &tree);
+        for b in [short, &changed, &unsorted] {
+            match (Tree::decode(b, "t"), TreeRefs::decode(b, "t")) {
+                (Ok(t), Ok(r)) => prop_assert_eq!(r, t.refs()),
+                (Err(_), Err(_)) => {}
+                (full, refs) => prop_assert!(false, "full decoding ok: {}, references ok: {}", full.is_ok(), refs.is_ok()),
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode_versioned, encode_versioned};
+use crate::codec::{decode_versioned, decode_versioned_borrowed, encode_versioned};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 
@@ -157,8 +157,108 @@ impl Tree {
         Ok(t)
     }
 
+    /// What this tree refers to, as [`TreeRefs::decode`] finds it in the encoded tree.
+    pub fn refs(&self) -> TreeRefs {
+        let mut refs = TreeRefs::default();
+        for node in &self.nodes {
+            match &node.kind {
+                NodeKind::File { chunks, .. } => refs.chunks.extend(chunks),
+                NodeKind::Dir { subtree } => refs.subtrees.push(*subtree),
+                _ => {}
+            }
+        }
+        refs
+    }
+
     /// The node named `name`.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().and_then(|i| self.nodes.get(i))
     }
+}
+
+/// What a tree refers to, for walks that need only that (prune's mark phase, `stats`): its
+/// subdirectories' trees and its files' chunks, in entry order. Decoded without building the
+/// entries (names and strings are borrowed, metadata skipped), and exactly as strictly as
+/// [`Tree::decode`]: the same bytes are accepted and rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TreeRefs {
+    /// Subdirectory trees, in entry order.
+    pub subtrees: Vec<ChunkId>,
+    /// Content chunks of every file, in entry order (a chunk used twice is listed twice).
+    pub chunks: Vec<ChunkId>,
+}
+
+impl TreeRefs {
+    /// Parses a tree's plaintext as [`Tree::decode`] does, keeping only the references.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Self> {
+        let view: TreeView<'_> = decode_versioned_borrowed(bytes, TREE_VERSION, object)?;
+        let mut refs = TreeRefs::default();
+        let mut previous: Option<&[u8]> = None;
+        for node in view.nodes {
+            if previous.is_some_and(|p| p >= node.name) {
+                return Err(Error::corrupt(object, "tree entries are not strictly sorted"));
+            }
+            if !Node::valid_name(node.name) {
+                return Err(Error::corrupt(
+                    object,
+                    format!("invalid entry name {:?}", String::from_utf8_lossy(node.name)),
+                ));
+            }
+            previous = Some(node.name);
+            match node.kind {
+                KindView::File { chunks, .. } => refs.chunks.extend(chunks),
+                KindView::Dir { subtree } => refs.subtrees.push(subtree),
+                _ => {}
+            }
+        }
+        Ok(refs)
+    }
+}
+
+/// [`Tree`] as stored, borrowing what it can: field for field the same serde shape, so postcard
+/// reads the same bytes (a `Vec<u8>` and a `&[u8]` are both a length and the bytes; a `String`
+/// and a `&str` too, checked as UTF-8 alike). `tree_refs_match_full_decoding` and the tree
+/// fuzz target hold the two to the same answers.
+#[derive(Deserialize)]
+struct TreeView<'a> {
+    #[serde(borrow)]
+    nodes: Vec<NodeView<'a>>,
+}
+
+/// [`Node`], borrowed; only `name` and `kind` are used, the rest is read to be skipped.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct NodeView<'a> {
+    name: &'a [u8],
+    #[serde(borrow)]
+    kind: KindView<'a>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    user: Option<&'a str>,
+    group: Option<&'a str>,
+    size: u64,
+    mtime_ns: i64,
+    atime_ns: i64,
+    ctime_ns: i64,
+    inode: u64,
+    device: u64,
+    links: u64,
+    hardlink_group: Option<u64>,
+    #[serde(borrow)]
+    xattrs: Vec<(&'a [u8], &'a [u8])>,
+    flags: u32,
+}
+
+/// [`NodeKind`], borrowed.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+enum KindView<'a> {
+    File { chunks: Vec<ChunkId>, holes: Vec<(u64, u64)> },
+    Dir { subtree: ChunkId },
+    Symlink { target: &'a [u8] },
+    Fifo,
+    CharDevice { rdev: u64 },
+    BlockDevice { rdev: u64 },
+    Socket,
 }
