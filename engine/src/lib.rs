@@ -28,6 +28,7 @@ pub mod rewrite;
 pub mod select;
 pub mod snapfs;
 pub mod stats;
+pub mod tree_walk;
 
 #[cfg(feature = "fuzzing")]
 pub use cairn_format::fuzzing;

@@ -64,27 +64,15 @@ pub fn stats(repo: &Repository, snapshots: &[(ObjectId, Snapshot)], mode: StatsM
         }
         StatsMode::Raw | StatsMode::Blobs => {
             let mut distinct = repo.id_map::<0>("stats")?;
-            let mut seen_trees = std::collections::HashSet::new();
-            let mut trees: Vec<ChunkId> = snapshots.iter().map(|(_, s)| s.tree).collect();
-            while let Some(id) = trees.pop() {
-                if !seen_trees.insert(id) {
-                    continue;
-                }
+            crate::tree_walk::walk_trees(repo, snapshots.iter().map(|(_, s)| s.tree), |tree| {
                 if mode == StatsMode::Raw {
-                    distinct.put(id.as_bytes(), b"")?;
+                    distinct.put(tree.id.as_bytes(), b"")?;
                 }
-                for node in repo.load_tree(&id)?.nodes {
-                    match node.kind {
-                        NodeKind::Dir { subtree } => trees.push(subtree),
-                        NodeKind::File { chunks, .. } => {
-                            for c in chunks {
-                                distinct.put(c.as_bytes(), b"")?;
-                            }
-                        }
-                        _ => {}
-                    }
+                for c in &tree.refs.chunks {
+                    distinct.put(c.as_bytes(), b"")?;
                 }
-            }
+                Ok(())
+            })?;
             let index = repo.index();
             distinct.for_each(|key, _| {
                 let id = ChunkId(*key);

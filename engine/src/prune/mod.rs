@@ -38,12 +38,9 @@ pub use plan::{DEFAULT_GRACE_PERIOD, PackUsage, PruneOptions, PrunePlan, Sweep, 
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::format::index::IndexedPack;
 use crate::format::now_ns;
-use crate::format::tree::{NodeKind, Tree};
 use crate::id::{ChunkId, ObjectId, PackId};
 use crate::index::IdMap;
 use crate::progress::Progress;
@@ -106,68 +103,30 @@ struct Used {
     unreadable: Vec<(ObjectId, String)>,
 }
 
-/// Trees read at once by prune's walk, at most, and their plaintext (a batch stops growing
-/// once past it, so a batch of one large tree is read alone): the decoded trees held at once.
-const TREES_AT_ONCE: usize = 32;
-const TREE_BYTES_AT_ONCE: u64 = 16 << 20;
-
 /// The blobs every snapshot that can be read uses.
 fn used_blobs(repo: &Repository, progress: &dyn Progress) -> Result<Used> {
     let mut used = repo.id_map("prune-used")?;
-    // Trees are about one blob in a hundred: their visited set (with their lengths, which
-    // bound what a copy of one may decompress to) stays in memory.
-    let mut seen_trees: HashMap<ChunkId, u32> = HashMap::new();
+    // Trees are about one blob in a hundred: their lengths (which bound what a copy of one may
+    // decompress to) stay in memory.
+    let mut tree_lengths: HashMap<ChunkId, u32> = HashMap::new();
     let (readable, unreadable) = repo.readable_snapshots()?;
     let unreadable = unreadable.into_iter().map(|(id, e)| (id, e.to_string())).collect();
-    let mut trees: Vec<ChunkId> = readable.into_iter().map(|(_, s)| s.tree).collect();
     // A snapshot is stored after its index segments: read the index again now that the
     // snapshots are listed, so a snapshot stored since the first sync has its blobs known.
     // (Only a backup that ignored the exclusive lock, or one whose lock this host's clock took
     // for stale, can have stored one.)
     repo.sync_index()?;
-    while !trees.is_empty() {
-        // A few trees at a time, read in parallel: with a cold cache each is a disk read (a
-        // round trip on a remote store) the walk would otherwise wait for alone.
-        let (mut batch, mut batch_bytes) = (Vec::with_capacity(TREES_AT_ONCE), 0u64);
-        while batch.len() < TREES_AT_ONCE
-            && batch_bytes < TREE_BYTES_AT_ONCE
-            && let Some(id) = trees.pop()
-        {
-            if !seen_trees.contains_key(&id) && !batch.iter().any(|(queued, _)| *queued == id) {
-                let loc = repo.locate(&id)?;
-                batch_bytes += u64::from(loc.raw_length);
-                batch.push((id, loc));
-            }
+    // The first tree that cannot be read stops the prune.
+    crate::tree_walk::walk_trees(repo, readable.into_iter().map(|(_, s)| s.tree), |tree| {
+        used.put(tree.id.as_bytes(), b"")?;
+        progress.bytes(1);
+        tree_lengths.insert(tree.id, tree.length);
+        for c in &tree.refs.chunks {
+            used.put(c.as_bytes(), b"")?;
         }
-        // The first tree that cannot be read stops the prune (the others are not started).
-        let read: Vec<(u32, Tree)> = repo.with_io_pool(|| {
-            batch
-                .par_iter()
-                .map(|(id, loc)| {
-                    let bytes = repo.read_blob_located(id, loc)?;
-                    let tree = Tree::decode(&bytes, &format!("tree {id}"))?;
-                    Ok((u32::try_from(bytes.len()).unwrap_or(u32::MAX), tree))
-                })
-                .collect::<Result<_>>()
-        })?;
-        for ((id, _), (length, tree)) in batch.into_iter().zip(read) {
-            used.put(id.as_bytes(), b"")?;
-            progress.bytes(1);
-            seen_trees.insert(id, length);
-            for node in tree.nodes {
-                match node.kind {
-                    NodeKind::Dir { subtree } => trees.push(subtree),
-                    NodeKind::File { chunks, .. } => {
-                        for c in chunks {
-                            used.put(c.as_bytes(), b"")?;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    Ok(Used { blobs: used, tree_lengths: seen_trees, unreadable })
+        Ok(())
+    })?;
+    Ok(Used { blobs: used, tree_lengths, unreadable })
 }
 
 /// Calls `f` with every pack of the live (not superseded) segments, each pack once.
