@@ -69,6 +69,7 @@ impl Shared<'_> {
     fn read(&self, done: &SyncSender<Result<WalkedTree>>) {
         loop {
             let Some(id) = self.next_id() else { return };
+            // A panic ends the walk with an error (its reservation, if any, then no longer matters).
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.read_one(id)))
                 .unwrap_or_else(|_| Err(Error::Internal(format!("reading tree {id} panicked"))));
             if done.send(read).is_err() {
@@ -177,16 +178,26 @@ pub fn walk_trees(
     let readers = repo.storage_connections().max(MIN_READERS);
     let (done, results) = sync_channel(TREES_WAITING);
     std::thread::scope(|scope| {
+        // Stops the readers however this ends, a panic of `visit` included: the scope waits
+        // for them before it returns or unwinds.
+        let _stop = StopOnDrop(&shared);
         for _ in 0..readers {
             let done = done.clone();
             let shared = &shared;
             scope.spawn(move || shared.read(&done));
         }
         drop(done);
-        let walked = take_trees(&shared, results, &mut seen, outstanding, &mut visit);
-        shared.stop();
-        walked
+        take_trees(&shared, results, &mut seen, outstanding, &mut visit)
     })
+}
+
+/// Stops the walk when dropped.
+struct StopOnDrop<'s, 'r>(&'s Shared<'r>);
+
+impl Drop for StopOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// The caller's side: takes each tree read, queues its unseen subtrees, visits it; until no

@@ -1,3 +1,6 @@
+//! The tree walk: every tree once with its references, a tree that cannot be read or a
+//! failing visitor stops it, and a panicking visitor does not hang its readers.
+
 use std::collections::HashMap;
 
 use cairn_repository::repo::testing::TestRepository;
@@ -102,4 +105,17 @@ fn an_error_of_the_visitor_stops_the_walk_at_once() {
     .unwrap_err();
     assert!(matches!(&err, Error::InvalidInput(why) if why == "enough"), "{err}");
     assert_eq!(visits, 3);
+}
+
+#[test]
+fn a_panic_of_the_visitor_reaches_the_caller_instead_of_hanging_the_readers() {
+    let t = TestRepository::new(64 << 10);
+    let src = tempfile::tempdir().unwrap();
+    let root = back_up(&t, src.path(), 60, "four");
+    let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        walk_trees(&t.repo, [root], |_| panic!("visitor fails")).unwrap();
+    }));
+    assert!(walked.is_err(), "the panic is the caller's");
+    // The repository is still usable, and a walk after it goes through.
+    walk_trees(&t.repo, [root], |_| Ok(())).unwrap();
 }
