@@ -41,7 +41,11 @@ fn opener(g: &GlobalArgs, root: &Path) -> anyhow::Result<Box<cairn_server::backe
         }
         None => {
             let root = root.to_path_buf();
-            Ok(Box::new(move |repo: &str| Ok(Arc::new(LocalStorage::new(root.join(repo))) as Arc<dyn Storage>)))
+            // No files kept open: the server holds a storage per repository for as long as it
+            // runs, and would hold their descriptors (and deleted packs' space) too.
+            Ok(Box::new(move |repo: &str| {
+                Ok(Arc::new(LocalStorage::new(root.join(repo)).keep_files_open(0)) as Arc<dyn Storage>)
+            }))
         }
     }
 }

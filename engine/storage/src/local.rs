@@ -18,57 +18,96 @@ const READ_AHEAD_STEP: u64 = 128 << 10;
 /// How the names of temporary files begin (objects' names never do).
 const TMP_PREFIX: &str = ".tmp-";
 
-/// Packs kept open for ranged reads, at most.
-const OPEN_PACKS: usize = 16;
+/// Objects kept open for ranged reads, at most (see [`LocalStorage::keep_files_open`]).
+const OPEN_FILES: usize = 16;
 
-/// Packs open for ranged reads: name, handle, size; newest last.
-type OpenPacks = Vec<(String, Arc<File>, u64)>;
+/// Objects open for ranged reads.
+#[derive(Debug)]
+struct OpenFiles {
+    /// Name and handle, least recently used first.
+    files: Vec<(String, Arc<File>)>,
+    /// Bumped by every write and deletion this storage makes: a handle opened before one is
+    /// not kept (it may be of the file just replaced or deleted).
+    generation: u64,
+    /// How many may stay open.
+    capacity: usize,
+}
 
 /// A repository in a local directory.
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
     root: PathBuf,
-    /// Packs recently read by range, open, with their sizes, newest last. A walk of trees or a
-    /// restore reads many ranges of few packs: one `pread` each instead of open, stat, seek,
-    /// read and close (four fifths of those system calls). Only packs: each is named by the
-    /// hash of its bytes and never changes, so a handle opened earlier reads what a fresh open
-    /// would, or, once another process deleted the pack, what a reader that opened it a moment
-    /// earlier reads too. This process's own writes and deletions drop the name from here.
-    open_packs: Arc<Mutex<OpenPacks>>,
+    /// Objects recently read by range, kept open. Ranges are read of packs, and a walk of
+    /// trees or a restore reads many ranges of few packs: an `fstat` and a `pread` each instead
+    /// of open, stat, seek, read and close. Objects are replaced by renaming a new file over
+    /// them, never written in place: a handle whose file was deleted or renamed over (no link
+    /// left, as `fstat` says before each read) is dropped and the name opened again, so a
+    /// read sees what a fresh open of the name would. Clones share it.
+    open_files: Arc<Mutex<OpenFiles>>,
 }
 
 impl LocalStorage {
     /// Uses `root` (which need not exist yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalStorage { root: root.into(), open_packs: Default::default() }
+        let open = OpenFiles { files: Vec::new(), generation: 0, capacity: OPEN_FILES };
+        LocalStorage { root: root.into(), open_files: Arc::new(Mutex::new(open)) }
     }
 
-    fn open_packs(&self) -> MutexGuard<'_, OpenPacks> {
-        self.open_packs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// `name` (a valid name) open for reading, with its size: from [`Self::open_packs`] when
-    /// it is a pack.
-    fn open_for_range(&self, name: &str) -> std::io::Result<(Arc<File>, u64)> {
-        let pack = name.starts_with("data/");
-        if pack && let Some((_, f, size)) = self.open_packs().iter().find(|(n, _, _)| n == name) {
-            return Ok((Arc::clone(f), *size));
+    /// Keeps at most `n` objects open for ranged reads (default 16; 0: none). A process
+    /// serving many repositories at once keeps none: it would hold descriptors for each.
+    pub fn keep_files_open(self, n: usize) -> Self {
+        {
+            let mut open = self.open_files();
+            open.capacity = n;
+            open.files.truncate(n);
         }
+        self
+    }
+
+    fn open_files(&self) -> MutexGuard<'_, OpenFiles> {
+        self.open_files.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `name` (a valid name) open for reading, with its current size, through
+    /// [`Self::open_files`].
+    fn open_for_range(&self, name: &str) -> std::io::Result<(Arc<File>, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let generation = {
+            let mut open = self.open_files();
+            if let Some(at) = open.files.iter().position(|(n, _)| n == name) {
+                let entry = open.files.remove(at);
+                let f = Arc::clone(&entry.1);
+                open.files.push(entry);
+                drop(open);
+                let meta = f.metadata()?;
+                if meta.nlink() > 0 {
+                    return Ok((f, meta.len()));
+                }
+                // Deleted or replaced since it was opened: by the name from now on.
+                self.open_files().files.retain(|(_, kept)| !Arc::ptr_eq(kept, &f));
+                self.open_files().generation
+            } else {
+                open.generation
+            }
+        };
         let f = Arc::new(File::open(self.root.join(name))?);
         let size = f.metadata()?.len();
-        if pack {
-            let mut open = self.open_packs();
-            if open.len() >= OPEN_PACKS {
-                open.remove(0);
+        let mut open = self.open_files();
+        if open.capacity > 0 && open.generation == generation && !open.files.iter().any(|(n, _)| n == name) {
+            if open.files.len() >= open.capacity {
+                open.files.remove(0);
             }
-            open.push((name.to_string(), Arc::clone(&f), size));
+            open.files.push((name.to_string(), Arc::clone(&f)));
         }
         Ok((f, size))
     }
 
-    /// Forgets the open handle of `name`, which this process is about to replace or delete.
+    /// Forgets the open handle of `name`, which this process has just replaced or deleted,
+    /// and any handle being opened meanwhile.
     fn forget_open(&self, name: &str) {
-        self.open_packs().retain(|(n, _, _)| n != name);
+        let mut open = self.open_files();
+        open.generation += 1;
+        open.files.retain(|(n, _)| n != name);
     }
 
     /// The directory.
@@ -364,7 +403,7 @@ mod tests {
     fn ranged_reads_of_packs_see_this_storages_own_rewrites_and_deletions() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStorage::new(dir.path().join("repo"));
-        let names: Vec<String> = (0..OPEN_PACKS + 3).map(|i| format!("data/ab/p{i}")).collect();
+        let names: Vec<String> = (0..OPEN_FILES + 3).map(|i| format!("data/ab/p{i}")).collect();
         for (i, name) in names.iter().enumerate() {
             s.put(name, &[i as u8; 100], PutMode::CreateNew).unwrap();
         }
@@ -373,20 +412,41 @@ mod tests {
                 assert_eq!(s.get_range(name, 10, 5).unwrap(), vec![i as u8; 5], "{name}");
             }
         }
-        assert!(s.open_packs().len() <= OPEN_PACKS);
+        assert!(s.open_files().files.len() <= OPEN_FILES);
         let last = names.last().unwrap();
         s.put(last, &[0xee; 40], PutMode::Overwrite).unwrap();
         assert_eq!(s.get_range(last, 30, 10).unwrap(), vec![0xee; 10], "the new bytes, not the old handle's");
         assert!(matches!(s.get_range(last, 30, 11), Err(Error::Corrupt { .. })), "past the new end");
         s.delete(last).unwrap();
         assert!(matches!(s.get_range(last, 0, 1), Err(Error::Missing(_))));
-        // Not a pack: never kept open (read again from the path each time).
-        s.put("snapshots/x", b"first", PutMode::CreateNew).unwrap();
-        assert_eq!(s.get_range("snapshots/x", 0, 5).unwrap(), b"first");
-        fs::write(dir.path().join("repo/snapshots/x.new"), b"other").unwrap();
-        fs::rename(dir.path().join("repo/snapshots/x.new"), dir.path().join("repo/snapshots/x")).unwrap();
-        assert_eq!(s.get_range("snapshots/x", 0, 5).unwrap(), b"other");
         assert!(matches!(s.get_range("../outside", 0, 1), Err(Error::InvalidInput(_))));
+    }
+
+    /// What another process does to a pack kept open shows at the next read: deleted, it is
+    /// missing; renamed over, the new bytes are read; truncated, a range past its end is
+    /// refused as such.
+    #[test]
+    fn ranged_reads_of_packs_see_what_other_processes_did_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path().join("repo"));
+        let path = dir.path().join("repo/data/cd/p");
+        s.put("data/cd/p", &[1; 100], PutMode::CreateNew).unwrap();
+        assert_eq!(s.get_range("data/cd/p", 90, 10).unwrap(), vec![1; 10]);
+        let other = dir.path().join("repo/data/cd/other");
+        fs::write(&other, [2u8; 100]).unwrap();
+        fs::rename(&other, &path).unwrap();
+        assert_eq!(s.get_range("data/cd/p", 90, 10).unwrap(), vec![2; 10], "renamed over");
+        File::options().write(true).open(&path).unwrap().set_len(50).unwrap();
+        assert!(matches!(s.get_range("data/cd/p", 45, 10), Err(Error::Corrupt { .. })), "truncated");
+        assert_eq!(s.get_range("data/cd/p", 40, 10).unwrap(), vec![2; 10]);
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(s.get_range("data/cd/p", 0, 1), Err(Error::Missing(_))), "deleted");
+        assert!(s.open_files().files.is_empty());
+        // Kept open by none.
+        let none = LocalStorage::new(dir.path().join("repo")).keep_files_open(0);
+        none.put("data/cd/q", &[3; 10], PutMode::CreateNew).unwrap();
+        assert_eq!(none.get_range("data/cd/q", 0, 10).unwrap(), vec![3; 10]);
+        assert!(none.open_files().files.is_empty());
     }
 
     /// A read-ahead hint for an object, for none, for a name outside the repository or for a
