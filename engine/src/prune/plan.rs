@@ -36,7 +36,8 @@ pub struct PackUsage {
 /// Limits of a prune.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PruneOptions {
-    /// Repack a pack whose unused blobs exceed this share of it (0.05 = 5 %).
+    /// Unused bytes the repository may keep, as a share of what its kept packs hold (0.05 =
+    /// 5 %): partly used packs are repacked, most wasteful first, until the rest is within it.
     pub max_unused: f64,
     /// Repack at most this many bytes of packs (`None`: no limit).
     pub max_repack_size: Option<u64>,
@@ -190,7 +191,7 @@ pub fn plan(usage: &[PackUsage], orphans: &[(PackId, u64)], opts: PruneOptions) 
     for u in usage {
         if u.used_blobs == 0 {
             p.delete.push(u.pack);
-            p.delete_bytes += u.size;
+            p.delete_bytes = p.delete_bytes.saturating_add(u.size);
             continue;
         }
         used_bytes = used_bytes.saturating_add(u.used_bytes);
@@ -214,19 +215,19 @@ pub fn plan(usage: &[PackUsage], orphans: &[(PackId, u64)], opts: PruneOptions) 
     });
     for u in candidates {
         let enough = unused_bytes <= tolerated;
-        if enough || opts.max_repack_size.is_some_and(|max| p.repack_bytes + u.size > max) {
+        if enough || opts.max_repack_size.is_some_and(|max| p.repack_bytes.saturating_add(u.size) > max) {
             p.keep += 1;
             p.unused_bytes_kept += u.unused_bytes;
             continue;
         }
         unused_bytes = unused_bytes.saturating_sub(u.unused_bytes);
         p.repack.push(u.pack);
-        p.repack_bytes += u.size;
-        p.repack_used_bytes += u.used_bytes;
+        p.repack_bytes = p.repack_bytes.saturating_add(u.size);
+        p.repack_used_bytes = p.repack_used_bytes.saturating_add(u.used_bytes);
     }
     for (pack, size) in orphans {
         p.orphans.push(*pack);
-        p.delete_bytes += size;
+        p.delete_bytes = p.delete_bytes.saturating_add(*size);
     }
     p
 }
@@ -331,7 +332,7 @@ mod tests {
         #[test]
         fn every_pack_gets_one_verdict_and_used_packs_are_never_just_deleted(
             v in proptest::collection::vec((3u64..1000, 1u32..10, 0u32..10, 0u64..1000), 0..40),
-            max_unused in 0.0f64..1.0,
+            max_unused in prop_oneof![Just(0.0f64), Just(1.0f64), 0.0f64..1.0],
             limit in proptest::option::of(0u64..5000),
         ) {
             let usage: Vec<PackUsage> = v.iter().enumerate().map(|(i, &(size, blobs, used, bytes))| {
@@ -355,6 +356,21 @@ mod tests {
             });
             if limit.is_none() && partly_kept {
                 prop_assert!(p.unused_bytes_kept as f64 <= max_unused / (1.0 - max_unused) * used as f64 + 1.0);
+            }
+            // And no more than needed, most wasteful first: without the last pack repacked the
+            // rest would not be within it, and no kept pack is more wasteful than a repacked one.
+            if limit.is_none() && let Some(last) = p.repack.last() {
+                let last = usage.iter().find(|x| x.pack == *last).unwrap();
+                let without = (p.unused_bytes_kept + last.unused_bytes) as f64;
+                prop_assert!(max_unused >= 1.0 || without > max_unused / (1.0 - max_unused) * used as f64 - 1.0);
+                let share = |x: &PackUsage| x.unused_bytes as f64 / x.size.max(1) as f64;
+                let least = p.repack.iter().map(|r| share(usage.iter().find(|x| x.pack == *r).unwrap())).fold(f64::MAX, f64::min);
+                for kept in usage.iter().filter(|x| x.used_blobs > 0 && x.used_blobs < x.blobs && !p.repack.contains(&x.pack)) {
+                    prop_assert!(share(kept) <= least, "a kept pack is more wasteful than a repacked one");
+                }
+            }
+            if max_unused >= 1.0 {
+                prop_assert!(p.repack.is_empty());
             }
         }
     }
