@@ -53,6 +53,9 @@ impl Walker<'_, '_> {
         } else {
             None
         };
+        if extents.is_none() && st.size >= hostfs::SEQUENTIAL_FROM {
+            hostfs::advise_sequential(&file, st.size);
+        }
         let xattrs = self.xattrs_fd(&file, path);
         let flags = hostfs::inode_flags(&file);
         let (reader, holes): (Box<dyn Read + '_>, Vec<(u64, u64)>) = match extents {
