@@ -94,15 +94,9 @@ impl Shared<'_> {
     }
 
     /// Reads tree `id`, holding its length in the byte budget until the caller has visited it
-    /// (or it failed).
+    /// (or it failed). Prune and stats need a full key: a write-only handle gets the keyring's
+    /// clear refusal here.
     fn read_one(&self, id: ChunkId) -> Result<WalkedTree> {
-        if self.repo.is_write_only() {
-            // Its own trees, from its cache (it cannot open the repository's).
-            let mut tree = self.repo.load_tree(&id)?;
-            let length = u32::try_from(tree.encode().len()).unwrap_or(u32::MAX);
-            self.reserve(u64::from(length));
-            return Ok(WalkedTree { id, length, refs: tree.refs() });
-        }
         let loc = self.repo.locate(&id)?;
         let length = u64::from(loc.raw_length);
         self.reserve(length);
