@@ -109,7 +109,7 @@ fn readers_list_the_whole_tree_ahead_and_the_walk_takes_each_directory_as_listed
     assert_eq!(walk(&ahead, &fd, &entries), all);
     ahead.done(key);
     let state = lock(&ahead.shared.state);
-    assert!(state.wanted.is_empty() && state.children.is_empty() && state.stack.is_empty());
+    assert!(state.wanted.is_empty() && state.children.is_empty() && state.queue.is_empty());
     assert_eq!((state.held_dirs, state.held_entries), (0, 0), "the budget is whole again");
 }
 
@@ -135,7 +135,7 @@ fn the_budget_bounds_what_is_held_and_done_drops_everything_below() {
     ahead.done(first_key);
     ahead.done(key);
     let state = lock(&ahead.shared.state);
-    assert!(state.wanted.is_empty() && state.children.is_empty() && state.stack.is_empty());
+    assert!(state.wanted.is_empty() && state.children.is_empty() && state.queue.is_empty());
     assert_eq!((state.held_dirs, state.held_entries), (0, 0));
 }
 
@@ -168,7 +168,7 @@ fn replaced_missing_and_foreign_directories_are_left_to_the_walker() {
 }
 
 /// Directories queued and not listed hold no descriptor of their parent: once the walker
-/// closes a directory, what is left of it on the stack is names only (and a reader that
+/// closes a directory, what is left of it queued is names only (and a reader that
 /// pops one lists nothing).
 #[test]
 fn queued_directories_do_not_hold_their_parent_open() {
@@ -177,9 +177,9 @@ fn queued_directories_do_not_hold_their_parent_open() {
     let (fd, key, entries) = open_root(dir.path());
     let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 0, entries: 0 });
     ahead.queue_below(key, &fd, dir.path(), &entries);
-    assert_eq!(lock(&ahead.shared.state).stack.len(), 5);
+    assert_eq!(lock(&ahead.shared.state).queue.len(), 5);
     assert_eq!(Arc::strong_count(&fd), 1, "only the walker holds the directory open");
-    let job = lock(&ahead.shared.state).stack.pop().unwrap();
+    let (_, job) = lock(&ahead.shared.state).queue.pop_first().unwrap();
     drop(fd);
     assert!(list(&ahead.shared, &job).is_none(), "its parent closed: nothing to list");
 }
@@ -230,4 +230,79 @@ fn a_listing_is_current_only_while_its_directory_is_unchanged() {
     let d1 = ahead.take(keys[b"d1".as_slice()]).unwrap();
     std::fs::remove_dir_all(dir.path().join("d1")).unwrap();
     assert!(!d1.still_current(fd.as_fd(), b"d1"), "removed since it was listed");
+}
+
+/// Readers start the directory the walk enters first, whatever order the listings that queued
+/// them finished in: depth first, then by name.
+#[test]
+fn queued_directories_come_out_in_the_order_the_walk_enters_them() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), 2, 3);
+    let (fd, key, entries) = open_root(dir.path());
+    // No room: nothing is listed, the queue is only filled (as the walker and readers do).
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 0, entries: 0 });
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    for sub in ["d2", "d0"] {
+        let path = dir.path().join(sub);
+        let (sub_fd, sub_key, sub_entries) = open_root(&path);
+        ahead.queue_below(sub_key, &sub_fd, &path, &sub_entries);
+    }
+    let mut state = lock(&ahead.shared.state);
+    let order: Vec<String> = std::iter::from_fn(|| state.queue.pop_first())
+        .map(|(_, job)| job.path.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(order, ["d0", "d0/d0", "d0/d1", "d0/d2", "d1", "d2", "d2/d0", "d2/d1", "d2/d2"]);
+}
+
+/// The paths of a directory's subtrees, depth first, each directory's entries sorted by bytes:
+/// the order the walk enters them.
+fn preorder(
+    prefix: &Path,
+    tree: &std::collections::BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
+    at: &[u8],
+    out: &mut Vec<PathBuf>,
+) {
+    let mut names = tree.get(at).cloned().unwrap_or_default();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let path = prefix.join(OsStr::from_bytes(&name));
+        out.push(path.clone());
+        let mut below = at.to_vec();
+        below.push(b'/');
+        below.extend(&name);
+        preorder(&path, tree, &below, out);
+    }
+}
+
+proptest::proptest! {
+    /// Sorting by `walk_order` is the walk's order for any names, including bytes that sort
+    /// below `/` (space, `!`, `-`, `.`) and names that are prefixes of others.
+    #[test]
+    fn walk_order_sorts_paths_as_the_walk_enters_them(
+        names in proptest::collection::vec(
+            (0usize..6, proptest::collection::vec(proptest::sample::select(vec![b' ', b'!', b'-', b'.', b'0', b'a', b'b', 0xff]), 1..4)),
+            1..40,
+        )
+    ) {
+        // Each name goes below one of the directories made so far.
+        let mut tree: std::collections::BTreeMap<Vec<u8>, Vec<Vec<u8>>> = std::collections::BTreeMap::new();
+        let mut dirs: Vec<Vec<u8>> = vec![Vec::new()];
+        for (parent, name) in names {
+            let parent = dirs[parent % dirs.len()].clone();
+            let mut path = parent.clone();
+            path.push(b'/');
+            path.extend(&name);
+            if !tree.get(&parent).is_some_and(|n| n.contains(&name)) {
+                tree.entry(parent).or_default().push(name);
+                dirs.push(path);
+            }
+        }
+        let root = Path::new("/src/root");
+        let mut want = Vec::new();
+        preorder(root, &tree, b"", &mut want);
+        let mut got = want.clone();
+        got.sort_by_key(|p| walk_order(p));
+        proptest::prop_assert_eq!(got, want);
+    }
 }
