@@ -12,9 +12,13 @@
 //! The last few small trees taken are kept: identical directories (empty ones above all) share
 //! one tree, and would otherwise be read again.
 //!
-//! Only with a remote store's I/O pool (more storage connections than cores). At most
-//! [`MAX_AHEAD`] trees of at most [`MAX_AHEAD_BYTES`] stored bytes are queued, being read or
-//! held, so memory stays bounded (decoded trees take a few times their stored size).
+//! A remote store gets a reader per storage connection. A local one gets [`LOCAL_READERS`]:
+//! with a cold page cache each tree costs a disk read (its pack) and an index lookup, on the
+//! walker's critical path otherwise (an unchanged snapshot of 14,000 directories: 0.9-1.0 s
+//! against 1.1-1.3 s with none). At most [`MAX_AHEAD`] trees of at most [`MAX_AHEAD_BYTES`]
+//! stored bytes ([`LOCAL_AHEAD_BYTES`] from a local store, where a read is no round trip) are
+//! queued, being read or held, so memory stays bounded (decoded trees take a few times their
+//! stored size).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -28,6 +32,15 @@ const MAX_AHEAD: usize = 512;
 
 /// Their plaintext as stored, at most.
 const MAX_AHEAD_BYTES: u64 = 64 << 20;
+
+/// The same from a local store. Its reads wait for a disk, not a network: a few trees ahead
+/// keep the walker fed (an unchanged snapshot of 200 directories of 1,000 files each: 64 MiB
+/// ahead added 73 MB to its peak RSS, 8 MiB 31 MB, 2 MiB 10 MB, at the same speed).
+const LOCAL_AHEAD_BYTES: u64 = 2 << 20;
+
+/// Reader threads for a local store (its reads are disk waits and decoding, which the walker
+/// would do itself, one tree at a time).
+const LOCAL_READERS: usize = 2;
 
 /// Trees taken last that are kept for directories identical to theirs, at most; and the
 /// largest kept.
@@ -76,8 +89,10 @@ fn subdirectories(tree: &Tree) -> impl Iterator<Item = &ChunkId> {
 #[derive(Debug)]
 pub(super) struct TreePrefetch<'r> {
     repo: &'r Repository,
-    /// Whether readers run (a remote store); without them every tree is read when wanted.
-    enabled: bool,
+    /// Reader threads to start; without them every tree is read when wanted.
+    readers: usize,
+    /// Stored bytes of the trees queued, being read or held, at most.
+    ahead_bytes: u64,
     state: Mutex<State>,
     /// Work queued, or the walk finished.
     work: Condvar,
@@ -87,18 +102,24 @@ pub(super) struct TreePrefetch<'r> {
 
 impl<'r> TreePrefetch<'r> {
     pub(super) fn new(repo: &'r Repository) -> Self {
+        let (readers, ahead_bytes) = if repo.has_io_pool() {
+            (repo.storage_connections(), MAX_AHEAD_BYTES)
+        } else {
+            (LOCAL_READERS, LOCAL_AHEAD_BYTES)
+        };
         TreePrefetch {
             repo,
-            enabled: repo.has_io_pool(),
+            readers,
+            ahead_bytes,
             state: Mutex::default(),
             work: Condvar::new(),
             ready: Condvar::new(),
         }
     }
 
-    /// How many reader threads to start: none for a local store.
+    /// How many reader threads to start.
     pub(super) fn readers(&self) -> usize {
-        if self.enabled { self.repo.storage_connections() } else { 0 }
+        self.readers
     }
 
     /// A reader thread's loop, until the [`Finishing`] guard is dropped.
@@ -168,7 +189,7 @@ impl<'r> TreePrefetch<'r> {
             if state.entries.contains_key(id) {
                 continue;
             }
-            if state.entries.len() >= MAX_AHEAD || state.bytes + bytes > MAX_AHEAD_BYTES {
+            if state.entries.len() >= MAX_AHEAD || state.bytes + bytes > self.ahead_bytes {
                 break;
             }
             state.bytes += bytes;
@@ -197,7 +218,7 @@ impl<'r> TreePrefetch<'r> {
     /// Queues the subdirectories' trees of `tree` that are not yet (the readers queue them as
     /// they read; this catches up on those the budget left out).
     pub(super) fn ahead(&self, tree: &Tree) {
-        if !self.enabled {
+        if self.readers == 0 {
             return;
         }
         let below = self.sized(tree);
@@ -209,7 +230,7 @@ impl<'r> TreePrefetch<'r> {
     /// otherwise. A tree that cannot be read is `None` (the backup re-reads the files instead).
     pub(super) fn subtree(&self, node: Option<&Node>) -> Option<SharedTree> {
         let Some(NodeKind::Dir { subtree }) = node.map(|n| &n.kind) else { return None };
-        if !self.enabled {
+        if self.readers == 0 {
             return self.repo.load_tree(subtree).ok().map(Arc::new);
         }
         let mut state = lock(&self.state);
@@ -259,7 +280,7 @@ impl<'r> TreePrefetch<'r> {
     /// stop all reading ahead.
     pub(super) fn done(&self, tree: Option<SharedTree>) {
         let Some(tree) = tree else { return };
-        if !self.enabled {
+        if self.readers == 0 {
             return;
         }
         let mut state = lock(&self.state);
@@ -307,6 +328,20 @@ mod tests {
     /// Every directory tree below `tree`, counted through the repository.
     fn dirs_below(repo: &Repository, tree: &Tree) -> usize {
         subdirectories(tree).map(|id| 1 + dirs_below(repo, &repo.load_tree(id).unwrap())).sum()
+    }
+
+    /// A local store is read ahead too, on a few threads and a smaller budget than a remote one.
+    #[test]
+    fn a_local_store_gets_its_own_readers_and_budget() {
+        let mut t = TestRepository::new(1 << 20);
+        t.repo.set_storage_connections(1);
+        assert!(!t.repo.has_io_pool());
+        let local = TreePrefetch::new(&t.repo);
+        assert_eq!((local.readers(), local.ahead_bytes), (LOCAL_READERS, LOCAL_AHEAD_BYTES));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        t.repo.set_storage_connections(cores + 2);
+        let remote = TreePrefetch::new(&t.repo);
+        assert_eq!((remote.readers(), remote.ahead_bytes), (cores + 2, MAX_AHEAD_BYTES));
     }
 
     #[test]
