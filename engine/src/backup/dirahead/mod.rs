@@ -132,17 +132,26 @@ struct State {
     held_dirs: usize,
     held_entries: usize,
     closed: bool,
-    /// Readers waiting for work, and whether the walker waits for a listing: nobody is woken
-    /// who has nothing to do (a notification is a system call, and a woken reader that finds
-    /// nothing two more: waking every reader at every directory cost 5.5 futex calls per file
-    /// of an unchanged snapshot).
+    /// Readers waiting for work, those of them woken and not yet running, and whether the
+    /// walker waits for a listing: nobody is woken who has nothing to do, and readers are
+    /// woken only once there is room for several listings each ([`Shared::wake_readers`]). A
+    /// notification is a system call, and a woken reader that finds nothing two more: waking
+    /// every reader at every directory cost 5.5 futex calls per file of an unchanged snapshot,
+    /// and waking one each time the walker took a listing (room for one), one futex call per
+    /// directory on each side.
     idle_readers: usize,
+    woken: usize,
     walker_waiting: bool,
 }
 
 impl State {
     fn has_room(&self, limits: Limits) -> bool {
         self.held_dirs < limits.dirs && self.held_entries < limits.entries
+    }
+
+    /// Whether there is room enough to wake readers for: an eighth of the budget.
+    fn has_room_to_wake(&self, limits: Limits) -> bool {
+        self.has_room(limits) && limits.dirs - self.held_dirs >= (limits.dirs / 8).max(1)
     }
 
     /// Takes `loading` out of the budget (it was removed from `wanted`); whether it made room.
@@ -249,7 +258,7 @@ impl DirAhead {
                 Loading::Queued | Loading::Ready(_) => {
                     let loading = state.wanted.remove(&key)?;
                     if state.release(&loading) {
-                        self.shared.wake_readers(&state, 1);
+                        self.shared.wake_readers(&mut state, THREADS);
                     }
                     return match loading {
                         Loading::Ready(listed) => listed,
@@ -280,7 +289,9 @@ impl DirAhead {
         if state.wanted.is_empty() {
             state.queue.clear();
         }
-        self.shared.wake_readers(&state, freed);
+        if freed > 0 {
+            self.shared.wake_readers(&mut state, THREADS);
+        }
     }
 }
 
@@ -324,12 +335,19 @@ impl Shared {
         self.wake_readers(state, queued);
     }
 
-    /// Wakes up to `n` idle readers, if there is work they may start.
-    fn wake_readers(&self, state: &State, n: usize) {
-        if state.queue.is_empty() || !state.has_room(self.limits) {
+    /// Wakes up to `n` idle readers not woken already, if there is work they may start and
+    /// room for more than a listing or two (an eighth of the budget). A reader once woken
+    /// lists directories until the budget is full, so while the walker takes listings one by
+    /// one, readers are woken once per eighth of the budget rather than once per directory.
+    /// Nothing waits on a reader that is not woken: the walker lists a directory not started
+    /// itself.
+    fn wake_readers(&self, state: &mut State, n: usize) {
+        if state.queue.is_empty() || !state.has_room_to_wake(self.limits) {
             return;
         }
-        for _ in 0..n.min(state.idle_readers) {
+        let asleep = state.idle_readers.saturating_sub(state.woken);
+        for _ in 0..n.min(asleep) {
+            state.woken += 1;
             self.work.notify_one();
         }
     }
@@ -353,6 +371,7 @@ impl Shared {
             state.idle_readers += 1;
             state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
             state.idle_readers -= 1;
+            state.woken = state.woken.saturating_sub(1);
         }
     }
 
