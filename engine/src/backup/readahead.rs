@@ -76,10 +76,18 @@ pub(super) struct ReadFile {
 
 #[derive(Default)]
 struct Slot {
-    result: Mutex<Option<Fetched>>,
+    result: Mutex<SlotResult>,
     ready: Condvar,
     /// The walker no longer wants it (excluded, or the walk failed): not read.
     cancelled: AtomicBool,
+}
+
+/// A file's read, once done, and whether the walker waits for it (only then is it notified:
+/// a notification is a system call, and the walker finds most files read already).
+#[derive(Default)]
+struct SlotResult {
+    fetched: Option<Fetched>,
+    waiting: bool,
 }
 
 #[derive(Default)]
@@ -88,6 +96,11 @@ struct Queue {
     files: usize,
     bytes: u64,
     closed: bool,
+    /// Readers waiting for a job, and those of them woken and not yet running: a job is
+    /// handed with a notification only to a reader asleep and not woken already (notifying at
+    /// every file was a futex call per file on the walker's side, one more on a reader's).
+    idle: usize,
+    woken: usize,
 }
 
 #[derive(Default)]
@@ -131,9 +144,10 @@ impl Ticket {
     pub(super) fn wait(self) -> Fetched {
         let mut result = lock(&self.slot.result);
         loop {
-            if let Some(fetched) = result.take() {
+            if let Some(fetched) = result.fetched.take() {
                 return fetched;
             }
+            result.waiting = true;
             result = self.slot.ready.wait(result).unwrap_or_else(PoisonError::into_inner);
         }
     }
@@ -176,8 +190,11 @@ impl ReadAhead {
             queue.files += 1;
             queue.bytes += size;
             queue.jobs.push_back(Job { dir: Arc::clone(dir), name: name.to_vec(), size, slot: Arc::clone(&slot) });
+            if queue.idle > queue.woken {
+                queue.woken += 1;
+                self.shared.work.notify_one();
+            }
         }
-        self.shared.work.notify_one();
         Some(Ticket { slot, shared: Arc::clone(&self.shared), bytes: size })
     }
 }
@@ -203,7 +220,10 @@ fn read_jobs(shared: &Shared) {
                 if queue.closed {
                     return;
                 }
+                queue.idle += 1;
                 queue = shared.work.wait(queue).unwrap_or_else(PoisonError::into_inner);
+                queue.idle -= 1;
+                queue.woken = queue.woken.saturating_sub(1);
             }
         };
         if job.slot.cancelled.load(Ordering::Relaxed) {
@@ -214,8 +234,11 @@ fn read_jobs(shared: &Shared) {
         let fetched =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(job.dir.as_fd(), &job.name, job.size)))
                 .unwrap_or_else(|_| Fetched::Unopened(io::Error::other("the read-ahead of this file failed")));
-        *lock(&job.slot.result) = Some(fetched);
-        job.slot.ready.notify_one();
+        let mut result = lock(&job.slot.result);
+        result.fetched = Some(fetched);
+        if result.waiting {
+            job.slot.ready.notify_one();
+        }
     }
 }
 
