@@ -2,8 +2,8 @@
 //! directory; on a remote store each read is a round trip, so a tree of ten thousand
 //! directories would wait ten thousand round trips one after the other.
 //!
-//! Reader threads (as many as storage connections) load parent trees in the order the walk
-//! will want them: depth first, from a stack. A tree loaded puts its subdirectories' trees on
+//! Reader threads (one per storage connection, at least [`LOCAL_READERS`]) load parent trees in
+//! about the order the walk will want them: depth first, from a stack. A tree loaded puts its subdirectories' trees on
 //! top of the stack, so the readers run ahead of the walker down the parent snapshot without
 //! waiting for it. The walker takes a tree when it enters the directory: ready, or being read
 //! (it waits), or not started (it reads it itself, ahead of the queue); taking frees its room.
@@ -12,13 +12,13 @@
 //! The last few small trees taken are kept: identical directories (empty ones above all) share
 //! one tree, and would otherwise be read again.
 //!
-//! A remote store gets a reader per storage connection. A local one gets [`LOCAL_READERS`]:
-//! with a cold page cache each tree costs a disk read (its pack) and an index lookup, on the
-//! walker's critical path otherwise (an unchanged snapshot of 14,000 directories: 0.9-1.0 s
-//! against 1.1-1.3 s with none). At most [`MAX_AHEAD`] trees of at most [`MAX_AHEAD_BYTES`]
-//! stored bytes ([`LOCAL_AHEAD_BYTES`] from a local store, where a read is no round trip) are
-//! queued, being read or held, so memory stays bounded (decoded trees take a few times their
-//! stored size).
+//! A local store is read ahead too: with a cold page cache each tree costs a disk read (its
+//! pack) and an index lookup, on the walker's critical path otherwise (an unchanged snapshot
+//! of 14,000 directories: 0.9-1.0 s against 1.1-1.3 s with none). At most [`MAX_AHEAD`] trees
+//! of at most [`MAX_AHEAD_BYTES`] stored bytes are queued, being read or held, so memory stays
+//! bounded (decoded trees take a few times their stored size); [`LOCAL_AHEAD_BYTES`] without
+//! an I/O pool (a store with no more connections than cores: a local one, or a remote one
+//! given few connections, whose tree packs are then read from the client's copies).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -109,11 +109,8 @@ pub(super) struct TreePrefetch<'r> {
 
 impl<'r> TreePrefetch<'r> {
     pub(super) fn new(repo: &'r Repository) -> Self {
-        let (readers, ahead_bytes) = if repo.has_io_pool() {
-            (repo.storage_connections(), MAX_AHEAD_BYTES)
-        } else {
-            (LOCAL_READERS, LOCAL_AHEAD_BYTES)
-        };
+        let readers = repo.storage_connections().max(LOCAL_READERS);
+        let ahead_bytes = if repo.has_io_pool() { MAX_AHEAD_BYTES } else { LOCAL_AHEAD_BYTES };
         TreePrefetch {
             repo,
             readers,
@@ -348,7 +345,8 @@ mod tests {
         subdirectories(tree).map(|id| 1 + dirs_below(repo, &repo.load_tree(id).unwrap())).sum()
     }
 
-    /// A local store is read ahead too, on a few threads and a smaller budget than a remote one.
+    /// Every store is read ahead, with a reader per connection (at least two), and a smaller
+    /// budget without an I/O pool.
     #[test]
     fn a_local_store_gets_its_own_readers_and_budget() {
         let mut t = TestRepository::new(1 << 20);
@@ -357,6 +355,12 @@ mod tests {
         let local = TreePrefetch::new(&t.repo);
         assert_eq!((local.readers(), local.ahead_bytes), (LOCAL_READERS, LOCAL_AHEAD_BYTES));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // A store given as many connections as cores (S3's default of 4 on 4 cores): a
+        // reader each, the small budget.
+        t.repo.set_storage_connections(cores);
+        assert!(!t.repo.has_io_pool());
+        let few = TreePrefetch::new(&t.repo);
+        assert_eq!((few.readers(), few.ahead_bytes), (cores.max(LOCAL_READERS), LOCAL_AHEAD_BYTES));
         t.repo.set_storage_connections(cores + 2);
         let remote = TreePrefetch::new(&t.repo);
         assert_eq!((remote.readers(), remote.ahead_bytes), (cores + 2, MAX_AHEAD_BYTES));

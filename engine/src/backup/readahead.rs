@@ -35,7 +35,7 @@ use super::walker::{StoredContent, Walker};
 /// Files up to this size are read ahead (whole).
 pub(super) const SMALL: u64 = 256 << 10;
 /// Reader threads, and the files each takes at once: up to `THREADS * BATCH` reads queued in
-/// the kernel. Cold first snapshots of 200,000 small files (2 cores, virtio disk), alternating:
+/// the kernel (and as many files open; fewer under a low open-file limit: [`batch_size`]). Cold first snapshots of 200,000 small files (2 cores, virtio disk), alternating:
 /// 16 threads reading one file at a time (each waiting for its read) 4.18-4.86 s, 4.6-5.5 s of
 /// system time; 4 x 32 2.97-3.07 s, 3.2 s of system time (8 x 16 the same, 4 x 8 3.45-3.75 s,
 /// 16 x 16 3.36 s). The 1.93 GB mixed set: 8.67-8.81 s against 9.01-9.08 s.
@@ -51,6 +51,9 @@ const MAX_BYTES: u64 = 16 << 20;
 pub(super) enum Fetched {
     /// The file could not be opened, or its fstat after the read failed.
     Unopened(io::Error),
+    /// Not read: the process had no file descriptor to spare when the reader opened it (the
+    /// walker reads it itself rather than leave it out).
+    Left,
     /// The file as read.
     Read(Box<ReadFile>),
 }
@@ -108,6 +111,16 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     work: Condvar,
+    /// Files a reader takes at once ([`batch_size`]).
+    batch: usize,
+}
+
+/// Files a reader takes (and holds open) at once: [`BATCH`], or fewer so that the readers
+/// hold at most a sixty-fourth of the open-file limit (the directory read-ahead takes a
+/// sixteenth, the walk one per level, the index cache and uploads their own).
+fn batch_size() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+    usize::try_from(soft / 64 / THREADS as u64).unwrap_or(usize::MAX).clamp(1, BATCH)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -166,7 +179,7 @@ impl Drop for Ticket {
 impl ReadAhead {
     /// Starts the readers. Without threads (the system refused them) nothing is read ahead.
     pub(super) fn start() -> Self {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { batch: batch_size(), ..Shared::default() });
         let threads = (0..THREADS)
             .filter_map(|i| {
                 let shared = Arc::clone(&shared);
@@ -216,7 +229,7 @@ fn read_jobs(shared: &Shared) {
             let mut queue = lock(&shared.queue);
             loop {
                 if !queue.jobs.is_empty() {
-                    let n = queue.jobs.len().min(BATCH);
+                    let n = queue.jobs.len().min(shared.batch);
                     break queue.jobs.drain(..n).collect();
                 }
                 if queue.closed {
@@ -238,8 +251,10 @@ fn read_jobs(shared: &Shared) {
                 continue;
             }
             let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let file = file.unwrap_or_else(|| hostfs::open_file_at(job.dir.as_fd(), &job.name));
-                fetch(file, job.size)
+                match file.unwrap_or_else(|| hostfs::open_file_at(job.dir.as_fd(), &job.name)) {
+                    Err(e) if out_of_descriptors(&e) => Fetched::Left,
+                    file => fetch(file, job.size),
+                }
             }))
             .unwrap_or_else(|_| failed());
             let mut result = lock(&job.slot.result);
@@ -254,7 +269,8 @@ fn read_jobs(shared: &Shared) {
 /// Opens the files of `jobs` not cancelled, as the walker would (`hostfs::open_file_at`:
 /// O_NOATIME, never a symlink), and queues their reads ([`hostfs::advise_willneed`]). `None`
 /// for a file not opened here, to open when read: cancelled, or after the process ran out of
-/// descriptors (the batch's files are read and closed one by one, which frees them).
+/// descriptors (the batch's files are read and closed one by one before; if the process still
+/// has none to spare then, the file is left to the walker).
 fn open_ahead(jobs: &[Job]) -> Vec<Option<io::Result<File>>> {
     let mut opened = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -319,7 +335,7 @@ fn read_up_to(mut file: &File, content: &mut Vec<u8>, limit: u64) -> io::Result<
 impl Walker<'_, '_> {
     /// A file the readers read ahead, checked as the walker checks what it reads.
     /// `Ok(Some(None))` when it could not be read (reported); `Ok(None)` when it grew past
-    /// what is read ahead (the walker reads it itself).
+    /// what is read ahead or was not read (the walker reads it itself).
     pub(super) fn read_fetched(
         &mut self,
         path: &Path,
@@ -331,6 +347,7 @@ impl Walker<'_, '_> {
                 self.source_error(path, e);
                 return Ok(Some(None));
             }
+            Fetched::Left => return Ok(None),
             Fetched::Read(read) => *read,
         };
         if after.ino != st.ino || after.dev != st.dev || after.file_type() != FileType::RegularFile {

@@ -53,7 +53,7 @@ pub(super) struct Walker<'a, 'r> {
     pub excluder: Excluder,
     /// Devices of the source paths (`--one-file-system` does not leave them).
     source_devs: Vec<u64>,
-    /// Parent trees read ahead on remote stores.
+    /// Parent trees read ahead.
     prefetch: &'a TreePrefetch<'r>,
     /// The chunker's read buffer, kept from file to file.
     pub(super) read_buf: Vec<u8>,

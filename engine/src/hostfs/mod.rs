@@ -205,13 +205,18 @@ pub fn advise_sequential(fd: impl AsFd, size: u64) {
 }
 
 /// Tells the kernel the first `size` bytes of a file will be read soon: their reads are queued
-/// now, without waiting for them (at most [`WILLNEED_STEP`], what one call reads). A thread
-/// that queues the reads of many small files this way, then reads them, waits about once
-/// instead of once per file, and the disk gets them together. Advice only: errors change
+/// now, without waiting for them (in steps of [`WILLNEED_STEP`], what one call reads). A
+/// thread that queues the reads of many small files this way, then reads them, waits about
+/// once instead of once per file, and the disk gets them together. Advice only: errors change
 /// nothing.
 pub fn advise_willneed(fd: impl AsFd, size: u64) {
-    if let Some(len) = std::num::NonZeroU64::new(size.min(WILLNEED_STEP)) {
-        let _ = rustix::fs::fadvise(fd.as_fd(), 0, Some(len), rustix::fs::Advice::WillNeed);
+    let fd = fd.as_fd();
+    let mut offset = 0;
+    while let Some(step) = std::num::NonZeroU64::new(WILLNEED_STEP.min(size - offset)) {
+        if rustix::fs::fadvise(fd, offset, Some(step), rustix::fs::Advice::WillNeed).is_err() {
+            return;
+        }
+        offset += step.get();
     }
 }
 
@@ -296,20 +301,24 @@ mod tests {
     /// Advice is advice: on a file larger than the window advised, on an empty one and on a
     /// pipe (which refuses it), nothing fails and what is read afterwards is the file.
     #[test]
-    fn sequential_advice_changes_nothing_a_reader_sees() {
+    fn read_advice_changes_nothing_a_reader_sees() {
         let dir = tempfile::tempdir().unwrap();
         let bytes: Vec<u8> = (0..(ADVISED_AHEAD + 300_000)).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("big"), &bytes).unwrap();
         std::fs::write(dir.path().join("empty"), b"").unwrap();
         for (name, want) in [("big", &bytes[..]), ("empty", &[][..])] {
-            let mut f = std::fs::File::open(dir.path().join(name)).unwrap();
-            advise_sequential(&f, want.len() as u64);
-            let mut read = Vec::new();
-            std::io::Read::read_to_end(&mut f, &mut read).unwrap();
-            assert!(read == want, "{name}");
+            let advice: [fn(&std::fs::File, u64); 2] = [|f, n| advise_sequential(f, n), |f, n| advise_willneed(f, n)];
+            for advise in advice {
+                let mut f = std::fs::File::open(dir.path().join(name)).unwrap();
+                advise(&f, want.len() as u64);
+                let mut read = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut read).unwrap();
+                assert!(read == want, "{name}");
+            }
         }
         let mut child = std::process::Command::new("true").stdout(std::process::Stdio::piped()).spawn().unwrap();
         advise_sequential(child.stdout.as_ref().unwrap(), 1 << 30);
+        advise_willneed(child.stdout.as_ref().unwrap(), 1 << 30);
         child.wait().unwrap();
     }
 

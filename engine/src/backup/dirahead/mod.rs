@@ -50,8 +50,8 @@ use crate::hostfs::{self, Stat};
 
 /// Listings in flight at once (I/O waits, not CPU).
 const THREADS: usize = 8;
-/// Directories being listed or listed and not yet taken, at most (fewer under a low open-file
-/// limit: [`max_dirs`]). The readers list the directories the walk enters next, but a
+/// Directories being listed or listed and not yet taken, at most (fewer under an open-file
+/// limit below 4,096: [`max_dirs`]). The readers list the directories the walk enters next, but a
 /// directory's subdirectories are only known once it is listed, and by then its later siblings
 /// may hold the room: with 64, the walker found 14% of the directories of an unchanged
 /// snapshot (14,000 in all) not started and listed them itself (cold: 1.22-1.32 s); with 256,
@@ -117,7 +117,6 @@ enum Loading {
 struct Job {
     parent: Weak<OwnedFd>,
     name: Vec<u8>,
-    path: PathBuf,
     key: DirKey,
 }
 
@@ -142,6 +141,8 @@ struct State {
     idle_readers: usize,
     woken: usize,
     walker_waiting: bool,
+    /// Reader threads running.
+    readers: usize,
 }
 
 impl State {
@@ -149,9 +150,12 @@ impl State {
         self.held_dirs < limits.dirs && self.held_entries < limits.entries
     }
 
-    /// Whether there is room enough to wake readers for: an eighth of the budget.
+    /// Whether there is room enough to wake readers for: an eighth of the budget, or any room
+    /// while no reader is at work (none running, none woken).
     fn has_room_to_wake(&self, limits: Limits) -> bool {
-        self.has_room(limits) && limits.dirs - self.held_dirs >= (limits.dirs / 8).max(1)
+        self.has_room(limits)
+            && (limits.dirs - self.held_dirs >= (limits.dirs / 8).max(1)
+                || (self.idle_readers == self.readers && self.woken == 0))
     }
 
     /// Takes `loading` out of the budget (it was removed from `wanted`); whether it made room.
@@ -231,6 +235,7 @@ impl DirAhead {
                 std::thread::Builder::new().name(format!("cairn-list-{i}")).spawn(move || list_jobs(&shared)).is_ok()
             })
             .count();
+        lock(&shared.state).readers = threads;
         DirAhead { shared, threads }
     }
 
@@ -316,12 +321,12 @@ impl Shared {
                 continue;
             }
             state.wanted.insert(child, Loading::Queued);
-            jobs.push(Job { parent: Arc::downgrade(dir), name: name.clone(), path: child_path, key: child });
+            jobs.push((walk_order(&child_path), Job { parent: Arc::downgrade(dir), name: name.clone(), key: child }));
         }
         if jobs.is_empty() {
             return;
         }
-        state.children.entry(key).or_default().extend(jobs.iter().map(|j| j.key));
+        state.children.entry(key).or_default().extend(jobs.iter().map(|(_, j)| j.key));
         // Jobs no longer queued (taken or dropped before a reader got to them) are skipped
         // when popped; bounded here.
         if state.queue.len() > 4 * (state.wanted.len() + MAX_DIRS) {
@@ -329,8 +334,8 @@ impl Shared {
             state.queue.retain(|_, j| matches!(wanted.get(&j.key), Some(Loading::Queued)));
         }
         let queued = jobs.len();
-        for job in jobs {
-            state.queue.insert(walk_order(&job.path), job);
+        for (order, job) in jobs {
+            state.queue.insert(order, job);
         }
         self.wake_readers(state, queued);
     }
@@ -352,19 +357,20 @@ impl Shared {
         }
     }
 
-    /// The next job a reader may start, marked as being listed; `None` once closed.
-    fn next_job(&self) -> Option<Job> {
+    /// The next job a reader may start (with its [`walk_order`]), marked as being listed;
+    /// `None` once closed.
+    fn next_job(&self) -> Option<(Vec<u8>, Job)> {
         let mut state = lock(&self.state);
         loop {
             if state.closed {
                 return None;
             }
             if state.has_room(self.limits) {
-                while let Some((_, job)) = state.queue.pop_first() {
+                while let Some((order, job)) = state.queue.pop_first() {
                     if let Some(loading @ Loading::Queued) = state.wanted.get_mut(&job.key) {
                         *loading = Loading::Listing;
                         state.held_dirs += 1;
-                        return Some(job);
+                        return Some((order, job));
                     }
                 }
             }
@@ -375,16 +381,16 @@ impl Shared {
         }
     }
 
-    /// Records the listing of `job` (unless it was taken or dropped meanwhile) and queues its
-    /// subdirectories.
-    fn listed(&self, job: &Job, listed: Option<Listed>) {
+    /// Records the listing of `job` (whose [`walk_order`] is `order`), unless it was taken or
+    /// dropped meanwhile, and queues its subdirectories.
+    fn listed(&self, order: &[u8], job: &Job, listed: Option<Listed>) {
         let mut state = lock(&self.state);
         if !matches!(state.wanted.get(&job.key), Some(Loading::Listing)) {
             return;
         }
         if let Some(listed) = &listed {
             state.held_entries += listed.entries.len();
-            self.queue(&mut state, job.key, &listed.fd, &job.path, &listed.entries);
+            self.queue(&mut state, job.key, &listed.fd, &path_of(order), &listed.entries);
         }
         state.wanted.insert(job.key, Loading::Ready(listed));
         if state.walker_waiting {
@@ -393,11 +399,13 @@ impl Shared {
     }
 }
 
-/// Listings held at most: [`MAX_DIRS`], or an eighth of the open-file limit where that is lower
-/// (each holds a descriptor, and the walk holds one per level of the tree).
+/// Listings held at most: [`MAX_DIRS`], or a sixteenth of the open-file limit where that is
+/// lower, and at least 8 (each holds a descriptor; the small-file read-ahead holds up to a
+/// sixty-fourth of the limit, the walk one per level of the tree, the index cache and uploads
+/// their own).
 fn max_dirs() -> usize {
     let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
-    usize::try_from(soft / 8).unwrap_or(usize::MAX).clamp(8, MAX_DIRS)
+    usize::try_from(soft / 16).unwrap_or(usize::MAX).clamp(8, MAX_DIRS)
 }
 
 /// The key that sorts directories in the order the walk enters them: depth first, the entries
@@ -407,6 +415,11 @@ fn max_dirs() -> usize {
 /// `a/b...`, as `a/b\0` sorts before `a/b` followed by any name byte).
 fn walk_order(path: &Path) -> Vec<u8> {
     path.as_os_str().as_bytes().iter().map(|&b| if b == b'/' { 0 } else { b }).collect()
+}
+
+/// The path whose [`walk_order`] is `order` (queued directories keep only that).
+fn path_of(order: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(&order.iter().map(|&b| if b == 0 { b'/' } else { b }).collect::<Vec<u8>>()))
 }
 
 impl Drop for DirAhead {
@@ -437,10 +450,10 @@ impl Drop for Unlisted<'_> {
 }
 
 fn list_jobs(shared: &Shared) {
-    while let Some(job) = shared.next_job() {
+    while let Some((order, job)) = shared.next_job() {
         let unlisted = Unlisted { shared, key: job.key };
         let listed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| list(shared, &job))).unwrap_or(None);
-        shared.listed(&job, listed);
+        shared.listed(&order, &job, listed);
         std::mem::forget(unlisted);
     }
 }

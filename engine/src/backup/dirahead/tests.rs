@@ -249,7 +249,7 @@ fn queued_directories_come_out_in_the_order_the_walk_enters_them() {
     }
     let mut state = lock(&ahead.shared.state);
     let order: Vec<String> = std::iter::from_fn(|| state.queue.pop_first())
-        .map(|(_, job)| job.path.strip_prefix(dir.path()).unwrap().display().to_string())
+        .map(|(order, _)| path_of(&order).strip_prefix(dir.path()).unwrap().display().to_string())
         .collect();
     assert_eq!(order, ["d0", "d0/d0", "d0/d1", "d0/d2", "d1", "d2", "d2/d0", "d2/d1", "d2/d2"]);
 }
@@ -302,6 +302,9 @@ proptest::proptest! {
         let mut want = Vec::new();
         preorder(root, &tree, b"", &mut want);
         let mut got = want.clone();
+        for path in &want {
+            proptest::prop_assert_eq!(&path_of(&walk_order(path)), path, "the path comes back from its order");
+        }
         got.sort_by_key(|p| walk_order(p));
         proptest::prop_assert_eq!(got, want);
     }
