@@ -37,6 +37,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cairn-target}"
 cargo build --release --locked -p cairn-cli -p cairn-benches --bins >&2
 export cairn="$CARGO_TARGET_DIR/release/cairn"
 limit="$CARGO_TARGET_DIR/release/compute-limit"
+floor="$CARGO_TARGET_DIR/release/stat-floor"
 WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/cairn-compare.XXXXXX")}"
 SMALL_FILES="${SMALL_FILES:-100000}"
 CHANGE_PERCENT="${CHANGE_PERCENT:-3}"
@@ -273,6 +274,22 @@ done
 for _ in $(seq "$REPEAT"); do "$limit" "$mixed" >> "$WORK/limit.out"; done
 limit_mibs=$(grep -Eo 'limit_mib_s=[0-9.]+' "$WORK/limit.out" | cut -d= -f2 | sort -g | tail -1)
 
+# --- stat floor (--cold) ---------------------------------------------------------------------
+# Listing and lstat'ing every entry on 8 threads, nothing else, from a cold page cache: what an
+# unchanged snapshot cannot go below on this machine. The best of REPEAT runs.
+floors=""
+if [ "$COLD" = 1 ]; then
+  for set in mixed small; do
+    best=""
+    for _ in $(seq "$REPEAT"); do
+      sync && echo 3 > /proc/sys/vm/drop_caches
+      s=$("$floor" "${!set}" 8 | grep -Eo 'seconds=[0-9.]+' | cut -d= -f2)
+      best=$(printf '%s\n%s\n' "$best" "$s" | grep . | sort -g | head -1)
+    done
+    floors+="$set $best s, "
+  done
+fi
+
 # --- report ----------------------------------------------------------------------------------
 python3 - "$results" "$mixed_bytes" "$limit_mibs" <<'EOF'
 import sys, collections
@@ -325,3 +342,6 @@ for (t, s), rs in runs.items():
     if len(rs) > 1:
         print(f"  {t}, {s}: {' '.join(r[2] for r in rs)}")
 EOF
+if [ -n "$floors" ]; then
+  echo "stat floor, cold (list and lstat every entry on 8 threads, nothing else: benches/src/bin/stat_floor.rs): ${floors%, }"
+fi
