@@ -16,6 +16,7 @@ mod meta;
 mod prefetch;
 mod readahead;
 mod scan;
+mod sleepers;
 mod stream;
 mod walker;
 

@@ -23,6 +23,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use super::sleepers::Sleepers;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::ChunkId;
 use crate::repo::Repository;
@@ -73,12 +74,10 @@ struct State {
     /// Small trees taken last, newest at the back.
     recent: VecDeque<(ChunkId, SharedTree)>,
     finished: bool,
-    /// Readers waiting for work, those of them woken and not yet running, and whether the
-    /// walker waits for a tree: only those are notified (a notification is a system call,
-    /// and waking everyone at every tree read made the prefetch two thirds of the futex calls
-    /// of an unchanged snapshot).
-    idle_readers: usize,
-    woken: usize,
+    /// Readers waiting for work, and whether the walker waits for a tree: only those are
+    /// notified (waking everyone at every tree read made the prefetch two thirds of the futex
+    /// calls of an unchanged snapshot).
+    sleepers: Sleepers,
     walker_waiting: bool,
 }
 
@@ -134,10 +133,7 @@ impl<'r> TreePrefetch<'r> {
                 return;
             }
             let Some(id) = state.stack.pop() else {
-                state.idle_readers += 1;
-                state = self.work.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
-                state.idle_readers -= 1;
-                state.woken = state.woken.saturating_sub(1);
+                state = Sleepers::wait(state, &self.work, |s| &mut s.sleepers);
                 continue;
             };
             match state.entries.get_mut(&id) {
@@ -221,11 +217,7 @@ impl<'r> TreePrefetch<'r> {
         }
         // Reversed onto the stack: the first subdirectory is read first, as the walk takes them.
         state.stack.extend(admitted.iter().rev());
-        let asleep = state.idle_readers.saturating_sub(state.woken);
-        for _ in 0..admitted.len().min(asleep) {
-            state.woken += 1;
-            self.work.notify_one();
-        }
+        state.sleepers.wake(&self.work, admitted.len());
     }
 
     /// Queues the subdirectories' trees of `tree` that are not yet (the readers queue them as

@@ -30,13 +30,15 @@ use rustix::fs::FileType;
 use crate::error::Result;
 use crate::hostfs::{self, Stat, Xattrs};
 
+use super::sleepers::Sleepers;
 use super::walker::{StoredContent, Walker};
 
 /// Files up to this size are read ahead (whole).
 pub(super) const SMALL: u64 = 256 << 10;
 /// Reader threads, and the files each takes at once: up to `THREADS * BATCH` reads queued in
-/// the kernel (and as many files open; fewer under a low open-file limit: [`batch_size`]). Cold first snapshots of 200,000 small files (2 cores, virtio disk), alternating:
-/// 16 threads reading one file at a time (each waiting for its read) 4.18-4.86 s, 4.6-5.5 s of
+/// the kernel (and as many files open; fewer under a low open-file limit: [`batch_size`]).
+/// Cold first snapshots of 200,000 small files (2 cores, virtio disk), alternating: 16
+/// threads reading one file at a time (each waiting for its read) 4.18-4.86 s, 4.6-5.5 s of
 /// system time; 4 x 32 2.97-3.07 s, 3.2 s of system time (8 x 16 the same, 4 x 8 3.45-3.75 s,
 /// 16 x 16 3.36 s). The 1.93 GB mixed set: 8.67-8.81 s against 9.01-9.08 s.
 const THREADS: usize = 4;
@@ -100,11 +102,9 @@ struct Queue {
     files: usize,
     bytes: u64,
     closed: bool,
-    /// Readers waiting for a job, and those of them woken and not yet running: a job is
-    /// handed with a notification only to a reader asleep and not woken already (notifying at
-    /// every file was a futex call per file on the walker's side, one more on a reader's).
-    idle: usize,
-    woken: usize,
+    /// Readers waiting for a job (notifying at every file was a futex call per file on the
+    /// walker's side, one more on a reader's).
+    sleepers: Sleepers,
 }
 
 #[derive(Default)]
@@ -119,8 +119,7 @@ struct Shared {
 /// hold at most a sixty-fourth of the open-file limit (the directory read-ahead takes a
 /// sixteenth, the walk one per level, the index cache and uploads their own).
 fn batch_size() -> usize {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
-    usize::try_from(soft / 64 / THREADS as u64).unwrap_or(usize::MAX).clamp(1, BATCH)
+    usize::try_from(hostfs::open_file_limit() / 64 / THREADS as u64).unwrap_or(usize::MAX).clamp(1, BATCH)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -204,10 +203,7 @@ impl ReadAhead {
             queue.files += 1;
             queue.bytes += size;
             queue.jobs.push_back(Job { dir: Arc::clone(dir), name: name.to_vec(), size, slot: Arc::clone(&slot) });
-            if queue.idle > queue.woken {
-                queue.woken += 1;
-                self.shared.work.notify_one();
-            }
+            queue.sleepers.wake(&self.shared.work, 1);
         }
         Some(Ticket { slot, shared: Arc::clone(&self.shared), bytes: size })
     }
@@ -235,10 +231,7 @@ fn read_jobs(shared: &Shared) {
                 if queue.closed {
                     return;
                 }
-                queue.idle += 1;
-                queue = shared.work.wait(queue).unwrap_or_else(PoisonError::into_inner);
-                queue.idle -= 1;
-                queue.woken = queue.woken.saturating_sub(1);
+                queue = Sleepers::wait(queue, &shared.work, |q| &mut q.sleepers);
             }
         };
         // A reader that panicked would leave the walker waiting for ever on these files (and

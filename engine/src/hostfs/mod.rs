@@ -220,6 +220,12 @@ pub fn advise_willneed(fd: impl AsFd, size: u64) {
     }
 }
 
+/// This process's open-file limit (the soft one; unlimited when it cannot be read): what the
+/// walk's read-ahead sizes its share of open descriptors from.
+pub fn open_file_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
 /// Inode flags (`FS_IOC_GETFLAGS`, what `lsattr` shows); 0 where the file system has none.
 pub fn inode_flags(fd: impl AsFd) -> u32 {
     rustix::fs::ioctl_getflags(fd).map(|f| f.bits()).unwrap_or(0)

@@ -46,6 +46,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use rustix::fs::FileType;
 
 use super::exclude::Excluder;
+use super::sleepers::Sleepers;
 use crate::hostfs::{self, Stat};
 
 /// Listings in flight at once (I/O waits, not CPU).
@@ -131,15 +132,12 @@ struct State {
     held_dirs: usize,
     held_entries: usize,
     closed: bool,
-    /// Readers waiting for work, those of them woken and not yet running, and whether the
-    /// walker waits for a listing: nobody is woken who has nothing to do, and readers are
-    /// woken only once there is room for several listings each ([`Shared::wake_readers`]). A
-    /// notification is a system call, and a woken reader that finds nothing two more: waking
-    /// every reader at every directory cost 5.5 futex calls per file of an unchanged snapshot,
-    /// and waking one each time the walker took a listing (room for one), one futex call per
-    /// directory on each side.
-    idle_readers: usize,
-    woken: usize,
+    /// Readers waiting for work, and whether the walker waits for a listing: nobody is woken
+    /// who has nothing to do, and readers are woken only once there is room for several
+    /// listings each ([`Shared::wake_readers`]). Waking every reader at every directory cost
+    /// 5.5 futex calls per file of an unchanged snapshot, and waking one each time the walker
+    /// took a listing (room for one), one futex call per directory on each side.
+    sleepers: Sleepers,
     walker_waiting: bool,
     /// Reader threads running.
     readers: usize,
@@ -154,8 +152,7 @@ impl State {
     /// while no reader is at work (none running, none woken).
     fn has_room_to_wake(&self, limits: Limits) -> bool {
         self.has_room(limits)
-            && (limits.dirs - self.held_dirs >= (limits.dirs / 8).max(1)
-                || (self.idle_readers == self.readers && self.woken == 0))
+            && (limits.dirs - self.held_dirs >= (limits.dirs / 8).max(1) || self.sleepers.all_idle(self.readers))
     }
 
     /// Takes `loading` out of the budget (it was removed from `wanted`); whether it made room.
@@ -350,11 +347,7 @@ impl Shared {
         if state.queue.is_empty() || !state.has_room_to_wake(self.limits) {
             return;
         }
-        let asleep = state.idle_readers.saturating_sub(state.woken);
-        for _ in 0..n.min(asleep) {
-            state.woken += 1;
-            self.work.notify_one();
-        }
+        state.sleepers.wake(&self.work, n);
     }
 
     /// The next job a reader may start (with its [`walk_order`]), marked as being listed;
@@ -374,10 +367,7 @@ impl Shared {
                     }
                 }
             }
-            state.idle_readers += 1;
-            state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
-            state.idle_readers -= 1;
-            state.woken = state.woken.saturating_sub(1);
+            state = Sleepers::wait(state, &self.work, |s| &mut s.sleepers);
         }
     }
 
@@ -404,8 +394,7 @@ impl Shared {
 /// sixty-fourth of the limit, the walk one per level of the tree, the index cache and uploads
 /// their own).
 fn max_dirs() -> usize {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
-    usize::try_from(soft / 16).unwrap_or(usize::MAX).clamp(8, MAX_DIRS)
+    usize::try_from(hostfs::open_file_limit() / 16).unwrap_or(usize::MAX).clamp(8, MAX_DIRS)
 }
 
 /// The key that sorts directories in the order the walk enters them: depth first, the entries
