@@ -15,6 +15,8 @@ use std::sync::{Condvar, MutexGuard, PoisonError};
 pub(super) struct Sleepers {
     asleep: usize,
     woken: usize,
+    /// Notifications sent, in all (what the tests count).
+    notified: u64,
 }
 
 impl Sleepers {
@@ -37,8 +39,15 @@ impl Sleepers {
     pub(super) fn wake(&mut self, cv: &Condvar, n: usize) {
         for _ in 0..n.min(self.asleep.saturating_sub(self.woken)) {
             self.woken += 1;
+            self.notified += 1;
             cv.notify_one();
         }
+    }
+
+    /// Notifications sent so far.
+    #[cfg(test)]
+    pub(super) fn notified(&self) -> u64 {
+        self.notified
     }
 
     /// Whether all `readers` are asleep and none is about to wake: nobody is at work.

@@ -337,17 +337,23 @@ impl Shared {
         self.wake_readers(state, queued);
     }
 
-    /// Wakes up to `n` idle readers not woken already, if there is work they may start and
-    /// room for more than a listing or two (an eighth of the budget). A reader once woken
-    /// lists directories until the budget is full, so while the walker takes listings one by
-    /// one, readers are woken once per eighth of the budget rather than once per directory.
-    /// Nothing waits on a reader that is not woken: the walker lists a directory not started
-    /// itself.
+    /// Wakes up to `n` idle readers not woken already, and no more than there is room for
+    /// listings, if there is work they may start and room for more than a listing or two (an
+    /// eighth of the budget). A reader once woken lists directories until the budget is full,
+    /// so while the walker takes listings one by one, readers are woken once per eighth of the
+    /// budget rather than once per directory. Nothing waits on a reader that is not woken: the
+    /// walker lists a directory not started itself.
+    ///
+    /// While no reader is at work one is woken for any room (the next directories in walk
+    /// order may be ones not listed, below the one just taken). Before, every idle reader was
+    /// woken for it, each but one to find no room and sleep again: 70,000 context switches
+    /// on a warm first snapshot of 14,000 directories.
     fn wake_readers(&self, state: &mut State, n: usize) {
         if state.queue.is_empty() || !state.has_room_to_wake(self.limits) {
             return;
         }
-        state.sleepers.wake(&self.work, n);
+        let room = self.limits.dirs.saturating_sub(state.held_dirs);
+        state.sleepers.wake(&self.work, n.min(room));
     }
 
     /// The next job a reader may start (with its [`walk_order`]), marked as being listed;

@@ -139,6 +139,24 @@ fn the_budget_bounds_what_is_held_and_done_drops_everything_below() {
     assert_eq!((state.held_dirs, state.held_entries), (0, 0));
 }
 
+/// With the budget full and every reader asleep, a listing taken (room for one) wakes one
+/// reader, not every reader (each but one would find no room and sleep again).
+#[test]
+fn room_for_one_listing_wakes_one_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), 3, 4);
+    let (fd, key, entries) = open_root(dir.path());
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 16, entries: 1 << 20 });
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    let full_and_idle = |s: &State| ready(s) == 16 && s.sleepers.all_idle(s.readers);
+    wait_until(&ahead, "the budget full, every reader asleep", full_and_idle);
+    let before = lock(&ahead.shared.state).sleepers.notified();
+    let (_, first) = subdirs(&entries).swap_remove(0);
+    let _walking = ahead.take(first).expect("listed ahead"); // held open, as the walker would
+    wait_until(&ahead, "the room refilled", full_and_idle);
+    assert_eq!(lock(&ahead.shared.state).sleepers.notified() - before, 1, "one reader woken");
+}
+
 /// A reader lists only the inode the walk found under the name; anything else is left to
 /// the walker, which lists (and reports) it itself.
 #[test]
