@@ -6,11 +6,18 @@
 //! flight on threads of their own. Here the walker, once it has stat'ed a directory's entries,
 //! hands the small regular files it will read (new or changed since the parent snapshot) to
 //! [`THREADS`] readers, a window ahead of itself. A reader takes up to [`BATCH`] files at once,
-//! opens each as the walker would and queues its read in the kernel (`WILLNEED`, which does
-//! not wait), then reads each whole and takes its xattrs, flags and a stat after the read: it
-//! waits for the disk about once per batch rather than once per file, and the disk gets the
-//! reads together. The walker then takes each result in order ([`Ticket::wait`]) and checks it
-//! as if it had read the file itself (replaced since listed, changed while read).
+//! opens each as the walker would and reads what the page cache holds of it without waiting
+//! (`RWF_NOWAIT`: a file read recently is read whole then, in one system call); a file not
+//! cached has its read queued in the kernel (`WILLNEED`, which does not wait). Then it reads
+//! the rest of each and takes its xattrs, flags and a stat after the read: it waits for the
+//! disk about once per batch rather than once per file, and the disk gets the reads together.
+//! The walker then takes each result in order ([`Ticket::wait`]) and checks it as if it had
+//! read the file itself (replaced since listed, changed while read).
+//!
+//! Readers are woken once a batch is queued, or when the walker has queued a directory's
+//! first files ([`ReadAhead::start_reading`]); a file no reader has started when the walker
+//! comes to it, the walker reads itself. With a warm page cache the readers outrun the walk:
+//! woken for every file, each read one and slept again (two context switches per file).
 //!
 //! Bounded: at most [`MAX_FILES`] files and [`MAX_BYTES`] bytes are held ahead (a file the
 //! budget has no room for is read by the walker itself, so the walk never waits for room), and
@@ -66,6 +73,23 @@ struct Job {
     /// Its size when stat'ed: what one read asks for.
     size: u64,
     slot: Arc<Slot>,
+}
+
+impl Job {
+    /// Opens and reads the file, nothing read ahead: [`Fetched::Left`] when the process has no
+    /// descriptor to spare.
+    fn read(&self) -> Fetched {
+        match hostfs::open_file_at(self.dir.as_fd(), &self.name) {
+            Err(e) if out_of_descriptors(&e) => Fetched::Left,
+            opened => fetch(opened.map(|file| Opened { file, content: Vec::new() }), self.size),
+        }
+    }
+}
+
+/// A file a reader opened, and what it read of it from the page cache then ([`open_ahead`]).
+struct Opened {
+    file: File,
+    content: Vec<u8>,
 }
 
 /// A file as a reader read it.
@@ -153,8 +177,12 @@ impl std::fmt::Debug for Ticket {
 }
 
 impl Ticket {
-    /// Waits for the file's read.
+    /// The file's read: done by a reader, waited for if one is at it, or done here if none
+    /// has started it.
     pub(super) fn wait(self) -> Fetched {
+        if let Some(job) = self.take_back() {
+            return job.read();
+        }
         let mut result = lock(&self.slot.result);
         loop {
             if let Some(fetched) = result.fetched.take() {
@@ -163,6 +191,22 @@ impl Ticket {
             result.waiting = true;
             result = self.slot.ready.wait(result).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+impl Ticket {
+    /// The file's job, when no reader has taken it yet. Readers take jobs from the front of
+    /// the queue and the walker its tickets in the order it queued them, so a job not taken
+    /// is at the front, behind only jobs cancelled since (dropped here on the way).
+    fn take_back(&self) -> Option<Job> {
+        let mut queue = lock(&self.shared.queue);
+        while queue.jobs.front().is_some_and(|job| job.slot.cancelled.load(Ordering::Relaxed)) {
+            queue.jobs.pop_front();
+        }
+        if queue.jobs.front().is_some_and(|job| Arc::ptr_eq(&job.slot, &self.slot)) {
+            return queue.jobs.pop_front();
+        }
+        None
     }
 }
 
@@ -203,9 +247,26 @@ impl ReadAhead {
             queue.files += 1;
             queue.bytes += size;
             queue.jobs.push_back(Job { dir: Arc::clone(dir), name: name.to_vec(), size, slot: Arc::clone(&slot) });
-            queue.sleepers.wake(&self.shared.work, 1);
+            if queue.jobs.len() >= self.shared.batch {
+                queue.sleepers.wake(&self.shared.work, 1);
+            }
         }
         Some(Ticket { slot, shared: Arc::clone(&self.shared), bytes: size })
+    }
+}
+
+impl ReadAhead {
+    /// Wakes readers for the files queued: one per batch, as many as sleep. [`submit`] wakes
+    /// one only once a whole batch is queued (a reader woken for each file, which it reads
+    /// at once when the page cache has it, then sleeps again, was two context switches per
+    /// file); the walker calls this once it has queued a directory's first files, and takes
+    /// back a file no reader started when it comes to it ([`Ticket::wait`]).
+    ///
+    /// [`submit`]: ReadAhead::submit
+    pub(super) fn start_reading(&self) {
+        let mut queue = lock(&self.shared.queue);
+        let batches = queue.jobs.len().div_ceil(self.shared.batch);
+        queue.sleepers.wake(&self.shared.work, batches);
     }
 }
 
@@ -243,11 +304,9 @@ fn read_jobs(shared: &Shared) {
             if job.slot.cancelled.load(Ordering::Relaxed) {
                 continue;
             }
-            let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                match file.unwrap_or_else(|| hostfs::open_file_at(job.dir.as_fd(), &job.name)) {
-                    Err(e) if out_of_descriptors(&e) => Fetched::Left,
-                    file => fetch(file, job.size),
-                }
+            let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match file {
+                Some(opened) => fetch(opened, job.size),
+                None => job.read(),
             }))
             .unwrap_or_else(|_| failed());
             let mut result = lock(&job.slot.result);
@@ -264,7 +323,7 @@ fn read_jobs(shared: &Shared) {
 /// for a file not opened here, to open when read: cancelled, or after the process ran out of
 /// descriptors (the batch's files are read and closed one by one before; if the process still
 /// has none to spare then, the file is left to the walker).
-fn open_ahead(jobs: &[Job]) -> Vec<Option<io::Result<File>>> {
+fn open_ahead(jobs: &[Job]) -> Vec<Option<io::Result<Opened>>> {
     let mut opened = Vec::with_capacity(jobs.len());
     for job in jobs {
         if job.slot.cancelled.load(Ordering::Relaxed) {
@@ -273,8 +332,12 @@ fn open_ahead(jobs: &[Job]) -> Vec<Option<io::Result<File>>> {
         }
         match hostfs::open_file_at(job.dir.as_fd(), &job.name) {
             Ok(file) => {
-                hostfs::advise_willneed(&file, job.size);
-                opened.push(Some(Ok(file)));
+                let want = usize::try_from(job.size).unwrap_or(usize::MAX);
+                let mut content = Vec::with_capacity(want + 1);
+                if want > 0 && hostfs::read_cached(&file, &mut content, want) < want {
+                    hostfs::advise_willneed(&file, job.size);
+                }
+                opened.push(Some(Ok(Opened { file, content })));
             }
             Err(e) if out_of_descriptors(&e) => break,
             Err(e) => opened.push(Some(Err(e))),
@@ -293,13 +356,13 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 /// as it can: one read of the `size` bytes its lstat gave (none for an empty file), one fstat
 /// after it, which tells both whether the inode is the one listed and whether the file grew
 /// meanwhile (then it is read on, to its end or past [`SMALL`]), its xattrs and its flags.
-fn fetch(file: io::Result<File>, size: u64) -> Fetched {
-    let file = match file {
-        Ok(f) => f,
+fn fetch(opened: io::Result<Opened>, size: u64) -> Fetched {
+    let Opened { file, mut content } = match opened {
+        Ok(opened) => opened,
         Err(e) => return Fetched::Unopened(e),
     };
-    let mut content = Vec::with_capacity(size.min(SMALL) as usize + 1);
-    let mut read = read_up_to(&file, &mut content, size.min(SMALL + 1));
+    let unread = size.min(SMALL + 1).saturating_sub(content.len() as u64);
+    let mut read = read_up_to(&file, &mut content, unread);
     let mut after = match hostfs::fstat(&file) {
         Ok(st) => st,
         Err(e) => return Fetched::Unopened(e),
@@ -441,6 +504,37 @@ mod tests {
         drop(held);
     }
 
+    /// Fewer files than a batch, never started: no reader is woken for them, and the walker
+    /// reads each itself when it comes to it rather than wait.
+    #[test]
+    fn files_no_reader_started_are_read_by_the_walker_without_waking_one() {
+        let (_dir, fd) = dir_with(&[("a", b"first"), ("b", b"second")]);
+        let ahead = ReadAhead::start();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !lock(&ahead.shared.queue).sleepers.all_idle(THREADS) {
+            assert!(std::time::Instant::now() < deadline, "the readers never went to sleep");
+            std::thread::yield_now();
+        }
+        let notified = || lock(&ahead.shared.queue).sleepers.notified();
+        let tickets = [ahead.submit(&fd, b"a", 5).unwrap(), ahead.submit(&fd, b"b", 6).unwrap()];
+        assert_eq!(notified(), 0, "no reader woken for less than a batch");
+        for (ticket, want) in tickets.into_iter().zip([&b"first"[..], b"second"]) {
+            match ticket.wait() {
+                Fetched::Read(read) => assert_eq!(read.content.unwrap().unwrap(), want),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(notified(), 0);
+        assert!(lock(&ahead.shared.queue).jobs.is_empty());
+        // Once a directory's first files are queued, the walker starts the readers: one per batch.
+        let tickets: Vec<Ticket> = (0..3).map(|_| ahead.submit(&fd, b"a", 5).unwrap()).collect();
+        ahead.start_reading();
+        assert_eq!(notified(), 1);
+        for ticket in tickets {
+            assert!(matches!(ticket.wait(), Fetched::Read(_)));
+        }
+    }
+
     /// A batch opens what it may and leaves the rest: a cancelled file is not opened, a
     /// missing one is its own error, and the others come back in order, whole.
     #[test]
@@ -457,8 +551,10 @@ mod tests {
         assert_eq!(opened.len(), 4);
         assert!(matches!(&opened[1], Some(Err(e)) if e.kind() == io::ErrorKind::NotFound));
         assert!(opened[2].is_none(), "cancelled: not opened");
+        let mut opened: Vec<_> = opened.into_iter().map(|o| o.and_then(Result::ok)).collect();
         for (i, want) in [(0, b"first"), (3, b"third")] {
-            let file = opened[i].as_ref().unwrap().as_ref().unwrap().try_clone().unwrap();
+            let file = opened[i].take().unwrap();
+            assert!(want.starts_with(&file.content), "what the page cache gave is the file's start");
             match fetch(Ok(file), 5) {
                 Fetched::Read(read) => assert_eq!(read.content.unwrap().unwrap(), want),
                 other => panic!("{other:?}"),

@@ -232,6 +232,9 @@ impl<'a, 'r> Walker<'a, 'r> {
                 };
                 ahead.push(ticket);
             }
+            if i == 0 {
+                self.readahead.start_reading();
+            }
             let Some((child, stat)) = entries.get_mut(i).map(|(n, s)| (std::mem::take(n), s.take())) else { break };
             let stat = stat.unwrap_or_else(|| Err(io::Error::other("entry stat'ed twice")));
             let looked = Looked { stat, ahead: ahead.get_mut(i).and_then(Option::take) };

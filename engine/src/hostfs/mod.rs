@@ -220,6 +220,22 @@ pub fn advise_willneed(fd: impl AsFd, size: u64) {
     }
 }
 
+/// Appends to `content` what the page cache holds of the next `limit` bytes of `file` (from
+/// its current offset, which moves past them), without waiting for the disk
+/// (`preadv2(RWF_NOWAIT)`): all of them for a file read recently, none or a part for one that
+/// is not, whose read the kernel then starts (as `WILLNEED` would). Returns how many were
+/// appended; 0 where the kernel cannot read without waiting (`EAGAIN`) or does not know the
+/// flag (then nothing was read and the caller reads as usual).
+pub fn read_cached(file: &File, content: &mut Vec<u8>, limit: usize) -> usize {
+    let start = content.len();
+    content.resize(start + limit, 0);
+    let buf = content.get_mut(start..).unwrap_or_default();
+    let got = rustix::io::preadv2(file, &mut [io::IoSliceMut::new(buf)], u64::MAX, rustix::io::ReadWriteFlags::NOWAIT)
+        .unwrap_or(0);
+    content.truncate(start + got);
+    got
+}
+
 /// This process's open-file limit (the soft one; unlimited when it cannot be read): what the
 /// walk's read-ahead sizes its share of open descriptors from.
 pub fn open_file_limit() -> u64 {
@@ -325,6 +341,32 @@ mod tests {
         let mut child = std::process::Command::new("true").stdout(std::process::Stdio::piped()).spawn().unwrap();
         advise_sequential(child.stdout.as_ref().unwrap(), 1 << 30);
         advise_willneed(child.stdout.as_ref().unwrap(), 1 << 30);
+        child.wait().unwrap();
+    }
+
+    /// What the page cache gives is the file's start, appended after what `content` held, and a
+    /// read from the file's offset goes on from there: whole, whatever was cached (a pipe,
+    /// which cannot be read this way, gives nothing).
+    #[test]
+    fn a_read_from_the_page_cache_is_a_prefix_and_reading_goes_on_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("f"), &bytes).unwrap();
+        for limit in [0, 1, 4096, 100_000, bytes.len(), bytes.len() + 10] {
+            let mut f = std::fs::File::open(dir.path().join("f")).unwrap();
+            let mut content = b"held".to_vec();
+            let got = read_cached(&f, &mut content, limit);
+            assert!(got <= limit.min(bytes.len()), "{limit}");
+            assert_eq!(content.len(), 4 + got);
+            assert!(content[4..] == bytes[..got], "{limit}");
+            std::io::Read::read_to_end(&mut f, &mut content).unwrap();
+            assert!(content[4..] == bytes[..], "{limit}");
+        }
+        let mut child = std::process::Command::new("true").stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let pipe = File::from(OwnedFd::from(child.stdout.take().unwrap()));
+        let mut content = Vec::new();
+        assert_eq!(read_cached(&pipe, &mut content, 10), 0);
+        assert!(content.is_empty());
         child.wait().unwrap();
     }
 
