@@ -114,6 +114,12 @@ impl Excluder {
         self.patterns.as_ref().is_some_and(|p| p.excluding_pattern(path, true).is_some())
     }
 
+    /// Whether the patterns exclude the file at the absolute `path`, without recording the
+    /// pattern as used (for the directory readers, which prime files the walk may not reach).
+    pub fn excludes_file_quietly(&self, path: &Path) -> bool {
+        self.patterns.as_ref().is_some_and(|p| p.excluding_pattern(path, false).is_some())
+    }
+
     /// The excluding patterns that left nothing out so far: usually a typo, or a relative path
     /// where an absolute one (or a bare name) was meant.
     pub fn unused_patterns(&self) -> Vec<String> {

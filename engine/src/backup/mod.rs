@@ -277,8 +277,9 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
             .stack_size(WALK_STACK)
             .spawn_scoped(scope, || -> Result<_> {
                 let writer = if opts.dry_run { repo.dry_run_blob_writer()? } else { repo.blob_writer()? };
-                let mut walker =
-                    Walker::new(repo, writer, [excluder, readers_rules], progress, &prefetch, started_ns, source_devs);
+                let first = parent_root.is_none();
+                let rules = [excluder, readers_rules];
+                let mut walker = Walker::new(repo, writer, rules, progress, &prefetch, started_ns, source_devs, first);
                 for (path, e) in missing {
                     walker.source_error(&path, e);
                 }

@@ -57,7 +57,7 @@ pub(super) struct Walker<'a, 'r> {
     prefetch: &'a TreePrefetch<'r>,
     /// The chunker's read buffer, kept from file to file.
     pub(super) read_buf: Vec<u8>,
-    /// Small files read ahead on I/O threads.
+    /// Small files read ahead on I/O threads (larger ones primed).
     readahead: ReadAhead,
     /// Directories listed ahead on I/O threads.
     dirs: DirAhead,
@@ -86,6 +86,9 @@ fn find<'t>(parent: &'t ParentTree, name: &[u8]) -> Option<&'t Node> {
 }
 
 impl<'a, 'r> Walker<'a, 'r> {
+    /// A walker; `first` when there is no parent snapshot (every file will be read, so the
+    /// directory readers prime files too).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         repo: &'r Repository,
         writer: BlobWriter<'r>,
@@ -94,11 +97,12 @@ impl<'a, 'r> Walker<'a, 'r> {
         prefetch: &'a TreePrefetch<'r>,
         started_ns: i64,
         source_devs: Vec<u64>,
+        first: bool,
     ) -> Self {
         // Two instances of the same rules: the walk's, and the directory readers' (which must
         // not count as used a pattern that matched only what the walk never reached).
         let [excluder, readers_rules] = excluders;
-        let dirs = DirAhead::start(excluder.one_file_system.then(|| source_devs.clone()), readers_rules);
+        let dirs = DirAhead::start(excluder.one_file_system.then(|| source_devs.clone()), readers_rules, first);
         Walker {
             repo,
             writer,
@@ -210,8 +214,8 @@ impl<'a, 'r> Walker<'a, 'r> {
     }
 
     /// The nodes of the `entries` of the open directory `dir` (each stat'ed already: the
-    /// inodes of a directory lie close together on disk), each saved. The small files the walk
-    /// will read are handed to the readers a window ahead of it.
+    /// inodes of a directory lie close together on disk), each saved. The files the walk will
+    /// read are handed to the readers a window ahead of it (small ones read, larger primed).
     fn walk_entries(
         &mut self,
         dir: &Arc<OwnedFd>,
@@ -226,9 +230,10 @@ impl<'a, 'r> Walker<'a, 'r> {
                 let Some((name, stat)) = entries.get(ahead.len()) else { break };
                 let stat = stat.as_ref().and_then(|s| s.as_ref().ok());
                 let wanted = stat.filter(|st| self.reads_ahead(path, name, st, parent));
-                let ticket = match wanted.map(|st| self.readahead.submit(dir, name, st.size)) {
-                    Some(None) => break, // no room: the walker reads it, and those after it wait
-                    other => other.flatten(),
+                let ticket = match wanted.map(|st| (st.size, self.readahead.submit(dir, name, st.size))) {
+                    // No room for a small file: the walker reads it, and those after it wait.
+                    Some((size, None)) if size <= readahead::SMALL => break,
+                    other => other.and_then(|(_, ticket)| ticket),
                 };
                 ahead.push(ticket);
             }
@@ -247,12 +252,11 @@ impl<'a, 'r> Walker<'a, 'r> {
         Ok(tree)
     }
 
-    /// Whether the walk will read the entry `name` (lstat `st`) and it is worth reading ahead:
-    /// a small regular file, not sparse, not excluded, new or changed since the parent, not
-    /// another link to an inode stored already.
+    /// Whether the walk will read the entry `name` (lstat `st`) and it is worth reading ahead
+    /// (a small file) or priming (a larger one): a regular file, not sparse, not excluded, new
+    /// or changed since the parent, not another link to an inode stored already.
     fn reads_ahead(&mut self, path: &Path, name: &[u8], st: &Stat, parent: &ParentTree) -> bool {
         st.file_type() == FileType::RegularFile
-            && st.size <= readahead::SMALL
             && !st.maybe_sparse()
             && !self.excluder.excludes_size(st.size)
             && find(parent, name).is_none_or(|p| !unchanged_since(p, st))
@@ -400,7 +404,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             }
         };
         if foreign {
-            return Some(Listed { fd, opened: None, entries: Vec::new() });
+            return Some(Listed { fd, opened: None, entries: Vec::new(), primed: None });
         }
         let names = match hostfs::list_dir(fd.as_fd()) {
             Ok(names) => names,
@@ -414,7 +418,7 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
         let entries = stat_all(&fd, names);
         self.dirs.queue_below(key_of(st), &fd, path, &entries);
-        Some(Listed { fd, opened: None, entries })
+        Some(Listed { fd, opened: None, entries, primed: None })
     }
 
     fn save_dir_below(

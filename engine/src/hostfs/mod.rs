@@ -223,17 +223,27 @@ pub fn advise_willneed(fd: impl AsFd, size: u64) {
 /// Appends to `content` what the page cache holds of the next `limit` bytes of `file` (from
 /// its current offset, which moves past them), without waiting for the disk
 /// (`preadv2(RWF_NOWAIT)`): all of them for a file read recently, none or a part for one that
-/// is not, whose read the kernel then starts (as `WILLNEED` would). Returns how many were
-/// appended; 0 where the kernel cannot read without waiting (`EAGAIN`) or does not know the
-/// flag (then nothing was read and the caller reads as usual).
+/// is not (the kernel starts no read for those: since Linux 5.9 `RWF_NOWAIT` does no I/O).
+/// Returns how many were appended; 0 on any error (`EAGAIN`: nothing cached; a kernel or file
+/// that does not take the flag), and then nothing was read and the caller reads as usual.
 pub fn read_cached(file: &File, content: &mut Vec<u8>, limit: usize) -> usize {
     let start = content.len();
-    content.resize(start + limit, 0);
+    let Some(end) = start.checked_add(limit) else { return 0 };
+    content.resize(end, 0);
     let buf = content.get_mut(start..).unwrap_or_default();
     let got = rustix::io::preadv2(file, &mut [io::IoSliceMut::new(buf)], u64::MAX, rustix::io::ReadWriteFlags::NOWAIT)
         .unwrap_or(0);
     content.truncate(start + got);
     got
+}
+
+/// Whether the page cache holds the byte of `file` at `offset`, asked without waiting for the
+/// disk and without starting a read (`preadv2(RWF_NOWAIT)`). `false` where it does not, or the
+/// kernel cannot tell.
+pub fn cached_at(file: &File, offset: u64) -> bool {
+    let mut byte = [0u8; 1];
+    let nowait = rustix::io::ReadWriteFlags::NOWAIT;
+    rustix::io::preadv2(file, &mut [io::IoSliceMut::new(&mut byte)], offset, nowait).is_ok_and(|n| n == 1)
 }
 
 /// This process's open-file limit (the soft one; unlimited when it cannot be read): what the

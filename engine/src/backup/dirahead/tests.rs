@@ -101,7 +101,7 @@ fn readers_list_the_whole_tree_ahead_and_the_walk_takes_each_directory_as_listed
     let dir = tempfile::tempdir().unwrap();
     let all = make_tree(dir.path(), 3, 3);
     let (fd, key, entries) = open_root(dir.path());
-    let ahead = DirAhead::start(None, rules(&[]));
+    let ahead = DirAhead::start(None, rules(&[]), false);
     ahead.queue_below(key, &fd, dir.path(), &entries);
     // The walker asked for the root's subdirectories only; the readers go on below.
     wait_until(&ahead, "every directory listed ahead", |s| ready(s) == all);
@@ -118,7 +118,7 @@ fn the_budget_bounds_what_is_held_and_done_drops_everything_below() {
     let dir = tempfile::tempdir().unwrap();
     let all = make_tree(dir.path(), 3, 3);
     let (fd, key, entries) = open_root(dir.path());
-    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 4, entries: 1 << 20 });
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 4, entries: 1 << 20 }, false);
     ahead.queue_below(key, &fd, dir.path(), &entries);
     wait_until(&ahead, "four directories listed", |s| ready(s) == 4);
     {
@@ -146,7 +146,7 @@ fn room_for_one_listing_wakes_one_reader() {
     let dir = tempfile::tempdir().unwrap();
     make_tree(dir.path(), 3, 4);
     let (fd, key, entries) = open_root(dir.path());
-    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 16, entries: 1 << 20 });
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 16, entries: 1 << 20 }, false);
     ahead.queue_below(key, &fd, dir.path(), &entries);
     let full_and_idle = |s: &State| ready(s) == 16 && s.sleepers.all_idle(s.readers);
     wait_until(&ahead, "the budget full, every reader asleep", full_and_idle);
@@ -170,7 +170,7 @@ fn replaced_missing_and_foreign_directories_are_left_to_the_walker() {
     std::fs::rename(dir.path().join("replaced"), dir.path().join("old")).unwrap();
     std::fs::create_dir(dir.path().join("replaced")).unwrap();
     std::fs::remove_dir(dir.path().join("removed")).unwrap();
-    let ahead = DirAhead::start(None, rules(&[]));
+    let ahead = DirAhead::start(None, rules(&[]), false);
     ahead.queue_below(key, &fd, dir.path(), &entries);
     wait_until(&ahead, "all three tried", |s| s.wanted.values().all(|l| matches!(l, Loading::Ready(_))));
     assert!(ahead.take(keys[b"kept".as_slice()]).is_some());
@@ -180,7 +180,7 @@ fn replaced_missing_and_foreign_directories_are_left_to_the_walker() {
     assert_eq!(lock(&ahead.shared.state).held_dirs, 0);
 
     // With --one-file-system, directories on other devices are not even queued.
-    let other_device = DirAhead::start(Some(vec![u64::MAX]), rules(&[]));
+    let other_device = DirAhead::start(Some(vec![u64::MAX]), rules(&[]), false);
     other_device.queue_below(key, &fd, dir.path(), &entries);
     assert!(lock(&other_device.shared.state).wanted.is_empty());
 }
@@ -193,13 +193,13 @@ fn queued_directories_do_not_hold_their_parent_open() {
     let dir = tempfile::tempdir().unwrap();
     make_tree(dir.path(), 1, 5);
     let (fd, key, entries) = open_root(dir.path());
-    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 0, entries: 0 });
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 0, entries: 0 }, false);
     ahead.queue_below(key, &fd, dir.path(), &entries);
     assert_eq!(lock(&ahead.shared.state).queue.len(), 5);
     assert_eq!(Arc::strong_count(&fd), 1, "only the walker holds the directory open");
     let (_, job) = lock(&ahead.shared.state).queue.pop_first().unwrap();
     drop(fd);
-    assert!(list(&ahead.shared, &job).is_none(), "its parent closed: nothing to list");
+    assert!(list(&ahead.shared, b"", &job).is_none(), "its parent closed: nothing to list");
 }
 
 /// What the walk would not enter is not listed: excluded directories are not queued, and a
@@ -213,7 +213,7 @@ fn excluded_and_marked_directories_are_not_listed_ahead() {
     let (fd, key, entries) = open_root(dir.path());
     let keys: HashMap<Vec<u8>, DirKey> = subdirs(&entries).into_iter().collect();
     let excluded = format!("{}/d2", dir.path().display());
-    let ahead = DirAhead::start(None, rules(&[&excluded]));
+    let ahead = DirAhead::start(None, rules(&[&excluded]), false);
     ahead.queue_below(key, &fd, dir.path(), &entries);
     wait_until(&ahead, "all tried", |s| s.wanted.values().all(|l| matches!(l, Loading::Ready(_))));
     let state = lock(&ahead.shared.state);
@@ -232,7 +232,7 @@ fn a_listing_is_current_only_while_its_directory_is_unchanged() {
     make_tree(dir.path(), 1, 2);
     let (fd, key, entries) = open_root(dir.path());
     let keys: HashMap<Vec<u8>, DirKey> = subdirs(&entries).into_iter().collect();
-    let ahead = DirAhead::start(None, rules(&[]));
+    let ahead = DirAhead::start(None, rules(&[]), false);
     ahead.queue_below(key, &fd, dir.path(), &entries);
     wait_until(&ahead, "both listed", |s| ready(s) == 2);
     let d0 = ahead.take(keys[b"d0".as_slice()]).unwrap();
@@ -250,6 +250,59 @@ fn a_listing_is_current_only_while_its_directory_is_unchanged() {
     assert!(!d1.still_current(fd.as_fd(), b"d1"), "removed since it was listed");
 }
 
+/// On a first snapshot a listing primes its directory's first files: their bytes count
+/// against the budget while the listing waits, and come back once the walker takes it or the
+/// listing is dropped. A directory whose first file is cached primes nothing more.
+#[test]
+fn listings_prime_files_on_a_first_snapshot_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+        std::fs::write(dir.path().join(d).join("empty"), b"").unwrap();
+        std::fs::create_dir(dir.path().join(d).join("sub")).unwrap();
+        for i in 0..PRIMED_FILES + 10 {
+            std::fs::write(dir.path().join(d).join(format!("f{i:03}")), vec![7u8; 1000 + i]).unwrap();
+        }
+    }
+    let (fd, key, entries) = open_root(dir.path());
+    let keys: HashMap<Vec<u8>, DirKey> = subdirs(&entries).into_iter().collect();
+    let both_listed =
+        |s: &State| [b"a", b"b"].iter().all(|n| matches!(s.wanted.get(&keys[n.as_slice()]), Some(Loading::Ready(_))));
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 16, entries: 1 << 20 }, true);
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    wait_until(&ahead, "both listed", both_listed);
+    // The first file that counts is f000 (the empty file and the directory do not); written
+    // just now, it is likely cached, and then nothing after it is primed. Either way no more
+    // than PRIMED_FILES files are.
+    let (first, most) = (1000, (0..PRIMED_FILES as u64).map(|i| 1000 + i).sum::<u64>());
+    let held = |ahead: &DirAhead| ahead.shared.primed.load(Ordering::Relaxed);
+    let a = ahead.take(keys[b"a".as_slice()]).unwrap();
+    assert!(a.primed.is_none(), "given back when taken");
+    let b_primed = held(&ahead);
+    assert!((first..=most).contains(&b_primed), "{b_primed} bytes primed for b");
+    drop(a);
+    ahead.done(key);
+    assert_eq!(held(&ahead), 0, "given back when dropped");
+    // Without a first snapshot nothing is primed.
+    let ahead = DirAhead::start(None, rules(&[]), false);
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    wait_until(&ahead, "both listed", both_listed);
+    assert!(
+        matches!(&lock(&ahead.shared.state).wanted[&keys[b"b".as_slice()]], Loading::Ready(Some(l)) if l.primed.is_none())
+    );
+    assert_eq!(held(&ahead), 0);
+    // A file the patterns exclude is not primed: a's first file to prime is then f001.
+    let excluded = format!("{}/a/f000", dir.path().display());
+    let ahead = DirAhead::with_limits(None, rules(&[&excluded]), Limits { dirs: 16, entries: 1 << 20 }, true);
+    ahead.queue_below(key, &fd, dir.path(), &entries);
+    wait_until(&ahead, "both listed", both_listed);
+    let state = lock(&ahead.shared.state);
+    let Some(Loading::Ready(Some(a))) = state.wanted.get(&keys[b"a".as_slice()]) else { panic!("a listed") };
+    let a_bytes = a.primed.as_ref().unwrap().bytes;
+    let from_f001 = (1..=PRIMED_FILES as u64).map(|i| 1000 + i).sum::<u64>();
+    assert!(a_bytes == 1001 || a_bytes == from_f001, "{a_bytes} bytes primed for a");
+}
+
 /// Readers start the directory the walk enters first, whatever order the listings that queued
 /// them finished in: depth first, then by name.
 #[test]
@@ -258,7 +311,7 @@ fn queued_directories_come_out_in_the_order_the_walk_enters_them() {
     make_tree(dir.path(), 2, 3);
     let (fd, key, entries) = open_root(dir.path());
     // No room: nothing is listed, the queue is only filled (as the walker and readers do).
-    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 0, entries: 0 });
+    let ahead = DirAhead::with_limits(None, rules(&[]), Limits { dirs: 0, entries: 0 }, false);
     ahead.queue_below(key, &fd, dir.path(), &entries);
     for sub in ["d2", "d0"] {
         let path = dir.path().join(sub);

@@ -4,7 +4,7 @@
 //! every new small file costs it a disk read it waits for: open (the inode), then read (the
 //! data), one file after the other. bupstash, the fastest peer there, keeps a few reads in
 //! flight on threads of their own. Here the walker, once it has stat'ed a directory's entries,
-//! hands the small regular files it will read (new or changed since the parent snapshot) to
+//! hands the regular files it will read (new or changed since the parent snapshot) to
 //! [`THREADS`] readers, a window ahead of itself. A reader takes up to [`BATCH`] files at once,
 //! opens each as the walker would and reads what the page cache holds of it without waiting
 //! (`RWF_NOWAIT`: a file read recently is read whole then, in one system call); a file not
@@ -19,9 +19,14 @@
 //! comes to it, the walker reads itself. With a warm page cache the readers outrun the walk:
 //! woken for every file, each read one and slept again (two context switches per file).
 //!
-//! Bounded: at most [`MAX_FILES`] files and [`MAX_BYTES`] bytes are held ahead (a file the
-//! budget has no room for is read by the walker itself, so the walk never waits for room), and
-//! only files of at most [`SMALL`] bytes, not sparse, are read ahead.
+//! A larger file is only primed: a reader opens it and queues the read of its first
+//! [`PRIMED`] bytes, and the walker reads it itself when it comes to it (without waiting for
+//! the reader).
+//!
+//! Bounded: at most [`MAX_FILES`] files and [`MAX_BYTES`] bytes are held ahead, and
+//! [`MAX_PRIMED`] bytes primed (a file the budget has no room for is read by the walker
+//! itself, so the walk never waits for room); only files of at most [`SMALL`] bytes, not
+//! sparse, are read whole.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -54,14 +59,20 @@ const BATCH: usize = 32;
 pub(super) const MAX_FILES: usize = 256;
 /// Bytes read ahead and not yet taken, at most.
 const MAX_BYTES: u64 = 16 << 20;
+/// Of a larger file the readers only queue the reads of its first bytes, up to this many (what
+/// the walker asks the kernel for at once when it opens one: `hostfs::advise_sequential`).
+const PRIMED: u64 = 8 << 20;
+/// Bytes of larger files primed and not yet reached by the walker, at most (they are held in
+/// the page cache, not here).
+const MAX_PRIMED: u64 = 64 << 20;
 
 /// What a reader found, for the walker to check and store.
 #[derive(Debug)]
 pub(super) enum Fetched {
     /// The file could not be opened, or its fstat after the read failed.
     Unopened(io::Error),
-    /// Not read: the process had no file descriptor to spare when the reader opened it (the
-    /// walker reads it itself rather than leave it out).
+    /// Not read: a larger file, only primed, or the process had no file descriptor to spare
+    /// when the reader opened it (the walker reads it itself rather than leave it out).
     Left,
     /// The file as read.
     Read(Box<ReadFile>),
@@ -70,7 +81,7 @@ pub(super) enum Fetched {
 struct Job {
     dir: Arc<OwnedFd>,
     name: Vec<u8>,
-    /// Its size when stat'ed: what one read asks for.
+    /// Its size when stat'ed: what is read (a small file) or primed (a larger one).
     size: u64,
     slot: Arc<Slot>,
 }
@@ -125,6 +136,7 @@ struct Queue {
     jobs: VecDeque<Job>,
     files: usize,
     bytes: u64,
+    primed: u64,
     closed: bool,
     /// Readers waiting for a job (notifying at every file was a futex call per file on the
     /// walker's side, one more on a reader's).
@@ -168,6 +180,8 @@ pub(super) struct Ticket {
     slot: Arc<Slot>,
     shared: Arc<Shared>,
     bytes: u64,
+    /// A larger file, primed only: the walker reads it itself.
+    primed: bool,
 }
 
 impl std::fmt::Debug for Ticket {
@@ -180,6 +194,9 @@ impl Ticket {
     /// The file's read: done by a reader, waited for if one is at it, or done here if none
     /// has started it.
     pub(super) fn wait(self) -> Fetched {
+        if self.primed {
+            return Fetched::Left;
+        }
         if let Some(job) = self.take_back() {
             return job.read();
         }
@@ -195,18 +212,18 @@ impl Ticket {
 }
 
 impl Ticket {
-    /// The file's job, when no reader has taken it yet. Readers take jobs from the front of
-    /// the queue and the walker its tickets in the order it queued them, so a job not taken
-    /// is at the front, behind only jobs cancelled since (dropped here on the way).
+    /// The file's job, when no reader has taken it yet (then no reader will: the walker waits
+    /// only for a job a reader has). Readers take jobs from the front of the queue and the
+    /// walker its tickets in the order it queued them, so a job not taken is mostly at the
+    /// front, behind jobs cancelled since (dropped here on the way); or behind the files
+    /// further on in a directory the walk is below, queued before it.
     fn take_back(&self) -> Option<Job> {
         let mut queue = lock(&self.shared.queue);
         while queue.jobs.front().is_some_and(|job| job.slot.cancelled.load(Ordering::Relaxed)) {
             queue.jobs.pop_front();
         }
-        if queue.jobs.front().is_some_and(|job| Arc::ptr_eq(&job.slot, &self.slot)) {
-            return queue.jobs.pop_front();
-        }
-        None
+        let at = queue.jobs.iter().position(|job| Arc::ptr_eq(&job.slot, &self.slot))?;
+        queue.jobs.remove(at)
     }
 }
 
@@ -215,14 +232,23 @@ impl Drop for Ticket {
         self.slot.cancelled.store(true, Ordering::Relaxed);
         let mut queue = lock(&self.shared.queue);
         queue.files = queue.files.saturating_sub(1);
-        queue.bytes = queue.bytes.saturating_sub(self.bytes);
+        if self.primed {
+            queue.primed = queue.primed.saturating_sub(self.bytes);
+        } else {
+            queue.bytes = queue.bytes.saturating_sub(self.bytes);
+        }
     }
 }
 
 impl ReadAhead {
     /// Starts the readers. Without threads (the system refused them) nothing is read ahead.
     pub(super) fn start() -> Self {
-        let shared = Arc::new(Shared { batch: batch_size(), ..Shared::default() });
+        Self::with_batch(batch_size())
+    }
+
+    /// Starts the readers, each taking up to `batch` files at once.
+    fn with_batch(batch: usize) -> Self {
+        let shared = Arc::new(Shared { batch, ..Shared::default() });
         let threads = (0..THREADS)
             .filter_map(|i| {
                 let shared = Arc::clone(&shared);
@@ -233,25 +259,33 @@ impl ReadAhead {
     }
 
     /// Hands the file `name` in `dir` (`size` bytes when stat'ed) to the readers, when the
-    /// budget has room for it.
+    /// budget has room for it: read whole if at most [`SMALL`] bytes, else primed (its first
+    /// [`PRIMED`] bytes queued in the kernel, for the walker to read once it comes to it).
     pub(super) fn submit(&self, dir: &Arc<OwnedFd>, name: &[u8], size: u64) -> Option<Ticket> {
-        if self.threads.is_empty() || size > SMALL {
+        if self.threads.is_empty() {
             return None;
         }
+        let primed = size > SMALL;
+        let bytes = if primed { size.min(PRIMED) } else { size };
         let slot = Arc::new(Slot::default());
         {
             let mut queue = lock(&self.shared.queue);
-            if queue.files >= MAX_FILES || queue.bytes + size > MAX_BYTES {
+            let full = if primed { queue.primed + bytes > MAX_PRIMED } else { queue.bytes + bytes > MAX_BYTES };
+            if queue.files >= MAX_FILES || full {
                 return None;
             }
             queue.files += 1;
-            queue.bytes += size;
+            if primed {
+                queue.primed += bytes;
+            } else {
+                queue.bytes += bytes;
+            }
             queue.jobs.push_back(Job { dir: Arc::clone(dir), name: name.to_vec(), size, slot: Arc::clone(&slot) });
             if queue.jobs.len() >= self.shared.batch {
                 queue.sleepers.wake(&self.shared.work, 1);
             }
         }
-        Some(Ticket { slot, shared: Arc::clone(&self.shared), bytes: size })
+        Some(Ticket { slot, shared: Arc::clone(&self.shared), bytes, primed })
     }
 }
 
@@ -301,8 +335,8 @@ fn read_jobs(shared: &Shared) {
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_ahead(&jobs)))
             .unwrap_or_else(|_| jobs.iter().map(|_| None).collect());
         for (job, file) in jobs.iter().zip(opened) {
-            if job.slot.cancelled.load(Ordering::Relaxed) {
-                continue;
+            if job.slot.cancelled.load(Ordering::Relaxed) || job.size > SMALL {
+                continue; // a larger file was primed in open_ahead: nobody waits for it
             }
             let fetched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match file {
                 Some(opened) => fetch(opened, job.size),
@@ -319,10 +353,12 @@ fn read_jobs(shared: &Shared) {
 }
 
 /// Opens the files of `jobs` not cancelled, as the walker would (`hostfs::open_file_at`:
-/// O_NOATIME, never a symlink), and queues their reads ([`hostfs::advise_willneed`]). `None`
-/// for a file not opened here, to open when read: cancelled, or after the process ran out of
-/// descriptors (the batch's files are read and closed one by one before; if the process still
-/// has none to spare then, the file is left to the walker).
+/// O_NOATIME, never a symlink), reads what the page cache holds of each small one
+/// ([`hostfs::read_cached`]) and queues the reads of the rest ([`hostfs::advise_willneed`]);
+/// a larger file is primed so and closed. `None` for a file not opened here, to open when read:
+/// cancelled, or after the process ran out of descriptors (the batch's files are read and
+/// closed one by one before; if the process still has none to spare then, the file is left to
+/// the walker); and for a larger file, primed.
 fn open_ahead(jobs: &[Job]) -> Vec<Option<io::Result<Opened>>> {
     let mut opened = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -331,6 +367,12 @@ fn open_ahead(jobs: &[Job]) -> Vec<Option<io::Result<Opened>>> {
             continue;
         }
         match hostfs::open_file_at(job.dir.as_fd(), &job.name) {
+            Ok(file) if job.size > SMALL => {
+                if !hostfs::cached_at(&file, 0) {
+                    hostfs::advise_willneed(&file, job.size.min(PRIMED));
+                }
+                opened.push(None);
+            }
             Ok(file) => {
                 let want = usize::try_from(job.size).unwrap_or(usize::MAX);
                 let mut content = Vec::with_capacity(want + 1);
@@ -353,7 +395,8 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 }
 
 /// Reads a file opened as the walker would (`hostfs::open_file_at`), in as few system calls
-/// as it can: one read of the `size` bytes its lstat gave (none for an empty file), one fstat
+/// as it can: one read of what is left of the `size` bytes its lstat gave after what the page
+/// cache gave when opened (none for an empty or a cached file), one fstat
 /// after it, which tells both whether the inode is the one listed and whether the file grew
 /// meanwhile (then it is read on, to its end or past [`SMALL`]), its xattrs and its flags.
 fn fetch(opened: io::Result<Opened>, size: u64) -> Fetched {
@@ -425,156 +468,4 @@ impl Walker<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Arc<OwnedFd>) {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, content) in files {
-            std::fs::write(dir.path().join(name), content).unwrap();
-        }
-        let fd = Arc::new(hostfs::open_dir(dir.path()).unwrap());
-        (dir, fd)
-    }
-
-    /// Files come back whole and in the order asked, with what the walker checks.
-    #[test]
-    fn files_are_read_whole_with_their_stats() {
-        let names: Vec<String> = (0..50).map(|i| format!("f{i}")).collect();
-        let contents: Vec<Vec<u8>> = (0..50).map(|i| vec![i as u8; i * 100]).collect();
-        let files: Vec<(&str, &[u8])> =
-            names.iter().map(String::as_str).zip(contents.iter().map(Vec::as_slice)).collect();
-        let (_dir, fd) = dir_with(&files);
-        let ahead = ReadAhead::start();
-        let tickets: Vec<Ticket> = names.iter().map(|n| ahead.submit(&fd, n.as_bytes(), 5000).unwrap()).collect();
-        for (ticket, want) in tickets.into_iter().zip(&contents) {
-            match ticket.wait() {
-                Fetched::Read(read) => {
-                    let ReadFile { content, after, .. } = *read;
-                    assert_eq!(content.unwrap().unwrap(), *want);
-                    assert_eq!(after.size, want.len() as u64);
-                    assert_eq!(after.file_type(), FileType::RegularFile);
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(lock(&ahead.shared.queue).files, 0, "every ticket's room freed");
-    }
-
-    /// A file that grew since it was listed is read on to its end (the first read asked only
-    /// for the size listed); one that shrank ends where it ends.
-    #[test]
-    fn files_that_grew_or_shrank_since_listed_come_back_whole() {
-        let grown: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
-        let (_dir, fd) = dir_with(&[("grown", &grown), ("shrunk", b"tail"), ("empty", b"")]);
-        let ahead = ReadAhead::start();
-        for (name, listed, want) in [("grown", 10, &grown[..]), ("shrunk", 4000, b"tail"), ("empty", 0, b"")] {
-            match ahead.submit(&fd, name.as_bytes(), listed).unwrap().wait() {
-                Fetched::Read(read) => {
-                    assert_eq!(read.content.unwrap().unwrap(), want, "{name}");
-                    assert_eq!(read.after.size, want.len() as u64);
-                }
-                other => panic!("{name}: {other:?}"),
-            }
-        }
-    }
-
-    /// A missing file is reported as unopened; a file past SMALL is left to the walker; the
-    /// budget refuses what it has no room for, and frees it when tickets are dropped.
-    #[test]
-    fn failures_large_files_and_the_budget() {
-        let big = vec![1u8; SMALL as usize + 1];
-        let (_dir, fd) = dir_with(&[("big", &big), ("small", b"x")]);
-        let ahead = ReadAhead::start();
-        assert!(
-            matches!(ahead.submit(&fd, b"gone", 1).unwrap().wait(), Fetched::Unopened(e) if e.kind() == io::ErrorKind::NotFound)
-        );
-        assert!(ahead.submit(&fd, b"big", SMALL + 1).is_none(), "too large when stat'ed");
-        match ahead.submit(&fd, b"big", 10).unwrap().wait() {
-            Fetched::Read(read) => assert!(read.content.unwrap().is_none(), "grew past SMALL"),
-            other => panic!("{other:?}"),
-        }
-        let held: Vec<Ticket> = (0..MAX_FILES).map(|_| ahead.submit(&fd, b"small", 1).unwrap()).collect();
-        assert!(ahead.submit(&fd, b"small", 1).is_none(), "no room past MAX_FILES");
-        drop(held);
-        assert!(ahead.submit(&fd, b"small", 1).is_some(), "room again once the tickets are dropped");
-        let fit = (MAX_BYTES / SMALL) as usize;
-        let held: Vec<Ticket> = (0..fit).map(|_| ahead.submit(&fd, b"small", SMALL).unwrap()).collect();
-        assert!(ahead.submit(&fd, b"small", SMALL).is_none(), "no room past MAX_BYTES");
-        drop(held);
-    }
-
-    /// Fewer files than a batch, never started: no reader is woken for them, and the walker
-    /// reads each itself when it comes to it rather than wait.
-    #[test]
-    fn files_no_reader_started_are_read_by_the_walker_without_waking_one() {
-        let (_dir, fd) = dir_with(&[("a", b"first"), ("b", b"second")]);
-        let ahead = ReadAhead::start();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !lock(&ahead.shared.queue).sleepers.all_idle(THREADS) {
-            assert!(std::time::Instant::now() < deadline, "the readers never went to sleep");
-            std::thread::yield_now();
-        }
-        let notified = || lock(&ahead.shared.queue).sleepers.notified();
-        let tickets = [ahead.submit(&fd, b"a", 5).unwrap(), ahead.submit(&fd, b"b", 6).unwrap()];
-        assert_eq!(notified(), 0, "no reader woken for less than a batch");
-        for (ticket, want) in tickets.into_iter().zip([&b"first"[..], b"second"]) {
-            match ticket.wait() {
-                Fetched::Read(read) => assert_eq!(read.content.unwrap().unwrap(), want),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(notified(), 0);
-        assert!(lock(&ahead.shared.queue).jobs.is_empty());
-        // Once a directory's first files are queued, the walker starts the readers: one per batch.
-        let tickets: Vec<Ticket> = (0..3).map(|_| ahead.submit(&fd, b"a", 5).unwrap()).collect();
-        ahead.start_reading();
-        assert_eq!(notified(), 1);
-        for ticket in tickets {
-            assert!(matches!(ticket.wait(), Fetched::Read(_)));
-        }
-    }
-
-    /// A batch opens what it may and leaves the rest: a cancelled file is not opened, a
-    /// missing one is its own error, and the others come back in order, whole.
-    #[test]
-    fn a_batch_opens_each_file_once_and_skips_the_cancelled() {
-        let (_dir, fd) = dir_with(&[("a", b"first"), ("c", b"third")]);
-        let job = |name: &str, cancelled: bool| Job {
-            dir: Arc::clone(&fd),
-            name: name.as_bytes().to_vec(),
-            size: 5,
-            slot: Arc::new(Slot { cancelled: AtomicBool::new(cancelled), ..Slot::default() }),
-        };
-        let jobs = [job("a", false), job("b", false), job("c", true), job("c", false)];
-        let opened = open_ahead(&jobs);
-        assert_eq!(opened.len(), 4);
-        assert!(matches!(&opened[1], Some(Err(e)) if e.kind() == io::ErrorKind::NotFound));
-        assert!(opened[2].is_none(), "cancelled: not opened");
-        let mut opened: Vec<_> = opened.into_iter().map(|o| o.and_then(Result::ok)).collect();
-        for (i, want) in [(0, b"first"), (3, b"third")] {
-            let file = opened[i].take().unwrap();
-            assert!(want.starts_with(&file.content), "what the page cache gave is the file's start");
-            match fetch(Ok(file), 5) {
-                Fetched::Read(read) => assert_eq!(read.content.unwrap().unwrap(), want),
-                other => panic!("{other:?}"),
-            }
-        }
-        // Through the readers: tickets dropped before their turn are skipped, the rest kept.
-        let ahead = ReadAhead::start();
-        let tickets: Vec<(usize, Ticket)> =
-            (0..200).map(|i| (i, ahead.submit(&fd, if i % 3 == 0 { b"a" } else { b"c" }, 5).unwrap())).collect();
-        for (i, ticket) in tickets {
-            if i % 2 == 1 {
-                drop(ticket);
-                continue;
-            }
-            match ticket.wait() {
-                Fetched::Read(read) => {
-                    assert_eq!(read.content.unwrap().unwrap(), if i % 3 == 0 { b"first" } else { b"third" })
-                }
-                other => panic!("{i}: {other:?}"),
-            }
-        }
-    }
-}
+mod tests;
