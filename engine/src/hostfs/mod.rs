@@ -246,6 +246,18 @@ pub fn cached_at(file: &File, offset: u64) -> bool {
     rustix::io::preadv2(file, &mut [io::IoSliceMut::new(&mut byte)], offset, nowait).is_ok_and(|n| n == 1)
 }
 
+/// Primes an open file for a read soon: queues the read of its first `bytes` in the kernel
+/// ([`advise_willneed`]) unless its first byte is cached already ([`cached_at`]: then the file
+/// is taken to be). Returns whether it was cached. What the walk's read-ahead does to a file it
+/// will not read itself.
+pub fn prime(file: &File, bytes: u64) -> bool {
+    if cached_at(file, 0) {
+        return true;
+    }
+    advise_willneed(file, bytes);
+    false
+}
+
 /// This process's open-file limit (the soft one; unlimited when it cannot be read): what the
 /// walk's read-ahead sizes its share of open descriptors from.
 pub fn open_file_limit() -> u64 {
@@ -339,7 +351,13 @@ mod tests {
         std::fs::write(dir.path().join("big"), &bytes).unwrap();
         std::fs::write(dir.path().join("empty"), b"").unwrap();
         for (name, want) in [("big", &bytes[..]), ("empty", &[][..])] {
-            let advice: [fn(&std::fs::File, u64); 2] = [|f, n| advise_sequential(f, n), |f, n| advise_willneed(f, n)];
+            let advice: [fn(&std::fs::File, u64); 3] = [
+                |f, n| advise_sequential(f, n),
+                |f, n| advise_willneed(f, n),
+                |f, n| {
+                    prime(f, n);
+                },
+            ];
             for advise in advice {
                 let mut f = std::fs::File::open(dir.path().join(name)).unwrap();
                 advise(&f, want.len() as u64);

@@ -577,13 +577,9 @@ impl<'s> Primer<'s> {
         }
         self.primed.bytes += bytes;
         let Ok(file) = hostfs::open_file_at(dir, name) else { return };
-        if hostfs::cached_at(&file, 0) {
-            if self.files == 1 {
-                self.files = PRIMED_FILES;
-            }
-            return;
+        if hostfs::prime(&file, bytes) && self.files == 1 {
+            self.files = PRIMED_FILES;
         }
-        hostfs::advise_willneed(&file, bytes);
     }
 }
 

@@ -368,9 +368,7 @@ fn open_ahead(jobs: &[Job]) -> Vec<Option<io::Result<Opened>>> {
         }
         match hostfs::open_file_at(job.dir.as_fd(), &job.name) {
             Ok(file) if job.size > SMALL => {
-                if !hostfs::cached_at(&file, 0) {
-                    hostfs::advise_willneed(&file, job.size.min(PRIMED));
-                }
+                hostfs::prime(&file, job.size.min(PRIMED));
                 opened.push(None);
             }
             Ok(file) => {
